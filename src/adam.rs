@@ -1,0 +1,100 @@
+//! Adam (Kingma & Ba) with its state in plain tensors, so a checkpoint can hold it and training
+//! resumes exactly. Optional L2 weight decay on the parameters marked for it.
+
+use crate::error::Result;
+use crate::layers::Named;
+use tch::Tensor;
+
+/// Per-call settings of one optimizer.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AdamSettings {
+    pub lr: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    /// L2 coefficient added to the gradient of parameters marked `decay`.
+    pub weight_decay: f64,
+}
+
+struct Slot {
+    param: Tensor,
+    m: Tensor,
+    v: Tensor,
+    decay: bool,
+}
+
+pub struct Adam {
+    slots: Vec<Slot>,
+    /// Updates applied so far (for the bias corrections).
+    pub t: u64,
+}
+
+impl Adam {
+    /// State for the given parameters (shallow handles: updates act on the networks' tensors).
+    pub fn new(params: &[Named]) -> Result<Self> {
+        let slots = params
+            .iter()
+            .map(|p| {
+                Ok(Slot {
+                    param: p.tensor.shallow_clone(),
+                    m: p.tensor.f_zeros_like()?,
+                    v: p.tensor.f_zeros_like()?,
+                    decay: p.decay,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Adam { slots, t: 0 })
+    }
+
+    /// The moment tensors in parameter order, named by `prefix`, for checkpoints.
+    pub fn state(&self, names: &[Named], prefix: &str) -> Vec<(String, Tensor)> {
+        let mut out = Vec::with_capacity(2 * self.slots.len());
+        for (s, n) in self.slots.iter().zip(names) {
+            out.push((format!("{prefix}.m.{}", n.name), s.m.shallow_clone()));
+            out.push((format!("{prefix}.v.{}", n.name), s.v.shallow_clone()));
+        }
+        out
+    }
+
+    /// Sets every parameter's requires-grad flag (to skip gradients nobody will use).
+    pub fn set_requires_grad(&self, on: bool) -> Result<()> {
+        for s in &self.slots {
+            let _ = s.param.f_set_requires_grad(on)?;
+        }
+        Ok(())
+    }
+
+    /// Drops the gradients held (after a failed or abandoned step).
+    pub fn zero_grad(&mut self) {
+        for s in &mut self.slots {
+            s.param.zero_grad();
+        }
+    }
+
+    /// One update from the gradients currently held, then clears them.
+    pub fn step(&mut self, cfg: &AdamSettings) -> Result<()> {
+        self.t += 1;
+        let bc1 = 1.0 - cfg.beta1.powi(self.t.min(i32::MAX as u64) as i32);
+        let bc2 = 1.0 - cfg.beta2.powi(self.t.min(i32::MAX as u64) as i32);
+        let step_size = cfg.lr / bc1;
+        let bc2_sqrt = bc2.sqrt();
+        let _guard = tch::no_grad_guard();
+        for s in &mut self.slots {
+            let mut g = s.param.f_grad()?;
+            if !g.defined() {
+                continue;
+            }
+            if s.decay && cfg.weight_decay > 0.0 {
+                g = g.f_add(&s.param.f_mul_scalar(cfg.weight_decay)?)?;
+            }
+            let _ = s.m.f_lerp_(&g, 1.0 - cfg.beta1)?;
+            let _ = s.v.f_mul_scalar_(cfg.beta2)?;
+            let _ = s.v.f_addcmul_(&g.f_mul_scalar(1.0 - cfg.beta2)?, &g)?;
+            let denom = s.v.f_sqrt()?.f_div_scalar_(bc2_sqrt)?.f_add_scalar_(cfg.eps)?;
+            let mut p = s.param.shallow_clone();
+            let _ = p.f_addcdiv_(&s.m.f_mul_scalar(-step_size)?, &denom)?;
+            s.param.zero_grad();
+        }
+        Ok(())
+    }
+}

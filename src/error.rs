@@ -1,0 +1,79 @@
+//! The one error type of the core: a kind (which maps one-to-one onto the C API's status codes)
+//! and a message written for the person reading it.
+
+use std::fmt;
+
+/// What went wrong, coarse enough to act on. The FFI layer maps each kind to a `GranStatus`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    InvalidArgument,
+    InvalidHandle,
+    BufferTooSmall,
+    Io,
+    /// A corrupt, truncated or incompatible checkpoint or data file.
+    Format,
+    /// CUDA asked for but absent, or a device error.
+    Device,
+    OutOfMemory,
+    Cancelled,
+    Busy,
+    /// Training produced NaN or infinite losses.
+    Diverged,
+    Internal,
+}
+
+/// An error with its kind and a human-readable message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Error {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Error { kind, message: message.into() }
+    }
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::InvalidArgument, message)
+    }
+    pub fn format(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Format, message)
+    }
+    pub fn io(context: impl fmt::Display, err: std::io::Error) -> Self {
+        Self::new(ErrorKind::Io, format!("{context}: {err}"))
+    }
+    pub fn device(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Device, message)
+    }
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Internal, message)
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}: {}", self.kind, self.message)
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// libtorch errors: an allocation failure is `OutOfMemory`, a CUDA failure `Device`, anything
+/// else `Internal`. The message keeps libtorch's first line (its backtraces are noise to a user).
+impl From<tch::TchError> for Error {
+    fn from(e: tch::TchError) -> Self {
+        let full = e.to_string();
+        let first = full.lines().find(|l| !l.trim().is_empty()).unwrap_or("libtorch error");
+        let lower = full.to_ascii_lowercase();
+        let kind = if lower.contains("out of memory") || lower.contains("failed to allocate") {
+            ErrorKind::OutOfMemory
+        } else if lower.contains("cuda error") || lower.contains("cudnn_status") {
+            ErrorKind::Device
+        } else {
+            ErrorKind::Internal
+        };
+        Error::new(kind, format!("libtorch: {}", first.trim()))
+    }
+}

@@ -1,0 +1,127 @@
+//! The GRAN generator: a latent code drawn once per image, and T drawing steps with shared
+//! weights. Step t decodes [h_z, h_c[t]] into an addition dC[t] to the canvas, and the encoder
+//! reads dC[t] (this step's output, not the running canvas) into h_c[t+1]. The image is
+//! sigmoid(sum_t dC[t]); T = 1 is the single-step DCGAN-style baseline.
+
+use crate::config::{Architecture, ModelConfig};
+use crate::error::Result;
+use crate::layers::{BatchNorm, BnMode, Builder, Conv, Linear};
+use tch::Tensor;
+
+pub struct Generator {
+    steps: usize,
+    hidden: i64,
+    base: i64,
+    c0: i64,
+    hz_fc: Linear,
+    hz_bn: BatchNorm,
+    dec_fc: Linear,
+    dec_bn: BatchNorm,
+    dec_convs: Vec<Conv>,
+    /// Encoder convolutions, each with batch norm except the last (smallest resolution).
+    enc_convs: Vec<(Conv, Option<BatchNorm>)>,
+    enc_fc: Linear,
+    enc_bn: BatchNorm,
+}
+
+/// What one forward pass produces.
+pub struct Drawing {
+    /// sigmoid(sum of all steps): [N, C, H, W] in [0, 1].
+    pub image: Tensor,
+    /// When asked for: the canvas after each step, sigmoid(sum_{s<=t} dC[s]), T tensors.
+    pub canvases: Vec<Tensor>,
+    /// When asked for: each step's raw output dC[t], T tensors.
+    pub deltas: Vec<Tensor>,
+}
+
+impl Generator {
+    pub fn new(b: &mut Builder, cfg: &ModelConfig, arch: &Architecture) -> Result<Self> {
+        let steps = cfg.steps as usize;
+        let hidden = cfg.hidden_dim as i64;
+        let (base, c0) = (arch.base, arch.dec[0]);
+        let hz_fc = b.linear("g.hz.fc", cfg.z_dim as i64, hidden, true, false)?;
+        let hz_bn = b.batch_norm("g.hz.bn", hidden, 1)?;
+        let dec_fc = b.linear("g.dec.fc", 2 * hidden, c0 * base * base, true, false)?;
+        let dec_bn = b.batch_norm("g.dec.bn", c0 * base * base, steps)?;
+        let mut dec_convs = Vec::new();
+        for (i, w) in arch.dec.windows(2).enumerate() {
+            dec_convs.push(b.conv(&format!("g.dec.conv{i}"), w[0], w[1], true, true)?);
+        }
+        // The encoder mirrors the decoder: image channels -> ... -> c0 at the base size.
+        let rev: Vec<i64> = arch.dec.iter().rev().copied().collect();
+        let mut enc_convs = Vec::new();
+        let n_enc = rev.len() - 1;
+        for (i, w) in rev.windows(2).enumerate() {
+            let last = i + 1 == n_enc;
+            let conv = b.conv(&format!("g.enc.conv{i}"), w[0], w[1], false, last)?;
+            let bn = if last { None } else { Some(b.batch_norm(&format!("g.enc.bn{i}"), w[1], steps)?) };
+            enc_convs.push((conv, bn));
+        }
+        let enc_fc = b.linear("g.enc.fc", c0 * base * base, hidden, true, false)?;
+        let enc_bn = b.batch_norm("g.enc.bn", hidden, steps)?;
+        Ok(Generator { steps, hidden, base, c0, hz_fc, hz_bn, dec_fc, dec_bn, dec_convs, enc_convs, enc_fc, enc_bn })
+    }
+
+    /// Decoder g: [h_z, h_c] -> dC (linear output, the image's channels).
+    fn decode(&self, hz: &Tensor, hc: &Tensor, mode: BnMode, t: usize) -> Result<Tensor> {
+        let x = Tensor::f_cat(&[hz, hc], 1)?;
+        let x = self.dec_bn.forward(&self.dec_fc.forward(&x)?, mode, t)?.f_relu()?;
+        let mut x = x.f_view([-1, self.c0, self.base, self.base])?;
+        let last = self.dec_convs.len() - 1;
+        for (i, conv) in self.dec_convs.iter().enumerate() {
+            x = conv.forward(&x)?;
+            if i < last {
+                x = x.f_relu()?;
+            }
+        }
+        Ok(x)
+    }
+
+    /// Encoder f: dC -> h_c for the next step.
+    fn encode(&self, dc: &Tensor, mode: BnMode, t: usize) -> Result<Tensor> {
+        let mut x = dc.shallow_clone();
+        for (conv, bn) in &self.enc_convs {
+            x = conv.forward(&x)?;
+            if let Some(bn) = bn {
+                x = bn.forward(&x, mode, t)?;
+            }
+            x = x.f_relu()?;
+        }
+        let x = self.enc_fc.forward(&x.f_flatten(1, -1)?)?;
+        Ok(self.enc_bn.forward(&x, mode, t)?.f_tanh()?)
+    }
+
+    /// Draws images from latents z [N, z_dim]. With `keep_canvases`, also returns the canvas after
+    /// every step and each step's output (for the step-by-step pictures).
+    pub fn forward(&self, z: &Tensor, mode: BnMode, keep_canvases: bool) -> Result<Drawing> {
+        let n = z.size()[0];
+        let hz = self.hz_bn.forward(&self.hz_fc.forward(z)?, mode, 0)?.f_tanh()?;
+        let mut hc = Tensor::f_zeros([n, self.hidden], (z.kind(), z.device()))?;
+        let mut sum: Option<Tensor> = None;
+        let mut canvases = Vec::new();
+        let mut deltas = Vec::new();
+        for t in 0..self.steps {
+            let dc = self.decode(&hz, &hc, mode, t)?;
+            // h_c[T+1] is never used: the last step skips the encoder.
+            if t + 1 < self.steps {
+                hc = self.encode(&dc, mode, t)?;
+            }
+            if keep_canvases {
+                deltas.push(dc.shallow_clone());
+            }
+            let s = match sum {
+                None => dc,
+                Some(prev) => prev.f_add(&dc)?,
+            };
+            if keep_canvases {
+                canvases.push(s.f_sigmoid()?);
+            }
+            sum = Some(s);
+        }
+        let image = match canvases.last() {
+            Some(last) => last.shallow_clone(),
+            None => sum.expect("steps >= 1").f_sigmoid()?,
+        };
+        Ok(Drawing { image, canvases, deltas })
+    }
+}

@@ -1,0 +1,164 @@
+//! The building blocks of both networks: linear layers, 5x5 stride-2 (transposed) convolutions
+//! and batch norm, as plain tensors with names, initialised from gran's counter-based RNG.
+//!
+//! Every trainable tensor and every buffer is registered in a [`Builder`] under a stable name,
+//! which is what checkpoints and the optimizer iterate over.
+
+use crate::error::Result;
+use crate::rng::Stream;
+use tch::{Device, Kind, Tensor};
+
+/// A tensor with its checkpoint name. `decay` marks the weights that D weight decay applies to.
+pub struct Named {
+    pub name: String,
+    pub tensor: Tensor,
+    pub decay: bool,
+}
+
+/// How batch norm behaves in one forward pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BnMode {
+    /// Batch statistics; running statistics updated.
+    Train,
+    /// Batch statistics; running statistics left alone.
+    TrainFrozenStats,
+    /// Running statistics (sampling, scoring): each image independent of its batch.
+    Eval,
+}
+
+const BN_MOMENTUM: f64 = 0.1;
+const BN_EPS: f64 = 1e-5;
+/// DCGAN initialisation: N(0, 0.02) for weights, N(1, 0.02) for batch-norm scales.
+const INIT_STD: f64 = 0.02;
+
+pub struct Linear {
+    pub w: Tensor,
+    pub b: Option<Tensor>,
+}
+
+impl Linear {
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(x.f_linear(&self.w, self.b.as_ref())?)
+    }
+}
+
+/// 5x5, stride 2, padding 2; transposed ones add output padding 1 so each doubles the size.
+pub struct Conv {
+    pub w: Tensor,
+    pub b: Option<Tensor>,
+    pub transposed: bool,
+}
+
+impl Conv {
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(if self.transposed {
+            x.f_conv_transpose2d(&self.w, self.b.as_ref(), [2, 2], [2, 2], [1, 1], 1, [1, 1])?
+        } else {
+            x.f_conv2d(&self.w, self.b.as_ref(), [2, 2], [2, 2], [1, 1], 1)?
+        })
+    }
+}
+
+/// Batch norm with one set of running statistics per *slot*. The generator's layers run once per
+/// drawing step with different input statistics at each step, so each step keeps its own running
+/// mean and variance (the affine scale and shift are shared): sampling in eval mode then sees the
+/// statistics that training saw at that step.
+pub struct BatchNorm {
+    pub gamma: Tensor,
+    pub beta: Tensor,
+    pub running_mean: Vec<Tensor>,
+    pub running_var: Vec<Tensor>,
+}
+
+impl BatchNorm {
+    pub fn forward(&self, x: &Tensor, mode: BnMode, slot: usize) -> Result<Tensor> {
+        let (rm, rv, training) = match mode {
+            BnMode::Train => (Some(&self.running_mean[slot]), Some(&self.running_var[slot]), true),
+            BnMode::TrainFrozenStats => (None, None, true),
+            BnMode::Eval => (Some(&self.running_mean[slot]), Some(&self.running_var[slot]), false),
+        };
+        Ok(x.f_batch_norm(
+            Some(&self.gamma),
+            Some(&self.beta),
+            rm,
+            rv,
+            training,
+            BN_MOMENTUM,
+            BN_EPS,
+            true,
+        )?)
+    }
+}
+
+/// Creates layers, initialises them deterministically from a seed and records every tensor.
+pub struct Builder {
+    stream: Stream,
+    device: Device,
+    pub params: Vec<Named>,
+    pub buffers: Vec<Named>,
+}
+
+/// A stable 64-bit id of a parameter name (FNV-1a), so each tensor's initial values depend only
+/// on (seed, name), not on the order layers are built in.
+fn name_id(name: &str) -> u64 {
+    name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3))
+}
+
+impl Builder {
+    pub fn new(seed: u64, device: Device) -> Self {
+        Builder {
+            stream: Stream::new(seed, crate::rng::stream::INIT),
+            device,
+            params: Vec::new(),
+            buffers: Vec::new(),
+        }
+    }
+
+    fn param_normal(&mut self, name: String, shape: &[i64], mean: f32, std: f32, decay: bool) -> Result<Tensor> {
+        let n: i64 = shape.iter().product();
+        let s = self.stream.sub(name_id(&name));
+        let values: Vec<f32> = (0..n as u64).map(|i| mean + std * s.normal(i)).collect();
+        let t = Tensor::f_from_slice(&values)?.f_reshape(shape)?.f_to_device(self.device)?;
+        let t = t.f_set_requires_grad(true)?;
+        self.params.push(Named { name, tensor: t.shallow_clone(), decay });
+        Ok(t)
+    }
+
+    fn param_fill(&mut self, name: String, shape: &[i64], value: f64) -> Result<Tensor> {
+        let t = Tensor::f_full(shape, value, (Kind::Float, self.device))?.f_set_requires_grad(true)?;
+        self.params.push(Named { name, tensor: t.shallow_clone(), decay: false });
+        Ok(t)
+    }
+
+    fn buffer_fill(&mut self, name: String, shape: &[i64], value: f64) -> Result<Tensor> {
+        let t = Tensor::f_full(shape, value, (Kind::Float, self.device))?;
+        self.buffers.push(Named { name, tensor: t.shallow_clone(), decay: false });
+        Ok(t)
+    }
+
+    pub fn linear(&mut self, name: &str, inp: i64, out: i64, bias: bool, decay: bool) -> Result<Linear> {
+        let w = self.param_normal(format!("{name}.weight"), &[out, inp], 0.0, INIT_STD as f32, decay)?;
+        let b = if bias { Some(self.param_fill(format!("{name}.bias"), &[out], 0.0)?) } else { None };
+        Ok(Linear { w, b })
+    }
+
+    pub fn conv(&mut self, name: &str, inp: i64, out: i64, transposed: bool, bias: bool) -> Result<Conv> {
+        // conv2d weights are [out, in, k, k]; conv_transpose2d weights are [in, out, k, k].
+        let shape = if transposed { [inp, out, 5, 5] } else { [out, inp, 5, 5] };
+        let w = self.param_normal(format!("{name}.weight"), &shape, 0.0, INIT_STD as f32, false)?;
+        let b = if bias { Some(self.param_fill(format!("{name}.bias"), &[out], 0.0)?) } else { None };
+        Ok(Conv { w, b, transposed })
+    }
+
+    pub fn batch_norm(&mut self, name: &str, channels: i64, slots: usize) -> Result<BatchNorm> {
+        let gamma = self.param_normal(format!("{name}.weight"), &[channels], 1.0, INIT_STD as f32, false)?;
+        let beta = self.param_fill(format!("{name}.bias"), &[channels], 0.0)?;
+        let mut running_mean = Vec::with_capacity(slots);
+        let mut running_var = Vec::with_capacity(slots);
+        for s in 0..slots {
+            running_mean.push(self.buffer_fill(format!("{name}.running_mean.{s}"), &[channels], 0.0)?);
+            running_var.push(self.buffer_fill(format!("{name}.running_var.{s}"), &[channels], 1.0)?);
+        }
+        Ok(BatchNorm { gamma, beta, running_mean, running_var })
+    }
+}

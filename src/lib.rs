@@ -1,0 +1,29 @@
+//! gran: Generative Recurrent Adversarial Networks (Im et al. 2016) on libtorch.
+//!
+//! The Rust core: plain Rust over `tch`, with no raw pointers. The C interface lives in `ffi`
+//! and only checks arguments, maps handles and statuses, and calls into this core.
+
+pub mod config;
+pub mod data;
+pub mod device;
+pub mod error;
+pub mod png;
+pub mod rng;
+
+pub use config::ModelConfig;
+pub use device::DeviceSpec;
+pub use error::{Error, ErrorKind, Result};
+
+pub mod adam;
+pub mod checkpoint;
+pub mod discriminator;
+pub mod generator;
+pub mod layers;
+pub mod log;
+pub mod model;
+pub mod sample;
+pub mod train;
+
+pub use data::Dataset;
+pub use model::Model;
+pub use train::{train, Progress, TrainConfig};

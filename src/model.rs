@@ -1,0 +1,146 @@
+//! A GRAN model: configuration, both networks, both optimizers and the training step counter,
+//! behind one reader-writer lock.
+//!
+//! Training holds the write lock for one optimizer step at a time; sampling, scoring and saving
+//! take the read lock, so they run concurrently with each other and with a training run, and
+//! always see the weights between two steps, never half-updated.
+
+use crate::adam::Adam;
+use crate::config::ModelConfig;
+use crate::device::DeviceSpec;
+use crate::discriminator::Discriminator;
+use crate::error::{Error, ErrorKind, Result};
+use crate::generator::Generator;
+use crate::layers::{Builder, Named};
+use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::atomic::{AtomicBool, Ordering};
+use tch::{Device, Tensor};
+
+/// Everything that changes during training.
+pub struct State {
+    pub gen: Generator,
+    pub disc: Discriminator,
+    pub g_params: Vec<Named>,
+    pub g_buffers: Vec<Named>,
+    pub d_params: Vec<Named>,
+    pub d_buffers: Vec<Named>,
+    pub opt_g: Adam,
+    pub opt_d: Adam,
+    /// Completed training steps (one D and one G update each).
+    pub step: u64,
+}
+
+// SAFETY: `State` holds libtorch tensors, which tch marks `Send` but not `Sync`. Shared access
+// (`&State`, under the model's read lock) only runs libtorch operators that read the tensors
+// without recording gradients (sampling, scoring and saving run under no-grad and in eval mode,
+// which does not touch batch-norm statistics); libtorch supports concurrent reads of a tensor.
+// Every mutation (optimizer steps, batch-norm statistic updates, gradient buffers, loading)
+// happens through `&mut State` under the write lock.
+unsafe impl Sync for State {}
+
+impl State {
+    /// Every tensor a checkpoint holds, with its name: parameters, buffers, optimizer moments.
+    pub fn named_tensors(&self) -> Vec<(String, Tensor)> {
+        let mut out = Vec::new();
+        for set in [&self.g_params, &self.g_buffers, &self.d_params, &self.d_buffers] {
+            out.extend(set.iter().map(|n| (n.name.clone(), n.tensor.shallow_clone())));
+        }
+        out.extend(self.opt_g.state(&self.g_params, "adam_g"));
+        out.extend(self.opt_d.state(&self.d_params, "adam_d"));
+        out
+    }
+}
+
+pub struct Model {
+    config: ModelConfig,
+    device: Device,
+    state: RwLock<State>,
+    training: AtomicBool,
+    cancel: AtomicBool,
+}
+
+/// Clears the model's "training" flag when a training run ends, however it ends.
+pub struct TrainingGuard<'a>(&'a Model);
+
+impl Drop for TrainingGuard<'_> {
+    fn drop(&mut self) {
+        self.0.training.store(false, Ordering::Release);
+    }
+}
+
+impl Model {
+    /// A freshly initialised model (DCGAN initialisation from `config.seed`).
+    pub fn new(config: &ModelConfig) -> Result<Model> {
+        let arch = config.architecture()?;
+        let device = config.device.resolve()?;
+        let mut b = Builder::new(config.seed, device);
+        let gen = Generator::new(&mut b, config, &arch)?;
+        let (g_params, g_buffers) = (std::mem::take(&mut b.params), std::mem::take(&mut b.buffers));
+        let disc = Discriminator::new(&mut b, config, &arch)?;
+        let (d_params, d_buffers) = (std::mem::take(&mut b.params), std::mem::take(&mut b.buffers));
+        let opt_g = Adam::new(&g_params)?;
+        let opt_d = Adam::new(&d_params)?;
+        let mut config = config.clone();
+        config.device = DeviceSpec::of(device);
+        let state = State { gen, disc, g_params, g_buffers, d_params, d_buffers, opt_g, opt_d, step: 0 };
+        Ok(Model {
+            config,
+            device,
+            state: RwLock::new(state),
+            training: AtomicBool::new(false),
+            cancel: AtomicBool::new(false),
+        })
+    }
+
+    /// The configuration; its `device` names the concrete device the model lives on.
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    pub fn device(&self) -> Device {
+        self.device
+    }
+
+    /// Training steps completed so far.
+    pub fn step(&self) -> u64 {
+        self.state.read().step
+    }
+
+    /// Trainable parameter counts of (generator, discriminator).
+    pub fn parameter_counts(&self) -> (i64, i64) {
+        let s = self.state.read();
+        let count = |v: &[Named]| v.iter().map(|n| n.tensor.numel() as i64).sum::<i64>();
+        (count(&s.g_params), count(&s.d_params))
+    }
+
+    pub fn read(&self) -> RwLockReadGuard<'_, State> {
+        self.state.read()
+    }
+
+    pub fn write(&self) -> RwLockWriteGuard<'_, State> {
+        self.state.write()
+    }
+
+    /// Asks a training run in progress on this model to stop at its next step. Any thread.
+    pub fn cancel(&self) {
+        self.cancel.store(true, Ordering::Release);
+    }
+
+    pub fn cancel_requested(&self) -> bool {
+        self.cancel.load(Ordering::Acquire)
+    }
+
+    pub fn is_training(&self) -> bool {
+        self.training.load(Ordering::Acquire)
+    }
+
+    /// Marks the model as training (and clears any stale cancel request), or `Busy` if a
+    /// training run is already in progress.
+    pub fn begin_training(&self) -> Result<TrainingGuard<'_>> {
+        if self.training.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire).is_err() {
+            return Err(Error::new(ErrorKind::Busy, "this model is already training"));
+        }
+        self.cancel.store(false, Ordering::Release);
+        Ok(TrainingGuard(self))
+    }
+}

@@ -1,0 +1,297 @@
+//! Adversarial training: per minibatch one discriminator update, then one generator update, each
+//! with fresh latents; non-saturating losses computed from logits; Adam for each network.
+//!
+//! All randomness comes from (train seed, step): the minibatch of step s is part of a fixed
+//! permutation of epoch s / batches_per_epoch, and the latents of step s are their own stream. A
+//! run saved at step N, loaded and continued therefore gives exactly the weights of a run that
+//! never stopped.
+
+use crate::adam::AdamSettings;
+use crate::data::Dataset;
+use crate::error::{Error, ErrorKind, Result};
+use crate::layers::BnMode;
+use crate::log::{log, Level};
+use crate::model::Model;
+use crate::rng::{stream, Stream};
+use std::path::PathBuf;
+use std::time::Instant;
+use tch::{Kind, Reduction, Tensor};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainConfig {
+    /// Steps to run in this call (continuing from the model's step counter); 0: use `epochs`.
+    pub iterations: u64,
+    /// Passes over the data when `iterations` is 0 (each pass is count / batch_size steps).
+    pub epochs: u32,
+    pub batch_size: u32,
+    pub lr_g: f64,
+    pub lr_d: f64,
+    pub beta1_g: f64,
+    pub beta2_g: f64,
+    pub beta1_d: f64,
+    pub beta2_d: f64,
+    /// L2 weight decay on the discriminator's two linear layers (0: off).
+    pub d_weight_decay: f64,
+    /// Seed of minibatch order and latents.
+    pub seed: u64,
+    /// Steps between progress reports (and divergence checks); 0 reports only at the end.
+    pub report_every: u64,
+    /// Written atomically every `checkpoint_every` steps and at the end, when set.
+    pub checkpoint_path: Option<PathBuf>,
+    pub checkpoint_every: u64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            iterations: 2000,
+            epochs: 0,
+            batch_size: 64,
+            lr_g: 2e-4,
+            lr_d: 1e-4,
+            beta1_g: 0.5,
+            beta2_g: 0.999,
+            beta1_d: 0.5,
+            beta2_d: 0.999,
+            d_weight_decay: 0.0,
+            seed: 0,
+            report_every: 100,
+            checkpoint_path: None,
+            checkpoint_every: 0,
+        }
+    }
+}
+
+/// A progress report: means over the steps since the previous report.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Progress {
+    /// The model's step counter after the last completed step.
+    pub step: u64,
+    /// The step counter this run ends at.
+    pub total_steps: u64,
+    /// Epoch of the last completed step (step / batches per epoch).
+    pub epoch: u64,
+    pub d_loss: f64,
+    pub g_loss: f64,
+    /// Mean D(x) on real minibatches.
+    pub d_real: f64,
+    /// Mean D(G(z)) on generated minibatches (discriminator step).
+    pub d_fake: f64,
+    pub elapsed_s: f64,
+    pub images_per_s: f64,
+    /// The discriminator wins outright (D loss near 0): the generator gets no useful gradient.
+    pub d_dominates: bool,
+}
+
+/// Mean D loss below which the discriminator is said to win outright.
+const D_WINS_LOSS: f64 = 0.05;
+
+fn check_adam(name: &str, lr: f64, b1: f64, b2: f64) -> Result<()> {
+    if !(lr.is_finite() && lr > 0.0) {
+        return Err(Error::invalid(format!("learning rate of {name} is {lr}: must be > 0")));
+    }
+    for (what, b) in [("beta1", b1), ("beta2", b2)] {
+        if !(0.0..1.0).contains(&b) {
+            return Err(Error::invalid(format!("{what} of {name} is {b}: must be in [0, 1)")));
+        }
+    }
+    Ok(())
+}
+
+impl TrainConfig {
+    pub fn validate(&self) -> Result<()> {
+        if self.batch_size < 2 {
+            return Err(Error::invalid(format!(
+                "batch_size is {}: must be at least 2 (batch norm needs batch statistics)",
+                self.batch_size
+            )));
+        }
+        if self.iterations == 0 && self.epochs == 0 {
+            return Err(Error::invalid("iterations and epochs are both 0: nothing to train"));
+        }
+        check_adam("G", self.lr_g, self.beta1_g, self.beta2_g)?;
+        check_adam("D", self.lr_d, self.beta1_d, self.beta2_d)?;
+        if !(self.d_weight_decay.is_finite() && self.d_weight_decay >= 0.0) {
+            return Err(Error::invalid(format!("d_weight_decay is {}: must be >= 0", self.d_weight_decay)));
+        }
+        Ok(())
+    }
+}
+
+/// Running sums between two reports.
+#[derive(Default)]
+struct Window {
+    steps: u64,
+    sums: [f64; 4],
+    started: Option<Instant>,
+}
+
+/// Trains `model` on `data`. `on_progress` is called every `report_every` steps and after the
+/// last one, with no lock held (it may sample from the model); returning `true` stops the run
+/// with `Cancelled`. Returns the final report.
+pub fn train(
+    model: &Model,
+    data: &Dataset,
+    cfg: &TrainConfig,
+    on_progress: &mut dyn FnMut(&Progress) -> bool,
+) -> Result<Progress> {
+    cfg.validate()?;
+    let mc = model.config();
+    if (data.channels(), data.height(), data.width()) != (mc.channels, mc.height, mc.width) {
+        return Err(Error::invalid(format!(
+            "dataset images are {}x{}x{} but the model makes {}x{}x{} (channels x height x width)",
+            data.channels(),
+            data.height(),
+            data.width(),
+            mc.channels,
+            mc.height,
+            mc.width
+        )));
+    }
+    let n = data.count();
+    let batch = cfg.batch_size as usize;
+    if batch > n {
+        return Err(Error::invalid(format!("batch_size {batch} is larger than the dataset ({n} images)")));
+    }
+    let _busy = model.begin_training()?;
+    let device = model.device();
+    let per_epoch = (n / batch) as u64;
+    let steps_this_call = if cfg.iterations > 0 { cfg.iterations } else { cfg.epochs as u64 * per_epoch };
+    let first = model.step();
+    let end = first + steps_this_call;
+    // The whole dataset goes to the model's device once; minibatches are gathered there.
+    let images = data.float_images(device)?;
+    let z_dim = mc.z_dim as i64;
+    let adam_d = AdamSettings {
+        lr: cfg.lr_d,
+        beta1: cfg.beta1_d,
+        beta2: cfg.beta2_d,
+        eps: 1e-8,
+        weight_decay: cfg.d_weight_decay,
+    };
+    let adam_g = AdamSettings { lr: cfg.lr_g, beta1: cfg.beta1_g, beta2: cfg.beta2_g, eps: 1e-8, weight_decay: 0.0 };
+    let shuffle = Stream::new(cfg.seed, stream::SHUFFLE);
+    let z_d = Stream::new(cfg.seed, stream::TRAIN_Z_D);
+    let z_g = Stream::new(cfg.seed, stream::TRAIN_Z_G);
+    let ones = Tensor::f_ones([batch as i64], (Kind::Float, device))?;
+    let zeros = Tensor::f_zeros([batch as i64], (Kind::Float, device))?;
+    let run_start = Instant::now();
+    let mut perm: Option<(u64, Tensor)> = None;
+    let mut window = Window::default();
+    let mut last = Progress { step: first, total_steps: end, ..Default::default() };
+    let mut warned = false;
+
+    for step in first..end {
+        if model.cancel_requested() {
+            return Err(Error::new(ErrorKind::Cancelled, format!("training cancelled at step {step}")));
+        }
+        window.started.get_or_insert_with(Instant::now);
+        let epoch = step / per_epoch;
+        if perm.as_ref().map(|p| p.0) != Some(epoch) {
+            let p = shuffle.sub(epoch).permutation(n);
+            perm = Some((epoch, Tensor::f_from_slice(&p)?.f_to_device(device)?));
+        }
+        let pos = ((step % per_epoch) as usize * batch) as i64;
+        let idx = perm.as_ref().expect("set above").1.f_narrow(0, pos, batch as i64)?;
+        let real = images.f_index_select(0, &idx)?;
+        let latent = |s: &Stream| -> Result<Tensor> {
+            let z = s.sub(step).normals(0, batch * z_dim as usize);
+            Ok(Tensor::f_from_slice(&z)?.f_view([batch as i64, z_dim])?.f_to_device(device)?)
+        };
+        let (zd, zg) = (latent(&z_d)?, latent(&z_g)?);
+
+        let mut state = model.write();
+        let st = &mut *state;
+        // Discriminator step: real and generated images in one batch, so batch norm sees the
+        // mixture, whose statistics are also what eval mode (scoring, GAM) normalises with.
+        let fake = tch::no_grad(|| st.gen.forward(&zd, BnMode::TrainFrozenStats, false))?.image;
+        let logits = st.disc.forward(&Tensor::f_cat(&[&real, &fake], 0)?, BnMode::Train)?;
+        let (lr_, lf) = (logits.f_narrow(0, 0, batch as i64)?, logits.f_narrow(0, batch as i64, batch as i64)?);
+        let d_loss = lr_
+            .f_binary_cross_entropy_with_logits::<Tensor>(&ones, None, None, Reduction::Mean)?
+            .f_add(&lf.f_binary_cross_entropy_with_logits::<Tensor>(&zeros, None, None, Reduction::Mean)?)?;
+        let d_real = tch::no_grad(|| lr_.f_sigmoid()?.f_mean(Kind::Float))?;
+        let d_fake = tch::no_grad(|| lf.f_sigmoid()?.f_mean(Kind::Float))?;
+        d_loss.f_backward()?;
+        let d_val = d_loss.f_double_value(&[])?;
+        if !d_val.is_finite() {
+            st.opt_d.zero_grad();
+            return Err(diverged(step, "discriminator", d_val));
+        }
+        st.opt_d.step(&adam_d)?;
+
+        // Generator step (non-saturating): D's gradients are not needed.
+        st.opt_d.set_requires_grad(false)?;
+        let g_result = (|| -> Result<f64> {
+            let fake = st.gen.forward(&zg, BnMode::Train, false)?.image;
+            let logits = st.disc.forward(&Tensor::f_cat(&[&real, &fake], 0)?, BnMode::TrainFrozenStats)?;
+            let g_loss = logits
+                .f_narrow(0, batch as i64, batch as i64)?
+                .f_binary_cross_entropy_with_logits::<Tensor>(&ones, None, None, Reduction::Mean)?;
+            g_loss.f_backward()?;
+            Ok(g_loss.f_double_value(&[])?)
+        })();
+        st.opt_d.set_requires_grad(true)?;
+        let g_val = g_result.inspect_err(|_| st.opt_g.zero_grad())?;
+        if !g_val.is_finite() {
+            st.opt_g.zero_grad();
+            return Err(diverged(step, "generator", g_val));
+        }
+        st.opt_g.step(&adam_g)?;
+        st.step = step + 1;
+        drop(state);
+
+        let sums = [d_val, g_val, d_real.f_double_value(&[])?, d_fake.f_double_value(&[])?];
+        for (a, b) in window.sums.iter_mut().zip(sums) {
+            *a += b;
+        }
+        window.steps += 1;
+
+        let done = step + 1;
+        if let Some(path) = &cfg.checkpoint_path {
+            if done == end || (cfg.checkpoint_every > 0 && (done - first) % cfg.checkpoint_every == 0) {
+                crate::checkpoint::save(model, path)?;
+            }
+        }
+        let report = done == end || (cfg.report_every > 0 && (done - first) % cfg.report_every == 0);
+        if report {
+            let k = window.steps as f64;
+            let secs = window.started.map(|t| t.elapsed().as_secs_f64()).unwrap_or(0.0);
+            last = Progress {
+                step: done,
+                total_steps: end,
+                epoch: step / per_epoch,
+                d_loss: window.sums[0] / k,
+                g_loss: window.sums[1] / k,
+                d_real: window.sums[2] / k,
+                d_fake: window.sums[3] / k,
+                elapsed_s: run_start.elapsed().as_secs_f64(),
+                images_per_s: if secs > 0.0 { k * batch as f64 / secs } else { 0.0 },
+                d_dominates: window.sums[0] / k < D_WINS_LOSS,
+            };
+            window = Window::default();
+            if last.d_dominates && !warned {
+                warned = true;
+                log(
+                    Level::Warn,
+                    &format!(
+                        "step {done}: the discriminator wins outright (D loss {:.4}, D(G(z)) {:.4}); \
+                         the generator learns little: lower lr_d, narrow D or add d_weight_decay",
+                        last.d_loss, last.d_fake
+                    ),
+                );
+            }
+            if on_progress(&last) {
+                return Err(Error::new(ErrorKind::Cancelled, format!("training stopped by the progress callback at step {done}")));
+            }
+        }
+    }
+    Ok(last)
+}
+
+fn diverged(step: u64, net: &str, value: f64) -> Error {
+    Error::new(
+        ErrorKind::Diverged,
+        format!("training diverged at step {step}: the {net} loss is {value}; the model keeps the weights of step {step}"),
+    )
+}
