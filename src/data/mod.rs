@@ -1,0 +1,173 @@
+//! Training data: the in-memory [`Dataset`] and its loaders (MNIST IDX, CIFAR-10 binary,
+//! folders of PNG/JPEG files, caller pixel buffers).
+
+pub mod cifar;
+pub mod idx;
+pub mod images;
+pub mod pixels;
+
+pub use cifar::load_cifar10;
+pub use idx::load_idx;
+pub use images::load_images;
+pub use pixels::PixelFormat;
+
+use crate::error::{Error, Result};
+use std::fmt;
+use tch::{Device, Kind, Tensor};
+
+/// A set of same-sized images, optionally labelled, held on the CPU.
+///
+/// The images are one contiguous `[N, C, H, W]` tensor, either `Uint8` (0..=255, the compact
+/// form the file loaders produce) or `Float` (values in `[0, 1]`). A dataset is immutable after
+/// construction; [`Dataset::float_images`] and [`Dataset::float_slice`] give the `f32` view the
+/// models train on.
+pub struct Dataset {
+    images: Tensor,
+    labels: Option<Vec<u8>>,
+    count: usize,
+    height: u32,
+    width: u32,
+    channels: u32,
+}
+
+// SAFETY: a `Dataset` is never modified after `Dataset::new` returns: every method takes `&self`
+// and only reads the image tensor (narrowing, copying and converting it into new tensors).
+// libtorch supports concurrent reads of one tensor from several threads, so sharing `&Dataset`
+// across threads is sound. (`Tensor` is `Send` but not `Sync` only because it *can* be mutated
+// in place, which nothing here does.)
+unsafe impl Sync for Dataset {}
+
+impl Dataset {
+    /// Wraps an image tensor `[N, C, H, W]` (on any device; it is detached from autograd, moved
+    /// to the CPU and made contiguous) and optional labels, one per image.
+    ///
+    /// # Errors
+    /// `InvalidArgument` when the tensor is not 4-D, has no images, has a channel count other
+    /// than 1 or 3, a zero height or width, a kind other than `Uint8` or `Float`, `Float`
+    /// values that are NaN, infinite or outside `[0, 1]` (the first one is named), or when the
+    /// number of labels differs from the number of images.
+    pub fn new(images: Tensor, labels: Option<Vec<u8>>) -> Result<Dataset> {
+        let (count, channels, height, width) = pixels::tensor_dims(&images)?;
+        match images.f_kind()? {
+            Kind::Uint8 => {}
+            Kind::Float => pixels::check_unit_range(&images)?,
+            other => {
+                return Err(Error::invalid(format!(
+                    "dataset images have kind {other:?}: expected Uint8 (0..255) or Float (in [0, 1])"
+                )))
+            }
+        }
+        if let Some(l) = &labels {
+            if l.len() != count {
+                return Err(Error::invalid(format!(
+                    "{} labels given for {count} images: expected one per image",
+                    l.len()
+                )));
+            }
+        }
+        let images = images.f_detach()?.f_to_device(Device::Cpu)?.f_contiguous()?;
+        Ok(Dataset { images, labels, count, height, width, channels })
+    }
+
+    /// The number of images (at least 1).
+    pub fn count(&self) -> usize {
+        self.count
+    }
+
+    /// Image height in pixels.
+    pub fn height(&self) -> u32 {
+        self.height
+    }
+
+    /// Image width in pixels.
+    pub fn width(&self) -> u32 {
+        self.width
+    }
+
+    /// Channels per image: 1 (grey) or 3 (RGB).
+    pub fn channels(&self) -> u32 {
+        self.channels
+    }
+
+    /// Samples per image: channels x height x width.
+    pub fn image_len(&self) -> usize {
+        self.channels as usize * self.height as usize * self.width as usize
+    }
+
+    /// One label per image, when the dataset has labels.
+    pub fn labels(&self) -> Option<&[u8]> {
+        self.labels.as_deref()
+    }
+
+    /// The stored images: a contiguous CPU `[N, C, H, W]` tensor, `Uint8` or `Float`.
+    /// Treat it as read-only (see the `Sync` note on [`Dataset`]).
+    pub fn images(&self) -> &Tensor {
+        &self.images
+    }
+
+    /// All images as `Float` in `[0, 1]` on `device`, shape `[N, C, H, W]`.
+    ///
+    /// `Uint8` data is copied as bytes and converted (divided by 255) on the device, which moves
+    /// a quarter of the data a float copy would. The result may share storage with the dataset
+    /// (when it is already `Float` on `device`): do not modify it in place.
+    ///
+    /// # Errors
+    /// libtorch failures: `Device` (e.g. CUDA unavailable), `OutOfMemory`.
+    pub fn float_images(&self, device: Device) -> Result<Tensor> {
+        to_float(&self.images, device)
+    }
+
+    /// Images `start .. start + count` as `Float` in `[0, 1]` on `device`, shape
+    /// `[count, C, H, W]`; otherwise as [`Dataset::float_images`].
+    ///
+    /// # Errors
+    /// `InvalidArgument` when `count` is 0 or the range runs past the last image; libtorch
+    /// failures as for [`Dataset::float_images`].
+    pub fn float_slice(&self, start: usize, count: usize, device: Device) -> Result<Tensor> {
+        to_float(&self.range(start, count)?, device)
+    }
+
+    /// A new dataset of images `start .. start + count` (and their labels), holding its own
+    /// copy of the pixels.
+    ///
+    /// # Errors
+    /// `InvalidArgument` when `count` is 0 or the range runs past the last image.
+    pub fn subset(&self, start: usize, count: usize) -> Result<Dataset> {
+        let images = self.range(start, count)?.f_detach_copy()?;
+        let labels = self.labels.as_ref().map(|l| l[start..start + count].to_vec());
+        Ok(Dataset { images, labels, count, height: self.height, width: self.width, channels: self.channels })
+    }
+
+    /// A view of images `start .. start + count`, after checking the range.
+    fn range(&self, start: usize, count: usize) -> Result<Tensor> {
+        let end = start.checked_add(count).filter(|&e| count > 0 && e <= self.count).ok_or_else(|| {
+            Error::invalid(format!(
+                "image range {start} + {count} is not within the dataset's {} images (count must be at least 1)",
+                self.count
+            ))
+        })?;
+        Ok(self.images.f_narrow(0, start as i64, (end - start) as i64)?)
+    }
+}
+
+impl fmt::Debug for Dataset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Dataset")
+            .field("count", &self.count)
+            .field("channels", &self.channels)
+            .field("height", &self.height)
+            .field("width", &self.width)
+            .field("kind", &self.images.f_kind().ok())
+            .field("labelled", &self.labels.is_some())
+            .finish()
+    }
+}
+
+/// Copies stored images to `device` and makes them `Float` in `[0, 1]` there.
+fn to_float(images: &Tensor, device: Device) -> Result<Tensor> {
+    let moved = images.f_to_device(device)?;
+    Ok(match moved.f_kind()? {
+        Kind::Uint8 => moved.f_to_kind(Kind::Float)?.f_div_scalar(255.0)?,
+        _ => moved,
+    })
+}

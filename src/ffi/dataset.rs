@@ -1,0 +1,150 @@
+//! Exported functions on datasets: from caller pixels, from MNIST IDX, CIFAR-10 and image
+//! folders; information; freeing. Datasets are immutable once made.
+
+use super::boundary::{arg_bytes, arg_mut, arg_opt_path, arg_path, guard, write_versioned, Versioned};
+use super::registry::Registry;
+use super::status::GranStatus;
+use super::types::{pixel_format, GranDataset, GranDatasetInfo, GranPixelFormat};
+use crate::data::{pixels, Dataset};
+use crate::error::{Error, Result};
+use std::ffi::{c_char, c_void};
+
+pub(crate) static DATASETS: Registry<Dataset> = Registry::new("dataset");
+
+fn register(out: *mut GranDataset, make: impl FnOnce() -> Result<Dataset>) -> Result<()> {
+    // SAFETY: callers pass their `out` argument, documented as pointing to a GranDataset.
+    let out = unsafe { arg_mut(out, "out")? };
+    *out = DATASETS.insert(make()?);
+    Ok(())
+}
+
+/// Makes a dataset from `count` images in caller memory (copied: the buffer may be reused at
+/// once). `pixels` holds count * height * width * channels values in `format` (bytes for the U8
+/// formats, floats in [0, 1] for F32_CHW).
+///
+/// Errors: INVALID_ARGUMENT for NULL pointers, a count of 0, channels other than 1 or 3, a zero
+/// dimension, an unknown format, or a float that is NaN or outside [0, 1] (the message gives
+/// its index and value).
+///
+/// Thread safety: any thread.
+///
+/// # Safety
+/// `pixels` points to count * height * width * channels values of the format's type.
+#[no_mangle]
+pub unsafe extern "C" fn gran_dataset_from_pixels(
+    pixels: *const c_void,
+    count: usize,
+    height: u32,
+    width: u32,
+    channels: u32,
+    format: GranPixelFormat,
+    out: *mut GranDataset,
+) -> GranStatus {
+    guard(|| {
+        let format = pixel_format(format)?;
+        let per = pixels::bytes_per_image(format, channels, height, width);
+        let len = per.checked_mul(count).ok_or_else(|| Error::invalid("count * image size overflows"))?;
+        let data = arg_bytes(pixels as *const u8, len, "pixels")?;
+        register(out, || Dataset::new(pixels::to_tensor(data, count, channels, height, width, format)?, None))
+    })
+}
+
+/// Loads MNIST-style IDX files: `images_path` (magic 0x00000803) and, unless NULL,
+/// `labels_path` (magic 0x00000801, one label per image). Each may be plain or gzip-compressed
+/// (detected from its bytes). Errors: IO (cannot read), FORMAT (bad magic, truncated, counts
+/// that disagree), INVALID_ARGUMENT.
+///
+/// Thread safety: any thread.
+///
+/// # Safety
+/// `images_path` is a NUL-terminated string, `labels_path` NULL or one; `out` points to a
+/// GranDataset.
+#[no_mangle]
+pub unsafe extern "C" fn gran_dataset_load_idx(
+    images_path: *const c_char,
+    labels_path: *const c_char,
+    out: *mut GranDataset,
+) -> GranStatus {
+    guard(|| {
+        let images = arg_path(images_path, "images_path")?;
+        let labels = arg_opt_path(labels_path, "labels_path")?;
+        register(out, || crate::data::idx::load_idx(&images, labels.as_deref()))
+    })
+}
+
+/// Loads CIFAR-10 in its binary format: `path` is one batch file (records of 1 label byte and
+/// 3072 bytes of 32x32 planar RGB), or the folder holding `data_batch_1.bin` ...
+/// `data_batch_5.bin` (those present; `test_batch.bin` when there are none). Labels are kept.
+/// Errors: IO, FORMAT (a length that is not a whole number of records, a label above 9).
+///
+/// Thread safety: any thread.
+///
+/// # Safety
+/// `path` is a NUL-terminated string; `out` points to a GranDataset.
+#[no_mangle]
+pub unsafe extern "C" fn gran_dataset_load_cifar10(path: *const c_char, out: *mut GranDataset) -> GranStatus {
+    guard(|| {
+        let path = arg_path(path, "path")?;
+        register(out, || crate::data::cifar::load_cifar10(&path))
+    })
+}
+
+/// Loads every PNG and JPEG file directly in folder `dir` (sorted by name), converted to
+/// `channels` (1: grey, 3: RGB) and resized to height x width (the aspect ratio is not kept).
+/// Errors: IO, FORMAT (a file that does not decode, named in the message), INVALID_ARGUMENT
+/// (no images, bad sizes).
+///
+/// Thread safety: any thread.
+///
+/// # Safety
+/// `dir` is a NUL-terminated string; `out` points to a GranDataset.
+#[no_mangle]
+pub unsafe extern "C" fn gran_dataset_load_images(
+    dir: *const c_char,
+    height: u32,
+    width: u32,
+    channels: u32,
+    out: *mut GranDataset,
+) -> GranStatus {
+    guard(|| {
+        let dir = arg_path(dir, "dir")?;
+        register(out, || crate::data::images::load_images(&dir, height, width, channels))
+    })
+}
+
+/// Writes the dataset's image count, size, channels and whether it has labels to `*out` (no more
+/// than `out->struct_size` bytes: set it first).
+///
+/// Thread safety: any thread.
+///
+/// # Safety
+/// `out` points to a GranDatasetInfo whose `struct_size` is set.
+#[no_mangle]
+pub unsafe extern "C" fn gran_dataset_info(d: GranDataset, out: *mut GranDatasetInfo) -> GranStatus {
+    guard(|| {
+        let ds = DATASETS.get(d)?;
+        let info = GranDatasetInfo {
+            height: ds.height(),
+            width: ds.width(),
+            channels: ds.channels(),
+            count: ds.count() as u64,
+            has_labels: ds.labels().is_some() as u32,
+            ..GranDatasetInfo::defaults()
+        };
+        write_versioned(out, &info, "out")
+    })
+}
+
+/// Frees a dataset. 0 is accepted and does nothing; a handle already freed is INVALID_HANDLE.
+/// Safe while a training run or an evaluation uses it: they keep it until they end.
+///
+/// Thread safety: any thread.
+#[no_mangle]
+pub extern "C" fn gran_dataset_free(d: GranDataset) -> GranStatus {
+    guard(|| {
+        if d != 0 {
+            DATASETS.remove(d)?;
+        }
+        Ok(())
+    })
+}

@@ -1,0 +1,151 @@
+//! Exported functions on models: configuration, creation, checkpoints, freeing, cancelling.
+
+use super::boundary::{arg_mut, arg_path, arg_ref, guard, read_versioned, write_versioned, Versioned};
+use super::registry::Registry;
+use super::status::GranStatus;
+use super::types::{GranDevice, GranModel, GranModelConfig};
+use crate::model::Model;
+use std::ffi::c_char;
+
+pub(crate) static MODELS: Registry<Model> = Registry::new("model");
+
+/// Fills `cfg` with the defaults: 28x28x1 images, 3 steps, z_dim 100, hidden 100, the paper's
+/// widths (scale 1.0), ReLU discriminator, device AUTO, seed 0, and `struct_size` set. Does
+/// nothing when `cfg` is NULL.
+///
+/// Thread safety: any thread.
+///
+/// # Safety
+/// `cfg` is NULL or points to a writable GranModelConfig.
+#[no_mangle]
+pub unsafe extern "C" fn gran_model_config_init(cfg: *mut GranModelConfig) {
+    if !cfg.is_null() {
+        cfg.write(GranModelConfig::defaults());
+    }
+}
+
+/// Creates a model with freshly initialised weights (DCGAN initialisation from `cfg->seed`) and
+/// writes its handle to `*out`. Free it with `gran_model_free`.
+///
+/// Errors: INVALID_ARGUMENT for a NULL pointer, a bad `struct_size` or an out-of-range field
+/// (the message names it); DEVICE when `cfg->device` names a CUDA device that is not present;
+/// OUT_OF_MEMORY.
+///
+/// Thread safety: any thread.
+///
+/// # Safety
+/// `cfg` points to a GranModelConfig (at least its `struct_size` bytes); `out` to a GranModel.
+#[no_mangle]
+pub unsafe extern "C" fn gran_model_create(cfg: *const GranModelConfig, out: *mut GranModel) -> GranStatus {
+    guard(|| {
+        let cfg = read_versioned(cfg, "cfg")?.to_core()?;
+        let out = arg_mut(out, "out")?;
+        let model = Model::new(&cfg)?;
+        *out = MODELS.insert(model);
+        Ok(())
+    })
+}
+
+/// Writes the configuration of `m` to `*out` (no more than `out->struct_size` bytes; set it
+/// first, e.g. with `gran_model_config_init`). `out->device` is the concrete device the model
+/// lives on (never AUTO).
+///
+/// Thread safety: any thread, also while the model trains.
+///
+/// # Safety
+/// `out` points to a GranModelConfig whose `struct_size` is set.
+#[no_mangle]
+pub unsafe extern "C" fn gran_model_config(m: GranModel, out: *mut GranModelConfig) -> GranStatus {
+    guard(|| {
+        let model = MODELS.get(m)?;
+        write_versioned(out, &GranModelConfig::from_core(model.config()), "out")
+    })
+}
+
+/// Writes the number of training steps `m` has completed to `*out`.
+///
+/// Thread safety: any thread, also while the model trains.
+///
+/// # Safety
+/// `out` points to a writable uint64_t.
+#[no_mangle]
+pub unsafe extern "C" fn gran_model_step(m: GranModel, out: *mut u64) -> GranStatus {
+    guard(|| {
+        let model = MODELS.get(m)?;
+        *arg_mut(out, "out")? = model.step();
+        Ok(())
+    })
+}
+
+/// Saves `m` to `path` as one checkpoint file (safetensors: configuration, both networks, both
+/// optimizers' state, the step counter). The write is atomic: a temporary file in the same
+/// folder, flushed, then renamed; a crash or a full disk leaves any previous file intact.
+///
+/// Errors: INVALID_ARGUMENT (NULL or non-UTF-8 path), IO (folder missing, disk full, ...).
+///
+/// Thread safety: any thread, also while the model trains (the file holds the weights between
+/// two optimizer steps) and while other threads sample.
+///
+/// # Safety
+/// `path` is a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn gran_model_save(m: GranModel, path: *const c_char) -> GranStatus {
+    guard(|| {
+        let model = MODELS.get(m)?;
+        crate::checkpoint::save(&model, &arg_path(path, "path")?)
+    })
+}
+
+/// Loads a checkpoint written by `gran_model_save` and writes the new model's handle to `*out`.
+/// `device`: where to put it; NULL puts it on the device it was saved from when that exists
+/// here, else AUTO. Training continues from the saved step, exactly as if never stopped.
+///
+/// Errors: IO (cannot read), FORMAT (anything that is not an intact gran checkpoint: truncated,
+/// corrupt, another format, another format version), DEVICE, INVALID_ARGUMENT.
+/// No format that can execute code is read.
+///
+/// Thread safety: any thread.
+///
+/// # Safety
+/// `path` is a NUL-terminated string; `device` is NULL or points to a GranDevice; `out` points
+/// to a GranModel.
+#[no_mangle]
+pub unsafe extern "C" fn gran_model_load(path: *const c_char, device: *const GranDevice, out: *mut GranModel) -> GranStatus {
+    guard(|| {
+        let path = arg_path(path, "path")?;
+        let device = if device.is_null() { None } else { Some(arg_ref(device, "device")?.to_spec()?) };
+        let out = arg_mut(out, "out")?;
+        let model = crate::checkpoint::load(&path, device)?;
+        *out = MODELS.insert(model);
+        Ok(())
+    })
+}
+
+/// Frees a model. 0 is accepted and does nothing; a handle already freed (or never issued) is
+/// INVALID_HANDLE. Safe while other threads use the model: their new calls fail with
+/// INVALID_HANDLE at once, calls in flight finish, a training run in progress is cancelled
+/// (its `gran_train` returns CANCELLED), and the memory goes when the last call ends.
+///
+/// Thread safety: any thread.
+#[no_mangle]
+pub extern "C" fn gran_model_free(m: GranModel) -> GranStatus {
+    guard(|| {
+        if m != 0 {
+            MODELS.remove(m)?.cancel();
+        }
+        Ok(())
+    })
+}
+
+/// Asks a training run in progress on `m` to stop: `gran_train` returns CANCELLED before its
+/// next step, with the model intact (holding the weights of the last completed step). Returns
+/// OK also when the model is not training (then nothing happens: a later run is not affected).
+///
+/// Thread safety: any thread, including the progress callback.
+#[no_mangle]
+pub extern "C" fn gran_cancel(m: GranModel) -> GranStatus {
+    guard(|| {
+        MODELS.get(m)?.cancel();
+        Ok(())
+    })
+}

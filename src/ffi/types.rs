@@ -1,0 +1,288 @@
+//! The C-visible types: handles, enumerations (as integer typedefs with constants, so that any
+//! value a C caller passes is checked rather than undefined behaviour) and parameter structs.
+
+use super::boundary::Versioned;
+use crate::config::ModelConfig;
+use crate::data::pixels::PixelFormat;
+use crate::device::DeviceSpec;
+use crate::error::{Error, Result};
+use std::ffi::{c_char, c_void};
+
+/// A model: an opaque identifier, never 0 when valid, never reused.
+pub type GranModel = u64;
+/// A dataset: an opaque identifier, never 0 when valid, never reused.
+pub type GranDataset = u64;
+
+/// Where a model runs. See `GranDevice`.
+pub type GranDeviceKind = u32;
+/// The CPU.
+pub const GRAN_DEVICE_CPU: GranDeviceKind = 0;
+/// CUDA device `index`.
+pub const GRAN_DEVICE_CUDA: GranDeviceKind = 1;
+/// CUDA device 0 when CUDA is available, else the CPU.
+pub const GRAN_DEVICE_AUTO: GranDeviceKind = 2;
+
+/// A device: a kind and, for `GRAN_DEVICE_CUDA`, the device index.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GranDevice {
+    pub kind: GranDeviceKind,
+    pub index: i32,
+}
+
+impl GranDevice {
+    pub(crate) fn to_spec(self) -> Result<DeviceSpec> {
+        match self.kind {
+            GRAN_DEVICE_CPU => Ok(DeviceSpec::Cpu),
+            GRAN_DEVICE_AUTO => Ok(DeviceSpec::Auto),
+            GRAN_DEVICE_CUDA if self.index >= 0 => Ok(DeviceSpec::Cuda(self.index as u32)),
+            GRAN_DEVICE_CUDA => Err(Error::invalid(format!("CUDA device index {} is negative", self.index))),
+            k => Err(Error::invalid(format!("device kind {k} is unknown (CPU 0, CUDA 1, AUTO 2)"))),
+        }
+    }
+
+    pub(crate) fn from_spec(d: DeviceSpec) -> Self {
+        match d {
+            DeviceSpec::Cpu => GranDevice { kind: GRAN_DEVICE_CPU, index: 0 },
+            DeviceSpec::Cuda(i) => GranDevice { kind: GRAN_DEVICE_CUDA, index: i as i32 },
+            DeviceSpec::Auto => GranDevice { kind: GRAN_DEVICE_AUTO, index: 0 },
+        }
+    }
+}
+
+/// How pixels are laid out in caller memory.
+pub type GranPixelFormat = u32;
+/// Bytes 0..255, interleaved: image, row, column, channel (what image tools use).
+pub const GRAN_PIXEL_FORMAT_U8_HWC: GranPixelFormat = 0;
+/// Bytes 0..255, planar: image, channel, row, column.
+pub const GRAN_PIXEL_FORMAT_U8_CHW: GranPixelFormat = 1;
+/// 32-bit floats in [0, 1], planar: image, channel, row, column.
+pub const GRAN_PIXEL_FORMAT_F32_CHW: GranPixelFormat = 2;
+
+pub(crate) fn pixel_format(f: GranPixelFormat) -> Result<PixelFormat> {
+    match f {
+        GRAN_PIXEL_FORMAT_U8_HWC => Ok(PixelFormat::U8Hwc),
+        GRAN_PIXEL_FORMAT_U8_CHW => Ok(PixelFormat::U8Chw),
+        GRAN_PIXEL_FORMAT_F32_CHW => Ok(PixelFormat::F32Chw),
+        _ => Err(Error::invalid(format!("pixel format {f} is unknown (U8_HWC 0, U8_CHW 1, F32_CHW 2)"))),
+    }
+}
+
+/// Message severity for the log callback.
+pub type GranLogLevel = u32;
+pub const GRAN_LOG_DEBUG: GranLogLevel = 0;
+pub const GRAN_LOG_INFO: GranLogLevel = 1;
+pub const GRAN_LOG_WARN: GranLogLevel = 2;
+pub const GRAN_LOG_ERROR: GranLogLevel = 3;
+
+/// The shape and initial weights of a model. Fill with `gran_model_config_init`, then change
+/// what you need.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct GranModelConfig {
+    /// sizeof(GranModelConfig), set by `gran_model_config_init`.
+    pub struct_size: u32,
+    /// Image height and width: equal, and one of 28, 32, 64, 128. Default 28.
+    pub height: u32,
+    pub width: u32,
+    /// 1 (grey) or 3 (RGB). Default 1.
+    pub channels: u32,
+    /// Drawing steps T, 1..=64; 1 is the single-step DCGAN-style baseline. Default 3.
+    pub steps: u32,
+    /// Latent size, 1..=4096. Default 100.
+    pub z_dim: u32,
+    /// Size of h_z and h_c, 1..=4096. Default 100.
+    pub hidden_dim: u32,
+    /// Multiplies the paper's channel counts, (0, 8]. Default 1.0 (the paper's widths).
+    pub width_scale: f32,
+    /// Non-zero: leaky ReLU (0.2) in the discriminator instead of ReLU. Default 0.
+    pub leaky_relu: u32,
+    /// Where the model lives. Default AUTO.
+    pub device: GranDevice,
+    /// Seed of the initial weights. Default 0.
+    pub seed: u64,
+}
+
+unsafe impl Versioned for GranModelConfig {
+    fn defaults() -> Self {
+        Self::from_core(&ModelConfig::default())
+    }
+}
+
+impl GranModelConfig {
+    pub(crate) fn from_core(c: &ModelConfig) -> Self {
+        GranModelConfig {
+            struct_size: std::mem::size_of::<Self>() as u32,
+            height: c.height,
+            width: c.width,
+            channels: c.channels,
+            steps: c.steps,
+            z_dim: c.z_dim,
+            hidden_dim: c.hidden_dim,
+            width_scale: c.width_scale,
+            leaky_relu: c.leaky_relu as u32,
+            device: GranDevice::from_spec(c.device),
+            seed: c.seed,
+        }
+    }
+
+    pub(crate) fn to_core(&self) -> Result<ModelConfig> {
+        let c = ModelConfig {
+            height: self.height,
+            width: self.width,
+            channels: self.channels,
+            steps: self.steps,
+            z_dim: self.z_dim,
+            hidden_dim: self.hidden_dim,
+            width_scale: self.width_scale,
+            leaky_relu: self.leaky_relu != 0,
+            device: self.device.to_spec()?,
+            seed: self.seed,
+        };
+        c.validate()?;
+        Ok(c)
+    }
+}
+
+/// What `gran_dataset_info` reports.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GranDatasetInfo {
+    /// sizeof(GranDatasetInfo): set it before the call.
+    pub struct_size: u32,
+    pub height: u32,
+    pub width: u32,
+    pub channels: u32,
+    /// Number of images.
+    pub count: u64,
+    /// Non-zero when the dataset has class labels.
+    pub has_labels: u32,
+}
+
+unsafe impl Versioned for GranDatasetInfo {
+    fn defaults() -> Self {
+        GranDatasetInfo { struct_size: std::mem::size_of::<Self>() as u32, ..Default::default() }
+    }
+}
+
+/// A progress report: means over the steps since the previous report.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GranProgress {
+    /// sizeof(GranProgress). For `gran_train`'s `last` output, set it before the call.
+    pub struct_size: u32,
+    /// Non-zero when the discriminator wins outright (D loss below 0.05): the generator then
+    /// learns little; lower `lr_d`, narrow the model or add `d_weight_decay`.
+    pub d_dominates: u32,
+    /// The model's step counter after the last completed step.
+    pub step: u64,
+    /// The step counter this run ends at.
+    pub total_steps: u64,
+    /// Epoch of the last completed step.
+    pub epoch: u64,
+    pub d_loss: f64,
+    pub g_loss: f64,
+    /// Mean D(x) on real minibatches.
+    pub d_real: f64,
+    /// Mean D(G(z)) on generated minibatches.
+    pub d_fake: f64,
+    /// Seconds since the run started.
+    pub elapsed_seconds: f64,
+    /// Real images per second over the report window.
+    pub images_per_second: f64,
+}
+
+unsafe impl Versioned for GranProgress {
+    fn defaults() -> Self {
+        GranProgress { struct_size: std::mem::size_of::<Self>() as u32, ..Default::default() }
+    }
+}
+
+impl GranProgress {
+    pub(crate) fn from_core(p: &crate::train::Progress) -> Self {
+        GranProgress {
+            struct_size: std::mem::size_of::<Self>() as u32,
+            d_dominates: p.d_dominates as u32,
+            step: p.step,
+            total_steps: p.total_steps,
+            epoch: p.epoch,
+            d_loss: p.d_loss,
+            g_loss: p.g_loss,
+            d_real: p.d_real,
+            d_fake: p.d_fake,
+            elapsed_seconds: p.elapsed_s,
+            images_per_second: p.images_per_s,
+        }
+    }
+}
+
+/// Called with each progress report, on the thread that called `gran_train`, with no lock held:
+/// it may call any gran function (sample a preview, save the model). The report is valid only
+/// during the call. Return non-zero to stop training (`gran_train` then returns CANCELLED).
+pub type GranProgressCallback = Option<unsafe extern "C" fn(progress: *const GranProgress, user_data: *mut c_void) -> i32>;
+
+/// Receives library messages at or above the level given to `gran_set_log_callback`. May be
+/// called from any thread that calls into gran; `message` is valid only during the call.
+pub type GranLogCallback = Option<unsafe extern "C" fn(level: GranLogLevel, message: *const c_char, user_data: *mut c_void)>;
+
+/// Training settings. Fill with `gran_train_config_init`, then change what you need.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct GranTrainConfig {
+    /// sizeof(GranTrainConfig), set by `gran_train_config_init`.
+    pub struct_size: u32,
+    /// Minibatch size, >= 2 and <= the dataset's count. Default 64.
+    pub batch_size: u32,
+    /// Steps to run in this call, continuing from the model's step counter; 0: use `epochs`.
+    /// Default 2000.
+    pub iterations: u64,
+    /// Passes over the data when `iterations` is 0. Default 0.
+    pub epochs: u32,
+    /// Adam settings of the generator: default lr 2e-4, betas (0.5, 0.999).
+    pub lr_g: f64,
+    pub beta1_g: f64,
+    pub beta2_g: f64,
+    /// Adam settings of the discriminator: default lr 1e-4, betas (0.5, 0.999).
+    pub lr_d: f64,
+    pub beta1_d: f64,
+    pub beta2_d: f64,
+    /// L2 weight decay on the discriminator's two linear layers. Default 0.
+    pub d_weight_decay: f64,
+    /// Seed of the minibatch order and the latents. Default 0.
+    pub seed: u64,
+    /// Steps between progress reports; 0: only at the end. Default 100.
+    pub report_every: u64,
+    /// Called with each report; NULL for none.
+    pub on_progress: GranProgressCallback,
+    /// Passed to `on_progress` as is.
+    pub user_data: *mut c_void,
+    /// When not NULL: a checkpoint written atomically every `checkpoint_every` steps (0: only
+    /// at the end) and at the end of the run. The string is read during the call only.
+    pub checkpoint_path: *const c_char,
+    pub checkpoint_every: u64,
+}
+
+unsafe impl Versioned for GranTrainConfig {
+    fn defaults() -> Self {
+        let d = crate::train::TrainConfig::default();
+        GranTrainConfig {
+            struct_size: std::mem::size_of::<Self>() as u32,
+            batch_size: d.batch_size,
+            iterations: d.iterations,
+            epochs: d.epochs,
+            lr_g: d.lr_g,
+            beta1_g: d.beta1_g,
+            beta2_g: d.beta2_g,
+            lr_d: d.lr_d,
+            beta1_d: d.beta1_d,
+            beta2_d: d.beta2_d,
+            d_weight_decay: d.d_weight_decay,
+            seed: d.seed,
+            report_every: d.report_every,
+            on_progress: None,
+            user_data: std::ptr::null_mut(),
+            checkpoint_path: std::ptr::null(),
+            checkpoint_every: d.checkpoint_every,
+        }
+    }
+}

@@ -1,0 +1,107 @@
+//! Library-wide functions: versions, error messages, devices, logging.
+
+use super::boundary::guard_value;
+use super::status::{copy_last_error, status_name, GranStatus};
+use super::types::{GranLogCallback, GranLogLevel, GRAN_LOG_DEBUG, GRAN_LOG_ERROR, GRAN_LOG_INFO, GRAN_LOG_WARN};
+use crate::log::{set_sink, Level};
+use std::ffi::{c_char, c_void, CString};
+use std::sync::Arc;
+
+/// The ABI version this header describes. Compare with `gran_abi_version()` at run time: the
+/// library only changes the meaning of an existing function, type or field with a new value.
+pub const GRAN_ABI_VERSION: u32 = 1;
+
+/// The ABI version of the loaded library (`GRAN_ABI_VERSION` of the header it was built from).
+///
+/// Thread safety: any thread.
+#[no_mangle]
+pub extern "C" fn gran_abi_version() -> u32 {
+    GRAN_ABI_VERSION
+}
+
+/// The library version as a static NUL-terminated string, e.g. "0.1.0". Do not free it.
+///
+/// Thread safety: any thread.
+#[no_mangle]
+pub extern "C" fn gran_version() -> *const c_char {
+    concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr() as *const c_char
+}
+
+/// Copies the message of the calling thread's most recent failed call into `buf` with snprintf
+/// semantics: at most `len - 1` bytes and a terminating NUL (nothing is written when `buf` is
+/// NULL or `len` is 0). Returns the full length of the message, without the NUL, so
+/// `gran_last_error(NULL, 0) + 1` is the buffer size needed. Successful calls do not clear it.
+///
+/// Thread safety: any thread; each thread has its own message.
+///
+/// # Safety
+/// `buf` is NULL or points to `len` writable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn gran_last_error(buf: *mut c_char, len: usize) -> usize {
+    guard_value(0, || copy_last_error(buf, len))
+}
+
+/// The name of a status as a static string ("GRAN_STATUS_OK", ...; "GRAN_STATUS_UNKNOWN" for a
+/// value that is not a status). Do not free it.
+///
+/// Thread safety: any thread.
+#[no_mangle]
+pub extern "C" fn gran_status_string(status: GranStatus) -> *const c_char {
+    status_name(status).as_ptr() as *const c_char
+}
+
+/// The number of CUDA devices this process can use (0 without CUDA). Same binary either way.
+///
+/// Thread safety: any thread.
+#[no_mangle]
+pub extern "C" fn gran_cuda_device_count() -> i32 {
+    guard_value(0, || crate::device::cuda_device_count() as i32)
+}
+
+struct CLogSink {
+    cb: unsafe extern "C" fn(GranLogLevel, *const c_char, *mut c_void),
+    user_data: *mut c_void,
+}
+
+// SAFETY: the application that installs the callback promises (see gran_set_log_callback) that
+// it may be called from any thread with this user_data.
+unsafe impl Send for CLogSink {}
+unsafe impl Sync for CLogSink {}
+
+impl CLogSink {
+    fn call(&self, level: Level, msg: &str) {
+        let text = CString::new(msg.replace('\0', " ")).unwrap_or_default();
+        let lvl = match level {
+            Level::Debug => GRAN_LOG_DEBUG,
+            Level::Info => GRAN_LOG_INFO,
+            Level::Warn => GRAN_LOG_WARN,
+            Level::Error => GRAN_LOG_ERROR,
+        };
+        // SAFETY: cb and user_data come from the application, which guarantees them.
+        unsafe { (self.cb)(lvl, text.as_ptr(), self.user_data) }
+    }
+}
+
+/// Installs the log callback: gran reports warnings (for example a discriminator that wins
+/// outright during training) and other messages at `min_level` and above to `cb`. Logging is
+/// off by default: the library prints nothing. Pass NULL to turn it off again. A `min_level`
+/// above GRAN_LOG_ERROR is treated as GRAN_LOG_ERROR.
+///
+/// Thread safety: any thread; `cb` may then be called from any thread that calls into gran, and
+/// concurrently, with this `user_data`. It may call gran functions, including this one.
+#[no_mangle]
+pub extern "C" fn gran_set_log_callback(cb: GranLogCallback, user_data: *mut c_void, min_level: GranLogLevel) {
+    guard_value((), || {
+        let level = match min_level {
+            GRAN_LOG_DEBUG => Level::Debug,
+            GRAN_LOG_INFO => Level::Info,
+            GRAN_LOG_WARN => Level::Warn,
+            _ => Level::Error,
+        };
+        let sink = cb.map(|cb| {
+            let s = CLogSink { cb, user_data };
+            Arc::new(move |level: Level, msg: &str| s.call(level, msg)) as crate::log::Sink
+        });
+        set_sink(sink, level);
+    })
+}

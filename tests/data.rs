@@ -1,0 +1,482 @@
+//! Data loading, pixel conversion and PNG grids, through the public API.
+
+use gran::data::pixels::{self, PixelFormat};
+use gran::data::{load_cifar10, load_idx, load_images, Dataset};
+use gran::png;
+use gran::ErrorKind;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use tch::{Device, Kind, Tensor};
+
+/// A fresh folder under the system temp folder, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(test: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("gran-data-{}-{test}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        TempDir(dir)
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+
+    fn write(&self, name: &str, bytes: &[u8]) -> PathBuf {
+        let p = self.path(name);
+        std::fs::write(&p, bytes).expect("write temp file");
+        p
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn mnist(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("data/mnist10k").join(name)
+}
+
+fn gunzip(path: &Path) -> Vec<u8> {
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(std::fs::File::open(path).expect("open")).read_to_end(&mut out).expect("gunzip");
+    out
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    enc.write_all(bytes).expect("gzip");
+    enc.finish().expect("gzip")
+}
+
+fn kind_of<T: std::fmt::Debug>(r: gran::Result<T>) -> ErrorKind {
+    r.expect_err("expected an error").kind
+}
+
+fn byte_at(t: &Tensor, idx: &[i64]) -> i64 {
+    t.int64_value(idx)
+}
+
+// ---------------------------------------------------------------------------------- MNIST IDX
+
+#[test]
+fn mnist_train_and_test_sets() {
+    let train =
+        load_idx(&mnist("train-images-idx3-ubyte.gz"), Some(&mnist("train-labels-idx1-ubyte.gz"))).expect("train");
+    assert_eq!((train.count(), train.channels(), train.height(), train.width()), (9000, 1, 28, 28));
+    assert_eq!(train.image_len(), 784);
+    assert_eq!(train.images().size(), vec![9000, 1, 28, 28]);
+    assert_eq!(train.images().kind(), Kind::Uint8);
+    let labels = train.labels().expect("labels");
+    assert_eq!(labels.len(), 9000);
+    for class in 0..10u8 {
+        assert!(labels.contains(&class), "class {class} missing");
+    }
+    assert!(labels.iter().all(|&l| l < 10));
+
+    let floats = train.float_images(Device::Cpu).expect("floats");
+    assert_eq!(floats.size(), vec![9000, 1, 28, 28]);
+    assert_eq!(floats.kind(), Kind::Float);
+    let mean = floats.mean(Kind::Float).double_value(&[]);
+    assert!((0.10..0.16).contains(&mean), "pixel mean {mean}");
+    assert!(floats.min().double_value(&[]) >= 0.0 && floats.max().double_value(&[]) <= 1.0);
+
+    let test = load_idx(&mnist("t10k-images-idx3-ubyte.gz"), Some(&mnist("t10k-labels-idx1-ubyte.gz"))).expect("test");
+    assert_eq!((test.count(), test.channels(), test.height(), test.width()), (1000, 1, 28, 28));
+    assert_eq!(test.labels().map(<[u8]>::len), Some(1000));
+
+    let unlabelled = load_idx(&mnist("t10k-images-idx3-ubyte.gz"), None).expect("no labels");
+    assert!(unlabelled.labels().is_none());
+}
+
+#[test]
+fn mnist_plain_equals_gzip() {
+    let tmp = TempDir::new("mnist_plain");
+    let images = tmp.write("images", &gunzip(&mnist("t10k-images-idx3-ubyte.gz")));
+    let labels = tmp.write("labels.gz-not-really", &gunzip(&mnist("t10k-labels-idx1-ubyte.gz")));
+    let plain = load_idx(&images, Some(&labels)).expect("plain");
+    let gz = load_idx(&mnist("t10k-images-idx3-ubyte.gz"), Some(&mnist("t10k-labels-idx1-ubyte.gz"))).expect("gz");
+    assert!(plain.images().equal(gz.images()));
+    assert_eq!(plain.labels(), gz.labels());
+
+    // Compression is recognised by content: a gzip file named without .gz loads too.
+    let renamed = tmp.write("images-plain-name", &std::fs::read(mnist("t10k-images-idx3-ubyte.gz")).unwrap());
+    assert!(load_idx(&renamed, None).expect("renamed").images().equal(gz.images()));
+}
+
+#[test]
+fn mnist_corrupt_files_are_format_errors() {
+    let tmp = TempDir::new("mnist_corrupt");
+    let images = gunzip(&mnist("t10k-images-idx3-ubyte.gz"));
+    let labels_path = mnist("t10k-labels-idx1-ubyte.gz");
+    for cut in [0, 3, 10, 16, 17, 16 + 784, images.len() - 1] {
+        let p = tmp.write(&format!("cut{cut}"), &images[..cut]);
+        let err = load_idx(&p, None).expect_err("truncated");
+        assert_eq!(err.kind, ErrorKind::Format, "cut at {cut}: {err}");
+        // Truncated gzip files too.
+        let pz = tmp.write(&format!("cut{cut}.gz"), &gzip(&images[..cut]));
+        assert_eq!(kind_of(load_idx(&pz, None)), ErrorKind::Format, "gzip cut at {cut}");
+    }
+    let msg = load_idx(&tmp.path(&format!("cut{}", 16 + 784)), None).unwrap_err().message;
+    assert!(msg.contains("784000") && msg.contains("784"), "{msg}");
+
+    // Trailing data.
+    let mut longer = images.clone();
+    longer.push(0);
+    assert_eq!(kind_of(load_idx(&tmp.write("long", &longer), None)), ErrorKind::Format);
+
+    // Wrong magic: labels given as images, images given as labels.
+    assert_eq!(kind_of(load_idx(&labels_path, None)), ErrorKind::Format);
+    let imgs = mnist("t10k-images-idx3-ubyte.gz");
+    assert_eq!(kind_of(load_idx(&imgs, Some(&imgs))), ErrorKind::Format);
+
+    // Label count mismatch: 1000 images, 9000 labels.
+    let err = load_idx(&imgs, Some(&mnist("train-labels-idx1-ubyte.gz"))).unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Format);
+    assert!(err.message.contains("9000") && err.message.contains("1000"), "{}", err.message);
+
+    // Gzip magic followed by garbage; a gzip file cut short.
+    let garbage = tmp.write("garbage.gz", &[0x1f, 0x8b, 8, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
+    assert_eq!(kind_of(load_idx(&garbage, None)), ErrorKind::Format);
+    let gz = std::fs::read(&imgs).unwrap();
+    let short = tmp.write("short.gz", &gz[..gz.len() / 2]);
+    assert_eq!(kind_of(load_idx(&short, None)), ErrorKind::Format);
+    let mut flipped = gz.clone();
+    let mid = flipped.len() / 2;
+    flipped[mid] ^= 0xff;
+    assert_eq!(kind_of(load_idx(&tmp.write("flipped.gz", &flipped), None)), ErrorKind::Format);
+
+    // Forged headers: absurd sizes and zero dimensions are refused before reading any payload.
+    let header = |n: u32, r: u32, c: u32| [0x803u32, n, r, c].iter().flat_map(|v| v.to_be_bytes()).collect::<Vec<u8>>();
+    for (n, r, c) in [(u32::MAX, u32::MAX, u32::MAX), (70_000, 256, 256), (0, 28, 28), (1, 0, 28), (1, 28, 0)] {
+        let p = tmp.write("forged", &header(n, r, c));
+        assert_eq!(kind_of(load_idx(&p, None)), ErrorKind::Format, "{n}x{r}x{c}");
+    }
+    // A valid tiny file: 2 images of 1x2.
+    let mut tiny = header(2, 1, 2);
+    tiny.extend_from_slice(&[0, 255, 128, 7]);
+    let d = load_idx(&tmp.write("tiny", &tiny), None).expect("tiny");
+    assert_eq!(d.images().size(), vec![2, 1, 1, 2]);
+    assert_eq!(byte_at(d.images(), &[1, 0, 0, 1]), 7);
+}
+
+#[test]
+fn mnist_missing_file_is_io() {
+    let missing = mnist("no-such-file.gz");
+    let err = load_idx(&missing, None).unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Io);
+    assert!(err.message.contains("no-such-file.gz"), "{}", err.message);
+    let err = load_idx(&mnist("t10k-images-idx3-ubyte.gz"), Some(&missing)).unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Io);
+}
+
+// ------------------------------------------------------------------------------------ CIFAR-10
+
+/// `n` CIFAR records: record i has label `labels[i]` and pixel (c, y, x) = (i + c * 7 + y + x) % 256.
+fn cifar_records(labels: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (i, &label) in labels.iter().enumerate() {
+        out.push(label);
+        for c in 0..3 {
+            for y in 0..32 {
+                for x in 0..32 {
+                    out.push(((i + c * 7 + y + x) % 256) as u8);
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn cifar_single_file() {
+    let tmp = TempDir::new("cifar_file");
+    let p = tmp.write("batch.bin", &cifar_records(&[3, 0, 9, 1, 5]));
+    let d = load_cifar10(&p).expect("cifar");
+    assert_eq!(d.images().size(), vec![5, 3, 32, 32]);
+    assert_eq!(d.images().kind(), Kind::Uint8);
+    assert_eq!(d.labels(), Some(&[3u8, 0, 9, 1, 5][..]));
+    for &(n, c, y, x) in &[(0i64, 0i64, 0i64, 0i64), (2, 1, 5, 30), (4, 2, 31, 31), (3, 2, 10, 0)] {
+        assert_eq!(byte_at(d.images(), &[n, c, y, x]), (n + c * 7 + y + x) % 256, "[{n},{c},{y},{x}]");
+    }
+}
+
+#[test]
+fn cifar_bad_files() {
+    let tmp = TempDir::new("cifar_bad");
+    let good = cifar_records(&[1, 2]);
+    assert_eq!(kind_of(load_cifar10(&tmp.write("short.bin", &good[..good.len() - 1]))), ErrorKind::Format);
+    assert_eq!(kind_of(load_cifar10(&tmp.write("empty.bin", &[]))), ErrorKind::Format);
+    let err = load_cifar10(&tmp.write("label.bin", &cifar_records(&[1, 10]))).unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Format);
+    assert!(err.message.contains("record 1") && err.message.contains("10"), "{}", err.message);
+    assert_eq!(kind_of(load_cifar10(&tmp.path("missing.bin"))), ErrorKind::Io);
+}
+
+#[test]
+fn cifar_folder() {
+    let tmp = TempDir::new("cifar_dir");
+    // No batches yet.
+    assert_eq!(kind_of(load_cifar10(&tmp.0)), ErrorKind::Io);
+    // Only the test batch: it is used.
+    tmp.write("test_batch.bin", &cifar_records(&[7]));
+    assert_eq!(load_cifar10(&tmp.0).expect("test batch").labels(), Some(&[7u8][..]));
+    // Training batches present (with a gap): they are used, in order, and the test batch is not.
+    tmp.write("data_batch_3.bin", &cifar_records(&[4, 5, 6]));
+    tmp.write("data_batch_1.bin", &cifar_records(&[1, 2]));
+    let d = load_cifar10(&tmp.0).expect("folder");
+    assert_eq!(d.count(), 5);
+    assert_eq!(d.labels(), Some(&[1u8, 2, 4, 5, 6][..]));
+    // Record 0 of data_batch_3 (image 2 overall) was generated with i = 0.
+    assert_eq!(byte_at(d.images(), &[2, 1, 3, 4]), 7 + 3 + 4);
+}
+
+// --------------------------------------------------------------------------------- image files
+
+fn solid(w: u32, h: u32, rgb: [u8; 3]) -> image::RgbImage {
+    image::RgbImage::from_pixel(w, h, image::Rgb(rgb))
+}
+
+#[test]
+fn image_folder() {
+    let tmp = TempDir::new("images");
+    solid(10, 6, [255, 0, 0]).save(tmp.path("a_red.png")).expect("png");
+    solid(7, 9, [0, 255, 0]).save_with_format(tmp.path("b_green.JPG"), image::ImageFormat::Jpeg).expect("jpg");
+    solid(3, 3, [0, 0, 255]).save_with_format(tmp.path("c_blue.jpeg"), image::ImageFormat::Jpeg).expect("jpeg");
+    tmp.write("notes.txt", b"not an image");
+    std::fs::create_dir(tmp.path("sub.png")).expect("subfolder");
+
+    let rgb = load_images(&tmp.0, 8, 8, 3).expect("rgb");
+    assert_eq!(rgb.images().size(), vec![3, 3, 8, 8]);
+    assert!(rgb.labels().is_none());
+    let expect = [[255, 0, 0], [0, 255, 0], [0, 0, 255]];
+    for (n, colour) in expect.iter().enumerate() {
+        for (c, &v) in colour.iter().enumerate() {
+            for &(y, x) in &[(0, 0), (4, 3), (7, 7)] {
+                let got = byte_at(rgb.images(), &[n as i64, c as i64, y, x]);
+                let tolerance = if n == 0 { 0 } else { 8 }; // PNG is exact, JPEG approximate
+                assert!((got - v).abs() <= tolerance, "image {n} channel {c} at ({y},{x}): {got}, expected {v}");
+            }
+        }
+    }
+
+    let grey = load_images(&tmp.0, 8, 8, 1).expect("grey");
+    assert_eq!(grey.images().size(), vec![3, 1, 8, 8]);
+    // Rec. 709 luma of pure red: 0.2126 * 255.
+    assert_eq!(byte_at(grey.images(), &[0, 0, 5, 5]), 54);
+}
+
+#[test]
+fn image_folder_errors() {
+    let tmp = TempDir::new("images_bad");
+    let err = load_images(&tmp.0, 8, 8, 3).unwrap_err();
+    assert_eq!(err.kind, ErrorKind::InvalidArgument);
+    assert!(err.message.contains(&*tmp.0.to_string_lossy()), "{}", err.message);
+
+    solid(4, 4, [1, 2, 3]).save(tmp.path("ok.png")).expect("png");
+    tmp.write("broken.png", b"\x89PNG but not really");
+    let err = load_images(&tmp.0, 8, 8, 3).unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Format);
+    assert!(err.message.contains("broken.png"), "{}", err.message);
+
+    for (h, w, c) in [(0, 8, 3), (8, 0, 3), (4097, 8, 3), (8, 8, 2), (8, 8, 4)] {
+        assert_eq!(kind_of(load_images(&tmp.0, h, w, c)), ErrorKind::InvalidArgument, "{h}x{w}x{c}");
+    }
+    assert_eq!(kind_of(load_images(&tmp.path("missing"), 8, 8, 3)), ErrorKind::Io);
+}
+
+// -------------------------------------------------------------------------------------- pixels
+
+/// One 1x2 RGB image: pixel 0 is (10, 20, 30), pixel 1 is (40, 50, 60).
+const HWC: [u8; 6] = [10, 20, 30, 40, 50, 60];
+const CHW: [u8; 6] = [10, 40, 20, 50, 30, 60];
+
+fn f32_bytes(values: &[f32]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_ne_bytes()).collect()
+}
+
+fn f32_values(bytes: &[u8]) -> Vec<f32> {
+    bytes.chunks_exact(4).map(|b| f32::from_ne_bytes([b[0], b[1], b[2], b[3]])).collect()
+}
+
+#[test]
+fn pixel_round_trips() {
+    assert_eq!(pixels::bytes_per_image(PixelFormat::U8Hwc, 3, 1, 2), 6);
+    assert_eq!(pixels::bytes_per_image(PixelFormat::F32Chw, 3, 1, 2), 24);
+    assert_eq!(pixels::bytes_per_image(PixelFormat::F32Chw, u32::MAX, u32::MAX, u32::MAX), usize::MAX);
+
+    let from_hwc = pixels::to_tensor(&HWC, 1, 3, 1, 2, PixelFormat::U8Hwc).expect("hwc");
+    assert_eq!(from_hwc.size(), vec![1, 3, 1, 2]);
+    assert_eq!(from_hwc.kind(), Kind::Uint8);
+    assert_eq!(byte_at(&from_hwc, &[0, 1, 0, 1]), 50);
+    assert_eq!(pixels::from_tensor(&from_hwc, PixelFormat::U8Chw).unwrap(), CHW);
+
+    let from_chw = pixels::to_tensor(&CHW, 1, 3, 1, 2, PixelFormat::U8Chw).expect("chw");
+    assert!(from_chw.equal(&from_hwc));
+    assert_eq!(pixels::from_tensor(&from_chw, PixelFormat::U8Hwc).unwrap(), HWC);
+
+    // Through floats: bytes / 255, and back by rounding.
+    let floats = from_chw.to_kind(Kind::Float) / 255.0;
+    assert_eq!(pixels::from_tensor(&floats, PixelFormat::U8Hwc).unwrap(), HWC);
+    assert_eq!(pixels::from_tensor(&floats, PixelFormat::U8Chw).unwrap(), CHW);
+    let f32_out = f32_values(&pixels::from_tensor(&floats, PixelFormat::F32Chw).unwrap());
+    for (got, &b) in f32_out.iter().zip(CHW.iter()) {
+        assert!((got - f32::from(b) / 255.0).abs() < 1e-6, "{got} vs {b}");
+    }
+    // Uint8 tensors give F32 too.
+    assert_eq!(f32_values(&pixels::from_tensor(&from_chw, PixelFormat::F32Chw).unwrap()), f32_out);
+
+    let f32_in: Vec<f32> = CHW.iter().map(|&b| f32::from(b) / 255.0).collect();
+    let t = pixels::to_tensor(&f32_bytes(&f32_in), 1, 3, 1, 2, PixelFormat::F32Chw).expect("f32");
+    assert_eq!(t.kind(), Kind::Float);
+    assert_eq!(pixels::from_tensor(&t, PixelFormat::U8Hwc).unwrap(), HWC);
+    // An unaligned f32 buffer is fine.
+    let mut shifted = vec![0u8];
+    shifted.extend(f32_bytes(&f32_in));
+    let t2 = pixels::to_tensor(&shifted[1..], 1, 3, 1, 2, PixelFormat::F32Chw).expect("unaligned");
+    assert!(t2.equal(&t));
+
+    // Clamping and rounding: NaN -> 0, inf -> 255.
+    let odd = Tensor::from_slice(&[-0.5f32, 0.0, 0.2, 0.999, 1.7, f32::NAN, f32::INFINITY, 1.0]).view([2, 1, 2, 2]);
+    assert_eq!(pixels::from_tensor(&odd, PixelFormat::U8Chw).unwrap(), [0, 0, 51, 255, 255, 0, 255, 255]);
+    assert_eq!(f32_values(&pixels::from_tensor(&odd, PixelFormat::F32Chw).unwrap())[..2], [0.0, 0.0]);
+}
+
+#[test]
+fn pixel_errors() {
+    let inv = ErrorKind::InvalidArgument;
+    assert_eq!(kind_of(pixels::to_tensor(&HWC[..5], 1, 3, 1, 2, PixelFormat::U8Hwc)), inv);
+    let err = pixels::to_tensor(&HWC, 2, 3, 1, 2, PixelFormat::U8Chw).unwrap_err();
+    assert!(err.message.contains("12") && err.message.contains('6'), "{}", err.message);
+    assert_eq!(kind_of(pixels::to_tensor(&[], 0, 3, 1, 2, PixelFormat::U8Hwc)), inv);
+    assert_eq!(kind_of(pixels::to_tensor(&HWC, 1, 2, 1, 3, PixelFormat::U8Hwc)), inv);
+    assert_eq!(kind_of(pixels::to_tensor(&[], 1, 3, 0, 2, PixelFormat::U8Hwc)), inv);
+
+    let mut values = [0.5f32; 6];
+    values[3] = f32::NAN;
+    let err = pixels::to_tensor(&f32_bytes(&values), 1, 3, 1, 2, PixelFormat::F32Chw).unwrap_err();
+    assert_eq!(err.kind, inv);
+    assert!(err.message.contains(" 3 ") && err.message.contains("NaN"), "{}", err.message);
+    values[3] = 0.5;
+    values[4] = 1.5;
+    let err = pixels::to_tensor(&f32_bytes(&values), 1, 3, 1, 2, PixelFormat::F32Chw).unwrap_err();
+    assert!(err.message.contains(" 4 ") && err.message.contains("1.5"), "{}", err.message);
+    values[4] = f32::NEG_INFINITY;
+    assert_eq!(kind_of(pixels::to_tensor(&f32_bytes(&values), 1, 3, 1, 2, PixelFormat::F32Chw)), inv);
+
+    // Output buffers.
+    let t = pixels::to_tensor(&CHW, 1, 3, 1, 2, PixelFormat::U8Chw).unwrap();
+    let mut small = [0u8; 23];
+    let err = pixels::write_from_tensor(&t, PixelFormat::F32Chw, &mut small).unwrap_err();
+    assert_eq!(err.kind, ErrorKind::BufferTooSmall);
+    assert!(err.message.contains("24"), "{}", err.message);
+    let mut big = [0xAAu8; 8];
+    pixels::write_from_tensor(&t, PixelFormat::U8Hwc, &mut big).expect("larger buffer");
+    assert_eq!(big, [10, 20, 30, 40, 50, 60, 0xAA, 0xAA]);
+    assert_eq!(
+        kind_of(pixels::from_tensor(&Tensor::zeros([3, 2, 2], (Kind::Float, Device::Cpu)), PixelFormat::U8Chw)),
+        inv
+    );
+    assert_eq!(
+        kind_of(pixels::from_tensor(&Tensor::zeros([1, 2, 2, 2], (Kind::Float, Device::Cpu)), PixelFormat::U8Chw)),
+        inv
+    );
+    assert_eq!(
+        kind_of(pixels::from_tensor(&Tensor::zeros([1, 1, 2, 2], (Kind::Int64, Device::Cpu)), PixelFormat::U8Chw)),
+        inv
+    );
+}
+
+// ------------------------------------------------------------------------------------- Dataset
+
+#[test]
+fn dataset_checks_and_slices() {
+    let inv = ErrorKind::InvalidArgument;
+    let values: Vec<f32> = (0..24).map(|i| i as f32 / 23.0).collect();
+    let floats = Tensor::from_slice(&values).view([4, 1, 2, 3]);
+    let d = Dataset::new(floats.shallow_clone(), Some(vec![0, 1, 2, 3])).expect("float dataset");
+    assert_eq!((d.count(), d.channels(), d.height(), d.width(), d.image_len()), (4, 1, 2, 3, 6));
+
+    let sub = d.subset(1, 2).expect("subset");
+    assert_eq!(sub.count(), 2);
+    assert_eq!(sub.labels(), Some(&[1u8, 2][..]));
+    assert!(sub.images().equal(&floats.narrow(0, 1, 2)));
+    let slice = d.float_slice(3, 1, Device::Cpu).expect("slice");
+    assert!(slice.equal(&floats.narrow(0, 3, 1)));
+    for (start, count) in [(0, 0), (4, 1), (3, 2), (usize::MAX, 2)] {
+        assert_eq!(kind_of(d.subset(start, count)), inv, "subset {start} {count}");
+        assert_eq!(kind_of(d.float_slice(start, count, Device::Cpu)), inv, "slice {start} {count}");
+    }
+
+    let bytes = Tensor::from_slice(&[0u8, 51, 255, 102]).view([1, 1, 2, 2]);
+    let d8 = Dataset::new(bytes, None).expect("u8 dataset");
+    let f = d8.float_images(Device::Cpu).unwrap();
+    assert_eq!(f.kind(), Kind::Float);
+    assert!((f.double_value(&[0, 0, 0, 1]) - 0.2).abs() < 1e-6);
+    assert_eq!(f.double_value(&[0, 0, 1, 0]), 1.0);
+
+    let mut bad = values.clone();
+    bad[7] = 1.25;
+    let err = Dataset::new(Tensor::from_slice(&bad).view([4, 1, 2, 3]), None).unwrap_err();
+    assert_eq!(err.kind, inv);
+    assert!(err.message.contains(" 7 ") && err.message.contains("1.25"), "{}", err.message);
+    bad[7] = f32::NAN;
+    assert_eq!(kind_of(Dataset::new(Tensor::from_slice(&bad).view([4, 1, 2, 3]), None)), inv);
+    assert_eq!(kind_of(Dataset::new(floats.shallow_clone(), Some(vec![1, 2, 3]))), inv);
+    assert_eq!(kind_of(Dataset::new(floats.view([4, 6]), None)), inv);
+    assert_eq!(kind_of(Dataset::new(floats.view([2, 2, 2, 3]), None)), inv);
+    assert_eq!(kind_of(Dataset::new(floats.to_kind(Kind::Double), None)), inv);
+    assert_eq!(kind_of(Dataset::new(Tensor::zeros([0, 1, 2, 2], (Kind::Uint8, Device::Cpu)), None)), inv);
+}
+
+// ----------------------------------------------------------------------------------------- PNG
+
+#[test]
+fn png_grids() {
+    let tmp = TempDir::new("png");
+    // 3 grey images of 4x5 (H x W), image i filled with i * 0.25 and one marked pixel.
+    let images = Tensor::zeros([3, 1, 4, 5], (Kind::Float, Device::Cpu));
+    for i in 0..3 {
+        let _ = images.get(i).fill_(i as f64 * 0.25);
+    }
+    let _ = images.get(2).get(0).get(3).get(1).fill_(1.0);
+    let path = tmp.path("grid.png");
+    png::write_grid(&path, &images, 2).expect("grid");
+    let grid = image::open(&path).expect("read png");
+    assert_eq!(grid.color(), image::ColorType::L8);
+    let grid = grid.to_luma8();
+    // 2 columns x 2 rows of 5x4 tiles with a 2-pixel border between them.
+    assert_eq!(grid.dimensions(), (2 * 5 + 2, 2 * 4 + 2));
+    assert_eq!(grid.get_pixel(1, 1).0, [0]); // tile 0
+    assert_eq!(grid.get_pixel(7 + 4, 3).0, [64]); // tile 1, round(0.25 * 255)
+    assert_eq!(grid.get_pixel(5, 0).0, [0]); // border
+    assert_eq!(grid.get_pixel(0, 6).0, [128]); // tile 2 (row 1, column 0)
+    assert_eq!(grid.get_pixel(1, 6 + 3).0, [255]); // its marked pixel
+    assert_eq!(grid.get_pixel(7 + 2, 6 + 2).0, [0]); // the empty fourth tile
+
+    // More columns than images: one row of 3.
+    let wide = png::encode_grid(&images, 10).expect("wide");
+    assert_eq!((wide.width(), wide.height()), (3 * 5 + 2 * 2, 4));
+
+    // RGB through caller pixels: two 1x2 images side by side.
+    let mut hwc = HWC.to_vec();
+    hwc.extend_from_slice(&[1, 2, 3, 4, 5, 6]);
+    let rgb_path = tmp.path("rgb.png");
+    png::write_grid_pixels(&rgb_path, &hwc, 2, 1, 2, 3, PixelFormat::U8Hwc, 2).expect("rgb grid");
+    let rgb = image::open(&rgb_path).expect("read rgb").to_rgb8();
+    assert_eq!(rgb.dimensions(), (2 + 2 + 2, 1));
+    assert_eq!(rgb.get_pixel(1, 0).0, [40, 50, 60]);
+    assert_eq!(rgb.get_pixel(4, 0).0, [1, 2, 3]);
+    // No temporary files are left beside the pictures.
+    assert_eq!(std::fs::read_dir(&tmp.0).unwrap().count(), 2);
+
+    assert_eq!(kind_of(png::write_grid(&path, &images, 0)), ErrorKind::InvalidArgument);
+    assert_eq!(
+        kind_of(png::write_grid_pixels(&path, &hwc[..11], 2, 1, 2, 3, PixelFormat::U8Hwc, 2)),
+        ErrorKind::InvalidArgument
+    );
+    assert_eq!(kind_of(png::write_grid(&tmp.path("missing/grid.png"), &images, 2)), ErrorKind::Io);
+}
