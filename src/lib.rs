@@ -18,6 +18,7 @@ pub use error::{Error, ErrorKind, Result};
 pub mod adam;
 pub mod checkpoint;
 pub mod discriminator;
+pub mod gam;
 pub mod generator;
 pub mod layers;
 pub mod log;

@@ -142,6 +142,18 @@ pub(crate) unsafe fn write_versioned<T: Versioned>(p: *mut T, value: &T, name: &
     Ok(())
 }
 
+/// Checks a caller's output struct (non-NULL, usable `struct_size`) without writing to it, so a
+/// call can refuse a bad output before doing its work.
+///
+/// # Safety
+/// `p` is NULL or points to at least 4 readable bytes.
+pub(crate) unsafe fn check_versioned_out<T: Versioned>(p: *const T, name: &str) -> Result<()> {
+    if p.is_null() {
+        return Err(null(name));
+    }
+    check_size::<T>(std::ptr::read_unaligned(p as *const u32) as usize, name)
+}
+
 fn check_size<T>(size: usize, name: &str) -> Result<()> {
     if size < 8 {
         return Err(Error::invalid(format!(

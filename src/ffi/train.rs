@@ -1,6 +1,6 @@
 //! Exported training functions.
 
-use super::boundary::{arg_opt_path, guard, read_versioned, write_versioned, Versioned};
+use super::boundary::{arg_opt_path, check_versioned_out, guard, read_versioned, write_versioned, Versioned};
 use super::dataset::DATASETS;
 use super::model::MODELS;
 use super::status::GranStatus;
@@ -67,8 +67,8 @@ pub unsafe extern "C" fn gran_train(
             checkpoint_every: c.checkpoint_every,
         };
         if !last.is_null() {
-            // Check the output struct before training rather than after.
-            write_versioned(last, &GranProgress::defaults(), "last")?;
+            // Refuse a bad output struct before training rather than after.
+            check_versioned_out(last, "last")?;
         }
         let mut final_report = GranProgress::defaults();
         let mut report = |p: &crate::train::Progress| -> bool {

@@ -1,0 +1,188 @@
+//! GAM, the Generative Adversarial Metric of Im et al. (2016): two trained models judge each
+//! other. Each discriminator calls an input real when D(x) > 0.5; with eps the error rate,
+//!
+//!   r_test   = eps(D_a(x_test)) / eps(D_b(x_test))    (held-out data: the target is "real")
+//!   r_sample = eps(D_a(G_b(z))) / eps(D_b(G_a(z)))    (each judges the other's samples: "fake")
+//!
+//! If r_test is within `tolerance` of 1 the discriminators are equally good on real data and the
+//! comparison is fair: r_sample < 1 means A wins (G_a fooled D_b more than G_b fooled D_a),
+//! r_sample > 1 means B wins, r_sample = 1 is a tie. Otherwise the result is undecided.
+//!
+//! Zero denominators: 0/0 is 1 (both make no errors: equal), x/0 for x > 0 is +infinity.
+
+use crate::data::Dataset;
+use crate::error::{Error, Result};
+use crate::model::Model;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct GamConfig {
+    /// Samples drawn from each generator (the paper's battle.py used 1000).
+    pub samples: u32,
+    /// Seed of both generators' latents.
+    pub seed: u64,
+    /// Largest |r_test - 1| for which the comparison is decided.
+    pub tolerance: f64,
+}
+
+/// The default tolerance on r_test. The paper fixes none; with 1000 held-out images and error
+/// rates of a few percent, the sampling noise of r_test alone is of the order of 10-20%.
+pub const DEFAULT_TOLERANCE: f64 = 0.2;
+
+impl Default for GamConfig {
+    fn default() -> Self {
+        GamConfig { samples: 1000, seed: 0, tolerance: DEFAULT_TOLERANCE }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Tie,
+    AWins,
+    BWins,
+    Undecided,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct GamResult {
+    /// Share of held-out images D_a (D_b) calls fake.
+    pub test_error_a: f64,
+    pub test_error_b: f64,
+    /// Share of B's samples D_a calls real, and of A's samples D_b calls real.
+    pub sample_error_a: f64,
+    pub sample_error_b: f64,
+    pub r_test: f64,
+    pub r_sample: f64,
+    pub test_count: usize,
+    pub sample_count: usize,
+    pub verdict: Verdict,
+}
+
+/// x / y with the documented rule for y = 0.
+pub fn ratio(x: f64, y: f64) -> f64 {
+    if y == 0.0 {
+        if x == 0.0 {
+            1.0
+        } else {
+            f64::INFINITY
+        }
+    } else {
+        x / y
+    }
+}
+
+/// The ratios and the verdict from the four error rates.
+pub fn decide(test_error_a: f64, test_error_b: f64, sample_error_a: f64, sample_error_b: f64, tolerance: f64) -> (f64, f64, Verdict) {
+    let r_test = ratio(test_error_a, test_error_b);
+    let r_sample = ratio(sample_error_a, sample_error_b);
+    let verdict = if !((r_test - 1.0).abs() <= tolerance) {
+        Verdict::Undecided
+    } else if r_sample < 1.0 {
+        Verdict::AWins
+    } else if r_sample > 1.0 {
+        Verdict::BWins
+    } else {
+        Verdict::Tie
+    };
+    (r_test, r_sample, verdict)
+}
+
+fn share(probabilities: &[f32], counts_as_error: impl Fn(f32) -> bool) -> f64 {
+    probabilities.iter().filter(|&&p| counts_as_error(p)).count() as f64 / probabilities.len() as f64
+}
+
+/// Runs GAM between models `a` and `b` on the held-out set `test`.
+pub fn gam(a: &Model, b: &Model, test: &Dataset, cfg: &GamConfig) -> Result<GamResult> {
+    let (ca, cb) = (a.config(), b.config());
+    if (ca.channels, ca.height, ca.width) != (cb.channels, cb.height, cb.width) {
+        return Err(Error::invalid(format!(
+            "the models make images of different sizes ({}x{}x{} and {}x{}x{})",
+            ca.channels, ca.height, ca.width, cb.channels, cb.height, cb.width
+        )));
+    }
+    if (test.channels(), test.height(), test.width()) != (ca.channels, ca.height, ca.width) {
+        return Err(Error::invalid(format!(
+            "test images are {}x{}x{} but the models make {}x{}x{}",
+            test.channels(),
+            test.height(),
+            test.width(),
+            ca.channels,
+            ca.height,
+            ca.width
+        )));
+    }
+    if cfg.samples == 0 {
+        return Err(Error::invalid("samples is 0: GAM needs samples from each generator"));
+    }
+    if !(cfg.tolerance.is_finite() && cfg.tolerance >= 0.0) {
+        return Err(Error::invalid(format!("tolerance is {}: must be finite and >= 0", cfg.tolerance)));
+    }
+    let n = cfg.samples as usize;
+    let real = test.images();
+    let is_fake = |p: f32| p <= 0.5;
+    let is_real = |p: f32| p > 0.5;
+    let test_error_a = share(&a.discriminate(real)?, is_fake);
+    let test_error_b = share(&b.discriminate(real)?, is_fake);
+    let from_a = a.sample(cfg.seed, n, false)?.images;
+    let from_b = b.sample(cfg.seed, n, false)?.images;
+    let sample_error_a = share(&a.discriminate(&from_b)?, is_real);
+    let sample_error_b = share(&b.discriminate(&from_a)?, is_real);
+    let (r_test, r_sample, verdict) = decide(test_error_a, test_error_b, sample_error_a, sample_error_b, cfg.tolerance);
+    Ok(GamResult {
+        test_error_a,
+        test_error_b,
+        sample_error_a,
+        sample_error_b,
+        r_test,
+        r_sample,
+        test_count: test.count(),
+        sample_count: n,
+        verdict,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hand_computed_ratios_and_verdicts() {
+        // r_test = 0.1 / 0.1 = 1; r_sample = 0.2 / 0.4 = 0.5: A fooled B's discriminator more.
+        assert_eq!(decide(0.1, 0.1, 0.2, 0.4, 0.2), (1.0, 0.5, Verdict::AWins));
+        assert_eq!(decide(0.1, 0.1, 0.4, 0.2, 0.2), (1.0, 2.0, Verdict::BWins));
+        assert_eq!(decide(0.1, 0.1, 0.3, 0.3, 0.2), (1.0, 1.0, Verdict::Tie));
+        // r_test = 0.3 / 0.1 = 3: unfair comparison, whatever r_sample says.
+        let (rt, rs, v) = decide(0.3, 0.1, 0.2, 0.4, 0.2);
+        assert!((rt - 3.0).abs() < 1e-12 && rs == 0.5 && v == Verdict::Undecided);
+        // Tolerance boundary: |1.2 - 1| = 0.2 (up to rounding) against tolerances 0.25 and 0.1.
+        assert_eq!(decide(0.12, 0.1, 0.2, 0.4, 0.25).2, Verdict::AWins);
+        assert_eq!(decide(0.12, 0.1, 0.2, 0.4, 0.1).2, Verdict::Undecided);
+    }
+
+    #[test]
+    fn zero_denominators_follow_the_documented_rule() {
+        assert_eq!(ratio(0.0, 0.0), 1.0);
+        assert_eq!(ratio(0.3, 0.0), f64::INFINITY);
+        // Both discriminators perfect on real data: r_test = 1. B's samples never fool D_a
+        // while A's fool D_b: r_sample = 0, A wins.
+        assert_eq!(decide(0.0, 0.0, 0.0, 0.3, 0.2), (1.0, 0.0, Verdict::AWins));
+        assert_eq!(decide(0.0, 0.0, 0.3, 0.0, 0.2), (1.0, f64::INFINITY, Verdict::BWins));
+        assert_eq!(decide(0.0, 0.0, 0.0, 0.0, 0.2), (1.0, 1.0, Verdict::Tie));
+        assert_eq!(decide(0.2, 0.0, 0.0, 0.3, 0.2).2, Verdict::Undecided);
+    }
+
+    #[test]
+    fn swapping_the_models_swaps_the_verdict_and_inverts_the_ratios() {
+        for (ta, tb, sa, sb) in [(0.1, 0.11, 0.2, 0.4), (0.05, 0.05, 0.3, 0.1), (0.0, 0.0, 0.0, 0.2)] {
+            let (rt, rs, v) = decide(ta, tb, sa, sb, 0.2);
+            let (rt2, rs2, v2) = decide(tb, ta, sb, sa, 0.2);
+            assert!((rt * rt2 - 1.0).abs() < 1e-12 || (rt.is_infinite() && rt2 == 0.0));
+            assert!((rs * rs2 - 1.0).abs() < 1e-12 || (rs == 0.0 && rs2.is_infinite()));
+            let swapped = match v {
+                Verdict::AWins => Verdict::BWins,
+                Verdict::BWins => Verdict::AWins,
+                other => other,
+            };
+            assert_eq!(v2, swapped);
+        }
+    }
+}
