@@ -7,6 +7,7 @@ pub mod config;
 pub mod data;
 pub mod device;
 pub mod error;
+pub mod evaluator;
 pub mod ffi;
 pub mod png;
 pub mod rng;
