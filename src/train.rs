@@ -153,6 +153,16 @@ pub fn train(
     if batch > n {
         return Err(Error::invalid(format!("batch_size {batch} is larger than the dataset ({n} images)")));
     }
+    if let Some(path) = &cfg.checkpoint_path {
+        // Refuse a checkpoint path that cannot be written before training, not after.
+        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+        if !dir.is_dir() {
+            return Err(Error::new(
+                ErrorKind::Io,
+                format!("checkpoint folder {} does not exist", dir.display()),
+            ));
+        }
+    }
     let _busy = model.begin_training()?;
     let device = model.device();
     let per_epoch = (n / batch) as u64;

@@ -1,0 +1,101 @@
+"""Side-by-side benchmark: gran (Rust, libtorch) against the PyTorch reference of the same model.
+
+Runs both on this machine in one go and prints, per row, the median seconds of each and the
+ratio PyTorch / gran (above 1: gran is faster). Rows: one training iteration (batch 64 and 256;
+T = 1, 3, 5; 28x28x1 and 32x32x3 at the paper's widths unless --scale), sampling throughput
+(batch 1, 64, 1024) and single-image latency.
+
+    .venv/bin/python bench/compare.py [--device cpu|cuda] [--quick] [--scale S] [--json out.json]
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from reference import Gran  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.join(ROOT, "target", "release", "examples", "bench_rows")
+
+
+def gran_row(kind, size, channels, steps, n, scale, device, warmup, reps):
+    out = subprocess.run(
+        [BIN, kind, str(size), str(channels), str(steps), str(n), str(scale), device, str(warmup), str(reps)],
+        check=True, capture_output=True, text=True,
+    ).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def sync(device):
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def torch_row(kind, size, channels, steps, n, scale, device, warmup, reps):
+    torch.manual_seed(0)
+    m = Gran(size, channels, steps, scale, device)
+    times = []
+    if kind == "train":
+        data = torch.randint(0, 256, (4 * n, channels, size, size), dtype=torch.uint8).to(device).float() / 255
+        for i in range(warmup + reps):
+            sync(device)
+            t = time.perf_counter()
+            idx = torch.randint(0, 4 * n, (n,), device=device)
+            m.train_step(data[idx])
+            sync(device)
+            if i >= warmup:
+                times.append(time.perf_counter() - t)
+    else:
+        for i in range(warmup + reps):
+            sync(device)
+            t = time.perf_counter()
+            m.sample(n)
+            sync(device)
+            if i >= warmup:
+                times.append(time.perf_counter() - t)
+    g, d = m.parameter_counts()
+    return {"params_g": g, "params_d": d, "times": times}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--scale", type=float, default=1.0)
+    ap.add_argument("--quick", action="store_true", help="28x28 rows, batch 64 only, few repetitions")
+    ap.add_argument("--json")
+    args = ap.parse_args()
+    warmup, reps = (2, 5) if args.quick else (3, 10)
+    rows = []
+    shapes = [(28, 1)] if args.quick else [(28, 1), (32, 3)]
+    batches = [64] if args.quick else [64, 256]
+    for size, ch in shapes:
+        for batch in batches:
+            for steps in (1, 3, 5):
+                rows.append(("train", size, ch, steps, batch))
+    for count in (1, 64, 1024):
+        rows.append(("sample", 28, 1, 3, count))
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}, width scale {args.scale}")
+    print(f"{'row':<34}{'gran s':>12}{'torch s':>12}{'torch/gran':>12}")
+    results = []
+    for kind, size, ch, steps, n in rows:
+        g = gran_row(kind, size, ch, steps, n, args.scale, args.device, warmup, reps)
+        t = torch_row(kind, size, ch, steps, n, args.scale, args.device, warmup, reps)
+        assert (g["params_g"], g["params_d"]) == (t["params_g"], t["params_d"]), (g, t)
+        gm, tm = statistics.median(g["times"]), statistics.median(t["times"])
+        name = f"{kind} {size}x{size}x{ch} T={steps} {'batch' if kind == 'train' else 'count'} {n}"
+        print(f"{name:<34}{gm:>12.5f}{tm:>12.5f}{tm / gm:>12.2f}", flush=True)
+        results.append({"row": name, "gran_median_s": gm, "torch_median_s": tm, "ratio": tm / gm,
+                        "params": [g["params_g"], g["params_d"]]})
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,56 @@
+//! gran's side of the side-by-side benchmark (bench/compare.py runs it next to the PyTorch
+//! reference of bench/reference.py). Prints one JSON object per row with every measured
+//! duration in seconds; compare.py takes the medians.
+//!
+//!   bench_rows train SIZE CHANNELS STEPS BATCH SCALE DEVICE WARMUP REPS
+//!   bench_rows sample SIZE CHANNELS STEPS COUNT SCALE DEVICE WARMUP REPS
+
+use gran::data::Dataset;
+use gran::{train, DeviceSpec, Model, ModelConfig, TrainConfig};
+use std::time::Instant;
+use tch::{Kind, Tensor};
+
+fn main() {
+    let a: Vec<String> = std::env::args().collect();
+    if a.len() != 10 {
+        eprintln!("usage: bench_rows train|sample SIZE CHANNELS STEPS BATCH|COUNT SCALE cpu|cuda WARMUP REPS");
+        std::process::exit(2);
+    }
+    let num = |i: usize| a[i].parse::<f64>().expect("number");
+    let (size, channels, steps, n, scale) = (num(2) as u32, num(3) as u32, num(4) as u32, num(5) as usize, num(6) as f32);
+    let device = if a[7] == "cuda" { DeviceSpec::Cuda(0) } else { DeviceSpec::Cpu };
+    let (warmup, reps) = (num(8) as usize, num(9) as usize);
+    let cfg = ModelConfig { height: size, width: size, channels, steps, width_scale: scale, device, ..Default::default() };
+    let model = Model::new(&cfg).expect("model");
+    let (pg, pd) = model.parameter_counts();
+    let mut times = Vec::new();
+    if a[1] == "train" {
+        let images = Tensor::randint(256, [(4 * n) as i64, channels as i64, size as i64, size as i64], (Kind::Uint8, tch::Device::Cpu));
+        let data = Dataset::new(images, None).expect("dataset");
+        let tc = TrainConfig { iterations: (warmup + reps) as u64, batch_size: n as u32, report_every: 1, ..Default::default() };
+        let mut last = Instant::now();
+        train(&model, &data, &tc, &mut |_| {
+            let now = Instant::now();
+            times.push((now - last).as_secs_f64());
+            last = now;
+            false
+        })
+        .expect("train");
+        times.drain(..warmup);
+    } else {
+        for i in 0..warmup + reps {
+            let t = Instant::now();
+            let s = model.sample(i as u64, n, false).expect("sample");
+            let _ = std::hint::black_box(s.images);
+            if i >= warmup {
+                times.push(t.elapsed().as_secs_f64());
+            }
+        }
+    }
+    let list: Vec<String> = times.iter().map(|t| format!("{t:.6}")).collect();
+    println!(
+        "{{\"params_g\": {pg}, \"params_d\": {pd}, \"times\": [{}], \"threads\": {}}}",
+        list.join(", "),
+        tch::get_num_threads()
+    );
+}
