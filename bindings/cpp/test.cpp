@@ -1,0 +1,435 @@
+// Tests of bindings/cpp/gran.hpp against the real library. Run from the repository root (it
+// reads data/mnist10k when present, else trains on synthetic digits). Exits non-zero on failure.
+#include <gran.hpp>
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+namespace {
+
+int passed = 0;
+int failed = 0;
+
+struct Failure : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+#define EXPECT(cond)                                                                                             \
+    do {                                                                                                         \
+        if (!(cond)) throw Failure(std::string(__FILE__ ":") + std::to_string(__LINE__) + ": expected " #cond); \
+    } while (0)
+
+// Runs `body`, expecting gran::Error with `status`.
+template <class F>
+void expect_error(GranStatus status, F &&body, const char *what) {
+    try {
+        body();
+    } catch (const gran::Error &e) {
+        if (e.status() != status)
+            throw Failure(std::string(what) + ": expected " + gran::status_string(status) + ", got " + e.what());
+        if (e.message().empty()) throw Failure(std::string(what) + ": empty error message");
+        return;
+    }
+    throw Failure(std::string(what) + ": expected " + gran::status_string(status) + ", nothing thrown");
+}
+
+template <class F>
+void run(const char *name, F &&body) {
+    auto t0 = std::chrono::steady_clock::now();
+    try {
+        body();
+        ++passed;
+        double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        std::printf("PASS %s (%.2fs)\n", name, s);
+    } catch (const std::exception &e) {
+        ++failed;
+        std::printf("FAIL %s: %s\n", name, e.what());
+    } catch (...) {
+        ++failed;
+        std::printf("FAIL %s: unknown exception\n", name);
+    }
+    std::fflush(stdout);
+}
+
+std::string temp_dir() {
+    const char *base = std::getenv("TMPDIR");
+    std::string templ = std::string(base && *base ? base : "/tmp") + "/gran-cpp-test-XXXXXX";
+    std::vector<char> buf(templ.begin(), templ.end());
+    buf.push_back('\0');
+    if (!mkdtemp(buf.data())) throw std::runtime_error("mkdtemp failed");
+    return std::string(buf.data());
+}
+
+bool file_exists(const std::string &path) { return std::ifstream(path).good(); }
+
+gran::ModelConfig tiny_config() {
+    gran::ModelConfig mc;
+    mc.width_scale = 0.125f;
+    mc.z_dim = 16;
+    mc.hidden_dim = 16;
+    mc.steps = 2;
+    mc.device = gran::cpu();
+    mc.seed = 7;
+    return mc;
+}
+
+gran::TrainConfig tiny_train() {
+    gran::TrainConfig tc;
+    tc.batch_size = 16;
+    tc.iterations = 20;
+    tc.report_every = 5;
+    tc.seed = 3;
+    return tc;
+}
+
+// 64 synthetic 28x28 "digits": a bright bar at a varying position.
+std::vector<uint8_t> synthetic_pixels(std::size_t count) {
+    std::vector<uint8_t> px(count * 28 * 28, 0);
+    for (std::size_t i = 0; i < count; ++i)
+        for (int y = 4; y < 24; ++y)
+            for (int x = 0; x < 4; ++x) px[i * 784 + y * 28 + (4 + (i * 3) % 18 + x)] = 255;
+    return px;
+}
+
+gran::Dataset training_data() {
+    const char *mnist = "data/mnist10k/train-images-idx3-ubyte.gz";
+    if (file_exists(mnist)) return gran::Dataset::load_idx(mnist, "data/mnist10k/train-labels-idx1-ubyte.gz");
+    std::printf("note: %s not found; training on synthetic data\n", mnist);
+    return gran::Dataset::from_pixels(synthetic_pixels(256), 28, 28, 1);
+}
+
+}  // namespace
+
+int main() {
+    static_assert(!std::is_copy_constructible<gran::Model>::value, "Model is move-only");
+    static_assert(!std::is_copy_assignable<gran::Model>::value, "Model is move-only");
+    static_assert(std::is_nothrow_move_constructible<gran::Model>::value, "Model moves");
+    static_assert(!std::is_copy_constructible<gran::Dataset>::value, "Dataset is move-only");
+    static_assert(std::is_nothrow_move_assignable<gran::Dataset>::value, "Dataset moves");
+    static_assert(std::is_base_of<std::runtime_error, gran::Error>::value, "Error is a runtime_error");
+    static_assert(std::is_nothrow_copy_constructible<gran::Error>::value, "copying an Error never throws");
+    static_assert(!std::is_copy_constructible<gran::Evaluator>::value, "Evaluator is move-only");
+    static_assert(std::is_nothrow_move_constructible<gran::Evaluator>::value, "Evaluator moves");
+
+    const std::string dir = temp_dir();
+    auto t0 = std::chrono::steady_clock::now();
+
+    run("version", [] {
+        EXPECT(!gran::version().empty());
+        EXPECT(gran::abi_version() == GRAN_ABI_VERSION);
+        EXPECT(gran::cuda_device_count() >= 0);
+        EXPECT(gran::status_string(GRAN_STATUS_IO) == "GRAN_STATUS_IO");
+    });
+
+    run("config defaults", [] {
+        gran::ModelConfig mc;
+        EXPECT(mc.struct_size == sizeof(GranModelConfig));
+        EXPECT(mc.height == 28 && mc.width == 28 && mc.channels == 1 && mc.steps == 3);
+        EXPECT(mc.z_dim == 100 && mc.hidden_dim == 100 && mc.device.kind == GRAN_DEVICE_AUTO);
+        gran::TrainConfig tc;
+        EXPECT(tc.struct_size == sizeof(GranTrainConfig));
+        EXPECT(tc.batch_size == 64 && tc.iterations == 2000 && tc.on_progress == nullptr);
+        EXPECT(std::fabs(tc.lr_g - 2e-4) < 1e-12 && std::fabs(tc.lr_d - 1e-4) < 1e-12);
+    });
+
+    run("dataset", [] {
+        gran::Dataset d = training_data();
+        gran::DatasetInfo i = d.info();
+        EXPECT(i.count >= 64 && i.height == 28 && i.width == 28 && i.channels == 1);
+        gran::Dataset s = gran::Dataset::from_pixels(synthetic_pixels(10), 28, 28, 1);
+        EXPECT(s.info().count == 10 && !s.info().has_labels);
+        std::vector<float> f(3 * 32 * 32 * 3, 0.5f);
+        EXPECT(gran::Dataset::from_pixels(f, 32, 32, 3).info().count == 3);
+        expect_error(GRAN_STATUS_INVALID_ARGUMENT, [] { gran::Dataset::from_pixels(std::vector<uint8_t>(100), 28, 28, 1); },
+                     "vector of a partial image");
+        f[5] = 2.0f;  // out of [0, 1]
+        expect_error(GRAN_STATUS_INVALID_ARGUMENT, [&] { gran::Dataset::from_pixels(f, 32, 32, 3); }, "float > 1");
+        expect_error(GRAN_STATUS_IO, [] { gran::Dataset::load_idx("/nonexistent/images.gz"); }, "missing IDX");
+    });
+
+    run("train, sample, save, load round trip", [&] {
+        gran::Dataset data = training_data();
+        gran::Model m = gran::Model::create(tiny_config());
+        EXPECT(m.step() == 0);
+        gran::ModelConfig c = m.config();
+        EXPECT(c.z_dim == 16 && c.hidden_dim == 16 && c.steps == 2 && c.device.kind == GRAN_DEVICE_CPU);
+
+        int reports = 0;
+        gran::Progress last = m.train(data, tiny_train(), [&](const gran::Progress &p) {
+            ++reports;
+            EXPECT(p.step >= 1 && p.step <= 20 && p.total_steps == 20);
+            return false;
+        });
+        EXPECT(reports >= 4);
+        EXPECT(last.step == 20 && std::isfinite(last.d_loss) && std::isfinite(last.g_loss));
+        EXPECT(m.step() == 20);
+
+        std::vector<uint8_t> a = m.sample(11, 8);
+        EXPECT(a.size() == 8u * 28 * 28);
+        std::vector<float> f = m.sample_f32(11, 8);
+        EXPECT(f.size() == 8u * 28 * 28);
+        for (float v : f) EXPECT(v >= 0.0f && v <= 1.0f);
+        // Image i depends only on (weights, seed, i).
+        std::vector<uint8_t> a3 = m.sample(11, 3);
+        EXPECT(std::equal(a3.begin(), a3.end(), a.begin()));
+        // sample == generate(latents).
+        std::vector<float> z = m.latents(11, 8);
+        EXPECT(z.size() == 8u * 16);
+        EXPECT(m.generate(z) == a);
+        EXPECT(m.generate_f32(z).size() == f.size());
+        // The last block of sample_steps is sample.
+        std::vector<uint8_t> steps = m.sample_steps(11, 8);
+        EXPECT(steps.size() == 2 * a.size());
+        EXPECT(std::equal(a.begin(), a.end(), steps.begin() + a.size()));
+        EXPECT(m.sample_steps_f32(11, 8).size() == 2 * f.size());
+        std::vector<float> p = m.discriminate(a);
+        EXPECT(p.size() == 8);
+        for (float v : p) EXPECT(v >= 0.0f && v <= 1.0f);
+        EXPECT(m.discriminate(f).size() == 8);
+
+        const std::string path = dir + "/model.gran";
+        m.save(path);
+        gran::Model loaded = gran::Model::load(path, gran::cpu());
+        EXPECT(loaded.step() == 20);
+        EXPECT(loaded.sample(11, 8) == a);
+        EXPECT(loaded.sample_f32(11, 8) == f);
+        gran::Model loaded2 = gran::Model::load(path);
+        EXPECT(loaded2.sample(11, 8) == a);
+
+        gran::write_png(dir + "/grid.png", a, 8, 28, 28, 1, 4);
+        EXPECT(file_exists(dir + "/grid.png"));
+        gran::write_png(dir + "/gridf.png", f, 8, 28, 28, 1, 4);
+        expect_error(GRAN_STATUS_INVALID_ARGUMENT, [&] { gran::write_png(dir + "/x.png", a, 9, 28, 28, 1, 4); },
+                     "write_png with too few pixels");
+    });
+
+    run("errors carry status and message", [&] {
+        expect_error(GRAN_STATUS_IO, [&] { gran::Model::load(dir + "/missing.gran"); }, "load missing file");
+        {
+            std::ofstream(dir + "/garbage.gran") << "this is not a checkpoint, just some bytes";
+        }
+        expect_error(GRAN_STATUS_FORMAT, [&] { gran::Model::load(dir + "/garbage.gran"); }, "load garbage");
+        gran::ModelConfig bad = tiny_config();
+        bad.height = bad.width = 30;
+        expect_error(GRAN_STATUS_INVALID_ARGUMENT, [&] { gran::Model::create(bad); }, "unsupported size");
+        try {
+            gran::Model::load(dir + "/missing.gran");
+        } catch (const gran::Error &e) {
+            EXPECT(std::string(e.what()).rfind("GRAN_STATUS_IO: ", 0) == 0);
+            EXPECT(e.message().find("missing.gran") != std::string::npos);
+        }
+        if (gran::cuda_device_count() == 0) {
+            gran::ModelConfig cu = tiny_config();
+            cu.device = gran::cuda(0);
+            expect_error(GRAN_STATUS_DEVICE, [&] { gran::Model::create(cu); }, "CUDA without a GPU");
+        }
+        gran::Model m = gran::Model::create(tiny_config());
+        expect_error(GRAN_STATUS_INVALID_ARGUMENT, [&] { m.sample(1, 0); }, "sample count 0");
+        expect_error(GRAN_STATUS_INVALID_ARGUMENT, [&] { m.generate(std::vector<float>(17)); }, "partial latent");
+        expect_error(GRAN_STATUS_INVALID_ARGUMENT, [&] { m.sample(1, 1, 99); }, "unknown format");
+        expect_error(GRAN_STATUS_IO, [&] { m.save(dir + "/no/such/folder/m.gran"); }, "save into a missing folder");
+    });
+
+    run("moved-from and empty objects are safe", [&] {
+        gran::Model a = gran::Model::create(tiny_config());
+        gran::Model b = std::move(a);
+        EXPECT(!a && b);
+        EXPECT(a.handle() == 0);
+        expect_error(GRAN_STATUS_INVALID_HANDLE, [&] { a.step(); }, "step on moved-from");
+        expect_error(GRAN_STATUS_INVALID_HANDLE, [&] { a.sample(1, 1); }, "sample on moved-from");
+        expect_error(GRAN_STATUS_INVALID_HANDLE, [&] { a.save(dir + "/x.gran"); }, "save on moved-from");
+        expect_error(GRAN_STATUS_INVALID_HANDLE, [&] { a.cancel(); }, "cancel on moved-from");
+        EXPECT(b.step() == 0);
+        a = std::move(b);  // move back
+        EXPECT(a && !b && a.step() == 0);
+        gran::Model &alias = a;
+        a = std::move(alias);  // self-move leaves it intact (through a reference: no -Wself-move)
+        EXPECT(a && a.step() == 0);
+        a.reset();
+        a.reset();  // twice is fine
+        EXPECT(!a);
+
+        gran::Dataset d = gran::Dataset::from_pixels(synthetic_pixels(4), 28, 28, 1);
+        gran::Dataset e(std::move(d));
+        expect_error(GRAN_STATUS_INVALID_HANDLE, [&] { d.info(); }, "info on moved-from dataset");
+        EXPECT(e.info().count == 4);
+        gran::Model fresh = gran::Model::create(tiny_config());
+        gran::TrainConfig tc = tiny_train();
+        tc.batch_size = 2;
+        expect_error(GRAN_STATUS_INVALID_HANDLE, [&] { fresh.train(d, tc); }, "train on a moved-from dataset");
+
+        // release() hands the handle over; the C function frees it.
+        gran::Model r = gran::Model::create(tiny_config());
+        GranModel h = r.release();
+        EXPECT(!r && h != 0);
+        EXPECT(gran_model_free(h) == GRAN_STATUS_OK);
+        EXPECT(gran_model_free(h) == GRAN_STATUS_INVALID_HANDLE);
+    });
+
+    run("callback stop gives CANCELLED", [&] {
+        gran::Dataset data = training_data();
+        gran::Model m = gran::Model::create(tiny_config());
+        gran::TrainConfig tc = tiny_train();
+        tc.report_every = 2;
+        int calls = 0;
+        expect_error(GRAN_STATUS_CANCELLED,
+                     [&] { m.train(data, tc, [&](const gran::Progress &) { return ++calls == 2; }); },
+                     "callback returning true");
+        EXPECT(calls == 2);
+        EXPECT(m.step() == 4);
+        // cancel() from inside the callback, returning false.
+        expect_error(GRAN_STATUS_CANCELLED,
+                     [&] {
+                         m.train(data, tc, [&](const gran::Progress &) {
+                             m.cancel();
+                             return false;
+                         });
+                     },
+                     "cancel() from the callback");
+        // A second train() from the callback: BUSY (rethrown as the callback's exception).
+        expect_error(GRAN_STATUS_BUSY,
+                     [&] { m.train(data, tc, [&](const gran::Progress &) -> bool { m.train(data, tc); return false; }); },
+                     "nested train");
+        // The model is still usable.
+        gran::TrainConfig two = tiny_train();
+        two.iterations = 2;
+        uint64_t before = m.step();
+        m.train(data, two);
+        EXPECT(m.step() == before + 2);
+    });
+
+    run("exception in the callback is rethrown by train()", [&] {
+        gran::Dataset data = training_data();
+        gran::Model m = gran::Model::create(tiny_config());
+        gran::TrainConfig tc = tiny_train();
+        tc.report_every = 1;
+        struct Custom {
+            int value;
+        };
+        int calls = 0;
+        try {
+            m.train(data, tc, [&](const gran::Progress &) -> bool {
+                if (++calls == 3) throw Custom{42};
+                return false;
+            });
+            throw Failure("train() did not rethrow");
+        } catch (const Custom &c) {
+            EXPECT(c.value == 42);
+        }
+        EXPECT(calls == 3);
+        EXPECT(m.step() == 3);
+        try {
+            m.train(data, tc, [](const gran::Progress &) -> bool { throw std::out_of_range("from callback"); });
+            throw Failure("train() did not rethrow");
+        } catch (const std::out_of_range &e) {
+            EXPECT(std::string(e.what()) == "from callback");
+        }
+        EXPECT(m.sample(1, 2).size() == 2u * 784);
+    });
+
+    run("gam", [&] {
+        gran::Dataset data = training_data();
+        const char *held_out = "data/mnist10k/t10k-images-idx3-ubyte.gz";
+        gran::Dataset test = file_exists(held_out) ? gran::Dataset::load_idx(held_out)
+                                                   : gran::Dataset::from_pixels(synthetic_pixels(64), 28, 28, 1);
+        gran::Model a = gran::Model::create(tiny_config());
+        gran::ModelConfig cb = tiny_config();
+        cb.seed = 99;
+        gran::Model b = gran::Model::create(cb);
+        gran::TrainConfig tc = tiny_train();
+        tc.iterations = 5;
+        a.train(data, tc);
+        gran::GamConfig gc;
+        EXPECT(gc.struct_size == sizeof(GranGamConfig) && gc.samples == 1000);
+        gc.samples = 64;
+        gran::GamResult ab = gran::gam(a, b, test, gc);
+        gran::GamResult ba = gran::gam(b, a, test, gc);
+        EXPECT(ab.verdict <= GRAN_GAM_UNDECIDED);
+        EXPECT(ab.sample_count == 64 && ab.test_count > 0);
+        EXPECT(ab.test_error_a == ba.test_error_b && ab.sample_error_a == ba.sample_error_b);
+        if (ab.verdict == GRAN_GAM_A_WINS) EXPECT(ba.verdict == GRAN_GAM_B_WINS);
+        if (ab.verdict == GRAN_GAM_TIE || ab.verdict == GRAN_GAM_UNDECIDED) EXPECT(ba.verdict == ab.verdict);
+        gc.samples = 0;
+        expect_error(GRAN_STATUS_INVALID_ARGUMENT, [&] { gran::gam(a, b, test, gc); }, "gam with 0 samples");
+        gran::Model gone;
+        expect_error(GRAN_STATUS_INVALID_HANDLE, [&] { gran::gam(a, gone, test); }, "gam with an empty model");
+    });
+
+    run("evaluator", [&] {
+        const char *images = "data/mnist10k/t10k-images-idx3-ubyte.gz";
+        const char *labels = "data/mnist10k/t10k-labels-idx1-ubyte.gz";
+        if (!file_exists(images) || !file_exists(labels)) {
+            std::printf("note: no labelled data: evaluator checks limited to errors\n");
+            gran::Dataset unlabelled = gran::Dataset::from_pixels(synthetic_pixels(8), 28, 28, 1);
+            expect_error(GRAN_STATUS_INVALID_ARGUMENT, [&] { gran::Evaluator::train(unlabelled); }, "no labels");
+            return;
+        }
+        gran::Dataset labelled = gran::Dataset::load_idx(images, labels);
+        gran::EvaluatorConfig ec;
+        EXPECT(ec.struct_size == sizeof(GranEvaluatorConfig) && ec.epochs == 5);
+        ec.epochs = 1;
+        ec.device = gran::cpu();
+        gran::Evaluator ev = gran::Evaluator::train(labelled, ec);
+        double acc = ev.accuracy(labelled);
+        EXPECT(acc >= 0.0 && acc <= 1.0);
+        gran::Model m = gran::Model::create(tiny_config());
+        gran::Quality q = ev.evaluate_model(m, 1, 32, labelled);
+        EXPECT(q.count == 32 && q.classes == 10);
+        double share = 0;
+        for (uint32_t i = 0; i < q.classes; ++i) share += q.class_share[i];
+        EXPECT(std::fabs(share - 1.0) < 1e-6);
+        EXPECT(std::isnan(q.nearest_train_distance));
+        gran::Dataset train = training_data();
+        gran::Quality qt = ev.evaluate_model(m, 1, 32, labelled, &train);
+        EXPECT(qt.nearest_train_distance > 0 && qt.frechet_distance == q.frechet_distance);
+        gran::Quality self = ev.evaluate_dataset(labelled, labelled);
+        EXPECT(self.count == labelled.info().count && std::fabs(self.frechet_distance) < 1e-3);
+        gran::Dataset unlabelled = gran::Dataset::from_pixels(synthetic_pixels(8), 28, 28, 1);
+        expect_error(GRAN_STATUS_INVALID_ARGUMENT, [&] { ev.accuracy(unlabelled); }, "accuracy on unlabelled data");
+        expect_error(GRAN_STATUS_INVALID_ARGUMENT, [&] { gran::Evaluator::train(unlabelled, ec); }, "train unlabelled");
+        gran::Evaluator moved = std::move(ev);
+        expect_error(GRAN_STATUS_INVALID_HANDLE, [&] { ev.accuracy(labelled); }, "moved-from evaluator");
+        EXPECT(moved.accuracy(labelled) == acc);
+    });
+
+    run("log callback", [&] {
+        // A discriminator that wins outright (high lr_d, frozen G) makes the library warn.
+        std::vector<std::string> warnings;
+        gran::set_log_callback(
+            [&](GranLogLevel level, const std::string &message) {
+                if (level == GRAN_LOG_WARN) warnings.push_back(message);
+                throw std::runtime_error("thrown in the log callback: swallowed by the wrapper");
+            },
+            GRAN_LOG_WARN);
+        gran::Dataset data = training_data();
+        gran::Model m = gran::Model::create(tiny_config());
+        gran::TrainConfig tc = tiny_train();
+        tc.iterations = 15;
+        tc.lr_d = 0.01;
+        tc.lr_g = 1e-6;
+        m.train(data, tc);
+        gran::set_log_callback(nullptr);
+        EXPECT(m.step() == 15);
+        EXPECT(warnings.size() == 1);
+        EXPECT(warnings[0].find("discriminator") != std::string::npos);
+        m.train(data, tc);  // logging is off again
+        EXPECT(warnings.size() == 1);
+    });
+
+    // Clean up the temporary folder.
+    for (const char *f : {"model.gran", "grid.png", "gridf.png", "garbage.gran"}) std::remove((dir + "/" + f).c_str());
+    rmdir(dir.c_str());
+
+    double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    std::printf("cpp: %d passed, %d failed (%.1fs)\n", passed, failed, s);
+    return failed == 0 ? 0 : 1;
+}

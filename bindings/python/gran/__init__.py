@@ -1,0 +1,91 @@
+"""gran: Python bindings (ctypes, no compiled extension) for libgran, a library that creates,
+trains, samples and evaluates GRAN models (generative recurrent adversarial networks).
+
+    import gran
+    with gran.Model.create(steps=3, device="cpu") as model, \\
+         gran.Dataset.load_idx("data/mnist10k/train-images-idx3-ubyte.gz") as data:
+        model.train(data, iterations=500, batch_size=64,
+                    on_progress=lambda p: print(p.step, p.d_loss, p.g_loss))
+        images = model.sample(64, seed=1)          # uint8 (64, 28, 28, 1) with numpy, else bytes
+        gran.write_png("samples.png", images, columns=8)
+        model.save("model.gran")
+
+The shared library is found through the GRAN_LIBRARY environment variable (a path), next to
+this package, in the repository's target/release, or by the system loader (libgran.so.0).
+numpy is optional: without it, images come back as bytes and floats as lists.
+Every failure raises a subclass of gran.GranError, one per GranStatus.
+"""
+
+from ._core import (
+    LIBRARY_PATH,
+    Dataset,
+    DatasetInfo,
+    Evaluator,
+    GamResult,
+    Model,
+    ModelConfig,
+    Progress,
+    Quality,
+    abi_version,
+    cuda_device_count,
+    gam,
+    have_numpy,
+    last_error,
+    set_log_callback,
+    status_string,
+    version,
+    write_png,
+)
+from ._lib import (
+    GRAN_ABI_VERSION,
+    GRAN_GAM_A_WINS,
+    GRAN_GAM_B_WINS,
+    GRAN_GAM_TIE,
+    GRAN_GAM_UNDECIDED,
+    GRAN_MAX_CLASSES,
+    GRAN_PIXEL_FORMAT_F32_CHW,
+    GRAN_PIXEL_FORMAT_U8_CHW,
+    GRAN_PIXEL_FORMAT_U8_HWC,
+    GRAN_STATUS_BUFFER_TOO_SMALL,
+    GRAN_STATUS_BUSY,
+    GRAN_STATUS_CANCELLED,
+    GRAN_STATUS_DEVICE,
+    GRAN_STATUS_DIVERGED,
+    GRAN_STATUS_FORMAT,
+    GRAN_STATUS_INTERNAL,
+    GRAN_STATUS_INVALID_ARGUMENT,
+    GRAN_STATUS_INVALID_HANDLE,
+    GRAN_STATUS_IO,
+    GRAN_STATUS_OK,
+    GRAN_STATUS_OUT_OF_MEMORY,
+)
+from .errors import (
+    BufferTooSmallError,
+    BusyError,
+    CancelledError,
+    DeviceError,
+    DivergedError,
+    FormatError,
+    GranError,
+    GranIOError,
+    InternalError,
+    InvalidArgumentError,
+    InvalidHandleError,
+    OutOfMemoryError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "LIBRARY_PATH", "Dataset", "DatasetInfo", "Evaluator", "GamResult", "Model", "ModelConfig", "Progress", "Quality", "abi_version",
+    "cuda_device_count", "gam", "have_numpy", "last_error", "set_log_callback", "status_string", "version",
+    "write_png", "GRAN_ABI_VERSION", "GRAN_GAM_A_WINS", "GRAN_GAM_B_WINS", "GRAN_GAM_TIE",
+    "GRAN_GAM_UNDECIDED", "GRAN_MAX_CLASSES", "GRAN_PIXEL_FORMAT_F32_CHW", "GRAN_PIXEL_FORMAT_U8_CHW",
+    "GRAN_PIXEL_FORMAT_U8_HWC", "GRAN_STATUS_BUFFER_TOO_SMALL", "GRAN_STATUS_BUSY",
+    "GRAN_STATUS_CANCELLED", "GRAN_STATUS_DEVICE", "GRAN_STATUS_DIVERGED", "GRAN_STATUS_FORMAT",
+    "GRAN_STATUS_INTERNAL", "GRAN_STATUS_INVALID_ARGUMENT", "GRAN_STATUS_INVALID_HANDLE",
+    "GRAN_STATUS_IO", "GRAN_STATUS_OK", "GRAN_STATUS_OUT_OF_MEMORY", "BufferTooSmallError",
+    "BusyError", "CancelledError", "DeviceError", "DivergedError", "FormatError", "GranError",
+    "GranIOError", "InternalError", "InvalidArgumentError", "InvalidHandleError",
+    "OutOfMemoryError", "__version__",
+]

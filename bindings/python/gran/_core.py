@@ -1,0 +1,918 @@
+"""The Pythonic layer over libgran: Model, Dataset, write_png and library functions."""
+
+from __future__ import annotations
+
+import array
+import ctypes
+import operator
+import os
+import threading
+from ctypes import POINTER, byref, c_double, c_float, c_uint64, c_void_p, sizeof
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, Tuple
+
+from . import _lib
+from ._lib import (
+    GRAN_PIXEL_FORMAT_F32_CHW,
+    GRAN_PIXEL_FORMAT_U8_CHW,
+    GRAN_PIXEL_FORMAT_U8_HWC,
+    GRAN_STATUS_INVALID_ARGUMENT,
+    GranDataset,
+    GranDatasetInfo,
+    GranDevice,
+    GranEvaluator,
+    GranEvaluatorConfig,
+    GranGamConfig,
+    GranGamResult,
+    GranLogCallback,
+    GranModel,
+    GranModelConfig,
+    GranProgress,
+    GranProgressCallback,
+    GranQuality,
+    GranTrainConfig,
+)
+from .errors import InvalidArgumentError, error_for
+
+# numpy is optional: without it, images come back as bytes (U8 formats) or lists of floats.
+# GRAN_NO_NUMPY=1 behaves as if it were not installed.
+_np: Any = None
+if os.environ.get("GRAN_NO_NUMPY", "") in ("", "0"):
+    try:
+        import numpy as _np  # type: ignore[no-redef]
+    except ImportError:  # pragma: no cover - depends on the environment
+        _np = None
+
+_LIB, LIBRARY_PATH = _lib.load()
+
+
+def have_numpy() -> bool:
+    """True when results come back as numpy arrays (numpy importable and not disabled)."""
+    return _np is not None
+
+
+# ----------------------------------------------------------------------------------------------
+# Status handling and small conversions
+# ----------------------------------------------------------------------------------------------
+
+
+def last_error() -> str:
+    """The calling thread's last failure message (gran_last_error)."""
+    n = _LIB.gran_last_error(None, 0)
+    buf = ctypes.create_string_buffer(n + 1)
+    _LIB.gran_last_error(buf, n + 1)
+    return buf.value.decode("utf-8", "replace")
+
+
+def _check(status: int) -> None:
+    if status != 0:
+        raise error_for(status, last_error())
+
+
+def _invalid(message: str) -> InvalidArgumentError:
+    return InvalidArgumentError(GRAN_STATUS_INVALID_ARGUMENT, message)
+
+
+def _uint(name: str, value: Any, bits: int) -> int:
+    try:
+        v = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, not {type(value).__name__}") from None
+    if not 0 <= v < (1 << bits):
+        raise _invalid(f"{name} is {v}: must be in [0, 2**{bits})")
+    return v
+
+
+def _path(p: Any) -> bytes:
+    return os.fsencode(os.fspath(p))
+
+
+_FORMATS = {
+    "u8": GRAN_PIXEL_FORMAT_U8_HWC,
+    "u8_hwc": GRAN_PIXEL_FORMAT_U8_HWC,
+    "hwc": GRAN_PIXEL_FORMAT_U8_HWC,
+    "u8_chw": GRAN_PIXEL_FORMAT_U8_CHW,
+    "f32": GRAN_PIXEL_FORMAT_F32_CHW,
+    "f32_chw": GRAN_PIXEL_FORMAT_F32_CHW,
+    "float32": GRAN_PIXEL_FORMAT_F32_CHW,
+}
+
+
+def _format(fmt: Any) -> int:
+    if isinstance(fmt, str):
+        try:
+            return _FORMATS[fmt.lower()]
+        except KeyError:
+            raise _invalid(f"pixel format {fmt!r} is unknown: use 'u8' (HWC bytes), 'u8_chw' or 'f32'") from None
+    v = _uint("format", fmt, 32)
+    if v not in (GRAN_PIXEL_FORMAT_U8_HWC, GRAN_PIXEL_FORMAT_U8_CHW, GRAN_PIXEL_FORMAT_F32_CHW):
+        raise _invalid(f"pixel format {v} is unknown (U8_HWC 0, U8_CHW 1, F32_CHW 2)")
+    return v
+
+
+def _device(spec: Any) -> GranDevice:
+    """'auto' | 'cpu' | 'cuda' | 'cuda:N' (or None for auto) -> GranDevice."""
+    if isinstance(spec, GranDevice):
+        return spec
+    if spec is None:
+        return GranDevice(_lib.GRAN_DEVICE_AUTO, 0)
+    if not isinstance(spec, str):
+        raise TypeError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', not {spec!r}")
+    s = spec.strip().lower()
+    if s == "auto":
+        return GranDevice(_lib.GRAN_DEVICE_AUTO, 0)
+    if s == "cpu":
+        return GranDevice(_lib.GRAN_DEVICE_CPU, 0)
+    if s == "cuda":
+        return GranDevice(_lib.GRAN_DEVICE_CUDA, 0)
+    if s.startswith("cuda:"):
+        try:
+            index = int(s[5:])
+        except ValueError:
+            index = -1
+        if index >= 0 and index < 2**31:
+            return GranDevice(_lib.GRAN_DEVICE_CUDA, index)
+    raise _invalid(f"device {spec!r} is not 'auto', 'cpu', 'cuda' or 'cuda:N'")
+
+
+def _device_name(d: GranDevice) -> str:
+    if d.kind == _lib.GRAN_DEVICE_CPU:
+        return "cpu"
+    if d.kind == _lib.GRAN_DEVICE_CUDA:
+        return f"cuda:{d.index}"
+    if d.kind == _lib.GRAN_DEVICE_AUTO:
+        return "auto"
+    return f"unknown({d.kind})"
+
+
+# ----------------------------------------------------------------------------------------------
+# Library information and logging
+# ----------------------------------------------------------------------------------------------
+
+
+def version() -> str:
+    """The library's version string, e.g. '0.1.0'."""
+    return _LIB.gran_version().decode()
+
+
+def abi_version() -> int:
+    """The loaded library's ABI version (GRAN_ABI_VERSION)."""
+    return int(_LIB.gran_abi_version())
+
+
+def cuda_device_count() -> int:
+    """Number of usable CUDA devices (0 without CUDA)."""
+    return int(_LIB.gran_cuda_device_count())
+
+
+def status_string(status: int) -> str:
+    """The name of a GranStatus, e.g. 'GRAN_STATUS_IO'."""
+    return _LIB.gran_status_string(status).decode()
+
+
+_LOG_LEVELS = {"debug": _lib.GRAN_LOG_DEBUG, "info": _lib.GRAN_LOG_INFO, "warn": _lib.GRAN_LOG_WARN,
+               "warning": _lib.GRAN_LOG_WARN, "error": _lib.GRAN_LOG_ERROR}
+_LOG_NAMES = {v: k for k, v in _LOG_LEVELS.items() if k != "warning"}
+# Every installed log callback stays referenced: a call may still be in flight on another thread
+# when it is replaced, and ctypes frees the C trampoline with the Python object.
+_LOG_KEEP: list = []
+_LOG_LOCK = threading.Lock()
+
+
+def set_log_callback(callback: Optional[Callable[[str, str], Any]], level: Any = "warn") -> None:
+    """Sends library messages at `level` ('debug', 'info', 'warn', 'error') and above to
+    `callback(level_name, message)`; None turns logging off. The callback may run on any thread
+    that calls into gran; exceptions it raises are ignored."""
+    lvl = _LOG_LEVELS[level.lower()] if isinstance(level, str) else _uint("level", level, 32)
+    if callback is None:
+        _LIB.gran_set_log_callback(GranLogCallback(), None, lvl)
+        return
+
+    def _bridge(level_: int, message: bytes, _user_data: Any) -> None:
+        try:
+            callback(_LOG_NAMES.get(level_, str(level_)), (message or b"").decode("utf-8", "replace"))
+        except BaseException:  # noqa: BLE001 - nothing may cross into the C library
+            pass
+
+    cb = GranLogCallback(_bridge)
+    with _LOG_LOCK:
+        _LOG_KEEP.append(cb)
+    _LIB.gran_set_log_callback(cb, None, lvl)
+
+
+# ----------------------------------------------------------------------------------------------
+# Plain-data results
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """A model's shape and initial weights (GranModelConfig). `device` is 'auto', 'cpu',
+    'cuda' or 'cuda:N'; a live model reports its concrete device ('cpu' or 'cuda:N')."""
+
+    height: int = 28
+    width: int = 28
+    channels: int = 1
+    steps: int = 3
+    z_dim: int = 100
+    hidden_dim: int = 100
+    width_scale: float = 1.0
+    leaky_relu: bool = False
+    device: str = "auto"
+    seed: int = 0
+
+    def _to_c(self) -> GranModelConfig:
+        c = GranModelConfig()
+        _LIB.gran_model_config_init(byref(c))
+        c.height = _uint("height", self.height, 32)
+        c.width = _uint("width", self.width, 32)
+        c.channels = _uint("channels", self.channels, 32)
+        c.steps = _uint("steps", self.steps, 32)
+        c.z_dim = _uint("z_dim", self.z_dim, 32)
+        c.hidden_dim = _uint("hidden_dim", self.hidden_dim, 32)
+        c.width_scale = float(self.width_scale)
+        c.leaky_relu = 1 if self.leaky_relu else 0
+        c.device = _device(self.device)
+        c.seed = _uint("seed", self.seed, 64)
+        return c
+
+    @classmethod
+    def _from_c(cls, c: GranModelConfig) -> "ModelConfig":
+        return cls(
+            height=c.height, width=c.width, channels=c.channels, steps=c.steps, z_dim=c.z_dim,
+            hidden_dim=c.hidden_dim, width_scale=c.width_scale, leaky_relu=bool(c.leaky_relu),
+            device=_device_name(c.device), seed=c.seed,
+        )
+
+    @classmethod
+    def defaults(cls) -> "ModelConfig":
+        """The library's defaults (gran_model_config_init)."""
+        c = GranModelConfig()
+        _LIB.gran_model_config_init(byref(c))
+        return cls._from_c(c)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A training progress report (GranProgress): means since the previous report."""
+
+    step: int
+    total_steps: int
+    epoch: int
+    d_loss: float
+    g_loss: float
+    d_real: float
+    d_fake: float
+    elapsed_seconds: float
+    images_per_second: float
+    d_dominates: bool
+
+    @classmethod
+    def _from_c(cls, p: GranProgress) -> "Progress":
+        return cls(
+            step=p.step, total_steps=p.total_steps, epoch=p.epoch, d_loss=p.d_loss, g_loss=p.g_loss,
+            d_real=p.d_real, d_fake=p.d_fake, elapsed_seconds=p.elapsed_seconds,
+            images_per_second=p.images_per_second, d_dominates=bool(p.d_dominates),
+        )
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What Dataset.info reports (GranDatasetInfo)."""
+
+    count: int
+    height: int
+    width: int
+    channels: int
+    has_labels: bool
+
+
+# ----------------------------------------------------------------------------------------------
+# Buffers in and out
+# ----------------------------------------------------------------------------------------------
+
+
+def _output(shape: Tuple[int, ...], fmt: int, fill: Callable[[Any, int], int]) -> Any:
+    """Allocates an output of `shape` values in `fmt`, lets `fill(pointer, nbytes)` write it.
+    Returns a numpy array of that shape, else bytes (U8) or a flat list of floats (F32)."""
+    n = 1
+    for s in shape:
+        n *= s
+    f32 = fmt == GRAN_PIXEL_FORMAT_F32_CHW
+    if _np is not None:
+        arr = _np.empty(shape, dtype=_np.float32 if f32 else _np.uint8)
+        _check(fill(arr.ctypes.data_as(c_void_p), arr.nbytes))
+        return arr
+    if f32:
+        buf = (c_float * n)()
+        _check(fill(ctypes.cast(buf, c_void_p), sizeof(buf)))
+        return list(buf)
+    raw = (ctypes.c_uint8 * n)()
+    _check(fill(ctypes.cast(raw, c_void_p), n))
+    return bytes(raw)
+
+
+def _floats(values: Any) -> Tuple[Any, int, Any]:
+    """(pointer to float32s, number of floats, the object keeping them alive) for a numpy
+    array, a buffer of 'f' items, or a (nested) sequence of numbers."""
+    if _np is not None and not isinstance(values, (bytes, bytearray)):
+        arr = _np.ascontiguousarray(_np.asarray(values, dtype=_np.float32))
+        return arr.ctypes.data_as(POINTER(c_float)), int(arr.size), arr
+    if isinstance(values, (array.array, memoryview)) and getattr(values, "format", getattr(values, "typecode", "")) == "f":
+        n = memoryview(values).nbytes // 4
+        buf = (c_float * n).from_buffer_copy(values)
+        return buf, n, buf
+    flat: list = []
+
+    def walk(v: Any) -> None:
+        if isinstance(v, (list, tuple)):
+            for x in v:
+                walk(x)
+        else:
+            flat.append(float(v))
+
+    walk(values)
+    buf = (c_float * len(flat))(*flat)
+    return buf, len(flat), buf
+
+
+def _images_in(images: Any, fmt: Any, size: Optional[Tuple[int, int, int]]) -> Tuple[Any, int, int, int, int, int, Any]:
+    """Parses images given to the library: (pointer, count, height, width, channels, format,
+    keep-alive). numpy arrays: uint8 (N, H, W, C) [or (N, C, H, W) with format 'u8_chw'] or
+    (N, H, W) grey; floats (N, C, H, W) or (N, H, W) in [0, 1]. Raw bytes or a flat list of floats
+    need `size` = (height, width, channels). The buffer length is checked here, so the library
+    never reads past it."""
+    want = None if fmt is None else _format(fmt)
+    if _np is not None and isinstance(images, _np.ndarray) and images.ndim >= 3:
+        arr = images
+        if arr.dtype == _np.uint8:
+            f = GRAN_PIXEL_FORMAT_U8_HWC if want is None else want
+            if f == GRAN_PIXEL_FORMAT_F32_CHW:
+                raise _invalid("uint8 images with format 'f32': pass floats in [0, 1], or format 'u8'")
+        elif _np.issubdtype(arr.dtype, _np.floating):
+            f = GRAN_PIXEL_FORMAT_F32_CHW if want is None else want
+            if f != GRAN_PIXEL_FORMAT_F32_CHW:
+                raise _invalid("float images need format 'f32' (N, C, H, W) in [0, 1]; use uint8 for 'u8'")
+            arr = arr.astype(_np.float32, copy=False)
+        else:
+            raise TypeError(f"images must be uint8 or floating point, not {arr.dtype}")
+        if arr.ndim == 3:  # (N, H, W): one channel, the same bytes in every layout
+            n, h, w = arr.shape
+            c = 1
+        elif arr.ndim == 4:
+            if f == GRAN_PIXEL_FORMAT_U8_HWC:
+                n, h, w, c = arr.shape
+            else:
+                n, c, h, w = arr.shape
+        else:
+            raise _invalid(f"images have shape {arr.shape}: expected 3 or 4 dimensions")
+        if size is not None and (h, w, c) != tuple(size):
+            layout = "(N, H, W, C)" if f == GRAN_PIXEL_FORMAT_U8_HWC else "(N, C, H, W)"
+            raise _invalid(f"images have shape {arr.shape} {layout}: expected height, width, channels {tuple(size)}")
+        arr = _np.ascontiguousarray(arr)
+        return arr.ctypes.data_as(c_void_p), n, h, w, c, f, arr
+
+    # Flat data: bytes for the U8 formats, floats for F32.
+    if size is None:
+        raise _invalid("flat pixel data needs height, width and channels")
+    h, w, c = size
+    per = h * w * c
+    kind = _flat_kind(images)
+    if kind is None:  # a sequence of numbers: floats unless a U8 format is asked for
+        kind = "u8" if want in (GRAN_PIXEL_FORMAT_U8_HWC, GRAN_PIXEL_FORMAT_U8_CHW) else "f32"
+        if kind == "u8":
+            images = bytes(images)
+    if kind == "u8":
+        f = GRAN_PIXEL_FORMAT_U8_HWC if want is None else want
+        if f == GRAN_PIXEL_FORMAT_F32_CHW:
+            raise _invalid("byte data with format 'f32': pass floats in [0, 1], or format 'u8'")
+        if _np is not None and isinstance(images, _np.ndarray):
+            images = _np.ascontiguousarray(images).reshape(-1)
+        mv = memoryview(images).cast("B")
+        nbytes = mv.nbytes
+        if per == 0 or nbytes == 0 or nbytes % per:
+            raise _invalid(f"{nbytes} bytes are not a positive whole number of {h}x{w}x{c} images")
+        buf = (ctypes.c_uint8 * nbytes).from_buffer_copy(mv)
+        return ctypes.cast(buf, c_void_p), nbytes // per, h, w, c, f, buf
+    f = GRAN_PIXEL_FORMAT_F32_CHW if want is None else want
+    if f != GRAN_PIXEL_FORMAT_F32_CHW:
+        raise _invalid("float data needs format 'f32'; pass bytes for the U8 formats")
+    ptr, n, keep = _floats(images)
+    if per == 0 or n == 0 or n % per:
+        raise _invalid(f"{n} floats are not a positive whole number of {h}x{w}x{c} images")
+    return ctypes.cast(ptr, c_void_p), n // per, h, w, c, f, keep
+
+
+def _flat_kind(images: Any) -> Optional[str]:
+    """'u8' for byte buffers, 'f32' for float buffers, None for plain sequences."""
+    if isinstance(images, (bytes, bytearray)):
+        return "u8"
+    if isinstance(images, memoryview):
+        code = images.format
+    elif isinstance(images, array.array):
+        code = images.typecode
+    elif _np is not None and isinstance(images, _np.ndarray):
+        return "u8" if images.dtype == _np.uint8 else "f32"
+    elif isinstance(images, (list, tuple)):
+        return None
+    else:
+        raise TypeError(f"pixel data must be bytes, a buffer, a sequence of numbers or a numpy array, "
+                        f"not {type(images).__name__}")
+    if code in ("B", "b", "c"):
+        return "u8"
+    if code == "f":
+        return "f32"
+    raise TypeError(f"pixel buffers must hold bytes ('B') or float32 ('f'), not {code!r}")
+
+
+# ----------------------------------------------------------------------------------------------
+# Owned handles
+# ----------------------------------------------------------------------------------------------
+
+
+class _Owned:
+    """Owns one library handle: close() frees it (idempotent), so do `with` blocks and garbage
+    collection. After close() the (stale) handle stays, so calls raise InvalidHandleError."""
+
+    _free_name = ""
+
+    def __init__(self, handle: int):
+        """Wraps (and takes ownership of) a handle from the C API."""
+        self._handle = int(handle)
+        self._open = True
+
+    @property
+    def handle(self) -> int:
+        """The C handle."""
+        return self._handle
+
+    @property
+    def closed(self) -> bool:
+        return not self._open
+
+    def close(self) -> None:
+        """Frees the object now (idempotent). Later calls on it raise InvalidHandleError."""
+        if self._open:
+            self._open = False
+            getattr(_LIB, self._free_name)(self._handle)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - interpreter shutdown
+            pass
+
+
+# ----------------------------------------------------------------------------------------------
+# Dataset
+# ----------------------------------------------------------------------------------------------
+
+
+class Dataset(_Owned):
+    """An immutable set of training images held by the library. Free it with close() (or a
+    `with` block); it is also freed when garbage-collected. Make one with from_array,
+    from_pixels, load_idx, load_cifar10 or load_images."""
+
+    _free_name = "gran_dataset_free"
+
+    # -- constructors --------------------------------------------------------------------------
+
+    @classmethod
+    def _make(cls, call: Callable[[Any], int]) -> "Dataset":
+        out = GranDataset(0)
+        _check(call(byref(out)))
+        return cls(out.value)
+
+    @classmethod
+    def from_array(cls, images: Any, format: Any = None) -> "Dataset":
+        """From a numpy array (copied): uint8 (N, H, W, C) or (N, H, W); float (N, C, H, W) or
+        (N, H, W) with values in [0, 1]. format='u8_chw' reads uint8 as (N, C, H, W)."""
+        if _np is None:
+            raise RuntimeError("Dataset.from_array needs numpy; use Dataset.from_pixels with bytes")
+        arr = _np.asarray(images)
+        if arr.ndim not in (3, 4):
+            raise _invalid(f"images have shape {arr.shape}: expected (N, H, W), (N, H, W, C) or (N, C, H, W)")
+        ptr, n, h, w, c, f, keep = _images_in(arr, format, None)
+        return cls._make(lambda out: _LIB.gran_dataset_from_pixels(ptr, n, h, w, c, f, out))
+
+    @classmethod
+    def from_pixels(cls, pixels: Any, height: int, width: int, channels: int, format: Any = None) -> "Dataset":
+        """From flat pixel data (copied): bytes-like for 'u8' (HWC, the default for bytes) or
+        'u8_chw'; a sequence or buffer of floats in [0, 1] for 'f32' (CHW, the default for
+        floats). The image count is the length divided by height * width * channels."""
+        size = (_uint("height", height, 32), _uint("width", width, 32), _uint("channels", channels, 32))
+        if _np is not None and isinstance(pixels, _np.ndarray):
+            pixels = pixels.reshape(-1)
+        ptr, n, h, w, c, f, keep = _images_in(pixels, format, size)
+        return cls._make(lambda out: _LIB.gran_dataset_from_pixels(ptr, n, h, w, c, f, out))
+
+    @classmethod
+    def load_idx(cls, images: Any, labels: Any = None) -> "Dataset":
+        """MNIST-style IDX files, plain or gzip-compressed; `labels` is optional."""
+        ip = _path(images)
+        lp = None if labels is None else _path(labels)
+        return cls._make(lambda out: _LIB.gran_dataset_load_idx(ip, lp, out))
+
+    @classmethod
+    def load_cifar10(cls, path: Any) -> "Dataset":
+        """A CIFAR-10 binary batch file, or the folder holding data_batch_*.bin."""
+        p = _path(path)
+        return cls._make(lambda out: _LIB.gran_dataset_load_cifar10(p, out))
+
+    @classmethod
+    def load_images(cls, directory: Any, height: int, width: int, channels: int) -> "Dataset":
+        """Every PNG/JPEG in `directory`, converted to `channels` and resized to height x width."""
+        p = _path(directory)
+        h, w, c = _uint("height", height, 32), _uint("width", width, 32), _uint("channels", channels, 32)
+        return cls._make(lambda out: _LIB.gran_dataset_load_images(p, h, w, c, out))
+
+    # -- queries -------------------------------------------------------------------------------
+
+    @property
+    def info(self) -> DatasetInfo:
+        """Image count, size, channels and whether it has labels."""
+        i = GranDatasetInfo()
+        i.struct_size = sizeof(i)
+        _check(_LIB.gran_dataset_info(self._handle, byref(i)))
+        return DatasetInfo(count=i.count, height=i.height, width=i.width, channels=i.channels,
+                           has_labels=bool(i.has_labels))
+
+    def __len__(self) -> int:
+        return self.info.count
+
+    def __repr__(self) -> str:
+        if not self._open:
+            return f"<gran.Dataset {self._handle} closed>"
+        try:
+            i = self.info
+            return f"<gran.Dataset {self._handle}: {i.count} x {i.height}x{i.width}x{i.channels}>"
+        except Exception:  # noqa: BLE001
+            return f"<gran.Dataset {self._handle}>"
+
+
+# ----------------------------------------------------------------------------------------------
+# Model
+# ----------------------------------------------------------------------------------------------
+
+_TRAIN_FIELDS = ("batch_size", "iterations", "epochs", "lr_g", "beta1_g", "beta2_g", "lr_d", "beta1_d",
+                 "beta2_d", "d_weight_decay", "seed", "report_every", "checkpoint_every")
+
+
+class Model(_Owned):
+    """A GRAN model (generator and discriminator) held by the library. Free it with close() (or
+    a `with` block); it is also freed when garbage-collected. Closing a model that is training on
+    another thread cancels that run. Make one with create(), from_config() or load()."""
+
+    _free_name = "gran_model_free"
+
+    # -- constructors --------------------------------------------------------------------------
+
+    @classmethod
+    def create(cls, *, height: int = 28, width: int = 28, channels: int = 1, steps: int = 3, z_dim: int = 100,
+               hidden_dim: int = 100, width_scale: float = 1.0, leaky_relu: bool = False, device: Any = "auto",
+               seed: int = 0) -> "Model":
+        """A model with fresh weights. Sizes: square 28, 32, 64 or 128; channels 1 or 3.
+        device: 'auto' (CUDA 0 if present, else CPU), 'cpu', 'cuda' or 'cuda:N'."""
+        return cls.from_config(ModelConfig(height=height, width=width, channels=channels, steps=steps, z_dim=z_dim,
+                                           hidden_dim=hidden_dim, width_scale=width_scale, leaky_relu=leaky_relu,
+                                           device=device, seed=seed))
+
+    @classmethod
+    def from_config(cls, config: ModelConfig) -> "Model":
+        """A model with fresh weights from a ModelConfig."""
+        c = config._to_c()
+        out = GranModel(0)
+        _check(_LIB.gran_model_create(byref(c), byref(out)))
+        return cls(out.value)
+
+    @classmethod
+    def load(cls, path: Any, device: Any = None) -> "Model":
+        """Loads a checkpoint written by save(). device None: where it was saved when that
+        device exists here, else auto; or 'auto', 'cpu', 'cuda', 'cuda:N'."""
+        p = _path(path)
+        dev = None if device is None else byref(_device(device))
+        out = GranModel(0)
+        _check(_LIB.gran_model_load(p, dev, byref(out)))
+        return cls(out.value)
+
+    # -- queries -------------------------------------------------------------------------------
+
+    def _config_c(self) -> GranModelConfig:
+        c = GranModelConfig()
+        _LIB.gran_model_config_init(byref(c))
+        _check(_LIB.gran_model_config(self._handle, byref(c)))
+        return c
+
+    @property
+    def config(self) -> ModelConfig:
+        """The configuration; `device` is the concrete device ('cpu' or 'cuda:N')."""
+        return ModelConfig._from_c(self._config_c())
+
+    @property
+    def step(self) -> int:
+        """Training steps completed so far."""
+        s = c_uint64(0)
+        _check(_LIB.gran_model_step(self._handle, byref(s)))
+        return s.value
+
+    # -- checkpoints ---------------------------------------------------------------------------
+
+    def save(self, path: Any) -> None:
+        """Writes a checkpoint (configuration, weights, optimizer state, step) atomically."""
+        _check(_LIB.gran_model_save(self._handle, _path(path)))
+
+    # -- training ------------------------------------------------------------------------------
+
+    def train(self, dataset: Any, *, iterations: Optional[int] = None, epochs: Optional[int] = None,
+              batch_size: Optional[int] = None, lr_g: Optional[float] = None, beta1_g: Optional[float] = None,
+              beta2_g: Optional[float] = None, lr_d: Optional[float] = None, beta1_d: Optional[float] = None,
+              beta2_d: Optional[float] = None, d_weight_decay: Optional[float] = None, seed: Optional[int] = None,
+              report_every: Optional[int] = None, checkpoint_path: Any = None,
+              checkpoint_every: Optional[int] = None,
+              on_progress: Optional[Callable[[Progress], Any]] = None) -> Progress:
+        """Trains on `dataset` (a Dataset, or a numpy array for Dataset.from_array), continuing
+        from the model's step counter, and returns the final progress report. Settings left at
+        None take the library's defaults (2000 iterations, batch 64, Adam 2e-4 / 1e-4, betas
+        (0.5, 0.999), a report every 100 steps). Giving only `epochs` trains for that many passes.
+
+        on_progress(progress) is called with each report on this thread; a true return value
+        stops training (CancelledError). An exception raised in it stops training and is
+        re-raised here. Raises CancelledError, BusyError, DivergedError, ... on failure."""
+        if not isinstance(dataset, Dataset):
+            with Dataset.from_array(dataset) as tmp:
+                return self.train(tmp, iterations=iterations, epochs=epochs, batch_size=batch_size, lr_g=lr_g,
+                                  beta1_g=beta1_g, beta2_g=beta2_g, lr_d=lr_d, beta1_d=beta1_d, beta2_d=beta2_d,
+                                  d_weight_decay=d_weight_decay, seed=seed, report_every=report_every,
+                                  checkpoint_path=checkpoint_path, checkpoint_every=checkpoint_every,
+                                  on_progress=on_progress)
+        cfg = GranTrainConfig()
+        _LIB.gran_train_config_init(byref(cfg))
+        if epochs is not None and iterations is None:
+            iterations = 0
+        given = dict(batch_size=batch_size, iterations=iterations, epochs=epochs, lr_g=lr_g, beta1_g=beta1_g,
+                     beta2_g=beta2_g, lr_d=lr_d, beta1_d=beta1_d, beta2_d=beta2_d, d_weight_decay=d_weight_decay,
+                     seed=seed, report_every=report_every, checkpoint_every=checkpoint_every)
+        ints = {"batch_size": 32, "epochs": 32, "iterations": 64, "seed": 64, "report_every": 64,
+                "checkpoint_every": 64}
+        for name in _TRAIN_FIELDS:
+            v = given[name]
+            if v is None:
+                continue
+            setattr(cfg, name, _uint(name, v, ints[name]) if name in ints else float(v))
+        path_bytes = None if checkpoint_path is None else _path(checkpoint_path)
+        cfg.checkpoint_path = path_bytes
+
+        raised: list = []
+        callback = None
+        if on_progress is not None:
+            def _bridge(progress: Any, _user_data: Any) -> int:
+                # Runs inside gran_train: nothing may propagate into the C library.
+                try:
+                    return 1 if on_progress(Progress._from_c(progress.contents)) else 0
+                except BaseException as e:  # noqa: BLE001 - re-raised after gran_train returns
+                    raised.append(e)
+                    return 1
+            callback = GranProgressCallback(_bridge)  # referenced until gran_train returns
+            cfg.on_progress = callback
+
+        last = GranProgress()
+        last.struct_size = sizeof(last)
+        status = _LIB.gran_train(self._handle, dataset._handle, byref(cfg), byref(last))
+        del callback, path_bytes
+        if raised:
+            raise raised[0]
+        _check(status)
+        return Progress._from_c(last)
+
+    def cancel(self) -> None:
+        """Asks a training run in progress (another thread, or the progress callback) to stop;
+        its train() raises CancelledError. Does nothing when the model is not training."""
+        _check(_LIB.gran_cancel(self._handle))
+
+    # -- sampling ------------------------------------------------------------------------------
+
+    def _shape(self, c: GranModelConfig, count: int, fmt: int) -> Tuple[int, ...]:
+        if fmt == GRAN_PIXEL_FORMAT_U8_HWC:
+            return (count, c.height, c.width, c.channels)
+        return (count, c.channels, c.height, c.width)
+
+    def sample(self, count: int, seed: int = 0, format: Any = "u8") -> Any:
+        """`count` images from the latents of `seed`. format 'u8': uint8 (count, H, W, C);
+        'u8_chw': uint8 (count, C, H, W); 'f32': float32 in [0, 1] (count, C, H, W). Without
+        numpy: bytes for the U8 formats, a flat list of floats for 'f32'. Image i depends only on
+        the weights, `seed` and i."""
+        count, seed, fmt = _uint("count", count, 32), _uint("seed", seed, 64), _format(format)
+        c = self._config_c()
+        return _output(self._shape(c, count, fmt), fmt,
+                       lambda p, n: _LIB.gran_sample(self._handle, seed, count, fmt, p, n))
+
+    def sample_steps(self, count: int, seed: int = 0, format: Any = "u8") -> Any:
+        """The canvas after each of the T drawing steps: shape (T, count, ...) as in sample();
+        the last block equals sample(count, seed, format)."""
+        count, seed, fmt = _uint("count", count, 32), _uint("seed", seed, 64), _format(format)
+        c = self._config_c()
+        return _output((c.steps,) + self._shape(c, count, fmt), fmt,
+                       lambda p, n: _LIB.gran_sample_steps(self._handle, seed, count, fmt, p, n))
+
+    def latents(self, count: int, seed: int = 0) -> Any:
+        """The latents sample(count, seed) uses: float32 (count, z_dim) (a flat list without
+        numpy). Edit them and pass them to generate()."""
+        count, seed = _uint("count", count, 32), _uint("seed", seed, 64)
+        c = self._config_c()
+        return _output((count, c.z_dim), GRAN_PIXEL_FORMAT_F32_CHW,
+                       lambda p, n: _LIB.gran_latents(self._handle, seed, count, ctypes.cast(p, POINTER(c_float)),
+                                                      n // 4))
+
+    def generate(self, z: Any, format: Any = "u8") -> Any:
+        """Images from latents `z`: (count, z_dim) floats (or a flat sequence of count * z_dim).
+        Output as in sample()."""
+        fmt = _format(format)
+        c = self._config_c()
+        ptr, n, keep = _floats(z)
+        if n == 0 or n % c.z_dim:
+            raise _invalid(f"z holds {n} floats: not a positive multiple of z_dim {c.z_dim}")
+        count = _uint("count", n // c.z_dim, 32)
+        return _output(self._shape(c, count, fmt), fmt,
+                       lambda p, nb: _LIB.gran_generate(self._handle, ptr, count, fmt, p, nb))
+
+    def discriminate(self, images: Any, format: Any = None) -> Any:
+        """D(x) for each image: float32 (count,) (a list without numpy). `images`: uint8
+        (N, H, W, C) / (N, H, W), float (N, C, H, W) in [0, 1], or flat bytes / floats of whole
+        images of the model's size."""
+        c = self._config_c()
+        ptr, n, h, w, ch, f, keep = _images_in(images, format, (c.height, c.width, c.channels))
+        count = _uint("count", n, 32)
+        return _output((count,), GRAN_PIXEL_FORMAT_F32_CHW,
+                       lambda p, nb: _LIB.gran_discriminate(self._handle, ptr, count, f,
+                                                            ctypes.cast(p, POINTER(c_float))))
+
+    def __repr__(self) -> str:
+        if not self._open:
+            return f"<gran.Model {self._handle} closed>"
+        try:
+            c = self.config
+            return (f"<gran.Model {self._handle}: {c.height}x{c.width}x{c.channels}, T={c.steps}, "
+                    f"z_dim={c.z_dim}, {c.device}, step {self.step}>")
+        except Exception:  # noqa: BLE001
+            return f"<gran.Model {self._handle}>"
+
+
+# ----------------------------------------------------------------------------------------------
+# Quality evaluator
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Quality:
+    """The quality of a set of images under an Evaluator (GranQuality). Lower
+    frechet_distance is closer to the real data; classifier_score is in [1, classes];
+    nearest_train_distance (NaN without a training set) much below
+    reference_nearest_train_distance suggests copies; class_share has one entry per class."""
+
+    classes: int
+    count: int
+    frechet_distance: float
+    classifier_score: float
+    nearest_train_distance: float
+    reference_nearest_train_distance: float
+    class_share: Tuple[float, ...]
+
+    @classmethod
+    def _from_c(cls, q: GranQuality) -> "Quality":
+        n = min(int(q.classes), _lib.GRAN_MAX_CLASSES)
+        return cls(classes=q.classes, count=q.count, frechet_distance=q.frechet_distance,
+                   classifier_score=q.classifier_score, nearest_train_distance=q.nearest_train_distance,
+                   reference_nearest_train_distance=q.reference_nearest_train_distance,
+                   class_share=tuple(q.class_share[:n]))
+
+
+class Evaluator(_Owned):
+    """A quality evaluator: a small classifier trained on labelled images, then used for the
+    Frechet distance of its features, a classifier score, class shares and a copy check, on a
+    model's samples or on any dataset. Make one with Evaluator.train(labelled_dataset)."""
+
+    _free_name = "gran_evaluator_free"
+
+    @classmethod
+    def train(cls, labelled: Dataset, *, epochs: Optional[int] = None, batch_size: Optional[int] = None,
+              lr: Optional[float] = None, seed: Optional[int] = None, device: Any = None) -> "Evaluator":
+        """Trains the classifier on a dataset with labels (load_idx with labels, load_cifar10).
+        Settings left at None take the library's defaults (5 epochs, batch 64, lr 1e-3, seed 0,
+        device auto)."""
+        cfg = GranEvaluatorConfig()
+        _LIB.gran_evaluator_config_init(byref(cfg))
+        if epochs is not None:
+            cfg.epochs = _uint("epochs", epochs, 32)
+        if batch_size is not None:
+            cfg.batch_size = _uint("batch_size", batch_size, 32)
+        if lr is not None:
+            cfg.lr = float(lr)
+        if seed is not None:
+            cfg.seed = _uint("seed", seed, 64)
+        if device is not None:
+            cfg.device = _device(device)
+        out = GranEvaluator(0)
+        _check(_LIB.gran_evaluator_train(labelled._handle, byref(cfg), byref(out)))
+        return cls(out.value)
+
+    def accuracy(self, labelled: Dataset) -> float:
+        """Share of the labelled images classified as their label (held-out accuracy)."""
+        v = c_double(0.0)
+        _check(_LIB.gran_evaluator_accuracy(self._handle, labelled._handle, byref(v)))
+        return v.value
+
+    def evaluate_model(self, model: "Model", reference: Dataset, *, samples: int = 1000, seed: int = 0,
+                       train: Optional[Dataset] = None) -> Quality:
+        """Quality of `samples` images of `model` (latents from `seed`) against the real images of
+        `reference` (held-out data); with `train`, also the nearest-training-image copy check."""
+        q = GranQuality()
+        q.struct_size = sizeof(q)
+        _check(_LIB.gran_evaluate_model(self._handle, model._handle, _uint("seed", seed, 64),
+                                        _uint("samples", samples, 32), reference._handle,
+                                        0 if train is None else train._handle, byref(q)))
+        return Quality._from_c(q)
+
+    def evaluate_dataset(self, images: Dataset, reference: Dataset, *, train: Optional[Dataset] = None) -> Quality:
+        """Quality of the images of a dataset (real data, or images made elsewhere), as
+        evaluate_model."""
+        q = GranQuality()
+        q.struct_size = sizeof(q)
+        _check(_LIB.gran_evaluate_dataset(self._handle, images._handle, reference._handle,
+                                          0 if train is None else train._handle, byref(q)))
+        return Quality._from_c(q)
+
+    def __repr__(self) -> str:
+        return f"<gran.Evaluator {self._handle}{' closed' if not self._open else ''}>"
+
+
+# ----------------------------------------------------------------------------------------------
+# GAM
+# ----------------------------------------------------------------------------------------------
+
+_VERDICTS = {_lib.GRAN_GAM_TIE: "tie", _lib.GRAN_GAM_A_WINS: "a_wins", _lib.GRAN_GAM_B_WINS: "b_wins",
+             _lib.GRAN_GAM_UNDECIDED: "undecided"}
+
+
+@dataclass(frozen=True)
+class GamResult:
+    """The outcome of gam() (GranGamResult). `verdict` is 'tie', 'a_wins', 'b_wins' or
+    'undecided' (|r_test - 1| above the tolerance: the comparison is unfair)."""
+
+    verdict: str
+    test_error_a: float
+    test_error_b: float
+    sample_error_a: float
+    sample_error_b: float
+    r_test: float
+    r_sample: float
+    test_count: int
+    sample_count: int
+
+
+def gam(a: Model, b: Model, test: Dataset, *, samples: Optional[int] = None, seed: Optional[int] = None,
+        tolerance: Optional[float] = None) -> GamResult:
+    """Compares models `a` and `b` with the Generative Adversarial Metric on held-out images
+    `test`: each discriminator judges the test data and the other generator's samples. Settings
+    left at None take the library's defaults (1000 samples per generator, seed 0, tolerance 0.2)."""
+    cfg = GranGamConfig()
+    _LIB.gran_gam_config_init(byref(cfg))
+    if samples is not None:
+        cfg.samples = _uint("samples", samples, 32)
+    if seed is not None:
+        cfg.seed = _uint("seed", seed, 64)
+    if tolerance is not None:
+        cfg.tolerance = float(tolerance)
+    out = GranGamResult()
+    out.struct_size = sizeof(out)
+    _check(_LIB.gran_gam(a._handle, b._handle, test._handle, byref(cfg), byref(out)))
+    return GamResult(
+        verdict=_VERDICTS.get(out.verdict, str(out.verdict)), test_error_a=out.test_error_a,
+        test_error_b=out.test_error_b, sample_error_a=out.sample_error_a, sample_error_b=out.sample_error_b,
+        r_test=out.r_test, r_sample=out.r_sample, test_count=out.test_count, sample_count=out.sample_count,
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# PNG
+# ----------------------------------------------------------------------------------------------
+
+
+def write_png(path: Any, images: Any, columns: int = 8, *, format: Any = None, height: Optional[int] = None,
+              width: Optional[int] = None, channels: Optional[int] = None) -> None:
+    """Writes images as one PNG grid with `columns` columns. `images`: a numpy array as
+    sample() returns (uint8 (N, H, W, C), float (N, C, H, W)), or flat bytes / floats with
+    height, width and channels given."""
+    size = None
+    if height is not None or width is not None or channels is not None:
+        if height is None or width is None or channels is None:
+            raise _invalid("give all of height, width and channels, or none")
+        size = (_uint("height", height, 32), _uint("width", width, 32), _uint("channels", channels, 32))
+    ptr, n, h, w, c, f, keep = _images_in(images, format, size)
+    _check(_LIB.gran_write_png(_path(path), ptr, _uint("count", n, 32), h, w, c, f, _uint("columns", columns, 32)))
+

@@ -1,0 +1,348 @@
+"""Loading libgran and the ctypes mirror of include/gran.h (structs, constants, prototypes).
+
+Every struct below matches the C header field by field (order and types); the test suite
+checks ctypes.sizeof and every offset against the C compiler's.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import sys
+from ctypes import (
+    CFUNCTYPE,
+    POINTER,
+    Structure,
+    c_char_p,
+    c_double,
+    c_float,
+    c_int32,
+    c_size_t,
+    c_uint32,
+    c_uint64,
+    c_void_p,
+)
+from pathlib import Path
+
+# ----------------------------------------------------------------------------------------------
+# Constants (gran.h)
+# ----------------------------------------------------------------------------------------------
+
+GRAN_ABI_VERSION = 1
+GRAN_MAX_CLASSES = 64
+
+GRAN_STATUS_OK = 0
+GRAN_STATUS_INVALID_ARGUMENT = 1
+GRAN_STATUS_INVALID_HANDLE = 2
+GRAN_STATUS_BUFFER_TOO_SMALL = 3
+GRAN_STATUS_IO = 4
+GRAN_STATUS_FORMAT = 5
+GRAN_STATUS_DEVICE = 6
+GRAN_STATUS_OUT_OF_MEMORY = 7
+GRAN_STATUS_CANCELLED = 8
+GRAN_STATUS_BUSY = 9
+GRAN_STATUS_DIVERGED = 10
+GRAN_STATUS_INTERNAL = 11
+
+GRAN_DEVICE_CPU = 0
+GRAN_DEVICE_CUDA = 1
+GRAN_DEVICE_AUTO = 2
+
+GRAN_PIXEL_FORMAT_U8_HWC = 0
+GRAN_PIXEL_FORMAT_U8_CHW = 1
+GRAN_PIXEL_FORMAT_F32_CHW = 2
+
+GRAN_GAM_TIE = 0
+GRAN_GAM_A_WINS = 1
+GRAN_GAM_B_WINS = 2
+GRAN_GAM_UNDECIDED = 3
+
+GRAN_LOG_DEBUG = 0
+GRAN_LOG_INFO = 1
+GRAN_LOG_WARN = 2
+GRAN_LOG_ERROR = 3
+
+# Typedefs
+GranStatus = c_int32
+GranPixelFormat = c_uint32
+GranDeviceKind = c_uint32
+GranLogLevel = c_uint32
+GranGamVerdict = c_uint32
+GranModel = c_uint64
+GranDataset = c_uint64
+GranEvaluator = c_uint64
+
+
+# ----------------------------------------------------------------------------------------------
+# Structs (gran.h), in header order
+# ----------------------------------------------------------------------------------------------
+
+
+class GranDatasetInfo(Structure):
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("height", c_uint32),
+        ("width", c_uint32),
+        ("channels", c_uint32),
+        ("count", c_uint64),
+        ("has_labels", c_uint32),
+    ]
+
+
+class GranDevice(Structure):
+    _fields_ = [
+        ("kind", GranDeviceKind),
+        ("index", c_int32),
+    ]
+
+
+class GranEvaluatorConfig(Structure):
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("epochs", c_uint32),
+        ("batch_size", c_uint32),
+        ("lr", c_double),
+        ("seed", c_uint64),
+        ("device", GranDevice),
+    ]
+
+
+class GranQuality(Structure):
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("classes", c_uint32),
+        ("count", c_uint64),
+        ("frechet_distance", c_double),
+        ("classifier_score", c_double),
+        ("nearest_train_distance", c_double),
+        ("reference_nearest_train_distance", c_double),
+        ("class_share", c_double * GRAN_MAX_CLASSES),
+    ]
+
+
+class GranGamConfig(Structure):
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("samples", c_uint32),
+        ("seed", c_uint64),
+        ("tolerance", c_double),
+    ]
+
+
+class GranGamResult(Structure):
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("verdict", GranGamVerdict),
+        ("test_error_a", c_double),
+        ("test_error_b", c_double),
+        ("sample_error_a", c_double),
+        ("sample_error_b", c_double),
+        ("r_test", c_double),
+        ("r_sample", c_double),
+        ("test_count", c_uint64),
+        ("sample_count", c_uint64),
+    ]
+
+
+class GranModelConfig(Structure):
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("height", c_uint32),
+        ("width", c_uint32),
+        ("channels", c_uint32),
+        ("steps", c_uint32),
+        ("z_dim", c_uint32),
+        ("hidden_dim", c_uint32),
+        ("width_scale", c_float),
+        ("leaky_relu", c_uint32),
+        ("device", GranDevice),
+        ("seed", c_uint64),
+    ]
+
+
+class GranProgress(Structure):
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("d_dominates", c_uint32),
+        ("step", c_uint64),
+        ("total_steps", c_uint64),
+        ("epoch", c_uint64),
+        ("d_loss", c_double),
+        ("g_loss", c_double),
+        ("d_real", c_double),
+        ("d_fake", c_double),
+        ("elapsed_seconds", c_double),
+        ("images_per_second", c_double),
+    ]
+
+
+# int32_t (*GranProgressCallback)(const GranProgress *progress, void *user_data)
+GranProgressCallback = CFUNCTYPE(c_int32, POINTER(GranProgress), c_void_p)
+
+# void (*GranLogCallback)(GranLogLevel level, const char *message, void *user_data)
+GranLogCallback = CFUNCTYPE(None, GranLogLevel, c_char_p, c_void_p)
+
+
+class GranTrainConfig(Structure):
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("batch_size", c_uint32),
+        ("iterations", c_uint64),
+        ("epochs", c_uint32),
+        ("lr_g", c_double),
+        ("beta1_g", c_double),
+        ("beta2_g", c_double),
+        ("lr_d", c_double),
+        ("beta1_d", c_double),
+        ("beta2_d", c_double),
+        ("d_weight_decay", c_double),
+        ("seed", c_uint64),
+        ("report_every", c_uint64),
+        ("on_progress", GranProgressCallback),
+        ("user_data", c_void_p),
+        ("checkpoint_path", c_char_p),
+        ("checkpoint_every", c_uint64),
+    ]
+
+
+STRUCTS = {
+    "GranDatasetInfo": GranDatasetInfo,
+    "GranEvaluatorConfig": GranEvaluatorConfig,
+    "GranQuality": GranQuality,
+    "GranGamConfig": GranGamConfig,
+    "GranGamResult": GranGamResult,
+    "GranDevice": GranDevice,
+    "GranModelConfig": GranModelConfig,
+    "GranProgress": GranProgress,
+    "GranTrainConfig": GranTrainConfig,
+}
+
+# ----------------------------------------------------------------------------------------------
+# Prototypes: name -> (restype, argtypes), every function of gran.h
+# ----------------------------------------------------------------------------------------------
+
+_st = GranStatus
+PROTOTYPES = {
+    # datasets
+    "gran_dataset_from_pixels": (
+        _st,
+        [c_void_p, c_size_t, c_uint32, c_uint32, c_uint32, GranPixelFormat, POINTER(GranDataset)],
+    ),
+    "gran_dataset_load_idx": (_st, [c_char_p, c_char_p, POINTER(GranDataset)]),
+    "gran_dataset_load_cifar10": (_st, [c_char_p, POINTER(GranDataset)]),
+    "gran_dataset_load_images": (_st, [c_char_p, c_uint32, c_uint32, c_uint32, POINTER(GranDataset)]),
+    "gran_dataset_info": (_st, [GranDataset, POINTER(GranDatasetInfo)]),
+    "gran_dataset_free": (_st, [GranDataset]),
+    # quality evaluator
+    "gran_evaluator_config_init": (None, [POINTER(GranEvaluatorConfig)]),
+    "gran_evaluator_train": (_st, [GranDataset, POINTER(GranEvaluatorConfig), POINTER(GranEvaluator)]),
+    "gran_evaluator_accuracy": (_st, [GranEvaluator, GranDataset, POINTER(c_double)]),
+    "gran_evaluator_free": (_st, [GranEvaluator]),
+    "gran_evaluate_model": (
+        _st,
+        [GranEvaluator, GranModel, c_uint64, c_uint32, GranDataset, GranDataset, POINTER(GranQuality)],
+    ),
+    "gran_evaluate_dataset": (_st, [GranEvaluator, GranDataset, GranDataset, GranDataset, POINTER(GranQuality)]),
+    # GAM
+    "gran_gam_config_init": (None, [POINTER(GranGamConfig)]),
+    "gran_gam": (_st, [GranModel, GranModel, GranDataset, POINTER(GranGamConfig), POINTER(GranGamResult)]),
+    # models
+    "gran_model_config_init": (None, [POINTER(GranModelConfig)]),
+    "gran_model_create": (_st, [POINTER(GranModelConfig), POINTER(GranModel)]),
+    "gran_model_config": (_st, [GranModel, POINTER(GranModelConfig)]),
+    "gran_model_step": (_st, [GranModel, POINTER(c_uint64)]),
+    "gran_model_save": (_st, [GranModel, c_char_p]),
+    "gran_model_load": (_st, [c_char_p, POINTER(GranDevice), POINTER(GranModel)]),
+    "gran_model_free": (_st, [GranModel]),
+    "gran_cancel": (_st, [GranModel]),
+    # sampling
+    "gran_sample": (_st, [GranModel, c_uint64, c_uint32, GranPixelFormat, c_void_p, c_size_t]),
+    "gran_sample_steps": (_st, [GranModel, c_uint64, c_uint32, GranPixelFormat, c_void_p, c_size_t]),
+    "gran_latents": (_st, [GranModel, c_uint64, c_uint32, POINTER(c_float), c_size_t]),
+    "gran_generate": (_st, [GranModel, POINTER(c_float), c_uint32, GranPixelFormat, c_void_p, c_size_t]),
+    "gran_discriminate": (_st, [GranModel, c_void_p, c_uint32, GranPixelFormat, POINTER(c_float)]),
+    "gran_write_png": (
+        _st,
+        [c_char_p, c_void_p, c_uint32, c_uint32, c_uint32, c_uint32, GranPixelFormat, c_uint32],
+    ),
+    # training
+    "gran_train_config_init": (None, [POINTER(GranTrainConfig)]),
+    "gran_train": (_st, [GranModel, GranDataset, POINTER(GranTrainConfig), POINTER(GranProgress)]),
+    # library
+    "gran_abi_version": (c_uint32, []),
+    "gran_version": (c_char_p, []),
+    "gran_last_error": (c_size_t, [c_char_p, c_size_t]),
+    "gran_status_string": (c_char_p, [GranStatus]),
+    "gran_cuda_device_count": (c_int32, []),
+    "gran_set_log_callback": (None, [GranLogCallback, c_void_p, GranLogLevel]),
+}
+
+# ----------------------------------------------------------------------------------------------
+# Finding and loading the shared library
+# ----------------------------------------------------------------------------------------------
+
+if sys.platform == "darwin":
+    _NAMES = ["libgran.dylib", "libgran.0.dylib"]
+elif sys.platform == "win32":
+    _NAMES = ["gran.dll"]
+else:
+    _NAMES = ["libgran.so", "libgran.so.0"]
+
+
+def candidate_paths():
+    """Where the library is looked for, in order (GRAN_LIBRARY excepted)."""
+    here = Path(__file__).resolve().parent
+    out = [here / n for n in _NAMES]
+    # bindings/python/gran -> repository root
+    repo = here.parent.parent.parent
+    out += [repo / "target" / "release" / n for n in _NAMES]
+    return out
+
+
+def find_library():
+    """The path or name of libgran to load.
+
+    Order: the GRAN_LIBRARY environment variable (a path); libgran next to this package; the
+    repository's target/release (for a source checkout); ctypes.util.find_library("gran");
+    finally the bare soname, left to the system loader.
+    """
+    env = os.environ.get("GRAN_LIBRARY")
+    if env:
+        return env
+    for p in candidate_paths():
+        if p.is_file():
+            return str(p)
+    found = ctypes.util.find_library("gran")
+    if found:
+        return found
+    return _NAMES[-1] if sys.platform.startswith("linux") else _NAMES[0]
+
+
+def load(path=None):
+    """Loads libgran (from `path`, else find_library()) and declares every prototype."""
+    path = path or find_library()
+    try:
+        lib = ctypes.CDLL(path)
+    except OSError as e:
+        raise ImportError(
+            f"gran: cannot load the shared library {path!r} ({e}). Build it (make build), or set "
+            "GRAN_LIBRARY to the path of libgran.so."
+        ) from e
+    missing = []
+    for name, (restype, argtypes) in PROTOTYPES.items():
+        try:
+            fn = getattr(lib, name)
+        except AttributeError:
+            missing.append(name)
+            continue
+        fn.restype = restype
+        fn.argtypes = argtypes
+    if missing:
+        raise ImportError(f"gran: {path!r} lacks {', '.join(missing)}: not a compatible libgran")
+    abi = lib.gran_abi_version()
+    if abi != GRAN_ABI_VERSION:
+        raise ImportError(
+            f"gran: {path!r} has ABI version {abi}; these bindings were written for {GRAN_ABI_VERSION}"
+        )
+    return lib, path

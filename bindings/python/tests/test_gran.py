@@ -1,0 +1,727 @@
+"""Tests of the gran Python package against the real library.
+
+Run from anywhere: python -m unittest discover -s bindings/python/tests
+(the package is imported from bindings/python; the library is found as gran documents).
+numpy-dependent tests are skipped without numpy; NoNumpyTests simulate its absence.
+"""
+
+from __future__ import annotations
+
+import array
+import os
+import re
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import unittest
+from ctypes import sizeof
+from pathlib import Path
+from unittest import mock
+
+HERE = Path(__file__).resolve().parent
+PKG_ROOT = HERE.parent
+REPO = PKG_ROOT.parent.parent
+sys.path.insert(0, str(PKG_ROOT))
+
+import gran  # noqa: E402
+from gran import _core, _lib  # noqa: E402
+
+np = _core._np
+MNIST = REPO / "data" / "mnist10k" / "train-images-idx3-ubyte.gz"
+MNIST_LABELS = REPO / "data" / "mnist10k" / "train-labels-idx1-ubyte.gz"
+HEADER = REPO / "include" / "gran.h"
+
+TINY = dict(width_scale=0.125, z_dim=16, hidden_dim=16, steps=2, device="cpu", seed=5)
+TRAIN = dict(batch_size=16, iterations=20, seed=1)
+
+
+def synthetic_bytes(count: int) -> bytes:
+    """`count` 28x28 grey images (bars at varying places), HWC bytes."""
+    px = bytearray(count * 784)
+    for i in range(count):
+        x0 = 4 + (i * 3) % 18
+        for y in range(4, 24):
+            for x in range(x0, x0 + 4):
+                px[i * 784 + y * 28 + x] = 255
+    return bytes(px)
+
+
+def load_data() -> gran.Dataset:
+    if MNIST.is_file():
+        return gran.Dataset.load_idx(MNIST, MNIST_LABELS)
+    return gran.Dataset.from_pixels(synthetic_bytes(256), 28, 28, 1)
+
+
+def labelled_data(tmp: Path) -> gran.Dataset:
+    """A small labelled dataset: the held-out MNIST digits, else synthetic IDX files."""
+    images = REPO / "data" / "mnist10k" / "t10k-images-idx3-ubyte.gz"
+    labels = REPO / "data" / "mnist10k" / "t10k-labels-idx1-ubyte.gz"
+    if images.is_file() and labels.is_file():
+        return gran.Dataset.load_idx(images, labels)
+    n = 128
+    (tmp / "img.idx").write_bytes(struct.pack(">IIII", 0x803, n, 28, 28) + synthetic_bytes(n))
+    (tmp / "lab.idx").write_bytes(struct.pack(">II", 0x801, n) + bytes(((i * 3) % 18) // 9 for i in range(n)))
+    return gran.Dataset.load_idx(tmp / "img.idx", tmp / "lab.idx")
+
+
+def needs_numpy(f):
+    return unittest.skipIf(np is None, "numpy is not installed")(f)
+
+
+class LibraryTests(unittest.TestCase):
+    def test_versions(self):
+        self.assertRegex(gran.version(), r"^\d+\.\d+")
+        self.assertEqual(gran.abi_version(), gran.GRAN_ABI_VERSION)
+        self.assertGreaterEqual(gran.cuda_device_count(), 0)
+        self.assertEqual(gran.status_string(gran.GRAN_STATUS_IO), "GRAN_STATUS_IO")
+        self.assertEqual(gran.status_string(999), "GRAN_STATUS_UNKNOWN")
+        self.assertTrue(os.path.exists(gran.LIBRARY_PATH) or "libgran" in gran.LIBRARY_PATH)
+
+    def test_find_library(self):
+        with mock.patch.dict(os.environ, {"GRAN_LIBRARY": "/opt/x/libgran.so"}):
+            self.assertEqual(_lib.find_library(), "/opt/x/libgran.so")
+        env = {k: v for k, v in os.environ.items() if k != "GRAN_LIBRARY"}
+        with mock.patch.dict(os.environ, env, clear=True):
+            found = _lib.find_library()
+            built = REPO / "target" / "release" / "libgran.so"
+            if built.is_file() and not any(p.is_file() for p in _lib.candidate_paths()[:2]):
+                self.assertEqual(Path(found), built)
+            with mock.patch.object(_lib, "candidate_paths", lambda: []), \
+                    mock.patch.object(_lib.ctypes.util, "find_library", lambda name: None):
+                if sys.platform.startswith("linux"):
+                    self.assertEqual(_lib.find_library(), "libgran.so.0")
+        with self.assertRaises(ImportError):
+            _lib.load("/nonexistent/libgran.so")
+
+    def test_exception_hierarchy(self):
+        for status, cls in gran.errors.EXCEPTIONS.items():
+            e = cls(status, "msg")
+            self.assertIsInstance(e, gran.GranError)
+            self.assertEqual(e.status, status)
+            self.assertEqual(e.message, "msg")
+            self.assertIn("msg", str(e))
+        self.assertTrue(issubclass(gran.InvalidArgumentError, ValueError))
+        self.assertTrue(issubclass(gran.GranIOError, OSError))
+        self.assertTrue(issubclass(gran.OutOfMemoryError, MemoryError))
+        self.assertEqual(len(set(gran.errors.EXCEPTIONS.values())), 11)
+
+    def test_model_config_defaults_match_library(self):
+        lib = gran.ModelConfig.defaults()
+        self.assertEqual(lib, gran.ModelConfig())
+        self.assertEqual((lib.height, lib.channels, lib.steps, lib.z_dim, lib.device), (28, 1, 3, 100, "auto"))
+
+    def test_log_callback_bridge(self):
+        # A discriminator that wins outright (high lr_d, frozen G) makes the library warn.
+        seen = []
+
+        def on_log(level, msg):
+            seen.append((level, msg))
+            raise RuntimeError("raised in the log callback: ignored by the bridge")
+
+        gran.set_log_callback(on_log, "warn")
+        try:
+            with gran.Model.create(**TINY) as m, load_data() as d:
+                m.train(d, batch_size=16, iterations=15, lr_d=0.01, lr_g=1e-6, seed=1, report_every=5)
+                self.assertEqual(m.step, 15)
+        finally:
+            gran.set_log_callback(None)
+        self.assertEqual(len(seen), 1, seen)
+        self.assertEqual(seen[0][0], "warn")
+        self.assertIn("discriminator", seen[0][1])
+
+
+class StructTests(unittest.TestCase):
+    """The ctypes mirror of gran.h matches the C compiler's layout and the header's functions."""
+
+    def test_struct_size_written_by_init(self):
+        c = _lib.GranModelConfig()
+        _core._LIB.gran_model_config_init(c)
+        self.assertEqual(c.struct_size, sizeof(_lib.GranModelConfig))
+        t = _lib.GranTrainConfig()
+        _core._LIB.gran_train_config_init(t)
+        self.assertEqual(t.struct_size, sizeof(_lib.GranTrainConfig))
+
+    def test_layout_matches_c_compiler(self):
+        cc = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc") or shutil.which("clang")
+        if cc is None or not HEADER.is_file():
+            self.skipTest("no C compiler or no include/gran.h")
+        lines = []
+        for name, st in _lib.STRUCTS.items():
+            lines.append(f'printf("{name} sizeof %zu\\n", sizeof({name}));')
+            lines.append(f'printf("{name} alignof %zu\\n", _Alignof({name}));')
+            for field, _ in st._fields_:
+                lines.append(f'printf("{name} {field} %zu %zu\\n", offsetof({name}, {field}), '
+                             f"sizeof((({name} *)0)->{field}));")
+        src = ("#include <stddef.h>\n#include <stdio.h>\n#include \"gran.h\"\nint main(void) {\n"
+               + "\n".join(lines) + "\nreturn 0;\n}\n")
+        with tempfile.TemporaryDirectory() as tmp:
+            c_file, exe = Path(tmp) / "layout.c", Path(tmp) / "layout"
+            c_file.write_text(src)
+            subprocess.run([cc, "-std=c11", "-Wall", "-Werror", f"-I{REPO / 'include'}", str(c_file), "-o", str(exe)],
+                           check=True, capture_output=True)
+            out = subprocess.run([str(exe)], check=True, capture_output=True, text=True).stdout
+        checked = 0
+        for line in out.splitlines():
+            parts = line.split()
+            st = _lib.STRUCTS[parts[0]]
+            if parts[1] == "sizeof":
+                self.assertEqual(sizeof(st), int(parts[2]), f"sizeof {parts[0]}")
+            elif parts[1] == "alignof":
+                from ctypes import alignment
+                self.assertEqual(alignment(st), int(parts[2]), f"alignof {parts[0]}")
+            else:
+                desc = getattr(st, parts[1])
+                self.assertEqual((desc.offset, desc.size), (int(parts[2]), int(parts[3])), f"{parts[0]}.{parts[1]}")
+            checked += 1
+        self.assertGreater(checked, 40)
+
+    def test_every_header_function_is_declared(self):
+        if not HEADER.is_file():
+            self.skipTest("no include/gran.h")
+        text = HEADER.read_text()
+        text = re.sub(r"/\*.*?\*/", "", text, flags=re.S)
+        text = re.sub(r"//[^\n]*", "", text)
+        decls = {}
+        for m in re.finditer(r"\b(gran_\w+)\s*\(([^()]*)\)\s*;", text):
+            params = m.group(2).strip()
+            decls[m.group(1)] = 0 if params in ("", "void") else params.count(",") + 1
+        self.assertGreater(len(decls), 20)
+        for name, nparams in decls.items():
+            self.assertTrue(name in _lib.PROTOTYPES, f"{name} is in gran.h but not declared in gran._lib")
+            self.assertEqual(len(_lib.PROTOTYPES[name][1]), nparams, f"{name}: parameter count")
+        for name in _lib.PROTOTYPES:
+            self.assertTrue(name in decls, f"{name} is declared in gran._lib but not in gran.h")
+
+
+class ModelTests(unittest.TestCase):
+    """One tiny model trained once (20 iterations), then probed."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory()
+        cls.dir = Path(cls.tmp.name)
+        cls.data = load_data()
+        cls.model = gran.Model.create(**TINY)
+        cls.reports = []
+        cls.last = cls.model.train(cls.data, report_every=5, on_progress=cls.reports.append, **TRAIN)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.model.close()
+        cls.data.close()
+        cls.tmp.cleanup()
+
+    def test_trained(self):
+        self.assertEqual(self.model.step, 20)
+        self.assertEqual(self.last.step, 20)
+        self.assertEqual(self.last.total_steps, 20)
+        self.assertGreaterEqual(len(self.reports), 4)
+        self.assertTrue(all(isinstance(p, gran.Progress) for p in self.reports))
+        self.assertEqual(self.reports[-1].step, 20)
+        for p in self.reports:
+            self.assertTrue(0 < p.d_loss < 100 and 0 < p.g_loss < 100)
+            self.assertTrue(0 <= p.d_real <= 1 and 0 <= p.d_fake <= 1)
+
+    def test_config(self):
+        c = self.model.config
+        self.assertIsInstance(c, gran.ModelConfig)
+        self.assertEqual((c.height, c.width, c.channels, c.steps, c.z_dim, c.hidden_dim), (28, 28, 1, 2, 16, 16))
+        self.assertAlmostEqual(c.width_scale, 0.125)
+        self.assertEqual(c.device, "cpu")
+        self.assertEqual(c.seed, 5)
+        self.assertIn("gran.Model", repr(self.model))
+
+    @needs_numpy
+    def test_sample_shapes_dtypes_ranges(self):
+        u8 = self.model.sample(6, seed=3)
+        self.assertEqual((u8.shape, u8.dtype), ((6, 28, 28, 1), np.uint8))
+        chw = self.model.sample(6, seed=3, format="u8_chw")
+        self.assertEqual(chw.shape, (6, 1, 28, 28))
+        np.testing.assert_array_equal(chw.transpose(0, 2, 3, 1), u8)
+        f = self.model.sample(6, seed=3, format="f32")
+        self.assertEqual((f.shape, f.dtype), ((6, 1, 28, 28), np.float32))
+        self.assertTrue(np.all((f >= 0) & (f <= 1)))
+        self.assertLessEqual(np.abs(f.transpose(0, 2, 3, 1) * 255 - u8.astype(np.float32)).max(), 1.0)
+        self.assertGreater(u8.std(), 0)  # not a constant image
+        # Image i depends only on (weights, seed, i); another seed differs.
+        np.testing.assert_array_equal(self.model.sample(2, seed=3), u8[:2])
+        self.assertFalse(np.array_equal(self.model.sample(6, seed=4), u8))
+
+    @needs_numpy
+    def test_latents_generate_steps(self):
+        z = self.model.latents(4, seed=9)
+        self.assertEqual((z.shape, z.dtype), ((4, 16), np.float32))
+        np.testing.assert_array_equal(self.model.generate(z), self.model.sample(4, seed=9))
+        np.testing.assert_array_equal(self.model.generate(z[0]), self.model.sample(1, seed=9))
+        np.testing.assert_array_equal(self.model.generate(z.astype(np.float64), format="f32"),
+                                      self.model.sample(4, seed=9, format="f32"))
+        steps = self.model.sample_steps(4, seed=9)
+        self.assertEqual(steps.shape, (2, 4, 28, 28, 1))
+        np.testing.assert_array_equal(steps[-1], self.model.sample(4, seed=9))
+        self.assertEqual(self.model.sample_steps(4, seed=9, format="f32").shape, (2, 4, 1, 28, 28))
+        with self.assertRaises(gran.InvalidArgumentError):
+            self.model.generate(np.zeros(17, np.float32))
+        with self.assertRaises(gran.InvalidArgumentError):
+            self.model.generate(np.full((1, 16), np.nan, np.float32))
+
+    @needs_numpy
+    def test_discriminate(self):
+        u8 = self.model.sample(5, seed=1)
+        p = self.model.discriminate(u8)
+        self.assertEqual((p.shape, p.dtype), ((5,), np.float32))
+        self.assertTrue(np.all((p >= 0) & (p <= 1)))
+        np.testing.assert_allclose(self.model.discriminate(u8[..., 0]), p)  # (N, H, W)
+        pf = self.model.discriminate(self.model.sample(5, seed=1, format="f32"))
+        self.assertEqual(pf.shape, (5,))
+        np.testing.assert_allclose(self.model.discriminate(u8.transpose(0, 3, 1, 2).copy(), format="u8_chw"), p)
+        with self.assertRaises(gran.InvalidArgumentError):
+            self.model.discriminate(np.zeros((2, 32, 32, 1), np.uint8))  # wrong size
+        with self.assertRaises(gran.InvalidArgumentError):
+            self.model.discriminate(np.full((1, 1, 28, 28), 2.0, np.float32))  # outside [0, 1]
+
+    @needs_numpy
+    def test_save_load_round_trip(self):
+        path = self.dir / "round.gran"
+        self.model.save(path)
+        with gran.Model.load(path) as a, gran.Model.load(str(path), device="cpu") as b:
+            self.assertEqual(a.step, 20)
+            self.assertEqual(a.config, self.model.config)
+            for m in (a, b):
+                np.testing.assert_array_equal(m.sample(8, seed=2), self.model.sample(8, seed=2))
+                np.testing.assert_array_equal(m.sample(8, seed=2, format="f32"),
+                                              self.model.sample(8, seed=2, format="f32"))
+            np.testing.assert_array_equal(a.latents(3, 7), self.model.latents(3, 7))
+
+    def test_format_error_on_corrupt_files(self):
+        garbage = self.dir / "garbage.gran"
+        garbage.write_bytes(b"\x00\x01 definitely not a checkpoint " * 10)
+        with self.assertRaises(gran.FormatError) as cm:
+            gran.Model.load(garbage)
+        self.assertEqual(cm.exception.status, gran.GRAN_STATUS_FORMAT)
+        self.assertTrue(cm.exception.message)
+        good = self.dir / "good.gran"
+        self.model.save(good)
+        data = good.read_bytes()
+        truncated = self.dir / "truncated.gran"
+        truncated.write_bytes(data[: len(data) // 2])
+        with self.assertRaises(gran.FormatError):
+            gran.Model.load(truncated)
+        (self.dir / "empty.gran").write_bytes(b"")
+        with self.assertRaises(gran.FormatError):
+            gran.Model.load(self.dir / "empty.gran")
+        bad_idx = self.dir / "bad.idx"
+        bad_idx.write_bytes(b"\x00\x00\x08\x04garbage")
+        with self.assertRaises(gran.FormatError):
+            gran.Dataset.load_idx(bad_idx)
+
+    def test_io_error_on_missing_file(self):
+        missing = self.dir / "does-not-exist.gran"
+        with self.assertRaises(gran.GranIOError) as cm:
+            gran.Model.load(missing)
+        self.assertEqual(cm.exception.status, gran.GRAN_STATUS_IO)
+        self.assertIsInstance(cm.exception, OSError)
+        self.assertIn("does-not-exist", cm.exception.message)
+        self.assertIn("GRAN_STATUS_IO", str(cm.exception))
+        self.assertEqual(gran.last_error(), cm.exception.message)
+        with self.assertRaises(gran.GranIOError):
+            gran.Dataset.load_idx(self.dir / "missing-images.gz")
+        with self.assertRaises(gran.GranIOError):
+            gran.Dataset.load_cifar10(self.dir / "missing-cifar")
+        with self.assertRaises(gran.GranIOError):
+            self.model.save(self.dir / "no" / "such" / "folder" / "m.gran")
+
+    def test_invalid_arguments(self):
+        with self.assertRaises(gran.InvalidArgumentError):
+            gran.Model.create(height=30, width=30, device="cpu")
+        with self.assertRaises(gran.InvalidArgumentError):
+            gran.Model.create(channels=2, device="cpu")
+        with self.assertRaises(gran.InvalidArgumentError):
+            gran.Model.create(device="tpu")
+        with self.assertRaises(gran.InvalidArgumentError):
+            self.model.sample(0)
+        with self.assertRaises(gran.InvalidArgumentError):
+            self.model.sample(1, format="rgb565")
+        with self.assertRaises(gran.InvalidArgumentError):
+            self.model.sample(1, seed=-1)
+        with self.assertRaises(gran.InvalidArgumentError):
+            self.model.train(self.data, iterations=1, batch_size=1)
+        if gran.cuda_device_count() == 0:
+            with self.assertRaises(gran.DeviceError):
+                gran.Model.create(device="cuda")
+        with self.assertRaises(gran.DeviceError):
+            gran.Model.create(device="cuda:%d" % (gran.cuda_device_count() + 3))
+
+    @needs_numpy
+    def test_write_png(self):
+        imgs = self.model.sample(6, seed=1)
+        for name, arr in (("u8.png", imgs), ("f32.png", self.model.sample(6, seed=1, format="f32"))):
+            p = self.dir / name
+            gran.write_png(p, arr, columns=3)
+            self.assertEqual(p.read_bytes()[:8], b"\x89PNG\r\n\x1a\n")
+        gran.write_png(self.dir / "raw.png", imgs.tobytes(), 2, height=28, width=28, channels=1)
+        self.assertTrue((self.dir / "raw.png").is_file())
+        with self.assertRaises(gran.InvalidArgumentError):
+            gran.write_png(self.dir / "x.png", imgs, columns=0)
+
+
+    def test_gam(self):
+        held_out = REPO / "data" / "mnist10k" / "t10k-images-idx3-ubyte.gz"
+        test = gran.Dataset.load_idx(held_out) if held_out.is_file() else load_data()
+        with test, gran.Model.create(**dict(TINY, seed=77)) as other:
+            ab = gran.gam(self.model, other, test, samples=64, seed=3)
+            ba = gran.gam(other, self.model, test, samples=64, seed=3)
+            self.assertIsInstance(ab, gran.GamResult)
+            self.assertIn(ab.verdict, ("tie", "a_wins", "b_wins", "undecided"))
+            self.assertEqual(ab.sample_count, 64)
+            self.assertGreater(ab.test_count, 0)
+            self.assertEqual((ab.test_error_a, ab.sample_error_a), (ba.test_error_b, ba.sample_error_b))
+            swapped = {"a_wins": "b_wins", "b_wins": "a_wins", "tie": "tie", "undecided": "undecided"}
+            self.assertEqual(ba.verdict, swapped[ab.verdict])
+            with self.assertRaises(gran.InvalidArgumentError):
+                gran.gam(self.model, other, test, samples=0)
+            with self.assertRaises(gran.InvalidArgumentError):
+                gran.gam(self.model, other, test, tolerance=float("nan"))
+
+
+class EvaluatorTests(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory()
+        cls.labelled = labelled_data(Path(cls.tmp.name))
+        cls.evaluator = gran.Evaluator.train(cls.labelled, epochs=1, device="cpu", seed=2)
+        cls.model = gran.Model.create(**TINY)
+
+    @classmethod
+    def tearDownClass(cls):
+        for o in (cls.evaluator, cls.model, cls.labelled):
+            o.close()
+        cls.tmp.cleanup()
+
+    def test_accuracy(self):
+        a = self.evaluator.accuracy(self.labelled)
+        self.assertTrue(0.0 <= a <= 1.0)
+
+    def test_evaluate_model(self):
+        q = self.evaluator.evaluate_model(self.model, self.labelled, samples=32, seed=1)
+        self.assertIsInstance(q, gran.Quality)
+        self.assertEqual(q.count, 32)
+        self.assertGreaterEqual(q.classes, 2)
+        self.assertEqual(len(q.class_share), q.classes)
+        self.assertAlmostEqual(sum(q.class_share), 1.0, places=6)
+        self.assertGreaterEqual(q.frechet_distance, 0.0)
+        self.assertTrue(1.0 - 1e-6 <= q.classifier_score <= q.classes + 1e-6)
+        self.assertNotEqual(q.nearest_train_distance, q.nearest_train_distance)  # NaN without train
+        with load_data() as train:
+            qt = self.evaluator.evaluate_model(self.model, self.labelled, samples=32, seed=1, train=train)
+        self.assertGreater(qt.nearest_train_distance, 0.0)
+        self.assertGreater(qt.reference_nearest_train_distance, 0.0)
+        self.assertEqual(qt.frechet_distance, q.frechet_distance)
+        with self.assertRaises(gran.InvalidArgumentError):
+            self.evaluator.evaluate_model(self.model, self.labelled, samples=1)
+
+    def test_evaluate_dataset(self):
+        q = self.evaluator.evaluate_dataset(self.labelled, self.labelled)
+        self.assertEqual(q.count, self.labelled.info.count)
+        self.assertLess(abs(q.frechet_distance), 1e-3)
+
+    def test_errors(self):
+        with gran.Dataset.from_pixels(synthetic_bytes(8), 28, 28, 1) as unlabelled:
+            with self.assertRaises(gran.InvalidArgumentError):
+                gran.Evaluator.train(unlabelled, epochs=1, device="cpu")
+            with self.assertRaises(gran.InvalidArgumentError):
+                self.evaluator.accuracy(unlabelled)
+        ev = gran.Evaluator.train(self.labelled, epochs=1, batch_size=64, device="cpu")
+        ev.close()
+        with self.assertRaises(gran.InvalidHandleError):
+            ev.accuracy(self.labelled)
+        self.assertIn("closed", repr(ev))
+
+
+class LifetimeTests(unittest.TestCase):
+    def test_invalid_handle_after_close(self):
+        m = gran.Model.create(**TINY)
+        self.assertEqual(m.step, 0)
+        m.close()
+        self.assertTrue(m.closed)
+        m.close()  # idempotent
+        for call in (lambda: m.step, lambda: m.config, lambda: m.sample(1), lambda: m.save("x.gran"),
+                     lambda: m.cancel(), lambda: m.latents(1)):
+            with self.assertRaises(gran.InvalidHandleError):
+                call()
+        self.assertIn("closed", repr(m))
+        d = gran.Dataset.from_pixels(synthetic_bytes(4), 28, 28, 1)
+        self.assertEqual(len(d), 4)
+        d.close()
+        with self.assertRaises(gran.InvalidHandleError):
+            d.info
+        with gran.Model.create(**TINY) as m2:
+            with self.assertRaises(gran.InvalidHandleError):
+                m2.train(d, iterations=1, batch_size=2)
+        with self.assertRaises(gran.InvalidHandleError):
+            m2.step
+
+    def test_context_manager_and_del(self):
+        with gran.Model.create(**TINY) as m:
+            handle = m.handle
+            self.assertEqual(m.step, 0)
+        self.assertTrue(m.closed)
+        # A forged model built from the stale handle is rejected, never crashes.
+        ghost = gran.Model(handle)
+        with self.assertRaises(gran.InvalidHandleError):
+            ghost.step
+        ghost._open = False
+        m3 = gran.Model.create(**TINY)
+        h3 = m3.handle
+        del m3  # __del__ frees
+        with self.assertRaises(gran.InvalidHandleError):
+            _core._check(_core._LIB.gran_model_free(h3))
+
+
+class TrainingControlTests(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.data = load_data()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.data.close()
+
+    def setUp(self):
+        self.model = gran.Model.create(**TINY)
+
+    def tearDown(self):
+        self.model.close()
+
+    def test_callback_stop_raises_cancelled(self):
+        calls = []
+
+        def stop_on_second(p):
+            calls.append(p.step)
+            return len(calls) == 2
+
+        with self.assertRaises(gran.CancelledError) as cm:
+            self.model.train(self.data, report_every=2, on_progress=stop_on_second, **TRAIN)
+        self.assertEqual(cm.exception.status, gran.GRAN_STATUS_CANCELLED)
+        self.assertEqual(calls, [2, 4])
+        self.assertEqual(self.model.step, 4)
+        # The model is intact: training goes on from step 4.
+        self.model.train(self.data, batch_size=16, iterations=2)
+        self.assertEqual(self.model.step, 6)
+
+    def test_cancel_from_callback(self):
+        def cancel(p):
+            self.model.cancel()
+
+        with self.assertRaises(gran.CancelledError):
+            self.model.train(self.data, report_every=1, on_progress=cancel, **TRAIN)
+        self.assertEqual(self.model.step, 1)
+        self.model.cancel()  # not training: a no-op
+
+    def test_exception_in_callback_is_reraised(self):
+        class Boom(Exception):
+            pass
+
+        seen = []
+
+        def explode(p):
+            seen.append(p.step)
+            if p.step == 3:
+                raise Boom("from the callback")
+
+        with self.assertRaises(Boom) as cm:
+            self.model.train(self.data, report_every=1, on_progress=explode, **TRAIN)
+        self.assertEqual(str(cm.exception), "from the callback")
+        self.assertEqual(seen, [1, 2, 3])
+        self.assertEqual(self.model.step, 3)
+        # BaseException subclasses (KeyboardInterrupt) stop training and come back too.
+        def interrupt(p):
+            raise KeyboardInterrupt
+
+        with self.assertRaises(KeyboardInterrupt):
+            self.model.train(self.data, report_every=1, on_progress=interrupt, **TRAIN)
+        self.assertEqual(self.model.step, 4)
+
+    def test_busy_when_training_twice(self):
+        def nested(p):
+            self.model.train(self.data, batch_size=16, iterations=1)
+
+        with self.assertRaises(gran.BusyError):
+            self.model.train(self.data, report_every=1, on_progress=nested, **TRAIN)
+
+    def test_cancel_from_another_thread(self):
+        started = threading.Event()
+        result = {}
+
+        def run():
+            try:
+                self.model.train(self.data, batch_size=16, iterations=100000, report_every=1,
+                                 on_progress=lambda p: started.set())
+            except gran.GranError as e:
+                result["error"] = e
+
+        t = threading.Thread(target=run)
+        t.start()
+        self.assertTrue(started.wait(60))
+        self.model.cancel()
+        t.join(60)
+        self.assertFalse(t.is_alive())
+        self.assertIsInstance(result.get("error"), gran.CancelledError)
+        self.assertLess(self.model.step, 100000)
+
+    def test_sampling_while_training_in_callback(self):
+        shapes = []
+
+        def preview(p):
+            shapes.append(len(self.model.sample(2, seed=1, format="u8_chw")))
+
+        self.model.train(self.data, report_every=10, on_progress=preview, **TRAIN)
+        self.assertEqual(shapes, [2, 2] if np is not None else [1568, 1568])
+
+    def test_checkpoint_and_epochs(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            ck = Path(tmp) / "ck.gran"
+            last = self.model.train(self.data, batch_size=16, iterations=4, checkpoint_path=ck)
+            self.assertEqual(last.step, 4)
+            with gran.Model.load(ck) as m:
+                self.assertEqual(m.step, 4)
+        with gran.Dataset.from_pixels(synthetic_bytes(32), 28, 28, 1) as small:
+            last = self.model.train(small, batch_size=16, epochs=1)
+            self.assertGreater(last.step, 4)
+            self.assertEqual(last.step, self.model.step)
+
+
+class DatasetTests(unittest.TestCase):
+    def test_load_idx(self):
+        if not MNIST.is_file():
+            self.skipTest("data/mnist10k is not present")
+        with gran.Dataset.load_idx(MNIST, MNIST_LABELS) as d:
+            i = d.info
+            self.assertEqual((i.height, i.width, i.channels), (28, 28, 1))
+            self.assertGreater(i.count, 1000)
+            self.assertTrue(i.has_labels)
+        with gran.Dataset.load_idx(str(MNIST)) as d:
+            self.assertFalse(d.info.has_labels)
+
+    def test_from_bytes(self):
+        with gran.Dataset.from_pixels(synthetic_bytes(5), 28, 28, 1) as d:
+            self.assertEqual(d.info, gran.DatasetInfo(count=5, height=28, width=28, channels=1, has_labels=False))
+        with gran.Dataset.from_pixels(bytearray(3 * 32 * 32 * 3), 32, 32, 3, format="u8_chw") as d:
+            self.assertEqual((d.info.count, d.info.channels), (3, 3))
+        with gran.Dataset.from_pixels([0.5] * (2 * 784), 28, 28, 1, format="f32") as d:
+            self.assertEqual(len(d), 2)
+        with gran.Dataset.from_pixels(array.array("f", [0.25] * 784), 28, 28, 1, format="f32") as d:
+            self.assertEqual(len(d), 1)
+        with gran.Dataset.from_pixels(memoryview(array.array("f", [0.5] * 784 * 3)), 28, 28, 1) as d:
+            self.assertEqual(len(d), 3)  # a float buffer is read as f32
+        with gran.Dataset.from_pixels(array.array("B", synthetic_bytes(2)), 28, 28, 1) as d:
+            self.assertEqual(len(d), 2)  # a byte buffer is read as u8
+        with gran.Dataset.from_pixels(list(synthetic_bytes(2)), 28, 28, 1, format="u8") as d:
+            self.assertEqual(len(d), 2)
+        with self.assertRaises(gran.InvalidArgumentError):
+            gran.Dataset.from_pixels(b"\x00" * 784, 28, 28, 1, format="f32")
+        with self.assertRaises(gran.InvalidArgumentError):
+            gran.Dataset.from_pixels(array.array("f", [0.5] * 784), 28, 28, 1, format="u8")
+        with self.assertRaises(TypeError):
+            gran.Dataset.from_pixels(array.array("d", [0.5] * 784), 28, 28, 1)
+        with self.assertRaises(TypeError):
+            gran.Dataset.from_pixels("not pixels", 28, 28, 1)
+        with self.assertRaises(gran.InvalidArgumentError):
+            gran.Dataset.from_pixels(b"\x00" * 100, 28, 28, 1)  # not whole images
+        with self.assertRaises(gran.InvalidArgumentError):
+            gran.Dataset.from_pixels([1.5] * 784, 28, 28, 1, format="f32")  # outside [0, 1]
+        with self.assertRaises(gran.InvalidArgumentError):
+            gran.Dataset.from_pixels(b"\x00" * 784 * 2, 28, 28, 2)  # channels 2
+
+    @needs_numpy
+    def test_from_numpy(self):
+        rng = np.random.default_rng(0)
+        nhwc = rng.integers(0, 256, size=(7, 32, 32, 3), dtype=np.uint8)
+        with gran.Dataset.from_array(nhwc) as d:
+            self.assertEqual((d.info.count, d.info.height, d.info.channels), (7, 32, 3))
+        with gran.Dataset.from_array(nhwc[..., 0]) as d:  # (N, H, W)
+            self.assertEqual((d.info.count, d.info.channels), (7, 1))
+        nchw = rng.random((4, 1, 28, 28), dtype=np.float32)
+        with gran.Dataset.from_array(nchw) as d:
+            self.assertEqual((d.info.count, d.info.channels, d.info.height), (4, 1, 28))
+        with gran.Dataset.from_array(nchw.astype(np.float64)) as d:
+            self.assertEqual(len(d), 4)
+        with gran.Dataset.from_array(np.asfortranarray(nhwc)) as d:  # non-contiguous input is copied
+            self.assertEqual(len(d), 7)
+        with self.assertRaises(gran.InvalidArgumentError) as cm:
+            gran.Dataset.from_array(nchw * 3)
+        self.assertIsInstance(cm.exception, ValueError)
+        with self.assertRaises(TypeError):
+            gran.Dataset.from_array(np.zeros((2, 28, 28), np.int64))
+        with self.assertRaises(gran.InvalidArgumentError):
+            gran.Dataset.from_array(np.zeros((28, 28), np.uint8))
+
+    @needs_numpy
+    def test_train_on_numpy_array(self):
+        imgs = np.frombuffer(synthetic_bytes(32), np.uint8).reshape(32, 28, 28, 1)
+        with gran.Model.create(**TINY) as m:
+            last = m.train(imgs, batch_size=16, iterations=3)
+            self.assertEqual(last.step, 3)
+
+
+class NoNumpyTests(unittest.TestCase):
+    """The package without numpy: bytes for U8 images, lists for floats."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.model = gran.Model.create(**TINY)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.model.close()
+
+    def test_results_without_numpy(self):
+        with_np = self.model.sample(3, seed=4) if np is not None else None
+        with mock.patch.object(_core, "_np", None):
+            self.assertFalse(gran.have_numpy())
+            u8 = self.model.sample(3, seed=4)
+            self.assertIsInstance(u8, bytes)
+            self.assertEqual(len(u8), 3 * 784)
+            if with_np is not None:
+                self.assertEqual(u8, with_np.tobytes())
+            f = self.model.sample(3, seed=4, format="f32")
+            self.assertIsInstance(f, list)
+            self.assertEqual(len(f), 3 * 784)
+            self.assertTrue(all(0.0 <= v <= 1.0 for v in f))
+            z = self.model.latents(3, seed=4)
+            self.assertIsInstance(z, list)
+            self.assertEqual(len(z), 3 * 16)
+            self.assertEqual(self.model.generate(z), u8)
+            self.assertEqual(self.model.generate([z[i * 16:(i + 1) * 16] for i in range(3)]), u8)
+            steps = self.model.sample_steps(3, seed=4)
+            self.assertEqual(steps[-len(u8):], u8)
+            p = self.model.discriminate(u8)
+            self.assertIsInstance(p, list)
+            self.assertEqual(len(p), 3)
+            self.assertEqual(len(self.model.discriminate(f)), 3)
+            self.assertEqual(self.model.discriminate(array.array("B", u8)), p)
+            self.assertEqual(self.model.discriminate(memoryview(u8)), p)
+            self.assertEqual(len(self.model.discriminate(array.array("f", f))), 3)
+            with tempfile.TemporaryDirectory() as tmp:
+                gran.write_png(Path(tmp) / "g.png", u8, 3, height=28, width=28, channels=1)
+                self.assertTrue((Path(tmp) / "g.png").is_file())
+            with gran.Dataset.from_pixels(u8, 28, 28, 1) as d:
+                self.assertEqual(len(d), 3)
+            with self.assertRaises(RuntimeError):
+                gran.Dataset.from_array(u8)
+
+    def test_import_with_numpy_disabled(self):
+        code = ("import gran; assert not gran.have_numpy(); "
+                "m = gran.Model.create(width_scale=0.125, z_dim=8, hidden_dim=8, steps=1, device='cpu'); "
+                "s = m.sample(2, seed=1); assert isinstance(s, bytes) and len(s) == 2 * 784, type(s); "
+                "print('ok')")
+        env = dict(os.environ, GRAN_NO_NUMPY="1", PYTHONPATH=str(PKG_ROOT))
+        r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout.strip(), "ok")
+
+
+if __name__ == "__main__":
+    unittest.main()
