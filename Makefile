@@ -1,20 +1,63 @@
 # gran: two commands on a fresh machine.
 #   make demo   trains GRAN on the built-in MNIST digits and writes pictures to out/
 #   make test   runs every test
-# Each installs what it needs: libtorch 2.11.0 from PyPI into a project-local .venv.
+# Each installs what it needs: libtorch 2.11.0 from PyPI into a project-local .venv (and, for
+# the install test, cmake from PyPI into the same .venv).
+#
+# Targets
+#   setup          the .venv with libtorch
+#   build          libgran (target/release/libgran.so) and the examples
+#   demo           the demo (pictures in $(OUT)/)
+#   test           test-rust, check-symbols, test-c, test-bindings, test-install
+#   test-rust      cargo test --release
+#   test-c         the C tests (tests/c) under AddressSanitizer + UBSan, and the header
+#                  compiled as C (c99/c11/c17) and C++ (c++11 .. c++20)
+#   check-symbols  libgran.so exports gran_* symbols only, exactly those of include/gran.h
+#   test-bindings  bash bindings/test.sh (the C++ and Python bindings), when it exists
+#   test-install   install into a temporary PREFIX; build tests/consumer with pkg-config and
+#                  with CMake; run both without LD_LIBRARY_PATH
+#   header         regenerate include/gran.h from src/ffi (cbindgen)
+#   install        PREFIX=/usr/local (and DESTDIR=) : lib/libgran.so.$(VERSION) with its
+#                  links, include/gran.h (and gran.hpp), lib/pkgconfig/gran.pc,
+#                  lib/cmake/gran/granConfig*.cmake (imported target gran::gran)
+#   clean          cargo clean, and $(OUT)
 
 TORCH_VERSION := 2.11.0
+CMAKE_VERSION := 3.31.10
 PYTHON        ?= python3
 VENV          := $(CURDIR)/.venv
 TORCH_STAMP   := $(VENV)/.torch-$(TORCH_VERSION)
+CMAKE_STAMP   := $(VENV)/.cmake-$(CMAKE_VERSION)
+CMAKE         := $(VENV)/bin/cmake
 CARGO         ?= cargo
 OUT           ?= out
+PREFIX        ?= /usr/local
+DESTDIR       ?=
 
-# Where pip put libtorch (include/ and lib/); evaluated after the venv exists.
-LIBTORCH = $(shell $(VENV)/bin/python -c 'import os, torch; print(os.path.dirname(torch.__file__))')
+# gcc and g++ unless CC / CXX are given (make's built-in default `cc` is not the tested one).
+ifeq ($(origin CC),default)
+CC := gcc
+endif
+ifeq ($(origin CXX),default)
+CXX := g++
+endif
+
+# Where pip put libtorch (include/ and lib/): found without importing torch (seconds faster and
+# no warnings), evaluated once, and only when a recipe needs it (after the venv exists).
+LIBTORCH = $(eval LIBTORCH := $(shell $(VENV)/bin/python -c 'import importlib.util, os; print(os.path.dirname(importlib.util.find_spec("torch").origin))'))$(LIBTORCH)
 CARGO_ENV = LIBTORCH=$(LIBTORCH) LIBTORCH_CXX11_ABI=1
 
-.PHONY: all setup build demo test test-rust clean
+LIB     := target/release/libgran.so
+VERSION := $(shell sed -n 's/^version *= *"\([^"]*\)".*/\1/p' Cargo.toml | head -n1)
+# The soname build.rs gives the library (libgran.so.<SOMAJOR>), read from the built file.
+SONAME  = $(shell readelf -d $(LIB) 2>/dev/null | sed -n 's/.*Library soname: \[\(.*\)\]/\1/p')
+SOMAJOR = $(patsubst libgran.so.%,%,$(SONAME))
+# The folder of the libtorch that the library's RUNPATH names: where it finds libtorch at run time.
+LIB_RUNPATH = $(shell readelf -d $(LIB) 2>/dev/null | sed -n 's/.*(RUNPATH).*\[\(.*\)\]/\1/p')
+ABI_VERSION = $(shell sed -n 's/^\#define GRAN_ABI_VERSION \([0-9]*\).*/\1/p' include/gran.h)
+
+.PHONY: all setup build lib demo test test-rust test-c check-header check-symbols test-bindings \
+        test-install install header clean
 
 all: build
 
@@ -25,17 +68,162 @@ $(TORCH_STAMP):
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check torch==$(TORCH_VERSION)
 	touch $@
 
+# cmake for test-install only, from PyPI into the project venv.
+$(CMAKE_STAMP): $(TORCH_STAMP)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check cmake==$(CMAKE_VERSION)
+	touch $@
+
+# The soname link beside the library, so that programs linked with -Ltarget/release -lgran
+# (which record libgran.so.<major>) find it at run time through their rpath.
+define soname_link
+	@soname="$$(readelf -d $(LIB) | sed -n 's/.*Library soname: \[\(.*\)\]/\1/p')"; \
+	if [ -n "$$soname" ] && [ "$$soname" != libgran.so ]; then ln -sfn libgran.so target/release/$$soname; fi
+endef
+
 build: $(TORCH_STAMP)
 	$(CARGO_ENV) $(CARGO) build --release --lib --examples
+	$(soname_link)
 
-demo: build
-	mkdir -p $(OUT)
-	$(CARGO_ENV) $(CARGO) run --release --example demo -- --data data/mnist10k --out $(OUT)
+# The library alone (what the C tests, the symbol check and the install need).
+lib: $(TORCH_STAMP)
+	$(CARGO_ENV) $(CARGO) build --release --lib
+	$(soname_link)
 
-test: test-rust
+# The main job: examples/demo.c, compiled and linked against libgran like any user's program.
+DEMO_BIN := target/release/gran-demo
+DEMO_ARGS ?=
 
+demo: lib
+	$(CC) -std=c99 -O2 -Wall -Wextra -Werror -pedantic -Iinclude examples/demo.c -o $(DEMO_BIN) \
+	    -Ltarget/release -lgran -Wl,-rpath,$(CURDIR)/target/release
+	$(DEMO_BIN) --data data/mnist10k --out $(OUT) $(DEMO_ARGS)
+
+test: test-rust check-symbols test-c test-bindings test-install
+
+# One libtorch thread per test: cargo runs the tests in parallel, and libgomp's spinning
+# workers make oversubscribed runs many times slower.
 test-rust: $(TORCH_STAMP)
-	$(CARGO_ENV) $(CARGO) test --release
+	OMP_NUM_THREADS=1 $(CARGO_ENV) $(CARGO) test --release
+
+header: $(TORCH_STAMP)
+	GRAN_BLESS=1 $(CARGO_ENV) $(CARGO) test --release --test header
+
+# ---------------------------------------------------------------------------------------------
+# C tests
+
+CTEST_DIR := target/ctest
+SANITIZE  := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+CTEST_CFLAGS   := -std=c99 -Wall -Wextra -Werror -pedantic $(SANITIZE) -g -Iinclude -Itests/c -pthread
+CTEST_CXXFLAGS := -std=c++17 -Wall -Wextra -Werror -pedantic $(SANITIZE) -g -Iinclude -pthread
+CTEST_LDFLAGS  := -Ltarget/release -lgran -Wl,-rpath,$(CURDIR)/target/release -pthread -lm
+CTESTS := test_api test_threads test_metrics test_cpp
+
+# The sanitizers' run-time settings, all documented in tests/c/README.md:
+#  - detect_leaks=1: LeakSanitizer on (the default on x86_64 Linux; explicit here), with the
+#    suppressions of tests/c/lsan.supp (libtorch's static initialisation and the CUDA libraries
+#    only, nothing that gran's own allocations pass through); print_suppressions=1 lists any
+#    that were used.
+#  - detect_stack_use_after_return=1, check_initialization_order=1, strict_string_checks=1:
+#    stricter than the defaults, for the test programs' own code.
+#  - UBSan: a stack trace, and the first error ends the run (also -fno-sanitize-recover).
+#  - OMP_NUM_THREADS=1: libgomp's spinning worker threads make each training step about 10 times
+#    slower under ASan on a 2-core machine; the tests bring their own threads.
+CTEST_ENV := ASAN_OPTIONS=detect_leaks=1:detect_stack_use_after_return=1:check_initialization_order=1:strict_string_checks=1 \
+             LSAN_OPTIONS=suppressions=$(CURDIR)/tests/c/lsan.supp:print_suppressions=1 \
+             UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+             OMP_NUM_THREADS=1
+
+# Every program runs even when one fails; then the header check; the target fails if any did.
+test-c: lib
+	@mkdir -p $(CTEST_DIR)
+	$(CC) $(CTEST_CFLAGS) tests/c/test_api.c -o $(CTEST_DIR)/test_api $(CTEST_LDFLAGS)
+	$(CC) $(CTEST_CFLAGS) tests/c/test_threads.c -o $(CTEST_DIR)/test_threads $(CTEST_LDFLAGS)
+	$(CC) $(CTEST_CFLAGS) tests/c/test_metrics.c -o $(CTEST_DIR)/test_metrics $(CTEST_LDFLAGS)
+	$(CXX) $(CTEST_CXXFLAGS) tests/c/test_cpp.cpp -o $(CTEST_DIR)/test_cpp $(CTEST_LDFLAGS)
+	@start=$$(date +%s); failed=""; for t in $(CTESTS); do \
+	    echo "== $$t (AddressSanitizer, UBSan)"; \
+	    $(CTEST_ENV) $(CTEST_DIR)/$$t || failed="$$failed $$t"; \
+	done; \
+	$(MAKE) --no-print-directory check-header || failed="$$failed check-header"; \
+	if [ -n "$$failed" ]; then echo "test-c: FAILED:$$failed"; exit 1; fi; \
+	echo "test-c: all C tests passed in $$(( $$(date +%s) - start )) s"
+
+# include/gran.h on its own, as C and as C++, with warnings that users' builds commonly enable.
+HEADER_CWARN   := -Wall -Wextra -Werror -pedantic -Wstrict-prototypes -Wredundant-decls -Wshadow
+HEADER_CXXWARN := -Wall -Wextra -Werror -pedantic -Wredundant-decls -Wshadow -Wold-style-cast
+check-header:
+	@mkdir -p target; status=0; \
+	for std in c99 c11 c17 c++11 c++14 c++17 c++20; do \
+	    case $$std in c++*) cc="$(CXX) -x c++ $(HEADER_CXXWARN)";; *) cc="$(CC) -x c $(HEADER_CWARN)";; esac; \
+	    if ! echo '#include "gran.h"' | $$cc -std=$$std -Iinclude -fsyntax-only - > target/check-header.log 2>&1; then \
+	        echo "check-header: include/gran.h fails as $$std ($$(grep -c 'error:' target/check-header.log) errors; the first ones:)"; \
+	        grep 'error:' target/check-header.log | head -n 5 | sed 's/^/    /'; status=1; \
+	    fi; \
+	done; \
+	if [ $$status -eq 0 ]; then echo "check-header: include/gran.h compiles as C99/C11/C17 and C++11/14/17/20"; fi; \
+	exit $$status
+
+# ---------------------------------------------------------------------------------------------
+# Exported symbols: only gran_*, and exactly the functions include/gran.h declares.
+
+LINKER_SYMBOLS := _init|_fini|_edata|_end|__bss_start
+check-symbols: lib
+	@nm -D --defined-only $(LIB) | awk '{print $$NF}' | sed 's/@.*//' | LC_ALL=C sort -u > target/symbols.exported
+	@sed -n 's/^[A-Za-z][A-Za-z0-9_ ]*[ *]\(gran_[a-z0-9_]*\)(.*/\1/p' include/gran.h | LC_ALL=C sort -u > target/symbols.declared
+	@bad="$$(grep -v '^gran_' target/symbols.exported | grep -vxE '$(LINKER_SYMBOLS)' || true)"; \
+	undeclared="$$(grep '^gran_' target/symbols.exported | LC_ALL=C comm -23 - target/symbols.declared)"; \
+	missing="$$(grep '^gran_' target/symbols.exported | LC_ALL=C comm -13 - target/symbols.declared)"; \
+	status=0; \
+	if [ -n "$$bad" ]; then echo "check-symbols: $(LIB) exports symbols without the gran_ prefix:"; echo "$$bad" | sed 's/^/    /'; status=1; fi; \
+	if [ -n "$$undeclared" ]; then echo "check-symbols: exported but not declared in include/gran.h (make header?):"; echo "$$undeclared" | sed 's/^/    /'; status=1; fi; \
+	if [ -n "$$missing" ]; then echo "check-symbols: declared in include/gran.h but not exported:"; echo "$$missing" | sed 's/^/    /'; status=1; fi; \
+	if [ $$status -eq 0 ]; then echo "check-symbols: $$(wc -l < target/symbols.declared) gran_ functions exported, nothing else"; fi; \
+	exit $$status
+
+# ---------------------------------------------------------------------------------------------
+# Bindings (bindings/test.sh is written alongside bindings/cpp and bindings/python)
+
+test-bindings: lib
+	@if [ -f bindings/test.sh ]; then \
+	    $(CARGO_ENV) PYTHON=$(VENV)/bin/python CXX=$(CXX) bash bindings/test.sh; \
+	else \
+	    echo "test-bindings: bindings/test.sh not present: nothing to test"; \
+	fi
+
+# ---------------------------------------------------------------------------------------------
+# Installation. Nothing of libtorch is copied: the library keeps its absolute RUNPATH to the
+# libtorch it was built against (the .venv of this checkout), which must stay where it is.
+
+install: lib
+	@[ -n "$(VERSION)" ] || { echo "install: no version in Cargo.toml"; exit 1; }
+	@[ -n "$(SOMAJOR)" ] && [ "$(SONAME)" = "libgran.so.$(SOMAJOR)" ] \
+	    || { echo "install: $(LIB) has soname '$(SONAME)', expected libgran.so.<major>"; exit 1; }
+	@case "$(LIB_RUNPATH)" in /*) ;; *) echo "install: $(LIB) has no absolute RUNPATH to libtorch ('$(LIB_RUNPATH)')"; exit 1;; esac
+	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include \
+	    $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/lib/cmake/gran
+	install -m 0755 $(LIB) $(DESTDIR)$(PREFIX)/lib/libgran.so.$(VERSION)
+	ln -sfn libgran.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/$(SONAME)
+	ln -sfn $(SONAME) $(DESTDIR)$(PREFIX)/lib/libgran.so
+	install -m 0644 include/gran.h $(DESTDIR)$(PREFIX)/include/gran.h
+	@if [ -f bindings/cpp/gran.hpp ]; then \
+	    echo "install -m 0644 bindings/cpp/gran.hpp $(DESTDIR)$(PREFIX)/include/gran.hpp"; \
+	    install -m 0644 bindings/cpp/gran.hpp $(DESTDIR)$(PREFIX)/include/gran.hpp; \
+	fi
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' \
+	    -e 's|@LIBTORCH_LIBDIR@|$(LIB_RUNPATH)|g' \
+	    pkgconfig/gran.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/gran.pc
+	for f in granConfig granConfigVersion; do \
+	    sed -e 's|@VERSION@|$(VERSION)|g' -e 's|@SOMAJOR@|$(SOMAJOR)|g' \
+	        -e 's|@ABI_VERSION@|$(ABI_VERSION)|g' -e 's|@LIBTORCH_LIBDIR@|$(LIB_RUNPATH)|g' \
+	        cmake/$$f.cmake.in > $(DESTDIR)$(PREFIX)/lib/cmake/gran/$$f.cmake || exit 1; \
+	done
+	@echo "install: libgran $(VERSION) in $(DESTDIR)$(PREFIX); it loads libtorch from $(LIB_RUNPATH)"
+
+test-install: lib $(CMAKE_STAMP)
+	@command -v pkg-config >/dev/null || { echo "test-install: pkg-config is not installed"; exit 1; }
+	@start=$$(date +%s); \
+	MAKE="$(MAKE)" CMAKE="$(CMAKE)" CONSUMER_CC="$(CC)" VERSION="$(VERSION)" SOMAJOR="$(SOMAJOR)" \
+	    bash tests/consumer/test-install.sh && echo "test-install: took $$(( $$(date +%s) - start )) s"
 
 clean:
 	$(CARGO) clean

@@ -7,6 +7,9 @@
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-changed=gran.map");
+    // Export the gran_ API and nothing else (see gran.map).
+    println!("cargo:rustc-cdylib-link-arg=-Wl,--version-script={}/gran.map", env!("CARGO_MANIFEST_DIR"));
     println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
     let Ok(lib) = std::env::var("DEP_TCH_LIBTORCH_LIB") else {
         println!("cargo:warning=DEP_TCH_LIBTORCH_LIB not set: no rpath to libtorch");

@@ -64,6 +64,11 @@ impl Adam {
         Ok(())
     }
 
+    /// Every tensor this optimizer changes: the parameters and both moments.
+    pub fn tensors(&self) -> impl Iterator<Item = &Tensor> {
+        self.slots.iter().flat_map(|s| [&s.param, &s.m, &s.v])
+    }
+
     /// Drops the gradients held (after a failed or abandoned step).
     pub fn zero_grad(&mut self) {
         for s in &mut self.slots {

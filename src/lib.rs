@@ -25,6 +25,7 @@ pub mod layers;
 pub mod log;
 pub mod model;
 pub mod sample;
+pub mod snapshot;
 pub mod train;
 
 pub use data::Dataset;

@@ -190,6 +190,7 @@ pub fn train(
     let mut window = Window::default();
     let mut last = Progress { step: first, total_steps: end, ..Default::default() };
     let mut warned = false;
+    let mut backup = crate::snapshot::Snapshot::default();
 
     for step in first..end {
         if model.cancel_requested() {
@@ -212,6 +213,14 @@ pub fn train(
 
         let mut state = model.write();
         let st = &mut *state;
+        // What this step changes before it knows both losses are finite: D's weights and Adam
+        // state, and the batch-norm statistics of both networks. A diverged step puts them back,
+        // so the model is left exactly as after the last finite step.
+        let at_risk = |st: &crate::model::State| -> Vec<Tensor> {
+            st.opt_d.tensors().chain(st.g_buffers.iter().chain(&st.d_buffers).map(|n| &n.tensor)).map(|t| t.shallow_clone()).collect()
+        };
+        backup.save(&at_risk(st))?;
+        let adam_d_t = st.opt_d.t;
         // Discriminator step: real and generated images in one batch, so batch norm sees the
         // mixture, whose statistics are also what eval mode (scoring, GAM) normalises with.
         let fake = tch::no_grad(|| st.gen.forward(&zd, BnMode::TrainFrozenStats, false))?.image;
@@ -226,6 +235,7 @@ pub fn train(
         let d_val = d_loss.f_double_value(&[])?;
         if !d_val.is_finite() {
             st.opt_d.zero_grad();
+            backup.restore(&at_risk(st))?;
             return Err(diverged(step, "discriminator", d_val));
         }
         st.opt_d.step(&adam_d)?;
@@ -245,6 +255,8 @@ pub fn train(
         let g_val = g_result.inspect_err(|_| st.opt_g.zero_grad())?;
         if !g_val.is_finite() {
             st.opt_g.zero_grad();
+            backup.restore(&at_risk(st))?;
+            st.opt_d.t = adam_d_t;
             return Err(diverged(step, "generator", g_val));
         }
         st.opt_g.step(&adam_g)?;

@@ -278,7 +278,7 @@ fn bad_training_input_is_refused_before_anything_changes() {
         assert_eq!(e.kind, ErrorKind::InvalidArgument);
         assert!(e.message.contains(word), "{}", e.message);
     }
-    let nowhere = TrainConfig { checkpoint_path: Some("/nonexistent/folder/m.gran".into()), ..short(1) };
+    let nowhere = TrainConfig { checkpoint_path: Some("/nonexistent/folder/m.gran".into()), batch_size: 4, ..short(1) };
     assert_eq!(train(&m, &data, &nowhere, &mut |_| false).err().unwrap().kind, ErrorKind::Io);
     let colour = Dataset::new(Tensor::zeros([4, 3, 28, 28], (Kind::Uint8, tch::Device::Cpu)), None).unwrap();
     let e = train(&m, &colour, &short(1), &mut |_| false).err().unwrap();

@@ -5,6 +5,7 @@ use super::dataset::DATASETS;
 use super::model::MODELS;
 use super::status::GranStatus;
 use super::types::{GranDataset, GranModel, GranProgress, GranTrainConfig};
+use crate::error::ErrorKind;
 use crate::train::{train, TrainConfig};
 
 /// Fills `cfg` with the defaults: 2000 iterations, batch 64, Adam lr 2e-4 (G) and 1e-4 (D) with
@@ -80,9 +81,14 @@ pub unsafe extern "C" fn gran_train(
             }
         };
         let result = train(&model, &data, &tc, &mut report);
-        if !last.is_null() {
+        // `last` is written on success, and for a run that ran and then stopped (cancelled or
+        // diverged: the step it stopped at); never for a run refused at the start.
+        let ran = match &result {
+            Ok(_) => true,
+            Err(e) => matches!(e.kind, ErrorKind::Cancelled | ErrorKind::Diverged),
+        };
+        if !last.is_null() && ran {
             if result.is_err() {
-                // A run that stopped early reports the step it stopped at.
                 final_report.step = model.step();
             }
             write_versioned(last, &final_report, "last")?;
