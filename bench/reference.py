@@ -1,7 +1,7 @@
 """A PyTorch reference of exactly gran's GRAN model and training step, for side-by-side timing.
 
 Same generator (T drawing steps, shared weights, per-step batch-norm statistics), same
-discriminator, same training step (one D update on a real+fake batch, then one G update with
+discriminator, same training step (one D update on a real and a generated minibatch, then one G update with
 fresh latents, non-saturating BCE-with-logits losses, Adam), same inference (eval-mode batch
 norm, no-grad). What a user would write with plain PyTorch: modules, torch.optim.Adam.
 """
@@ -149,8 +149,7 @@ class Gran:
         zg = torch.randn(b, 100, device=self.device)
         with torch.no_grad():
             fake = self.g(zd, "frozen")
-        logits = self.d(torch.cat([real, fake]), "train")
-        lr_, lf = logits[:b], logits[b:]
+        lr_, lf = self.d(real, "train"), self.d(fake, "train")
         d_loss = F.binary_cross_entropy_with_logits(lr_, ones) + F.binary_cross_entropy_with_logits(lf, zeros)
         self.opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
@@ -158,7 +157,7 @@ class Gran:
         for p in self.d.parameters():
             p.requires_grad_(False)
         fake = self.g(zg, "train")
-        g_loss = F.binary_cross_entropy_with_logits(self.d(torch.cat([real, fake]), "frozen")[b:], ones)
+        g_loss = F.binary_cross_entropy_with_logits(self.d(fake, "frozen"), ones)
         self.opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
         self.opt_g.step()
