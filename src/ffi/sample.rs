@@ -33,6 +33,33 @@ unsafe fn write_images(images: &Tensor, format: PixelFormat, out: *mut c_void, n
     pixels::write_from_tensor(images, format, out)
 }
 
+/// `gran_sample` (the images) or `gran_sample_steps` (the canvases after every step).
+///
+/// # Safety
+/// `out` is NULL or points to `out_bytes` writable bytes.
+unsafe fn sample_into(
+    m: GranModel,
+    seed: u64,
+    count: u32,
+    format: GranPixelFormat,
+    out: *mut c_void,
+    out_bytes: usize,
+    steps: bool,
+) -> Result<()> {
+    let model = MODELS.get(m)?;
+    let (format, count) = (pixel_format(format)?, check_count(count)?);
+    let images = if steps { count * model.config().steps as usize } else { count };
+    let needed = images * image_bytes(&model, format);
+    check_room(out_bytes, needed, "out")?;
+    let s = model.sample(seed, count, steps)?;
+    let pictures = match s.canvases {
+        // [T, N, C, H, W] -> [T * N, C, H, W]
+        Some(c) => c.f_flatten(0, 1)?,
+        None => s.images,
+    };
+    write_images(&pictures, format, out, needed)
+}
+
 fn check_count(count: u32) -> Result<usize> {
     if count == 0 {
         return Err(Error::invalid("count is 0: ask for at least one image"));
@@ -62,14 +89,7 @@ pub unsafe extern "C" fn gran_sample(
     out: *mut c_void,
     out_bytes: usize,
 ) -> GranStatus {
-    guard(|| {
-        let model = MODELS.get(m)?;
-        let (format, count) = (pixel_format(format)?, check_count(count)?);
-        let needed = count * image_bytes(&model, format);
-        check_room(out_bytes, needed, "out")?;
-        let s = model.sample(seed, count, false)?;
-        write_images(&s.images, format, out, needed)
-    })
+    guard(|| sample_into(m, seed, count, format, out, out_bytes, false))
 }
 
 /// Like `gran_sample`, but writes the canvas after each of the T drawing steps: `out` holds
@@ -88,18 +108,7 @@ pub unsafe extern "C" fn gran_sample_steps(
     out: *mut c_void,
     out_bytes: usize,
 ) -> GranStatus {
-    guard(|| {
-        let model = MODELS.get(m)?;
-        let (format, count) = (pixel_format(format)?, check_count(count)?);
-        let steps = model.config().steps as usize;
-        let needed = steps * count * image_bytes(&model, format);
-        check_room(out_bytes, needed, "out")?;
-        let s = model.sample(seed, count, true)?;
-        let canvases = s.canvases.ok_or_else(|| Error::internal("canvases missing"))?;
-        let c = model.config();
-        let flat = canvases.f_reshape([(steps * count) as i64, c.channels as i64, c.height as i64, c.width as i64])?;
-        write_images(&flat, format, out, needed)
-    })
+    guard(|| sample_into(m, seed, count, format, out, out_bytes, true))
 }
 
 /// Writes the latents of images 0 .. count-1 of `seed` to `z` (count * z_dim floats, row-major):
