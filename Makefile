@@ -8,6 +8,7 @@
 #   setup          the .venv with libtorch
 #   build          libgran (target/release/libgran.so) and the examples
 #   demo           the demo (pictures in $(OUT)/)
+#   bench          gran against the PyTorch reference (BENCH_ARGS, default --quick)
 #   test           test-rust, check-symbols, test-c, test-bindings, test-install
 #   test-rust      cargo test --release
 #   test-c         the C tests (tests/c) under AddressSanitizer + UBSan, and the header
@@ -56,7 +57,7 @@ SOMAJOR = $(patsubst libgran.so.%,%,$(SONAME))
 LIB_RUNPATH = $(shell readelf -d $(LIB) 2>/dev/null | sed -n 's/.*(RUNPATH).*\[\(.*\)\]/\1/p')
 ABI_VERSION = $(shell sed -n 's/^\#define GRAN_ABI_VERSION \([0-9]*\).*/\1/p' include/gran.h)
 
-.PHONY: all setup build lib demo test test-rust test-c check-header check-symbols test-bindings \
+.PHONY: all setup build lib demo bench test test-rust test-c check-header check-symbols test-bindings \
         test-install install header clean
 
 all: build
@@ -99,6 +100,11 @@ demo: lib
 	$(DEMO_BIN) --data data/mnist10k --out $(OUT) $(DEMO_ARGS)
 
 test: test-rust check-symbols test-c test-bindings test-install
+
+# Side by side with the PyTorch reference of the same model (bench/): medians and ratios.
+BENCH_ARGS ?= --quick
+bench: build
+	$(VENV)/bin/python bench/compare.py $(BENCH_ARGS)
 
 # One libtorch thread per test: cargo runs the tests in parallel, and libgomp's spinning
 # workers make oversubscribed runs many times slower.

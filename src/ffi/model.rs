@@ -10,7 +10,7 @@ use std::ffi::c_char;
 pub(crate) static MODELS: Registry<Model> = Registry::new("model");
 
 /// Fills `cfg` with the defaults: 28x28x1 images, 3 steps, z_dim 100, hidden 100, the paper's
-/// widths (scale 1.0), ReLU discriminator, device AUTO, seed 0, and `struct_size` set. Does
+/// widths (scale 1.0), leaky-ReLU discriminator, device AUTO, seed 0, and `struct_size` set. Does
 /// nothing when `cfg` is NULL.
 ///
 /// Thread safety: any thread.

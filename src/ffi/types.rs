@@ -95,7 +95,8 @@ pub struct GranModelConfig {
     pub hidden_dim: u32,
     /// Multiplies the paper's channel counts, (0, 8]. Default 1.0 (the paper's widths).
     pub width_scale: f32,
-    /// Non-zero: leaky ReLU (0.2) in the discriminator instead of ReLU. Default 0.
+    /// Non-zero: leaky ReLU (0.2) in the discriminator (DCGAN); 0: plain ReLU (the authors'
+    /// code). Default 1, chosen by measurement (README.md).
     pub leaky_relu: u32,
     /// Where the model lives. Default AUTO.
     pub device: GranDevice,

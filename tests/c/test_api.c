@@ -166,7 +166,7 @@ static void test_config_defaults(void) {
     CHECK(c.struct_size == sizeof c);
     CHECK(c.height == 28 && c.width == 28 && c.channels == 1);
     CHECK(c.steps == 3 && c.z_dim == 100 && c.hidden_dim == 100);
-    CHECK(c.width_scale == 1.0f && c.leaky_relu == 0);
+    CHECK(c.width_scale == 1.0f && c.leaky_relu == 1);
     CHECK(c.device.kind == GRAN_DEVICE_AUTO && c.seed == 0);
     memset(&t, 0xEE, sizeof t);
     gran_train_config_init(&t);

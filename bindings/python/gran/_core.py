@@ -217,7 +217,7 @@ class ModelConfig:
     z_dim: int = 100
     hidden_dim: int = 100
     width_scale: float = 1.0
-    leaky_relu: bool = False
+    leaky_relu: bool = True
     device: str = "auto"
     seed: int = 0
 
@@ -575,7 +575,7 @@ class Model(_Owned):
 
     @classmethod
     def create(cls, *, height: int = 28, width: int = 28, channels: int = 1, steps: int = 3, z_dim: int = 100,
-               hidden_dim: int = 100, width_scale: float = 1.0, leaky_relu: bool = False, device: Any = "auto",
+               hidden_dim: int = 100, width_scale: float = 1.0, leaky_relu: bool = True, device: Any = "auto",
                seed: int = 0) -> "Model":
         """A model with fresh weights. Sizes: square 28, 32, 64 or 128; channels 1 or 3.
         device: 'auto' (CUDA 0 if present, else CPU), 'cpu', 'cuda' or 'cuda:N'."""
