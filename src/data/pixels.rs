@@ -115,9 +115,13 @@ pub fn to_tensor(
     let (n, c, h, w) = (count as i64, channels as i64, height as i64, width as i64);
     let tensor = match format {
         PixelFormat::U8Chw => Tensor::f_from_data_size(data, &[n, c, h, w], Kind::Uint8)?,
-        PixelFormat::U8Hwc => {
-            Tensor::f_from_data_size(data, &[n, h, w, c], Kind::Uint8)?.f_permute([0, 3, 1, 2])?.f_contiguous()?
-        }
+        // `contiguous` alone keeps the permuted strides when C = 1 (they already count as
+        // contiguous), which libtorch then reads as channels-last and convolves by another
+        // path; the fresh view gives the standard layout, so HWC and CHW input score alike.
+        PixelFormat::U8Hwc => Tensor::f_from_data_size(data, &[n, h, w, c], Kind::Uint8)?
+            .f_permute([0, 3, 1, 2])?
+            .f_contiguous()?
+            .f_view([n, c, h, w])?,
         PixelFormat::F32Chw => {
             let values: Vec<f32> = data.chunks_exact(4).map(|b| f32::from_ne_bytes([b[0], b[1], b[2], b[3]])).collect();
             if let Some(i) = values.iter().position(|v| !(0.0..=1.0).contains(v)) {
