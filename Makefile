@@ -9,6 +9,7 @@
 #   build          libgran (target/release/libgran.so) and the examples
 #   demo           the demo (pictures in $(OUT)/)
 #   bench          gran against the PyTorch reference (BENCH_ARGS, default --quick)
+#   bench-rust     criterion benchmarks of the Rust side (C-boundary cost, sampling, training)
 #   test           test-rust, check-symbols, test-c, test-bindings, test-install
 #   test-rust      cargo test --release
 #   test-c         the C tests (tests/c) under AddressSanitizer + UBSan, and the header
@@ -57,7 +58,7 @@ SOMAJOR = $(patsubst libgran.so.%,%,$(SONAME))
 LIB_RUNPATH = $(shell readelf -d $(LIB) 2>/dev/null | sed -n 's/.*(RUNPATH).*\[\(.*\)\]/\1/p')
 ABI_VERSION = $(shell sed -n 's/^\#define GRAN_ABI_VERSION \([0-9]*\).*/\1/p' include/gran.h)
 
-.PHONY: all setup build lib demo bench test test-rust test-c check-header check-symbols test-bindings \
+.PHONY: all setup build lib demo bench bench-rust test test-rust test-c check-header check-symbols test-bindings \
         test-install install header clean
 
 all: build
@@ -105,6 +106,9 @@ test: test-rust check-symbols test-c test-bindings test-install
 BENCH_ARGS ?= --quick
 bench: build
 	$(VENV)/bin/python bench/compare.py $(BENCH_ARGS)
+
+bench-rust: $(TORCH_STAMP)
+	$(CARGO_ENV) $(CARGO) bench --bench gran
 
 # One libtorch thread per test: cargo runs the tests in parallel, and libgomp's spinning
 # workers make oversubscribed runs many times slower.
