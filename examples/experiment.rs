@@ -1,0 +1,84 @@
+//! Reproduces docs/RESULTS.md: GRAN with T = 1, 3 and 5 trained on data/mnist10k with the same
+//! budget for several seeds, then the quality evaluator's measures for each model and the GAM
+//! comparison of every pair trained with the same seed.
+//!
+//!   cargo run --release --example experiment -- [--iterations N] [--width-scale S] [--seeds a,b,c]
+
+use gran::data::idx::load_idx;
+use gran::evaluator::{Evaluator, EvaluatorConfig};
+use gran::gam::{gam, GamConfig, Verdict};
+use gran::{train, DeviceSpec, Model, ModelConfig, TrainConfig};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Instant;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let opt = |name: &str, default: &str| -> String {
+        args.iter().position(|a| a == name).map(|i| args[i + 1].clone()).unwrap_or_else(|| default.to_string())
+    };
+    let iterations: u64 = opt("--iterations", "2000").parse().expect("--iterations");
+    let scale: f32 = opt("--width-scale", "0.25").parse().expect("--width-scale");
+    let seeds: Vec<u64> = opt("--seeds", "1,2,3").split(',').map(|s| s.parse().expect("--seeds")).collect();
+    let dir = Path::new("data/mnist10k");
+    let load = |w: &str| {
+        load_idx(&dir.join(format!("{w}-images-idx3-ubyte.gz")), Some(&dir.join(format!("{w}-labels-idx1-ubyte.gz")))).unwrap()
+    };
+    let (train_d, test_d) = (load("train"), load("t10k"));
+    let device = DeviceSpec::Auto.resolve().unwrap();
+    let ev = Evaluator::train(&train_d, &EvaluatorConfig::default(), device).unwrap();
+    println!("evaluator held-out accuracy: {:.4}", ev.accuracy(&test_d).unwrap());
+    let real = ev.quality(&train_d.float_slice(0, 1000, tch::Device::Cpu).unwrap(), &test_d, Some(&train_d)).unwrap();
+    println!(
+        "| real training digits (1000) | - | {:.1} | {:.2} | {} | {:.2} |",
+        real.frechet_distance,
+        real.classifier_score,
+        real.class_shares.iter().filter(|&&s| s >= 0.02).count(),
+        real.nearest_train_distance / real.reference_nearest_train_distance
+    );
+    println!("\n| model | seed | FD | classifier score | classes >= 2% | min class share | NN ratio | D(x) | D(G(z)) | train s |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    let mut models: BTreeMap<(u64, u32), Model> = BTreeMap::new();
+    for &seed in &seeds {
+        for steps in [1u32, 3, 5] {
+            let cfg = ModelConfig { steps, width_scale: scale, device: DeviceSpec::Auto, seed, ..Default::default() };
+            let m = Model::new(&cfg).unwrap();
+            let t0 = Instant::now();
+            let p = train(&m, &train_d, &TrainConfig { iterations, seed, report_every: 0, ..Default::default() }, &mut |_| false)
+                .unwrap();
+            let secs = t0.elapsed().as_secs_f64();
+            let q = ev.model_quality(&m, seed, 1000, &test_d, Some(&train_d)).unwrap();
+            println!(
+                "| GRAN T={steps} | {seed} | {:.1} | {:.2} | {} | {:.3} | {:.2} | {:.2} | {:.2} | {secs:.0} |",
+                q.frechet_distance,
+                q.classifier_score,
+                q.class_shares.iter().filter(|&&s| s >= 0.02).count(),
+                q.class_shares.iter().cloned().fold(1.0, f64::min),
+                q.nearest_train_distance / q.reference_nearest_train_distance,
+                p.d_real,
+                p.d_fake
+            );
+            let grid = format!("out/experiment_t{steps}_seed{seed}.png");
+            std::fs::create_dir_all("out").unwrap();
+            gran::png::write_grid(Path::new(&grid), &m.sample(seed, 64, false).unwrap().images, 8).unwrap();
+            models.insert((seed, steps), m);
+        }
+    }
+    println!("\n| A vs B | seed | test err A | test err B | r_test | sample err A | sample err B | r_sample | verdict |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for &seed in &seeds {
+        for (a, b) in [(3u32, 1u32), (5, 1), (5, 3)] {
+            let r = gam(&models[&(seed, a)], &models[&(seed, b)], &test_d, &GamConfig { seed, ..Default::default() }).unwrap();
+            let verdict = match r.verdict {
+                Verdict::AWins => format!("T={a} wins"),
+                Verdict::BWins => format!("T={b} wins"),
+                Verdict::Tie => "tie".into(),
+                Verdict::Undecided => "undecided".into(),
+            };
+            println!(
+                "| T={a} vs T={b} | {seed} | {:.3} | {:.3} | {:.2} | {:.3} | {:.3} | {:.2} | {verdict} |",
+                r.test_error_a, r.test_error_b, r.r_test, r.sample_error_a, r.sample_error_b, r.r_sample
+            );
+        }
+    }
+}
