@@ -17,17 +17,28 @@ fn main() {
         std::process::exit(2);
     }
     let num = |i: usize| a[i].parse::<f64>().expect("number");
-    let (size, channels, steps, n, scale) = (num(2) as u32, num(3) as u32, num(4) as u32, num(5) as usize, num(6) as f32);
+    let (size, channels, steps, n, scale) =
+        (num(2) as u32, num(3) as u32, num(4) as u32, num(5) as usize, num(6) as f32);
     let device = if a[7] == "cuda" { DeviceSpec::Cuda(0) } else { DeviceSpec::Cpu };
     let (warmup, reps) = (num(8) as usize, num(9) as usize);
-    let cfg = ModelConfig { height: size, width: size, channels, steps, width_scale: scale, device, ..Default::default() };
+    let cfg =
+        ModelConfig { height: size, width: size, channels, steps, width_scale: scale, device, ..Default::default() };
     let model = Model::new(&cfg).expect("model");
     let (pg, pd) = model.parameter_counts();
     let mut times = Vec::new();
     if a[1] == "train" {
-        let images = Tensor::randint(256, [(4 * n) as i64, channels as i64, size as i64, size as i64], (Kind::Uint8, tch::Device::Cpu));
+        let images = Tensor::randint(
+            256,
+            [(4 * n) as i64, channels as i64, size as i64, size as i64],
+            (Kind::Uint8, tch::Device::Cpu),
+        );
         let data = Dataset::new(images, None).expect("dataset");
-        let tc = TrainConfig { iterations: (warmup + reps) as u64, batch_size: n as u32, report_every: 1, ..Default::default() };
+        let tc = TrainConfig {
+            iterations: (warmup + reps) as u64,
+            batch_size: n as u32,
+            report_every: 1,
+            ..Default::default()
+        };
         let mut last = Instant::now();
         train(&model, &data, &tc, &mut |_| {
             let now = Instant::now();

@@ -22,7 +22,8 @@ fn main() {
     let seeds: Vec<u64> = opt("--seeds", "1,2,3").split(',').map(|s| s.parse().expect("--seeds")).collect();
     let dir = Path::new("data/mnist10k");
     let load = |w: &str| {
-        load_idx(&dir.join(format!("{w}-images-idx3-ubyte.gz")), Some(&dir.join(format!("{w}-labels-idx1-ubyte.gz")))).unwrap()
+        load_idx(&dir.join(format!("{w}-images-idx3-ubyte.gz")), Some(&dir.join(format!("{w}-labels-idx1-ubyte.gz"))))
+            .unwrap()
     };
     let (train_d, test_d) = (load("train"), load("t10k"));
     let device = DeviceSpec::Auto.resolve().unwrap();
@@ -44,8 +45,13 @@ fn main() {
             let cfg = ModelConfig { steps, width_scale: scale, device: DeviceSpec::Auto, seed, ..Default::default() };
             let m = Model::new(&cfg).unwrap();
             let t0 = Instant::now();
-            let p = train(&m, &train_d, &TrainConfig { iterations, seed, report_every: 0, ..Default::default() }, &mut |_| false)
-                .unwrap();
+            let p = train(
+                &m,
+                &train_d,
+                &TrainConfig { iterations, seed, report_every: 0, ..Default::default() },
+                &mut |_| false,
+            )
+            .unwrap();
             let secs = t0.elapsed().as_secs_f64();
             let q = ev.model_quality(&m, seed, 1000, &test_d, Some(&train_d)).unwrap();
             println!(
@@ -64,11 +70,14 @@ fn main() {
             models.insert((seed, steps), m);
         }
     }
-    println!("\n| A vs B | seed | test err A | test err B | r_test | sample err A | sample err B | r_sample | verdict |");
+    println!(
+        "\n| A vs B | seed | test err A | test err B | r_test | sample err A | sample err B | r_sample | verdict |"
+    );
     println!("|---|---|---|---|---|---|---|---|---|");
     for &seed in &seeds {
         for (a, b) in [(3u32, 1u32), (5, 1), (5, 3)] {
-            let r = gam(&models[&(seed, a)], &models[&(seed, b)], &test_d, &GamConfig { seed, ..Default::default() }).unwrap();
+            let r = gam(&models[&(seed, a)], &models[&(seed, b)], &test_d, &GamConfig { seed, ..Default::default() })
+                .unwrap();
             let verdict = match r.verdict {
                 Verdict::AWins => format!("T={a} wins"),
                 Verdict::BWins => format!("T={b} wins"),

@@ -88,15 +88,9 @@ impl ModelConfig {
             return Err(Error::invalid(format!("z_dim is {}: must be 1..={MAX_DIM}", self.z_dim)));
         }
         if self.hidden_dim == 0 || self.hidden_dim > MAX_DIM {
-            return Err(Error::invalid(format!(
-                "hidden_dim is {}: must be 1..={MAX_DIM}",
-                self.hidden_dim
-            )));
+            return Err(Error::invalid(format!("hidden_dim is {}: must be 1..={MAX_DIM}", self.hidden_dim)));
         }
-        if !(self.width_scale.is_finite()
-            && self.width_scale > 0.0
-            && self.width_scale <= MAX_WIDTH_SCALE)
-        {
+        if !(self.width_scale.is_finite() && self.width_scale > 0.0 && self.width_scale <= MAX_WIDTH_SCALE) {
             return Err(Error::invalid(format!(
                 "width_scale is {}: must be in (0, {MAX_WIDTH_SCALE}]",
                 self.width_scale
@@ -126,12 +120,7 @@ impl ModelConfig {
         };
         let mut dec: Vec<i64> = dec_ref.iter().map(|&r| scaled(r, s)).collect();
         dec.push(c);
-        Ok(Architecture {
-            base,
-            dec,
-            disc: disc_ref.iter().map(|&r| scaled(r, s)).collect(),
-            disc_hidden: 100,
-        })
+        Ok(Architecture { base, dec, disc: disc_ref.iter().map(|&r| scaled(r, s)).collect(), disc_hidden: 100 })
     }
 }
 

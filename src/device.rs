@@ -24,19 +24,13 @@ impl DeviceSpec {
     pub fn resolve(self) -> Result<tch::Device> {
         match self {
             DeviceSpec::Cpu => Ok(tch::Device::Cpu),
-            DeviceSpec::Auto => {
-                Ok(if cuda_device_count() > 0 { tch::Device::Cuda(0) } else { tch::Device::Cpu })
-            }
+            DeviceSpec::Auto => Ok(if cuda_device_count() > 0 { tch::Device::Cuda(0) } else { tch::Device::Cpu }),
             DeviceSpec::Cuda(i) => {
                 let n = cuda_device_count();
                 if n == 0 {
-                    Err(Error::device(format!(
-                        "CUDA device {i} requested but CUDA is not available in this process"
-                    )))
+                    Err(Error::device(format!("CUDA device {i} requested but CUDA is not available in this process")))
                 } else if i as usize >= n {
-                    Err(Error::device(format!(
-                        "CUDA device {i} requested but only {n} CUDA device(s) are present"
-                    )))
+                    Err(Error::device(format!("CUDA device {i} requested but only {n} CUDA device(s) are present")))
                 } else {
                     Ok(tch::Device::Cuda(i as usize))
                 }

@@ -126,7 +126,10 @@ impl Evaluator {
             if i >= 2 && size <= 8 {
                 break;
             }
-            convs.push((b.conv(&format!("e.conv{i}"), ch, out, false, false)?, b.batch_norm(&format!("e.bn{i}"), out, 1)?));
+            convs.push((
+                b.conv(&format!("e.conv{i}"), ch, out, false, false)?,
+                b.batch_norm(&format!("e.bn{i}"), out, 1)?,
+            ));
             ch = out;
             size = (size + 1) / 2;
             spatial = ((spatial.0 + 1) / 2, (spatial.1 + 1) / 2);
@@ -161,10 +164,19 @@ impl Evaluator {
                 };
                 step += 1;
                 let idx = perm.f_narrow(0, (k * batch) as i64, batch as i64)?;
-                let (dy, dx) = (order.below(2 * k as u64 + n as u64, 5) as i64, order.below(2 * k as u64 + 1 + n as u64, 5) as i64);
+                let (dy, dx) = (
+                    order.below(2 * k as u64 + n as u64, 5) as i64,
+                    order.below(2 * k as u64 + 1 + n as u64, 5) as i64,
+                );
                 let x = padded.f_index_select(0, &idx)?.f_narrow(2, dy, h as i64)?.f_narrow(3, dx, w as i64)?;
                 let (_, logits) = ev.net.forward(&x, BnMode::Train)?;
-                let loss = logits.f_cross_entropy_loss::<Tensor>(&targets.f_index_select(0, &idx)?, None, Reduction::Mean, -100, 0.0)?;
+                let loss = logits.f_cross_entropy_loss::<Tensor>(
+                    &targets.f_index_select(0, &idx)?,
+                    None,
+                    Reduction::Mean,
+                    -100,
+                    0.0,
+                )?;
                 loss.f_backward()?;
                 adam.step(&settings)?;
             }
@@ -267,7 +279,9 @@ pub fn frechet_distance(a: &Tensor, b: &Tensor) -> Result<f64> {
     let m = m.f_add(&m.f_transpose(0, 1)?)?.f_div_scalar(2.0)?;
     let tr_sqrt = m.f_linalg_eigvalsh("L")?.f_clamp_min(0.0)?.f_sqrt()?.f_sum(Kind::Double)?.f_double_value(&[])?;
     let diff = mu1.f_sub(&mu2)?;
-    let d = diff.f_dot(&diff)?.f_double_value(&[])? + s1.f_trace()?.f_double_value(&[])? + s2.f_trace()?.f_double_value(&[])?
+    let d = diff.f_dot(&diff)?.f_double_value(&[])?
+        + s1.f_trace()?.f_double_value(&[])?
+        + s2.f_trace()?.f_double_value(&[])?
         - 2.0 * tr_sqrt;
     Ok(d.max(0.0))
 }
@@ -276,7 +290,11 @@ pub fn frechet_distance(a: &Tensor, b: &Tensor) -> Result<f64> {
 pub fn classifier_score(p: &Tensor) -> Result<f64> {
     let eps = 1e-12;
     let py = p.f_mean_dim(&[0i64][..], true, Kind::Double)?;
-    let kl = p.f_mul(&p.f_add_scalar(eps)?.f_log()?.f_sub(&py.f_add_scalar(eps)?.f_log()?)?)?.f_sum_dim_intlist(&[1i64][..], false, Kind::Double)?;
+    let kl = p.f_mul(&p.f_add_scalar(eps)?.f_log()?.f_sub(&py.f_add_scalar(eps)?.f_log()?)?)?.f_sum_dim_intlist(
+        &[1i64][..],
+        false,
+        Kind::Double,
+    )?;
     Ok(kl.f_mean(Kind::Double)?.f_double_value(&[])?.exp())
 }
 

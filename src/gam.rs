@@ -71,7 +71,13 @@ pub fn ratio(x: f64, y: f64) -> f64 {
 }
 
 /// The ratios and the verdict from the four error rates.
-pub fn decide(test_error_a: f64, test_error_b: f64, sample_error_a: f64, sample_error_b: f64, tolerance: f64) -> (f64, f64, Verdict) {
+pub fn decide(
+    test_error_a: f64,
+    test_error_b: f64,
+    sample_error_a: f64,
+    sample_error_b: f64,
+    tolerance: f64,
+) -> (f64, f64, Verdict) {
     let r_test = ratio(test_error_a, test_error_b);
     let r_sample = ratio(sample_error_a, sample_error_b);
     let verdict = if !((r_test - 1.0).abs() <= tolerance) {

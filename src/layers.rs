@@ -77,16 +77,7 @@ impl BatchNorm {
             BnMode::TrainFrozenStats => (None, None, true),
             BnMode::Eval => (Some(&self.running_mean[slot]), Some(&self.running_var[slot]), false),
         };
-        Ok(x.f_batch_norm(
-            Some(&self.gamma),
-            Some(&self.beta),
-            rm,
-            rv,
-            training,
-            BN_MOMENTUM,
-            BN_EPS,
-            true,
-        )?)
+        Ok(x.f_batch_norm(Some(&self.gamma), Some(&self.beta), rm, rv, training, BN_MOMENTUM, BN_EPS, true)?)
     }
 }
 
@@ -106,12 +97,7 @@ fn name_id(name: &str) -> u64 {
 
 impl Builder {
     pub fn new(seed: u64, device: Device) -> Self {
-        Builder {
-            stream: Stream::new(seed, crate::rng::stream::INIT),
-            device,
-            params: Vec::new(),
-            buffers: Vec::new(),
-        }
+        Builder { stream: Stream::new(seed, crate::rng::stream::INIT), device, params: Vec::new(), buffers: Vec::new() }
     }
 
     fn param_normal(&mut self, name: String, shape: &[i64], mean: f32, std: f32, decay: bool) -> Result<Tensor> {

@@ -89,12 +89,7 @@ impl Model {
         let mut config = config.clone();
         config.device = DeviceSpec::of(device);
         let state = State { gen, disc, g_params, g_buffers, d_params, d_buffers, opt_g, opt_d, step: 0 };
-        Ok(Model {
-            config,
-            device,
-            state: RwLock::new(state),
-            run: Mutex::new(RunFlags::default()),
-        })
+        Ok(Model { config, device, state: RwLock::new(state), run: Mutex::new(RunFlags::default()) })
     }
 
     /// The configuration; its `device` names the concrete device the model lives on.

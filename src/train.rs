@@ -157,10 +157,7 @@ pub fn train(
         // Refuse a checkpoint path that cannot be written before training, not after.
         let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
         if !dir.is_dir() {
-            return Err(Error::new(
-                ErrorKind::Io,
-                format!("checkpoint folder {} does not exist", dir.display()),
-            ));
+            return Err(Error::new(ErrorKind::Io, format!("checkpoint folder {} does not exist", dir.display())));
         }
     }
     let _busy = model.begin_training()?;
@@ -217,7 +214,11 @@ pub fn train(
         // state, and the batch-norm statistics of both networks. A diverged step puts them back,
         // so the model is left exactly as after the last finite step.
         let at_risk = |st: &crate::model::State| -> Vec<Tensor> {
-            st.opt_d.tensors().chain(st.g_buffers.iter().chain(&st.d_buffers).map(|n| &n.tensor)).map(|t| t.shallow_clone()).collect()
+            st.opt_d
+                .tensors()
+                .chain(st.g_buffers.iter().chain(&st.d_buffers).map(|n| &n.tensor))
+                .map(|t| t.shallow_clone())
+                .collect()
         };
         backup.save(&at_risk(st))?;
         let adam_d_t = st.opt_d.t;
@@ -304,7 +305,10 @@ pub fn train(
                 );
             }
             if on_progress(&last) {
-                return Err(Error::new(ErrorKind::Cancelled, format!("training stopped by the progress callback at step {done}")));
+                return Err(Error::new(
+                    ErrorKind::Cancelled,
+                    format!("training stopped by the progress callback at step {done}"),
+                ));
             }
         }
     }
@@ -314,6 +318,8 @@ pub fn train(
 fn diverged(step: u64, net: &str, value: f64) -> Error {
     Error::new(
         ErrorKind::Diverged,
-        format!("training diverged at step {step}: the {net} loss is {value}; the model keeps the weights of step {step}"),
+        format!(
+            "training diverged at step {step}: the {net} loss is {value}; the model keeps the weights of step {step}"
+        ),
     )
 }

@@ -9,7 +9,8 @@ use tch::{Device, Kind, Tensor};
 
 fn mnist(which: &str) -> Dataset {
     let d = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/mnist10k");
-    load_idx(&d.join(format!("{which}-images-idx3-ubyte.gz")), Some(&d.join(format!("{which}-labels-idx1-ubyte.gz")))).unwrap()
+    load_idx(&d.join(format!("{which}-images-idx3-ubyte.gz")), Some(&d.join(format!("{which}-labels-idx1-ubyte.gz"))))
+        .unwrap()
 }
 
 #[test]
@@ -29,8 +30,14 @@ fn evaluator_ranks_real_digits_above_noise_blur_collapse_and_copies() {
     let q_real = ev.quality(&real, &reference, Some(&train)).unwrap();
     let q_noise = ev.quality(&noise, &reference, None).unwrap();
     let q_blur = ev.quality(&blurred, &reference, None).unwrap();
-    println!("FD real {:.2} blur {:.2} noise {:.2}", q_real.frechet_distance, q_blur.frechet_distance, q_noise.frechet_distance);
-    println!("score real {:.2} blur {:.2} noise {:.2}", q_real.classifier_score, q_blur.classifier_score, q_noise.classifier_score);
+    println!(
+        "FD real {:.2} blur {:.2} noise {:.2}",
+        q_real.frechet_distance, q_blur.frechet_distance, q_noise.frechet_distance
+    );
+    println!(
+        "score real {:.2} blur {:.2} noise {:.2}",
+        q_real.classifier_score, q_blur.classifier_score, q_noise.classifier_score
+    );
     assert!(q_real.frechet_distance * 5.0 < q_blur.frechet_distance);
     assert!(q_blur.frechet_distance < q_noise.frechet_distance);
     assert!(q_real.classifier_score > 8.0 && q_real.classifier_score > 2.0 * q_noise.classifier_score);
@@ -49,7 +56,10 @@ fn evaluator_ranks_real_digits_above_noise_blur_collapse_and_copies() {
 
     // Copy check: held-out digits sit at some distance from their nearest training digit;
     // copies of training digits sit at 0.
-    assert!((q_real.nearest_train_distance - q_real.reference_nearest_train_distance).abs() < 0.5 * q_real.reference_nearest_train_distance);
+    assert!(
+        (q_real.nearest_train_distance - q_real.reference_nearest_train_distance).abs()
+            < 0.5 * q_real.reference_nearest_train_distance
+    );
     let copies = train.float_slice(100, 200, Device::Cpu).unwrap();
     let q_copy = ev.quality(&copies, &reference, Some(&train)).unwrap();
     assert!(q_copy.nearest_train_distance < 1e-2, "{}", q_copy.nearest_train_distance);

@@ -10,10 +10,7 @@ fn checked_in_header_matches_a_fresh_generation() {
     // Only the C interface: cbindgen reads src/ffi/mod.rs and follows its modules.
     let builder = cbindgen::Builder::new().with_config(config).with_src(root.join("src/ffi/mod.rs"));
     let mut fresh = Vec::new();
-    builder
-        .generate()
-        .expect("cbindgen generates the header")
-        .write(&mut fresh);
+    builder.generate().expect("cbindgen generates the header").write(&mut fresh);
     let fresh = String::from_utf8(fresh).expect("UTF-8 header");
     let path = root.join("include/gran.h");
     if std::env::var_os("GRAN_BLESS").is_some() {

@@ -8,7 +8,15 @@ use std::path::{Path, PathBuf};
 use tch::{Kind, Tensor};
 
 fn tiny(steps: u32) -> ModelConfig {
-    ModelConfig { steps, width_scale: 0.125, z_dim: 16, hidden_dim: 16, device: DeviceSpec::Cpu, seed: 5, ..Default::default() }
+    ModelConfig {
+        steps,
+        width_scale: 0.125,
+        z_dim: 16,
+        hidden_dim: 16,
+        device: DeviceSpec::Cpu,
+        seed: 5,
+        ..Default::default()
+    }
 }
 
 /// 128 synthetic 28x28 images: a bright square at a position that varies with the index.
@@ -318,7 +326,8 @@ fn training_on_mnist_moves_samples_toward_the_data() {
     let data = mnist_train();
     let real = data.float_images(tch::Device::Cpu).unwrap();
     let (data_mean, data_std) = (real.mean(Kind::Float).double_value(&[]), real.std(true).double_value(&[]));
-    let m = Model::new(&ModelConfig { steps: 3, width_scale: 0.25, device: DeviceSpec::Cpu, ..Default::default() }).unwrap();
+    let m = Model::new(&ModelConfig { steps: 3, width_scale: 0.25, device: DeviceSpec::Cpu, ..Default::default() })
+        .unwrap();
     let s0 = m.sample(1, 256, false).unwrap().images;
     let (m0, s0) = (s0.mean(Kind::Float).double_value(&[]), s0.std(true).double_value(&[]));
     assert!((m0 - 0.5).abs() < 0.05 && s0 < 0.05, "initial samples: mean {m0}, std {s0}");

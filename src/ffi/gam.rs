@@ -37,7 +37,12 @@ pub struct GranGamConfig {
 unsafe impl Versioned for GranGamConfig {
     fn defaults() -> Self {
         let d = GamConfig::default();
-        GranGamConfig { struct_size: std::mem::size_of::<Self>() as u32, samples: d.samples, seed: d.seed, tolerance: d.tolerance }
+        GranGamConfig {
+            struct_size: std::mem::size_of::<Self>() as u32,
+            samples: d.samples,
+            seed: d.seed,
+            tolerance: d.tolerance,
+        }
     }
 }
 

@@ -110,7 +110,11 @@ pub unsafe extern "C" fn gran_model_save(m: GranModel, path: *const c_char) -> G
 /// `path` is a NUL-terminated string; `device` is NULL or points to a GranDevice; `out` points
 /// to a GranModel.
 #[no_mangle]
-pub unsafe extern "C" fn gran_model_load(path: *const c_char, device: *const GranDevice, out: *mut GranModel) -> GranStatus {
+pub unsafe extern "C" fn gran_model_load(
+    path: *const c_char,
+    device: *const GranDevice,
+    out: *mut GranModel,
+) -> GranStatus {
     guard(|| {
         let path = arg_path(path, "path")?;
         let device = if device.is_null() { None } else { Some(arg_ref(device, "device")?.to_spec()?) };

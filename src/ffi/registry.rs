@@ -42,7 +42,11 @@ impl<T> Registry<T> {
     }
 
     fn invalid(&self, id: u64) -> Error {
-        let why = if id == 0 { "0 is never a valid handle" } else { "not a live handle (freed, never issued, or of another type)" };
+        let why = if id == 0 {
+            "0 is never a valid handle"
+        } else {
+            "not a live handle (freed, never issued, or of another type)"
+        };
         Error::new(ErrorKind::InvalidHandle, format!("{} handle {id}: {why}", self.what))
     }
 }

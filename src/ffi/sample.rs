@@ -127,7 +127,10 @@ pub unsafe extern "C" fn gran_latents(m: GranModel, seed: u64, count: u32, z: *m
         let count = check_count(count)?;
         let needed = count * model.config().z_dim as usize;
         if z_len < needed {
-            return Err(Error::new(ErrorKind::BufferTooSmall, format!("z has room for {z_len} floats; {needed} are needed")));
+            return Err(Error::new(
+                ErrorKind::BufferTooSmall,
+                format!("z has room for {z_len} floats; {needed} are needed"),
+            ));
         }
         let values = model.latents(seed, 0, count);
         let out = arg_bytes_mut(z as *mut u8, needed * 4, "z")?;

@@ -220,11 +220,13 @@ impl GranProgress {
 /// Called with each progress report, on the thread that called `gran_train`, with no lock held:
 /// it may call any gran function (sample a preview, save the model). The report is valid only
 /// during the call. Return non-zero to stop training (`gran_train` then returns CANCELLED).
-pub type GranProgressCallback = Option<unsafe extern "C" fn(progress: *const GranProgress, user_data: *mut c_void) -> i32>;
+pub type GranProgressCallback =
+    Option<unsafe extern "C" fn(progress: *const GranProgress, user_data: *mut c_void) -> i32>;
 
 /// Receives library messages at or above the level given to `gran_set_log_callback`. May be
 /// called from any thread that calls into gran; `message` is valid only during the call.
-pub type GranLogCallback = Option<unsafe extern "C" fn(level: GranLogLevel, message: *const c_char, user_data: *mut c_void)>;
+pub type GranLogCallback =
+    Option<unsafe extern "C" fn(level: GranLogLevel, message: *const c_char, user_data: *mut c_void)>;
 
 /// Training settings. Fill with `gran_train_config_init`, then change what you need.
 #[repr(C)]
