@@ -56,12 +56,13 @@ impl Adam {
         out
     }
 
-    /// Sets every parameter's requires-grad flag (to skip gradients nobody will use).
-    pub fn set_requires_grad(&self, on: bool) -> Result<()> {
-        for s in &self.slots {
-            let _ = s.param.f_set_requires_grad(on)?;
-        }
-        Ok(())
+    /// The gradients of `loss` with respect to this optimizer's parameters, in slot order
+    /// (undefined for a parameter the loss does not depend on). They are returned, not
+    /// accumulated into the parameters' `.grad`: nothing to zero, and no gradient is computed
+    /// for tensors outside this optimizer (the other network).
+    pub fn gradients(&self, loss: &Tensor) -> Result<Vec<Tensor>> {
+        let params: Vec<&Tensor> = self.slots.iter().map(|s| &s.param).collect();
+        Ok(Tensor::f_run_backward(&[loss], &params, false, false)?)
     }
 
     /// Every tensor this optimizer changes: the parameters and both moments.
@@ -69,26 +70,19 @@ impl Adam {
         self.slots.iter().flat_map(|s| [&s.param, &s.m, &s.v])
     }
 
-    /// Drops the gradients held (after a failed or abandoned step).
-    pub fn zero_grad(&mut self) {
-        for s in &mut self.slots {
-            s.param.zero_grad();
-        }
-    }
-
-    /// One update from the gradients currently held, then clears them.
-    pub fn step(&mut self, cfg: &AdamSettings) -> Result<()> {
+    /// One update from `grads` (as returned by `gradients`).
+    pub fn step(&mut self, grads: &[Tensor], cfg: &AdamSettings) -> Result<()> {
         self.t += 1;
         let bc1 = 1.0 - cfg.beta1.powi(self.t.min(i32::MAX as u64) as i32);
         let bc2 = 1.0 - cfg.beta2.powi(self.t.min(i32::MAX as u64) as i32);
         let step_size = cfg.lr / bc1;
         let bc2_sqrt = bc2.sqrt();
         let _guard = tch::no_grad_guard();
-        for s in &mut self.slots {
-            let mut g = s.param.f_grad()?;
+        for (s, g) in self.slots.iter_mut().zip(grads) {
             if !g.defined() {
                 continue;
             }
+            let mut g = g.shallow_clone();
             if s.decay && cfg.weight_decay > 0.0 {
                 g = g.f_add(&s.param.f_mul_scalar(cfg.weight_decay)?)?;
             }
@@ -98,7 +92,6 @@ impl Adam {
             let denom = s.v.f_sqrt()?.f_div_scalar_(bc2_sqrt)?.f_add_scalar_(cfg.eps)?;
             let mut p = s.param.shallow_clone();
             let _ = p.f_addcdiv_(&s.m.f_mul_scalar(-step_size)?, &denom)?;
-            s.param.zero_grad();
         }
         Ok(())
     }

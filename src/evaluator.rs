@@ -177,8 +177,8 @@ impl Evaluator {
                     -100,
                     0.0,
                 )?;
-                loss.f_backward()?;
-                adam.step(&settings)?;
+                let grads = adam.gradients(&loss)?;
+                adam.step(&grads, &settings)?;
             }
         }
         ev.params.clear();

@@ -232,35 +232,28 @@ pub fn train(
             .f_add(&lf.f_binary_cross_entropy_with_logits::<Tensor>(&zeros, None, None, Reduction::Mean)?)?;
         let d_real = tch::no_grad(|| lr_.f_sigmoid()?.f_mean(Kind::Float))?;
         let d_fake = tch::no_grad(|| lf.f_sigmoid()?.f_mean(Kind::Float))?;
-        d_loss.f_backward()?;
+        let d_grads = st.opt_d.gradients(&d_loss)?;
         let d_val = d_loss.f_double_value(&[])?;
         if !d_val.is_finite() {
-            st.opt_d.zero_grad();
             backup.restore(&at_risk(st))?;
             return Err(diverged(step, "discriminator", d_val));
         }
-        st.opt_d.step(&adam_d)?;
+        st.opt_d.step(&d_grads, &adam_d)?;
 
-        // Generator step (non-saturating): D's gradients are not needed.
-        st.opt_d.set_requires_grad(false)?;
-        let g_result = (|| -> Result<f64> {
-            let fake = st.gen.forward(&zg, BnMode::Train, false)?.image;
-            let g_loss = st
-                .disc
-                .forward(&fake, BnMode::TrainFrozenStats)?
-                .f_binary_cross_entropy_with_logits::<Tensor>(&ones, None, None, Reduction::Mean)?;
-            g_loss.f_backward()?;
-            Ok(g_loss.f_double_value(&[])?)
-        })();
-        st.opt_d.set_requires_grad(true)?;
-        let g_val = g_result.inspect_err(|_| st.opt_g.zero_grad())?;
+        // Generator step (non-saturating): gradients for G's parameters only.
+        let fake = st.gen.forward(&zg, BnMode::Train, false)?.image;
+        let g_loss = st
+            .disc
+            .forward(&fake, BnMode::TrainFrozenStats)?
+            .f_binary_cross_entropy_with_logits::<Tensor>(&ones, None, None, Reduction::Mean)?;
+        let g_grads = st.opt_g.gradients(&g_loss)?;
+        let g_val = g_loss.f_double_value(&[])?;
         if !g_val.is_finite() {
-            st.opt_g.zero_grad();
             backup.restore(&at_risk(st))?;
             st.opt_d.t = adam_d_t;
             return Err(diverged(step, "generator", g_val));
         }
-        st.opt_g.step(&adam_g)?;
+        st.opt_g.step(&g_grads, &adam_g)?;
         st.step = step + 1;
         drop(state);
 
