@@ -86,12 +86,16 @@ impl Adam {
             if s.decay && cfg.weight_decay > 0.0 {
                 g = g.f_add(&s.param.f_mul_scalar(cfg.weight_decay)?)?;
             }
+            // m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g^2
             let _ = s.m.f_lerp_(&g, 1.0 - cfg.beta1)?;
-            let _ = s.v.f_mul_scalar_(cfg.beta2)?;
-            let _ = s.v.f_addcmul_(&g.f_mul_scalar(1.0 - cfg.beta2)?, &g)?;
-            let denom = s.v.f_sqrt()?.f_div_scalar_(bc2_sqrt)?.f_add_scalar_(cfg.eps)?;
+            let _ = s.v.f_lerp_(&g.f_mul(&g)?, 1.0 - cfg.beta2)?;
+            // p <- p - step_size * m / (sqrt(v) / sqrt(bc2) + eps), with the step size and its
+            // sign folded into the denominator: p + m / d, d = -(sqrt(v) / sqrt(bc2) + eps) / step_size.
+            let mut denom = s.v.f_sqrt()?;
+            let _ = denom.f_mul_scalar_(-1.0 / (bc2_sqrt * step_size))?;
+            let _ = denom.f_add_scalar_(-cfg.eps / step_size)?;
             let mut p = s.param.shallow_clone();
-            let _ = p.f_addcdiv_(&s.m.f_mul_scalar(-step_size)?, &denom)?;
+            let _ = p.f_addcdiv_(&s.m, &denom)?;
         }
         Ok(())
     }
