@@ -8,7 +8,7 @@
 use crate::adam::{Adam, AdamSettings};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
-use crate::layers::{BatchNorm, BnMode, Builder, Conv, Linear, Named};
+use crate::layers::{BatchNorm, BnMode, Builder, Conv, Linear};
 use crate::rng::{stream, Stream};
 use tch::{Device, Kind, Reduction, Tensor};
 
@@ -53,7 +53,6 @@ impl Net {
 
 pub struct Evaluator {
     net: Net,
-    params: Vec<Named>,
     device: Device,
     shape: (u32, u32, u32),
     classes: usize,
@@ -137,11 +136,11 @@ impl Evaluator {
         let fc = b.linear("e.fc", ch * spatial.0 * spatial.1, FEATURES, true, false)?;
         let out = b.linear("e.out", FEATURES, classes as i64, true, false)?;
         let params = std::mem::take(&mut b.params);
-        let mut ev = Evaluator { net: Net { convs, fc, out }, params, device, shape: (c, h, w), classes };
+        let ev = Evaluator { net: Net { convs, fc, out }, device, shape: (c, h, w), classes };
 
         let images = data.float_images(device)?;
         let targets = Tensor::f_from_slice(labels)?.f_to_kind(Kind::Int64)?.f_to_device(device)?;
-        let mut adam = Adam::new(&ev.params)?;
+        let mut adam = Adam::new(&params)?;
         let n = data.count();
         let batch = cfg.batch_size as usize;
         let total = (cfg.epochs as usize * (n / batch)) as f64;
@@ -181,7 +180,6 @@ impl Evaluator {
                 adam.step(&grads, &settings)?;
             }
         }
-        ev.params.clear();
         Ok(ev)
     }
 

@@ -132,10 +132,6 @@ impl Model {
         self.run.lock().cancel
     }
 
-    pub fn is_training(&self) -> bool {
-        self.run.lock().training
-    }
-
     /// Marks the model as training until the guard drops, or `Busy` if a run is in progress.
     pub fn begin_training(&self) -> Result<TrainingGuard<'_>> {
         let mut run = self.run.lock();
