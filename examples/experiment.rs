@@ -3,6 +3,10 @@
 //! comparison of every pair trained with the same seed.
 //!
 //!   cargo run --release --example experiment -- [--iterations N] [--width-scale S] [--seeds a,b,c]
+//!       [--t 1,3,5] [--lr-d X] [--lr-g X] [--trace N] [--no-gam]
+//!
+//! `--trace N` prints the training losses and D's mean outputs every N steps (to see when and how
+//! a run goes wrong); `--no-gam` skips the GAM table.
 
 use gran::data::idx::load_idx;
 use gran::evaluator::{Evaluator, EvaluatorConfig};
@@ -20,6 +24,13 @@ fn main() {
     let iterations: u64 = opt("--iterations", "2000").parse().expect("--iterations");
     let scale: f32 = opt("--width-scale", "0.25").parse().expect("--width-scale");
     let seeds: Vec<u64> = opt("--seeds", "1,2,3").split(',').map(|s| s.parse().expect("--seeds")).collect();
+    let t_list: Vec<u32> = opt("--t", "1,3,5").split(',').map(|s| s.parse().expect("--t")).collect();
+    let defaults = TrainConfig::default();
+    let lr_d: f64 = opt("--lr-d", &defaults.lr_d.to_string()).parse().expect("--lr-d");
+    let lr_g: f64 = opt("--lr-g", &defaults.lr_g.to_string()).parse().expect("--lr-g");
+    let trace: u64 = opt("--trace", "0").parse().expect("--trace");
+    let with_gam = !args.iter().any(|a| a == "--no-gam");
+    println!("# iterations {iterations}, width scale {scale}, lr_d {lr_d}, lr_g {lr_g}, T {t_list:?}, seeds {seeds:?}");
     let dir = Path::new("data/mnist10k");
     let load = |w: &str| {
         load_idx(&dir.join(format!("{w}-images-idx3-ubyte.gz")), Some(&dir.join(format!("{w}-labels-idx1-ubyte.gz"))))
@@ -41,15 +52,23 @@ fn main() {
     println!("|---|---|---|---|---|---|---|---|---|---|");
     let mut models: BTreeMap<(u64, u32), Model> = BTreeMap::new();
     for &seed in &seeds {
-        for steps in [1u32, 3, 5] {
+        for &steps in &t_list {
             let cfg = ModelConfig { steps, width_scale: scale, device: DeviceSpec::Auto, seed, ..Default::default() };
             let m = Model::new(&cfg).unwrap();
             let t0 = Instant::now();
             let p = train(
                 &m,
                 &train_d,
-                &TrainConfig { iterations, seed, report_every: 0, ..Default::default() },
-                &mut |_| false,
+                &TrainConfig { iterations, seed, report_every: trace, lr_d, lr_g, ..Default::default() },
+                &mut |p| {
+                    if trace > 0 {
+                        println!(
+                            "  T={steps} seed {seed} step {:>6}: D loss {:.3}  G loss {:.3}  D(x) {:.3}  D(G(z)) {:.3}",
+                            p.step, p.d_loss, p.g_loss, p.d_real, p.d_fake
+                        );
+                    }
+                    false
+                },
             )
             .unwrap();
             let secs = t0.elapsed().as_secs_f64();
@@ -75,7 +94,8 @@ fn main() {
     );
     println!("|---|---|---|---|---|---|---|---|---|");
     for &seed in &seeds {
-        for (a, b) in [(3u32, 1u32), (5, 1), (5, 3)] {
+        let pairs = t_list.iter().enumerate().flat_map(|(i, &b)| t_list[i + 1..].iter().map(move |&a| (a, b)));
+        for (a, b) in pairs.filter(|_| with_gam) {
             let r = gam(&models[&(seed, a)], &models[&(seed, b)], &test_d, &GamConfig { seed, ..Default::default() })
                 .unwrap();
             let verdict = match r.verdict {

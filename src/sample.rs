@@ -72,8 +72,14 @@ impl Model {
         self.generate(&z, count, steps)
     }
 
-    /// D(x) for each image of `images` ([N, C, H, W], u8 0..255 or float in [0, 1], any device).
+    /// D(x) for each image of `images` ([N, C, H, W], u8 0..255 or float in [0, 1], any device),
+    /// each image scored alone (running batch-norm statistics).
     pub fn discriminate(&self, images: &Tensor) -> Result<Vec<f32>> {
+        self.discriminate_with(images, Scoring::RunningStatistics)
+    }
+
+    /// D(x) for each image of `images`, with the batch-norm statistics `scoring` says.
+    pub fn discriminate_with(&self, images: &Tensor, scoring: Scoring) -> Result<Vec<f32>> {
         let c = self.config();
         let size = images.size();
         let expect = [c.channels as i64, c.height as i64, c.width as i64];
@@ -83,23 +89,41 @@ impl Model {
                 c.channels, c.height, c.width
             )));
         }
+        let n = size[0];
+        let (chunks, mode) = match scoring {
+            Scoring::RunningStatistics => ((n + CHUNK as i64 - 1) / CHUNK as i64, BnMode::Eval),
+            Scoring::BatchStatistics(0) => return Err(Error::invalid("a scoring batch of 0 images")),
+            Scoring::BatchStatistics(b) => ((n + b as i64 - 1) / b as i64, BnMode::TrainFrozenStats),
+        };
         let _no_grad = tch::no_grad_guard();
         let state = self.read();
-        let n = size[0];
         let mut out = Vec::with_capacity(n as usize);
+        // Balanced chunks: sizes differ by at most one, so no chunk's statistics rest on a few
+        // left-over images.
         let mut start = 0;
-        while start < n {
-            let len = (CHUNK as i64).min(n - start);
+        for k in 0..chunks {
+            let len = n / chunks + i64::from(k < n % chunks);
             let mut x = images.f_narrow(0, start, len)?.f_to_device(self.device())?;
             x = if x.kind() == Kind::Uint8 {
                 x.f_to_kind(Kind::Float)?.f_div_scalar(255.0)?
             } else {
                 x.f_to_kind(Kind::Float)?
             };
-            let p = state.disc.forward(&x, BnMode::Eval)?.f_sigmoid()?.f_to_device(Device::Cpu)?;
+            let p = state.disc.forward(&x, mode)?.f_sigmoid()?.f_to_device(Device::Cpu)?;
             out.extend(Vec::<f32>::try_from(&p)?);
             start += len;
         }
         Ok(out)
     }
+}
+
+/// How the discriminator's batch norm is normalised when scoring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scoring {
+    /// Running statistics: each image's score is its own, whatever else is scored with it.
+    RunningStatistics,
+    /// Statistics of the images scored together, in balanced chunks of at most this many: the
+    /// condition the discriminator was trained in (real and generated minibatches in separate
+    /// passes), and the way the paper's code scored GAM. Meaningful for sets of one kind only.
+    BatchStatistics(usize),
 }

@@ -242,10 +242,12 @@ pub fn train(
 
         // Generator step (non-saturating): gradients for G's parameters only.
         let fake = st.gen.forward(&zg, BnMode::Train, false)?.image;
-        let g_loss = st
-            .disc
-            .forward(&fake, BnMode::TrainFrozenStats)?
-            .f_binary_cross_entropy_with_logits::<Tensor>(&ones, None, None, Reduction::Mean)?;
+        let g_loss = st.disc.forward(&fake, BnMode::TrainFrozenStats)?.f_binary_cross_entropy_with_logits::<Tensor>(
+            &ones,
+            None,
+            None,
+            Reduction::Mean,
+        )?;
         let g_grads = st.opt_g.gradients(&g_loss)?;
         let g_val = g_loss.f_double_value(&[])?;
         if !g_val.is_finite() {

@@ -149,6 +149,37 @@ fn checkpoint_round_trip_gives_the_same_samples() {
 }
 
 #[test]
+fn discriminator_scoring_with_running_or_batch_statistics() {
+    use gran::sample::Scoring::{BatchStatistics, RunningStatistics};
+    let m = Model::new(&tiny(2)).unwrap();
+    train(&m, &synthetic(64), &short(6), &mut |_| false).unwrap();
+    let before = all_tensors(&m);
+    let x = synthetic(10).float_images(tch::Device::Cpu).unwrap();
+    let close = |a: &[f32], b: &[f32]| a.len() == b.len() && a.iter().zip(b).all(|(p, q)| (p - q).abs() < 1e-6);
+    // Running statistics: an image's score does not depend on what is scored with it.
+    let alone = m.discriminate_with(&x, RunningStatistics).unwrap();
+    assert_eq!(alone, m.discriminate(&x).unwrap());
+    assert!(close(&alone[..3], &m.discriminate_with(&x.narrow(0, 0, 3), RunningStatistics).unwrap()));
+    // Batch statistics in balanced chunks of at most 4: 10 images are scored as 4 + 3 + 3.
+    let chunked = m.discriminate_with(&x, BatchStatistics(4)).unwrap();
+    assert_eq!(chunked.len(), 10);
+    for (start, len) in [(0usize, 4usize), (4, 3), (7, 3)] {
+        let part = m.discriminate_with(&x.narrow(0, start as i64, len as i64), BatchStatistics(len)).unwrap();
+        assert!(close(&chunked[start..start + len], &part), "chunk at {start}");
+    }
+    // ... which is another normalisation than the running statistics, and depends on the chunk.
+    assert!(alone.iter().zip(&chunked).any(|(a, b)| (a - b).abs() > 1e-4));
+    let whole = m.discriminate_with(&x, BatchStatistics(10)).unwrap();
+    assert!(whole.iter().zip(&chunked).any(|(a, b)| (a - b).abs() > 1e-4));
+    assert!(chunked.iter().all(|p| p.is_finite() && (0.0..=1.0).contains(p)));
+    // Scoring changes nothing in the model (batch-norm running statistics included).
+    let after = all_tensors(&m);
+    assert!(before.iter().zip(&after).all(|(a, b)| a.0 == b.0 && max_abs_diff(&a.1, &b.1) == 0.0));
+    assert_eq!(m.discriminate_with(&x, BatchStatistics(0)).err().unwrap().kind, ErrorKind::InvalidArgument);
+    assert!(m.discriminate_with(&x.narrow(0, 0, 0), BatchStatistics(4)).unwrap().is_empty());
+}
+
+#[test]
 fn resuming_from_a_checkpoint_is_exact() {
     let dir = temp_dir("resume");
     let data = synthetic(40); // 2 batches per epoch: the resume crosses epoch boundaries

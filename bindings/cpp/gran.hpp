@@ -570,7 +570,8 @@ public:
 // ---------------------------------------------------------------------------------------------
 
 /// GranGamConfig filled with the library defaults (gran_gam_config_init): 1000 samples per
-/// generator, seed 0, tolerance 0.2 on r_test.
+/// generator, seed 0, tolerance 0.2 on r_test, scoring in chunks of 100 images normalised by
+/// their own batch statistics (score_batch).
 struct GamConfig : GranGamConfig {
     GamConfig() noexcept : GranGamConfig() { gran_gam_config_init(this); }
     /// Wraps a C struct as is (struct_size included).

@@ -32,6 +32,12 @@ pub struct GranGamConfig {
     /// and with 1000 held-out images and error rates of a few percent the sampling noise of
     /// r_test alone is of the order of 10-20%.
     pub tolerance: f64,
+    /// How the discriminators score. > 0 (default 100): each set (the held-out images, the
+    /// other model's samples) in chunks of at most this many images, batch norm normalised by
+    /// each chunk's own statistics: the condition the discriminators were trained in, and how
+    /// the paper scored GAM. 0: each image alone, with running statistics (the scores that
+    /// gran_discriminate gives); measured on MNIST, that calls up to 70% of real digits fake.
+    pub score_batch: u32,
 }
 
 unsafe impl Versioned for GranGamConfig {
@@ -42,6 +48,7 @@ unsafe impl Versioned for GranGamConfig {
             samples: d.samples,
             seed: d.seed,
             tolerance: d.tolerance,
+            score_batch: d.score_batch,
         }
     }
 }
@@ -77,7 +84,8 @@ unsafe impl Versioned for GranGamResult {
     }
 }
 
-/// Fills `cfg` with the defaults (1000 samples, seed 0, tolerance 0.2) and `struct_size`.
+/// Fills `cfg` with the defaults (1000 samples, seed 0, tolerance 0.2, score_batch 100) and
+/// `struct_size`.
 /// Does nothing when `cfg` is NULL.
 ///
 /// Thread safety: any thread.
@@ -92,8 +100,8 @@ pub unsafe extern "C" fn gran_gam_config_init(cfg: *mut GranGamConfig) {
 }
 
 /// Compares models `a` and `b` with GAM (Im et al. 2016) on the held-out images of `test`: each
-/// model's discriminator judges the held-out data and the other model's samples (D in eval
-/// mode). Writes all four error rates, r_test, r_sample, the counts and the verdict to `*out`
+/// model's discriminator judges the held-out data and the other model's samples (scored as
+/// `cfg->score_batch` says). Writes all four error rates, r_test, r_sample, the counts and the verdict to `*out`
 /// (no more than `out->struct_size` bytes: set it first). `cfg` NULL uses the defaults.
 /// Swapping `a` and `b` swaps the verdict and inverts both ratios.
 ///
@@ -117,7 +125,12 @@ pub unsafe extern "C" fn gran_gam(
         let (ma, mb, data) = (MODELS.get(a)?, MODELS.get(b)?, DATASETS.get(test)?);
         let c = if cfg.is_null() { GranGamConfig::defaults() } else { read_versioned(cfg, "cfg")? };
         check_versioned_out(out, "out")?;
-        let r = gam(&ma, &mb, &data, &GamConfig { samples: c.samples, seed: c.seed, tolerance: c.tolerance })?;
+        let r = gam(
+            &ma,
+            &mb,
+            &data,
+            &GamConfig { samples: c.samples, seed: c.seed, tolerance: c.tolerance, score_batch: c.score_batch },
+        )?;
         let result = GranGamResult {
             verdict: match r.verdict {
                 Verdict::Tie => GRAN_GAM_TIE,

@@ -286,12 +286,11 @@ static inline GranModel tiny_model(uint64_t seed) {
     return m;
 }
 
-/* `count` synthetic 28x28 grey images (U8_HWC): a bright square at a position that depends on
- * the index, on a dark noisy background. Deterministic. */
-static inline GranDataset synthetic_dataset(size_t count) {
+/* The pixels of `count` synthetic 28x28 grey images (U8_HWC, malloc'd): a bright square at a
+ * position that depends on the index, on a dark noisy background. Deterministic. */
+static inline unsigned char *synthetic_pixels(size_t count) {
     size_t n = count * 28 * 28, i;
     unsigned char *px = (unsigned char *)malloc(n);
-    GranDataset d = 0;
     uint32_t rng = 12345u;
     CHECK(px != NULL);
     for (i = 0; i < n; i++) {
@@ -303,6 +302,13 @@ static inline GranDataset synthetic_dataset(size_t count) {
         for (y = y0; y < y0 + 10; y++)
             for (x = x0; x < x0 + 10; x++) px[i * 784 + y * 28 + x] = 230;
     }
+    return px;
+}
+
+/* A dataset of the `count` images of synthetic_pixels. */
+static inline GranDataset synthetic_dataset(size_t count) {
+    unsigned char *px = synthetic_pixels(count);
+    GranDataset d = 0;
     CHECK_OK(gran_dataset_from_pixels(px, count, 28, 28, 1, GRAN_PIXEL_FORMAT_U8_HWC, &d));
     CHECK(d != 0);
     free(px);

@@ -61,7 +61,7 @@ static void test_gam_defaults(void) {
     memset(&c, 0xEE, sizeof c);
     gran_gam_config_init(&c);
     CHECK(c.struct_size == sizeof c);
-    CHECK(c.samples == 1000 && c.seed == 0 && c.tolerance == 0.2);
+    CHECK(c.samples == 1000 && c.seed == 0 && c.tolerance == 0.2 && c.score_batch == 100);
     gran_gam_config_init(NULL);
     CHECK(GRAN_GAM_TIE == 0 && GRAN_GAM_A_WINS == 1 && GRAN_GAM_B_WINS == 2 && GRAN_GAM_UNDECIDED == 3);
 }
@@ -121,6 +121,26 @@ static void test_gam_results(void) {
     c.struct_size = (uint32_t)offsetof(GranGamConfig, tolerance);
     CHECK_OK(gran_gam(g_a, g_b, g_test, &c, &aa));
     check_gam_result(&aa, 64, 50, 0.2);
+    /* score_batch 0: each held-out image scored alone, as gran_discriminate scores it. */
+    {
+        unsigned char *px = synthetic_pixels(64);
+        float p[64];
+        size_t i, fake = 0;
+        CHECK_OK(gran_discriminate(g_a, px, 64, GRAN_PIXEL_FORMAT_U8_HWC, p));
+        for (i = 0; i < 64; i++) fake += p[i] <= 0.5f;
+        c = small_gam();
+        c.score_batch = 0;
+        CHECK_OK(gran_gam(g_a, g_b, g_test, &c, &aa));
+        check_gam_result(&aa, 64, 50, c.tolerance);
+        CHECK(aa.test_error_a == (double)fake / 64.0);
+        free(px);
+    }
+    /* An older GranGamConfig without score_batch: the default, 100. */
+    c = small_gam();
+    c.score_batch = 0;
+    c.struct_size = (uint32_t)offsetof(GranGamConfig, score_batch);
+    CHECK_OK(gran_gam(g_a, g_b, g_test, &c, &aa));
+    CHECK(memcmp(&aa, &ab, sizeof aa) == 0);
     /* An older, smaller GranGamResult: nothing written past its struct_size. */
     c = small_gam();
     memset(&aa, 0xEE, sizeof aa);

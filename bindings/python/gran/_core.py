@@ -876,10 +876,12 @@ class GamResult:
 
 
 def gam(a: Model, b: Model, test: Dataset, *, samples: Optional[int] = None, seed: Optional[int] = None,
-        tolerance: Optional[float] = None) -> GamResult:
+        tolerance: Optional[float] = None, score_batch: Optional[int] = None) -> GamResult:
     """Compares models `a` and `b` with the Generative Adversarial Metric on held-out images
     `test`: each discriminator judges the test data and the other generator's samples. Settings
-    left at None take the library's defaults (1000 samples per generator, seed 0, tolerance 0.2)."""
+    left at None take the library's defaults (1000 samples per generator, seed 0, tolerance 0.2,
+    score_batch 100: scored in chunks of 100 normalised by their own batch statistics; 0 scores
+    each image alone with running statistics)."""
     cfg = GranGamConfig()
     _LIB.gran_gam_config_init(byref(cfg))
     if samples is not None:
@@ -888,6 +890,8 @@ def gam(a: Model, b: Model, test: Dataset, *, samples: Optional[int] = None, see
         cfg.seed = _uint("seed", seed, 64)
     if tolerance is not None:
         cfg.tolerance = float(tolerance)
+    if score_batch is not None:
+        cfg.score_batch = _uint("score_batch", score_batch, 32)
     out = GranGamResult()
     out.struct_size = sizeof(out)
     _check(_LIB.gran_gam(a._handle, b._handle, test._handle, byref(cfg), byref(out)))

@@ -127,6 +127,7 @@ class GranGamConfig(Structure):
         ("samples", c_uint32),
         ("seed", c_uint64),
         ("tolerance", c_double),
+        ("score_batch", c_uint32),
     ]
 
 

@@ -384,6 +384,18 @@ class ModelTests(unittest.TestCase):
                 gran.gam(self.model, other, test, samples=0)
             with self.assertRaises(gran.InvalidArgumentError):
                 gran.gam(self.model, other, test, tolerance=float("nan"))
+            # score_batch reaches the library: 0 scores image by image, the same as the scores
+            # discriminate() gives for the held-out images.
+            alone = gran.gam(self.model, other, test, samples=64, seed=3, score_batch=0)
+            self.assertEqual(alone.sample_count, 64)
+            if held_out.is_file():
+                import gzip
+                raw = gzip.open(held_out).read()[16:]
+                p = self.model.discriminate(raw)
+                fake = sum(1 for v in p if v <= 0.5)
+                self.assertEqual(alone.test_error_a, fake / len(p))
+            with self.assertRaises((gran.InvalidArgumentError, ValueError, OverflowError)):
+                gran.gam(self.model, other, test, score_batch=-1)
 
 
 class EvaluatorTests(unittest.TestCase):
