@@ -10,6 +10,9 @@
 #   demo           the demo (pictures in $(OUT)/)
 #   bench          gran against the PyTorch reference (BENCH_ARGS, default --quick)
 #   bench-rust     criterion benchmarks of the Rust side (C-boundary cost, sampling, training)
+#   colour-data    data/colour32: 32x32x3 crops of the CC0 / public-domain photographs in the
+#                  scikit-image wheel (PyPI), in CIFAR-10's format (examples/colour_patches.rs)
+#   experiment     docs/RESULTS.md's MNIST tables (EXPERIMENT_ARGS)
 #   test           test-rust, check-symbols, test-c, test-bindings, test-install
 #   test-rust      cargo test --release
 #   test-c         the C tests (tests/c) under AddressSanitizer + UBSan, and the header
@@ -58,7 +61,7 @@ SOMAJOR = $(patsubst libgran.so.%,%,$(SONAME))
 LIB_RUNPATH = $(shell readelf -d $(LIB) 2>/dev/null | sed -n 's/.*(RUNPATH).*\[\(.*\)\]/\1/p')
 ABI_VERSION = $(shell sed -n 's/^\#define GRAN_ABI_VERSION \([0-9]*\).*/\1/p' include/gran.h)
 
-.PHONY: all setup build lib demo bench bench-rust test test-rust test-c check-header check-symbols test-bindings \
+.PHONY: all setup build lib demo bench bench-rust colour-data experiment test test-rust test-c check-header check-symbols test-bindings \
         test-install install header clean
 
 all: build
@@ -107,6 +110,24 @@ test: test-rust check-symbols test-c test-bindings test-install
 BENCH_ARGS ?= --quick
 bench: build
 	$(VENV)/bin/python bench/compare.py $(BENCH_ARGS)
+
+SKIMAGE_VERSION := 0.26.0
+COLOUR_PHOTOS   := astronaut.png chelsea.png coffee.png hubble_deep_field.jpg retina.jpg rocket.jpg
+
+colour-data: data/colour32/test_batch.bin
+
+data/colour32/test_batch.bin: examples/colour_patches.rs $(TORCH_STAMP)
+	rm -rf target/colour-src && mkdir -p target/colour-src
+	$(VENV)/bin/pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
+	    -d target/colour-src scikit-image==$(SKIMAGE_VERSION)
+	cd target/colour-src && $(VENV)/bin/python -c 'import glob, sys, zipfile; \
+	    z = zipfile.ZipFile(glob.glob("scikit_image-*.whl")[0]); \
+	    [open(n, "wb").write(z.read("skimage/data/" + n)) for n in sys.argv[1:]]' $(COLOUR_PHOTOS)
+	$(CARGO_ENV) $(CARGO) run --release --example colour_patches -- target/colour-src data/colour32
+
+EXPERIMENT_ARGS ?= --iterations 2000 --width-scale 0.25 --seeds 1,2,3
+experiment: $(TORCH_STAMP)
+	$(CARGO_ENV) $(CARGO) run --release --example experiment -- $(EXPERIMENT_ARGS)
 
 bench-rust: $(TORCH_STAMP)
 	$(CARGO_ENV) $(CARGO) bench --bench gran

@@ -1,0 +1,102 @@
+//! Makes a 32x32x3 dataset of real colour images: crops of public-domain / CC0 photographs that
+//! ship inside the scikit-image wheel on PyPI (astronaut, chelsea, coffee, hubble_deep_field,
+//! retina, rocket). `make colour-data` fetches the wheel and runs this; the result is written in
+//! the CIFAR-10 binary format (one label byte, then 3072 bytes of R, G, B planes), so
+//! `gran_dataset_load_cifar10` reads it:
+//!
+//!   data/colour32/data_batch_1.bin   9000 training crops
+//!   data/colour32/test_batch.bin     1002 held-out crops (167 a photograph)
+//!
+//! The label of a crop is the index of its photograph (0..5, in the order above), so the quality
+//! evaluator can be trained on it like on digits. Each photograph is split before cropping: its
+//! left 80% gives the training crops, its right 20% the held-out ones, so no held-out crop
+//! overlaps a training one. Crops come from three zooms (shorter side resized to 64, 96 and 128
+//! pixels), at positions from a fixed-seed generator: the output is the same on every run.
+//!
+//!   cargo run --release --example colour_patches -- <folder with the photos> <output folder>
+
+use image::imageops::FilterType;
+use image::{DynamicImage, GenericImageView, RgbImage};
+use std::path::Path;
+
+const PHOTOS: [&str; 6] =
+    ["astronaut.png", "chelsea.png", "coffee.png", "hubble_deep_field.jpg", "retina.jpg", "rocket.jpg"];
+const SIDE: u32 = 32;
+const TRAIN_PER_PHOTO: usize = 1500;
+const TEST_PER_PHOTO: usize = 167;
+const ZOOMS: [u32; 3] = [64, 96, 128];
+
+/// SplitMix64: a small, fixed generator (the crops must not depend on a library's version).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: u32) -> u32 {
+        (self.next() % n as u64) as u32
+    }
+}
+
+/// `count` crops of `part` (already split off its photograph), as CIFAR-10 records.
+fn crops(part: &DynamicImage, label: u8, count: usize, rng: &mut Rng, out: &mut Vec<u8>) {
+    let zoomed: Vec<RgbImage> = ZOOMS
+        .iter()
+        .map(|&short| {
+            let (w, h) = part.dimensions();
+            let s = short as f64 / w.min(h) as f64;
+            let (nw, nh) = (((w as f64 * s).round() as u32).max(SIDE), ((h as f64 * s).round() as u32).max(SIDE));
+            part.resize_exact(nw, nh, FilterType::Lanczos3).to_rgb8()
+        })
+        .collect();
+    for i in 0..count {
+        let img = &zoomed[i % zoomed.len()];
+        let (x, y) = (rng.below(img.width() - SIDE + 1), rng.below(img.height() - SIDE + 1));
+        out.push(label);
+        for c in 0..3 {
+            for yy in 0..SIDE {
+                for xx in 0..SIDE {
+                    out.push(img.get_pixel(x + xx, y + yy)[c]);
+                }
+            }
+        }
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.len() != 3 {
+        eprintln!("usage: colour_patches <folder with {}> <output folder>", PHOTOS.join(", "));
+        std::process::exit(2);
+    }
+    let (src, dst) = (Path::new(&args[1]), Path::new(&args[2]));
+    let mut rng = Rng(20160216);
+    let (mut train, mut test) = (Vec::new(), Vec::new());
+    for (label, name) in PHOTOS.iter().enumerate() {
+        let photo = image::open(src.join(name)).unwrap_or_else(|e| panic!("{}: {e}", src.join(name).display()));
+        let (w, h) = photo.dimensions();
+        let split = w * 4 / 5;
+        crops(&photo.crop_imm(0, 0, split, h), label as u8, TRAIN_PER_PHOTO, &mut rng, &mut train);
+        crops(&photo.crop_imm(split, 0, w - split, h), label as u8, TEST_PER_PHOTO, &mut rng, &mut test);
+        println!("{name}: {w}x{h}, label {label}");
+    }
+    // Shuffle the records so that minibatches mix the photographs.
+    let record = (1 + 3 * SIDE * SIDE) as usize;
+    for data in [&mut train, &mut test] {
+        let n = data.len() / record;
+        for i in (1..n).rev() {
+            let j = rng.below(i as u32 + 1) as usize;
+            for k in 0..record {
+                data.swap(i * record + k, j * record + k);
+            }
+        }
+    }
+    std::fs::create_dir_all(dst).expect("creating the output folder");
+    std::fs::write(dst.join("data_batch_1.bin"), &train).expect("writing data_batch_1.bin");
+    std::fs::write(dst.join("test_batch.bin"), &test).expect("writing test_batch.bin");
+    println!("{}: {} training and {} held-out 32x32x3 crops", dst.display(), train.len() / record, test.len() / record);
+}
