@@ -125,8 +125,9 @@ class Discriminator(nn.Module):
         self.out = linear(100, 1, bias=False)
 
     def forward(self, x, mode="train"):
+        # gran's default discriminator activation: leaky ReLU, slope 0.2 (ModelConfig.leaky_relu).
         for c, bn in zip(self.convs, self.bns):
-            x = F.relu(bn(c(x), mode))
+            x = F.leaky_relu(bn(c(x), mode), 0.2)
         return self.out(torch.tanh(self.fc(x.flatten(1)))).view(-1)
 
 

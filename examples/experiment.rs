@@ -3,10 +3,11 @@
 //! comparison of every pair trained with the same seed.
 //!
 //!   cargo run --release --example experiment -- [--iterations N] [--width-scale S] [--seeds a,b,c]
-//!       [--t 1,3,5] [--lr-d X] [--lr-g X] [--trace N] [--no-gam]
+//!       [--t 1,3,5] [--lr-d X] [--lr-g X] [--trace N] [--no-gam] [--data mnist10k|colour32]
 //!
 //! `--trace N` prints the training losses and D's mean outputs every N steps (to see when and how
-//! a run goes wrong); `--no-gam` skips the GAM table.
+//! a run goes wrong); `--no-gam` skips the GAM table; `--data colour32` uses the 32x32x3 crops of
+//! `make colour-data` (labels: the photograph a crop comes from) instead of the MNIST digits.
 
 use gran::data::idx::load_idx;
 use gran::evaluator::{Evaluator, EvaluatorConfig};
@@ -30,13 +31,22 @@ fn main() {
     let lr_g: f64 = opt("--lr-g", &defaults.lr_g.to_string()).parse().expect("--lr-g");
     let trace: u64 = opt("--trace", "0").parse().expect("--trace");
     let with_gam = !args.iter().any(|a| a == "--no-gam");
-    println!("# iterations {iterations}, width scale {scale}, lr_d {lr_d}, lr_g {lr_g}, T {t_list:?}, seeds {seeds:?}");
-    let dir = Path::new("data/mnist10k");
-    let load = |w: &str| {
-        load_idx(&dir.join(format!("{w}-images-idx3-ubyte.gz")), Some(&dir.join(format!("{w}-labels-idx1-ubyte.gz"))))
+    let data_name = opt("--data", "mnist10k");
+    let dir = Path::new("data").join(&data_name);
+    println!("# data {data_name}, iterations {iterations}, width scale {scale}, lr_d {lr_d}, lr_g {lr_g}, T {t_list:?}, seeds {seeds:?}");
+    let (train_d, test_d) = if data_name == "colour32" {
+        let load = |f: &str| gran::data::cifar::load_cifar10(&dir.join(f)).expect("run `make colour-data` first");
+        (load("data_batch_1.bin"), load("test_batch.bin"))
+    } else {
+        let load = |w: &str| {
+            load_idx(
+                &dir.join(format!("{w}-images-idx3-ubyte.gz")),
+                Some(&dir.join(format!("{w}-labels-idx1-ubyte.gz"))),
+            )
             .unwrap()
+        };
+        (load("train"), load("t10k"))
     };
-    let (train_d, test_d) = (load("train"), load("t10k"));
     let device = DeviceSpec::Auto.resolve().unwrap();
     let ev = Evaluator::train(&train_d, &EvaluatorConfig::default(), device).unwrap();
     println!("evaluator held-out accuracy: {:.4}", ev.accuracy(&test_d).unwrap());
@@ -53,7 +63,16 @@ fn main() {
     let mut models: BTreeMap<(u64, u32), Model> = BTreeMap::new();
     for &seed in &seeds {
         for &steps in &t_list {
-            let cfg = ModelConfig { steps, width_scale: scale, device: DeviceSpec::Auto, seed, ..Default::default() };
+            let cfg = ModelConfig {
+                height: train_d.height(),
+                width: train_d.width(),
+                channels: train_d.channels(),
+                steps,
+                width_scale: scale,
+                device: DeviceSpec::Auto,
+                seed,
+                ..Default::default()
+            };
             let m = Model::new(&cfg).unwrap();
             let t0 = Instant::now();
             let p = train(
@@ -73,6 +92,27 @@ fn main() {
             .unwrap();
             let secs = t0.elapsed().as_secs_f64();
             let q = ev.model_quality(&m, seed, 1000, &test_d, Some(&train_d)).unwrap();
+            // Diagnostic: the same latents drawn with batch statistics (minibatches of 64, as in
+            // training) instead of the running statistics that sampling uses.
+            let batch_fd = {
+                let z = m.latents(seed, 0, 1000);
+                let st = m.read();
+                let _g = tch::no_grad_guard();
+                let parts: Vec<tch::Tensor> = z
+                    .chunks(64 * cfg.z_dim as usize)
+                    .map(|c| {
+                        let zt = tch::Tensor::from_slice(c).view([-1, cfg.z_dim as i64]).to_device(m.device());
+                        st.gen
+                            .forward(&zt, gran::layers::BnMode::TrainFrozenStats, false)
+                            .unwrap()
+                            .image
+                            .to_device(tch::Device::Cpu)
+                    })
+                    .collect();
+                drop(st);
+                ev.quality(&tch::Tensor::cat(&parts, 0), &test_d, None).unwrap().frechet_distance
+            };
+            println!("  T={steps} seed {seed}: FD of samples drawn with batch statistics: {batch_fd:.1}");
             println!(
                 "| GRAN T={steps} | {seed} | {:.1} | {:.2} | {} | {:.3} | {:.2} | {:.2} | {:.2} | {secs:.0} |",
                 q.frechet_distance,
@@ -83,7 +123,7 @@ fn main() {
                 p.d_real,
                 p.d_fake
             );
-            let grid = format!("out/experiment_t{steps}_seed{seed}.png");
+            let grid = format!("out/experiment_{data_name}_t{steps}_seed{seed}.png");
             std::fs::create_dir_all("out").unwrap();
             gran::png::write_grid(Path::new(&grid), &m.sample(seed, 64, false).unwrap().images, 8).unwrap();
             models.insert((seed, steps), m);
