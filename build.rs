@@ -3,7 +3,9 @@
 //! * rpath to the libtorch `lib/` folder that torch-sys built against, so `libgran.so`, the
 //!   tests and the examples find libtorch at run time without LD_LIBRARY_PATH;
 //! * `torch_cuda` linked with `--no-as-needed`: nothing references its symbols directly, so the
-//!   linker would otherwise drop it and CUDA would silently be unavailable at run time.
+//!   linker would otherwise drop it and CUDA would silently be unavailable at run time;
+//! * csrc/fused_adam.cpp compiled against the same libtorch headers (the fused Adam kernel has no
+//!   tch binding).
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
@@ -11,11 +13,27 @@ fn main() {
     // Export the gran_ API and nothing else (see gran.map).
     println!("cargo:rustc-cdylib-link-arg=-Wl,--version-script={}/gran.map", env!("CARGO_MANIFEST_DIR"));
     println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
-    let Ok(lib) = std::env::var("DEP_TCH_LIBTORCH_LIB") else {
-        println!("cargo:warning=DEP_TCH_LIBTORCH_LIB not set: no rpath to libtorch");
-        return;
-    };
+    let lib = std::env::var("DEP_TCH_LIBTORCH_LIB")
+        .expect("DEP_TCH_LIBTORCH_LIB is not set: torch-sys found no libtorch (see README: make setup)");
     println!("cargo:rustc-link-arg=-Wl,-rpath,{lib}");
+    // libtorch's headers sit beside its lib/ folder (torch/include).
+    println!("cargo:rerun-if-changed=csrc/fused_adam.cpp");
+    println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
+    let include = std::path::Path::new(&lib).parent().expect("libtorch lib/ has a parent").join("include");
+    cc::Build::new()
+        .cpp(true)
+        .pic(true)
+        .include(&include)
+        .include(include.join("torch/csrc/api/include"))
+        .flag("-std=c++17")
+        .flag(format!(
+            "-D_GLIBCXX_USE_CXX11_ABI={}",
+            std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".into())
+        ))
+        .flag("-DGLOG_USE_GLOG_EXPORT")
+        .flag_if_supported("-Wno-unused-parameter")
+        .file("csrc/fused_adam.cpp")
+        .compile("gran_fused_adam");
     if std::path::Path::new(&lib).join("libtorch_cuda.so").exists() {
         println!("cargo:rustc-link-arg=-Wl,--no-as-needed");
         println!("cargo:rustc-link-arg=-ltorch_cuda");

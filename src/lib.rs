@@ -26,6 +26,7 @@ pub mod log;
 pub mod model;
 pub mod sample;
 pub mod snapshot;
+pub mod torch_ext;
 pub mod train;
 
 pub use data::Dataset;

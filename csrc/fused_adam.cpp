@@ -1,0 +1,45 @@
+// One Adam update of a list of parameters with libtorch's fused kernel (at::_fused_adam_: one
+// pass over each parameter's memory on the CPU, one kernel launch for the whole list on CUDA).
+// tch does not generate bindings for list-of-tensor operators, so this is the one C++ function
+// gran compiles itself; it is internal (not exported from libgran.so: gran.map).
+//
+// Tensors are passed as tch's raw handles (torch::Tensor *). Returns 0, or 1 with a message in
+// `err` (NUL-terminated, at most `err_len` bytes) when libtorch throws.
+#include <ATen/ATen.h>
+#include <c10/core/GradMode.h>
+
+#include <cstring>
+#include <exception>
+#include <vector>
+
+extern "C" int grn_fused_adam(at::Tensor **params, at::Tensor **grads, at::Tensor **exp_avgs, at::Tensor **exp_avg_sqs,
+                              at::Tensor *step, size_t n, double lr, double beta1, double beta2, double weight_decay,
+                              double eps, char *err, size_t err_len) {
+    try {
+        std::vector<at::Tensor> p, g, m, v, steps;
+        p.reserve(n);
+        g.reserve(n);
+        m.reserve(n);
+        v.reserve(n);
+        steps.reserve(n);
+        for (size_t i = 0; i < n; i++) {
+            p.push_back(*params[i]);
+            g.push_back(*grads[i]);
+            m.push_back(*exp_avgs[i]);
+            v.push_back(*exp_avg_sqs[i]);
+            // The kernel reads the step count (for the bias corrections) and does not change it.
+            steps.push_back(*step);
+        }
+        c10::AutoGradMode no_grad(false);
+        at::_fused_adam_(p, g, m, v, /*max_exp_avg_sqs=*/{}, steps, lr, beta1, beta2, weight_decay, eps,
+                         /*amsgrad=*/false, /*maximize=*/false, /*grad_scale=*/std::nullopt,
+                         /*found_inf=*/std::nullopt);
+        return 0;
+    } catch (const std::exception &e) {
+        if (err != nullptr && err_len > 0) {
+            std::strncpy(err, e.what(), err_len - 1);
+            err[err_len - 1] = '\0';
+        }
+        return 1;
+    }
+}
