@@ -6,10 +6,16 @@ T = 1, 3, 5; 28x28x1 and 32x32x3 at the paper's widths unless --scale), sampling
 (batch 1, 64, 1024) and single-image latency.
 
     .venv/bin/python bench/compare.py [--device cpu|cuda] [--quick] [--scale S] [--json out.json]
+        [--only TEXT] [--warmup N] [--reps N]
+
+--only runs the rows whose name contains TEXT (e.g. "32x32x3", "batch 256"). Each side of a
+row runs in a process of its own; the last two columns are those processes' peak resident
+memory (MiB).
 """
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -21,7 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from reference import Gran  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.path.join(ROOT, "target", "release", "examples", "bench_rows")
+BIN = os.environ.get("GRAN_BENCH_BIN", os.path.join(ROOT, "target", "release", "examples", "bench_rows"))
 
 
 def gran_row(kind, size, channels, steps, n, scale, device, warmup, reps):
@@ -38,6 +44,17 @@ def sync(device):
 
 
 def torch_row(kind, size, channels, steps, n, scale, device, warmup, reps):
+    """The PyTorch side of a row, in a process of its own (as gran's), so that its peak memory is
+    this row's alone."""
+    out = subprocess.run(
+        [sys.executable, os.path.abspath(__file__), "--torch-row", kind, str(size), str(channels), str(steps), str(n),
+         str(scale), device, str(warmup), str(reps)],
+        check=True, capture_output=True, text=True,
+    ).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def torch_row_here(kind, size, channels, steps, n, scale, device, warmup, reps):
     torch.manual_seed(0)
     m = Gran(size, channels, steps, scale, device)
     times = []
@@ -60,17 +77,28 @@ def torch_row(kind, size, channels, steps, n, scale, device, warmup, reps):
             if i >= warmup:
                 times.append(time.perf_counter() - t)
     g, d = m.parameter_counts()
-    return {"params_g": g, "params_d": d, "times": times}
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    return {"params_g": g, "params_d": d, "times": times, "max_rss_mib": rss}
 
 
 def main():
+    if len(sys.argv) == 11 and sys.argv[1] == "--torch-row":
+        a = sys.argv[2:]
+        print(json.dumps(torch_row_here(a[0], int(a[1]), int(a[2]), int(a[3]), int(a[4]), float(a[5]), a[6],
+                                        int(a[7]), int(a[8]))))
+        return
     ap = argparse.ArgumentParser()
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--scale", type=float, default=1.0)
     ap.add_argument("--quick", action="store_true", help="28x28 rows, batch 64 only, few repetitions")
     ap.add_argument("--json")
+    ap.add_argument("--only", default="", help="only the rows whose name contains this")
+    ap.add_argument("--warmup", type=int)
+    ap.add_argument("--reps", type=int)
     args = ap.parse_args()
     warmup, reps = (2, 5) if args.quick else (3, 10)
+    warmup = warmup if args.warmup is None else args.warmup
+    reps = reps if args.reps is None else args.reps
     rows = []
     shapes = [(28, 1)] if args.quick else [(28, 1), (32, 3)]
     batches = [64] if args.quick else [64, 256]
@@ -81,17 +109,21 @@ def main():
     for count in (1, 64, 1024):
         rows.append(("sample", 28, 1, 3, count))
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}, width scale {args.scale}")
-    print(f"{'row':<34}{'gran s':>12}{'torch s':>12}{'torch/gran':>12}")
+    print(f"{'row':<34}{'gran s':>12}{'torch s':>12}{'torch/gran':>12}{'gran MiB':>10}{'torch MiB':>10}")
     results = []
     for kind, size, ch, steps, n in rows:
+        name = f"{kind} {size}x{size}x{ch} T={steps} {'batch' if kind == 'train' else 'count'} {n}"
+        if args.only not in name:
+            continue
         g = gran_row(kind, size, ch, steps, n, args.scale, args.device, warmup, reps)
         t = torch_row(kind, size, ch, steps, n, args.scale, args.device, warmup, reps)
         assert (g["params_g"], g["params_d"]) == (t["params_g"], t["params_d"]), (g, t)
         gm, tm = statistics.median(g["times"]), statistics.median(t["times"])
-        name = f"{kind} {size}x{size}x{ch} T={steps} {'batch' if kind == 'train' else 'count'} {n}"
-        print(f"{name:<34}{gm:>12.5f}{tm:>12.5f}{tm / gm:>12.2f}", flush=True)
+        print(f"{name:<34}{gm:>12.5f}{tm:>12.5f}{tm / gm:>12.2f}{g['max_rss_mib']:>10.0f}{t['max_rss_mib']:>10.0f}",
+              flush=True)
         results.append({"row": name, "gran_median_s": gm, "torch_median_s": tm, "ratio": tm / gm,
-                        "params": [g["params_g"], g["params_d"]]})
+                        "params": [g["params_g"], g["params_d"]], "gran_max_rss_mib": g["max_rss_mib"],
+                        "torch_max_rss_mib": t["max_rss_mib"]})
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)

@@ -59,9 +59,14 @@ fn main() {
         }
     }
     let list: Vec<String> = times.iter().map(|t| format!("{t:.6}")).collect();
+    // Peak resident memory of this process (one row a process, so it is this row's).
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage writes the struct it is given.
+    let max_rss_kib = if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } == 0 { usage.ru_maxrss } else { 0 };
     println!(
-        "{{\"params_g\": {pg}, \"params_d\": {pd}, \"times\": [{}], \"threads\": {}}}",
+        "{{\"params_g\": {pg}, \"params_d\": {pd}, \"times\": [{}], \"threads\": {}, \"max_rss_mib\": {:.1}}}",
         list.join(", "),
-        tch::get_num_threads()
+        tch::get_num_threads(),
+        max_rss_kib as f64 / 1024.0
     );
 }
