@@ -383,7 +383,8 @@ typedef struct GranTrainConfig {
   double beta1_g;
   double beta2_g;
   /**
-   * Adam settings of the discriminator: default lr 1e-4, betas (0.5, 0.999).
+   * Adam settings of the discriminator: default lr 4e-4, betas (0.5, 0.999) (chosen by measurement:
+   * docs/RESULTS.md).
    */
   double lr_d;
   double beta1_d;
@@ -976,7 +977,7 @@ GranStatus gran_write_png(const char *path,
                           uint32_t columns);
 
 /**
- * Fills `cfg` with the defaults: 2000 iterations, batch 64, Adam lr 2e-4 (G) and 1e-4 (D) with
+ * Fills `cfg` with the defaults: 2000 iterations, batch 64, Adam lr 2e-4 (G) and 4e-4 (D) with
  * betas (0.5, 0.999), no weight decay, seed 0, a report every 100 steps, no callback, no
  * checkpoint, and `struct_size` set. Does nothing when `cfg` is NULL.
  *

@@ -48,7 +48,7 @@ impl Default for TrainConfig {
             epochs: 0,
             batch_size: 64,
             lr_g: 2e-4,
-            lr_d: 1e-4,
+            lr_d: 4e-4,
             beta1_g: 0.5,
             beta2_g: 0.999,
             beta1_d: 0.5,

@@ -138,7 +138,7 @@ int main() {
         gran::TrainConfig tc;
         EXPECT(tc.struct_size == sizeof(GranTrainConfig));
         EXPECT(tc.batch_size == 64 && tc.iterations == 2000 && tc.on_progress == nullptr);
-        EXPECT(std::fabs(tc.lr_g - 2e-4) < 1e-12 && std::fabs(tc.lr_d - 1e-4) < 1e-12);
+        EXPECT(std::fabs(tc.lr_g - 2e-4) < 1e-12 && std::fabs(tc.lr_d - 4e-4) < 1e-12);
     });
 
     run("dataset", [] {

@@ -8,7 +8,7 @@ use super::types::{GranDataset, GranModel, GranProgress, GranTrainConfig};
 use crate::error::ErrorKind;
 use crate::train::{train, TrainConfig};
 
-/// Fills `cfg` with the defaults: 2000 iterations, batch 64, Adam lr 2e-4 (G) and 1e-4 (D) with
+/// Fills `cfg` with the defaults: 2000 iterations, batch 64, Adam lr 2e-4 (G) and 4e-4 (D) with
 /// betas (0.5, 0.999), no weight decay, seed 0, a report every 100 steps, no callback, no
 /// checkpoint, and `struct_size` set. Does nothing when `cfg` is NULL.
 ///

@@ -173,7 +173,7 @@ static void test_config_defaults(void) {
     CHECK(t.struct_size == sizeof t);
     CHECK(t.batch_size == 64 && t.iterations == 2000 && t.epochs == 0);
     CHECK(t.lr_g == 2e-4 && t.beta1_g == 0.5 && t.beta2_g == 0.999);
-    CHECK(t.lr_d == 1e-4 && t.beta1_d == 0.5 && t.beta2_d == 0.999);
+    CHECK(t.lr_d == 4e-4 && t.beta1_d == 0.5 && t.beta2_d == 0.999);
     CHECK(t.d_weight_decay == 0.0 && t.seed == 0 && t.report_every == 100);
     CHECK(t.on_progress == NULL && t.user_data == NULL && t.checkpoint_path == NULL);
     /* NULL: nothing happens. */

@@ -638,7 +638,7 @@ class Model(_Owned):
               on_progress: Optional[Callable[[Progress], Any]] = None) -> Progress:
         """Trains on `dataset` (a Dataset, or a numpy array for Dataset.from_array), continuing
         from the model's step counter, and returns the final progress report. Settings left at
-        None take the library's defaults (2000 iterations, batch 64, Adam 2e-4 / 1e-4, betas
+        None take the library's defaults (2000 iterations, batch 64, Adam 2e-4 / 4e-4, betas
         (0.5, 0.999), a report every 100 steps). Giving only `epochs` trains for that many passes.
 
         on_progress(progress) is called with each report on this thread; a true return value
