@@ -130,9 +130,10 @@ fn main() {
         }
     }
     println!(
-        "\n| A vs B | seed | test err A | test err B | r_test | sample err A | sample err B | r_sample | verdict |"
+        "\n| A vs B | seed | test err A | test err B | r_test | sample err A | sample err B | r_sample | verdict \
+         | r_test (acc.) | r_sample (acc.) | verdict (acc.) |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     for &seed in &seeds {
         let pairs = t_list.iter().enumerate().flat_map(|(i, &b)| t_list[i + 1..].iter().map(move |&a| (a, b)));
         for (a, b) in pairs.filter(|_| with_gam) {
@@ -144,8 +145,22 @@ fn main() {
                 Verdict::Tie => "tie".into(),
                 Verdict::Undecided => "undecided".into(),
             };
+            // The ratios as the authors' battle.py computes them: of accuracies (1 - error), with
+            // A winning when D_a catches B's samples more often than D_b catches A's.
+            let acc_test = gran::gam::ratio(1.0 - r.test_error_a, 1.0 - r.test_error_b);
+            let acc_sample = gran::gam::ratio(1.0 - r.sample_error_a, 1.0 - r.sample_error_b);
+            let acc_verdict = if (acc_test - 1.0).abs() > GamConfig::default().tolerance {
+                "undecided".to_string()
+            } else if acc_sample > 1.0 {
+                format!("T={a} wins")
+            } else if acc_sample < 1.0 {
+                format!("T={b} wins")
+            } else {
+                "tie".into()
+            };
             println!(
-                "| T={a} vs T={b} | {seed} | {:.3} | {:.3} | {:.2} | {:.3} | {:.3} | {:.2} | {verdict} |",
+                "| T={a} vs T={b} | {seed} | {:.3} | {:.3} | {:.2} | {:.3} | {:.3} | {:.2} | {verdict} | {acc_test:.2} \
+                 | {acc_sample:.2} | {acc_verdict} |",
                 r.test_error_a, r.test_error_b, r.r_test, r.sample_error_a, r.sample_error_b, r.r_sample
             );
         }
