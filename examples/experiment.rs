@@ -52,7 +52,7 @@ fn main() {
     println!("evaluator held-out accuracy: {:.4}", ev.accuracy(&test_d).unwrap());
     let real = ev.quality(&train_d.float_slice(0, 1000, tch::Device::Cpu).unwrap(), &test_d, Some(&train_d)).unwrap();
     println!(
-        "| real training digits (1000) | - | {:.1} | {:.2} | {} | {:.2} |",
+        "| real training images (1000) | - | {:.1} | {:.2} | {} | {:.2} |",
         real.frechet_distance,
         real.classifier_score,
         real.class_shares.iter().filter(|&&s| s >= 0.02).count(),
