@@ -4,8 +4,8 @@
 //!   tests and the examples find libtorch at run time without LD_LIBRARY_PATH;
 //! * `torch_cuda` linked with `--no-as-needed`: nothing references its symbols directly, so the
 //!   linker would otherwise drop it and CUDA would silently be unavailable at run time;
-//! * csrc/fused_adam.cpp compiled against the same libtorch headers (the fused Adam kernel has no
-//!   tch binding).
+//! * csrc/*.cpp compiled against the same libtorch headers: the libtorch operators gran needs
+//!   that tch has no binding for (the fused Adam kernel; leaky ReLU with a chosen slope).
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
@@ -17,7 +17,7 @@ fn main() {
         .expect("DEP_TCH_LIBTORCH_LIB is not set: torch-sys found no libtorch (see README: make setup)");
     println!("cargo:rustc-link-arg=-Wl,-rpath,{lib}");
     // libtorch's headers sit beside its lib/ folder (torch/include).
-    println!("cargo:rerun-if-changed=csrc/fused_adam.cpp");
+    println!("cargo:rerun-if-changed=csrc");
     println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
     let include = std::path::Path::new(&lib).parent().expect("libtorch lib/ has a parent").join("include");
     cc::Build::new()
@@ -33,7 +33,8 @@ fn main() {
         .flag("-DGLOG_USE_GLOG_EXPORT")
         .flag_if_supported("-Wno-unused-parameter")
         .file("csrc/fused_adam.cpp")
-        .compile("gran_fused_adam");
+        .file("csrc/leaky_relu.cpp")
+        .compile("gran_torch_ext");
     if std::path::Path::new(&lib).join("libtorch_cuda.so").exists() {
         println!("cargo:rustc-link-arg=-Wl,--no-as-needed");
         println!("cargo:rustc-link-arg=-ltorch_cuda");

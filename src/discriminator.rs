@@ -5,7 +5,7 @@
 use crate::config::{Architecture, ModelConfig};
 use crate::error::Result;
 use crate::layers::{BatchNorm, BnMode, Builder, Conv, Linear};
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 /// Leaky ReLU's slope for negative inputs (DCGAN's).
 pub const LEAKY_SLOPE: f64 = 0.2;
@@ -14,9 +14,7 @@ pub struct Discriminator {
     convs: Vec<(Conv, BatchNorm)>,
     fc: Linear,
     out: Linear,
-    /// With leaky ReLU: its slope for negative inputs, 0.2, as a one-element tensor on the
-    /// model's device (prelu with a constant slope is leaky ReLU in one fused kernel each way).
-    leaky_slope: Option<Tensor>,
+    leaky: bool,
 }
 
 impl Discriminator {
@@ -34,9 +32,7 @@ impl Discriminator {
         // Weight decay, when asked for, applies to these two linear layers (as in the official code).
         let fc = b.linear("d.fc", c * size * size, arch.disc_hidden, true, true)?;
         let out = b.linear("d.out", arch.disc_hidden, 1, false, true)?;
-        let leaky_slope =
-            if cfg.leaky_relu { Some(Tensor::f_full([1], LEAKY_SLOPE, (Kind::Float, b.device()))?) } else { None };
-        Ok(Discriminator { convs, fc, out, leaky_slope })
+        Ok(Discriminator { convs, fc, out, leaky: cfg.leaky_relu })
     }
 
     /// Logits [N] for images [N, C, H, W] in [0, 1].
@@ -44,10 +40,7 @@ impl Discriminator {
         let mut x = x.shallow_clone();
         for (conv, bn) in &self.convs {
             x = bn.forward(&conv.forward(&x)?, mode, 0)?;
-            x = match &self.leaky_slope {
-                Some(slope) => x.f_prelu(slope)?,
-                None => x.f_relu()?,
-            };
+            x = if self.leaky { crate::torch_ext::leaky_relu(&x, LEAKY_SLOPE)? } else { x.f_relu()? };
         }
         let h = self.fc.forward(&x.f_flatten(1, -1)?)?.f_tanh()?;
         Ok(self.out.forward(&h)?.f_view([-1])?)

@@ -100,11 +100,6 @@ impl Builder {
         Builder { stream: Stream::new(seed, crate::rng::stream::INIT), device, params: Vec::new(), buffers: Vec::new() }
     }
 
-    /// The device the layers are made on.
-    pub fn device(&self) -> Device {
-        self.device
-    }
-
     fn param_normal(&mut self, name: String, shape: &[i64], mean: f32, std: f32, decay: bool) -> Result<Tensor> {
         let n: i64 = shape.iter().product();
         let s = self.stream.sub(name_id(&name));

@@ -24,6 +24,37 @@ extern "C" {
         err: *mut c_char,
         err_len: usize,
     ) -> c_int;
+
+    /// csrc/leaky_relu.cpp
+    fn grn_leaky_relu(
+        x: *mut C_tensor,
+        negative_slope: f64,
+        out: *mut *mut C_tensor,
+        err: *mut c_char,
+        err_len: usize,
+    ) -> c_int;
+}
+
+/// The message a shim wrote to `err` on failure, as an error.
+fn shim_error(what: &str, err: &[c_char]) -> Error {
+    // SAFETY: on failure the shims write a NUL-terminated message within the buffer.
+    let msg = unsafe { std::ffi::CStr::from_ptr(err.as_ptr()) }.to_string_lossy().into_owned();
+    Error::new(ErrorKind::Internal, format!("{what} failed: {msg}"))
+}
+
+/// `at::leaky_relu(x, negative_slope)`, recorded by autograd like any tch operator.
+pub fn leaky_relu(x: &Tensor, negative_slope: f64) -> Result<Tensor> {
+    let mut out: *mut C_tensor = std::ptr::null_mut();
+    let mut err = [0 as c_char; 512];
+    // SAFETY: `x` is a live tensor for the call; the shim writes a new handle to `out` or at most
+    // `err.len()` bytes to `err`.
+    let rc =
+        unsafe { grn_leaky_relu(x.as_ptr() as *mut C_tensor, negative_slope, &mut out, err.as_mut_ptr(), err.len()) };
+    if rc != 0 || out.is_null() {
+        return Err(shim_error("leaky ReLU", &err));
+    }
+    // SAFETY: `out` is a new tensor handle that nothing else owns.
+    Ok(unsafe { Tensor::from_ptr(out) })
 }
 
 /// Hyper-parameters of one fused Adam update.
@@ -79,9 +110,34 @@ pub fn fused_adam_(
         )
     };
     if rc != 0 {
-        // SAFETY: on failure the shim wrote a NUL-terminated message within the buffer.
-        let msg = unsafe { std::ffi::CStr::from_ptr(err.as_ptr()) }.to_string_lossy().into_owned();
-        return Err(Error::new(ErrorKind::Internal, format!("fused Adam update failed: {msg}")));
+        return Err(shim_error("fused Adam update", &err));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leaky_relu_values_and_gradient() {
+        let x = Tensor::from_slice(&[-2.0f32, -0.5, 0.0, 1.0, 3.0]).set_requires_grad(true);
+        let y = leaky_relu(&x, 0.2).unwrap();
+        assert_eq!(Vec::<f32>::try_from(&y.detach()).unwrap(), [-0.4, -0.1, 0.0, 1.0, 3.0]);
+        y.sum(tch::Kind::Float).backward();
+        assert_eq!(Vec::<f32>::try_from(&x.grad()).unwrap(), [0.2, 0.2, 0.2, 1.0, 1.0]);
+    }
+
+    #[test]
+    fn shim_errors_become_errors() {
+        // libtorch refuses an integer tensor; the message comes back, nothing crashes.
+        let e = leaky_relu(&Tensor::from_slice(&[1i64, -2]), 0.2).err().unwrap();
+        assert_eq!(e.kind, ErrorKind::Internal);
+        assert!(e.message.contains("leaky ReLU failed"), "{}", e.message);
+        let p = Tensor::from_slice(&[1.0f32]);
+        let step = Tensor::from(1.0f32);
+        let args = AdamArgs { lr: 0.1, beta1: 0.9, beta2: 0.999, weight_decay: 0.0, eps: 1e-8 };
+        let e = fused_adam_(&[&p], &[], &[&p], &[&p], &step, &args).err().unwrap();
+        assert_eq!(e.kind, ErrorKind::Internal);
+    }
 }
