@@ -2,7 +2,9 @@
 //!
 //! All of it runs under no-grad with batch norm in eval mode (running statistics), so image i of
 //! a seeded request depends only on (weights, seed, i): not on how many images are asked for, nor
-//! on the chunks the work is split into.
+//! on the chunks the work is split into. The one exception is asked for by name:
+//! `discriminate_with(.., Scoring::BatchStatistics(n))` scores images in chunks normalised by
+//! their own statistics (GAM's scoring).
 
 use crate::error::{Error, Result};
 use crate::layers::BnMode;
