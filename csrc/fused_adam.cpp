@@ -8,9 +8,9 @@
 #include <ATen/ATen.h>
 #include <c10/core/GradMode.h>
 
-#include <cstring>
-#include <exception>
 #include <vector>
+
+#include "shim.h"
 
 extern "C" int grn_fused_adam(at::Tensor **params, at::Tensor **grads, at::Tensor **exp_avgs, at::Tensor **exp_avg_sqs,
                               at::Tensor *step, size_t n, double lr, double beta1, double beta2, double weight_decay,
@@ -36,10 +36,6 @@ extern "C" int grn_fused_adam(at::Tensor **params, at::Tensor **grads, at::Tenso
                          /*found_inf=*/std::nullopt);
         return 0;
     } catch (const std::exception &e) {
-        if (err != nullptr && err_len > 0) {
-            std::strncpy(err, e.what(), err_len - 1);
-            err[err_len - 1] = '\0';
-        }
-        return 1;
+        return grn_fail(e, err, err_len);
     }
 }

@@ -7,18 +7,13 @@
 // with a message in `err` (NUL-terminated, at most `err_len` bytes) when libtorch throws.
 #include <ATen/ATen.h>
 
-#include <cstring>
-#include <exception>
+#include "shim.h"
 
 extern "C" int grn_leaky_relu(at::Tensor *x, double negative_slope, at::Tensor **out, char *err, size_t err_len) {
     try {
         *out = new at::Tensor(at::leaky_relu(*x, negative_slope));
         return 0;
     } catch (const std::exception &e) {
-        if (err != nullptr && err_len > 0) {
-            std::strncpy(err, e.what(), err_len - 1);
-            err[err_len - 1] = '\0';
-        }
-        return 1;
+        return grn_fail(e, err, err_len);
     }
 }
