@@ -40,9 +40,9 @@ impl Discriminator {
         let mut x = x.shallow_clone();
         for (conv, bn) in &self.convs {
             x = bn.forward(&conv.forward(&x)?, mode, 0)?;
-            x = if self.leaky { crate::torch_ext::leaky_relu(&x, LEAKY_SLOPE)? } else { x.f_relu()? };
+            x = if self.leaky { crate::torch_ext::leaky_relu_(&mut x, LEAKY_SLOPE)? } else { x.f_relu_()? };
         }
-        let h = self.fc.forward(&x.f_flatten(1, -1)?)?.f_tanh()?;
+        let h = self.fc.forward(&x.f_flatten(1, -1)?)?.f_tanh_()?;
         Ok(self.out.forward(&h)?.f_view([-1])?)
     }
 }

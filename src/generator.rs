@@ -63,15 +63,19 @@ impl Generator {
     }
 
     /// Decoder g: [h_z, h_c] -> dC (linear output, the image's channels).
+    ///
+    /// Here and in the encoder the activations run in place (`relu_`, `tanh_`): they follow a
+    /// batch norm, a convolution or a linear layer, whose backward passes need their inputs, not
+    /// their outputs, so autograd keeps its graph and a step allocates one activation less per layer.
     fn decode(&self, hz: &Tensor, hc: &Tensor, mode: BnMode, t: usize) -> Result<Tensor> {
         let x = Tensor::f_cat(&[hz, hc], 1)?;
-        let x = self.dec_bn.forward(&self.dec_fc.forward(&x)?, mode, t)?.f_relu()?;
+        let x = self.dec_bn.forward(&self.dec_fc.forward(&x)?, mode, t)?.f_relu_()?;
         let mut x = x.f_view([-1, self.c0, self.base, self.base])?;
         let last = self.dec_convs.len() - 1;
         for (i, conv) in self.dec_convs.iter().enumerate() {
             x = conv.forward(&x)?;
             if i < last {
-                x = x.f_relu()?;
+                x = x.f_relu_()?;
             }
         }
         Ok(x)
@@ -85,17 +89,17 @@ impl Generator {
             if let Some(bn) = bn {
                 x = bn.forward(&x, mode, t)?;
             }
-            x = x.f_relu()?;
+            x = x.f_relu_()?;
         }
         let x = self.enc_fc.forward(&x.f_flatten(1, -1)?)?;
-        Ok(self.enc_bn.forward(&x, mode, t)?.f_tanh()?)
+        Ok(self.enc_bn.forward(&x, mode, t)?.f_tanh_()?)
     }
 
     /// Draws images from latents z [N, z_dim]. With `keep_canvases`, also returns the canvas after
     /// every step and each step's output (for the step-by-step pictures).
     pub fn forward(&self, z: &Tensor, mode: BnMode, keep_canvases: bool) -> Result<Drawing> {
         let n = z.size()[0];
-        let hz = self.hz_bn.forward(&self.hz_fc.forward(z)?, mode, 0)?.f_tanh()?;
+        let hz = self.hz_bn.forward(&self.hz_fc.forward(z)?, mode, 0)?.f_tanh_()?;
         let mut hc = Tensor::f_zeros([n, self.hidden], (z.kind(), z.device()))?;
         let mut sum: Option<Tensor> = None;
         let mut canvases = Vec::new();
@@ -120,7 +124,9 @@ impl Generator {
         }
         let image = match canvases.last() {
             Some(last) => last.shallow_clone(),
-            None => sum.expect("steps >= 1").f_sigmoid()?,
+            // In place: nothing saved the sum for a backward pass (an addition's backward needs
+            // no inputs, and the last step's output goes to no encoder).
+            None => sum.expect("steps >= 1").f_sigmoid_()?,
         };
         Ok(Drawing { image, canvases, deltas })
     }

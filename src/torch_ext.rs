@@ -29,6 +29,7 @@ extern "C" {
     fn grn_leaky_relu(
         x: *mut C_tensor,
         negative_slope: f64,
+        in_place: c_int,
         out: *mut *mut C_tensor,
         err: *mut c_char,
         err_len: usize,
@@ -44,12 +45,31 @@ fn shim_error(what: &str, err: &[c_char]) -> Error {
 
 /// `at::leaky_relu(x, negative_slope)`, recorded by autograd like any tch operator.
 pub fn leaky_relu(x: &Tensor, negative_slope: f64) -> Result<Tensor> {
+    leaky_relu_impl(x, negative_slope, false)
+}
+
+/// `at::leaky_relu_(x, negative_slope)`: `x` overwritten with the result (which is returned, as
+/// tch's in-place operators do). Autograd accepts it for `negative_slope > 0` where nothing else
+/// saved `x` for its backward (a batch norm's or convolution's output).
+pub fn leaky_relu_(x: &mut Tensor, negative_slope: f64) -> Result<Tensor> {
+    leaky_relu_impl(x, negative_slope, true)
+}
+
+fn leaky_relu_impl(x: &Tensor, negative_slope: f64, in_place: bool) -> Result<Tensor> {
     let mut out: *mut C_tensor = std::ptr::null_mut();
     let mut err = [0 as c_char; 512];
     // SAFETY: `x` is a live tensor for the call; the shim writes a new handle to `out` or at most
     // `err.len()` bytes to `err`.
-    let rc =
-        unsafe { grn_leaky_relu(x.as_ptr() as *mut C_tensor, negative_slope, &mut out, err.as_mut_ptr(), err.len()) };
+    let rc = unsafe {
+        grn_leaky_relu(
+            x.as_ptr() as *mut C_tensor,
+            negative_slope,
+            in_place as c_int,
+            &mut out,
+            err.as_mut_ptr(),
+            err.len(),
+        )
+    };
     if rc != 0 || out.is_null() {
         return Err(shim_error("leaky ReLU", &err));
     }
@@ -126,6 +146,18 @@ mod tests {
         assert_eq!(Vec::<f32>::try_from(&y.detach()).unwrap(), [-0.4, -0.1, 0.0, 1.0, 3.0]);
         y.sum(tch::Kind::Float).backward();
         assert_eq!(Vec::<f32>::try_from(&x.grad()).unwrap(), [0.2, 0.2, 0.2, 1.0, 1.0]);
+    }
+
+    #[test]
+    fn leaky_relu_in_place_overwrites_and_keeps_the_gradient() {
+        let w = Tensor::from_slice(&[-2.0f32, -0.5, 0.0, 1.0, 3.0]).set_requires_grad(true);
+        let mut x = &w * 2.0;
+        let y = leaky_relu_(&mut x, 0.2).unwrap();
+        // The input is the output now: one buffer, the values of leaky_relu.
+        assert_eq!(x.data_ptr(), y.data_ptr());
+        assert_eq!(Vec::<f32>::try_from(&x.detach()).unwrap(), [-0.8, -0.2, 0.0, 2.0, 6.0]);
+        y.sum(tch::Kind::Float).backward();
+        assert_eq!(Vec::<f32>::try_from(&w.grad()).unwrap(), [0.4, 0.4, 0.4, 2.0, 2.0]);
     }
 
     #[test]
