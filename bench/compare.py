@@ -6,11 +6,13 @@ T = 1, 3, 5; 28x28x1 and 32x32x3 at the paper's widths unless --scale), sampling
 (batch 1, 64, 1024) and single-image latency.
 
     .venv/bin/python bench/compare.py [--device cpu|cuda] [--quick] [--scale S] [--json out.json]
-        [--only TEXT] [--warmup N] [--reps N]
+        [--only TEXT] [--warmup N] [--reps N] [--rounds N]
 
 --only runs the rows whose name contains TEXT (e.g. "32x32x3", "batch 256"). Each side of a
 row runs in a process of its own; the last two columns are those processes' peak resident
-memory (MiB).
+memory (MiB). With --rounds N, each row runs N times on each side, alternating gran, PyTorch,
+gran, ... (each run with its own warm-up), and the medians are over all N x reps timings: slow
+drift in the machine's speed (other tenants of a VM) then falls on both sides alike.
 """
 import argparse
 import json
@@ -81,6 +83,15 @@ def torch_row_here(kind, size, channels, steps, n, scale, device, warmup, reps):
     return {"params_g": g, "params_d": d, "times": times, "max_rss_mib": rss}
 
 
+def merge(acc, run):
+    """Pools the timings of one more run of a row into `acc`; peak memory is the largest seen."""
+    if acc is None:
+        return run
+    acc["times"] += run["times"]
+    acc["max_rss_mib"] = max(acc["max_rss_mib"], run["max_rss_mib"])
+    return acc
+
+
 def main():
     if len(sys.argv) == 11 and sys.argv[1] == "--torch-row":
         a = sys.argv[2:]
@@ -95,6 +106,7 @@ def main():
     ap.add_argument("--only", default="", help="only the rows whose name contains this")
     ap.add_argument("--warmup", type=int)
     ap.add_argument("--reps", type=int)
+    ap.add_argument("--rounds", type=int, default=1, help="alternating runs of each side per row")
     args = ap.parse_args()
     warmup, reps = (2, 5) if args.quick else (3, 10)
     warmup = warmup if args.warmup is None else args.warmup
@@ -115,8 +127,10 @@ def main():
         name = f"{kind} {size}x{size}x{ch} T={steps} {'batch' if kind == 'train' else 'count'} {n}"
         if args.only not in name:
             continue
-        g = gran_row(kind, size, ch, steps, n, args.scale, args.device, warmup, reps)
-        t = torch_row(kind, size, ch, steps, n, args.scale, args.device, warmup, reps)
+        g, t = None, None
+        for _ in range(max(1, args.rounds)):
+            g = merge(g, gran_row(kind, size, ch, steps, n, args.scale, args.device, warmup, reps))
+            t = merge(t, torch_row(kind, size, ch, steps, n, args.scale, args.device, warmup, reps))
         assert (g["params_g"], g["params_d"]) == (t["params_g"], t["params_d"]), (g, t)
         gm, tm = statistics.median(g["times"]), statistics.median(t["times"])
         print(f"{name:<34}{gm:>12.5f}{tm:>12.5f}{tm / gm:>12.2f}{g['max_rss_mib']:>10.0f}{t['max_rss_mib']:>10.0f}",

@@ -71,8 +71,10 @@ impl Adam {
     }
 
     /// One update from `grads` (as returned by `gradients`): libtorch's fused Adam kernel, one
-    /// call for the parameters with weight decay and one for the rest.
-    pub fn step(&mut self, grads: &[Tensor], cfg: &AdamSettings) -> Result<()> {
+    /// call for the parameters with weight decay and one for the rest. With `skip_if` (a float
+    /// scalar on the parameters' device), the kernel leaves parameters and moments as they are
+    /// when it holds 1.0 (decided on the device: no host read); `t` counts the call either way.
+    pub fn step(&mut self, grads: &[Tensor], cfg: &AdamSettings, skip_if: Option<&Tensor>) -> Result<()> {
         self.t += 1;
         let (mut plain, mut decayed) = (Vec::new(), Vec::new());
         for (s, g) in self.slots.iter().zip(grads) {
@@ -87,14 +89,20 @@ impl Adam {
         let Some(first) = plain.first().or(decayed.first()) else { return Ok(()) };
         // The step count, read by the kernel for the bias corrections (f32 as torch.optim keeps it).
         let step = Tensor::f_full([], self.t as f64, (Kind::Float, first.0.param.device()))?;
-        fused_adam(&plain, &step, cfg, 0.0)?;
-        fused_adam(&decayed, &step, cfg, cfg.weight_decay)
+        fused_adam(&plain, &step, skip_if, cfg, 0.0)?;
+        fused_adam(&decayed, &step, skip_if, cfg, cfg.weight_decay)
     }
 }
 
 /// Adam on `group` (slot, gradient) in place: m <- b1 m + (1 - b1) g, v <- b2 v + (1 - b2) g^2,
 /// p <- p - lr / bc1 * m / (sqrt(v) / sqrt(bc2) + eps), with g + weight_decay * p for g.
-fn fused_adam(group: &[(&Slot, &Tensor)], step: &Tensor, cfg: &AdamSettings, weight_decay: f64) -> Result<()> {
+fn fused_adam(
+    group: &[(&Slot, &Tensor)],
+    step: &Tensor,
+    skip_if: Option<&Tensor>,
+    cfg: &AdamSettings,
+    weight_decay: f64,
+) -> Result<()> {
     if group.is_empty() {
         return Ok(());
     }
@@ -108,6 +116,7 @@ fn fused_adam(group: &[(&Slot, &Tensor)], step: &Tensor, cfg: &AdamSettings, wei
         &ms,
         &vs,
         step,
+        skip_if,
         &crate::torch_ext::AdamArgs { lr: cfg.lr, beta1: cfg.beta1, beta2: cfg.beta2, weight_decay, eps: cfg.eps },
     )
 }
@@ -128,7 +137,7 @@ mod tests {
             let mut adam = Adam::new(&[Named { name: "p".into(), tensor: p.shallow_clone(), decay }]).unwrap();
             let (mut x, mut m, mut v) = (init.map(f64::from), [0f64; 4], [0f64; 4]);
             for (t, g) in grads.iter().enumerate() {
-                adam.step(&[Tensor::from_slice(g)], &cfg).unwrap();
+                adam.step(&[Tensor::from_slice(g)], &cfg, None).unwrap();
                 let t = t as i32 + 1;
                 for i in 0..4 {
                     let gi = g[i] as f64 + if decay { cfg.weight_decay * x[i] } else { 0.0 };
@@ -150,8 +159,35 @@ mod tests {
             assert_eq!(adam.t, 3);
             // An undefined gradient (a parameter the loss does not reach) leaves it as it is.
             let before = Vec::<f32>::try_from(&p.detach()).unwrap();
-            adam.step(&[Tensor::new()], &cfg).unwrap();
+            adam.step(&[Tensor::new()], &cfg, None).unwrap();
             assert_eq!(Vec::<f32>::try_from(&p.detach()).unwrap(), before);
         }
+    }
+
+    /// A skip flag of 1.0 leaves parameters and moments untouched (even with a NaN gradient);
+    /// 0.0 updates as without one.
+    #[test]
+    fn a_set_skip_flag_leaves_everything_as_it_was() {
+        let cfg = AdamSettings { lr: 0.1, beta1: 0.5, beta2: 0.9, eps: 1e-8, weight_decay: 0.0 };
+        let make = || {
+            let p = Tensor::from_slice(&[1.0f32, -2.0]).set_requires_grad(true);
+            let adam = Adam::new(&[Named { name: "p".into(), tensor: p.shallow_clone(), decay: false }]).unwrap();
+            (p, adam)
+        };
+        let values = |adam: &Adam| -> Vec<f32> {
+            adam.tensors().flat_map(|t| Vec::<f32>::try_from(&t.detach()).unwrap()).collect()
+        };
+        let (_p, mut adam) = make();
+        let before = values(&adam);
+        adam.step(&[Tensor::from_slice(&[f32::NAN, 1.0])], &cfg, Some(&Tensor::from(1.0f32))).unwrap();
+        assert_eq!(values(&adam), before);
+        assert_eq!(adam.t, 1);
+        let (_q, mut flagged) = make();
+        let (_r, mut plain) = make();
+        let g = [0.5f32, -0.25];
+        flagged.step(&[Tensor::from_slice(&g)], &cfg, Some(&Tensor::from(0.0f32))).unwrap();
+        plain.step(&[Tensor::from_slice(&g)], &cfg, None).unwrap();
+        assert_eq!(values(&flagged), values(&plain));
+        assert_ne!(values(&plain), before);
     }
 }

@@ -177,7 +177,7 @@ impl Evaluator {
                     0.0,
                 )?;
                 let grads = adam.gradients(&loss)?;
-                adam.step(&grads, &settings)?;
+                adam.step(&grads, &settings, None)?;
             }
         }
         Ok(ev)

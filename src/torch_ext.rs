@@ -15,6 +15,7 @@ extern "C" {
         exp_avgs: *const *mut C_tensor,
         exp_avg_sqs: *const *mut C_tensor,
         step: *mut C_tensor,
+        found_inf: *mut C_tensor,
         n: usize,
         lr: f64,
         beta1: f64,
@@ -91,13 +92,16 @@ pub struct AdamArgs {
 /// `at::_fused_adam_`: one Adam update of every `params[i]` in place, from `grads[i]`, with the
 /// moments `exp_avgs[i]` and `exp_avg_sqs[i]` updated in place; `step` (a float scalar on the
 /// parameters' device) is the update count the bias corrections use, read and not changed.
-/// All lists have the same length; the tensors of one index share shape, dtype and device.
+/// When `found_inf` (a float scalar on that device) holds 1.0, nothing changes: the kernel skips
+/// the update, decided on the device without a host read. All lists have the same length; the
+/// tensors of one index share shape, dtype and device.
 pub fn fused_adam_(
     params: &[&Tensor],
     grads: &[&Tensor],
     exp_avgs: &[&Tensor],
     exp_avg_sqs: &[&Tensor],
     step: &Tensor,
+    found_inf: Option<&Tensor>,
     a: &AdamArgs,
 ) -> Result<()> {
     let n = params.len();
@@ -119,6 +123,7 @@ pub fn fused_adam_(
             m.as_ptr(),
             v.as_ptr(),
             step.as_ptr() as *mut C_tensor,
+            found_inf.map_or(std::ptr::null_mut(), |t| t.as_ptr() as *mut C_tensor),
             n,
             a.lr,
             a.beta1,
@@ -169,7 +174,7 @@ mod tests {
         let p = Tensor::from_slice(&[1.0f32]);
         let step = Tensor::from(1.0f32);
         let args = AdamArgs { lr: 0.1, beta1: 0.9, beta2: 0.999, weight_decay: 0.0, eps: 1e-8 };
-        let e = fused_adam_(&[&p], &[], &[&p], &[&p], &step, &args).err().unwrap();
+        let e = fused_adam_(&[&p], &[], &[&p], &[&p], &step, None, &args).err().unwrap();
         assert_eq!(e.kind, ErrorKind::Internal);
     }
 }

@@ -328,14 +328,34 @@ fn bad_training_input_is_refused_before_anything_changes() {
 
 #[test]
 fn divergence_stops_training_with_the_last_finite_weights() {
-    let m = Model::new(&tiny(1)).unwrap();
-    let cfg = TrainConfig { lr_g: 1e30, lr_d: 1e30, ..short(50) };
-    let e = train(&m, &synthetic(32), &cfg, &mut |_| false).err().unwrap();
-    assert_eq!(e.kind, ErrorKind::Diverged, "{}", e.message);
-    assert!(e.message.contains(&format!("step {}", m.step())), "{}", e.message);
-    assert!(m.step() < 50);
-    for (name, t) in m.read().named_tensors() {
-        assert!(t.isfinite().all().int64_value(&[]) == 1, "{name} is not finite");
+    // Absurd learning rates: with 1e30 the first step already gives a non-finite loss, with 2e18
+    // (on this model and data) a later one.
+    for lr in [1e30, 2e18] {
+        let m = Model::new(&tiny(1)).unwrap();
+        let cfg = TrainConfig { lr_g: lr, lr_d: lr, ..short(50) };
+        let e = train(&m, &synthetic(32), &cfg, &mut |_| false).err().unwrap();
+        assert_eq!(e.kind, ErrorKind::Diverged, "{}", e.message);
+        assert!(e.message.contains(&format!("step {}", m.step())), "{}", e.message);
+        assert!(m.step() < 50);
+        for (name, t) in m.read().named_tensors() {
+            assert!(t.isfinite().all().int64_value(&[]) == 1, "{name} is not finite");
+        }
+        // Nothing of the diverged step stays: the model is bit for bit (weights, batch-norm
+        // statistics, Adam moments and update counts, as a checkpoint holds them) the model of a
+        // run that stopped just before it.
+        let stopped = Model::new(&tiny(1)).unwrap();
+        if m.step() > 0 {
+            train(&stopped, &synthetic(32), &TrainConfig { iterations: m.step(), ..cfg }, &mut |_| false).unwrap();
+        }
+        for ((n, x), (_, y)) in all_tensors(&m).iter().zip(all_tensors(&stopped)) {
+            assert_eq!(max_abs_diff(x, &y), 0.0, "lr {lr}: {n} differs (diverged at step {})", m.step());
+        }
+        let dir = temp_dir("diverged");
+        let (a, b) = (dir.join("diverged.gran"), dir.join("stopped.gran"));
+        checkpoint::save(&m, &a).unwrap();
+        checkpoint::save(&stopped, &b).unwrap();
+        assert!(std::fs::read(&a).unwrap() == std::fs::read(&b).unwrap(), "lr {lr}: checkpoints differ");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
 
