@@ -34,6 +34,7 @@ fn main() {
         .flag_if_supported("-Wno-unused-parameter")
         .file("csrc/fused_adam.cpp")
         .file("csrc/leaky_relu.cpp")
+        .file("csrc/pin_memory.cpp")
         .compile("gran_torch_ext");
     if std::path::Path::new(&lib).join("libtorch_cuda.so").exists() {
         println!("cargo:rustc-link-arg=-Wl,--no-as-needed");

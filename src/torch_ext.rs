@@ -1,4 +1,5 @@
-//! libtorch operators that tch has no binding for (operators on lists of tensors), called
+//! libtorch calls that tch has no binding for, or binds in a way gran cannot use (operators on
+//! lists of tensors, a chosen leaky-ReLU slope, pinning without a deprecated argument), called
 //! through the small C++ shims in csrc/. The one place outside the FFI layer that handles raw
 //! tensor handles; what it exports is safe Rust.
 
@@ -25,6 +26,9 @@ extern "C" {
         err: *mut c_char,
         err_len: usize,
     ) -> c_int;
+
+    /// csrc/pin_memory.cpp
+    fn grn_pin_memory(x: *mut C_tensor, out: *mut *mut C_tensor, err: *mut c_char, err_len: usize) -> c_int;
 
     /// csrc/leaky_relu.cpp
     fn grn_leaky_relu(
@@ -73,6 +77,21 @@ fn leaky_relu_impl(x: &Tensor, negative_slope: f64, in_place: bool) -> Result<Te
     };
     if rc != 0 || out.is_null() {
         return Err(shim_error("leaky ReLU", &err));
+    }
+    // SAFETY: `out` is a new tensor handle that nothing else owns.
+    Ok(unsafe { Tensor::from_ptr(out) })
+}
+
+/// A copy of host tensor `x` in pinned (page-locked) memory, for copies to a CUDA device that do
+/// not block the host. An error (no crash) where there is no CUDA driver.
+pub fn pin_memory(x: &Tensor) -> Result<Tensor> {
+    let mut out: *mut C_tensor = std::ptr::null_mut();
+    let mut err = [0 as c_char; 512];
+    // SAFETY: `x` is a live tensor for the call; the shim writes a new handle to `out` or at most
+    // `err.len()` bytes to `err`.
+    let rc = unsafe { grn_pin_memory(x.as_ptr() as *mut C_tensor, &mut out, err.as_mut_ptr(), err.len()) };
+    if rc != 0 || out.is_null() {
+        return Err(shim_error("pinning host memory", &err));
     }
     // SAFETY: `out` is a new tensor handle that nothing else owns.
     Ok(unsafe { Tensor::from_ptr(out) })
@@ -163,6 +182,24 @@ mod tests {
         assert_eq!(Vec::<f32>::try_from(&x.detach()).unwrap(), [-0.8, -0.2, 0.0, 2.0, 6.0]);
         y.sum(tch::Kind::Float).backward();
         assert_eq!(Vec::<f32>::try_from(&w.grad()).unwrap(), [0.4, 0.4, 0.4, 2.0, 2.0]);
+    }
+
+    /// Pinned where a CUDA driver is present (same values, now pinned); an error otherwise.
+    #[test]
+    fn pin_memory_pins_or_fails_cleanly() {
+        let x = Tensor::from_slice(&[1.0f32, -2.0, 3.5]);
+        match pin_memory(&x) {
+            Ok(p) => {
+                assert!(crate::device::cuda_device_count() > 0);
+                assert!(p.f_is_pinned(tch::Device::Cuda(0)).unwrap());
+                assert_eq!(Vec::<f32>::try_from(&p).unwrap(), [1.0, -2.0, 3.5]);
+            }
+            Err(e) => {
+                assert_eq!(crate::device::cuda_device_count(), 0, "{}", e.message);
+                assert_eq!(e.kind, ErrorKind::Internal);
+                assert!(e.message.contains("pinning host memory failed"), "{}", e.message);
+            }
+        }
     }
 
     #[test]

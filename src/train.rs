@@ -328,7 +328,7 @@ fn not_finite(loss: &Tensor) -> Result<Tensor> {
 /// ordinary host memory synchronises with the device).
 fn to_device_async(t: Tensor, device: tch::Device) -> Result<Tensor> {
     if device.is_cuda() {
-        Ok(t.f_pin_memory(device)?.f_to_device_(device, t.kind(), true, false)?)
+        Ok(crate::torch_ext::pin_memory(&t)?.f_to_device_(device, t.kind(), true, false)?)
     } else {
         Ok(t)
     }
