@@ -1,6 +1,6 @@
 // A copy of a host tensor in page-locked (pinned) memory, from which a copy to a CUDA device can
 // run without blocking the host. tch's binding always passes pin_memory's `device` argument,
-// which libtorch deprecates (and warns about on every call); this calls it without one.
+// which libtorch has deprecated; this calls it without one.
 // Internal to libgran (not exported: gran.map).
 //
 // Returns 0 and a new tensor handle in *out (owned by the caller, as tch's own results), or 1
