@@ -10,7 +10,8 @@ T = 1, 3, 5; 28x28x1 and 32x32x3 at the paper's widths unless --scale), sampling
 
 --only runs the rows whose name contains TEXT (e.g. "32x32x3", "batch 256"). Each side of a
 row runs in a process of its own; the last two columns are those processes' peak resident
-memory (MiB). With --rounds N, each row runs N times on each side, alternating gran, PyTorch,
+memory (MiB). Before a row is printed, both sides must agree on the parameter counts of G and D
+and on the shapes of two samples and of their D outputs. With --rounds N, each row runs N times on each side, alternating gran, PyTorch,
 gran, ... (each run with its own warm-up), and the medians are over all N x reps timings: slow
 drift in the machine's speed (other tenants of a VM) then falls on both sides alike.
 """
@@ -80,7 +81,12 @@ def torch_row_here(kind, size, channels, steps, n, scale, device, warmup, reps):
                 times.append(time.perf_counter() - t)
     g, d = m.parameter_counts()
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    return {"params_g": g, "params_d": d, "times": times, "max_rss_mib": rss}
+    # Output shapes, checked against gran's: two samples and their D(x).
+    two = m.sample(2)
+    with torch.no_grad():
+        d_out = m.d(two.to(device), "eval")
+    return {"params_g": g, "params_d": d, "sample_shape": list(two.shape), "d_shape": list(d_out.shape),
+            "times": times, "max_rss_mib": rss}
 
 
 def merge(acc, run):
@@ -131,7 +137,8 @@ def main():
         for _ in range(max(1, args.rounds)):
             g = merge(g, gran_row(kind, size, ch, steps, n, args.scale, args.device, warmup, reps))
             t = merge(t, torch_row(kind, size, ch, steps, n, args.scale, args.device, warmup, reps))
-        assert (g["params_g"], g["params_d"]) == (t["params_g"], t["params_d"]), (g, t)
+        same = ("params_g", "params_d", "sample_shape", "d_shape")
+        assert [g[k] for k in same] == [t[k] for k in same], ([g[k] for k in same], [t[k] for k in same])
         gm, tm = statistics.median(g["times"]), statistics.median(t["times"])
         print(f"{name:<34}{gm:>12.5f}{tm:>12.5f}{tm / gm:>12.2f}{g['max_rss_mib']:>10.0f}{t['max_rss_mib']:>10.0f}",
               flush=True)

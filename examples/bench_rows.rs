@@ -58,13 +58,20 @@ fn main() {
             }
         }
     }
+    // Output shapes, for compare.py to check against the reference: two samples and their D(x).
+    let two = model.sample(0, 2, false).expect("sample").images;
+    let d = model.discriminate(&two).expect("discriminate");
+    let shape = |v: &[i64]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(", ");
     let list: Vec<String> = times.iter().map(|t| format!("{t:.6}")).collect();
     // Peak resident memory of this process (one row a process, so it is this row's).
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: getrusage writes the struct it is given.
     let max_rss_kib = if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } == 0 { usage.ru_maxrss } else { 0 };
     println!(
-        "{{\"params_g\": {pg}, \"params_d\": {pd}, \"times\": [{}], \"threads\": {}, \"max_rss_mib\": {:.1}}}",
+        "{{\"params_g\": {pg}, \"params_d\": {pd}, \"sample_shape\": [{}], \"d_shape\": [{}], \"times\": [{}], \
+         \"threads\": {}, \"max_rss_mib\": {:.1}}}",
+        shape(&two.size()),
+        d.len(),
         list.join(", "),
         tch::get_num_threads(),
         max_rss_kib as f64 / 1024.0
