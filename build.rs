@@ -4,8 +4,9 @@
 //!   tests and the examples find libtorch at run time without LD_LIBRARY_PATH;
 //! * `torch_cuda` linked with `--no-as-needed`: nothing references its symbols directly, so the
 //!   linker would otherwise drop it and CUDA would silently be unavailable at run time;
-//! * csrc/*.cpp compiled against the same libtorch headers: the libtorch operators gran needs
-//!   that tch has no binding for (the fused Adam kernel; leaky ReLU with a chosen slope).
+//! * csrc/*.cpp compiled against the same libtorch headers: the libtorch calls gran needs that
+//!   tch has no usable binding for (the fused Adam kernel; leaky ReLU with a chosen slope;
+//!   pinning host memory without the deprecated device argument).
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");

@@ -1,7 +1,7 @@
 // One Adam update of a list of parameters with libtorch's fused kernel (at::_fused_adam_: one
 // pass over each parameter's memory on the CPU, one kernel launch for the whole list on CUDA).
-// tch does not generate bindings for list-of-tensor operators, so this is the one C++ function
-// gran compiles itself; it is internal (not exported from libgran.so: gran.map).
+// tch does not generate bindings for list-of-tensor operators, so gran compiles this shim
+// itself; it is internal (not exported from libgran.so: gran.map).
 //
 // Tensors are passed as tch's raw handles (torch::Tensor *). `found_inf` is NULL or a float
 // scalar on the parameters' device: when it holds 1.0 the kernel changes nothing (the update is

@@ -92,11 +92,12 @@ impl Model {
             )));
         }
         let n = size[0];
-        let (chunks, mode) = match scoring {
-            Scoring::RunningStatistics => ((n + CHUNK as i64 - 1) / CHUNK as i64, BnMode::Eval),
+        let (most, mode) = match scoring {
+            Scoring::RunningStatistics => (CHUNK as i64, BnMode::Eval),
             Scoring::BatchStatistics(0) => return Err(Error::invalid("a scoring batch of 0 images")),
-            Scoring::BatchStatistics(b) => ((n + b as i64 - 1) / b as i64, BnMode::TrainFrozenStats),
+            Scoring::BatchStatistics(b) => (b as i64, BnMode::TrainFrozenStats),
         };
+        let chunks = (n + most - 1) / most;
         let _no_grad = tch::no_grad_guard();
         let state = self.read();
         let mut out = Vec::with_capacity(n as usize);

@@ -31,10 +31,9 @@ extern "C" {
     fn grn_pin_memory(x: *mut C_tensor, out: *mut *mut C_tensor, err: *mut c_char, err_len: usize) -> c_int;
 
     /// csrc/leaky_relu.cpp
-    fn grn_leaky_relu(
+    fn grn_leaky_relu_(
         x: *mut C_tensor,
         negative_slope: f64,
-        in_place: c_int,
         out: *mut *mut C_tensor,
         err: *mut c_char,
         err_len: usize,
@@ -48,53 +47,39 @@ fn shim_error(what: &str, err: &[c_char]) -> Error {
     Error::new(ErrorKind::Internal, format!("{what} failed: {msg}"))
 }
 
-/// `at::leaky_relu(x, negative_slope)`, recorded by autograd like any tch operator.
-pub fn leaky_relu(x: &Tensor, negative_slope: f64) -> Result<Tensor> {
-    leaky_relu_impl(x, negative_slope, false)
+/// Calls a shim that returns one new tensor handle: `call(out, err, err_len)` as the shims take
+/// them. `what` names the operation in the error.
+fn new_tensor(
+    what: &str,
+    call: impl FnOnce(*mut *mut C_tensor, *mut c_char, usize) -> c_int,
+) -> Result<Tensor> {
+    let mut out: *mut C_tensor = std::ptr::null_mut();
+    let mut err = [0 as c_char; 512];
+    if call(&mut out, err.as_mut_ptr(), err.len()) != 0 || out.is_null() {
+        return Err(shim_error(what, &err));
+    }
+    // SAFETY: `out` is a new tensor handle that nothing else owns.
+    Ok(unsafe { Tensor::from_ptr(out) })
 }
 
 /// `at::leaky_relu_(x, negative_slope)`: `x` overwritten with the result (which is returned, as
 /// tch's in-place operators do). Autograd accepts it for `negative_slope > 0` where nothing else
 /// saved `x` for its backward (a batch norm's or convolution's output).
 pub fn leaky_relu_(x: &mut Tensor, negative_slope: f64) -> Result<Tensor> {
-    leaky_relu_impl(x, negative_slope, true)
-}
-
-fn leaky_relu_impl(x: &Tensor, negative_slope: f64, in_place: bool) -> Result<Tensor> {
-    let mut out: *mut C_tensor = std::ptr::null_mut();
-    let mut err = [0 as c_char; 512];
     // SAFETY: `x` is a live tensor for the call; the shim writes a new handle to `out` or at most
-    // `err.len()` bytes to `err`.
-    let rc = unsafe {
-        grn_leaky_relu(
-            x.as_ptr() as *mut C_tensor,
-            negative_slope,
-            in_place as c_int,
-            &mut out,
-            err.as_mut_ptr(),
-            err.len(),
-        )
-    };
-    if rc != 0 || out.is_null() {
-        return Err(shim_error("leaky ReLU", &err));
-    }
-    // SAFETY: `out` is a new tensor handle that nothing else owns.
-    Ok(unsafe { Tensor::from_ptr(out) })
+    // `len` bytes to `err`.
+    new_tensor("leaky ReLU", |out, err, len| unsafe {
+        grn_leaky_relu_(x.as_ptr() as *mut C_tensor, negative_slope, out, err, len)
+    })
 }
 
 /// A copy of host tensor `x` in pinned (page-locked) memory, for copies to a CUDA device that do
 /// not block the host. An error (no crash) where there is no CUDA driver.
 pub fn pin_memory(x: &Tensor) -> Result<Tensor> {
-    let mut out: *mut C_tensor = std::ptr::null_mut();
-    let mut err = [0 as c_char; 512];
-    // SAFETY: `x` is a live tensor for the call; the shim writes a new handle to `out` or at most
-    // `err.len()` bytes to `err`.
-    let rc = unsafe { grn_pin_memory(x.as_ptr() as *mut C_tensor, &mut out, err.as_mut_ptr(), err.len()) };
-    if rc != 0 || out.is_null() {
-        return Err(shim_error("pinning host memory", &err));
-    }
-    // SAFETY: `out` is a new tensor handle that nothing else owns.
-    Ok(unsafe { Tensor::from_ptr(out) })
+    // SAFETY: as in `leaky_relu_`.
+    new_tensor("pinning host memory", |out, err, len| unsafe {
+        grn_pin_memory(x.as_ptr() as *mut C_tensor, out, err, len)
+    })
 }
 
 /// Hyper-parameters of one fused Adam update.
@@ -165,11 +150,12 @@ mod tests {
 
     #[test]
     fn leaky_relu_values_and_gradient() {
-        let x = Tensor::from_slice(&[-2.0f32, -0.5, 0.0, 1.0, 3.0]).set_requires_grad(true);
-        let y = leaky_relu(&x, 0.2).unwrap();
+        let w = Tensor::from_slice(&[-2.0f32, -0.5, 0.0, 1.0, 3.0]).set_requires_grad(true);
+        let mut x = &w * 1.0;
+        let y = leaky_relu_(&mut x, 0.2).unwrap();
         assert_eq!(Vec::<f32>::try_from(&y.detach()).unwrap(), [-0.4, -0.1, 0.0, 1.0, 3.0]);
         y.sum(tch::Kind::Float).backward();
-        assert_eq!(Vec::<f32>::try_from(&x.grad()).unwrap(), [0.2, 0.2, 0.2, 1.0, 1.0]);
+        assert_eq!(Vec::<f32>::try_from(&w.grad()).unwrap(), [0.2, 0.2, 0.2, 1.0, 1.0]);
     }
 
     #[test]
@@ -205,7 +191,7 @@ mod tests {
     #[test]
     fn shim_errors_become_errors() {
         // libtorch refuses an integer tensor; the message comes back, nothing crashes.
-        let e = leaky_relu(&Tensor::from_slice(&[1i64, -2]), 0.2).err().unwrap();
+        let e = leaky_relu_(&mut Tensor::from_slice(&[1i64, -2]), 0.2).err().unwrap();
         assert_eq!(e.kind, ErrorKind::Internal);
         assert!(e.message.contains("leaky ReLU failed"), "{}", e.message);
         let p = Tensor::from_slice(&[1.0f32]);
