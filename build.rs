@@ -6,7 +6,8 @@
 //!   linker would otherwise drop it and CUDA would silently be unavailable at run time;
 //! * csrc/*.cpp compiled against the same libtorch headers: the libtorch calls gran needs that
 //!   tch has no usable binding for (the fused Adam kernel; leaky ReLU with a chosen slope;
-//!   pinning host memory without the deprecated device argument).
+//!   pinning host memory without the deprecated device argument; bfloat16 autocast on any
+//!   device).
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
@@ -36,6 +37,7 @@ fn main() {
         .file("csrc/fused_adam.cpp")
         .file("csrc/leaky_relu.cpp")
         .file("csrc/pin_memory.cpp")
+        .file("csrc/autocast.cpp")
         .compile("gran_torch_ext");
     if std::path::Path::new(&lib).join("libtorch_cuda.so").exists() {
         println!("cargo:rustc-link-arg=-Wl,--no-as-needed");

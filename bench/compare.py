@@ -6,14 +6,16 @@ T = 1, 3, 5; 28x28x1 and 32x32x3 at the paper's widths unless --scale), sampling
 (batch 1, 64, 1024) and single-image latency.
 
     .venv/bin/python bench/compare.py [--device cpu|cuda] [--quick] [--scale S] [--json out.json]
-        [--only TEXT] [--warmup N] [--reps N] [--rounds N]
+        [--only TEXT] [--warmup N] [--reps N] [--rounds N] [--precision fp32|bf16]
 
 --only runs the rows whose name contains TEXT (e.g. "32x32x3", "batch 256"). Each side of a
 row runs in a process of its own; the last two columns are those processes' peak resident
 memory (MiB). Before a row is printed, both sides must agree on the parameter counts of G and D
 and on the shapes of two samples and of their D outputs. With --rounds N, each row runs N times on each side, alternating gran, PyTorch,
 gran, ... (each run with its own warm-up), and the medians are over all N x reps timings: slow
-drift in the machine's speed (other tenants of a VM) then falls on both sides alike.
+drift in the machine's speed (other tenants of a VM) then falls on both sides alike. With
+--precision bf16 both sides compute in bfloat16 mixed precision (gran's GRAN_PRECISION_BF16,
+torch.autocast on the reference's side).
 """
 import argparse
 import json
@@ -33,9 +35,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.environ.get("GRAN_BENCH_BIN", os.path.join(ROOT, "target", "release", "examples", "bench_rows"))
 
 
-def gran_row(kind, size, channels, steps, n, scale, device, warmup, reps):
+def gran_row(kind, size, channels, steps, n, scale, device, warmup, reps, precision):
     out = subprocess.run(
-        [BIN, kind, str(size), str(channels), str(steps), str(n), str(scale), device, str(warmup), str(reps)],
+        [BIN, kind, str(size), str(channels), str(steps), str(n), str(scale), device, str(warmup), str(reps),
+         precision],
         check=True, capture_output=True, text=True,
     ).stdout
     return json.loads(out.strip().splitlines()[-1])
@@ -46,20 +49,20 @@ def sync(device):
         torch.cuda.synchronize()
 
 
-def torch_row(kind, size, channels, steps, n, scale, device, warmup, reps):
+def torch_row(kind, size, channels, steps, n, scale, device, warmup, reps, precision):
     """The PyTorch side of a row, in a process of its own (as gran's), so that its peak memory is
     this row's alone."""
     out = subprocess.run(
         [sys.executable, os.path.abspath(__file__), "--torch-row", kind, str(size), str(channels), str(steps), str(n),
-         str(scale), device, str(warmup), str(reps)],
+         str(scale), device, str(warmup), str(reps), precision],
         check=True, capture_output=True, text=True,
     ).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
-def torch_row_here(kind, size, channels, steps, n, scale, device, warmup, reps):
+def torch_row_here(kind, size, channels, steps, n, scale, device, warmup, reps, precision):
     torch.manual_seed(0)
-    m = Gran(size, channels, steps, scale, device)
+    m = Gran(size, channels, steps, scale, device, precision=precision)
     times = []
     if kind == "train":
         data = torch.randint(0, 256, (4 * n, channels, size, size), dtype=torch.uint8).to(device).float() / 255
@@ -83,7 +86,7 @@ def torch_row_here(kind, size, channels, steps, n, scale, device, warmup, reps):
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     # Output shapes, checked against gran's: two samples and their D(x).
     two = m.sample(2)
-    with torch.no_grad():
+    with torch.no_grad(), m.autocast():
         d_out = m.d(two.to(device), "eval")
     return {"params_g": g, "params_d": d, "sample_shape": list(two.shape), "d_shape": list(d_out.shape),
             "times": times, "max_rss_mib": rss}
@@ -99,10 +102,10 @@ def merge(acc, run):
 
 
 def main():
-    if len(sys.argv) == 11 and sys.argv[1] == "--torch-row":
+    if len(sys.argv) == 12 and sys.argv[1] == "--torch-row":
         a = sys.argv[2:]
         print(json.dumps(torch_row_here(a[0], int(a[1]), int(a[2]), int(a[3]), int(a[4]), float(a[5]), a[6],
-                                        int(a[7]), int(a[8]))))
+                                        int(a[7]), int(a[8]), a[9])))
         return
     ap = argparse.ArgumentParser()
     ap.add_argument("--device", default="cpu")
@@ -113,6 +116,7 @@ def main():
     ap.add_argument("--warmup", type=int)
     ap.add_argument("--reps", type=int)
     ap.add_argument("--rounds", type=int, default=1, help="alternating runs of each side per row")
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     args = ap.parse_args()
     warmup, reps = (2, 5) if args.quick else (3, 10)
     warmup = warmup if args.warmup is None else args.warmup
@@ -126,7 +130,8 @@ def main():
                 rows.append(("train", size, ch, steps, batch))
     for count in (1, 64, 1024):
         rows.append(("sample", 28, 1, 3, count))
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}, width scale {args.scale}")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}, width scale {args.scale}, "
+          f"precision {args.precision}")
     print(f"{'row':<34}{'gran s':>12}{'torch s':>12}{'torch/gran':>12}{'gran MiB':>10}{'torch MiB':>10}")
     results = []
     for kind, size, ch, steps, n in rows:
@@ -135,8 +140,8 @@ def main():
             continue
         g, t = None, None
         for _ in range(max(1, args.rounds)):
-            g = merge(g, gran_row(kind, size, ch, steps, n, args.scale, args.device, warmup, reps))
-            t = merge(t, torch_row(kind, size, ch, steps, n, args.scale, args.device, warmup, reps))
+            g = merge(g, gran_row(kind, size, ch, steps, n, args.scale, args.device, warmup, reps, args.precision))
+            t = merge(t, torch_row(kind, size, ch, steps, n, args.scale, args.device, warmup, reps, args.precision))
         same = ("params_g", "params_d", "sample_shape", "d_shape")
         assert [g[k] for k in same] == [t[k] for k in same], ([g[k] for k in same], [t[k] for k in same])
         gm, tm = statistics.median(g["times"]), statistics.median(t["times"])

@@ -4,7 +4,12 @@ Same generator (T drawing steps, shared weights, per-step batch-norm statistics)
 discriminator, same training step (one D update on a real and a generated minibatch, then one G update with
 fresh latents, non-saturating BCE-with-logits losses, Adam), same inference (eval-mode batch
 norm, no-grad). What a user would write with plain PyTorch: modules, torch.optim.Adam.
+
+With precision "bf16", the forward passes run under torch.autocast(dtype=torch.bfloat16), as
+gran's GRAN_PRECISION_BF16 does: each phase's forwards in one region, logits cast to float32,
+losses, backward passes and optimizer steps outside it.
 """
+import contextlib
 import math
 
 import torch
@@ -107,7 +112,7 @@ class Generator(nn.Module):
             dc = self.decode(hz, hc, mode, t)
             if t + 1 < self.steps:
                 hc = self.encode(dc, mode, t)
-            total = dc if total is None else total + dc
+            total = dc.float() if total is None else total + dc  # the canvas sums in float32
         return torch.sigmoid(total)
 
 
@@ -132,12 +137,18 @@ class Discriminator(nn.Module):
 
 
 class Gran:
-    def __init__(self, size=28, channels=1, steps=3, scale=1.0, device="cpu", lr_g=2e-4, lr_d=1e-4):
+    def __init__(self, size=28, channels=1, steps=3, scale=1.0, device="cpu", lr_g=2e-4, lr_d=4e-4, precision="fp32"):
         self.g = Generator(size, channels, steps, scale=scale).to(device)
         self.d = Discriminator(size, channels, scale=scale).to(device)
         self.opt_g = torch.optim.Adam(self.g.parameters(), lr=lr_g, betas=(0.5, 0.999))
         self.opt_d = torch.optim.Adam(self.d.parameters(), lr=lr_d, betas=(0.5, 0.999))
         self.device = device
+        self.precision = precision
+
+    def autocast(self):
+        if self.precision == "bf16":
+            return torch.autocast(torch.device(self.device).type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
 
     def parameter_counts(self):
         return (sum(p.numel() for p in self.g.parameters()), sum(p.numel() for p in self.d.parameters()))
@@ -148,17 +159,20 @@ class Gran:
         zeros = torch.zeros(b, device=self.device)
         zd = torch.randn(b, 100, device=self.device)
         zg = torch.randn(b, 100, device=self.device)
-        with torch.no_grad():
-            fake = self.g(zd, "frozen")
-        lr_, lf = self.d(real, "train"), self.d(fake, "train")
+        with self.autocast():
+            with torch.no_grad():
+                fake = self.g(zd, "frozen")
+            lr_, lf = self.d(real, "train").float(), self.d(fake, "train").float()
         d_loss = F.binary_cross_entropy_with_logits(lr_, ones) + F.binary_cross_entropy_with_logits(lf, zeros)
         self.opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
         self.opt_d.step()
         for p in self.d.parameters():
             p.requires_grad_(False)
-        fake = self.g(zg, "train")
-        g_loss = F.binary_cross_entropy_with_logits(self.d(fake, "frozen"), ones)
+        with self.autocast():
+            fake = self.g(zg, "train")
+            g_logits = self.d(fake, "frozen").float()
+        g_loss = F.binary_cross_entropy_with_logits(g_logits, ones)
         self.opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
         self.opt_g.step()
@@ -171,4 +185,5 @@ class Gran:
     @torch.no_grad()
     def sample(self, count):
         z = torch.randn(count, 100, device=self.device)
-        return self.g(z, "eval").cpu()
+        with self.autocast():
+            return self.g(z, "eval").float().cpu()

@@ -2,20 +2,30 @@
 //! reference of bench/reference.py). Prints one JSON object per row with every measured
 //! duration in seconds; compare.py takes the medians.
 //!
-//!   bench_rows train SIZE CHANNELS STEPS BATCH SCALE DEVICE WARMUP REPS
-//!   bench_rows sample SIZE CHANNELS STEPS COUNT SCALE DEVICE WARMUP REPS
+//!   bench_rows train SIZE CHANNELS STEPS BATCH SCALE DEVICE WARMUP REPS [fp32|bf16]
+//!   bench_rows sample SIZE CHANNELS STEPS COUNT SCALE DEVICE WARMUP REPS [fp32|bf16]
 
 use gran::data::Dataset;
-use gran::{train, DeviceSpec, Model, ModelConfig, TrainConfig};
+use gran::{train, DeviceSpec, Model, ModelConfig, Precision, TrainConfig};
 use std::time::Instant;
 use tch::{Kind, Tensor};
 
 fn main() {
     let a: Vec<String> = std::env::args().collect();
-    if a.len() != 10 {
-        eprintln!("usage: bench_rows train|sample SIZE CHANNELS STEPS BATCH|COUNT SCALE cpu|cuda WARMUP REPS");
+    if a.len() != 10 && a.len() != 11 {
+        eprintln!(
+            "usage: bench_rows train|sample SIZE CHANNELS STEPS BATCH|COUNT SCALE cpu|cuda WARMUP REPS [fp32|bf16]"
+        );
         std::process::exit(2);
     }
+    let precision = match a.get(10).map(String::as_str) {
+        None | Some("fp32") => Precision::Fp32,
+        Some("bf16") => Precision::Bf16,
+        Some(p) => {
+            eprintln!("unknown precision {p}: fp32 or bf16");
+            std::process::exit(2);
+        }
+    };
     let num = |i: usize| a[i].parse::<f64>().expect("number");
     let (size, channels, steps, n, scale) =
         (num(2) as u32, num(3) as u32, num(4) as u32, num(5) as usize, num(6) as f32);
@@ -24,6 +34,7 @@ fn main() {
     let cfg =
         ModelConfig { height: size, width: size, channels, steps, width_scale: scale, device, ..Default::default() };
     let model = Model::new(&cfg).expect("model");
+    model.set_precision(precision);
     let (pg, pd) = model.parameter_counts();
     let mut times = Vec::new();
     if a[1] == "train" {
@@ -37,6 +48,7 @@ fn main() {
             iterations: (warmup + reps) as u64,
             batch_size: n as u32,
             report_every: 1,
+            precision,
             ..Default::default()
         };
         let mut last = Instant::now();

@@ -303,6 +303,12 @@ typedef struct GranModelConfig {
 } GranModelConfig;
 
 /**
+ * The precision the networks compute in. See `GranTrainConfig.precision` and
+ * `gran_model_set_precision`.
+ */
+typedef uint32_t GranPrecision;
+
+/**
  * A progress report: means over the steps since the previous report.
  */
 typedef struct GranProgress {
@@ -415,6 +421,11 @@ typedef struct GranTrainConfig {
    */
   const char *checkpoint_path;
   uint64_t checkpoint_every;
+  /**
+   * Precision of the training passes: `GRAN_PRECISION_FP32` (default) or
+   * `GRAN_PRECISION_BF16`. Independent of the model's sampling precision.
+   */
+  GranPrecision precision;
 } GranTrainConfig;
 
 /**
@@ -539,6 +550,20 @@ typedef void (*GranLogCallback)(GranLogLevel level,
  * 32-bit floats in [0, 1], planar: image, channel, row, column.
  */
 #define GRAN_PIXEL_FORMAT_F32_CHW 2
+
+/**
+ * float32 throughout (the default).
+ */
+#define GRAN_PRECISION_FP32 0
+
+/**
+ * bfloat16 mixed precision (autocast): convolutions and linear layers in bfloat16; weights,
+ * gradients, optimizer state, batch-norm statistics, losses and output images in float32. No
+ * loss scaling is needed. Faster where the hardware has bfloat16 units (CUDA GPUs from Ampere
+ * on, CPUs with AVX-512 BF16 or AMX); works, more slowly, elsewhere. Results differ from
+ * float32 in the low bits: a bfloat16 run does not repeat a float32 run bit for bit.
+ */
+#define GRAN_PRECISION_BF16 1
 
 #define GRAN_LOG_DEBUG 0
 
@@ -813,6 +838,33 @@ GranStatus gran_model_step(GranModel m,
                            uint64_t *out);
 
 /**
+ * Sets the precision of `m`'s sampling and scoring: `gran_sample`, `gran_sample_steps`,
+ * `gran_generate`, `gran_discriminate` and the model's part in `gran_gam` (not training:
+ * `GranTrainConfig.precision` says that). `GRAN_PRECISION_BF16` computes in bfloat16 where the
+ * hardware makes that faster; images still come back as asked (`GranPixelFormat`), and an
+ * image may then differ in its last bits with the number of images asked for in the call.
+ * Calls already running keep the precision they started with. Not saved with the model: a
+ * model is created and loaded with `GRAN_PRECISION_FP32`.
+ *
+ * Errors: INVALID_HANDLE; INVALID_ARGUMENT for an unknown `precision`.
+ *
+ * Thread safety: any thread, also while the model trains or samples.
+ */
+GranStatus gran_model_set_precision(GranModel m,
+                                    GranPrecision precision);
+
+/**
+ * Writes the precision of `m`'s sampling and scoring (`gran_model_set_precision`) to `*out`.
+ *
+ * Thread safety: any thread.
+ *
+ * # Safety
+ * `out` points to a writable GranPrecision.
+ */
+GranStatus gran_model_precision(GranModel m,
+                                GranPrecision *out);
+
+/**
  * Saves `m` to `path` as one checkpoint file (safetensors: configuration, both networks, both
  * optimizers' state, the step counter). The write is atomic: a temporary file in the same
  * folder, flushed, then renamed; a crash or a full disk leaves any previous file intact.
@@ -979,7 +1031,7 @@ GranStatus gran_write_png(const char *path,
 /**
  * Fills `cfg` with the defaults: 2000 iterations, batch 64, Adam lr 2e-4 (G) and 4e-4 (D) with
  * betas (0.5, 0.999), no weight decay, seed 0, a report every 100 steps, no callback, no
- * checkpoint, and `struct_size` set. Does nothing when `cfg` is NULL.
+ * checkpoint, float32, and `struct_size` set. Does nothing when `cfg` is NULL.
  *
  * Thread safety: any thread.
  *

@@ -6,7 +6,7 @@
 use crate::config::{Architecture, ModelConfig};
 use crate::error::Result;
 use crate::layers::{BatchNorm, BnMode, Builder, Conv, Linear};
-use tch::Tensor;
+use tch::{Kind, Tensor};
 
 pub struct Generator {
     steps: usize,
@@ -113,8 +113,10 @@ impl Generator {
             if keep_canvases {
                 deltas.push(dc.shallow_clone());
             }
+            // The canvas accumulates in float32 even when the steps run in bfloat16 (autocast).
             let s = match sum {
-                None => dc,
+                None if dc.kind() == Kind::Float => dc,
+                None => dc.f_to_kind(Kind::Float)?,
                 Some(prev) => prev.f_add(&dc)?,
             };
             if keep_canvases {

@@ -24,6 +24,7 @@ pub mod generator;
 pub mod layers;
 pub mod log;
 pub mod model;
+pub mod precision;
 pub mod sample;
 pub mod snapshot;
 pub mod torch_ext;
@@ -31,4 +32,5 @@ pub mod train;
 
 pub use data::Dataset;
 pub use model::Model;
+pub use precision::Precision;
 pub use train::{train, Progress, TrainConfig};

@@ -12,6 +12,7 @@ use crate::discriminator::Discriminator;
 use crate::error::{Error, ErrorKind, Result};
 use crate::generator::Generator;
 use crate::layers::{Builder, Named};
+use crate::precision::Precision;
 use parking_lot::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use tch::{Device, Tensor};
 
@@ -55,6 +56,8 @@ pub struct Model {
     device: Device,
     state: RwLock<State>,
     run: Mutex<RunFlags>,
+    /// Precision of sampling and scoring (not of training: a run says its own).
+    inference: Mutex<Precision>,
 }
 
 /// Whether a training run is in progress and whether it was asked to stop, changed together so
@@ -89,7 +92,13 @@ impl Model {
         let mut config = config.clone();
         config.device = DeviceSpec::of(device);
         let state = State { gen, disc, g_params, g_buffers, d_params, d_buffers, opt_g, opt_d, step: 0 };
-        Ok(Model { config, device, state: RwLock::new(state), run: Mutex::new(RunFlags::default()) })
+        Ok(Model {
+            config,
+            device,
+            state: RwLock::new(state),
+            run: Mutex::new(RunFlags::default()),
+            inference: Mutex::new(Precision::Fp32),
+        })
     }
 
     /// The configuration; its `device` names the concrete device the model lives on.
@@ -99,6 +108,16 @@ impl Model {
 
     pub fn device(&self) -> Device {
         self.device
+    }
+
+    /// The precision sampling and scoring run in. Float32 unless set; not saved with the model.
+    pub fn precision(&self) -> Precision {
+        *self.inference.lock()
+    }
+
+    /// Sets the precision of later sampling and scoring calls (calls in flight keep theirs).
+    pub fn set_precision(&self, p: Precision) {
+        *self.inference.lock() = p;
     }
 
     /// Training steps completed so far.

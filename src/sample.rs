@@ -4,7 +4,9 @@
 //! a seeded request depends only on (weights, seed, i): not on how many images are asked for, nor
 //! on the chunks the work is split into. The one exception is asked for by name:
 //! `discriminate_with(.., Scoring::BatchStatistics(n))` scores images in chunks normalised by
-//! their own statistics (GAM's scoring).
+//! their own statistics (GAM's scoring). The networks run in the model's inference precision
+//! (`Model::precision`); in bfloat16 an image may differ in its last bits with the batch it was
+//! computed in (the kernels chosen depend on the batch size).
 
 use crate::error::{Error, Result};
 use crate::layers::BnMode;
@@ -47,13 +49,15 @@ impl Model {
             return Err(Error::invalid(format!("latent value {i} is {}: must be finite", z[i])));
         }
         let _no_grad = tch::no_grad_guard();
+        let precision = self.precision();
         let state = self.read();
         let mut images = Vec::new();
         let mut canvases = Vec::new();
         for chunk in z.chunks(CHUNK * z_dim) {
             let n = (chunk.len() / z_dim) as i64;
             let zt = Tensor::f_from_slice(chunk)?.f_view([n, z_dim as i64])?.f_to_device(self.device())?;
-            let d = state.gen.forward(&zt, BnMode::Eval, steps)?;
+            // Images and canvases are float32 in either precision (the canvas sums in float32).
+            let d = precision.run(self.device(), || state.gen.forward(&zt, BnMode::Eval, steps))?;
             images.push(d.image.f_to_device(Device::Cpu)?);
             if steps {
                 canvases.push(Tensor::f_stack(&d.canvases, 0)?.f_to_device(Device::Cpu)?);
@@ -99,6 +103,7 @@ impl Model {
         };
         let chunks = (n + most - 1) / most;
         let _no_grad = tch::no_grad_guard();
+        let precision = self.precision();
         let state = self.read();
         let mut out = Vec::with_capacity(n as usize);
         // Balanced chunks: sizes differ by at most one, so no chunk's statistics rest on a few
@@ -112,7 +117,8 @@ impl Model {
             } else {
                 x.f_to_kind(Kind::Float)?
             };
-            let p = state.disc.forward(&x, mode)?.f_sigmoid()?.f_to_device(Device::Cpu)?;
+            let logits = precision.run(self.device(), || state.disc.forward(&x, mode))?;
+            let p = logits.f_to_kind(Kind::Float)?.f_sigmoid()?.f_to_device(Device::Cpu)?;
             out.extend(Vec::<f32>::try_from(&p)?);
             start += len;
         }

@@ -1,5 +1,6 @@
 //! libtorch calls that tch has no binding for, or binds in a way gran cannot use (operators on
-//! lists of tensors, a chosen leaky-ReLU slope, pinning without a deprecated argument), called
+//! lists of tensors, a chosen leaky-ReLU slope, pinning without a deprecated argument, autocast
+//! with bfloat16 on the CPU as on CUDA), called
 //! through the small C++ shims in csrc/. The one place outside the FFI layer that handles raw
 //! tensor handles; what it exports is safe Rust.
 
@@ -30,6 +31,17 @@ extern "C" {
     /// csrc/pin_memory.cpp
     fn grn_pin_memory(x: *mut C_tensor, out: *mut *mut C_tensor, err: *mut c_char, err_len: usize) -> c_int;
 
+    /// csrc/autocast.cpp
+    fn grn_autocast_enter(
+        cuda: c_int,
+        was_enabled: *mut c_int,
+        was_dtype: *mut c_int,
+        err: *mut c_char,
+        err_len: usize,
+    ) -> c_int;
+    fn grn_autocast_exit(cuda: c_int, was_enabled: c_int, was_dtype: c_int, err: *mut c_char, err_len: usize) -> c_int;
+    fn grn_autocast_enabled(cuda: c_int) -> c_int;
+
     /// csrc/leaky_relu.cpp
     fn grn_leaky_relu_(
         x: *mut C_tensor,
@@ -49,10 +61,7 @@ fn shim_error(what: &str, err: &[c_char]) -> Error {
 
 /// Calls a shim that returns one new tensor handle: `call(out, err, err_len)` as the shims take
 /// them. `what` names the operation in the error.
-fn new_tensor(
-    what: &str,
-    call: impl FnOnce(*mut *mut C_tensor, *mut c_char, usize) -> c_int,
-) -> Result<Tensor> {
+fn new_tensor(what: &str, call: impl FnOnce(*mut *mut C_tensor, *mut c_char, usize) -> c_int) -> Result<Tensor> {
     let mut out: *mut C_tensor = std::ptr::null_mut();
     let mut err = [0 as c_char; 512];
     if call(&mut out, err.as_mut_ptr(), err.len()) != 0 || out.is_null() {
@@ -80,6 +89,43 @@ pub fn pin_memory(x: &Tensor) -> Result<Tensor> {
     new_tensor("pinning host memory", |out, err, len| unsafe {
         grn_pin_memory(x.as_ptr() as *mut C_tensor, out, err, len)
     })
+}
+
+/// The autocast state of one device type on this thread, as `autocast_enter` found it.
+#[derive(Debug, Clone, Copy)]
+pub struct AutocastState {
+    cuda: bool,
+    enabled: c_int,
+    dtype: c_int,
+}
+
+/// Turns autocast on, with bfloat16, for the CUDA devices (`cuda`) or the CPU, on this thread
+/// only; returns the state to give back to `autocast_exit`. Regions nest.
+pub fn autocast_enter(cuda: bool) -> Result<AutocastState> {
+    let (mut enabled, mut dtype) = (0, 0);
+    let mut err = [0 as c_char; 512];
+    // SAFETY: the shim writes the two integers and at most `err.len()` bytes to `err`.
+    if unsafe { grn_autocast_enter(cuda as c_int, &mut enabled, &mut dtype, err.as_mut_ptr(), err.len()) } != 0 {
+        return Err(shim_error("entering autocast", &err));
+    }
+    Ok(AutocastState { cuda, enabled, dtype })
+}
+
+/// Ends the region `autocast_enter` began, putting back the state it found; the outermost
+/// region's end drops the cached low-precision copies of the weights.
+pub fn autocast_exit(saved: AutocastState) -> Result<()> {
+    let mut err = [0 as c_char; 512];
+    // SAFETY: as in `autocast_enter`.
+    if unsafe { grn_autocast_exit(saved.cuda as c_int, saved.enabled, saved.dtype, err.as_mut_ptr(), err.len()) } != 0 {
+        return Err(shim_error("leaving autocast", &err));
+    }
+    Ok(())
+}
+
+/// Whether autocast is on for CUDA (`cuda`) or the CPU on this thread.
+pub fn autocast_enabled(cuda: bool) -> bool {
+    // SAFETY: reads thread-local state; cannot fail.
+    unsafe { grn_autocast_enabled(cuda as c_int) != 0 }
 }
 
 /// Hyper-parameters of one fused Adam update.

@@ -3,7 +3,7 @@
 use super::boundary::{arg_mut, arg_path, arg_ref, guard, read_versioned, write_versioned, Versioned};
 use super::registry::Registry;
 use super::status::GranStatus;
-use super::types::{GranDevice, GranModel, GranModelConfig};
+use super::types::{from_precision, precision, GranDevice, GranModel, GranModelConfig, GranPrecision};
 use crate::model::Model;
 use std::ffi::c_char;
 
@@ -73,6 +73,41 @@ pub unsafe extern "C" fn gran_model_step(m: GranModel, out: *mut u64) -> GranSta
     guard(|| {
         let model = MODELS.get(m)?;
         *arg_mut(out, "out")? = model.step();
+        Ok(())
+    })
+}
+
+/// Sets the precision of `m`'s sampling and scoring: `gran_sample`, `gran_sample_steps`,
+/// `gran_generate`, `gran_discriminate` and the model's part in `gran_gam` (not training:
+/// `GranTrainConfig.precision` says that). `GRAN_PRECISION_BF16` computes in bfloat16 where the
+/// hardware makes that faster; images still come back as asked (`GranPixelFormat`), and an
+/// image may then differ in its last bits with the number of images asked for in the call.
+/// Calls already running keep the precision they started with. Not saved with the model: a
+/// model is created and loaded with `GRAN_PRECISION_FP32`.
+///
+/// Errors: INVALID_HANDLE; INVALID_ARGUMENT for an unknown `precision`.
+///
+/// Thread safety: any thread, also while the model trains or samples.
+#[no_mangle]
+pub extern "C" fn gran_model_set_precision(m: GranModel, precision: GranPrecision) -> GranStatus {
+    guard(|| {
+        let model = MODELS.get(m)?;
+        model.set_precision(self::precision(precision, "precision")?);
+        Ok(())
+    })
+}
+
+/// Writes the precision of `m`'s sampling and scoring (`gran_model_set_precision`) to `*out`.
+///
+/// Thread safety: any thread.
+///
+/// # Safety
+/// `out` points to a writable GranPrecision.
+#[no_mangle]
+pub unsafe extern "C" fn gran_model_precision(m: GranModel, out: *mut GranPrecision) -> GranStatus {
+    guard(|| {
+        let model = MODELS.get(m)?;
+        *arg_mut(out, "out")? = from_precision(model.precision());
         Ok(())
     })
 }

@@ -4,13 +4,13 @@ use super::boundary::{arg_opt_path, check_versioned_out, guard, read_versioned, 
 use super::dataset::DATASETS;
 use super::model::MODELS;
 use super::status::GranStatus;
-use super::types::{GranDataset, GranModel, GranProgress, GranTrainConfig};
+use super::types::{precision, GranDataset, GranModel, GranProgress, GranTrainConfig};
 use crate::error::ErrorKind;
 use crate::train::{train, TrainConfig};
 
 /// Fills `cfg` with the defaults: 2000 iterations, batch 64, Adam lr 2e-4 (G) and 4e-4 (D) with
 /// betas (0.5, 0.999), no weight decay, seed 0, a report every 100 steps, no callback, no
-/// checkpoint, and `struct_size` set. Does nothing when `cfg` is NULL.
+/// checkpoint, float32, and `struct_size` set. Does nothing when `cfg` is NULL.
 ///
 /// Thread safety: any thread.
 ///
@@ -66,6 +66,7 @@ pub unsafe extern "C" fn gran_train(
             report_every: c.report_every,
             checkpoint_path: arg_opt_path(c.checkpoint_path, "cfg->checkpoint_path")?,
             checkpoint_every: c.checkpoint_every,
+            precision: precision(c.precision, "cfg->precision")?,
         };
         if !last.is_null() {
             // Refuse a bad output struct before training rather than after.

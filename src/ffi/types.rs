@@ -6,6 +6,7 @@ use crate::config::ModelConfig;
 use crate::data::pixels::PixelFormat;
 use crate::device::DeviceSpec;
 use crate::error::{Error, Result};
+use crate::precision::Precision;
 use std::ffi::{c_char, c_void};
 
 /// A model: an opaque identifier, never 0 when valid, never reused.
@@ -65,6 +66,33 @@ pub(crate) fn pixel_format(f: GranPixelFormat) -> Result<PixelFormat> {
         GRAN_PIXEL_FORMAT_U8_CHW => Ok(PixelFormat::U8Chw),
         GRAN_PIXEL_FORMAT_F32_CHW => Ok(PixelFormat::F32Chw),
         _ => Err(Error::invalid(format!("pixel format {f} is unknown (U8_HWC 0, U8_CHW 1, F32_CHW 2)"))),
+    }
+}
+
+/// The precision the networks compute in. See `GranTrainConfig.precision` and
+/// `gran_model_set_precision`.
+pub type GranPrecision = u32;
+/// float32 throughout (the default).
+pub const GRAN_PRECISION_FP32: GranPrecision = 0;
+/// bfloat16 mixed precision (autocast): convolutions and linear layers in bfloat16; weights,
+/// gradients, optimizer state, batch-norm statistics, losses and output images in float32. No
+/// loss scaling is needed. Faster where the hardware has bfloat16 units (CUDA GPUs from Ampere
+/// on, CPUs with AVX-512 BF16 or AMX); works, more slowly, elsewhere. Results differ from
+/// float32 in the low bits: a bfloat16 run does not repeat a float32 run bit for bit.
+pub const GRAN_PRECISION_BF16: GranPrecision = 1;
+
+pub(crate) fn precision(p: GranPrecision, name: &str) -> Result<Precision> {
+    match p {
+        GRAN_PRECISION_FP32 => Ok(Precision::Fp32),
+        GRAN_PRECISION_BF16 => Ok(Precision::Bf16),
+        _ => Err(Error::invalid(format!("{name} is {p}: unknown precision (FP32 0, BF16 1)"))),
+    }
+}
+
+pub(crate) fn from_precision(p: Precision) -> GranPrecision {
+    match p {
+        Precision::Fp32 => GRAN_PRECISION_FP32,
+        Precision::Bf16 => GRAN_PRECISION_BF16,
     }
 }
 
@@ -264,6 +292,9 @@ pub struct GranTrainConfig {
     /// at the end) and at the end of the run. The string is read during the call only.
     pub checkpoint_path: *const c_char,
     pub checkpoint_every: u64,
+    /// Precision of the training passes: `GRAN_PRECISION_FP32` (default) or
+    /// `GRAN_PRECISION_BF16`. Independent of the model's sampling precision.
+    pub precision: GranPrecision,
 }
 
 unsafe impl Versioned for GranTrainConfig {
@@ -287,6 +318,7 @@ unsafe impl Versioned for GranTrainConfig {
             user_data: std::ptr::null_mut(),
             checkpoint_path: std::ptr::null(),
             checkpoint_every: d.checkpoint_every,
+            precision: from_precision(d.precision),
         }
     }
 }
