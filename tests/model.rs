@@ -3,7 +3,7 @@
 
 use gran::checkpoint;
 use gran::data::Dataset;
-use gran::{train, DeviceSpec, ErrorKind, Model, ModelConfig, TrainConfig};
+use gran::{train, DeviceSpec, ErrorKind, Model, ModelConfig, Precision, TrainConfig};
 use std::path::{Path, PathBuf};
 use tch::{Kind, Tensor};
 
@@ -391,4 +391,39 @@ fn training_on_mnist_moves_samples_toward_the_data() {
     println!("initial mean {m0:.3} std {s0:.3}; after 400 steps mean {m1:.3} std {s1:.3}; data mean {data_mean:.3} std {data_std:.3}");
     // Closer to the data in pixel mean and spread than at initialisation, by a wide margin.
     assert!((m1 - data_mean).abs() + (s1 - data_std).abs() < 0.3 * ((m0 - data_mean).abs() + (s0 - data_std).abs()));
+}
+
+/// bfloat16 training: reproducible, float32 state, close to a float32 run without being it; and
+/// the thread's autocast state is off again afterwards. bfloat16 sampling: close to float32.
+#[test]
+fn bf16_training_and_sampling_stay_close_to_float32() {
+    let data = synthetic(64);
+    let run = |precision| {
+        let m = Model::new(&tiny(3)).unwrap();
+        train(&m, &data, &TrainConfig { precision, ..short(10) }, &mut |_| false).unwrap();
+        m
+    };
+    let (a, b, f) = (run(Precision::Bf16), run(Precision::Bf16), run(Precision::Fp32));
+    assert!(!gran::torch_ext::autocast_enabled(false));
+    let (ta, tb, tf) = (all_tensors(&a), all_tensors(&b), all_tensors(&f));
+    let mut differs = false;
+    for (((name, x), (_, y)), (_, z)) in ta.iter().zip(&tb).zip(&tf) {
+        assert_eq!(x.kind(), Kind::Float, "{name}");
+        assert!(x.equal(y), "{name}: two bfloat16 runs differ");
+        differs |= !x.equal(z);
+    }
+    assert!(differs, "the bfloat16 run computed exactly what the float32 run did");
+    let (sa, sf) = (a.sample(3, 32, false).unwrap().images, f.sample(3, 32, false).unwrap().images);
+    let trained = max_abs_diff(&sa, &sf);
+    // Sampling the float32-trained model in bfloat16: other bits, nearby values, float32 images.
+    f.set_precision(Precision::Bf16);
+    let sb = f.sample(3, 32, false).unwrap().images;
+    f.set_precision(Precision::Fp32);
+    assert_eq!(sb.kind(), Kind::Float);
+    let sampled = max_abs_diff(&sb, &sf);
+    let mean = (&sb - &sf).abs().mean(Kind::Float).double_value(&[]);
+    println!("max |bf16 - fp32|: trained {trained:.5}, sampled {sampled:.5} (mean {mean:.6})");
+    assert!(trained > 0.0 && trained < 0.05, "{trained}");
+    assert!(sampled > 0.0 && sampled < 0.05 && mean < 0.005, "{sampled} {mean}");
+    assert!(f.sample(3, 32, false).unwrap().images.equal(&sf), "float32 sampling changed after bfloat16");
 }

@@ -353,6 +353,18 @@ public:
         return s;
     }
 
+    /// The precision sampling and scoring compute in (gran_model_precision):
+    /// GRAN_PRECISION_FP32 unless set.
+    GranPrecision precision() const {
+        GranPrecision p = GRAN_PRECISION_FP32;
+        detail::check(gran_model_precision(handle_, &p));
+        return p;
+    }
+
+    /// Sets the precision of later sampling and scoring calls (gran_model_set_precision);
+    /// training takes its own from GranTrainConfig::precision.
+    void set_precision(GranPrecision p) const { detail::check(gran_model_set_precision(handle_, p)); }
+
     /// Writes a checkpoint atomically (gran_model_save).
     void save(const std::string &path) const { detail::check(gran_model_save(handle_, path.c_str())); }
 

@@ -212,6 +212,29 @@ int main() {
                      "write_png with too few pixels");
     });
 
+    run("bfloat16 training and sampling", [&] {
+        gran::Dataset data = training_data();
+        gran::Model m = gran::Model::create(tiny_config());
+        EXPECT(m.precision() == GRAN_PRECISION_FP32);
+        GranTrainConfig t = tiny_train();
+        t.precision = GRAN_PRECISION_BF16;
+        gran::Progress last = m.train(data, t);
+        EXPECT(last.step == 20 && std::isfinite(last.d_loss) && std::isfinite(last.g_loss));
+        std::vector<float> f = m.sample_f32(3, 8);
+        m.set_precision(GRAN_PRECISION_BF16);
+        EXPECT(m.precision() == GRAN_PRECISION_BF16);
+        std::vector<float> b = m.sample_f32(3, 8);
+        EXPECT(b.size() == f.size() && b != f);
+        for (std::size_t i = 0; i < f.size(); ++i) EXPECT(std::fabs(b[i] - f[i]) < 0.05f);
+        expect_error(GRAN_STATUS_INVALID_ARGUMENT, [&] { m.set_precision(2); }, "unknown precision");
+        EXPECT(m.precision() == GRAN_PRECISION_BF16);
+        m.set_precision(GRAN_PRECISION_FP32);
+        EXPECT(m.sample_f32(3, 8) == f);
+        t.precision = 9;
+        expect_error(GRAN_STATUS_INVALID_ARGUMENT, [&] { m.train(data, t); }, "unknown training precision");
+        EXPECT(m.step() == 20);
+    });
+
     run("errors carry status and message", [&] {
         expect_error(GRAN_STATUS_IO, [&] { gran::Model::load(dir + "/missing.gran"); }, "load missing file");
         {

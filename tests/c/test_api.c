@@ -176,6 +176,7 @@ static void test_config_defaults(void) {
     CHECK(t.lr_d == 4e-4 && t.beta1_d == 0.5 && t.beta2_d == 0.999);
     CHECK(t.d_weight_decay == 0.0 && t.seed == 0 && t.report_every == 100);
     CHECK(t.on_progress == NULL && t.user_data == NULL && t.checkpoint_path == NULL);
+    CHECK(t.precision == GRAN_PRECISION_FP32);
     /* NULL: nothing happens. */
     gran_model_config_init(NULL);
     gran_train_config_init(NULL);
@@ -204,7 +205,9 @@ static void test_abi_layout(void) {
         CHECK(offsetof(GranTrainConfig, on_progress) == 96 && offsetof(GranTrainConfig, user_data) == 104);
         CHECK(offsetof(GranTrainConfig, checkpoint_path) == 112);
         CHECK(offsetof(GranTrainConfig, checkpoint_every) == 120);
+        CHECK(offsetof(GranTrainConfig, precision) == 128);
     }
+    CHECK(sizeof(GranPrecision) == 4);
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -307,6 +310,7 @@ static void test_invalid_train_args(void) {
     t = tiny_train(2); t.beta2_d = -0.1;       EXPECT_TRAIN_INVALID(g_model, g_data, "beta2");
     t = tiny_train(2); t.d_weight_decay = -1;  EXPECT_TRAIN_INVALID(g_model, g_data, "d_weight_decay");
     t = tiny_train(2); t.checkpoint_path = ""; EXPECT_TRAIN_INVALID(g_model, g_data, "checkpoint_path");
+    t = tiny_train(2); t.precision = 2;        EXPECT_TRAIN_INVALID(g_model, g_data, "precision");
     /* Images that do not match the model: 32x32 grey, and 28x28 RGB. */
     CHECK_OK(gran_dataset_from_pixels(px, 20, 32, 32, 1, GRAN_PIXEL_FORMAT_U8_HWC, &d32));
     CHECK_OK(gran_dataset_from_pixels(px, 20, 28, 28, 3, GRAN_PIXEL_FORMAT_U8_HWC, &d3));
@@ -1223,6 +1227,74 @@ static void test_sample_determinism(void) {
     CHECK_OK(gran_model_free(m));
 }
 
+/* bfloat16: training and sampling run, stay close to float32, and leave float32 as it was. */
+static void test_precision(void) {
+    enum { N = 16 };
+    static float f32a[N * 784], bf[N * 784], f32b[N * 784];
+    float pa[N], pb[N];
+    double most = 0.0, sum = 0.0;
+    size_t i;
+    GranPrecision p = 99;
+    GranModel m = tiny_model(23), m2 = tiny_model(23);
+    GranTrainConfig t = tiny_train(4);
+    GranProgress last;
+    uint64_t step = 0;
+    fixtures();
+    /* The sampling precision: FP32 at creation; set, read back, refused when unknown. */
+    CHECK_OK(gran_model_precision(m, &p));
+    CHECK(p == GRAN_PRECISION_FP32);
+    CHECK_STATUS(gran_model_set_precision(m, 7), GRAN_STATUS_INVALID_ARGUMENT);
+    CHECK_ERROR_HAS("precision");
+    CHECK_OK(gran_model_precision(m, &p));
+    CHECK(p == GRAN_PRECISION_FP32);
+    CHECK_STATUS(gran_model_set_precision(SENTINEL_HANDLE, GRAN_PRECISION_BF16), GRAN_STATUS_INVALID_HANDLE);
+    CHECK_STATUS(gran_model_precision(m, NULL), GRAN_STATUS_INVALID_ARGUMENT);
+    /* A bfloat16 training run: it trains, reports finite losses, and its weights stay float32
+     * (a float32 run of the same model and seed gives other, nearby samples). */
+    t.precision = GRAN_PRECISION_BF16;
+    memset(&last, 0, sizeof last);
+    last.struct_size = sizeof last;
+    CHECK_OK(gran_train(m, g_data, &t, &last));
+    CHECK_OK(gran_model_step(m, &step));
+    CHECK(step == 4 && last.step == 4);
+    CHECK(isfinite(last.d_loss) && isfinite(last.g_loss) && last.d_real > 0.0 && last.d_real < 1.0);
+    t.precision = GRAN_PRECISION_FP32;
+    CHECK_OK(gran_train(m2, g_data, &t, NULL));
+    CHECK_OK(gran_sample(m, 5, N, GRAN_PIXEL_FORMAT_F32_CHW, f32a, sizeof f32a));
+    CHECK_OK(gran_sample(m2, 5, N, GRAN_PIXEL_FORMAT_F32_CHW, f32b, sizeof f32b));
+    CHECK(memcmp(f32a, f32b, sizeof f32a) != 0);
+    for (i = 0; i < N * 784; i++) most = fmax(most, fabs((double)f32a[i] - (double)f32b[i]));
+    CHECK(most < 0.05);
+    /* Sampling in bfloat16: floats in [0, 1], near the float32 images but not the same bits;
+     * back in float32 the bytes are those of before. */
+    CHECK_OK(gran_model_set_precision(m, GRAN_PRECISION_BF16));
+    CHECK_OK(gran_model_precision(m, &p));
+    CHECK(p == GRAN_PRECISION_BF16);
+    CHECK_OK(gran_sample(m, 5, N, GRAN_PIXEL_FORMAT_F32_CHW, bf, sizeof bf));
+    CHECK(floats_in_unit_range(bf, N * 784));
+    CHECK(memcmp(bf, f32a, sizeof bf) != 0);
+    most = 0.0;
+    for (i = 0; i < N * 784; i++) {
+        double d = fabs((double)bf[i] - (double)f32a[i]);
+        most = fmax(most, d);
+        sum += d;
+    }
+    CHECK(most < 0.05 && sum / (N * 784) < 0.005);
+    CHECK_OK(gran_discriminate(m, f32a, N, GRAN_PIXEL_FORMAT_F32_CHW, pb));
+    CHECK_OK(gran_model_set_precision(m, GRAN_PRECISION_FP32));
+    CHECK_OK(gran_discriminate(m, f32a, N, GRAN_PIXEL_FORMAT_F32_CHW, pa));
+    for (i = 0; i < N; i++) CHECK(fabs((double)pa[i] - (double)pb[i]) < 0.05);
+    CHECK_OK(gran_sample(m, 5, N, GRAN_PIXEL_FORMAT_F32_CHW, f32b, sizeof f32b));
+    CHECK(memcmp(f32a, f32b, sizeof f32a) == 0);
+    /* A GranTrainConfig from before `precision` existed: the bytes past its end are not read. */
+    t = tiny_train(1);
+    t.precision = 77;
+    t.struct_size = (uint32_t)offsetof(GranTrainConfig, precision);
+    CHECK_OK(gran_train(m2, g_data, &t, NULL));
+    CHECK_OK(gran_model_free(m));
+    CHECK_OK(gran_model_free(m2));
+}
+
 static void test_rgb_formats(void) {
     GranModelConfig c = tiny_config(32, 3, 5);
     GranModel m = 0;
@@ -1455,6 +1527,7 @@ int main(int argc, char **argv) {
         {"reentrant_callback", test_reentrant_callback},
         {"log_callback", test_log_callback},
         {"sample_determinism", test_sample_determinism},
+        {"precision", test_precision},
         {"rgb_formats", test_rgb_formats},
         {"discriminate", test_discriminate},
         {"save_load_roundtrip", test_save_load_roundtrip},

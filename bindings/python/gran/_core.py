@@ -16,6 +16,8 @@ from ._lib import (
     GRAN_PIXEL_FORMAT_F32_CHW,
     GRAN_PIXEL_FORMAT_U8_CHW,
     GRAN_PIXEL_FORMAT_U8_HWC,
+    GRAN_PRECISION_BF16,
+    GRAN_PRECISION_FP32,
     GRAN_STATUS_INVALID_ARGUMENT,
     GranDataset,
     GranDatasetInfo,
@@ -108,6 +110,20 @@ def _format(fmt: Any) -> int:
     if v not in (GRAN_PIXEL_FORMAT_U8_HWC, GRAN_PIXEL_FORMAT_U8_CHW, GRAN_PIXEL_FORMAT_F32_CHW):
         raise _invalid(f"pixel format {v} is unknown (U8_HWC 0, U8_CHW 1, F32_CHW 2)")
     return v
+
+
+_PRECISIONS = {"fp32": GRAN_PRECISION_FP32, "float32": GRAN_PRECISION_FP32,
+               "bf16": GRAN_PRECISION_BF16, "bfloat16": GRAN_PRECISION_BF16}
+
+
+def _precision(p: Any) -> int:
+    """'fp32' | 'bf16' (or the GRAN_PRECISION_ constants) -> GranPrecision."""
+    if isinstance(p, str):
+        try:
+            return _PRECISIONS[p.lower()]
+        except KeyError:
+            raise _invalid(f"precision {p!r} is unknown: use 'fp32' or 'bf16'") from None
+    return _uint("precision", p, 32)
 
 
 def _device(spec: Any) -> GranDevice:
@@ -621,6 +637,18 @@ class Model(_Owned):
         _check(_LIB.gran_model_step(self._handle, byref(s)))
         return s.value
 
+    @property
+    def precision(self) -> str:
+        """The precision sampling and scoring compute in: 'fp32' (the default; also after
+        load()) or 'bf16' (bfloat16 mixed precision). Set it to change later calls."""
+        p = _lib.GranPrecision(0)
+        _check(_LIB.gran_model_precision(self._handle, byref(p)))
+        return "bf16" if p.value == GRAN_PRECISION_BF16 else "fp32"
+
+    @precision.setter
+    def precision(self, value: Any) -> None:
+        _check(_LIB.gran_model_set_precision(self._handle, _precision(value)))
+
     # -- checkpoints ---------------------------------------------------------------------------
 
     def save(self, path: Any) -> None:
@@ -634,12 +662,14 @@ class Model(_Owned):
               beta2_g: Optional[float] = None, lr_d: Optional[float] = None, beta1_d: Optional[float] = None,
               beta2_d: Optional[float] = None, d_weight_decay: Optional[float] = None, seed: Optional[int] = None,
               report_every: Optional[int] = None, checkpoint_path: Any = None,
-              checkpoint_every: Optional[int] = None,
+              checkpoint_every: Optional[int] = None, precision: Any = None,
               on_progress: Optional[Callable[[Progress], Any]] = None) -> Progress:
         """Trains on `dataset` (a Dataset, or a numpy array for Dataset.from_array), continuing
         from the model's step counter, and returns the final progress report. Settings left at
         None take the library's defaults (2000 iterations, batch 64, Adam 2e-4 / 4e-4, betas
-        (0.5, 0.999), a report every 100 steps). Giving only `epochs` trains for that many passes.
+        (0.5, 0.999), a report every 100 steps, 'fp32'). Giving only `epochs` trains for that many
+        passes. precision 'bf16': bfloat16 mixed precision (faster on hardware with bfloat16
+        units; weights and optimizer state stay float32).
 
         on_progress(progress) is called with each report on this thread; a true return value
         stops training (CancelledError). An exception raised in it stops training and is
@@ -650,7 +680,7 @@ class Model(_Owned):
                                   beta1_g=beta1_g, beta2_g=beta2_g, lr_d=lr_d, beta1_d=beta1_d, beta2_d=beta2_d,
                                   d_weight_decay=d_weight_decay, seed=seed, report_every=report_every,
                                   checkpoint_path=checkpoint_path, checkpoint_every=checkpoint_every,
-                                  on_progress=on_progress)
+                                  precision=precision, on_progress=on_progress)
         cfg = GranTrainConfig()
         _LIB.gran_train_config_init(byref(cfg))
         if epochs is not None and iterations is None:
@@ -665,6 +695,8 @@ class Model(_Owned):
             if v is None:
                 continue
             setattr(cfg, name, _uint(name, v, ints[name]) if name in ints else float(v))
+        if precision is not None:
+            cfg.precision = _precision(precision)
         path_bytes = None if checkpoint_path is None else _path(checkpoint_path)
         cfg.checkpoint_path = path_bytes
 

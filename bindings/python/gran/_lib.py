@@ -53,6 +53,9 @@ GRAN_PIXEL_FORMAT_U8_HWC = 0
 GRAN_PIXEL_FORMAT_U8_CHW = 1
 GRAN_PIXEL_FORMAT_F32_CHW = 2
 
+GRAN_PRECISION_FP32 = 0
+GRAN_PRECISION_BF16 = 1
+
 GRAN_GAM_TIE = 0
 GRAN_GAM_A_WINS = 1
 GRAN_GAM_B_WINS = 2
@@ -66,6 +69,7 @@ GRAN_LOG_ERROR = 3
 # Typedefs
 GranStatus = c_int32
 GranPixelFormat = c_uint32
+GranPrecision = c_uint32
 GranDeviceKind = c_uint32
 GranLogLevel = c_uint32
 GranGamVerdict = c_uint32
@@ -204,6 +208,7 @@ class GranTrainConfig(Structure):
         ("user_data", c_void_p),
         ("checkpoint_path", c_char_p),
         ("checkpoint_every", c_uint64),
+        ("precision", GranPrecision),
     ]
 
 
@@ -253,6 +258,8 @@ PROTOTYPES = {
     "gran_model_create": (_st, [POINTER(GranModelConfig), POINTER(GranModel)]),
     "gran_model_config": (_st, [GranModel, POINTER(GranModelConfig)]),
     "gran_model_step": (_st, [GranModel, POINTER(c_uint64)]),
+    "gran_model_set_precision": (_st, [GranModel, GranPrecision]),
+    "gran_model_precision": (_st, [GranModel, POINTER(GranPrecision)]),
     "gran_model_save": (_st, [GranModel, c_char_p]),
     "gran_model_load": (_st, [c_char_p, POINTER(GranDevice), POINTER(GranModel)]),
     "gran_model_free": (_st, [GranModel]),

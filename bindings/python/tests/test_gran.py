@@ -523,6 +523,34 @@ class TrainingControlTests(unittest.TestCase):
         self.model.train(self.data, batch_size=16, iterations=2)
         self.assertEqual(self.model.step, 6)
 
+    def test_precision(self):
+        self.assertEqual(self.model.precision, "fp32")
+        before = self.model.sample(4, seed=2, format="f32")
+        p = self.model.train(self.data, precision="bf16", **TRAIN)
+        self.assertEqual(self.model.step, TRAIN["iterations"])
+        self.assertTrue(0.0 < p.d_real < 1.0)
+        with self.assertRaises(gran.InvalidArgumentError):
+            self.model.train(self.data, precision="fp16", **TRAIN)
+        with self.assertRaises(gran.InvalidArgumentError) as cm:
+            self.model.train(self.data, precision=5, **TRAIN)
+        self.assertIn("precision", str(cm.exception))
+        self.assertEqual(self.model.step, TRAIN["iterations"])
+        fp32 = self.model.sample(4, seed=2, format="f32")
+        self.model.precision = "bf16"
+        self.assertEqual(self.model.precision, "bf16")
+        bf16 = self.model.sample(4, seed=2, format="f32")
+        with self.assertRaises(gran.InvalidArgumentError):
+            self.model.precision = 3
+        self.assertEqual(self.model.precision, "bf16")
+        self.model.precision = gran.GRAN_PRECISION_FP32
+        self.assertEqual(self.model.precision, "fp32")
+        flat = lambda x: list(x.reshape(-1)) if hasattr(x, "reshape") else list(x)  # noqa: E731
+        a, b, c = flat(before), flat(fp32), flat(bf16)
+        self.assertNotEqual(a, b)  # training changed the model
+        self.assertNotEqual(b, c)  # bfloat16 computed other bits
+        self.assertLess(max(abs(x - y) for x, y in zip(b, c)), 0.05)
+        self.assertEqual(flat(self.model.sample(4, seed=2, format="f32")), b)
+
     def test_cancel_from_callback(self):
         def cancel(p):
             self.model.cancel()
