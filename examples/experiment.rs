@@ -4,15 +4,18 @@
 //!
 //!   cargo run --release --example experiment -- [--iterations N] [--width-scale S] [--seeds a,b,c]
 //!       [--t 1,3,5] [--lr-d X] [--lr-g X] [--trace N] [--no-gam] [--data mnist10k|colour32]
+//!       [--precision fp32|bf16]
 //!
 //! `--trace N` prints the training losses and D's mean outputs every N steps (to see when and how
 //! a run goes wrong); `--no-gam` skips the GAM table; `--data colour32` uses the 32x32x3 crops of
 //! `make colour-data` (labels: the photograph a crop comes from) instead of the MNIST digits.
+//! `--precision bf16` trains and samples in bfloat16 mixed precision; each model's line is then
+//! followed by the FD of its samples drawn in the other precision (the same latents).
 
 use gran::data::idx::load_idx;
 use gran::evaluator::{Evaluator, EvaluatorConfig};
 use gran::gam::{gam, GamConfig, Verdict};
-use gran::{train, DeviceSpec, Model, ModelConfig, TrainConfig};
+use gran::{train, DeviceSpec, Model, ModelConfig, Precision, TrainConfig};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
@@ -32,8 +35,13 @@ fn main() {
     let trace: u64 = opt("--trace", "0").parse().expect("--trace");
     let with_gam = !args.iter().any(|a| a == "--no-gam");
     let data_name = opt("--data", "mnist10k");
+    let precision = match opt("--precision", "fp32").as_str() {
+        "fp32" => Precision::Fp32,
+        "bf16" => Precision::Bf16,
+        p => panic!("--precision {p}: fp32 or bf16"),
+    };
     let dir = Path::new("data").join(&data_name);
-    println!("# data {data_name}, iterations {iterations}, width scale {scale}, lr_d {lr_d}, lr_g {lr_g}, T {t_list:?}, seeds {seeds:?}");
+    println!("# data {data_name}, iterations {iterations}, width scale {scale}, lr_d {lr_d}, lr_g {lr_g}, T {t_list:?}, seeds {seeds:?}, precision {precision:?}");
     let (train_d, test_d) = if data_name == "colour32" {
         let load = |f: &str| gran::data::cifar::load_cifar10(&dir.join(f)).expect("run `make colour-data` first");
         (load("data_batch_1.bin"), load("test_batch.bin"))
@@ -74,11 +82,12 @@ fn main() {
                 ..Default::default()
             };
             let m = Model::new(&cfg).unwrap();
+            m.set_precision(precision);
             let t0 = Instant::now();
             let p = train(
                 &m,
                 &train_d,
-                &TrainConfig { iterations, seed, report_every: trace, lr_d, lr_g, ..Default::default() },
+                &TrainConfig { iterations, seed, report_every: trace, lr_d, lr_g, precision, ..Default::default() },
                 &mut |p| {
                     if trace > 0 {
                         println!(
@@ -113,6 +122,15 @@ fn main() {
                 ev.quality(&tch::Tensor::cat(&parts, 0), &test_d, None).unwrap().frechet_distance
             };
             println!("  T={steps} seed {seed}: FD of samples drawn with batch statistics: {batch_fd:.1}");
+            if precision != Precision::Fp32 {
+                m.set_precision(Precision::Fp32);
+                let other = ev.model_quality(&m, seed, 1000, &test_d, Some(&train_d)).unwrap();
+                m.set_precision(precision);
+                println!(
+                    "  T={steps} seed {seed}: the same latents drawn in float32: FD {:.1}, classifier score {:.2}",
+                    other.frechet_distance, other.classifier_score
+                );
+            }
             println!(
                 "| GRAN T={steps} | {seed} | {:.1} | {:.2} | {} | {:.3} | {:.2} | {:.2} | {:.2} | {secs:.0} |",
                 q.frechet_distance,

@@ -78,12 +78,13 @@ pub unsafe extern "C" fn gran_model_step(m: GranModel, out: *mut u64) -> GranSta
 }
 
 /// Sets the precision of `m`'s sampling and scoring: `gran_sample`, `gran_sample_steps`,
-/// `gran_generate`, `gran_discriminate` and the model's part in `gran_gam` (not training:
-/// `GranTrainConfig.precision` says that). `GRAN_PRECISION_BF16` computes in bfloat16 where the
-/// hardware makes that faster; images still come back as asked (`GranPixelFormat`), and an
-/// image may then differ in its last bits with the number of images asked for in the call.
-/// Calls already running keep the precision they started with. Not saved with the model: a
-/// model is created and loaded with `GRAN_PRECISION_FP32`.
+/// `gran_generate`, `gran_discriminate`, and the model's part in `gran_gam` and
+/// `gran_evaluate_model` (not training: `GranTrainConfig.precision` says that).
+/// `GRAN_PRECISION_BF16` computes in bfloat16, faster where the hardware has bfloat16 units;
+/// images still come back as asked (`GranPixelFormat`), and an image may then differ in its
+/// last bits with the number of images asked for in the call. Calls already running keep the
+/// precision they started with. Not saved with the model: a model is created and loaded with
+/// `GRAN_PRECISION_FP32`.
 ///
 /// Errors: INVALID_HANDLE; INVALID_ARGUMENT for an unknown `precision`.
 ///
