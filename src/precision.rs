@@ -72,5 +72,9 @@ mod tests {
         let e = Precision::Bf16.run(Device::Cpu, || -> Result<()> { Err(crate::Error::invalid("inside")) });
         assert_eq!(e.unwrap_err().message, "inside");
         assert!(!torch_ext::autocast_enabled(false));
+        // So does a panic (the FFI boundary turns it into a status; the thread goes on).
+        let p = std::panic::catch_unwind(|| Precision::Bf16.run(Device::Cpu, || -> Result<()> { panic!("inside") }));
+        assert!(p.is_err());
+        assert!(!torch_ext::autocast_enabled(false));
     }
 }
