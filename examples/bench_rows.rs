@@ -18,14 +18,10 @@ fn main() {
         );
         std::process::exit(2);
     }
-    let precision = match a.get(10).map(String::as_str) {
-        None | Some("fp32") => Precision::Fp32,
-        Some("bf16") => Precision::Bf16,
-        Some(p) => {
-            eprintln!("unknown precision {p}: fp32 or bf16");
-            std::process::exit(2);
-        }
-    };
+    let precision: Precision = a.get(10).map_or("fp32", String::as_str).parse().unwrap_or_else(|e: gran::Error| {
+        eprintln!("{}", e.message);
+        std::process::exit(2);
+    });
     let num = |i: usize| a[i].parse::<f64>().expect("number");
     let (size, channels, steps, n, scale) =
         (num(2) as u32, num(3) as u32, num(4) as u32, num(5) as usize, num(6) as f32);

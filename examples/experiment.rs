@@ -35,11 +35,7 @@ fn main() {
     let trace: u64 = opt("--trace", "0").parse().expect("--trace");
     let with_gam = !args.iter().any(|a| a == "--no-gam");
     let data_name = opt("--data", "mnist10k");
-    let precision = match opt("--precision", "fp32").as_str() {
-        "fp32" => Precision::Fp32,
-        "bf16" => Precision::Bf16,
-        p => panic!("--precision {p}: fp32 or bf16"),
-    };
+    let precision: Precision = opt("--precision", "fp32").parse().expect("--precision");
     let dir = Path::new("data").join(&data_name);
     println!("# data {data_name}, iterations {iterations}, width scale {scale}, lr_d {lr_d}, lr_g {lr_g}, T {t_list:?}, seeds {seeds:?}, precision {precision:?}");
     let (train_d, test_d) = if data_name == "colour32" {

@@ -113,9 +113,9 @@ impl Generator {
             if keep_canvases {
                 deltas.push(dc.shallow_clone());
             }
-            // The canvas accumulates in float32 even when the steps run in bfloat16 (autocast).
+            // The canvas accumulates in float32 even when the steps run in bfloat16 (autocast);
+            // in float32 `to_kind` returns `dc` itself.
             let s = match sum {
-                None if dc.kind() == Kind::Float => dc,
                 None => dc.f_to_kind(Kind::Float)?,
                 Some(prev) => prev.f_add(&dc)?,
             };

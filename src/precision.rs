@@ -27,20 +27,31 @@ impl Precision {
         if self == Precision::Fp32 {
             return f();
         }
-        let _region = Region(Some(torch_ext::autocast_enter(device.is_cuda())?));
+        let _region = Region(torch_ext::autocast_enter(device.is_cuda())?);
         f()
     }
 }
 
+/// "fp32" or "bf16", as the benchmark and experiment programs take it.
+impl std::str::FromStr for Precision {
+    type Err = crate::Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "fp32" => Ok(Precision::Fp32),
+            "bf16" => Ok(Precision::Bf16),
+            _ => Err(crate::Error::invalid(format!("precision {s:?} is unknown: fp32 or bf16"))),
+        }
+    }
+}
+
 /// An autocast region, ended when dropped.
-struct Region(Option<torch_ext::AutocastState>);
+struct Region(torch_ext::AutocastState);
 
 impl Drop for Region {
     fn drop(&mut self) {
-        if let Some(saved) = self.0.take() {
-            // Cannot fail in practice (it sets thread-local flags); nothing to report it to in a drop.
-            let _ = torch_ext::autocast_exit(saved);
-        }
+        // Cannot fail in practice (it sets thread-local flags); nothing to report it to in a drop.
+        let _ = torch_ext::autocast_exit(self.0);
     }
 }
 
