@@ -100,7 +100,7 @@ fn main() {
             // Diagnostic: the same latents drawn with batch statistics (minibatches of 64, as in
             // training) instead of the running statistics that sampling uses.
             let batch_fd = {
-                let z = m.latents(seed, 0, 1000);
+                let z = m.latents(seed, 0, 1000).unwrap();
                 let st = m.read();
                 let _g = tch::no_grad_guard();
                 let parts: Vec<tch::Tensor> = z

@@ -47,6 +47,9 @@ impl Error {
     pub fn device(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Device, message)
     }
+    pub fn oom(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::OutOfMemory, message)
+    }
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Internal, message)
     }
@@ -60,6 +63,12 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+/// How libtorch words an allocation failure: its CPU allocator ("DefaultCPUAllocator: not enough
+/// memory" / "can't allocate memory"), the CUDA caching allocator ("CUDA out of memory"), a C++
+/// `std::bad_alloc`, and the errno text of ENOMEM.
+const OUT_OF_MEMORY: [&str; 6] =
+    ["out of memory", "not enough memory", "can't allocate memory", "cannot allocate memory", "bad_alloc", "failed to allocate"];
+
 /// libtorch errors: an allocation failure is `OutOfMemory`, a CUDA failure `Device`, anything
 /// else `Internal`. The message keeps libtorch's first line (its backtraces are noise to a user).
 impl From<tch::TchError> for Error {
@@ -67,7 +76,7 @@ impl From<tch::TchError> for Error {
         let full = e.to_string();
         let first = full.lines().find(|l| !l.trim().is_empty()).unwrap_or("libtorch error");
         let lower = full.to_ascii_lowercase();
-        let kind = if lower.contains("out of memory") || lower.contains("failed to allocate") {
+        let kind = if OUT_OF_MEMORY.iter().any(|m| lower.contains(m)) {
             ErrorKind::OutOfMemory
         } else if lower.contains("cuda error") || lower.contains("cudnn_status") {
             ErrorKind::Device
@@ -75,5 +84,27 @@ impl From<tch::TchError> for Error {
             ErrorKind::Internal
         };
         Error::new(kind, format!("libtorch: {}", first.trim()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// libtorch's own allocation failures, on the CPU and on CUDA, are OutOfMemory.
+    #[test]
+    fn libtorch_allocation_failures_are_out_of_memory() {
+        let e: Error = tch::Tensor::f_empty([1i64 << 62], (tch::Kind::Float, tch::Device::Cpu)).unwrap_err().into();
+        assert_eq!(e.kind, ErrorKind::OutOfMemory, "{}", e.message);
+        for msg in [
+            "DefaultCPUAllocator: not enough memory: you tried to allocate 1024 bytes.",
+            "CUDA out of memory. Tried to allocate 2.00 GiB",
+            "std::bad_alloc",
+        ] {
+            let e: Error = tch::TchError::Torch(msg.to_string()).into();
+            assert_eq!(e.kind, ErrorKind::OutOfMemory, "{msg}");
+        }
+        let e: Error = tch::TchError::Torch("shape mismatch".to_string()).into();
+        assert_eq!(e.kind, ErrorKind::Internal);
     }
 }

@@ -220,27 +220,19 @@ impl Evaluator {
     /// Quality of `images` against the real reference set `reference`; with `train`, also the
     /// nearest-training-image distances of both (the copy check).
     pub fn quality(&self, images: &Tensor, reference: &Dataset, train: Option<&Dataset>) -> Result<Quality> {
-        let (f, p) = self.features_and_probabilities(images)?;
-        let (fr, _) = self.features_and_probabilities(reference.images())?;
-        let n = p.size()[0] as usize;
-        let counts = Vec::<i64>::try_from(p.f_argmax(1, false)?.f_bincount::<Tensor>(None, self.classes as i64)?)?;
-        let (near, near_ref) = match train {
-            Some(t) => (nearest_distance(images, t)?, nearest_distance(reference.images(), t)?),
-            None => (f64::NAN, f64::NAN),
-        };
-        Ok(Quality {
-            frechet_distance: frechet_distance(&f, &fr)?,
-            classifier_score: classifier_score(&p)?,
-            class_shares: counts.iter().map(|&c| c as f64 / n as f64).collect(),
-            nearest_train_distance: near,
-            reference_nearest_train_distance: near_ref,
-            count: n,
-        })
+        let mut stats = Stats::new(self, train)?;
+        let n = images.size().first().copied().unwrap_or(0);
+        let mut start = 0;
+        while start < n {
+            let len = CHUNK.min(n - start);
+            stats.add(&images.f_narrow(0, start, len)?)?;
+            start += len;
+        }
+        self.finish(stats, reference, train)
     }
-}
 
-impl Evaluator {
-    /// Quality of `samples` images drawn from `model` with `seed`.
+    /// Quality of `samples` images drawn from `model` with `seed`, consumed chunk by chunk as
+    /// they are drawn: memory does not grow with `samples`.
     pub fn model_quality(
         &self,
         model: &crate::model::Model,
@@ -249,8 +241,131 @@ impl Evaluator {
         reference: &Dataset,
         train: Option<&Dataset>,
     ) -> Result<Quality> {
-        let images = model.sample(seed, samples, false)?.images;
-        self.quality(&images, reference, train)
+        check_samples(samples)?;
+        let mut stats = Stats::new(self, train)?;
+        model.sample_chunked(seed, samples, false, &mut |_, s| stats.add(&s.images))?;
+        self.finish(stats, reference, train)
+    }
+
+    /// The scores of the images summed in `stats` against `reference`.
+    fn finish(&self, stats: Stats, reference: &Dataset, train: Option<&Dataset>) -> Result<Quality> {
+        let mut real = Stats::new(self, train)?;
+        let n = reference.count() as i64;
+        let mut start = 0;
+        while start < n {
+            let len = CHUNK.min(n - start);
+            real.add(&reference.images().f_narrow(0, start, len)?)?;
+            start += len;
+        }
+        let count = stats.n;
+        let (mu, cov) = stats.moments()?;
+        let (mu_r, cov_r) = real.moments()?;
+        Ok(Quality {
+            frechet_distance: frechet_from_moments(&mu, &cov, &mu_r, &cov_r)?,
+            classifier_score: stats.classifier_score()?,
+            class_shares: stats.counts.iter().map(|&c| c as f64 / count as f64).collect(),
+            nearest_train_distance: stats.near_sum / count as f64,
+            reference_nearest_train_distance: real.near_sum / n as f64,
+            count,
+        })
+    }
+}
+
+/// Images per forward pass of the evaluator.
+const CHUNK: i64 = 256;
+
+/// The per-call limit on the samples of an evaluation ([`crate::limits::MAX_METRIC_SAMPLES`]);
+/// the Frechet distance needs at least 2.
+pub fn check_samples(samples: usize) -> Result<()> {
+    let most = crate::limits::MAX_METRIC_SAMPLES as usize;
+    if !(2..=most).contains(&samples) {
+        return Err(Error::invalid(format!("samples is {samples}: must be in 2..={most}")));
+    }
+    Ok(())
+}
+
+/// Running sums over a stream of images: everything [`Quality`] needs, in memory that does
+/// not depend on the number of images (features' sum and sum of outer products in double
+/// precision, class-probability sums, the classes chosen, nearest-training distances).
+struct Stats<'a> {
+    ev: &'a Evaluator,
+    /// Training images, flattened float, for the copy check.
+    train: Option<Tensor>,
+    n: usize,
+    sum: Tensor,
+    outer: Tensor,
+    p_sum: Tensor,
+    /// Sum over images of sum_y p log(p + eps).
+    p_log_p: f64,
+    counts: Vec<i64>,
+    near_sum: f64,
+}
+
+/// Keeps log(0) out of the classifier score.
+const EPS: f64 = 1e-12;
+
+impl<'a> Stats<'a> {
+    fn new(ev: &'a Evaluator, train: Option<&Dataset>) -> Result<Self> {
+        let zeros = |shape: &[i64]| Tensor::f_zeros(shape, (Kind::Double, Device::Cpu));
+        let train = match train {
+            Some(t) => Some(to_float(t.images(), Device::Cpu)?.f_flatten(1, -1)?),
+            None => None,
+        };
+        Ok(Stats {
+            ev,
+            train,
+            n: 0,
+            sum: zeros(&[FEATURES])?,
+            outer: zeros(&[FEATURES, FEATURES])?,
+            p_sum: zeros(&[ev.classes as i64])?,
+            p_log_p: 0.0,
+            counts: vec![0; ev.classes],
+            near_sum: f64::NAN,
+        })
+    }
+
+    /// Adds the images of one chunk ([n, C, H, W], u8 or float in [0, 1]).
+    fn add(&mut self, images: &Tensor) -> Result<()> {
+        let (f, p) = self.ev.features_and_probabilities(images)?;
+        self.n += f.size()[0] as usize;
+        self.sum = self.sum.f_add(&f.f_sum_dim_intlist(&[0i64][..], false, Kind::Double)?)?;
+        self.outer = self.outer.f_add(&f.f_transpose(0, 1)?.f_matmul(&f)?)?;
+        self.p_sum = self.p_sum.f_add(&p.f_sum_dim_intlist(&[0i64][..], false, Kind::Double)?)?;
+        self.p_log_p += p.f_mul(&p.f_add_scalar(EPS)?.f_log()?)?.f_sum(Kind::Double)?.f_double_value(&[])?;
+        let chosen = p.f_argmax(1, false)?.f_bincount::<Tensor>(None, self.ev.classes as i64)?;
+        for (c, k) in self.counts.iter_mut().zip(Vec::<i64>::try_from(&chosen)?) {
+            *c += k;
+        }
+        if let Some(t) = &self.train {
+            let x = to_float(images, Device::Cpu)?.f_flatten(1, -1)?;
+            if x.size()[1] != t.size()[1] {
+                return Err(Error::invalid("images and training images differ in size"));
+            }
+            let _g = tch::no_grad_guard();
+            let nearest = Tensor::f_cdist(&x, t, 2.0, None)?.f_amin(&[1i64][..], false)?;
+            let sum = nearest.f_sum(Kind::Double)?.f_double_value(&[])?;
+            self.near_sum = if self.near_sum.is_nan() { sum } else { self.near_sum + sum };
+        }
+        Ok(())
+    }
+
+    /// Mean and covariance (n - 1 in the denominator) of the features.
+    fn moments(&self) -> Result<(Tensor, Tensor)> {
+        let n = self.n as f64;
+        if self.n < 2 {
+            return Err(Error::invalid("the Frechet distance needs at least 2 images per set"));
+        }
+        let mu = self.sum.f_div_scalar(n)?;
+        let cov = self.outer.f_sub(&mu.f_outer(&mu)?.f_mul_scalar(n)?)?.f_div_scalar(n - 1.0)?;
+        Ok((mu, cov))
+    }
+
+    /// exp(mean over images of KL(p(y|x) || p(y))) = exp(E[sum p log p] - sum_y p(y) log p(y)).
+    fn classifier_score(&self) -> Result<f64> {
+        let n = self.n as f64;
+        let py = self.p_sum.f_div_scalar(n)?;
+        let cross = self.p_sum.f_mul(&py.f_add_scalar(EPS)?.f_log()?)?.f_sum(Kind::Double)?.f_double_value(&[])?;
+        Ok(((self.p_log_p - cross) / n).exp())
     }
 }
 
@@ -266,44 +381,25 @@ fn moments(x: &Tensor) -> Result<(Tensor, Tensor)> {
     Ok((mu, cov))
 }
 
-/// ||mu1 - mu2||^2 + Tr(S1 + S2 - 2 (S1 S2)^(1/2)), with Tr((S1 S2)^(1/2)) computed as the sum
-/// of the square roots of the eigenvalues of the symmetric S1^(1/2) S2 S1^(1/2).
+/// The Frechet distance between two sets of feature rows.
 pub fn frechet_distance(a: &Tensor, b: &Tensor) -> Result<f64> {
     let (mu1, s1) = moments(a)?;
     let (mu2, s2) = moments(b)?;
+    frechet_from_moments(&mu1, &s1, &mu2, &s2)
+}
+
+/// ||mu1 - mu2||^2 + Tr(S1 + S2 - 2 (S1 S2)^(1/2)), with Tr((S1 S2)^(1/2)) computed as the sum
+/// of the square roots of the eigenvalues of the symmetric S1^(1/2) S2 S1^(1/2).
+fn frechet_from_moments(mu1: &Tensor, s1: &Tensor, mu2: &Tensor, s2: &Tensor) -> Result<f64> {
     let (l, v) = s1.f_linalg_eigh("L")?;
     let root = v.f_mul(&l.f_clamp_min(0.0)?.f_sqrt()?.f_unsqueeze(0)?)?.f_matmul(&v.f_transpose(0, 1)?)?;
-    let m = root.f_matmul(&s2)?.f_matmul(&root)?;
+    let m = root.f_matmul(s2)?.f_matmul(&root)?;
     let m = m.f_add(&m.f_transpose(0, 1)?)?.f_div_scalar(2.0)?;
     let tr_sqrt = m.f_linalg_eigvalsh("L")?.f_clamp_min(0.0)?.f_sqrt()?.f_sum(Kind::Double)?.f_double_value(&[])?;
-    let diff = mu1.f_sub(&mu2)?;
+    let diff = mu1.f_sub(mu2)?;
     let d = diff.f_dot(&diff)?.f_double_value(&[])?
         + s1.f_trace()?.f_double_value(&[])?
         + s2.f_trace()?.f_double_value(&[])?
         - 2.0 * tr_sqrt;
     Ok(d.max(0.0))
-}
-
-/// exp(mean over images of KL(p(y|x) || p(y))).
-pub fn classifier_score(p: &Tensor) -> Result<f64> {
-    let eps = 1e-12;
-    let py = p.f_mean_dim(&[0i64][..], true, Kind::Double)?;
-    let kl = p.f_mul(&p.f_add_scalar(eps)?.f_log()?.f_sub(&py.f_add_scalar(eps)?.f_log()?)?)?.f_sum_dim_intlist(
-        &[1i64][..],
-        false,
-        Kind::Double,
-    )?;
-    Ok(kl.f_mean(Kind::Double)?.f_double_value(&[])?.exp())
-}
-
-/// Mean over the rows of `images` of the Euclidean pixel distance to the nearest image of `train`.
-pub fn nearest_distance(images: &Tensor, train: &Dataset) -> Result<f64> {
-    let t = to_float(train.images(), Device::Cpu)?.f_flatten(1, -1)?;
-    let x = to_float(images, Device::Cpu)?.f_flatten(1, -1)?;
-    if x.size()[1] != t.size()[1] {
-        return Err(Error::invalid("images and training images differ in size"));
-    }
-    let _g = tch::no_grad_guard();
-    let nearest = chunked(&x, |c| Ok(Tensor::f_cdist(c, &t, 2.0, None)?.f_amin(&[1i64][..], false)?))?;
-    Ok(nearest.f_mean(Kind::Double)?.f_double_value(&[])?)
 }

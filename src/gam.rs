@@ -22,8 +22,10 @@
 
 use crate::data::Dataset;
 use crate::error::{Error, Result};
+use crate::limits::{MAX_METRIC_SAMPLES, MAX_SCORE_BATCH};
 use crate::model::Model;
-use crate::sample::Scoring;
+use crate::sample::{Scoring, CHUNK};
+use tch::Tensor;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct GamConfig {
@@ -113,6 +115,35 @@ fn share(probabilities: &[f32], counts_as_error: impl Fn(f32) -> bool) -> f64 {
     probabilities.iter().filter(|&&p| counts_as_error(p)).count() as f64 / probabilities.len() as f64
 }
 
+/// The share of `n` samples of `drawer` (latents of `seed`) that `judge` calls real, scored as
+/// `scoring` says. The samples are drawn and judged one scoring chunk at a time (the balanced
+/// chunks of [`Model::discriminate_with`], or [`CHUNK`] images with running statistics), so
+/// memory does not grow with `n`.
+fn judged_real(judge: &Model, drawer: &Model, seed: u64, n: usize, scoring: Scoring) -> Result<f64> {
+    let most = match scoring {
+        Scoring::RunningStatistics => CHUNK,
+        Scoring::BatchStatistics(b) => b,
+    };
+    let chunks = n.div_ceil(most);
+    let (mut start, mut real) = (0, 0usize);
+    for k in 0..chunks {
+        let len = n / chunks + usize::from(k < n % chunks);
+        let mut parts = Vec::new();
+        let mut latents = |first: usize, z: &mut [f32]| {
+            drawer.latents_into(seed, (start + first) as u64, z);
+            Ok(())
+        };
+        drawer.generate_chunked(len, false, &mut latents, &mut |_, s| {
+            parts.push(s.images.shallow_clone());
+            Ok(())
+        })?;
+        let p = judge.discriminate_with(&Tensor::f_cat(&parts, 0)?, scoring)?;
+        real += p.iter().filter(|&&p| p > 0.5).count();
+        start += len;
+    }
+    Ok(real as f64 / n as f64)
+}
+
 /// Runs GAM between models `a` and `b` on the held-out set `test`.
 pub fn gam(a: &Model, b: &Model, test: &Dataset, cfg: &GamConfig) -> Result<GamResult> {
     let (ca, cb) = (a.config(), b.config());
@@ -133,8 +164,17 @@ pub fn gam(a: &Model, b: &Model, test: &Dataset, cfg: &GamConfig) -> Result<GamR
             ca.width
         )));
     }
-    if cfg.samples == 0 {
-        return Err(Error::invalid("samples is 0: GAM needs samples from each generator"));
+    if cfg.samples == 0 || cfg.samples > MAX_METRIC_SAMPLES {
+        return Err(Error::invalid(format!(
+            "samples is {}: GAM needs 1..={MAX_METRIC_SAMPLES} samples from each generator",
+            cfg.samples
+        )));
+    }
+    if cfg.score_batch > MAX_SCORE_BATCH {
+        return Err(Error::invalid(format!(
+            "score_batch is {}: at most {MAX_SCORE_BATCH} images are scored together (0: one at a time)",
+            cfg.score_batch
+        )));
     }
     if !(cfg.tolerance.is_finite() && cfg.tolerance >= 0.0) {
         return Err(Error::invalid(format!("tolerance is {}: must be finite and >= 0", cfg.tolerance)));
@@ -142,17 +182,14 @@ pub fn gam(a: &Model, b: &Model, test: &Dataset, cfg: &GamConfig) -> Result<GamR
     let n = cfg.samples as usize;
     let real = test.images();
     let is_fake = |p: f32| p <= 0.5;
-    let is_real = |p: f32| p > 0.5;
     let scoring = match cfg.score_batch {
         0 => Scoring::RunningStatistics,
         b => Scoring::BatchStatistics(b as usize),
     };
     let test_error_a = share(&a.discriminate_with(real, scoring)?, is_fake);
     let test_error_b = share(&b.discriminate_with(real, scoring)?, is_fake);
-    let from_a = a.sample(cfg.seed, n, false)?.images;
-    let from_b = b.sample(cfg.seed, n, false)?.images;
-    let sample_error_a = share(&a.discriminate_with(&from_b, scoring)?, is_real);
-    let sample_error_b = share(&b.discriminate_with(&from_a, scoring)?, is_real);
+    let sample_error_a = judged_real(a, b, cfg.seed, n, scoring)?;
+    let sample_error_b = judged_real(b, a, cfg.seed, n, scoring)?;
     let (r_test, r_sample, verdict) = decide(test_error_a, test_error_b, sample_error_a, sample_error_b, cfg.tolerance);
     Ok(GamResult {
         test_error_a,

@@ -20,6 +20,7 @@ pub mod adam;
 pub mod checkpoint;
 pub mod discriminator;
 pub mod gam;
+pub mod limits;
 pub mod generator;
 pub mod layers;
 pub mod log;

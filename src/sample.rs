@@ -10,6 +10,7 @@
 
 use crate::error::{Error, Result};
 use crate::layers::BnMode;
+use crate::limits;
 use crate::model::Model;
 use crate::rng::{stream, Stream};
 use tch::{Device, Kind, Tensor};
@@ -26,10 +27,82 @@ pub struct Samples {
 }
 
 impl Model {
+    /// Writes the latents of images `start .. start + out.len() / z_dim` of `seed` to `out`
+    /// (row-major, z_dim values per image).
+    pub fn latents_into(&self, seed: u64, start: u64, out: &mut [f32]) {
+        let z_dim = self.config().z_dim as u64;
+        let s = Stream::new(seed, stream::SAMPLE);
+        let first = start.wrapping_mul(z_dim);
+        for (i, v) in out.iter_mut().enumerate() {
+            *v = s.normal(first.wrapping_add(i as u64));
+        }
+    }
+
     /// The latents of images `start .. start + count` of `seed`: [count * z_dim] row-major.
-    pub fn latents(&self, seed: u64, start: u64, count: usize) -> Vec<f32> {
+    /// `OutOfMemory` / `InvalidArgument` when they cannot be held.
+    pub fn latents(&self, seed: u64, start: u64, count: usize) -> Result<Vec<f32>> {
+        let n = limits::mul(count, self.config().z_dim as usize, "the latents")?;
+        let mut z = limits::vec_filled(n, 0f32, "the latents")?;
+        self.latents_into(seed, start, &mut z);
+        Ok(z)
+    }
+
+    /// Draws `count` images chunk by chunk, at most [`CHUNK`] at a time: `latents(first, z)` fills
+    /// the latents of images `first .. first + z.len() / z_dim`, and `sink(first, &samples)`
+    /// receives that chunk's images (and canvases with `steps`) on the CPU. Memory does not grow
+    /// with `count`. The model's weights are read-locked for the whole call, so every image
+    /// comes from the same weights.
+    pub fn generate_chunked(
+        &self,
+        count: usize,
+        steps: bool,
+        latents: &mut dyn FnMut(usize, &mut [f32]) -> Result<()>,
+        sink: &mut dyn FnMut(usize, &Samples) -> Result<()>,
+    ) -> Result<()> {
+        if count == 0 {
+            return Err(Error::invalid("count is 0: ask for at least one image"));
+        }
         let z_dim = self.config().z_dim as usize;
-        Stream::new(seed, stream::SAMPLE).normals(start * z_dim as u64, count * z_dim)
+        let mut z = limits::vec_filled(CHUNK.min(count) * z_dim, 0f32, "the latents of one chunk")?;
+        let _no_grad = tch::no_grad_guard();
+        let precision = self.precision();
+        let state = self.read();
+        let mut first = 0;
+        while first < count {
+            let n = CHUNK.min(count - first);
+            let chunk = &mut z[..n * z_dim];
+            latents(first, chunk)?;
+            if let Some(i) = chunk.iter().position(|v| !v.is_finite()) {
+                return Err(Error::invalid(format!(
+                    "latent value {} is {}: must be finite",
+                    first * z_dim + i,
+                    chunk[i]
+                )));
+            }
+            let zt = Tensor::f_from_slice(chunk)?.f_view([n as i64, z_dim as i64])?.f_to_device(self.device())?;
+            // Images and canvases are float32 in either precision (the canvas sums in float32).
+            let d = precision.run(self.device(), || state.gen.forward(&zt, BnMode::Eval, steps))?;
+            let canvases =
+                if steps { Some(Tensor::f_stack(&d.canvases, 0)?.f_to_device(Device::Cpu)?) } else { None };
+            sink(first, &Samples { images: d.image.f_to_device(Device::Cpu)?, canvases })?;
+            first += n;
+        }
+        Ok(())
+    }
+
+    /// `count` images of `seed`, chunk by chunk, as [`Model::generate_chunked`] hands them over.
+    pub fn sample_chunked(
+        &self,
+        seed: u64,
+        count: usize,
+        steps: bool,
+        sink: &mut dyn FnMut(usize, &Samples) -> Result<()>,
+    ) -> Result<()> {
+        let mut latents = |first: usize, z: &mut [f32]| {
+            self.latents_into(seed, first as u64, z);
+            Ok(())
+        };
+        self.generate_chunked(count, steps, &mut latents, sink)
     }
 
     /// Images from caller latents `z` ([count * z_dim] row-major).
@@ -38,44 +111,22 @@ impl Model {
         if count == 0 {
             return Err(Error::invalid("count is 0: ask for at least one image"));
         }
-        if z.len() != count * z_dim {
+        if Some(z.len()) != count.checked_mul(z_dim) {
             return Err(Error::invalid(format!(
-                "{} latent values given for {count} images of z_dim {z_dim}: expected {}",
-                z.len(),
-                count * z_dim
+                "{} latent values given for {count} images of z_dim {z_dim}: expected {count} x {z_dim}",
+                z.len()
             )));
         }
-        if let Some(i) = z.iter().position(|v| !v.is_finite()) {
-            return Err(Error::invalid(format!("latent value {i} is {}: must be finite", z[i])));
-        }
-        let _no_grad = tch::no_grad_guard();
-        let precision = self.precision();
-        let state = self.read();
-        let mut images = Vec::new();
-        let mut canvases = Vec::new();
-        for chunk in z.chunks(CHUNK * z_dim) {
-            let n = (chunk.len() / z_dim) as i64;
-            let zt = Tensor::f_from_slice(chunk)?.f_view([n, z_dim as i64])?.f_to_device(self.device())?;
-            // Images and canvases are float32 in either precision (the canvas sums in float32).
-            let d = precision.run(self.device(), || state.gen.forward(&zt, BnMode::Eval, steps))?;
-            images.push(d.image.f_to_device(Device::Cpu)?);
-            if steps {
-                canvases.push(Tensor::f_stack(&d.canvases, 0)?.f_to_device(Device::Cpu)?);
-            }
-        }
-        Ok(Samples {
-            images: Tensor::f_cat(&images, 0)?,
-            canvases: if steps { Some(Tensor::f_cat(&canvases, 1)?) } else { None },
-        })
+        let mut latents = |first: usize, out: &mut [f32]| {
+            out.copy_from_slice(&z[first * z_dim..first * z_dim + out.len()]);
+            Ok(())
+        };
+        collect(count, steps, |sink| self.generate_chunked(count, steps, &mut latents, sink))
     }
 
     /// `count` images of `seed` (and, with `steps`, their canvases after every step).
     pub fn sample(&self, seed: u64, count: usize, steps: bool) -> Result<Samples> {
-        if count == 0 {
-            return Err(Error::invalid("count is 0: ask for at least one image"));
-        }
-        let z = self.latents(seed, 0, count);
-        self.generate(&z, count, steps)
+        collect(count, steps, |sink| self.sample_chunked(seed, count, steps, sink))
     }
 
     /// D(x) for each image of `images` ([N, C, H, W], u8 0..255 or float in [0, 1], any device),
@@ -124,6 +175,28 @@ impl Model {
         }
         Ok(out)
     }
+}
+
+/// Runs a chunked drawing and joins its chunks into one [`Samples`] (`count` images).
+fn collect(
+    count: usize,
+    steps: bool,
+    run: impl FnOnce(&mut dyn FnMut(usize, &Samples) -> Result<()>) -> Result<()>,
+) -> Result<Samples> {
+    let chunks = count.div_ceil(CHUNK);
+    let mut images = limits::vec_with_capacity(chunks, "the chunks of a sample")?;
+    let mut canvases = limits::vec_with_capacity(if steps { chunks } else { 0 }, "the chunks of a sample")?;
+    run(&mut |_, s: &Samples| {
+        images.push(s.images.shallow_clone());
+        if let Some(c) = &s.canvases {
+            canvases.push(c.shallow_clone());
+        }
+        Ok(())
+    })?;
+    Ok(Samples {
+        images: Tensor::f_cat(&images, 0)?,
+        canvases: if steps { Some(Tensor::f_cat(&canvases, 1)?) } else { None },
+    })
 }
 
 /// How the discriminator's batch norm is normalised when scoring.

@@ -63,7 +63,7 @@ fn batch_files(dir: &Path) -> Result<Vec<PathBuf>> {
 
 /// Appends the labels and image bytes of one batch file.
 fn read_batch(path: &Path, labels: &mut Vec<u8>, images: &mut Vec<u8>) -> Result<()> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+    let bytes = crate::limits::read_regular(path, crate::limits::MAX_FILE_BYTES, "a CIFAR-10 batch")?;
     if bytes.is_empty() || bytes.len() % RECORD_BYTES != 0 {
         return Err(Error::format(format!(
             "{}: {} bytes: expected a non-zero multiple of {RECORD_BYTES} (records of a label byte and a 3x32x32 image)",
@@ -71,8 +71,8 @@ fn read_batch(path: &Path, labels: &mut Vec<u8>, images: &mut Vec<u8>) -> Result
             bytes.len()
         )));
     }
-    labels.reserve(bytes.len() / RECORD_BYTES);
-    images.reserve(bytes.len() / RECORD_BYTES * IMAGE_BYTES);
+    crate::limits::reserve(labels, bytes.len() / RECORD_BYTES, "the labels")?;
+    crate::limits::reserve(images, bytes.len() / RECORD_BYTES * IMAGE_BYTES, "the images")?;
     for (i, record) in bytes.chunks_exact(RECORD_BYTES).enumerate() {
         let label = record[0];
         if label >= CLASSES {

@@ -7,7 +7,6 @@ use super::pixels::{self, PixelFormat};
 use super::Dataset;
 use crate::error::{Error, Result};
 use flate2::read::MultiGzDecoder;
-use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
@@ -94,7 +93,8 @@ impl<'a> IdxReader<'a> {
     /// Opens `path` and recognises gzip compression by its first two bytes.
     fn open(path: &'a Path) -> Result<Self> {
         let io_err = |e| Error::io(format!("reading {}", path.display()), e);
-        let mut file = BufReader::new(File::open(path).map_err(io_err)?);
+        let (file, _) = crate::limits::open_regular(path)?;
+        let mut file = BufReader::new(file);
         let gzip = file.fill_buf().map_err(io_err)?.starts_with(&GZIP_MAGIC);
         let inner: Box<dyn Read> = if gzip { Box::new(MultiGzDecoder::new(file)) } else { Box::new(file) };
         Ok(IdxReader { path, inner, gzip })
@@ -109,10 +109,11 @@ impl<'a> IdxReader<'a> {
         }
     }
 
-    /// Reads at most `limit` bytes, stopping early only at the end of the data.
+    /// Reads at most `limit` bytes, stopping early only at the end of the data. The buffer for
+    /// all of them is allocated (fallibly) before reading, so decompression can never grow it
+    /// past what the header declared: `limit` is at most [`MAX_PAYLOAD`] + 1.
     fn read_up_to(&mut self, limit: u64) -> Result<Vec<u8>> {
-        // Grow as data arrives rather than trusting the size a header declares.
-        let mut buf = Vec::with_capacity(limit.min(1 << 26) as usize);
+        let mut buf = crate::limits::vec_with_capacity(limit as usize, "the IDX data")?;
         match (&mut self.inner).take(limit).read_to_end(&mut buf) {
             Ok(_) => Ok(buf),
             Err(e) => Err(self.error(e)),

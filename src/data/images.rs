@@ -33,8 +33,8 @@ pub fn load_images(dir: &Path, height: u32, width: u32, channels: u32) -> Result
     if files.is_empty() {
         return Err(Error::invalid(format!("{}: no .png, .jpg or .jpeg files in this folder", dir.display())));
     }
-    let image_bytes = pixels::bytes_per_image(PixelFormat::U8Hwc, channels, height, width);
-    let mut data = Vec::with_capacity(files.len() * image_bytes);
+    let total = pixels::bytes_for(PixelFormat::U8Hwc, files.len(), channels, height, width)?;
+    let mut data = crate::limits::vec_with_capacity(total, "the decoded images")?;
     for file in &files {
         data.extend_from_slice(&decode(file, height, width, channels)?);
     }
@@ -62,7 +62,7 @@ fn image_files(dir: &Path) -> Result<Vec<PathBuf>> {
 
 /// Decodes one file to `height x width` interleaved bytes of `channels` (1 or 3) channels.
 fn decode(path: &Path, height: u32, width: u32, channels: u32) -> Result<Vec<u8>> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+    let bytes = crate::limits::read_regular(path, crate::limits::MAX_FILE_BYTES, "an image file")?;
     let img = image::load_from_memory(&bytes)
         .map_err(|e| Error::format(format!("{}: cannot decode the image: {e}", path.display())))?;
     Ok(if channels == 1 {

@@ -28,25 +28,40 @@ impl PixelFormat {
     }
 }
 
-/// Bytes one image of `channels x height x width` takes in `format`.
-///
-/// Saturates at `usize::MAX` instead of overflowing, so an absurd size never matches a real
-/// buffer length.
-pub fn bytes_per_image(format: PixelFormat, channels: u32, height: u32, width: u32) -> usize {
-    [channels, height, width].iter().fold(format.sample_bytes(), |acc, &d| acc.saturating_mul(d as usize))
+/// Bytes one image of `channels x height x width` takes in `format`; `InvalidArgument` when
+/// that does not fit in a `usize` (checked, never saturated).
+pub fn bytes_per_image(format: PixelFormat, channels: u32, height: u32, width: u32) -> Result<usize> {
+    crate::limits::product(
+        &[format.sample_bytes(), channels as usize, height as usize, width as usize],
+        &format!("one {channels}x{height}x{width} image in {format:?}"),
+    )
 }
 
+/// Bytes `count` images of `channels x height x width` take in `format` (checked).
+pub fn bytes_for(format: PixelFormat, count: usize, channels: u32, height: u32, width: u32) -> Result<usize> {
+    crate::limits::mul(
+        bytes_per_image(format, channels, height, width)?,
+        count,
+        &format!("{count} images of {channels}x{height}x{width} in {format:?}"),
+    )
+}
+
+/// The largest image height or width accepted anywhere (images, datasets, PNG tiles).
+pub const MAX_SIDE: u32 = 16384;
+
 /// Checks the dimensions of a batch of images: at least one image, 1 (grey) or 3 (RGB)
-/// channels, and non-zero height and width. Errors are `InvalidArgument`.
-pub(crate) fn check_dims(count: usize, channels: u32, height: u32, width: u32) -> Result<()> {
+/// channels, and height and width in 1..=[`MAX_SIDE`]. Errors are `InvalidArgument`.
+pub fn check_dims(count: usize, channels: u32, height: u32, width: u32) -> Result<()> {
     if count == 0 {
         return Err(Error::invalid("image count is 0: expected at least one image"));
     }
     if channels != 1 && channels != 3 {
         return Err(Error::invalid(format!("images have {channels} channels: expected 1 (grey) or 3 (RGB)")));
     }
-    if height == 0 || width == 0 {
-        return Err(Error::invalid(format!("image size is {height}x{width}: height and width must be at least 1")));
+    if height == 0 || width == 0 || height > MAX_SIDE || width > MAX_SIDE {
+        return Err(Error::invalid(format!(
+            "image size is {height}x{width}: height and width must be in 1..={MAX_SIDE}"
+        )));
     }
     Ok(())
 }
@@ -105,7 +120,7 @@ pub fn to_tensor(
     format: PixelFormat,
 ) -> Result<Tensor> {
     check_dims(count, channels, height, width)?;
-    let expected = bytes_per_image(format, channels, height, width).saturating_mul(count);
+    let expected = bytes_for(format, count, channels, height, width)?;
     if data.len() != expected {
         return Err(Error::invalid(format!(
             "pixel buffer holds {} bytes: expected {expected} for {count} images of {channels}x{height}x{width} in {format:?}",
@@ -123,11 +138,12 @@ pub fn to_tensor(
             .f_contiguous()?
             .f_view([n, c, h, w])?,
         PixelFormat::F32Chw => {
-            let values: Vec<f32> = data.chunks_exact(4).map(|b| f32::from_ne_bytes([b[0], b[1], b[2], b[3]])).collect();
-            if let Some(i) = values.iter().position(|v| !(0.0..=1.0).contains(v)) {
-                return Err(out_of_range(i, f64::from(values[i])));
+            let value = |b: &[u8]| f32::from_ne_bytes([b[0], b[1], b[2], b[3]]);
+            if let Some(i) = data.chunks_exact(4).position(|b| !(0.0..=1.0).contains(&value(b))) {
+                return Err(out_of_range(i, f64::from(value(&data[4 * i..]))));
             }
-            Tensor::f_from_slice(&values)?.f_view([n, c, h, w])?
+            // The bytes are native-endian floats already: one copy, into the tensor.
+            Tensor::f_from_data_size(data, &[n, c, h, w], Kind::Float)?
         }
     };
     Ok(tensor)
@@ -165,7 +181,7 @@ fn convert(images: &Tensor, format: PixelFormat) -> Result<Tensor> {
 /// Bytes needed to hold `images` (`[N, C, H, W]`) in `format`, after checking its shape.
 fn needed_bytes(images: &Tensor, format: PixelFormat) -> Result<usize> {
     let (count, channels, height, width) = tensor_dims(images)?;
-    Ok(bytes_per_image(format, channels, height, width).saturating_mul(count))
+    bytes_for(format, count, channels, height, width)
 }
 
 /// Writes `images` (`[N, C, H, W]`, float in `[0, 1]` or `Uint8`, on any device) into `out` in
@@ -198,7 +214,7 @@ pub fn write_from_tensor(images: &Tensor, format: PixelFormat, out: &mut [u8]) -
 /// `format`: a new buffer filled by [`write_from_tensor`], whose conversion rules and errors
 /// apply (except `BufferTooSmall`).
 pub fn from_tensor(images: &Tensor, format: PixelFormat) -> Result<Vec<u8>> {
-    let mut out = vec![0u8; needed_bytes(images, format)?];
+    let mut out = crate::limits::vec_filled(needed_bytes(images, format)?, 0u8, "the pixel buffer")?;
     write_from_tensor(images, format, &mut out)?;
     Ok(out)
 }

@@ -76,15 +76,44 @@ pub(crate) unsafe fn arg_opt_path(p: *const c_char, name: &str) -> Result<Option
     }
 }
 
+/// A slice of `len` `T`s. NULL, a length past what memory can hold (more than `isize::MAX`
+/// bytes) or a pointer not aligned for `T` is `InvalidArgument`, never undefined behaviour here.
+///
+/// # Safety
+/// `p` is NULL or points to `len` readable `T`s.
+unsafe fn arg_slice<'a, T>(p: *const T, len: usize, name: &str) -> Result<&'a [T]> {
+    check_extent(p, len, name)?;
+    Ok(std::slice::from_raw_parts(p, len))
+}
+
+/// A writable slice of `len` `T`s, checked as [`arg_slice`].
+///
+/// # Safety
+/// `p` is NULL or points to `len` writable `T`s not aliased during the call.
+unsafe fn arg_slice_mut<'a, T>(p: *mut T, len: usize, name: &str) -> Result<&'a mut [T]> {
+    check_extent(p, len, name)?;
+    Ok(std::slice::from_raw_parts_mut(p, len))
+}
+
+fn check_extent<T>(p: *const T, len: usize, name: &str) -> Result<()> {
+    if p.is_null() {
+        return Err(null(name));
+    }
+    if len.checked_mul(std::mem::size_of::<T>()).map_or(true, |b| b > isize::MAX as usize) {
+        return Err(Error::invalid(format!("{name} would span {len} elements: more than memory can hold")));
+    }
+    if (p as usize) % std::mem::align_of::<T>() != 0 {
+        return Err(Error::invalid(format!("{name} is not aligned for its element type")));
+    }
+    Ok(())
+}
+
 /// A byte slice of `len` bytes.
 ///
 /// # Safety
 /// `p` is NULL or points to `len` readable bytes.
 pub(crate) unsafe fn arg_bytes<'a>(p: *const u8, len: usize, name: &str) -> Result<&'a [u8]> {
-    if p.is_null() {
-        return Err(null(name));
-    }
-    Ok(std::slice::from_raw_parts(p, len))
+    arg_slice(p, len, name)
 }
 
 /// A writable byte slice of `len` bytes.
@@ -92,10 +121,23 @@ pub(crate) unsafe fn arg_bytes<'a>(p: *const u8, len: usize, name: &str) -> Resu
 /// # Safety
 /// `p` is NULL or points to `len` writable bytes.
 pub(crate) unsafe fn arg_bytes_mut<'a>(p: *mut u8, len: usize, name: &str) -> Result<&'a mut [u8]> {
-    if p.is_null() {
-        return Err(null(name));
-    }
-    Ok(std::slice::from_raw_parts_mut(p, len))
+    arg_slice_mut(p, len, name)
+}
+
+/// A slice of `len` floats (aligned, as C guarantees for a `float *`).
+///
+/// # Safety
+/// `p` is NULL or points to `len` readable floats.
+pub(crate) unsafe fn arg_floats<'a>(p: *const f32, len: usize, name: &str) -> Result<&'a [f32]> {
+    arg_slice(p, len, name)
+}
+
+/// A writable slice of `len` floats.
+///
+/// # Safety
+/// `p` is NULL or points to `len` writable floats.
+pub(crate) unsafe fn arg_floats_mut<'a>(p: *mut f32, len: usize, name: &str) -> Result<&'a mut [f32]> {
+    arg_slice_mut(p, len, name)
 }
 
 /// Versioned parameter structs: every one starts with `uint32_t struct_size`.

@@ -6,7 +6,7 @@ use super::registry::Registry;
 use super::status::GranStatus;
 use super::types::{pixel_format, GranDataset, GranDatasetInfo, GranPixelFormat};
 use crate::data::{pixels, Dataset};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use std::ffi::{c_char, c_void};
 
 pub(crate) static DATASETS: Registry<Dataset> = Registry::new("dataset");
@@ -42,8 +42,8 @@ pub unsafe extern "C" fn gran_dataset_from_pixels(
 ) -> GranStatus {
     guard(|| {
         let format = pixel_format(format)?;
-        let per = pixels::bytes_per_image(format, channels, height, width);
-        let len = per.checked_mul(count).ok_or_else(|| Error::invalid("count * image size overflows"))?;
+        pixels::check_dims(count, channels, height, width)?;
+        let len = pixels::bytes_for(format, count, channels, height, width)?;
         let data = arg_bytes(pixels as *const u8, len, "pixels")?;
         register(out, || Dataset::new(pixels::to_tensor(data, count, channels, height, width, format)?, None))
     })

@@ -9,7 +9,7 @@ use super::registry::Registry;
 use super::status::GranStatus;
 use super::types::{GranDataset, GranDevice, GranModel};
 use crate::data::Dataset;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::evaluator::{Evaluator, EvaluatorConfig, Quality, MAX_CLASSES};
 use std::sync::Arc;
 
@@ -222,9 +222,6 @@ pub unsafe extern "C" fn gran_evaluate_model(
         let (ev, model, reference) = (EVALUATORS.get(e)?, MODELS.get(m)?, DATASETS.get(reference)?);
         let train = optional_dataset(train)?;
         check_versioned_out(out, "out")?;
-        if samples < 2 {
-            return Err(Error::invalid(format!("samples is {samples}: at least 2 are needed")));
-        }
         let q = ev.model_quality(&model, seed, samples as usize, &reference, train.as_deref())?;
         write_versioned(out, &GranQuality::from_core(&q), "out")
     })

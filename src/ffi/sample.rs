@@ -1,17 +1,18 @@
 //! Exported inference functions: sampling, step-by-step canvases, latents, generation from
 //! caller latents, discriminator scores, and PNG grids.
 
-use super::boundary::{arg_bytes, arg_bytes_mut, arg_path, guard};
+use super::boundary::{arg_bytes, arg_bytes_mut, arg_floats, arg_floats_mut, arg_path, guard};
 use super::model::MODELS;
 use super::status::GranStatus;
 use super::types::{pixel_format, GranModel, GranPixelFormat};
 use crate::data::pixels::{self, PixelFormat};
 use crate::error::{Error, ErrorKind, Result};
+use crate::limits;
 use crate::model::Model;
+use crate::sample::{Samples, CHUNK};
 use std::ffi::{c_char, c_void};
-use tch::Tensor;
 
-fn image_bytes(model: &Model, format: PixelFormat) -> usize {
+fn image_bytes(model: &Model, format: PixelFormat) -> Result<usize> {
     let c = model.config();
     pixels::bytes_per_image(format, c.channels, c.height, c.width)
 }
@@ -24,13 +25,28 @@ fn check_room(have: usize, needed: usize, what: &str) -> Result<()> {
     Ok(())
 }
 
-/// Converts `images` into the first `needed` bytes of `out` (already checked to hold them).
-///
-/// # Safety
-/// `out` is NULL or points to `needed` writable bytes.
-unsafe fn write_images(images: &Tensor, format: PixelFormat, out: *mut c_void, needed: usize) -> Result<()> {
-    let out = arg_bytes_mut(out as *mut u8, needed, "out")?;
-    pixels::write_from_tensor(images, format, out)
+/// Writes each chunk of a chunked drawing into its place in `out`: images `first ..` of the
+/// chunk at `first * per_image`, and with canvases, step t's block at `(t * count + first) *
+/// per_image` (the [T][count][image] layout).
+fn chunk_writer<'a>(
+    out: &'a mut [u8],
+    format: PixelFormat,
+    per_image: usize,
+    count: usize,
+) -> impl FnMut(usize, &Samples) -> Result<()> + 'a {
+    move |first, s| {
+        let n = s.images.size()[0] as usize;
+        match &s.canvases {
+            None => pixels::write_from_tensor(&s.images, format, &mut out[first * per_image..]),
+            Some(c) => {
+                for t in 0..c.size()[0] {
+                    let at = (t as usize * count + first) * per_image;
+                    pixels::write_from_tensor(&c.f_get(t)?, format, &mut out[at..at + n * per_image])?;
+                }
+                Ok(())
+            }
+        }
+    }
 }
 
 /// `gran_sample` (the images) or `gran_sample_steps` (the canvases after every step).
@@ -48,16 +64,12 @@ unsafe fn sample_into(
 ) -> Result<()> {
     let model = MODELS.get(m)?;
     let (format, count) = (pixel_format(format)?, check_count(count)?);
-    let images = if steps { count * model.config().steps as usize } else { count };
-    let needed = images * image_bytes(&model, format);
+    let per_image = image_bytes(&model, format)?;
+    let pictures = if steps { limits::mul(count, model.config().steps as usize, "the canvases")? } else { count };
+    let needed = limits::mul(pictures, per_image, "the output")?;
     check_room(out_bytes, needed, "out")?;
-    let s = model.sample(seed, count, steps)?;
-    let pictures = match s.canvases {
-        // [T, N, C, H, W] -> [T * N, C, H, W]
-        Some(c) => c.f_flatten(0, 1)?,
-        None => s.images,
-    };
-    write_images(&pictures, format, out, needed)
+    let out = arg_bytes_mut(out as *mut u8, needed, "out")?;
+    model.sample_chunked(seed, count, steps, &mut chunk_writer(out, format, per_image, count))
 }
 
 fn check_count(count: u32) -> Result<usize> {
@@ -125,18 +137,15 @@ pub unsafe extern "C" fn gran_latents(m: GranModel, seed: u64, count: u32, z: *m
     guard(|| {
         let model = MODELS.get(m)?;
         let count = check_count(count)?;
-        let needed = count * model.config().z_dim as usize;
+        let needed = limits::mul(count, model.config().z_dim as usize, "the latents")?;
         if z_len < needed {
             return Err(Error::new(
                 ErrorKind::BufferTooSmall,
                 format!("z has room for {z_len} floats; {needed} are needed"),
             ));
         }
-        let values = model.latents(seed, 0, count);
-        let out = arg_bytes_mut(z as *mut u8, needed * 4, "z")?;
-        for (dst, v) in out.chunks_exact_mut(4).zip(values) {
-            dst.copy_from_slice(&v.to_ne_bytes());
-        }
+        let out = arg_floats_mut(z, needed, "z")?;
+        model.latents_into(seed, 0, out);
         Ok(())
     })
 }
@@ -162,13 +171,21 @@ pub unsafe extern "C" fn gran_generate(
     guard(|| {
         let model = MODELS.get(m)?;
         let (format, count) = (pixel_format(format)?, check_count(count)?);
-        let needed = count * image_bytes(&model, format);
+        let per_image = image_bytes(&model, format)?;
+        let needed = limits::mul(count, per_image, "the output")?;
         check_room(out_bytes, needed, "out")?;
-        let n = count * model.config().z_dim as usize;
-        let bytes = arg_bytes(z as *const u8, n * 4, "z")?;
-        let z: Vec<f32> = bytes.chunks_exact(4).map(|c| f32::from_ne_bytes(c.try_into().expect("4 bytes"))).collect();
-        let s = model.generate(&z, count, false)?;
-        write_images(&s.images, format, out, needed)
+        let z_dim = model.config().z_dim as usize;
+        let z = arg_floats(z, limits::mul(count, z_dim, "the latents")?, "z")?;
+        // Every latent is checked before any image is drawn.
+        if let Some(i) = z.iter().position(|v| !v.is_finite()) {
+            return Err(Error::invalid(format!("latent value {i} is {}: must be finite", z[i])));
+        }
+        let out = arg_bytes_mut(out as *mut u8, needed, "out")?;
+        let mut latents = |first: usize, chunk: &mut [f32]| {
+            chunk.copy_from_slice(&z[first * z_dim..first * z_dim + chunk.len()]);
+            Ok(())
+        };
+        model.generate_chunked(count, false, &mut latents, &mut chunk_writer(out, format, per_image, count))
     })
 }
 
@@ -192,16 +209,31 @@ pub unsafe extern "C" fn gran_discriminate(
     guard(|| {
         let model = MODELS.get(m)?;
         let (format, count) = (pixel_format(format)?, check_count(count)?);
-        let data = arg_bytes(pixels as *const u8, count * image_bytes(&model, format), "pixels")?;
-        let out = arg_bytes_mut(probabilities as *mut u8, count * 4, "probabilities")?;
+        let per_image = image_bytes(&model, format)?;
+        let data = arg_bytes(pixels as *const u8, limits::mul(count, per_image, "the pixels")?, "pixels")?;
+        let out = arg_floats_mut(probabilities, count, "probabilities")?;
         let c = model.config();
-        let images = pixels::to_tensor(data, count, c.channels, c.height, c.width, format)?;
-        let p = model.discriminate(&images)?;
-        for (dst, v) in out.chunks_exact_mut(4).zip(p) {
-            dst.copy_from_slice(&v.to_ne_bytes());
+        // Chunk by chunk (each image is scored alone, with running statistics): memory does not
+        // grow with the count. Nothing is written unless every chunk succeeds.
+        let mut scores = limits::vec_with_capacity(count, "the probabilities")?;
+        for (k, chunk) in data.chunks(CHUNK * per_image).enumerate() {
+            let n = chunk.len() / per_image;
+            let images = pixels::to_tensor(chunk, n, c.channels, c.height, c.width, format)
+                .map_err(|e| offset_message(e, k * CHUNK))?;
+            scores.extend(model.discriminate(&images)?);
         }
+        out.copy_from_slice(&scores);
         Ok(())
     })
+}
+
+/// A chunk's error, with the chunk's first image index added so that "value i" messages point
+/// into the caller's whole buffer.
+fn offset_message(mut e: Error, first_image: usize) -> Error {
+    if first_image > 0 {
+        e.message = format!("{} (in the chunk of images from {first_image})", e.message);
+    }
+    e
 }
 
 /// Writes `count` images (in `format`, height x width x channels) to `path` as one PNG grid with
@@ -227,7 +259,9 @@ pub unsafe extern "C" fn gran_write_png(
     guard(|| {
         let path = arg_path(path, "path")?;
         let (format, count) = (pixel_format(format)?, check_count(count)?);
-        let len = count * pixels::bytes_per_image(format, channels, height, width);
+        pixels::check_dims(count, channels, height, width)?;
+        let len = pixels::bytes_for(format, count, channels, height, width)?;
+        crate::png::check_grid(count, height, width, channels, columns)?;
         let data = arg_bytes(pixels as *const u8, len, "pixels")?;
         crate::png::write_grid_pixels(&path, data, count, height, width, channels, format, columns)
     })
