@@ -1,7 +1,7 @@
 //! Adam (Kingma & Ba) with its state in plain tensors, so a checkpoint can hold it and training
 //! resumes exactly. Optional L2 weight decay on the parameters marked for it.
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::layers::Named;
 use tch::{Kind, Tensor};
 
@@ -14,6 +14,16 @@ pub struct AdamSettings {
     pub eps: f64,
     /// L2 coefficient added to the gradient of parameters marked `decay`.
     pub weight_decay: f64,
+}
+
+/// The checkpoint names of the first and second moments of parameter `param`.
+pub fn moment_names(prefix: &str, param: &str) -> [String; 2] {
+    [format!("{prefix}.m.{param}"), format!("{prefix}.v.{param}")]
+}
+
+/// Whether a checkpoint tensor name is a second moment (non-negative by construction).
+pub fn is_second_moment(name: &str) -> bool {
+    name.split_once('.').is_some_and(|(prefix, rest)| prefix.starts_with("adam_") && rest.starts_with("v."))
 }
 
 struct Slot {
@@ -50,8 +60,9 @@ impl Adam {
     pub fn state(&self, names: &[Named], prefix: &str) -> Vec<(String, Tensor)> {
         let mut out = Vec::with_capacity(2 * self.slots.len());
         for (s, n) in self.slots.iter().zip(names) {
-            out.push((format!("{prefix}.m.{}", n.name), s.m.shallow_clone()));
-            out.push((format!("{prefix}.v.{}", n.name), s.v.shallow_clone()));
+            let [m, v] = moment_names(prefix, &n.name);
+            out.push((m, s.m.shallow_clone()));
+            out.push((v, s.v.shallow_clone()));
         }
         out
     }
@@ -75,7 +86,7 @@ impl Adam {
     /// scalar on the parameters' device), the kernel leaves parameters and moments as they are
     /// when it holds 1.0 (decided on the device: no host read); `t` counts the call either way.
     pub fn step(&mut self, grads: &[Tensor], cfg: &AdamSettings, skip_if: Option<&Tensor>) -> Result<()> {
-        self.t += 1;
+        self.t = self.t.checked_add(1).ok_or_else(|| Error::invalid("Adam's update count is at its maximum"))?;
         let (mut plain, mut decayed) = (Vec::new(), Vec::new());
         for (s, g) in self.slots.iter().zip(grads) {
             if g.defined() {

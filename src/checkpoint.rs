@@ -2,20 +2,22 @@
 //! batch-norm statistics), both optimizers' moments and the step counter, so training resumes
 //! exactly. Never pickle: nothing in a checkpoint can execute.
 //!
-//! Writing is atomic (a temporary file in the same folder, flushed to disk, then renamed over the
-//! target), so a crash or a full disk during a save leaves the previous file intact. Reading
-//! checks the container, the format tag and version, every configuration field, the name, type
-//! and shape of every tensor, and a checksum over all tensor bytes: any file that is not an
-//! intact gran checkpoint is a `Format` error.
+//! Writing is atomic (`atomic_file`: a temporary file in the same folder, flushed to disk, then
+//! renamed over the target), so a crash or a full disk during a save leaves the previous file
+//! intact. Reading checks the container, the format tag and version, every configuration field,
+//! the name, type, shape and byte range of every tensor and the file's length, all before the
+//! tensor data is read; then a checksum over all tensor bytes and every value, before a model is
+//! built: any file that is not an intact gran checkpoint is a `Format` error.
 
 use crate::config::ModelConfig;
 use crate::device::DeviceSpec;
 use crate::error::{Error, Result};
 use crate::model::Model;
-use safetensors::tensor::{Dtype, SafeTensors};
+use crate::limits::{self, MAX_CHECKPOINT_HEADER};
+use safetensors::tensor::{Dtype, Metadata};
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
-use std::io::Write;
+use std::io::Read;
 use std::path::Path;
 use std::str::FromStr;
 use tch::{Device, Kind, Tensor};
@@ -57,37 +59,14 @@ fn device_name(d: DeviceSpec) -> String {
 fn tensor_bytes(t: &Tensor) -> Result<(Vec<usize>, Vec<u8>)> {
     let t = t.f_detach()?.f_to_device(Device::Cpu)?.f_to_kind(Kind::Float)?.f_contiguous()?;
     let shape: Vec<usize> = t.size().iter().map(|&d| d as usize).collect();
-    let values = Vec::<f32>::try_from(t.f_flatten(0, -1)?)?;
-    Ok((shape, values.iter().flat_map(|v| v.to_le_bytes()).collect()))
+    let n = t.numel();
+    let mut bytes = limits::vec_filled(limits::mul(n, 4, "a checkpoint tensor")?, 0u8, "a checkpoint tensor")?;
+    // Native-endian floats: little-endian, as safetensors stores them, on every supported host.
+    t.f_copy_data_u8(&mut bytes, n)?;
+    Ok((shape, bytes))
 }
 
-/// Writes `bytes` to `path` atomically: temporary file beside it, fsync, rename, fsync the folder.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => std::path::PathBuf::from("."),
-    };
-    let name = path.file_name().ok_or_else(|| Error::invalid(format!("{}: not a file path", path.display())))?;
-    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let tmp = dir.join(format!(".{}.{}.{n}.tmp", name.to_string_lossy(), std::process::id()));
-    let result = (|| -> std::io::Result<()> {
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        drop(f);
-        fs::rename(&tmp, path)?;
-        // Make the rename itself durable.
-        if let Ok(d) = fs::File::open(&dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
-    })();
-    result.map_err(|e| {
-        let _ = fs::remove_file(&tmp);
-        Error::io(format!("writing {}", path.display()), e)
-    })
-}
+pub use crate::atomic_file::write_atomic;
 
 fn json_string(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
@@ -107,7 +86,7 @@ fn json_string(s: &str) -> String {
 /// The safetensors layout (8-byte little-endian header length, JSON header padded with spaces
 /// to a multiple of 8, then the tensor bytes), written with sorted keys so that the same state
 /// always gives the same bytes.
-fn serialize(tensors: &BTreeMap<String, (Vec<usize>, Vec<u8>)>, meta: &BTreeMap<String, String>) -> Vec<u8> {
+fn serialize(tensors: &BTreeMap<String, (Vec<usize>, Vec<u8>)>, meta: &BTreeMap<String, String>) -> Result<Vec<u8>> {
     let mut header = String::from("{\"__metadata__\":{");
     let fields: Vec<String> = meta.iter().map(|(k, v)| format!("{}:{}", json_string(k), json_string(v))).collect();
     header.push_str(&fields.join(","));
@@ -128,13 +107,13 @@ fn serialize(tensors: &BTreeMap<String, (Vec<usize>, Vec<u8>)>, meta: &BTreeMap<
     while header.len() % 8 != 0 {
         header.push(' ');
     }
-    let mut out = Vec::with_capacity(8 + header.len() + offset);
+    let mut out = limits::vec_with_capacity(8 + header.len() + offset, "the checkpoint file")?;
     out.extend((header.len() as u64).to_le_bytes());
     out.extend(header.as_bytes());
     for (_, bytes) in tensors.values() {
         out.extend(bytes);
     }
-    out
+    Ok(out)
 }
 
 /// Saves the model's current state (a consistent snapshot between two training steps).
@@ -173,7 +152,7 @@ pub fn save(model: &Model, path: &Path) -> Result<()> {
     ] {
         meta.insert(k.to_string(), v);
     }
-    write_atomic(path, &serialize(&tensors, &meta))
+    write_atomic(path, &serialize(&tensors, &meta)?)
 }
 
 fn field<T: FromStr>(meta: &HashMap<String, String>, key: &str) -> Result<T> {
@@ -192,85 +171,185 @@ fn parse_device(s: &str) -> Result<DeviceSpec> {
     }
 }
 
+/// The header of a checkpoint file, read and checked without reading its tensor data.
+struct Header {
+    /// Bytes before the tensor data (8 + the JSON header's length).
+    data_start: u64,
+    meta: HashMap<String, String>,
+    /// Name -> (dtype, shape, data offsets relative to the data start).
+    tensors: HashMap<String, (Dtype, Vec<usize>, (usize, usize))>,
+}
+
+fn read_header(file: &mut fs::File, len: u64, not_ours: &dyn Fn(String) -> Error) -> Result<Header> {
+    if len < 8 {
+        return Err(not_ours(format!("{len} bytes: shorter than a safetensors header")));
+    }
+    let io = |e| Error::io("reading a checkpoint", e);
+    let mut word = [0u8; 8];
+    file.read_exact(&mut word).map_err(io)?;
+    let n = u64::from_le_bytes(word);
+    if n > MAX_CHECKPOINT_HEADER || n > len - 8 {
+        return Err(not_ours(format!(
+            "its header claims {n} bytes (the file has {len}; at most {MAX_CHECKPOINT_HEADER} are accepted)"
+        )));
+    }
+    let mut json = limits::vec_filled(n as usize, 0u8, "the checkpoint header")?;
+    file.read_exact(&mut json).map_err(io)?;
+    let parsed: Metadata = serde_json::from_slice(&json).map_err(|e| not_ours(format!("bad header: {e}")))?;
+    let meta = parsed.metadata().clone().ok_or_else(|| not_ours("no metadata".into()))?;
+    let tensors = parsed
+        .tensors()
+        .into_iter()
+        .map(|(name, info)| (name, (info.dtype, info.shape.clone(), info.data_offsets)))
+        .collect();
+    Ok(Header { data_start: 8 + n, meta, tensors })
+}
+
+/// Checks the tensor table of `header` against the `layout` a configuration implies (names,
+/// F32, shapes, byte ranges that tile the data exactly) and that the file is exactly as long
+/// as that: before a byte of tensor data is read or a model is built. Returns the byte range
+/// of each tensor of `layout`, in its order.
+fn check_table(
+    header: &Header,
+    layout: &[(String, Vec<i64>)],
+    file_len: u64,
+    not_ours: &dyn Fn(String) -> Error,
+) -> Result<Vec<(usize, usize)>> {
+    if header.tensors.len() != layout.len() {
+        return Err(not_ours(format!("{} tensors where {} were expected", header.tensors.len(), layout.len())));
+    }
+    let mut ranges = Vec::with_capacity(layout.len());
+    for (name, shape) in layout {
+        let (dtype, found, (start, end)) =
+            header.tensors.get(name).ok_or_else(|| not_ours(format!("tensor '{name}' is missing")))?;
+        let want: Vec<usize> = shape.iter().map(|&d| d as usize).collect();
+        if *dtype != Dtype::F32 || *found != want {
+            return Err(not_ours(format!("tensor '{name}' is {dtype:?} {found:?}, expected F32 {want:?}")));
+        }
+        let bytes = limits::product(&want, name)?.checked_mul(4);
+        if end.checked_sub(*start) != bytes {
+            return Err(not_ours(format!("tensor '{name}' has the byte range {start}..{end}, not {want:?} floats")));
+        }
+        ranges.push((*start, *end));
+    }
+    // The ranges must tile 0..total without gaps or overlaps, and the file end there.
+    let mut sorted = ranges.clone();
+    sorted.sort_unstable();
+    let mut at = 0usize;
+    for (start, end) in &sorted {
+        if *start != at {
+            return Err(not_ours(format!("tensor data is not contiguous at byte {at}")));
+        }
+        at = *end;
+    }
+    if header.data_start.checked_add(at as u64) != Some(file_len) {
+        return Err(not_ours(format!(
+            "the file has {file_len} bytes where its table implies {}",
+            header.data_start as u128 + at as u128
+        )));
+    }
+    Ok(ranges)
+}
+
+/// Checks the values of every tensor (native floats from the file's little-endian bytes): all
+/// finite; batch-norm running variances and Adam's second moments also >= 0.
+fn check_values(name: &str, bytes: &[u8], not_ours: &dyn Fn(String) -> Error) -> Result<()> {
+    let non_negative = name.contains(".running_var.") || crate::adam::is_second_moment(name);
+    for (i, c) in bytes.chunks_exact(4).enumerate() {
+        let v = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+        if !v.is_finite() || (non_negative && v < 0.0) {
+            let rule = if non_negative { "finite and >= 0" } else { "finite" };
+            return Err(not_ours(format!("tensor '{name}' holds {v} at index {i}: its values must be {rule}")));
+        }
+    }
+    Ok(())
+}
+
 /// Loads a checkpoint. `device`: where the model goes; `None` puts it where it was saved if that
 /// device exists here, else on the automatic choice (CUDA 0 if available, else the CPU).
+///
+/// Everything is checked before the work it would justify: only a regular file is opened; the
+/// header (at most [`MAX_CHECKPOINT_HEADER`] bytes), the configuration and the whole tensor
+/// table (names, types, shapes, byte ranges, the file's length) before the tensor data is read;
+/// the checksum and every value (finite weights, statistics and moments; non-negative variances
+/// and second moments; Adam's update counts equal to the step counter) before a model is built.
 pub fn load(path: &Path, device: Option<DeviceSpec>) -> Result<Model> {
-    let buf = fs::read(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
     let not_ours = |why: String| Error::format(format!("{} is not a valid gran checkpoint: {why}", path.display()));
-    let st = SafeTensors::deserialize(&buf).map_err(|e| not_ours(format!("{e:?}")))?;
-    let (_, header) = SafeTensors::read_metadata(&buf).map_err(|e| not_ours(format!("{e:?}")))?;
-    let meta = header.metadata().clone().ok_or_else(|| not_ours("no metadata".into()))?;
+    let (mut file, len) = limits::open_regular(path)?;
+    let header = read_header(&mut file, len, &not_ours)?;
+    let meta = &header.meta;
     if meta.get("format").map(String::as_str) != Some(FORMAT_TAG) {
         return Err(not_ours("no gran format tag".into()));
     }
-    let version: String = field(&meta, "version")?;
+    let version: String = field(meta, "version")?;
     if version != FORMAT_VERSION {
         return Err(Error::format(format!(
             "{}: checkpoint format version {version} is not supported (this library reads version {FORMAT_VERSION})",
             path.display()
         )));
     }
-    let saved_device = parse_device(&field::<String>(&meta, "device")?)?;
+    let saved_device = parse_device(&field::<String>(meta, "device")?)?;
     let device = match device {
         Some(d) => d,
         None if saved_device.resolve().is_ok() => saved_device,
         None => DeviceSpec::Auto,
     };
     let cfg = ModelConfig {
-        height: field(&meta, "height")?,
-        width: field(&meta, "width")?,
-        channels: field(&meta, "channels")?,
-        steps: field(&meta, "steps")?,
-        z_dim: field(&meta, "z_dim")?,
-        hidden_dim: field(&meta, "hidden_dim")?,
-        width_scale: field(&meta, "width_scale")?,
-        leaky_relu: field(&meta, "leaky_relu")?,
-        seed: field(&meta, "seed")?,
+        height: field(meta, "height")?,
+        width: field(meta, "width")?,
+        channels: field(meta, "channels")?,
+        steps: field(meta, "steps")?,
+        z_dim: field(meta, "z_dim")?,
+        hidden_dim: field(meta, "hidden_dim")?,
+        width_scale: field(meta, "width_scale")?,
+        leaky_relu: field(meta, "leaky_relu")?,
+        seed: field(meta, "seed")?,
         device,
     };
     cfg.validate().map_err(|e| not_ours(format!("bad configuration: {}", e.message)))?;
-    let expected_sum = u64::from_str_radix(&field::<String>(&meta, "checksum")?, 16)
+    let expected_sum = u64::from_str_radix(&field::<String>(meta, "checksum")?, 16)
         .map_err(|_| not_ours("bad checksum field".into()))?;
+    let step: u64 = field(meta, "step")?;
+    let (adam_g_t, adam_d_t): (u64, u64) = (field(meta, "adam_g_t")?, field(meta, "adam_d_t")?);
+    if adam_g_t != step || adam_d_t != step {
+        return Err(not_ours(format!(
+            "Adam's update counts ({adam_g_t} for G, {adam_d_t} for D) differ from the step counter {step}"
+        )));
+    }
 
-    // Check every tensor against the shapes a model of this configuration has, before copying.
-    let model = Model::new(&cfg)?;
+    // The tensor table against the configuration, then the data, then its values.
+    let mut layout = Model::layout(&cfg)?;
+    layout.sort_by(|a, b| a.0.cmp(&b.0));
+    let ranges = check_table(&header, &layout, len, &not_ours)?;
+    let data = limits::read_exact_len(file, len - header.data_start, path)?;
+    let mut sum = Checksum::new();
+    for ((name, _), &(start, end)) in layout.iter().zip(&ranges) {
+        sum.update(name.as_bytes());
+        sum.update(&data[start..end]);
+    }
+    if sum.0 != expected_sum {
+        return Err(not_ours("checksum mismatch: the tensor data is corrupt".into()));
+    }
+    for ((name, _), &(start, end)) in layout.iter().zip(&ranges) {
+        check_values(name, &data[start..end], &not_ours)?;
+    }
+
+    let model = Model::new_uninit(&cfg)?;
     {
         let mut state = model.write();
-        let named = state.named_tensors();
-        if st.len() != named.len() {
-            return Err(not_ours(format!("{} tensors where {} were expected", st.len(), named.len())));
-        }
-        let mut sorted: Vec<(String, Tensor)> = named;
-        sorted.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut sum = Checksum::new();
-        let mut sources = Vec::with_capacity(sorted.len());
-        for (name, t) in &sorted {
-            let v = st.tensor(name).map_err(|_| not_ours(format!("tensor '{name}' is missing")))?;
-            let want: Vec<usize> = t.size().iter().map(|&d| d as usize).collect();
-            if v.dtype() != Dtype::F32 || v.shape() != want.as_slice() {
-                return Err(not_ours(format!(
-                    "tensor '{name}' is {:?} {:?}, expected F32 {want:?}",
-                    v.dtype(),
-                    v.shape()
-                )));
-            }
-            sum.update(name.as_bytes());
-            sum.update(v.data());
-            sources.push(v);
-        }
-        if sum.0 != expected_sum {
-            return Err(not_ours("checksum mismatch: the tensor data is corrupt".into()));
-        }
+        let mut named = state.named_tensors();
+        named.sort_by(|a, b| a.0.cmp(&b.0));
         let _no_grad = tch::no_grad_guard();
-        for ((_, t), v) in sorted.iter().zip(&sources) {
-            let values: Vec<f32> =
-                v.data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes"))).collect();
-            let src = Tensor::f_from_slice(&values)?.f_view(t.size().as_slice())?;
+        for (((name, t), (expected, _)), &(start, end)) in named.iter().zip(&layout).zip(&ranges) {
+            if name != expected {
+                return Err(Error::internal(format!("model tensor '{name}' where the layout has '{expected}'")));
+            }
+            let src = Tensor::f_from_data_size(&data[start..end], t.size().as_slice(), Kind::Float)?;
             t.shallow_clone().f_copy_(&src)?;
         }
-        state.step = field(&meta, "step")?;
-        state.opt_g.t = field(&meta, "adam_g_t")?;
-        state.opt_d.t = field(&meta, "adam_d_t")?;
+        state.step = step;
+        state.opt_g.t = adam_g_t;
+        state.opt_d.t = adam_d_t;
     }
     Ok(model)
 }

@@ -81,10 +81,23 @@ impl BatchNorm {
     }
 }
 
+/// What a [`Builder`] puts in the tensors it makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fill {
+    /// DCGAN initialisation from the seed (a new model).
+    Init,
+    /// Allocated, not initialised (a model about to be loaded from a checkpoint).
+    Uninit,
+    /// Nothing allocated: every tensor is one zero broadcast to its shape, for reading the
+    /// names and shapes a configuration implies (checking a checkpoint before building).
+    ShapeOnly,
+}
+
 /// Creates layers, initialises them deterministically from a seed and records every tensor.
 pub struct Builder {
     stream: Stream,
     device: Device,
+    fill: Fill,
     pub params: Vec<Named>,
     pub buffers: Vec<Named>,
 }
@@ -97,27 +110,57 @@ fn name_id(name: &str) -> u64 {
 
 impl Builder {
     pub fn new(seed: u64, device: Device) -> Self {
-        Builder { stream: Stream::new(seed, crate::rng::stream::INIT), device, params: Vec::new(), buffers: Vec::new() }
+        Self::with_fill(seed, device, Fill::Init)
+    }
+
+    pub fn with_fill(seed: u64, device: Device, fill: Fill) -> Self {
+        Builder {
+            stream: Stream::new(seed, crate::rng::stream::INIT),
+            device,
+            fill,
+            params: Vec::new(),
+            buffers: Vec::new(),
+        }
+    }
+
+    /// A tensor of `shape` as the fill mode says, `value` everywhere for `Init`.
+    fn filled(&self, shape: &[i64], value: f64) -> Result<Tensor> {
+        Ok(match self.fill {
+            Fill::Init => Tensor::f_full(shape, value, (Kind::Float, self.device))?,
+            Fill::Uninit => Tensor::f_empty(shape, (Kind::Float, self.device))?,
+            Fill::ShapeOnly => Tensor::f_zeros([1], (Kind::Float, Device::Cpu))?.f_expand(shape, false)?,
+        })
     }
 
     fn param_normal(&mut self, name: String, shape: &[i64], mean: f32, std: f32, decay: bool) -> Result<Tensor> {
-        let n: i64 = shape.iter().product();
-        let s = self.stream.sub(name_id(&name));
-        let values: Vec<f32> = (0..n as u64).map(|i| mean + std * s.normal(i)).collect();
-        let t = Tensor::f_from_slice(&values)?.f_reshape(shape)?.f_to_device(self.device)?;
-        let t = t.f_set_requires_grad(true)?;
+        let t = if self.fill == Fill::Init {
+            let n = crate::limits::product(
+                &shape.iter().map(|&d| d as usize).collect::<Vec<_>>(),
+                &format!("parameter {name}"),
+            )?;
+            let s = self.stream.sub(name_id(&name));
+            let mut values = crate::limits::vec_with_capacity::<f32>(n, &format!("the initial values of {name}"))?;
+            values.extend((0..n as u64).map(|i| mean + std * s.normal(i)));
+            Tensor::f_from_slice(&values)?.f_reshape(shape)?.f_to_device(self.device)?
+        } else {
+            self.filled(shape, 0.0)?
+        };
+        self.param(name, t, decay)
+    }
+
+    fn param(&mut self, name: String, t: Tensor, decay: bool) -> Result<Tensor> {
+        let t = if self.fill == Fill::ShapeOnly { t } else { t.f_set_requires_grad(true)? };
         self.params.push(Named { name, tensor: t.shallow_clone(), decay });
         Ok(t)
     }
 
     fn param_fill(&mut self, name: String, shape: &[i64], value: f64) -> Result<Tensor> {
-        let t = Tensor::f_full(shape, value, (Kind::Float, self.device))?.f_set_requires_grad(true)?;
-        self.params.push(Named { name, tensor: t.shallow_clone(), decay: false });
-        Ok(t)
+        let t = self.filled(shape, value)?;
+        self.param(name, t, false)
     }
 
     fn buffer_fill(&mut self, name: String, shape: &[i64], value: f64) -> Result<Tensor> {
-        let t = Tensor::f_full(shape, value, (Kind::Float, self.device))?;
+        let t = self.filled(shape, value)?;
         self.buffers.push(Named { name, tensor: t.shallow_clone(), decay: false });
         Ok(t)
     }

@@ -17,6 +17,7 @@ pub use device::DeviceSpec;
 pub use error::{Error, ErrorKind, Result};
 
 pub mod adam;
+pub mod atomic_file;
 pub mod checkpoint;
 pub mod discriminator;
 pub mod gam;

@@ -11,7 +11,7 @@ use crate::device::DeviceSpec;
 use crate::discriminator::Discriminator;
 use crate::error::{Error, ErrorKind, Result};
 use crate::generator::Generator;
-use crate::layers::{Builder, Named};
+use crate::layers::{Builder, Fill, Named};
 use crate::precision::Precision;
 use parking_lot::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use tch::{Device, Tensor};
@@ -80,9 +80,40 @@ impl Drop for TrainingGuard<'_> {
 impl Model {
     /// A freshly initialised model (DCGAN initialisation from `config.seed`).
     pub fn new(config: &ModelConfig) -> Result<Model> {
+        Self::build(config, Fill::Init)
+    }
+
+    /// A model whose tensors are allocated but not initialised, for a checkpoint to fill.
+    pub(crate) fn new_uninit(config: &ModelConfig) -> Result<Model> {
+        Self::build(config, Fill::Uninit)
+    }
+
+    /// The name and shape of every tensor a checkpoint of a model of `config` holds, in the
+    /// order of [`State::named_tensors`], worked out without allocating them.
+    pub fn layout(config: &ModelConfig) -> Result<Vec<(String, Vec<i64>)>> {
+        let arch = config.architecture()?;
+        let mut b = Builder::with_fill(config.seed, Device::Cpu, Fill::ShapeOnly);
+        Generator::new(&mut b, config, &arch)?;
+        let (g_params, g_buffers) = (std::mem::take(&mut b.params), std::mem::take(&mut b.buffers));
+        Discriminator::new(&mut b, config, &arch)?;
+        let mut out: Vec<(String, Vec<i64>)> = Vec::new();
+        for set in [&g_params, &g_buffers, &b.params, &b.buffers] {
+            out.extend(set.iter().map(|n| (n.name.clone(), n.tensor.size())));
+        }
+        for (prefix, params) in [("adam_g", &g_params), ("adam_d", &b.params)] {
+            for n in params {
+                for name in crate::adam::moment_names(prefix, &n.name) {
+                    out.push((name, n.tensor.size()));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn build(config: &ModelConfig, fill: Fill) -> Result<Model> {
         let arch = config.architecture()?;
         let device = config.device.resolve()?;
-        let mut b = Builder::new(config.seed, device);
+        let mut b = Builder::with_fill(config.seed, device, fill);
         let gen = Generator::new(&mut b, config, &arch)?;
         let (g_params, g_buffers) = (std::mem::take(&mut b.params), std::mem::take(&mut b.buffers));
         let disc = Discriminator::new(&mut b, config, &arch)?;

@@ -168,9 +168,14 @@ pub fn train(
     let _busy = model.begin_training()?;
     let device = model.device();
     let per_epoch = (n / batch) as u64;
-    let steps_this_call = if cfg.iterations > 0 { cfg.iterations } else { cfg.epochs as u64 * per_epoch };
+    let steps_this_call = if cfg.iterations > 0 { cfg.iterations } else { u64::from(cfg.epochs) * per_epoch };
     let first = model.step();
-    let end = first + steps_this_call;
+    let end = first.checked_add(steps_this_call).ok_or_else(|| {
+        Error::invalid(format!(
+            "the model's step counter {first} plus {steps_this_call} steps passes the largest step counter ({})",
+            u64::MAX
+        ))
+    })?;
     // The whole dataset goes to the model's device once; minibatches are gathered there.
     let images = data.float_images(device)?;
     let z_dim = mc.z_dim as i64;
@@ -215,66 +220,35 @@ pub fn train(
 
         let mut state = model.write();
         let st = &mut *state;
-        // A step whose losses are not both finite must leave the model as after the last finite
-        // step, without the host waiting to look at each loss before the update that follows
-        // it: each Adam update gets a flag on the device (1.0: a loss so far is not finite) and
-        // the fused kernel skips itself when it is set. What may change regardless is saved here
-        // and put back if the step diverged: the batch-norm running statistics of both networks,
-        // and D's weights and Adam state (D's update comes before G's loss is known).
+        // A step that fails in any way leaves the model as after the last complete step: what
+        // the step changes (both networks' weights and Adam state, the batch-norm running
+        // statistics) is copied here and put back unless the step completes with finite losses,
+        // weights and moments. The copies live in buffers allocated once for the run.
         let at_risk = |st: &crate::model::State| -> Vec<Tensor> {
             st.opt_d
                 .tensors()
+                .chain(st.opt_g.tensors())
                 .chain(st.g_buffers.iter().chain(&st.d_buffers).map(|n| &n.tensor))
                 .map(|t| t.shallow_clone())
                 .collect()
         };
         backup.save(&at_risk(st))?;
         let (adam_d_t, adam_g_t) = (st.opt_d.t, st.opt_g.t);
-        // Discriminator step: real and generated minibatches in separate passes, each normalised
-        // by its own batch statistics (as in DCGAN). Measured on mnist10k against one mixed batch:
-        // a lower Frechet distance for both seeds tried (459 vs 529, 555 vs 725 at 2000 steps).
-        // Forward passes in the run's precision; the logits come out as float32 (a no-op in
-        // float32: `to_kind` returns a tensor already of the kind as it is) and the losses and
-        // backward passes run outside the autocast region. Each phase is a region of its own: its
-        // end drops the low-precision copies of the weights before the optimizer changes them.
-        let (lr_, lf) = cfg.precision.run(device, || {
-            let fake = tch::no_grad(|| st.gen.forward(&zd, BnMode::TrainFrozenStats, false))?.image;
-            let logits =
-                |x: &Tensor| -> Result<Tensor> { Ok(st.disc.forward(x, BnMode::Train)?.f_to_kind(Kind::Float)?) };
-            Ok((logits(&real)?, logits(&fake)?))
-        })?;
-        let d_loss = lr_
-            .f_binary_cross_entropy_with_logits::<Tensor>(&ones, None, None, Reduction::Mean)?
-            .f_add(&lf.f_binary_cross_entropy_with_logits::<Tensor>(&zeros, None, None, Reduction::Mean)?)?;
-        let d_grads = st.opt_d.gradients(&d_loss)?;
-        let d_bad = not_finite(&d_loss)?;
-        st.opt_d.step(&d_grads, &adam_d, Some(&d_bad))?;
-
-        // Generator step (non-saturating): gradients for G's parameters only.
-        let g_logits = cfg.precision.run(device, || {
-            let fake = st.gen.forward(&zg, BnMode::Train, false)?.image;
-            Ok(st.disc.forward(&fake, BnMode::TrainFrozenStats)?.f_to_kind(Kind::Float)?)
-        })?;
-        let g_loss = g_logits.f_binary_cross_entropy_with_logits::<Tensor>(&ones, None, None, Reduction::Mean)?;
-        let g_grads = st.opt_g.gradients(&g_loss)?;
-        let bad = d_bad.f_maximum(&not_finite(&g_loss)?)?;
-        st.opt_g.step(&g_grads, &adam_g, Some(&bad))?;
-        // The step's one host read: both losses and the mean D outputs, in one transfer.
-        let sums = tch::no_grad(|| -> Result<Vec<f64>> {
-            let v = Tensor::f_stack(
-                &[d_loss, g_loss, lr_.f_sigmoid()?.f_mean(Kind::Float)?, lf.f_sigmoid()?.f_mean(Kind::Float)?],
-                0,
-            )?;
-            Ok(Vec::<f64>::try_from(&v.f_to_kind(Kind::Double)?.f_to_device(tch::Device::Cpu)?)?)
-        })?;
-        if let Some((net, value)) =
-            [("discriminator", sums[0]), ("generator", sums[1])].into_iter().find(|(_, v)| !v.is_finite())
-        {
-            // The updates skipped themselves; put back the statistics and the update counts.
+        let outcome = step_once(st, cfg, device, &real, &zd, &zg, &ones, &zeros, &adam_d, &adam_g);
+        let failure = match &outcome {
+            Err(e) => Some(e.clone()),
+            Ok(sums) => [("discriminator loss", sums[0]), ("generator loss", sums[1]), ("largest weight", sums[4])]
+                .into_iter()
+                .find(|(_, v)| !v.is_finite())
+                .map(|(what, value)| diverged(step, what, value)),
+        };
+        if let Some(e) = failure {
+            // The updates skipped themselves where a loss was not finite; put everything back.
             backup.restore(&at_risk(st))?;
             (st.opt_d.t, st.opt_g.t) = (adam_d_t, adam_g_t);
-            return Err(diverged(step, net, value));
+            return Err(e);
         }
+        let sums = outcome?;
         st.step = step + 1;
         drop(state);
 
@@ -328,6 +302,73 @@ pub fn train(
     Ok(last)
 }
 
+/// One discriminator and one generator update on `st`. Returns, in one host read: the D loss,
+/// the G loss, the mean D(x), the mean D(G(z)), and the largest absolute value among both
+/// networks' weights and Adam moments after the updates (non-finite if any of them is).
+#[allow(clippy::too_many_arguments)]
+fn step_once(
+    st: &mut crate::model::State,
+    cfg: &TrainConfig,
+    device: tch::Device,
+    real: &Tensor,
+    zd: &Tensor,
+    zg: &Tensor,
+    ones: &Tensor,
+    zeros: &Tensor,
+    adam_d: &AdamSettings,
+    adam_g: &AdamSettings,
+) -> Result<Vec<f64>> {
+    // Discriminator step: real and generated minibatches in separate passes, each normalised
+    // by its own batch statistics (as in DCGAN). Measured on mnist10k against one mixed batch:
+    // a lower Frechet distance for both seeds tried (459 vs 529, 555 vs 725 at 2000 steps).
+    // Forward passes in the run's precision; the logits come out as float32 (a no-op in
+    // float32: `to_kind` returns a tensor already of the kind as it is) and the losses and
+    // backward passes run outside the autocast region. Each phase is a region of its own: its
+    // end drops the low-precision copies of the weights before the optimizer changes them.
+    // Each Adam update gets a flag on the device (1.0: a loss so far is not finite) and the
+    // fused kernel skips itself when it is set, without the host waiting to look at the loss.
+    let (lr_, lf) = cfg.precision.run(device, || {
+        let fake = tch::no_grad(|| st.gen.forward(zd, BnMode::TrainFrozenStats, false))?.image;
+        let logits =
+            |x: &Tensor| -> Result<Tensor> { Ok(st.disc.forward(x, BnMode::Train)?.f_to_kind(Kind::Float)?) };
+        Ok((logits(real)?, logits(&fake)?))
+    })?;
+    let d_loss = lr_
+        .f_binary_cross_entropy_with_logits::<Tensor>(ones, None, None, Reduction::Mean)?
+        .f_add(&lf.f_binary_cross_entropy_with_logits::<Tensor>(zeros, None, None, Reduction::Mean)?)?;
+    let d_grads = st.opt_d.gradients(&d_loss)?;
+    let d_bad = not_finite(&d_loss)?;
+    st.opt_d.step(&d_grads, adam_d, Some(&d_bad))?;
+
+    // Generator step (non-saturating): gradients for G's parameters only.
+    let g_logits = cfg.precision.run(device, || {
+        let fake = st.gen.forward(zg, BnMode::Train, false)?.image;
+        Ok(st.disc.forward(&fake, BnMode::TrainFrozenStats)?.f_to_kind(Kind::Float)?)
+    })?;
+    let g_loss = g_logits.f_binary_cross_entropy_with_logits::<Tensor>(ones, None, None, Reduction::Mean)?;
+    let g_grads = st.opt_g.gradients(&g_loss)?;
+    let bad = d_bad.f_maximum(&not_finite(&g_loss)?)?;
+    st.opt_g.step(&g_grads, adam_g, Some(&bad))?;
+    // Finite losses do not make finite weights (a gradient or an update can overflow): the
+    // largest weight or moment after the updates, computed on the device, goes with the read.
+    let updated: Vec<&Tensor> = st.opt_d.tensors().chain(st.opt_g.tensors()).collect();
+    let largest = crate::torch_ext::max_abs(&updated)?;
+    // The step's one host read: both losses, the mean D outputs and the largest weight.
+    tch::no_grad(|| -> Result<Vec<f64>> {
+        let v = Tensor::f_stack(
+            &[
+                d_loss,
+                g_loss,
+                lr_.f_sigmoid()?.f_mean(Kind::Float)?,
+                lf.f_sigmoid()?.f_mean(Kind::Float)?,
+                largest.f_to_kind(Kind::Float)?,
+            ],
+            0,
+        )?;
+        Ok(Vec::<f64>::try_from(&v.f_to_kind(Kind::Double)?.f_to_device(tch::Device::Cpu)?)?)
+    })
+}
+
 /// 1.0 where `loss` is not finite, else 0.0, as a float tensor on the loss's device.
 fn not_finite(loss: &Tensor) -> Result<Tensor> {
     Ok(loss.f_isfinite()?.f_logical_not()?.f_to_kind(Kind::Float)?)
@@ -344,11 +385,9 @@ fn to_device_async(t: Tensor, device: tch::Device) -> Result<Tensor> {
     }
 }
 
-fn diverged(step: u64, net: &str, value: f64) -> Error {
+fn diverged(step: u64, what: &str, value: f64) -> Error {
     Error::new(
         ErrorKind::Diverged,
-        format!(
-            "training diverged at step {step}: the {net} loss is {value}; the model keeps the weights of step {step}"
-        ),
+        format!("training diverged at step {step}: the {what} is {value}; the model keeps the weights of step {step}"),
     )
 }
