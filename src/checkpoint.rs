@@ -49,6 +49,17 @@ impl Checksum {
     }
 }
 
+/// The checksum a checkpoint stores: over each tensor's name and little-endian bytes, in name
+/// order (as `tensors` must be given). Public so that tools editing checkpoints can restamp it.
+pub fn checksum<'a>(tensors: impl Iterator<Item = &'a (String, Vec<u8>)>) -> u64 {
+    let mut sum = Checksum::new();
+    for (name, bytes) in tensors {
+        sum.update(name.as_bytes());
+        sum.update(bytes);
+    }
+    sum.0
+}
+
 fn device_name(d: DeviceSpec) -> String {
     match d {
         DeviceSpec::Cuda(i) => format!("cuda:{i}"),

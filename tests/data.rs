@@ -304,9 +304,14 @@ fn f32_values(bytes: &[u8]) -> Vec<f32> {
 
 #[test]
 fn pixel_round_trips() {
-    assert_eq!(pixels::bytes_per_image(PixelFormat::U8Hwc, 3, 1, 2), 6);
-    assert_eq!(pixels::bytes_per_image(PixelFormat::F32Chw, 3, 1, 2), 24);
-    assert_eq!(pixels::bytes_per_image(PixelFormat::F32Chw, u32::MAX, u32::MAX, u32::MAX), usize::MAX);
+    assert_eq!(pixels::bytes_per_image(PixelFormat::U8Hwc, 3, 1, 2), Ok(6));
+    assert_eq!(pixels::bytes_per_image(PixelFormat::F32Chw, 3, 1, 2), Ok(24));
+    // Checked, not saturated: a size past usize is an error naming the image, never usize::MAX.
+    let e = pixels::bytes_per_image(PixelFormat::F32Chw, u32::MAX, u32::MAX, u32::MAX).unwrap_err();
+    assert_eq!(e.kind, gran::ErrorKind::InvalidArgument);
+    assert!(e.message.contains("larger than this machine can address"), "{}", e.message);
+    let e = pixels::bytes_for(PixelFormat::U8Hwc, usize::MAX / 2, 3, 28, 28).unwrap_err();
+    assert_eq!(e.kind, gran::ErrorKind::InvalidArgument);
 
     let from_hwc = pixels::to_tensor(&HWC, 1, 3, 1, 2, PixelFormat::U8Hwc).expect("hwc");
     assert_eq!(from_hwc.size(), vec![1, 3, 1, 2]);

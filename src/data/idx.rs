@@ -109,14 +109,24 @@ impl<'a> IdxReader<'a> {
         }
     }
 
-    /// Reads at most `limit` bytes, stopping early only at the end of the data. The buffer for
-    /// all of them is allocated (fallibly) before reading, so decompression can never grow it
-    /// past what the header declared: `limit` is at most [`MAX_PAYLOAD`] + 1.
+    /// Reads at most `limit` bytes, stopping early only at the end of the data. The buffer grows
+    /// with the data that actually arrives (fallibly, doubling), never past `limit`, which the
+    /// header bounds by [`MAX_PAYLOAD`]: a small file declaring a large payload costs nothing.
     fn read_up_to(&mut self, limit: u64) -> Result<Vec<u8>> {
-        let mut buf = crate::limits::vec_with_capacity(limit as usize, "the IDX data")?;
-        match (&mut self.inner).take(limit).read_to_end(&mut buf) {
-            Ok(_) => Ok(buf),
-            Err(e) => Err(self.error(e)),
+        let mut buf: Vec<u8> = Vec::new();
+        let mut block = [0u8; 1 << 16];
+        loop {
+            let n = match (&mut self.inner).take(limit - buf.len() as u64).read(&mut block) {
+                Ok(0) => return Ok(buf),
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(self.error(e)),
+            };
+            if buf.capacity() - buf.len() < n {
+                let room = (buf.capacity().max(1 << 16) as u64).min(limit - buf.len() as u64) as usize;
+                crate::limits::reserve(&mut buf, room.max(n), "the IDX data")?;
+            }
+            buf.extend_from_slice(&block[..n]);
         }
     }
 
