@@ -497,7 +497,9 @@ typedef void (*GranLogCallback)(GranLogLevel level,
 #define GRAN_STATUS_DEVICE 6
 
 /**
- * Host or device memory ran out.
+ * Host or device memory ran out: the system refused an allocation (libtorch's CPU or CUDA
+ * allocator, or the library's own buffers, which are all allocated fallibly). The library
+ * never aborts on an allocation failure and installs no allocation hook of its own.
  */
 #define GRAN_STATUS_OUT_OF_MEMORY 7
 
@@ -584,9 +586,10 @@ extern "C" {
  * once). `pixels` holds count * height * width * channels values in `format` (bytes for the U8
  * formats, floats in [0, 1] for F32_CHW).
  *
- * Errors: INVALID_ARGUMENT for NULL pointers, a count of 0, channels other than 1 or 3, a zero
- * dimension, an unknown format, or a float that is NaN or outside [0, 1] (the message gives
- * its index and value).
+ * Errors: INVALID_ARGUMENT for NULL pointers, a count of 0, channels other than 1 or 3, a
+ * height or width outside 1 ..= 16384, a total size past what memory can address, an unknown
+ * format, or a float that is NaN or outside [0, 1] (the message gives its index and value);
+ * OUT_OF_MEMORY.
  *
  * Thread safety: any thread.
  *
@@ -604,7 +607,9 @@ GranStatus gran_dataset_from_pixels(const void *pixels,
 /**
  * Loads MNIST-style IDX files: `images_path` (magic 0x00000803) and, unless NULL,
  * `labels_path` (magic 0x00000801, one label per image). Each may be plain or gzip-compressed
- * (detected from its bytes). Errors: IO (cannot read), FORMAT (bad magic, truncated, counts
+ * (detected from its bytes). A header may declare at most 4 GiB of data, and decompressed data
+ * is never read past what the header declares. Errors: IO (cannot read, or not a regular
+ * file), OUT_OF_MEMORY, FORMAT (bad magic, truncated, counts
  * that disagree), INVALID_ARGUMENT.
  *
  * Thread safety: any thread.
@@ -723,7 +728,11 @@ GranStatus gran_evaluator_free(GranEvaluator e);
  * `reference` (held-out data), and, unless `train` is 0, the copy check against the training
  * images of `train`. Writes the result to `*out` (no more than `out->struct_size` bytes).
  *
- * Errors: INVALID_ARGUMENT (samples < 2, images of different sizes), INVALID_HANDLE.
+ * Per-call limit: `samples` 2 ..= 1,048,576 (2^20). The samples are scored as they are drawn,
+ * chunk by chunk (the scores keep running sums), so memory does not grow with `samples`.
+ *
+ * Errors: INVALID_ARGUMENT (samples outside the limit, images of different sizes),
+ * INVALID_HANDLE, OUT_OF_MEMORY.
  *
  * Thread safety: any thread; concurrent with training of the model.
  *
@@ -772,8 +781,12 @@ void gran_gam_config_init(struct GranGamConfig *cfg);
  * (no more than `out->struct_size` bytes: set it first). `cfg` NULL uses the defaults.
  * Swapping `a` and `b` swaps the verdict and inverts both ratios.
  *
- * Errors: INVALID_ARGUMENT (models or data of different image sizes, samples 0, a negative or
- * non-finite tolerance, NULL out), INVALID_HANDLE.
+ * Per-call limits: `samples` 1 ..= 1,048,576 (2^20), `score_batch` 0 ..= 4096. Samples are
+ * drawn and judged one scoring chunk at a time, so memory does not grow with `samples`.
+ *
+ * Errors: INVALID_ARGUMENT (models or data of different image sizes, samples or score_batch
+ * outside the limits, a negative or non-finite tolerance, NULL out), INVALID_HANDLE,
+ * OUT_OF_MEMORY.
  *
  * Thread safety: any thread; concurrent with training and sampling of either model.
  *
@@ -871,8 +884,12 @@ GranStatus gran_model_precision(GranModel m,
  * Saves `m` to `path` as one checkpoint file (safetensors: configuration, both networks, both
  * optimizers' state, the step counter). The write is atomic: a temporary file in the same
  * folder, flushed, then renamed; a crash or a full disk leaves any previous file intact.
+ * Temporary files are named `.<file name>.<pid>.<n>.tmp`; those left by a writer that was killed
+ * are removed by the next save to the same path once their process is gone, so they never
+ * accumulate.
  *
- * Errors: INVALID_ARGUMENT (NULL or non-UTF-8 path), IO (folder missing, disk full, ...).
+ * Errors: INVALID_ARGUMENT (NULL or non-UTF-8 path), IO (folder missing, disk full, ...),
+ * OUT_OF_MEMORY.
  *
  * Thread safety: any thread, also while the model trains (the file holds the weights between
  * two optimizer steps) and while other threads sample.
@@ -888,8 +905,13 @@ GranStatus gran_model_save(GranModel m,
  * `device`: where to put it; NULL puts it on the device it was saved from when that exists
  * here, else AUTO. Training continues from the saved step, exactly as if never stopped.
  *
- * Errors: IO (cannot read), FORMAT (anything that is not an intact gran checkpoint: truncated,
- * corrupt, another format, another format version), DEVICE, INVALID_ARGUMENT.
+ * Errors: IO (cannot read, or not a regular file: a FIFO, device or folder is refused before
+ * any read), FORMAT (anything that is not an intact gran checkpoint: truncated, corrupt,
+ * another format or format version, a header over 16 MiB, a tensor table that does not match
+ * the configuration or the file's length, non-finite weights, statistics or moments, negative
+ * variances or second moments, Adam update counts that differ from the step counter), DEVICE,
+ * INVALID_ARGUMENT, OUT_OF_MEMORY. Each check comes before the work it would justify: the
+ * table before the data is read, the data's checksum and values before the model is built.
  * No format that can execute code is read.
  *
  * Thread safety: any thread.
@@ -927,8 +949,12 @@ GranStatus gran_cancel(GranModel m);
  * the same for any `count` > i, and equal to `gran_generate` on the latents `gran_latents`
  * gives for `seed`. Batch norm uses its running statistics (no batch effects).
  *
+ * Images are drawn 256 at a time straight into `out`: the library's own memory does not grow
+ * with `count`. Every argument is checked before the first image is drawn; a failure after
+ * that (OUT_OF_MEMORY, DEVICE, INTERNAL) may leave `out` partly written.
+ *
  * Errors: INVALID_ARGUMENT (count 0, NULL out, unknown format), BUFFER_TOO_SMALL (the message
- * says how many bytes are needed).
+ * says how many bytes are needed), OUT_OF_MEMORY.
  *
  * Thread safety: any thread; concurrent with other sampling and with training on the same
  * model (the weights between two optimizer steps).
@@ -980,7 +1006,11 @@ GranStatus gran_latents(GranModel m,
  * Draws `count` images from caller latents `z` (count * z_dim finite floats, row-major) and
  * writes them to `out` in `format`.
  *
- * Errors: INVALID_ARGUMENT (count 0, NULL pointers, a non-finite latent), BUFFER_TOO_SMALL.
+ * Images are drawn 256 at a time, as in `gran_sample` (the same rule for `out` on a failure
+ * after the arguments, all latents included, were checked).
+ *
+ * Errors: INVALID_ARGUMENT (count 0, NULL pointers, a non-finite latent), BUFFER_TOO_SMALL,
+ * OUT_OF_MEMORY.
  *
  * Thread safety: as `gran_sample`.
  *
@@ -1015,7 +1045,11 @@ GranStatus gran_discriminate(GranModel m,
  * Writes `count` images (in `format`, height x width x channels) to `path` as one PNG grid with
  * `columns` columns and a 2-pixel border (grey for 1 channel, RGB for 3), atomically.
  *
- * Errors: INVALID_ARGUMENT (NULL pointers, count or columns 0, bad sizes or values), IO.
+ * Limits: image sides 1 ..= 16384 pixels, a grid of at most 2^31 - 1 pixels per side and
+ * 1 GiB of pixels, all checked before `pixels` is read.
+ *
+ * Errors: INVALID_ARGUMENT (NULL pointers, count or columns 0, sizes past the limits, bad
+ * values), IO, OUT_OF_MEMORY.
  *
  * Thread safety: any thread.
  *

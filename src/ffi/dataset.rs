@@ -22,9 +22,10 @@ fn register(out: *mut GranDataset, make: impl FnOnce() -> Result<Dataset>) -> Re
 /// once). `pixels` holds count * height * width * channels values in `format` (bytes for the U8
 /// formats, floats in [0, 1] for F32_CHW).
 ///
-/// Errors: INVALID_ARGUMENT for NULL pointers, a count of 0, channels other than 1 or 3, a zero
-/// dimension, an unknown format, or a float that is NaN or outside [0, 1] (the message gives
-/// its index and value).
+/// Errors: INVALID_ARGUMENT for NULL pointers, a count of 0, channels other than 1 or 3, a
+/// height or width outside 1 ..= 16384, a total size past what memory can address, an unknown
+/// format, or a float that is NaN or outside [0, 1] (the message gives its index and value);
+/// OUT_OF_MEMORY.
 ///
 /// Thread safety: any thread.
 ///
@@ -51,7 +52,9 @@ pub unsafe extern "C" fn gran_dataset_from_pixels(
 
 /// Loads MNIST-style IDX files: `images_path` (magic 0x00000803) and, unless NULL,
 /// `labels_path` (magic 0x00000801, one label per image). Each may be plain or gzip-compressed
-/// (detected from its bytes). Errors: IO (cannot read), FORMAT (bad magic, truncated, counts
+/// (detected from its bytes). A header may declare at most 4 GiB of data, and decompressed data
+/// is never read past what the header declares. Errors: IO (cannot read, or not a regular
+/// file), OUT_OF_MEMORY, FORMAT (bad magic, truncated, counts
 /// that disagree), INVALID_ARGUMENT.
 ///
 /// Thread safety: any thread.

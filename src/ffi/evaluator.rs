@@ -202,7 +202,11 @@ fn optional_dataset(d: GranDataset) -> Result<Option<Arc<Dataset>>> {
 /// `reference` (held-out data), and, unless `train` is 0, the copy check against the training
 /// images of `train`. Writes the result to `*out` (no more than `out->struct_size` bytes).
 ///
-/// Errors: INVALID_ARGUMENT (samples < 2, images of different sizes), INVALID_HANDLE.
+/// Per-call limit: `samples` 2 ..= 1,048,576 (2^20). The samples are scored as they are drawn,
+/// chunk by chunk (the scores keep running sums), so memory does not grow with `samples`.
+///
+/// Errors: INVALID_ARGUMENT (samples outside the limit, images of different sizes),
+/// INVALID_HANDLE, OUT_OF_MEMORY.
 ///
 /// Thread safety: any thread; concurrent with training of the model.
 ///

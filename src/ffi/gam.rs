@@ -105,8 +105,12 @@ pub unsafe extern "C" fn gran_gam_config_init(cfg: *mut GranGamConfig) {
 /// (no more than `out->struct_size` bytes: set it first). `cfg` NULL uses the defaults.
 /// Swapping `a` and `b` swaps the verdict and inverts both ratios.
 ///
-/// Errors: INVALID_ARGUMENT (models or data of different image sizes, samples 0, a negative or
-/// non-finite tolerance, NULL out), INVALID_HANDLE.
+/// Per-call limits: `samples` 1 ..= 1,048,576 (2^20), `score_batch` 0 ..= 4096. Samples are
+/// drawn and judged one scoring chunk at a time, so memory does not grow with `samples`.
+///
+/// Errors: INVALID_ARGUMENT (models or data of different image sizes, samples or score_batch
+/// outside the limits, a negative or non-finite tolerance, NULL out), INVALID_HANDLE,
+/// OUT_OF_MEMORY.
 ///
 /// Thread safety: any thread; concurrent with training and sampling of either model.
 ///

@@ -116,8 +116,12 @@ pub unsafe extern "C" fn gran_model_precision(m: GranModel, out: *mut GranPrecis
 /// Saves `m` to `path` as one checkpoint file (safetensors: configuration, both networks, both
 /// optimizers' state, the step counter). The write is atomic: a temporary file in the same
 /// folder, flushed, then renamed; a crash or a full disk leaves any previous file intact.
+/// Temporary files are named `.<file name>.<pid>.<n>.tmp`; those left by a writer that was killed
+/// are removed by the next save to the same path once their process is gone, so they never
+/// accumulate.
 ///
-/// Errors: INVALID_ARGUMENT (NULL or non-UTF-8 path), IO (folder missing, disk full, ...).
+/// Errors: INVALID_ARGUMENT (NULL or non-UTF-8 path), IO (folder missing, disk full, ...),
+/// OUT_OF_MEMORY.
 ///
 /// Thread safety: any thread, also while the model trains (the file holds the weights between
 /// two optimizer steps) and while other threads sample.
@@ -136,8 +140,13 @@ pub unsafe extern "C" fn gran_model_save(m: GranModel, path: *const c_char) -> G
 /// `device`: where to put it; NULL puts it on the device it was saved from when that exists
 /// here, else AUTO. Training continues from the saved step, exactly as if never stopped.
 ///
-/// Errors: IO (cannot read), FORMAT (anything that is not an intact gran checkpoint: truncated,
-/// corrupt, another format, another format version), DEVICE, INVALID_ARGUMENT.
+/// Errors: IO (cannot read, or not a regular file: a FIFO, device or folder is refused before
+/// any read), FORMAT (anything that is not an intact gran checkpoint: truncated, corrupt,
+/// another format or format version, a header over 16 MiB, a tensor table that does not match
+/// the configuration or the file's length, non-finite weights, statistics or moments, negative
+/// variances or second moments, Adam update counts that differ from the step counter), DEVICE,
+/// INVALID_ARGUMENT, OUT_OF_MEMORY. Each check comes before the work it would justify: the
+/// table before the data is read, the data's checksum and values before the model is built.
 /// No format that can execute code is read.
 ///
 /// Thread safety: any thread.

@@ -84,8 +84,12 @@ fn check_count(count: u32) -> Result<usize> {
 /// the same for any `count` > i, and equal to `gran_generate` on the latents `gran_latents`
 /// gives for `seed`. Batch norm uses its running statistics (no batch effects).
 ///
+/// Images are drawn 256 at a time straight into `out`: the library's own memory does not grow
+/// with `count`. Every argument is checked before the first image is drawn; a failure after
+/// that (OUT_OF_MEMORY, DEVICE, INTERNAL) may leave `out` partly written.
+///
 /// Errors: INVALID_ARGUMENT (count 0, NULL out, unknown format), BUFFER_TOO_SMALL (the message
-/// says how many bytes are needed).
+/// says how many bytes are needed), OUT_OF_MEMORY.
 ///
 /// Thread safety: any thread; concurrent with other sampling and with training on the same
 /// model (the weights between two optimizer steps).
@@ -153,7 +157,11 @@ pub unsafe extern "C" fn gran_latents(m: GranModel, seed: u64, count: u32, z: *m
 /// Draws `count` images from caller latents `z` (count * z_dim finite floats, row-major) and
 /// writes them to `out` in `format`.
 ///
-/// Errors: INVALID_ARGUMENT (count 0, NULL pointers, a non-finite latent), BUFFER_TOO_SMALL.
+/// Images are drawn 256 at a time, as in `gran_sample` (the same rule for `out` on a failure
+/// after the arguments, all latents included, were checked).
+///
+/// Errors: INVALID_ARGUMENT (count 0, NULL pointers, a non-finite latent), BUFFER_TOO_SMALL,
+/// OUT_OF_MEMORY.
 ///
 /// Thread safety: as `gran_sample`.
 ///
@@ -239,7 +247,11 @@ fn offset_message(mut e: Error, first_image: usize) -> Error {
 /// Writes `count` images (in `format`, height x width x channels) to `path` as one PNG grid with
 /// `columns` columns and a 2-pixel border (grey for 1 channel, RGB for 3), atomically.
 ///
-/// Errors: INVALID_ARGUMENT (NULL pointers, count or columns 0, bad sizes or values), IO.
+/// Limits: image sides 1 ..= 16384 pixels, a grid of at most 2^31 - 1 pixels per side and
+/// 1 GiB of pixels, all checked before `pixels` is read.
+///
+/// Errors: INVALID_ARGUMENT (NULL pointers, count or columns 0, sizes past the limits, bad
+/// values), IO, OUT_OF_MEMORY.
 ///
 /// Thread safety: any thread.
 ///

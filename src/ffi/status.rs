@@ -22,7 +22,9 @@ pub const GRAN_STATUS_IO: GranStatus = 4;
 pub const GRAN_STATUS_FORMAT: GranStatus = 5;
 /// CUDA asked for but absent, a device index past the count, or a device error.
 pub const GRAN_STATUS_DEVICE: GranStatus = 6;
-/// Host or device memory ran out.
+/// Host or device memory ran out: the system refused an allocation (libtorch's CPU or CUDA
+/// allocator, or the library's own buffers, which are all allocated fallibly). The library
+/// never aborts on an allocation failure and installs no allocation hook of its own.
 pub const GRAN_STATUS_OUT_OF_MEMORY: GranStatus = 7;
 /// Stopped by `gran_cancel`, by the progress callback, or by freeing the model.
 pub const GRAN_STATUS_CANCELLED: GranStatus = 8;
