@@ -38,7 +38,7 @@ fn main() {
         .file("csrc/leaky_relu.cpp")
         .file("csrc/pin_memory.cpp")
         .file("csrc/autocast.cpp")
-        .file("csrc/max_abs.cpp")
+        .file("csrc/non_finite.cpp")
         .compile("gran_torch_ext");
     if std::path::Path::new(&lib).join("libtorch_cuda.so").exists() {
         println!("cargo:rustc-link-arg=-Wl,--no-as-needed");

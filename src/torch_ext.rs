@@ -42,8 +42,9 @@ extern "C" {
     fn grn_autocast_exit(cuda: c_int, was_enabled: c_int, was_dtype: c_int, err: *mut c_char, err_len: usize) -> c_int;
     fn grn_autocast_enabled(cuda: c_int) -> c_int;
 
-    /// csrc/max_abs.cpp
-    fn grn_max_abs(xs: *const *mut C_tensor, n: usize, out: *mut *mut C_tensor, err: *mut c_char, err_len: usize) -> c_int;
+    /// csrc/non_finite.cpp
+    fn grn_non_finite(xs: *const *mut C_tensor, n: usize, out: *mut *mut C_tensor, err: *mut c_char, err_len: usize)
+        -> c_int;
 
     /// csrc/leaky_relu.cpp
     fn grn_leaky_relu_(
@@ -85,13 +86,13 @@ pub fn leaky_relu_(x: &mut Tensor, negative_slope: f64) -> Result<Tensor> {
     })
 }
 
-/// The largest absolute value over `xs` (NaN if any value is NaN), a 0-d float tensor on their
-/// device, computed there (no host read). `xs` is not empty; its tensors share a device.
-pub fn max_abs(xs: &[&Tensor]) -> Result<Tensor> {
+/// 1.0 if any value of `xs` (undefined tensors are skipped) is NaN or infinite, else 0.0: a 0-d
+/// float tensor on their device, computed there (no host read). The tensors share a device.
+pub fn non_finite(xs: &[&Tensor]) -> Result<Tensor> {
     let handles: Vec<*mut C_tensor> = xs.iter().map(|t| t.as_ptr() as *mut C_tensor).collect();
     // SAFETY: every handle is a live tensor borrowed for the call; the shim reads `n` of them.
-    new_tensor("largest absolute value", |out, err, len| unsafe {
-        grn_max_abs(handles.as_ptr(), handles.len(), out, err, len)
+    new_tensor("finiteness check", |out, err, len| unsafe {
+        grn_non_finite(handles.as_ptr(), handles.len(), out, err, len)
     })
 }
 
@@ -248,14 +249,17 @@ mod tests {
     }
 
     #[test]
-    fn max_abs_spots_the_largest_value_and_propagates_nan() {
+    fn non_finite_flags_nan_and_infinity_anywhere() {
+        let flag = |xs: &[&Tensor]| non_finite(xs).unwrap().double_value(&[]);
         let a = Tensor::from_slice(&[1.0f32, -7.5]);
         let b = Tensor::from_slice(&[3.0f32, 2.0, -0.5]).view([3, 1]);
-        assert_eq!(max_abs(&[&a, &b]).unwrap().double_value(&[]), 7.5);
-        let c = Tensor::from_slice(&[f32::NAN]);
-        assert!(max_abs(&[&a, &c]).unwrap().double_value(&[]).is_nan());
-        let d = Tensor::from_slice(&[f32::NEG_INFINITY]);
-        assert_eq!(max_abs(&[&a, &d]).unwrap().double_value(&[]), f64::INFINITY);
+        assert_eq!(flag(&[&a, &b]), 0.0);
+        assert_eq!(flag(&[&a, &Tensor::from_slice(&[0.0f32, f32::NAN])]), 1.0);
+        assert_eq!(flag(&[&Tensor::from_slice(&[f32::NEG_INFINITY]), &b]), 1.0);
+        // +inf and -inf in one tensor sum to NaN: still flagged.
+        assert_eq!(flag(&[&Tensor::from_slice(&[f32::INFINITY, f32::NEG_INFINITY])]), 1.0);
+        assert_eq!(flag(&[&a, &Tensor::new()]), 0.0);
+        assert_eq!(flag(&[]), 0.0);
     }
 
     #[test]

@@ -14,6 +14,7 @@ use crate::log::{log, Level};
 use crate::model::Model;
 use crate::precision::Precision;
 use crate::rng::{stream, Stream};
+use crate::torch_ext::non_finite;
 use std::path::PathBuf;
 use std::time::Instant;
 use tch::{Kind, Reduction, Tensor};
@@ -220,14 +221,16 @@ pub fn train(
 
         let mut state = model.write();
         let st = &mut *state;
-        // A step that fails in any way leaves the model as after the last complete step: what
-        // the step changes (both networks' weights and Adam state, the batch-norm running
-        // statistics) is copied here and put back unless the step completes with finite losses,
-        // weights and moments. The copies live in buffers allocated once for the run.
+        // A step that fails in any way leaves the model as after the last complete step. The
+        // generator's update is the step's last change, and the fused kernel skips it (decided
+        // on the device) when a loss or a gradient is not finite. What changes before it is
+        // copied here and put back unless the step completes: the batch-norm running statistics
+        // of both networks, and D's weights and Adam state (D's update comes before G's loss is
+        // known). The copies live in buffers allocated once for the run. (A copy of G as well
+        // would cost more than a tenth of a paper-width step on a CPU.)
         let at_risk = |st: &crate::model::State| -> Vec<Tensor> {
             st.opt_d
                 .tensors()
-                .chain(st.opt_g.tensors())
                 .chain(st.g_buffers.iter().chain(&st.d_buffers).map(|n| &n.tensor))
                 .map(|t| t.shallow_clone())
                 .collect()
@@ -237,16 +240,18 @@ pub fn train(
         let outcome = step_once(st, cfg, device, &real, &zd, &zg, &ones, &zeros, &adam_d, &adam_g);
         let failure = match &outcome {
             Err(e) => Some(e.clone()),
-            Ok(sums) => [("discriminator loss", sums[0]), ("generator loss", sums[1]), ("largest weight", sums[4])]
+            Ok(sums) => [("discriminator loss", sums[0]), ("generator loss", sums[1])]
                 .into_iter()
                 .find(|(_, v)| !v.is_finite())
-                .map(|(what, value)| diverged(step, what, value)),
+                .map(|(what, value)| diverged(step, what, value))
+                .or_else(|| (sums[4] != 0.0).then(|| diverged(step, "largest weight after the update", f64::INFINITY))),
         };
         if let Some(e) = failure {
-            // The updates skipped themselves where a loss was not finite; put everything back.
+            // The updates skipped themselves where a loss or gradient was not finite; put back
+            // what changed regardless.
             backup.restore(&at_risk(st))?;
             (st.opt_d.t, st.opt_g.t) = (adam_d_t, adam_g_t);
-            return Err(e);
+            return Err(generator_check(st, e)?);
         }
         let sums = outcome?;
         st.step = step + 1;
@@ -303,8 +308,8 @@ pub fn train(
 }
 
 /// One discriminator and one generator update on `st`. Returns, in one host read: the D loss,
-/// the G loss, the mean D(x), the mean D(G(z)), and the largest absolute value among both
-/// networks' weights and Adam moments after the updates (non-finite if any of them is).
+/// the G loss, the mean D(x), the mean D(G(z)), and 1.0 if any weight or Adam moment of either
+/// network is not finite after the updates (else 0.0).
 #[allow(clippy::too_many_arguments)]
 fn step_once(
     st: &mut crate::model::State,
@@ -337,7 +342,7 @@ fn step_once(
         .f_binary_cross_entropy_with_logits::<Tensor>(ones, None, None, Reduction::Mean)?
         .f_add(&lf.f_binary_cross_entropy_with_logits::<Tensor>(zeros, None, None, Reduction::Mean)?)?;
     let d_grads = st.opt_d.gradients(&d_loss)?;
-    let d_bad = not_finite(&d_loss)?;
+    let d_bad = not_finite(&d_loss)?.f_maximum(&non_finite(&d_grads.iter().collect::<Vec<_>>())?)?;
     st.opt_d.step(&d_grads, adam_d, Some(&d_bad))?;
 
     // Generator step (non-saturating): gradients for G's parameters only.
@@ -347,13 +352,16 @@ fn step_once(
     })?;
     let g_loss = g_logits.f_binary_cross_entropy_with_logits::<Tensor>(ones, None, None, Reduction::Mean)?;
     let g_grads = st.opt_g.gradients(&g_loss)?;
-    let bad = d_bad.f_maximum(&not_finite(&g_loss)?)?;
+    let bad = d_bad
+        .f_maximum(&not_finite(&g_loss)?)?
+        .f_maximum(&non_finite(&g_grads.iter().collect::<Vec<_>>())?)?;
     st.opt_g.step(&g_grads, adam_g, Some(&bad))?;
-    // Finite losses do not make finite weights (a gradient or an update can overflow): the
-    // largest weight or moment after the updates, computed on the device, goes with the read.
+    // Finite losses and gradients do not quite make finite weights (an update can overflow
+    // float32): whether any weight or moment is not finite after the updates, computed on the
+    // device, goes with the read.
     let updated: Vec<&Tensor> = st.opt_d.tensors().chain(st.opt_g.tensors()).collect();
-    let largest = crate::torch_ext::max_abs(&updated)?;
-    // The step's one host read: both losses, the mean D outputs and the largest weight.
+    let largest = non_finite(&updated)?;
+    // The step's one host read: both losses, the mean D outputs and the finiteness flag.
     tch::no_grad(|| -> Result<Vec<f64>> {
         let v = Tensor::f_stack(
             &[
@@ -367,6 +375,25 @@ fn step_once(
         )?;
         Ok(Vec::<f64>::try_from(&v.f_to_kind(Kind::Double)?.f_to_device(tch::Device::Cpu)?)?)
     })
+}
+
+/// After a failed step was put back: `diverged` as it is when the generator is finite (the
+/// promise: the weights of the last complete step). An update of G that overflowed float32
+/// from finite gradients cannot be taken back (G is not copied each step); that case, reachable
+/// only with learning rates near float32's range, is said plainly instead.
+fn generator_check(st: &crate::model::State, diverged: Error) -> Result<Error> {
+    let g: Vec<&Tensor> = st.opt_g.tensors().collect();
+    if non_finite(&g)?.f_double_value(&[])? == 0.0 {
+        return Ok(diverged);
+    }
+    Ok(Error::new(
+        ErrorKind::Diverged,
+        format!(
+            "{}; but the generator's update overflowed float32 (a learning rate too large?) and its \
+             weights are no longer finite: load the last checkpoint",
+            diverged.message.split("; the model keeps").next().unwrap_or(&diverged.message)
+        ),
+    ))
 }
 
 /// 1.0 where `loss` is not finite, else 0.0, as a float tensor on the loss's device.
