@@ -69,8 +69,20 @@ fn png_size(path: &Path) -> (u32, u32) {
 
 /// The options of a tiny, fast model and run.
 const TINY: [&str; 14] = [
-    "--width-scale", "0.0625", "--z-dim", "8", "--hidden-dim", "8", "-T", "2", "--batch-size", "8", "--limit",
-    "256", "--device", "cpu",
+    "--width-scale",
+    "0.0625",
+    "--z-dim",
+    "8",
+    "--hidden-dim",
+    "8",
+    "-T",
+    "2",
+    "--batch-size",
+    "8",
+    "--limit",
+    "256",
+    "--device",
+    "cpu",
 ];
 
 fn train_tiny(data: &str, out: &str, iterations: &str, extra: &[&str]) -> String {
@@ -98,7 +110,10 @@ fn train_resume_sample_steps_gam_eval_info() {
         assert_eq!(v["total_steps"], 6);
     }
     let r = result_json(&out);
-    assert_eq!((r["command"].as_str(), r["first_step"].as_u64(), r["step"].as_u64()), (Some("train"), Some(0), Some(6)));
+    assert_eq!(
+        (r["command"].as_str(), r["first_step"].as_u64(), r["step"].as_u64()),
+        (Some("train"), Some(0), Some(6))
+    );
     assert_eq!((r["config"]["steps"].as_u64(), r["config"]["height"].as_u64()), (Some(2), Some(28)));
     assert_eq!(r["images"], 256);
 
@@ -108,14 +123,31 @@ fn train_resume_sample_steps_gam_eval_info() {
     let info = result_json(&ok(&["info", &a, "--json"]));
     assert_eq!((info["kind"].as_str(), info["step"].as_u64()), (Some("checkpoint"), Some(6)));
     assert_eq!(info["config"]["width_scale"].as_f64(), Some(0.0625));
-    assert!(info["parameters"]["generator"].as_u64().unwrap() > 0 && info["parameters"]["discriminator"].as_u64().unwrap() > 0);
+    assert!(
+        info["parameters"]["generator"].as_u64().unwrap() > 0
+            && info["parameters"]["discriminator"].as_u64().unwrap() > 0
+    );
     let human = ok(&["info", &a]);
     assert!(human.contains("gran checkpoint") && human.contains("trained:     6 steps"), "{human}");
 
     // Resume for 4 more steps: the same checkpoint, byte for byte, as 10 steps in one go.
     std::fs::copy(&a, &b).unwrap();
-    let r = result_json(&ok(&["--threads", "1", "train", "--data", &data, "--limit", "256", "--batch-size", "8",
-                             "--resume", &b, "-n", "4", "--json"]));
+    let r = result_json(&ok(&[
+        "--threads",
+        "1",
+        "train",
+        "--data",
+        &data,
+        "--limit",
+        "256",
+        "--batch-size",
+        "8",
+        "--resume",
+        &b,
+        "-n",
+        "4",
+        "--json",
+    ]));
     assert_eq!((r["first_step"].as_u64(), r["step"].as_u64()), (Some(6), Some(10)));
     assert_eq!(r["checkpoint"].as_str(), Some(b.as_str()), "--resume writes back to its file by default");
     train_tiny(&data, &straight, "10", &["--quiet"]);
@@ -123,7 +155,21 @@ fn train_resume_sample_steps_gam_eval_info() {
 
     // Samples: an 10-image grid of 5 columns (28-pixel tiles, 2-pixel borders), and one PNG each.
     let grid = p("grid.png");
-    let r = result_json(&ok(&["sample", &b, "-o", &grid, "-n", "10", "--columns", "5", "--seed", "3", "--device", "cpu", "--json"]));
+    let r = result_json(&ok(&[
+        "sample",
+        &b,
+        "-o",
+        &grid,
+        "-n",
+        "10",
+        "--columns",
+        "5",
+        "--seed",
+        "3",
+        "--device",
+        "cpu",
+        "--json",
+    ]));
     assert_eq!((r["count"].as_u64(), r["columns"].as_u64()), (Some(10), Some(5)));
     assert_eq!(png_size(Path::new(&grid)), (5 * 28 + 4 * 2, 2 * 28 + 2));
     let each = dir.join("each");
@@ -146,7 +192,20 @@ fn train_resume_sample_steps_gam_eval_info() {
     assert_eq!(png_size(Path::new(&steps)), (2 * 28 + 2, 4 * 28 + 3 * 2));
 
     // GAM on 50 held-out digits.
-    let r = result_json(&ok(&["gam", &a, &b, "--data", &data, "--limit", "50", "--samples", "20", "--device", "cpu", "--json"]));
+    let r = result_json(&ok(&[
+        "gam",
+        &a,
+        &b,
+        "--data",
+        &data,
+        "--limit",
+        "50",
+        "--samples",
+        "20",
+        "--device",
+        "cpu",
+        "--json",
+    ]));
     assert_eq!((r["test_count"].as_u64(), r["sample_count"].as_u64()), (Some(50), Some(20)));
     assert_eq!((r["step_a"].as_u64(), r["step_b"].as_u64()), (Some(6), Some(10)));
     for k in ["test_error_a", "test_error_b", "sample_error_a", "sample_error_b"] {
@@ -157,8 +216,22 @@ fn train_resume_sample_steps_gam_eval_info() {
     assert!(human.contains("r_test   = 1.000") && human.contains("verdict: tie"), "a model against itself:\n{human}");
 
     // Eval: an evaluator trained one epoch on 300 digits scores the model's samples.
-    let r = result_json(&ok(&["eval", &a, &b, "--data", &data, "--limit", "300", "--samples", "40",
-                             "--evaluator-epochs", "1", "--device", "cpu", "--json"]));
+    let r = result_json(&ok(&[
+        "eval",
+        &a,
+        &b,
+        "--data",
+        &data,
+        "--limit",
+        "300",
+        "--samples",
+        "40",
+        "--evaluator-epochs",
+        "1",
+        "--device",
+        "cpu",
+        "--json",
+    ]));
     assert_eq!(r["classes"], 10);
     assert!((0.0..=1.0).contains(&r["evaluator_accuracy"].as_f64().unwrap()), "{r}");
     let models = r["models"].as_array().unwrap();
@@ -187,9 +260,26 @@ fn train_resume_sample_steps_gam_eval_info() {
 
     // An image folder: train on the PNGs written above (resized to 28x28 grey).
     let folder = p("folder.safetensors");
-    let r = result_json(&ok(&["train", "--data", each.to_str().unwrap(), "--image-size", "28", "--channels", "1",
-                             "-o", &folder, "-n", "1", "--batch-size", "2", "--width-scale", "0.0625", "--device", "cpu",
-                             "--json"]));
+    let r = result_json(&ok(&[
+        "train",
+        "--data",
+        each.to_str().unwrap(),
+        "--image-size",
+        "28",
+        "--channels",
+        "1",
+        "-o",
+        &folder,
+        "-n",
+        "1",
+        "--batch-size",
+        "2",
+        "--width-scale",
+        "0.0625",
+        "--device",
+        "cpu",
+        "--json",
+    ]));
     assert_eq!((r["images"].as_u64(), r["step"].as_u64()), (Some(3), Some(1)));
 
     let _ = std::fs::remove_dir_all(&dir);
@@ -237,7 +327,10 @@ fn bad_arguments_and_files_give_one_line_and_their_exit_code() {
     let o = gran(&["info", &junk, "--json"]);
     assert_eq!(o.status.code(), Some(15));
     let v: serde_json::Value = serde_json::from_str(text(&o.stdout).trim()).unwrap();
-    assert_eq!((v["type"].as_str(), v["kind"].as_str(), v["exit_code"].as_i64()), (Some("error"), Some("format"), Some(15)));
+    assert_eq!(
+        (v["type"].as_str(), v["kind"].as_str(), v["exit_code"].as_i64()),
+        (Some("error"), Some("format"), Some(15))
+    );
 
     // Values the library refuses: 11.
     let mut args = vec!["train", "--quiet", "--data", data.as_str(), "-o", "x.safetensors", "--limit", "10"];

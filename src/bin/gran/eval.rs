@@ -51,7 +51,9 @@ pub fn run(a: &Args, out: &Out) -> Result<()> {
     }
     let c0 = models[0].1.config().clone();
     let shape = (c0.height, c0.width, c0.channels);
-    if let Some((p, m)) = models.iter().find(|(_, m)| (m.config().height, m.config().width, m.config().channels) != shape) {
+    if let Some((p, m)) =
+        models.iter().find(|(_, m)| (m.config().height, m.config().width, m.config().channels) != shape)
+    {
         return Err(Error::invalid(format!(
             "{} makes {}x{}x{} images but {} makes {}x{}x{}: evaluate models of one image size together",
             p.display(),

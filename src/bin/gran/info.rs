@@ -31,7 +31,9 @@ fn looks_like_safetensors(path: &Path, size: u64) -> bool {
 pub fn run(a: &Args, out: &Out) -> Result<()> {
     let path = &a.path;
     let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => Error::new(ErrorKind::Io, format!("{}: no such file or folder", path.display())),
+        std::io::ErrorKind::NotFound => {
+            Error::new(ErrorKind::Io, format!("{}: no such file or folder", path.display()))
+        }
         _ => Error::io(path.display(), e),
     })?;
     if meta.is_file() && looks_like_safetensors(path, meta.len()) {
@@ -79,7 +81,8 @@ pub fn run(a: &Args, out: &Out) -> Result<()> {
         Format::Images => "images",
         Format::Auto => unreachable!("detect resolves the format"),
     };
-    let splits: &[Split] = if meta.is_dir() && format != Format::Images { &[Split::Train, Split::Test] } else { &[Split::Train] };
+    let splits: &[Split] =
+        if meta.is_dir() && format != Format::Images { &[Split::Train, Split::Test] } else { &[Split::Train] };
     let mut sets = Vec::new();
     for &split in splits {
         match data::load(&args, split, (32, 32, 3)) {

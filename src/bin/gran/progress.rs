@@ -4,7 +4,7 @@
 //! above the bar.
 
 use gran::train::Progress;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use parking_lot::Mutex;
 use std::io::IsTerminal;
 use std::time::Instant;
@@ -66,15 +66,19 @@ impl Reporter {
             Mode::Quiet
         } else if std::io::stderr().is_terminal() {
             let bar = ProgressBar::with_draw_target(Some(end - first), ProgressDrawTarget::stderr());
+            // Two lines, so that the bar keeps its width on an 80-column terminal: the bar, then
+            // the rate and the last step's losses.
+            let images = batch as f64;
             bar.set_style(
                 ProgressStyle::with_template(
-                    "{prefix:>11} [{elapsed_precise}] {wide_bar:.cyan/blue} {pos}/{len} steps  \
-                     {per_sec:>11}  ETA {eta:<4} {msg}",
+                    "training [{elapsed_precise}] {wide_bar:.cyan/blue} {pos}/{len} steps  ETA {eta}\n         {rate}  {msg}",
                 )
                 .expect("a valid template")
+                .with_key("rate", move |s: &ProgressState, w: &mut dyn std::fmt::Write| {
+                    let _ = write!(w, "{:.2} steps/s ({:.0} img/s)", s.per_sec(), s.per_sec() * images);
+                })
                 .progress_chars("=> "),
             );
-            bar.set_prefix("training");
             *BAR.lock() = Some(bar.clone());
             Mode::Bar(bar)
         } else {
@@ -103,7 +107,7 @@ impl Reporter {
         if let Mode::Bar(bar) = &self.mode {
             bar.set_position(p.step - self.first);
             bar.set_message(format!(
-                "D {:.3} G {:.3} D(x) {:.2} D(G(z)) {:.2}",
+                "D loss {:.3}  G loss {:.3}  D(x) {:.2}  D(G(z)) {:.2}",
                 p.d_loss, p.g_loss, p.d_real, p.d_fake
             ));
         }
@@ -146,11 +150,13 @@ impl Reporter {
         self.since = Instant::now();
     }
 
-    /// Ends the bar, leaving its last state on the terminal.
+    /// Ends the bar, leaving its last state on the terminal (where a stopped run stopped).
     pub fn finish(&mut self) {
         if let Mode::Bar(bar) = &self.mode {
-            bar.finish();
+            bar.abandon();
             BAR.lock().take();
+            // The bar leaves the cursor on its last line: what follows starts on a line of its own.
+            eprintln!();
         }
     }
 }

@@ -85,7 +85,9 @@ pub fn run_sample(a: &SampleArgs, out: &Out) -> Result<()> {
         "columns": columns, "grid": a.out_dir.is_none(), "files": files,
     });
     out.result("sample", value, || match &a.out_dir {
-        Some(dir) => format!("wrote {} images of {}x{}x{} to {}/", a.count, c.height, c.width, c.channels, dir.display()),
+        Some(dir) => {
+            format!("wrote {} images of {}x{}x{} to {}/", a.count, c.height, c.width, c.channels, dir.display())
+        }
         None => format!(
             "wrote {} ({} images of {}x{}x{}, {} per row, seed {})",
             a.out.display(),
@@ -103,9 +105,10 @@ pub fn run_sample(a: &SampleArgs, out: &Out) -> Result<()> {
 pub fn run_steps(a: &StepsArgs, out: &Out) -> Result<()> {
     let model = a.run.load(&a.model)?;
     let c = model.config().clone();
-    let canvases = model.sample(a.seed, a.count as usize, true)?.canvases.ok_or_else(|| {
-        Error::internal("sampling with steps gave no canvases")
-    })?;
+    let canvases = model
+        .sample(a.seed, a.count as usize, true)?
+        .canvases
+        .ok_or_else(|| Error::internal("sampling with steps gave no canvases"))?;
     // [T, N, C, H, W] -> [N, T, C, H, W]: one row per image, one column per step.
     let s = canvases.size();
     let rows = canvases.f_transpose(0, 1)?.f_contiguous()?.f_view([s[0] * s[1], s[2], s[3], s[4]])?;

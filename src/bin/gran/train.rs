@@ -152,7 +152,8 @@ pub fn run(a: &Args, out: &Out) -> Result<()> {
                 device: a.device.unwrap_or(DeviceSpec::Auto),
                 seed: a.init_seed.unwrap_or(seed),
             };
-            cfg.validate().map_err(|e| Error::invalid(format!("{} (the model takes its image size from the data)", e.message)))?;
+            cfg.validate()
+                .map_err(|e| Error::invalid(format!("{} (the model takes its image size from the data)", e.message)))?;
             Arc::new(Model::new(&cfg)?)
         }
     };
