@@ -9,6 +9,7 @@ use gran::{Error, Result};
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
+#[command(args_override_self = true)]
 pub struct Args {
     /// Gran checkpoints to score (all of one image size)
     #[arg(value_name = "MODEL", required = true)]

@@ -8,6 +8,7 @@ use gran::{Error, Result};
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
+#[command(args_override_self = true)]
 pub struct Args {
     /// Model A (a gran checkpoint)
     #[arg(value_name = "MODEL_A")]

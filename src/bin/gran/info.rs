@@ -10,6 +10,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 #[derive(clap::Args)]
+#[command(args_override_self = true)]
 pub struct Args {
     /// A checkpoint, a data file, or a data folder
     #[arg(value_name = "PATH")]

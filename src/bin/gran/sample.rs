@@ -10,6 +10,7 @@ use std::path::PathBuf;
 const MAX_COUNT: u32 = 100_000;
 
 #[derive(clap::Args)]
+#[command(args_override_self = true)]
 pub struct SampleArgs {
     /// A gran checkpoint
     #[arg(value_name = "MODEL")]
@@ -35,6 +36,7 @@ pub struct SampleArgs {
 }
 
 #[derive(clap::Args)]
+#[command(args_override_self = true)]
 pub struct StepsArgs {
     /// A gran checkpoint
     #[arg(value_name = "MODEL")]

@@ -18,6 +18,7 @@ const DEFAULT_OUT: &str = "gran.safetensors";
 const MODEL_OPTIONS: [&str; 6] = ["drawing_steps", "z_dim", "hidden_dim", "width_scale", "plain_relu", "init_seed"];
 
 #[derive(clap::Args)]
+#[command(args_override_self = true)]
 pub struct Args {
     #[command(flatten)]
     pub data: DataArgs,
