@@ -14,8 +14,6 @@ pub struct Args {
     /// Gran checkpoints to score (all of one image size)
     #[arg(value_name = "MODEL", required = true)]
     pub models: Vec<PathBuf>,
-    #[command(flatten)]
-    pub data: DataArgs,
     /// Samples drawn from each model
     #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(2..))]
     pub samples: u32,
@@ -31,6 +29,8 @@ pub struct Args {
     /// Skip the copy check (each image's distance to its nearest training image)
     #[arg(long)]
     pub no_copy_check: bool,
+    #[command(flatten)]
+    pub data: DataArgs,
     #[command(flatten)]
     pub run: RunArgs,
 }

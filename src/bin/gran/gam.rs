@@ -16,8 +16,6 @@ pub struct Args {
     /// Model B (a gran checkpoint)
     #[arg(value_name = "MODEL_B")]
     pub b: PathBuf,
-    #[command(flatten)]
-    pub data: DataArgs,
     /// Samples drawn from each generator
     #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
     pub samples: u32,
@@ -31,6 +29,8 @@ pub struct Args {
     /// with running statistics)
     #[arg(long, value_name = "N", default_value_t = DEFAULT_SCORE_BATCH)]
     pub score_batch: u32,
+    #[command(flatten)]
+    pub data: DataArgs,
     #[command(flatten)]
     pub run: RunArgs,
 }

@@ -45,6 +45,7 @@ impl From<PrecisionArg> for Precision {
 
 /// Device and precision of a command that runs trained models.
 #[derive(clap::Args)]
+#[command(next_help_heading = "Device")]
 pub struct RunArgs {
     /// Where the models run: auto (CUDA 0 when present, else the CPU), cpu, cuda or cuda:N
     #[arg(long, value_name = "DEVICE", default_value = "auto", value_parser = parse_device)]

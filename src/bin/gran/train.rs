@@ -25,11 +25,11 @@ pub struct Args {
 
     /// The checkpoint to write: at the end, every --checkpoint-every steps, and on Ctrl-C
     /// [default: gran.safetensors, or the --resume file]
-    #[arg(short, long, value_name = "FILE")]
+    #[arg(short, long, value_name = "FILE", help_heading = "Checkpoint")]
     pub out: Option<PathBuf>,
     /// Continue training the model of this checkpoint (its configuration, weights, optimizer
     /// state and step counter); --iterations more steps
-    #[arg(long, value_name = "FILE", conflicts_with_all = MODEL_OPTIONS)]
+    #[arg(long, value_name = "FILE", conflicts_with_all = MODEL_OPTIONS, help_heading = "Checkpoint")]
     pub resume: Option<PathBuf>,
 
     /// Drawing steps T (1: the single-step DCGAN-style baseline)
