@@ -36,7 +36,7 @@ Exit status:
    15    a file is not what it should be (corrupt or truncated checkpoint, bad data file)
    16    device: CUDA asked for but absent, or a device error
    17    out of memory
-   20    training diverged (NaN or infinite loss); no checkpoint written
+   20    training diverged (NaN or infinite loss); the checkpoint is not updated
    21    internal error (a bug, or an unexpected libtorch failure)
   130    training stopped by Ctrl-C at a step boundary; the checkpoint was written
 Errors are one line on stderr. With --json, stdout also gets {\"type\":\"error\",...}.
