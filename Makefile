@@ -1,13 +1,15 @@
 # gran: two commands on a fresh machine.
-#   make demo   trains GRAN on the built-in MNIST digits and writes pictures to out/
+#   make demo   trains GRAN on the built-in MNIST digits with the `gran` tool, writes pictures to out/
 #   make test   runs every test
 # Each installs what it needs: libtorch 2.11.0 from PyPI into a project-local .venv (and, for
 # the install test, cmake from PyPI into the same .venv).
 #
 # Targets
 #   setup          the .venv with libtorch
-#   build          libgran (target/release/libgran.so) and the examples
-#   demo           the demo (pictures in $(OUT)/)
+#   build          libgran (target/release/libgran.so), the `gran` tool and the examples
+#   cli            the `gran` command-line tool (target/release/gran)
+#   demo           the demo, as a user types it: `gran train`, `sample`, `steps`, `gam` (in $(OUT)/)
+#   demo-c         the same job as a C program linked against libgran (examples/demo.c)
 #   bench          gran against the PyTorch reference (BENCH_ARGS, default --quick)
 #   bench-rust     criterion benchmarks of the Rust side (C-boundary cost, sampling, training)
 #   colour-data    data/colour32: 32x32x3 crops of the CC0 / public-domain photographs in the
@@ -15,14 +17,14 @@
 #   experiment     docs/RESULTS.md's MNIST tables (EXPERIMENT_ARGS)
 #   test           test-rust, check-symbols, test-c, test-bindings, test-install
 #   test-rust      cargo test --release
-#   test-c         the C tests (tests/c) under AddressSanitizer + UBSan, and the header
-#                  compiled as C (c99/c11/c17) and C++ (c++11 .. c++20)
+#   test-c         the C tests (tests/c) under AddressSanitizer + UBSan, examples/demo.c on a
+#                  tiny model, and the header compiled as C (c99/c11/c17) and C++ (c++11 .. c++20)
 #   check-symbols  libgran.so exports gran_* symbols only, exactly those of include/gran.h
 #   test-bindings  bash bindings/test.sh (the C++ and Python bindings), when it exists
 #   test-install   install into a temporary PREFIX; build tests/consumer with pkg-config and
 #                  with CMake; run both without LD_LIBRARY_PATH
 #   header         regenerate include/gran.h from src/ffi (cbindgen)
-#   install        PREFIX=/usr/local (and DESTDIR=) : lib/libgran.so.$(VERSION) with its
+#   install        PREFIX=/usr/local (and DESTDIR=) : bin/gran, lib/libgran.so.$(VERSION) with its
 #                  links, include/gran.h (and gran.hpp), lib/pkgconfig/gran.pc,
 #                  lib/cmake/gran/granConfig*.cmake (imported target gran::gran)
 #   clean          cargo clean, and $(OUT)
@@ -61,7 +63,7 @@ SOMAJOR = $(patsubst libgran.so.%,%,$(SONAME))
 LIB_RUNPATH = $(shell readelf -d $(LIB) 2>/dev/null | sed -n 's/.*(RUNPATH).*\[\(.*\)\]/\1/p')
 ABI_VERSION = $(shell sed -n 's/^\#define GRAN_ABI_VERSION \([0-9]*\).*/\1/p' include/gran.h)
 
-.PHONY: all setup build lib demo bench bench-rust colour-data experiment test test-rust test-c check-header check-symbols test-bindings \
+.PHONY: all setup build lib cli demo demo-c bench bench-rust colour-data experiment test test-rust test-c check-header check-symbols test-bindings \
         test-install install header clean
 
 all: build
@@ -86,7 +88,7 @@ define soname_link
 endef
 
 build: $(TORCH_STAMP)
-	$(CARGO_ENV) $(CARGO) build --release --lib --examples
+	$(CARGO_ENV) $(CARGO) build --release --lib --bins --examples
 	$(soname_link)
 
 # The library alone (what the C tests, the symbol check and the install need).
@@ -94,14 +96,35 @@ lib: $(TORCH_STAMP)
 	$(CARGO_ENV) $(CARGO) build --release --lib
 	$(soname_link)
 
-# The main job: examples/demo.c, compiled and linked against libgran like any user's program.
-DEMO_BIN := target/release/gran-demo
-DEMO_ARGS ?=
+# The command-line tool (src/bin/gran): the Rust core, linked like the library (build.rs).
+GRAN_BIN := target/release/gran
+cli: $(TORCH_STAMP)
+	$(CARGO_ENV) $(CARGO) build --release --bin gran
 
-demo: lib
+# The main job, as a user types it: train GRAN (T = 3) and the single-step baseline (T = 1) on
+# the built-in digits, draw samples and the step-by-step picture, compare the two with GAM.
+# DEMO_ARGS go to both `gran train` commands (e.g. DEMO_ARGS="--iterations 4000 --seed 2").
+DEMO_ARGS ?=
+DEMO_TRAIN = $(GRAN_BIN) train --data data/mnist10k --width-scale 0.25 --iterations 2000 --seed 1 \
+    --report-every 250
+demo: cli
+	@mkdir -p $(OUT)
+	$(DEMO_TRAIN) -T 3 -o $(OUT)/gran_t3.safetensors $(DEMO_ARGS)
+	$(GRAN_BIN) sample $(OUT)/gran_t3.safetensors -o $(OUT)/samples_t3.png --count 64 --seed 1
+	$(GRAN_BIN) steps $(OUT)/gran_t3.safetensors -o $(OUT)/steps_t3.png --count 8 --seed 1
+	$(DEMO_TRAIN) -T 1 -o $(OUT)/gran_t1.safetensors $(DEMO_ARGS)
+	$(GRAN_BIN) sample $(OUT)/gran_t1.safetensors -o $(OUT)/samples_t1.png --count 64 --seed 1
+	$(GRAN_BIN) gam $(OUT)/gran_t3.safetensors $(OUT)/gran_t1.safetensors --data data/mnist10k --seed 1
+
+# The same job as a C program (examples/demo.c), compiled and linked against libgran like any
+# user's program.
+DEMO_BIN := target/release/gran-demo
+DEMO_C_ARGS ?=
+
+demo-c: lib
 	$(CC) -std=c99 -O2 -Wall -Wextra -Werror -pedantic -Iinclude examples/demo.c -o $(DEMO_BIN) \
 	    -Ltarget/release -lgran -Wl,-rpath,$(CURDIR)/target/release
-	$(DEMO_BIN) --data data/mnist10k --out $(OUT) $(DEMO_ARGS)
+	$(DEMO_BIN) --data data/mnist10k --out $(OUT) $(DEMO_C_ARGS)
 
 test: test-rust check-symbols test-c test-bindings test-install
 	@echo "make test: 5 passed, 0 failed"  # suites: rust, symbols, C, bindings, install
@@ -172,10 +195,19 @@ test-c: lib
 	$(CC) $(CTEST_CFLAGS) tests/c/test_threads.c -o $(CTEST_DIR)/test_threads $(CTEST_LDFLAGS)
 	$(CC) $(CTEST_CFLAGS) tests/c/test_metrics.c -o $(CTEST_DIR)/test_metrics $(CTEST_LDFLAGS)
 	$(CXX) $(CTEST_CXXFLAGS) tests/c/test_cpp.cpp -o $(CTEST_DIR)/test_cpp $(CTEST_LDFLAGS)
+	$(CC) $(CTEST_CFLAGS) examples/demo.c -o $(CTEST_DIR)/demo $(CTEST_LDFLAGS)
 	@start=$$(date +%s); failed=""; for t in $(CTESTS); do \
 	    echo "== $$t (AddressSanitizer, UBSan)"; \
 	    $(CTEST_ENV) $(CTEST_DIR)/$$t || failed="$$failed $$t"; \
 	done; \
+	echo "== examples/demo.c on a tiny model (AddressSanitizer, UBSan)"; \
+	rm -rf $(CTEST_DIR)/demo-out; \
+	if $(CTEST_ENV) $(CTEST_DIR)/demo --out $(CTEST_DIR)/demo-out --iterations 2 --width-scale 0.0625 \
+	        > $(CTEST_DIR)/demo.log 2>&1 \
+	    && for f in gran_t3.safetensors gran_t1.safetensors samples_t3.png samples_t1.png steps_t3.png; do \
+	        [ -s $(CTEST_DIR)/demo-out/$$f ] || { echo "demo: no $$f"; exit 1; }; done \
+	    && grep -q "verdict:" $(CTEST_DIR)/demo.log; \
+	then echo "demo: ok"; else cat $(CTEST_DIR)/demo.log; failed="$$failed demo"; fi; \
 	$(MAKE) --no-print-directory check-header || failed="$$failed check-header"; \
 	if [ -n "$$failed" ]; then echo "test-c: FAILED:$$failed"; exit 1; fi; \
 	echo "test-c: all C tests passed in $$(( $$(date +%s) - start )) s"
@@ -226,13 +258,14 @@ test-bindings: lib
 # Installation. Nothing of libtorch is copied: the library keeps its absolute RUNPATH to the
 # libtorch it was built against (the .venv of this checkout), which must stay where it is.
 
-install: lib
+install: lib cli
 	@[ -n "$(VERSION)" ] || { echo "install: no version in Cargo.toml"; exit 1; }
 	@[ -n "$(SOMAJOR)" ] && [ "$(SONAME)" = "libgran.so.$(SOMAJOR)" ] \
 	    || { echo "install: $(LIB) has soname '$(SONAME)', expected libgran.so.<major>"; exit 1; }
 	@case "$(LIB_RUNPATH)" in /*) ;; *) echo "install: $(LIB) has no absolute RUNPATH to libtorch ('$(LIB_RUNPATH)')"; exit 1;; esac
-	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include \
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include \
 	    $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/lib/cmake/gran
+	install -m 0755 $(GRAN_BIN) $(DESTDIR)$(PREFIX)/bin/gran
 	install -m 0755 $(LIB) $(DESTDIR)$(PREFIX)/lib/libgran.so.$(VERSION)
 	ln -sfn libgran.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/$(SONAME)
 	ln -sfn $(SONAME) $(DESTDIR)$(PREFIX)/lib/libgran.so
@@ -249,7 +282,7 @@ install: lib
 	        -e 's|@ABI_VERSION@|$(ABI_VERSION)|g' -e 's|@LIBTORCH_LIBDIR@|$(LIB_RUNPATH)|g' \
 	        cmake/$$f.cmake.in > $(DESTDIR)$(PREFIX)/lib/cmake/gran/$$f.cmake || exit 1; \
 	done
-	@echo "install: libgran $(VERSION) in $(DESTDIR)$(PREFIX); it loads libtorch from $(LIB_RUNPATH)"
+	@echo "install: libgran $(VERSION) and bin/gran in $(DESTDIR)$(PREFIX); they load libtorch from $(LIB_RUNPATH)"
 
 test-install: lib $(CMAKE_STAMP)
 	@command -v pkg-config >/dev/null || { echo "test-install: pkg-config is not installed"; exit 1; }

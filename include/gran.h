@@ -12,7 +12,9 @@
  *     so a stale, freed, forged or cross-type handle gives GRAN_STATUS_INVALID_HANDLE.
  *   - Parameter structs start with uint32_t struct_size; fill them with their _init function.
  *     The library reads only the fields that fit in struct_size, so programs built against an
- *     older, smaller struct keep working.
+ *     older, smaller struct keep working. Structs the library writes into (GranDatasetInfo,
+ *     GranProgress, GranGamResult, GranQuality, GranModelConfig) start the same way: prepare
+ *     them with their _init function too, and the library writes no more than struct_size bytes.
  *   - Pointers passed in are borrowed for the duration of the call only; the library never
  *     keeps them (the log callback and its user data excepted), and never frees caller memory.
  *   - Every function may be called from any thread. See each function's "Thread safety:" line.
@@ -22,9 +24,14 @@
  *   GranModelConfig mc; gran_model_config_init(&mc); mc.steps = 3;
  *   GranModel m; gran_model_create(&mc, &m);
  *   GranDataset d; gran_dataset_load_idx("train-images-idx3-ubyte.gz", NULL, &d);
- *   GranTrainConfig tc; gran_train_config_init(&tc); gran_train(m, d, &tc, NULL);
+ *   GranDatasetInfo di; gran_dataset_info_init(&di); gran_dataset_info(d, &di);
+ *   GranTrainConfig tc; gran_train_config_init(&tc);
+ *   GranProgress last; gran_progress_init(&last); gran_train(m, d, &tc, &last);
  *   uint8_t px[64 * 28 * 28]; gran_sample(m, 1, 64, GRAN_PIXEL_FORMAT_U8_HWC, px, sizeof px);
- *   gran_model_save(m, "model.gran"); gran_dataset_free(d); gran_model_free(m);
+ *   gran_model_save(m, "model.gran");
+ *   GranGamResult r; gran_gam_result_init(&r); gran_gam(m, other, test, NULL, &r);
+ *   GranQuality q; gran_quality_init(&q); gran_evaluate_model(ev, m, 1, 1000, test, d, &q);
+ *   gran_dataset_free(d); gran_model_free(m);
  */
 
 #ifndef GRAN_H
@@ -67,7 +74,7 @@ typedef uint64_t GranDataset;
  */
 typedef struct GranDatasetInfo {
   /**
-   * sizeof(GranDatasetInfo): set it before the call.
+   * sizeof(GranDatasetInfo): set it before the call, e.g. with `gran_dataset_info_init`.
    */
   uint32_t struct_size;
   uint32_t height;
@@ -127,21 +134,11 @@ typedef struct GranEvaluatorConfig {
 } GranEvaluatorConfig;
 
 /**
- * A trained quality evaluator: an opaque identifier, never 0 when valid, never reused.
- */
-typedef uint64_t GranEvaluator;
-
-/**
- * A model: an opaque identifier, never 0 when valid, never reused.
- */
-typedef uint64_t GranModel;
-
-/**
  * The quality of a set of images (a model's samples, or a dataset) under an evaluator.
  */
 typedef struct GranQuality {
   /**
-   * sizeof(GranQuality): set it before the call.
+   * sizeof(GranQuality): set it before the call, e.g. with `gran_quality_init`.
    */
   uint32_t struct_size;
   /**
@@ -176,6 +173,16 @@ typedef struct GranQuality {
    */
   double class_share[GRAN_MAX_CLASSES];
 } GranQuality;
+
+/**
+ * A trained quality evaluator: an opaque identifier, never 0 when valid, never reused.
+ */
+typedef uint64_t GranEvaluator;
+
+/**
+ * A model: an opaque identifier, never 0 when valid, never reused.
+ */
+typedef uint64_t GranModel;
 
 /**
  * GAM settings. Fill with `gran_gam_config_init`.
@@ -220,7 +227,7 @@ typedef uint32_t GranGamVerdict;
  */
 typedef struct GranGamResult {
   /**
-   * sizeof(GranGamResult): set it before the call.
+   * sizeof(GranGamResult): set it before the call, e.g. with `gran_gam_result_init`.
    */
   uint32_t struct_size;
   /**
@@ -313,7 +320,8 @@ typedef uint32_t GranPrecision;
  */
 typedef struct GranProgress {
   /**
-   * sizeof(GranProgress). For `gran_train`'s `last` output, set it before the call.
+   * sizeof(GranProgress). For `gran_train`'s `last` output, set it before the call, e.g. with
+   * `gran_progress_init`.
    */
   uint32_t struct_size;
   /**
@@ -654,6 +662,17 @@ GranStatus gran_dataset_load_images(const char *dir,
                                     GranDataset *out);
 
 /**
+ * Prepares `out` for `gran_dataset_info`: zeroes every field and sets `struct_size`. Does
+ * nothing when `out` is NULL.
+ *
+ * Thread safety: any thread.
+ *
+ * # Safety
+ * `out` is NULL or points to a writable GranDatasetInfo.
+ */
+void gran_dataset_info_init(struct GranDatasetInfo *out);
+
+/**
  * Writes the dataset's image count, size, channels and whether it has labels to `*out` (no more
  * than `out->struct_size` bytes: set it first).
  *
@@ -683,6 +702,17 @@ GranStatus gran_dataset_free(GranDataset d);
  * `cfg` is NULL or points to a writable GranEvaluatorConfig.
  */
 void gran_evaluator_config_init(struct GranEvaluatorConfig *cfg);
+
+/**
+ * Prepares `out` for `gran_evaluate_model` and `gran_evaluate_dataset`: zeroes every field and
+ * sets `struct_size`. Does nothing when `out` is NULL.
+ *
+ * Thread safety: any thread.
+ *
+ * # Safety
+ * `out` is NULL or points to a writable GranQuality.
+ */
+void gran_quality_init(struct GranQuality *out);
 
 /**
  * Trains an evaluator (a small convolutional classifier) on the labelled dataset `labelled` and
@@ -773,6 +803,17 @@ GranStatus gran_evaluate_dataset(GranEvaluator e,
  * `cfg` is NULL or points to a writable GranGamConfig.
  */
 void gran_gam_config_init(struct GranGamConfig *cfg);
+
+/**
+ * Prepares `out` for `gran_gam`: zeroes every field and sets `struct_size`. Does nothing when
+ * `out` is NULL.
+ *
+ * Thread safety: any thread.
+ *
+ * # Safety
+ * `out` is NULL or points to a writable GranGamResult.
+ */
+void gran_gam_result_init(struct GranGamResult *out);
 
 /**
  * Compares models `a` and `b` with GAM (Im et al. 2016) on the held-out images of `test`: each
@@ -1076,6 +1117,17 @@ GranStatus gran_write_png(const char *path,
  * `cfg` is NULL or points to a writable GranTrainConfig.
  */
 void gran_train_config_init(struct GranTrainConfig *cfg);
+
+/**
+ * Prepares `out` for `gran_train`'s `last` report: zeroes every field and sets `struct_size`.
+ * Does nothing when `out` is NULL.
+ *
+ * Thread safety: any thread.
+ *
+ * # Safety
+ * `out` is NULL or points to a writable GranProgress.
+ */
+void gran_progress_init(struct GranProgress *out);
 
 /**
  * Trains `m` on `d`: per minibatch one discriminator update, then one generator update, each

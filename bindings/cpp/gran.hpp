@@ -294,8 +294,8 @@ public:
 
     /// Image count, size, channels, whether there are labels.
     DatasetInfo info() const {
-        DatasetInfo i{};
-        i.struct_size = sizeof i;
+        DatasetInfo i;
+        gran_dataset_info_init(&i);
         detail::check(gran_dataset_info(handle_, &i));
         return i;
     }
@@ -381,8 +381,8 @@ public:
             c.on_progress = &Model::trampoline;
             c.user_data = &bridge;
         }
-        Progress last{};
-        last.struct_size = sizeof last;
+        Progress last;
+        gran_progress_init(&last);
         GranStatus s = gran_train(handle_, data.handle(), &c, &last);
         if (bridge.error) std::rethrow_exception(bridge.error);
         detail::check(s);
@@ -560,8 +560,8 @@ public:
     /// with `train` (not null), also the nearest-training-image copy check.
     Quality evaluate_model(const Model &model, uint64_t seed, uint32_t samples, const Dataset &reference,
                            const Dataset *train = nullptr) const {
-        Quality q{};
-        q.struct_size = sizeof q;
+        Quality q;
+        gran_quality_init(&q);
         detail::check(gran_evaluate_model(handle_, model.handle(), seed, samples, reference.handle(),
                                           train ? train->handle() : 0, &q));
         return q;
@@ -569,8 +569,8 @@ public:
 
     /// Quality of the images of `images` against `reference` (and `train`, when not null).
     Quality evaluate_dataset(const Dataset &images, const Dataset &reference, const Dataset *train = nullptr) const {
-        Quality q{};
-        q.struct_size = sizeof q;
+        Quality q;
+        gran_quality_init(&q);
         detail::check(gran_evaluate_dataset(handle_, images.handle(), reference.handle(), train ? train->handle() : 0,
                                             &q));
         return q;
@@ -597,8 +597,8 @@ using GamResult = GranGamResult;
 /// Compares models `a` and `b` with the Generative Adversarial Metric on held-out images `test`
 /// (gran_gam): each discriminator judges the test data and the other generator's samples.
 inline GamResult gam(const Model &a, const Model &b, const Dataset &test, const GranGamConfig &config = GamConfig()) {
-    GamResult r{};
-    r.struct_size = sizeof r;
+    GamResult r;
+    gran_gam_result_init(&r);
     detail::check(gran_gam(a.handle(), b.handle(), test.handle(), &config, &r));
     return r;
 }

@@ -115,6 +115,20 @@ pub unsafe extern "C" fn gran_dataset_load_images(
     })
 }
 
+/// Prepares `out` for `gran_dataset_info`: zeroes every field and sets `struct_size`. Does
+/// nothing when `out` is NULL.
+///
+/// Thread safety: any thread.
+///
+/// # Safety
+/// `out` is NULL or points to a writable GranDatasetInfo.
+#[no_mangle]
+pub unsafe extern "C" fn gran_dataset_info_init(out: *mut GranDatasetInfo) {
+    if !out.is_null() {
+        out.write(GranDatasetInfo::defaults());
+    }
+}
+
 /// Writes the dataset's image count, size, channels and whether it has labels to `*out` (no more
 /// than `out->struct_size` bytes: set it first).
 ///

@@ -58,7 +58,7 @@ unsafe impl Versioned for GranEvaluatorConfig {
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct GranQuality {
-    /// sizeof(GranQuality): set it before the call.
+    /// sizeof(GranQuality): set it before the call, e.g. with `gran_quality_init`.
     pub struct_size: u32,
     /// Number of classes of the evaluator: the entries of `class_share` that are used.
     pub classes: u32,
@@ -123,6 +123,20 @@ impl GranQuality {
 pub unsafe extern "C" fn gran_evaluator_config_init(cfg: *mut GranEvaluatorConfig) {
     if !cfg.is_null() {
         cfg.write(GranEvaluatorConfig::defaults());
+    }
+}
+
+/// Prepares `out` for `gran_evaluate_model` and `gran_evaluate_dataset`: zeroes every field and
+/// sets `struct_size`. Does nothing when `out` is NULL.
+///
+/// Thread safety: any thread.
+///
+/// # Safety
+/// `out` is NULL or points to a writable GranQuality.
+#[no_mangle]
+pub unsafe extern "C" fn gran_quality_init(out: *mut GranQuality) {
+    if !out.is_null() {
+        out.write(GranQuality::defaults());
     }
 }
 

@@ -58,7 +58,7 @@ unsafe impl Versioned for GranGamConfig {
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct GranGamResult {
-    /// sizeof(GranGamResult): set it before the call.
+    /// sizeof(GranGamResult): set it before the call, e.g. with `gran_gam_result_init`.
     pub struct_size: u32,
     /// GRAN_GAM_TIE, GRAN_GAM_A_WINS, GRAN_GAM_B_WINS or GRAN_GAM_UNDECIDED.
     pub verdict: GranGamVerdict,
@@ -96,6 +96,20 @@ unsafe impl Versioned for GranGamResult {
 pub unsafe extern "C" fn gran_gam_config_init(cfg: *mut GranGamConfig) {
     if !cfg.is_null() {
         cfg.write(GranGamConfig::defaults());
+    }
+}
+
+/// Prepares `out` for `gran_gam`: zeroes every field and sets `struct_size`. Does nothing when
+/// `out` is NULL.
+///
+/// Thread safety: any thread.
+///
+/// # Safety
+/// `out` is NULL or points to a writable GranGamResult.
+#[no_mangle]
+pub unsafe extern "C" fn gran_gam_result_init(out: *mut GranGamResult) {
+    if !out.is_null() {
+        out.write(GranGamResult::defaults());
     }
 }
 

@@ -23,6 +23,20 @@ pub unsafe extern "C" fn gran_train_config_init(cfg: *mut GranTrainConfig) {
     }
 }
 
+/// Prepares `out` for `gran_train`'s `last` report: zeroes every field and sets `struct_size`.
+/// Does nothing when `out` is NULL.
+///
+/// Thread safety: any thread.
+///
+/// # Safety
+/// `out` is NULL or points to a writable GranProgress.
+#[no_mangle]
+pub unsafe extern "C" fn gran_progress_init(out: *mut GranProgress) {
+    if !out.is_null() {
+        out.write(GranProgress::defaults());
+    }
+}
+
 /// Trains `m` on `d`: per minibatch one discriminator update, then one generator update, each
 /// with fresh latents; non-saturating losses; Adam. Continues from the model's step counter, so
 /// save, load and train on gives the same weights as never stopping (same `cfg`, same data).

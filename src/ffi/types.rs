@@ -179,7 +179,7 @@ impl GranModelConfig {
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct GranDatasetInfo {
-    /// sizeof(GranDatasetInfo): set it before the call.
+    /// sizeof(GranDatasetInfo): set it before the call, e.g. with `gran_dataset_info_init`.
     pub struct_size: u32,
     pub height: u32,
     pub width: u32,
@@ -200,7 +200,8 @@ unsafe impl Versioned for GranDatasetInfo {
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct GranProgress {
-    /// sizeof(GranProgress). For `gran_train`'s `last` output, set it before the call.
+    /// sizeof(GranProgress). For `gran_train`'s `last` output, set it before the call, e.g. with
+    /// `gran_progress_init`.
     pub struct_size: u32,
     /// Non-zero when the discriminator wins outright (D loss below 0.05): the generator then
     /// learns little; lower `lr_d`, narrow the model or add `d_weight_decay`.

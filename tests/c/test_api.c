@@ -1505,6 +1505,33 @@ static void cleanup(void) {
     g_tmp[0] = 0;
 }
 
+/* GranDatasetInfo and GranProgress prepared by their _init functions: every field zero but
+ * struct_size, and ready for the call that fills them. */
+static void test_result_initialisers(void) {
+    GranDatasetInfo info;
+    GranProgress last;
+    GranTrainConfig t = tiny_train(2);
+    fixtures();
+    memset(&info, 0xEE, sizeof info);
+    gran_dataset_info_init(&info);
+    CHECK(info.struct_size == sizeof info && info.count == 0 && info.height == 0 && info.has_labels == 0);
+    CHECK_OK(gran_dataset_info(g_data, &info));
+    CHECK(info.struct_size == sizeof info && info.count == 64 && info.height == 28 && info.width == 28);
+    CHECK(info.channels == 1 && info.has_labels == 0);
+    memset(&last, 0xEE, sizeof last);
+    gran_progress_init(&last);
+    CHECK(last.struct_size == sizeof last && all_bytes((char *)&last + 4, 0, sizeof last - 4));
+    {
+        GranModel m = tiny_model(77);
+        CHECK_OK(gran_train(m, g_data, &t, &last));
+        CHECK(last.struct_size == sizeof last && last.step == 2 && last.total_steps == 2);
+        CHECK(isfinite(last.d_loss) && isfinite(last.g_loss));
+        CHECK_OK(gran_model_free(m));
+    }
+    gran_dataset_info_init(NULL);
+    gran_progress_init(NULL);
+}
+
 int main(int argc, char **argv) {
     static const TestCase tests[] = {
         {"version", test_version},
@@ -1534,6 +1561,7 @@ int main(int argc, char **argv) {
         {"write_png", test_write_png},
         {"mnist", test_mnist},
         {"dataset_formats", test_dataset_formats},
+        {"result_initialisers", test_result_initialisers},
     };
     setvbuf(stdout, NULL, _IOLBF, 0);
     return run_tests(tests, sizeof tests / sizeof tests[0], argc, argv, cleanup, 120);

@@ -388,6 +388,35 @@ static void cleanup(void) {
     g_eval = g_a = g_b = g_test = g_mnist_test = 0;
 }
 
+/* ---------------------------------------------------------------------------------------- */
+/* Result initialisers                                                                       */
+
+/* Each result struct's _init zeroes every field but struct_size, and a struct prepared that
+ * way is all a first call needs (without it, struct_size is whatever the stack held). */
+static void test_result_initialisers(void) {
+    GranGamConfig c = small_gam();
+    GranGamResult r;
+    GranQuality q;
+    fixtures();
+    train_evaluator();
+    memset(&r, 0xEE, sizeof r);
+    gran_gam_result_init(&r);
+    CHECK(r.struct_size == sizeof r && all_bytes((char *)&r + 4, 0, sizeof r - 4));
+    CHECK_OK(gran_gam(g_a, g_b, g_test, &c, &r));
+    check_gam_result(&r, 64, 50, c.tolerance);
+    memset(&q, 0xEE, sizeof q);
+    gran_quality_init(&q);
+    CHECK(q.struct_size == sizeof q && all_bytes((char *)&q + 4, 0, sizeof q - 4));
+    CHECK_OK(gran_evaluate_model(g_eval, g_a, 1, 16, g_mnist_test, 0, &q));
+    check_quality(&q, 16);
+    gran_quality_init(&q);
+    CHECK_OK(gran_evaluate_dataset(g_eval, g_mnist_test, g_mnist_test, 0, &q));
+    check_quality(&q, 1000);
+    /* NULL: nothing happens. */
+    gran_gam_result_init(NULL);
+    gran_quality_init(NULL);
+}
+
 int main(int argc, char **argv) {
     static const TestCase tests[] = {
         {"gam_defaults", test_gam_defaults},
@@ -396,6 +425,7 @@ int main(int argc, char **argv) {
         {"evaluator_defaults", test_evaluator_defaults},
         {"evaluator_train", test_evaluator_train},
         {"evaluate", test_evaluate},
+        {"result_initialisers", test_result_initialisers},
     };
     setvbuf(stdout, NULL, _IOLBF, 0);
     return run_tests(tests, sizeof tests / sizeof tests[0], argc, argv, cleanup, 120);

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make test-install`: installs libgran into a temporary PREFIX, checks the installed layout,
-# then builds tests/consumer/consumer.c against it twice (pkg-config, and CMake's
+# runs bin/gran, then builds tests/consumer/consumer.c against it twice (pkg-config, and CMake's
 # find_package(gran)) and runs both programs without LD_LIBRARY_PATH.
 #
 # Environment: MAKE (the make to call), CMAKE (a cmake >= 3.16), VERSION (the library version,
@@ -56,6 +56,20 @@ grep -q "GRAN_LIBTORCH_LIBRARY_DIR \"$torch_dir\"" "$lib/cmake/gran/granConfig.c
 copied="$(find "$prefix" \( -name 'libtorch*' -o -name 'libc10*' -o -name 'libgomp*' \) -print)"
 [ -z "$copied" ] || fail "libtorch files were copied into the prefix: $copied"
 echo "test-install: layout ok; RUNPATH $runpath"
+
+# The command-line tool: runs from the prefix, from another folder, without LD_LIBRARY_PATH.
+gran="$prefix/bin/gran"
+[ -f "$gran" ] && [ -x "$gran" ] || fail "no executable bin/gran"
+if env -u LD_LIBRARY_PATH ldd "$gran" | grep -q 'not found'; then
+    env -u LD_LIBRARY_PATH ldd "$gran" >&2
+    fail "bin/gran: unresolved libraries"
+fi
+version="$(cd "$tmp" && env -u LD_LIBRARY_PATH "$gran" --version)" || fail "bin/gran --version"
+[ "$version" = "gran $VERSION" ] || fail "bin/gran --version printed '$version'"
+info="$(cd "$tmp" && env -u LD_LIBRARY_PATH OMP_NUM_THREADS=1 "$gran" info "$root/data/mnist10k/t10k-images-idx3-ubyte.gz")" \
+    || fail "bin/gran info"
+grep -q "1000 images of 28x28x1" <<<"$info" || fail "bin/gran info printed '$info'"
+echo "test-install: bin/gran runs ($version)"
 
 # Runs a consumer binary with no LD_LIBRARY_PATH, checks it printed OK and that it loaded the
 # installed libgran (not the one in target/).

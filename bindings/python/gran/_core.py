@@ -554,7 +554,7 @@ class Dataset(_Owned):
     def info(self) -> DatasetInfo:
         """Image count, size, channels and whether it has labels."""
         i = GranDatasetInfo()
-        i.struct_size = sizeof(i)
+        _LIB.gran_dataset_info_init(byref(i))
         _check(_LIB.gran_dataset_info(self._handle, byref(i)))
         return DatasetInfo(count=i.count, height=i.height, width=i.width, channels=i.channels,
                            has_labels=bool(i.has_labels))
@@ -714,7 +714,7 @@ class Model(_Owned):
             cfg.on_progress = callback
 
         last = GranProgress()
-        last.struct_size = sizeof(last)
+        _LIB.gran_progress_init(byref(last))
         status = _LIB.gran_train(self._handle, dataset._handle, byref(cfg), byref(last))
         del callback, path_bytes
         if raised:
@@ -864,7 +864,7 @@ class Evaluator(_Owned):
         """Quality of `samples` images of `model` (latents from `seed`) against the real images of
         `reference` (held-out data); with `train`, also the nearest-training-image copy check."""
         q = GranQuality()
-        q.struct_size = sizeof(q)
+        _LIB.gran_quality_init(byref(q))
         _check(_LIB.gran_evaluate_model(self._handle, model._handle, _uint("seed", seed, 64),
                                         _uint("samples", samples, 32), reference._handle,
                                         0 if train is None else train._handle, byref(q)))
@@ -874,7 +874,7 @@ class Evaluator(_Owned):
         """Quality of the images of a dataset (real data, or images made elsewhere), as
         evaluate_model."""
         q = GranQuality()
-        q.struct_size = sizeof(q)
+        _LIB.gran_quality_init(byref(q))
         _check(_LIB.gran_evaluate_dataset(self._handle, images._handle, reference._handle,
                                           0 if train is None else train._handle, byref(q)))
         return Quality._from_c(q)
@@ -925,7 +925,7 @@ def gam(a: Model, b: Model, test: Dataset, *, samples: Optional[int] = None, see
     if score_batch is not None:
         cfg.score_batch = _uint("score_batch", score_batch, 32)
     out = GranGamResult()
-    out.struct_size = sizeof(out)
+    _LIB.gran_gam_result_init(byref(out))
     _check(_LIB.gran_gam(a._handle, b._handle, test._handle, byref(cfg), byref(out)))
     return GamResult(
         verdict=_VERDICTS.get(out.verdict, str(out.verdict)), test_error_a=out.test_error_a,

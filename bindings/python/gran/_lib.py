@@ -238,6 +238,7 @@ PROTOTYPES = {
     "gran_dataset_load_idx": (_st, [c_char_p, c_char_p, POINTER(GranDataset)]),
     "gran_dataset_load_cifar10": (_st, [c_char_p, POINTER(GranDataset)]),
     "gran_dataset_load_images": (_st, [c_char_p, c_uint32, c_uint32, c_uint32, POINTER(GranDataset)]),
+    "gran_dataset_info_init": (None, [POINTER(GranDatasetInfo)]),
     "gran_dataset_info": (_st, [GranDataset, POINTER(GranDatasetInfo)]),
     "gran_dataset_free": (_st, [GranDataset]),
     # quality evaluator
@@ -245,6 +246,7 @@ PROTOTYPES = {
     "gran_evaluator_train": (_st, [GranDataset, POINTER(GranEvaluatorConfig), POINTER(GranEvaluator)]),
     "gran_evaluator_accuracy": (_st, [GranEvaluator, GranDataset, POINTER(c_double)]),
     "gran_evaluator_free": (_st, [GranEvaluator]),
+    "gran_quality_init": (None, [POINTER(GranQuality)]),
     "gran_evaluate_model": (
         _st,
         [GranEvaluator, GranModel, c_uint64, c_uint32, GranDataset, GranDataset, POINTER(GranQuality)],
@@ -252,6 +254,7 @@ PROTOTYPES = {
     "gran_evaluate_dataset": (_st, [GranEvaluator, GranDataset, GranDataset, GranDataset, POINTER(GranQuality)]),
     # GAM
     "gran_gam_config_init": (None, [POINTER(GranGamConfig)]),
+    "gran_gam_result_init": (None, [POINTER(GranGamResult)]),
     "gran_gam": (_st, [GranModel, GranModel, GranDataset, POINTER(GranGamConfig), POINTER(GranGamResult)]),
     # models
     "gran_model_config_init": (None, [POINTER(GranModelConfig)]),
@@ -276,6 +279,7 @@ PROTOTYPES = {
     ),
     # training
     "gran_train_config_init": (None, [POINTER(GranTrainConfig)]),
+    "gran_progress_init": (None, [POINTER(GranProgress)]),
     "gran_train": (_st, [GranModel, GranDataset, POINTER(GranTrainConfig), POINTER(GranProgress)]),
     # library
     "gran_abi_version": (c_uint32, []),

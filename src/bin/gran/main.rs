@@ -1,0 +1,90 @@
+//! `gran`: the command-line tool. Trains, samples, compares (GAM) and evaluates GRAN models and
+//! says what a file holds, on the Rust core of the library (not the C API: the core gives typed
+//! errors, `Model` values that a Ctrl-C handler can share, and tensors that go straight to
+//! PNG files, with no handle registry or status codes to translate back).
+//!
+//! One module per subcommand (`train`, `sample` with `steps`, `gam`, `eval`, `info`), and the
+//! concepts they share: `opts` (device, precision, data options), `data` (finding and loading a
+//! dataset), `progress` (bar, plain lines or JSON lines), `output` (results as text or JSON) and
+//! `exit` (exit codes and one-line errors).
+
+mod data;
+mod eval;
+mod exit;
+mod gam;
+mod info;
+mod opts;
+mod output;
+mod progress;
+mod sample;
+mod train;
+
+use clap::{Parser, Subcommand};
+use output::Out;
+
+const ABOUT: &str = "Train, sample, compare and evaluate GRAN models (generative recurrent adversarial networks)";
+
+#[derive(Parser)]
+#[command(
+    name = "gran",
+    version,
+    about = ABOUT,
+    long_about = None,
+    after_help = exit::HELP,
+    arg_required_else_help = true,
+    propagate_version = true
+)]
+struct Cli {
+    /// Print each result as one JSON object on stdout (training progress too, one object per line)
+    #[arg(long, global = true)]
+    json: bool,
+    /// No progress output (results and errors are still printed)
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    /// CPU threads libtorch may use [default: libtorch's choice]
+    #[arg(long, global = true, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    threads: Option<u32>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train a model on IDX, CIFAR-10 or image-folder data (or resume a checkpoint)
+    Train(train::Args),
+    /// Draw images from a model: a PNG grid, or one PNG per image
+    Sample(sample::SampleArgs),
+    /// The step-by-step picture: rows are images, columns the canvas after each drawing step
+    Steps(sample::StepsArgs),
+    /// GAM: two models judge each other's samples and the held-out data
+    Gam(gam::Args),
+    /// Score models with a classifier trained on labelled data (Frechet distance, classifier
+    /// score, classes, copy check)
+    Eval(eval::Args),
+    /// Say what a file or folder holds: a checkpoint's model, or a dataset
+    Info(info::Args),
+}
+
+fn main() {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => exit::usage(e),
+    };
+    let out = Out { json: cli.json, quiet: cli.quiet };
+    if let Some(n) = cli.threads {
+        tch::set_num_threads(n as i32);
+    }
+    progress::install_log_sink();
+    let (name, result) = match &cli.command {
+        Command::Train(a) => ("train", train::run(a, &out)),
+        Command::Sample(a) => ("sample", sample::run_sample(a, &out)),
+        Command::Steps(a) => ("steps", sample::run_steps(a, &out)),
+        Command::Gam(a) => ("gam", gam::run(a, &out)),
+        Command::Eval(a) => ("eval", eval::run(a, &out)),
+        Command::Info(a) => ("info", info::run(a, &out)),
+    };
+    match result {
+        Ok(()) => {}
+        Err(e) => exit::fail(name, &e, &out),
+    }
+}

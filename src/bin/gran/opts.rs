@@ -1,0 +1,102 @@
+//! Options several subcommands share: the device, the precision, and where the data is.
+
+use clap::ValueEnum;
+use gran::{DeviceSpec, Precision};
+use std::path::PathBuf;
+
+/// "auto", "cpu", "cuda" (device 0) or "cuda:N".
+pub fn parse_device(s: &str) -> Result<DeviceSpec, String> {
+    match s {
+        "auto" => Ok(DeviceSpec::Auto),
+        "cpu" => Ok(DeviceSpec::Cpu),
+        "cuda" => Ok(DeviceSpec::Cuda(0)),
+        _ => s
+            .strip_prefix("cuda:")
+            .and_then(|n| n.parse::<u32>().ok())
+            .map(DeviceSpec::Cuda)
+            .ok_or_else(|| format!("'{s}' is not a device: auto, cpu, cuda or cuda:N")),
+    }
+}
+
+pub fn device_name(d: DeviceSpec) -> String {
+    match d {
+        DeviceSpec::Auto => "auto".into(),
+        DeviceSpec::Cpu => "cpu".into(),
+        DeviceSpec::Cuda(i) => format!("cuda:{i}"),
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum PrecisionArg {
+    /// float32 throughout
+    Fp32,
+    /// bfloat16 mixed precision (faster on hardware with bfloat16 units)
+    Bf16,
+}
+
+impl From<PrecisionArg> for Precision {
+    fn from(p: PrecisionArg) -> Self {
+        match p {
+            PrecisionArg::Fp32 => Precision::Fp32,
+            PrecisionArg::Bf16 => Precision::Bf16,
+        }
+    }
+}
+
+/// Device and precision of a command that runs trained models.
+#[derive(clap::Args)]
+#[command(next_help_heading = "Device")]
+pub struct RunArgs {
+    /// Where the models run: auto (CUDA 0 when present, else the CPU), cpu, cuda or cuda:N
+    #[arg(long, value_name = "DEVICE", default_value = "auto", value_parser = parse_device)]
+    pub device: DeviceSpec,
+    /// Precision of the networks
+    #[arg(long, value_enum, default_value_t = PrecisionArg::Fp32)]
+    pub precision: PrecisionArg,
+}
+
+impl RunArgs {
+    /// Loads a checkpoint onto the chosen device, in the chosen precision.
+    pub fn load(&self, path: &std::path::Path) -> gran::Result<gran::Model> {
+        let m = gran::checkpoint::load(path, Some(self.device))?;
+        m.set_precision(self.precision.into());
+        Ok(m)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Recognised from the folder's files or the file's content
+    Auto,
+    /// MNIST IDX: a folder with train-/t10k-images-idx3-ubyte[.gz] (labels beside them), or one image file
+    Idx,
+    /// CIFAR-10 binary: a folder with data_batch_N.bin / test_batch.bin, or one .bin file
+    Cifar,
+    /// A folder of PNG/JPEG files, resized to --image-size
+    Images,
+}
+
+/// Where the images are. A folder holding a training and a held-out split gives `train` the
+/// training split and `gam` / `eval` the held-out one.
+#[derive(clap::Args, Clone)]
+#[command(next_help_heading = "Data")]
+pub struct DataArgs {
+    /// A folder with MNIST IDX files (train-images-idx3-ubyte[.gz], t10k-...), a CIFAR-10 folder
+    /// or .bin file, an IDX image file, or a folder of PNG/JPEG images. A folder with both
+    /// splits gives `train` its training split and `gam`/`eval` the held-out one
+    #[arg(short, long, value_name = "PATH", default_value = "data/mnist10k")]
+    pub data: PathBuf,
+    /// What --data holds
+    #[arg(long, value_enum, default_value_t = Format::Auto)]
+    pub format: Format,
+    /// Image folders: resize every image to SIZE x SIZE (28, 32, 64 or 128 for a model)
+    /// [default: the model's size; 32 for `train`]
+    #[arg(long, value_name = "SIZE")]
+    pub image_size: Option<u32>,
+    /// Image folders: 1 (grey) or 3 (RGB) [default: the model's; 3 for `train`]
+    #[arg(long, value_name = "C")]
+    pub channels: Option<u32>,
+    /// Use only the first N images of each set loaded
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub limit: Option<u64>,
+}

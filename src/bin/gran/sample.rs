@@ -1,0 +1,132 @@
+//! `gran sample` (a PNG grid, or one PNG per image) and `gran steps` (the step-by-step picture).
+
+use crate::opts::RunArgs;
+use crate::output::Out;
+use crate::train::make_parent;
+use gran::{png, Error, Result};
+use std::path::PathBuf;
+
+/// The most images one command draws.
+const MAX_COUNT: u32 = 100_000;
+
+#[derive(clap::Args)]
+#[command(args_override_self = true)]
+pub struct SampleArgs {
+    /// A gran checkpoint
+    #[arg(value_name = "MODEL")]
+    pub model: PathBuf,
+    /// The PNG grid to write
+    #[arg(short, long, value_name = "FILE", default_value = "samples.png")]
+    pub out: PathBuf,
+    /// Write one PNG per image into this folder (sample_00000.png, ...) instead of a grid
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["out", "columns"])]
+    pub out_dir: Option<PathBuf>,
+    /// Number of images
+    #[arg(short = 'n', long, value_name = "N", default_value_t = 64,
+          value_parser = clap::value_parser!(u32).range(1..=MAX_COUNT as i64))]
+    pub count: u32,
+    /// Seed of the latents: image i of a seed is always the same, whatever the count
+    #[arg(short, long, value_name = "N", default_value_t = 0)]
+    pub seed: u64,
+    /// Images per row of the grid [default: the square root of the count, rounded up]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub columns: Option<u32>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(clap::Args)]
+#[command(args_override_self = true)]
+pub struct StepsArgs {
+    /// A gran checkpoint
+    #[arg(value_name = "MODEL")]
+    pub model: PathBuf,
+    /// The PNG to write
+    #[arg(short, long, value_name = "FILE", default_value = "steps.png")]
+    pub out: PathBuf,
+    /// Number of images (rows)
+    #[arg(short = 'n', long, value_name = "N", default_value_t = 8,
+          value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub count: u32,
+    /// Seed of the latents (the same images as `gran sample` with this seed)
+    #[arg(short, long, value_name = "N", default_value_t = 0)]
+    pub seed: u64,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+fn square_columns(n: u32) -> u32 {
+    (n as f64).sqrt().ceil().max(1.0) as u32
+}
+
+pub fn run_sample(a: &SampleArgs, out: &Out) -> Result<()> {
+    let model = a.run.load(&a.model)?;
+    let c = model.config().clone();
+    let images = model.sample(a.seed, a.count as usize, false)?.images;
+    let (files, columns) = match &a.out_dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+            let mut files = Vec::with_capacity(a.count as usize);
+            for i in 0..a.count as i64 {
+                let path = dir.join(format!("sample_{i:05}.png"));
+                png::write_grid(&path, &images.f_narrow(0, i, 1)?, 1)?;
+                files.push(path.display().to_string());
+            }
+            (files, 1)
+        }
+        None => {
+            let columns = a.columns.unwrap_or_else(|| square_columns(a.count));
+            make_parent(&a.out)?;
+            png::write_grid(&a.out, &images, columns)?;
+            (vec![a.out.display().to_string()], columns)
+        }
+    };
+    let value = serde_json::json!({
+        "model": a.model.display().to_string(), "count": a.count, "seed": a.seed,
+        "height": c.height, "width": c.width, "channels": c.channels,
+        "columns": columns, "grid": a.out_dir.is_none(), "files": files,
+    });
+    out.result("sample", value, || match &a.out_dir {
+        Some(dir) => {
+            format!("wrote {} images of {}x{}x{} to {}/", a.count, c.height, c.width, c.channels, dir.display())
+        }
+        None => format!(
+            "wrote {} ({} images of {}x{}x{}, {} per row, seed {})",
+            a.out.display(),
+            a.count,
+            c.height,
+            c.width,
+            c.channels,
+            columns,
+            a.seed
+        ),
+    });
+    Ok(())
+}
+
+pub fn run_steps(a: &StepsArgs, out: &Out) -> Result<()> {
+    let model = a.run.load(&a.model)?;
+    let c = model.config().clone();
+    let canvases = model
+        .sample(a.seed, a.count as usize, true)?
+        .canvases
+        .ok_or_else(|| Error::internal("sampling with steps gave no canvases"))?;
+    // [T, N, C, H, W] -> [N, T, C, H, W]: one row per image, one column per step.
+    let s = canvases.size();
+    let rows = canvases.f_transpose(0, 1)?.f_contiguous()?.f_view([s[0] * s[1], s[2], s[3], s[4]])?;
+    make_parent(&a.out)?;
+    png::write_grid(&a.out, &rows, c.steps)?;
+    let value = serde_json::json!({
+        "model": a.model.display().to_string(), "count": a.count, "seed": a.seed, "steps": c.steps,
+        "height": c.height, "width": c.width, "channels": c.channels, "file": a.out.display().to_string(),
+    });
+    out.result("steps", value, || {
+        format!(
+            "wrote {} ({} rows of images x {} columns, the canvas after each drawing step)",
+            a.out.display(),
+            a.count,
+            c.steps
+        )
+    });
+    Ok(())
+}

@@ -1,0 +1,245 @@
+//! `gran train`: a new model, or one resumed from a checkpoint, trained on a dataset; the
+//! checkpoint is written at the end, every --checkpoint-every steps, and when Ctrl-C stops the
+//! run at a step boundary.
+
+use crate::data::{self, Split};
+use crate::opts::{device_name, parse_device, DataArgs, PrecisionArg};
+use crate::output::Out;
+use crate::progress::{self, Reporter};
+use gran::{checkpoint, DeviceSpec, Error, ErrorKind, Model, ModelConfig, Result, TrainConfig};
+use parking_lot::Mutex;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+const DEFAULT_OUT: &str = "gran.safetensors";
+
+/// Options that shape a new model: refused together with --resume (the checkpoint fixes them).
+const MODEL_OPTIONS: [&str; 6] = ["drawing_steps", "z_dim", "hidden_dim", "width_scale", "plain_relu", "init_seed"];
+
+#[derive(clap::Args)]
+#[command(args_override_self = true)]
+pub struct Args {
+    #[command(flatten)]
+    pub data: DataArgs,
+
+    /// The checkpoint to write: at the end, every --checkpoint-every steps, and on Ctrl-C
+    /// [default: gran.safetensors, or the --resume file]
+    #[arg(short, long, value_name = "FILE", help_heading = "Checkpoint")]
+    pub out: Option<PathBuf>,
+    /// Continue training the model of this checkpoint (its configuration, weights, optimizer
+    /// state and step counter); --iterations more steps
+    #[arg(long, value_name = "FILE", conflicts_with_all = MODEL_OPTIONS, help_heading = "Checkpoint")]
+    pub resume: Option<PathBuf>,
+
+    /// Drawing steps T (1: the single-step DCGAN-style baseline)
+    #[arg(short = 'T', long = "drawing-steps", value_name = "T", default_value_t = 3, help_heading = "Model")]
+    pub drawing_steps: u32,
+    /// Latent size
+    #[arg(long, value_name = "N", default_value_t = 100, help_heading = "Model")]
+    pub z_dim: u32,
+    /// Size of the generator's hidden codes h_z and h_c
+    #[arg(long, value_name = "N", default_value_t = 100, help_heading = "Model")]
+    pub hidden_dim: u32,
+    /// Multiplies the paper's channel counts, in (0, 8]; 0.25 trains in minutes on a CPU
+    #[arg(long, value_name = "S", default_value_t = 1.0, help_heading = "Model")]
+    pub width_scale: f32,
+    /// Plain ReLU in the discriminator (the authors' code) instead of leaky ReLU
+    #[arg(long, help_heading = "Model")]
+    pub plain_relu: bool,
+    /// Seed of the initial weights [default: --seed]
+    #[arg(long, value_name = "N", help_heading = "Model")]
+    pub init_seed: Option<u64>,
+    /// Where the model trains: auto (CUDA 0 when present, else the CPU), cpu, cuda or cuda:N
+    /// [default: auto; with --resume: where it was saved, if present]
+    #[arg(long, value_name = "DEVICE", value_parser = parse_device, help_heading = "Model")]
+    pub device: Option<DeviceSpec>,
+
+    /// Training steps to run (one discriminator and one generator update each)
+    #[arg(short = 'n', long, value_name = "N", default_value_t = 2000, help_heading = "Training",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub iterations: u64,
+    /// Passes over the data instead of --iterations
+    #[arg(long, value_name = "N", conflicts_with = "iterations", help_heading = "Training",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub epochs: Option<u32>,
+    /// Minibatch size
+    #[arg(short, long, value_name = "N", default_value_t = 64, help_heading = "Training")]
+    pub batch_size: u32,
+    /// Adam learning rate of the generator
+    #[arg(long, value_name = "LR", default_value_t = 2e-4, help_heading = "Training")]
+    pub lr_g: f64,
+    /// Adam learning rate of the discriminator
+    #[arg(long, value_name = "LR", default_value_t = 4e-4, help_heading = "Training")]
+    pub lr_d: f64,
+    /// L2 weight decay on the discriminator's linear layers
+    #[arg(long, value_name = "W", default_value_t = 0.0, help_heading = "Training")]
+    pub d_weight_decay: f64,
+    /// Seed of the minibatch order and latents (and of the initial weights) [default: 0; with
+    /// --resume: the checkpoint's seed, so that the run continues as if never stopped]
+    #[arg(short, long, value_name = "N", help_heading = "Training")]
+    pub seed: Option<u64>,
+    /// Precision of the training passes
+    #[arg(long, value_enum, default_value_t = PrecisionArg::Fp32, help_heading = "Training")]
+    pub precision: PrecisionArg,
+    /// Steps between progress lines (when stderr is not a terminal, and with --json)
+    #[arg(long, value_name = "N", default_value_t = 100, help_heading = "Training")]
+    pub report_every: u64,
+    /// Steps between checkpoints (0: only at the end and on Ctrl-C)
+    #[arg(long, value_name = "N", default_value_t = 0, help_heading = "Training")]
+    pub checkpoint_every: u64,
+}
+
+/// Set by the first Ctrl-C; the model to stop.
+static STOP: AtomicBool = AtomicBool::new(false);
+static TRAINING: Mutex<Option<Arc<Model>>> = Mutex::new(None);
+
+/// Ctrl-C (SIGINT) asks the run to stop before its next step; a second one exits at once.
+fn install_ctrl_c() -> Result<()> {
+    ctrlc::set_handler(|| {
+        if STOP.swap(true, Ordering::SeqCst) {
+            progress::clear();
+            eprintln!("gran train: interrupted again: exiting without writing the checkpoint");
+            std::process::exit(crate::exit::INTERRUPTED);
+        }
+        progress::println("gran train: Ctrl-C: stopping at the end of this step (Ctrl-C again to quit at once)");
+        if let Some(m) = TRAINING.lock().as_ref() {
+            m.cancel();
+        }
+    })
+    .map_err(|e| Error::internal(format!("cannot install the Ctrl-C handler: {e}")))
+}
+
+/// Creates the folder a file goes into.
+pub fn make_parent(path: &Path) -> Result<()> {
+    match path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(dir) => std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e)),
+        None => Ok(()),
+    }
+}
+
+pub fn config_json(c: &ModelConfig) -> serde_json::Value {
+    serde_json::json!({
+        "height": c.height, "width": c.width, "channels": c.channels, "steps": c.steps,
+        "z_dim": c.z_dim, "hidden_dim": c.hidden_dim, "width_scale": c.width_scale,
+        "leaky_relu": c.leaky_relu, "seed": c.seed, "device": device_name(c.device),
+    })
+}
+
+pub fn run(a: &Args, out: &Out) -> Result<()> {
+    let resumed = match &a.resume {
+        Some(path) => Some(Arc::new(checkpoint::load(path, a.device)?)),
+        None => None,
+    };
+    // An image folder is resized to the model's size (a resumed model's, else --image-size).
+    let shape = resumed.as_ref().map_or((32, 32, 3), |m| (m.config().height, m.config().width, m.config().channels));
+    let loaded = data::load(&a.data, Split::Train, shape)?;
+    let data = &loaded.data;
+    out.note(&format!("data: {} ({})", data::describe(data), loaded.source));
+
+    let seed = a.seed.or(resumed.as_ref().map(|m| m.config().seed)).unwrap_or(0);
+    let model = match resumed {
+        Some(m) => m,
+        None => {
+            let cfg = ModelConfig {
+                height: data.height(),
+                width: data.width(),
+                channels: data.channels(),
+                steps: a.drawing_steps,
+                z_dim: a.z_dim,
+                hidden_dim: a.hidden_dim,
+                width_scale: a.width_scale,
+                leaky_relu: !a.plain_relu,
+                device: a.device.unwrap_or(DeviceSpec::Auto),
+                seed: a.init_seed.unwrap_or(seed),
+            };
+            cfg.validate()
+                .map_err(|e| Error::invalid(format!("{} (the model takes its image size from the data)", e.message)))?;
+            Arc::new(Model::new(&cfg)?)
+        }
+    };
+    let c = model.config().clone();
+    let (pg, pd) = model.parameter_counts();
+    out.note(&format!(
+        "model: T={} {}x{}x{} width scale {} on {}, {} + {} parameters (G + D), at step {}",
+        c.steps,
+        c.height,
+        c.width,
+        c.channels,
+        c.width_scale,
+        device_name(c.device),
+        pg,
+        pd,
+        model.step()
+    ));
+
+    let path = a.out.clone().or_else(|| a.resume.clone()).unwrap_or_else(|| DEFAULT_OUT.into());
+    make_parent(&path)?;
+    let cfg = TrainConfig {
+        iterations: if a.epochs.is_some() { 0 } else { a.iterations },
+        epochs: a.epochs.unwrap_or(0),
+        batch_size: a.batch_size,
+        lr_g: a.lr_g,
+        lr_d: a.lr_d,
+        d_weight_decay: a.d_weight_decay,
+        seed,
+        // Every step comes to the CLI, which draws the bar and averages the lines itself.
+        report_every: 1,
+        checkpoint_path: Some(path.clone()),
+        checkpoint_every: a.checkpoint_every,
+        precision: a.precision.into(),
+        ..TrainConfig::default()
+    };
+    cfg.validate()?;
+    let first = model.step();
+    let per_epoch = (data.count() / a.batch_size.max(1) as usize) as u64;
+    let end = first + if cfg.iterations > 0 { cfg.iterations } else { cfg.epochs as u64 * per_epoch };
+
+    install_ctrl_c()?;
+    *TRAINING.lock() = Some(model.clone());
+    let mut reporter = Reporter::new(out, first, end, a.report_every, a.batch_size);
+    let result = gran::train(&model, data, &cfg, &mut |p| {
+        reporter.step(p);
+        STOP.load(Ordering::SeqCst)
+    });
+    reporter.finish();
+    TRAINING.lock().take();
+
+    let last = match result {
+        Ok(last) => last,
+        Err(e) if e.kind == ErrorKind::Cancelled => {
+            // Stopped at a step boundary: the model holds the weights of its last step.
+            checkpoint::save(&model, &path)?;
+            return Err(Error::new(
+                ErrorKind::Cancelled,
+                format!(
+                    "stopped by Ctrl-C at step {}; checkpoint written to {} (continue with: gran train --resume {})",
+                    model.step(),
+                    path.display(),
+                    path.display()
+                ),
+            ));
+        }
+        Err(e) => return Err(e),
+    };
+    let value = serde_json::json!({
+        "checkpoint": path.display().to_string(), "first_step": first, "step": last.step,
+        "d_loss": last.d_loss, "g_loss": last.g_loss, "d_real": last.d_real, "d_fake": last.d_fake,
+        "elapsed_s": last.elapsed_s, "images": data.count(), "config": config_json(&c),
+    });
+    out.result("train", value, || {
+        format!(
+            "trained steps {first} -> {} in {} ({:.0} img/s); last step: D loss {:.3}, G loss {:.3}, D(x) {:.2}, \
+             D(G(z)) {:.2}\ncheckpoint: {}",
+            last.step,
+            progress::clock(last.elapsed_s),
+            (last.step - first) as f64 * a.batch_size as f64 / last.elapsed_s.max(1e-9),
+            last.d_loss,
+            last.g_loss,
+            last.d_real,
+            last.d_fake,
+            path.display()
+        )
+    });
+    Ok(())
+}

@@ -1,0 +1,384 @@
+//! The `gran` command-line tool, run as a user runs it: the built binary, its exit codes, its
+//! files and its output. Tiny models (a sixteenth of the paper's widths, a few steps) on the
+//! built-in digits, one libtorch thread.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+const GRAN: &str = env!("CARGO_BIN_EXE_gran");
+
+fn data_dir() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("data/mnist10k").display().to_string()
+}
+
+/// A fresh folder for one test.
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("gran-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn gran_command(args: &[&str]) -> Command {
+    let mut c = Command::new(GRAN);
+    c.args(args).env("OMP_NUM_THREADS", "1").env_remove("LD_LIBRARY_PATH");
+    c
+}
+
+fn gran(args: &[&str]) -> Output {
+    gran_command(args).output().expect("the gran binary runs")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Runs and expects success; returns stdout.
+fn ok(args: &[&str]) -> String {
+    let o = gran(args);
+    assert!(o.status.success(), "gran {args:?} failed ({:?}):\n{}", o.status.code(), text(&o.stderr));
+    text(&o.stdout)
+}
+
+/// The last line of stdout as JSON (a command's result under --json).
+fn result_json(stdout: &str) -> serde_json::Value {
+    let line = stdout.lines().last().expect("some output");
+    let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+    assert_eq!(v["type"], "result", "{v}");
+    v
+}
+
+/// Runs and expects exit code `code` with exactly one line on stderr; returns that line.
+fn fails(args: &[&str], code: i32) -> String {
+    let o = gran(args);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(code), "gran {args:?}: stderr:\n{err}");
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "gran {args:?}: expected one line on stderr, got:\n{err}");
+    lines[0].to_string()
+}
+
+/// Width and height from a PNG's IHDR, after checking the signature.
+fn png_size(path: &Path) -> (u32, u32) {
+    let b = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert_eq!(&b[..8], b"\x89PNG\r\n\x1a\n", "{} is not a PNG", path.display());
+    assert_eq!(&b[12..16], b"IHDR");
+    (u32::from_be_bytes(b[16..20].try_into().unwrap()), u32::from_be_bytes(b[20..24].try_into().unwrap()))
+}
+
+/// The options of a tiny, fast model and run.
+const TINY: [&str; 14] = [
+    "--width-scale",
+    "0.0625",
+    "--z-dim",
+    "8",
+    "--hidden-dim",
+    "8",
+    "-T",
+    "2",
+    "--batch-size",
+    "8",
+    "--limit",
+    "256",
+    "--device",
+    "cpu",
+];
+
+fn train_tiny(data: &str, out: &str, iterations: &str, extra: &[&str]) -> String {
+    let mut args = vec!["--threads", "1", "train", "--data", data, "-o", out, "-n", iterations, "--seed", "5"];
+    args.extend(TINY);
+    args.extend(extra);
+    ok(&args)
+}
+
+#[test]
+fn train_resume_sample_steps_gam_eval_info() {
+    let dir = scratch("flow");
+    let data = data_dir();
+    let p = |name: &str| dir.join(name).display().to_string();
+    let (a, b, straight) = (p("a.safetensors"), p("b.safetensors"), p("straight.safetensors"));
+
+    // Train 6 steps: a progress line every 2 steps, then the result.
+    let out = train_tiny(&data, &a, "6", &["--json", "--report-every", "2"]);
+    let lines: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let progress: Vec<&serde_json::Value> = lines.iter().filter(|v| v["type"] == "progress").collect();
+    assert_eq!(progress.iter().map(|v| v["step"].as_u64().unwrap()).collect::<Vec<_>>(), [2, 4, 6]);
+    for v in &progress {
+        assert!(v["d_loss"].as_f64().unwrap().is_finite() && v["g_loss"].as_f64().unwrap() > 0.0, "{v}");
+        assert!((0.0..=1.0).contains(&v["d_real"].as_f64().unwrap()), "{v}");
+        assert_eq!(v["total_steps"], 6);
+    }
+    let r = result_json(&out);
+    assert_eq!(
+        (r["command"].as_str(), r["first_step"].as_u64(), r["step"].as_u64()),
+        (Some("train"), Some(0), Some(6))
+    );
+    assert_eq!((r["config"]["steps"].as_u64(), r["config"]["height"].as_u64()), (Some(2), Some(28)));
+    assert_eq!(r["images"], 256);
+
+    // The checkpoint loads, in the library and in `gran info`.
+    let m = gran::checkpoint::load(Path::new(&a), Some(gran::DeviceSpec::Cpu)).unwrap();
+    assert_eq!((m.step(), m.config().steps, m.config().z_dim), (6, 2, 8));
+    let info = result_json(&ok(&["info", &a, "--json"]));
+    assert_eq!((info["kind"].as_str(), info["step"].as_u64()), (Some("checkpoint"), Some(6)));
+    assert_eq!(info["config"]["width_scale"].as_f64(), Some(0.0625));
+    assert!(
+        info["parameters"]["generator"].as_u64().unwrap() > 0
+            && info["parameters"]["discriminator"].as_u64().unwrap() > 0
+    );
+    let human = ok(&["info", &a]);
+    assert!(human.contains("gran checkpoint") && human.contains("trained:     6 steps"), "{human}");
+
+    // Resume for 4 more steps: the same checkpoint, byte for byte, as 10 steps in one go.
+    std::fs::copy(&a, &b).unwrap();
+    let r = result_json(&ok(&[
+        "--threads",
+        "1",
+        "train",
+        "--data",
+        &data,
+        "--limit",
+        "256",
+        "--batch-size",
+        "8",
+        "--resume",
+        &b,
+        "-n",
+        "4",
+        "--json",
+    ]));
+    assert_eq!((r["first_step"].as_u64(), r["step"].as_u64()), (Some(6), Some(10)));
+    assert_eq!(r["checkpoint"].as_str(), Some(b.as_str()), "--resume writes back to its file by default");
+    train_tiny(&data, &straight, "10", &["--quiet"]);
+    assert!(std::fs::read(&b).unwrap() == std::fs::read(&straight).unwrap(), "resumed != uninterrupted");
+
+    // Samples: an 10-image grid of 5 columns (28-pixel tiles, 2-pixel borders), and one PNG each.
+    let grid = p("grid.png");
+    let r = result_json(&ok(&[
+        "sample",
+        &b,
+        "-o",
+        &grid,
+        "-n",
+        "10",
+        "--columns",
+        "5",
+        "--seed",
+        "3",
+        "--device",
+        "cpu",
+        "--json",
+    ]));
+    assert_eq!((r["count"].as_u64(), r["columns"].as_u64()), (Some(10), Some(5)));
+    assert_eq!(png_size(Path::new(&grid)), (5 * 28 + 4 * 2, 2 * 28 + 2));
+    let each = dir.join("each");
+    ok(&["sample", &b, "--out-dir", each.to_str().unwrap(), "-n", "3", "--device", "cpu"]);
+    let mut names: Vec<String> =
+        std::fs::read_dir(&each).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    names.sort();
+    assert_eq!(names, ["sample_00000.png", "sample_00001.png", "sample_00002.png"]);
+    assert_eq!(png_size(&each.join("sample_00001.png")), (28, 28));
+    // The default grid is square: 9 images, 3 per row.
+    let sq = p("sub/dir/square.png");
+    let said = ok(&["sample", &b, "-o", &sq, "-n", "9", "--device", "cpu"]);
+    assert!(said.contains("square.png"), "{said}");
+    assert_eq!(png_size(Path::new(&sq)), (3 * 28 + 4, 3 * 28 + 4));
+
+    // Steps: 4 rows of images, T = 2 columns.
+    let steps = p("steps.png");
+    let r = result_json(&ok(&["steps", &b, "-o", &steps, "-n", "4", "--device", "cpu", "--json"]));
+    assert_eq!(r["steps"], 2);
+    assert_eq!(png_size(Path::new(&steps)), (2 * 28 + 2, 4 * 28 + 3 * 2));
+
+    // GAM on 50 held-out digits.
+    let r = result_json(&ok(&[
+        "gam",
+        &a,
+        &b,
+        "--data",
+        &data,
+        "--limit",
+        "50",
+        "--samples",
+        "20",
+        "--device",
+        "cpu",
+        "--json",
+    ]));
+    assert_eq!((r["test_count"].as_u64(), r["sample_count"].as_u64()), (Some(50), Some(20)));
+    assert_eq!((r["step_a"].as_u64(), r["step_b"].as_u64()), (Some(6), Some(10)));
+    for k in ["test_error_a", "test_error_b", "sample_error_a", "sample_error_b"] {
+        assert!((0.0..=1.0).contains(&r[k].as_f64().unwrap()), "{k}: {r}");
+    }
+    assert!(["a_wins", "b_wins", "tie", "undecided"].contains(&r["verdict"].as_str().unwrap()), "{r}");
+    let human = ok(&["gam", &a, &a, "--data", &data, "--limit", "50", "--samples", "20", "--device", "cpu"]);
+    assert!(human.contains("r_test   = 1.000") && human.contains("verdict: tie"), "a model against itself:\n{human}");
+
+    // Eval: an evaluator trained one epoch on 300 digits scores the model's samples.
+    let r = result_json(&ok(&[
+        "eval",
+        &a,
+        &b,
+        "--data",
+        &data,
+        "--limit",
+        "300",
+        "--samples",
+        "40",
+        "--evaluator-epochs",
+        "1",
+        "--device",
+        "cpu",
+        "--json",
+    ]));
+    assert_eq!(r["classes"], 10);
+    assert!((0.0..=1.0).contains(&r["evaluator_accuracy"].as_f64().unwrap()), "{r}");
+    let models = r["models"].as_array().unwrap();
+    assert_eq!(models.len(), 2);
+    for q in models {
+        assert_eq!(q["count"], 40);
+        assert!(q["frechet_distance"].as_f64().unwrap() >= 0.0, "{q}");
+        let cs = q["classifier_score"].as_f64().unwrap();
+        assert!((1.0 - 1e-6..=10.0 + 1e-6).contains(&cs), "{q}");
+        let shares: f64 = q["class_shares"].as_array().unwrap().iter().map(|s| s.as_f64().unwrap()).sum();
+        assert!((shares - 1.0).abs() < 1e-9, "{q}");
+        assert!(q["nearest_train_distance"].as_f64().unwrap() > 0.0, "{q}");
+    }
+
+    // Info on data: the folder's two splits, and one IDX file.
+    let r = result_json(&ok(&["info", &data, "--json"]));
+    assert_eq!(r["kind"], "idx");
+    let sets = r["sets"].as_array().unwrap();
+    assert_eq!(sets.len(), 2);
+    assert_eq!((sets[0]["split"].as_str(), sets[0]["count"].as_u64()), (Some("training"), Some(9000)));
+    assert_eq!((sets[1]["split"].as_str(), sets[1]["count"].as_u64()), (Some("held-out"), Some(1000)));
+    assert_eq!((sets[1]["labelled"].as_bool(), sets[1]["classes"].as_u64()), (Some(true), Some(10)));
+    let file = format!("{data}/t10k-images-idx3-ubyte.gz");
+    let r = result_json(&ok(&["info", &file, "--json"]));
+    assert_eq!((r["sets"][0]["count"].as_u64(), r["sets"][0]["height"].as_u64()), (Some(1000), Some(28)));
+
+    // An image folder: train on the PNGs written above (resized to 28x28 grey).
+    let folder = p("folder.safetensors");
+    let r = result_json(&ok(&[
+        "train",
+        "--data",
+        each.to_str().unwrap(),
+        "--image-size",
+        "28",
+        "--channels",
+        "1",
+        "-o",
+        &folder,
+        "-n",
+        "1",
+        "--batch-size",
+        "2",
+        "--width-scale",
+        "0.0625",
+        "--device",
+        "cpu",
+        "--json",
+    ]));
+    assert_eq!((r["images"].as_u64(), r["step"].as_u64()), (Some(3), Some(1)));
+
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn bad_arguments_and_files_give_one_line_and_their_exit_code() {
+    let dir = scratch("bad");
+    let data = data_dir();
+    let p = |name: &str| dir.join(name).display().to_string();
+
+    // Command-line errors: 2, one line that names the problem and the help to read.
+    let line = fails(&["train", "--iterations", "many"], 2);
+    assert!(line.contains("'many'") && line.contains("gran train --help"), "{line}");
+    let line = fails(&["frobnicate"], 2);
+    assert!(line.contains("frobnicate"), "{line}");
+    let line = fails(&["train", "--resume", "x.safetensors", "--drawing-steps", "5"], 2);
+    assert!(line.contains("--drawing-steps") && line.contains("--resume"), "{line}");
+    fails(&["sample"], 2); // the model is required
+    fails(&["sample", "m.safetensors", "--count", "0"], 2);
+    fails(&["sample", "m.safetensors", "--device", "tpu"], 2);
+
+    // Missing files: 14.
+    let line = fails(&["sample", &p("missing.safetensors")], 14);
+    assert!(line.starts_with("gran sample: ") && line.contains("missing.safetensors"), "{line}");
+    fails(&["train", "--quiet", "--data", &p("no-such-folder")], 14);
+    fails(&["info", &p("nothing-here")], 14);
+
+    // Files that are not what they should be: 15.
+    let junk = p("junk.safetensors");
+    std::fs::write(&junk, "this is not a checkpoint\n").unwrap();
+    let line = fails(&["sample", &junk], 15);
+    assert!(line.contains("junk.safetensors") && line.contains("not a valid gran checkpoint"), "{line}");
+    let line = fails(&["info", &junk], 15);
+    assert!(line.contains("neither a gran checkpoint nor data"), "{line}");
+    // A checkpoint cut short.
+    let good = p("good.safetensors");
+    train_tiny(&data, &good, "1", &["--quiet"]);
+    let bytes = std::fs::read(&good).unwrap();
+    let cut = p("cut.safetensors");
+    std::fs::write(&cut, &bytes[..bytes.len() - 100]).unwrap();
+    fails(&["sample", &cut, "--device", "cpu"], 15);
+    fails(&["info", &cut], 15);
+    // --json: the error also as a JSON object on stdout.
+    let o = gran(&["info", &junk, "--json"]);
+    assert_eq!(o.status.code(), Some(15));
+    let v: serde_json::Value = serde_json::from_str(text(&o.stdout).trim()).unwrap();
+    assert_eq!(
+        (v["type"].as_str(), v["kind"].as_str(), v["exit_code"].as_i64()),
+        (Some("error"), Some("format"), Some(15))
+    );
+
+    // Values the library refuses: 11.
+    let mut args = vec!["train", "--quiet", "--data", data.as_str(), "-o", "x.safetensors", "--limit", "10"];
+    args.extend(["--batch-size", "64"]);
+    let line = fails(&args, 11);
+    assert!(line.contains("batch_size 64") && line.contains("10 images"), "{line}");
+    let line = fails(&["train", "--quiet", "--data", &data, "--width-scale", "9"], 11);
+    assert!(line.contains("width_scale"), "{line}");
+
+    // Help and version: exit 0, with the exit codes documented.
+    let help = ok(&["--help"]);
+    for word in ["train", "sample", "steps", "gam", "eval", "info", "Exit status", "130"] {
+        assert!(help.contains(word), "--help lacks {word}:\n{help}");
+    }
+    assert!(ok(&["train", "--help"]).contains("--resume"));
+    assert!(ok(&["--version"]).starts_with("gran "));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn ctrl_c_stops_training_at_a_step_boundary_and_writes_the_checkpoint() {
+    let dir = scratch("sigint");
+    let ckpt = dir.join("run.safetensors");
+    let data = data_dir();
+    let mut args = vec!["--threads", "1", "train", "--data", &data, "-o", ckpt.to_str().unwrap()];
+    args.extend(["-n", "1000000", "--report-every", "1"]);
+    args.extend(TINY);
+    let mut child = gran_command(&args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap()).lines();
+    // stderr is a pipe: plain progress lines. Wait for the first one.
+    let mut seen = Vec::new();
+    for line in err.by_ref() {
+        let line = line.unwrap();
+        seen.push(line.clone());
+        if line.starts_with("step ") {
+            break;
+        }
+    }
+    assert!(seen.last().is_some_and(|l| l.starts_with("step 1/1000000")), "no progress line: {seen:?}");
+    assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) }, 0);
+    let rest: Vec<String> = err.map(|l| l.unwrap()).collect();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "stderr after SIGINT: {rest:?}");
+    let last = rest.last().expect("a last line");
+    assert!(last.starts_with("gran train: stopped by Ctrl-C at step ") && last.contains("--resume"), "{last}");
+    // The checkpoint holds the last completed step and loads.
+    let m = gran::checkpoint::load(&ckpt, Some(gran::DeviceSpec::Cpu)).unwrap();
+    assert!(m.step() > 0 && m.step() < 1_000_000, "step {}", m.step());
+    assert!(last.contains(&format!("at step {};", m.step())), "{last} vs step {}", m.step());
+    let _ = std::fs::remove_dir_all(&dir);
+}
