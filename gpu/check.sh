@@ -17,6 +17,8 @@
 #   bench-fp32, bench-bf16        bench/compare.py rows: gran against PyTorch eager
 #   compile-fp32, compile-bf16    the same against torch.compile (reduce-overhead, max-autotune),
 #                                 compilation time apart
+#   cuda-graphs sampling through a captured CUDA graph (gran::cuda_graph) against eager sampling,
+#               batch 1 and 64 (on the CPU: the capture must be refused cleanly)
 #   mnist       T = 3 at the paper's widths on data/mnist10k for about 2 minutes, scored by the
 #               evaluator; its sample grid is OUT/mnist_t3_samples.png
 # and the peak device memory of each stage (nvidia-smi, whole device) and of each PyTorch row.
@@ -183,6 +185,40 @@ bench() { # $1: fp32 | bf16, $2: bench | compile
     return $rc
 }
 
+stage_cuda_graphs() {
+    local status=0 count mode summary="" scale=1 reps=20
+    [ "$DEVICE" = cpu ] && scale=0.125 reps=2
+    for count in 1 64; do
+        for mode in eager graph; do
+            echo "== sample 28x28x1 T=3 count $count, $mode"
+            (cd "$ROOT" && GRAN_BENCH_CUDA_GRAPH=$([ $mode = graph ] && echo 1 || echo 0) "$BIN/bin/bench_rows" \
+                sample 28 1 3 $count $scale "$DEVICE" 3 $reps fp32) > "$WORK/graphs-$count-$mode.json" 2> "$WORK/graphs-$count-$mode.err"
+            local rc=$?
+            cat "$WORK/graphs-$count-$mode.json" "$WORK/graphs-$count-$mode.err"
+            if [ "$DEVICE" = cpu ] && [ $mode = graph ]; then
+                # On the CPU the capture is refused: exit status 3 and a message naming CUDA.
+                if [ $rc -eq 3 ] && grep -q CUDA "$WORK/graphs-$count-$mode.err"; then
+                    summary="$summary count $count: capture refused on the CPU (as it should be);"
+                else
+                    summary="$summary count $count: capture NOT refused cleanly (exit $rc);"
+                    status=1
+                fi
+                continue
+            fi
+            [ $rc -eq 0 ] || { status=1; summary="$summary count $count $mode: exit $rc;"; continue; }
+        done
+        if [ "$DEVICE" = cuda ] && [ -s "$WORK/graphs-$count-graph.json" ]; then
+            summary="$summary $("$PY" -c '
+import json, statistics, sys
+e, g = (statistics.median(json.loads(open(f).read().strip().splitlines()[-1])["times"]) for f in sys.argv[1:3])
+print(f"count {sys.argv[3]}: eager {e * 1e3:.3f} ms, graph {g * 1e3:.3f} ms, eager/graph {e / g:.2f};")
+' "$WORK/graphs-$count-eager.json" "$WORK/graphs-$count-graph.json" "$count")"
+        fi
+    done
+    note "${summary# }"
+    return $status
+}
+
 stage_mnist() {
     local seconds scale epochs
     if [ "$DEVICE" = cuda ]; then
@@ -223,6 +259,7 @@ if [ "${1:-}" = --stage ]; then
         bench-bf16) bench bf16 bench ;;
         compile-fp32) bench fp32 compile ;;
         compile-bf16) bench bf16 compile ;;
+        cuda-graphs) stage_cuda_graphs ;;
         mnist) stage_mnist ;;
         *) echo "no stage $STAGE"; exit 2 ;;
     esac
@@ -269,13 +306,13 @@ export LD_LIBRARY_PATH="$TORCH_LIB:$BIN/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 [ "$DEVICE" = cpu ] && export CUDA_VISIBLE_DEVICES=""
 export DEVICE BIN WORK OUT PY ROOT
 
-# Shares of the budget (seconds of a 540 s budget on CUDA; of a 240 s one on the CPU), scaled
+# Shares of the budget (seconds of a 540 s budget on CUDA; of a 250 s one on the CPU), scaled
 # to the budget given.
-STAGES=(device rust-tests c-tests bench-fp32 bench-bf16 compile-fp32 compile-bf16 mnist)
+STAGES=(device rust-tests c-tests bench-fp32 bench-bf16 compile-fp32 compile-bf16 cuda-graphs mnist)
 if [ "$DEVICE" = cuda ]; then
-    SHARES=(10 45 65 55 45 90 60 170)
+    SHARES=(10 45 60 55 45 80 55 20 170)
 else
-    SHARES=(10 30 50 30 25 25 25 45)
+    SHARES=(10 30 50 30 25 25 25 10 45)
 fi
 total=0
 for s in "${SHARES[@]}"; do total=$((total + s)); done
