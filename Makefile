@@ -237,7 +237,7 @@ GPU_DRY_BUDGET ?= 250
 
 gpu-check: $(TORCH_STAMP)
 	@start=$$(date +%s); \
-	$(CARGO_ENV) CARGO="$(CARGO)" CC="$(CC)" CXX="$(CXX)" PYTHON=$(VENV)/bin/python bash gpu/build.sh $(GPU_DIR) \
+	$(CARGO_ENV) CARGO="$(CARGO)" GPU_CC="$(CC)" GPU_CXX="$(CXX)" PYTHON=$(VENV)/bin/python bash gpu/build.sh $(GPU_DIR) \
 	    && echo "gpu-check: took $$(( $$(date +%s) - start )) s; on the GPU machine (carry $(GPU_DIR)): bash gpu/check.sh"
 
 gpu-check-dry: gpu-check

@@ -5,6 +5,9 @@
 #
 #   bash gpu/build.sh [DIR]        (default target/gpu; LIBTORCH etc. set as by env.sh)
 #
+# The C compilers are GPU_CC and GPU_CXX (gcc, g++), not CC and CXX: those would reach cargo,
+# whose build scripts (torch-sys, zstd-sys, ...) rebuild everything when CC changes.
+#
 # DIR afterwards:
 #   lib/libgran.so.0            the library, stripped
 #   lib/libasan.so.*, libubsan.so.*   the sanitizer run-times the C tests need (the GPU
@@ -22,8 +25,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DIR=${1:-target/gpu}
 CARGO=${CARGO:-cargo}
-CC=${CC:-gcc}
-CXX=${CXX:-g++}
+CC=${GPU_CC:-gcc}
+CXX=${GPU_CXX:-g++}
 PYTHON=${PYTHON:-.venv/bin/python}
 LIMIT=$((64 * 1024 * 1024))
 
