@@ -15,7 +15,7 @@
 #   colour-data    data/colour32: 32x32x3 crops of the CC0 / public-domain photographs in the
 #                  scikit-image wheel (PyPI), in CIFAR-10's format (examples/colour_patches.rs)
 #   experiment     docs/RESULTS.md's MNIST tables (EXPERIMENT_ARGS)
-#   test           test-rust, check-symbols, test-c, test-bindings, test-install
+#   test           test-rust, check-symbols, test-c, test-bindings, test-install, gpu-check-dry
 #   test-rust      cargo test --release
 #   test-c         the C tests (tests/c) under AddressSanitizer + UBSan, examples/demo.c on a
 #                  tiny model, and the header compiled as C (c99/c11/c17) and C++ (c++11 .. c++20)
@@ -23,6 +23,10 @@
 #   test-bindings  bash bindings/test.sh (the C++ and Python bindings), when it exists
 #   test-install   install into a temporary PREFIX; build tests/consumer with pkg-config and
 #                  with CMake; run both without LD_LIBRARY_PATH
+#   gpu-check      target/gpu: what a GPU machine needs to check gran in one call (stripped
+#                  library, device tests, C tests, examples; under 64 MiB), run there by
+#                  gpu/check.sh (DEVELOPERS.md, "On a GPU")
+#   gpu-check-dry  gpu/check.sh here, on the CPU, with a small budget (GPU_DRY_BUDGET seconds)
 #   header         regenerate include/gran.h from src/ffi (cbindgen)
 #   install        PREFIX=/usr/local (and DESTDIR=) : bin/gran, lib/libgran.so.$(VERSION) with its
 #                  links, include/gran.h (and gran.hpp), lib/pkgconfig/gran.pc,
@@ -64,7 +68,7 @@ LIB_RUNPATH = $(shell readelf -d $(LIB) 2>/dev/null | sed -n 's/.*(RUNPATH).*\[\
 ABI_VERSION = $(shell sed -n 's/^\#define GRAN_ABI_VERSION \([0-9]*\).*/\1/p' include/gran.h)
 
 .PHONY: all setup build lib cli demo demo-c bench bench-rust colour-data experiment test test-rust test-c check-header check-symbols test-bindings \
-        test-install install header clean
+        test-install install header clean gpu-check gpu-check-dry
 
 all: build
 
@@ -126,8 +130,8 @@ demo-c: lib
 	    -Ltarget/release -lgran -Wl,-rpath,$(CURDIR)/target/release
 	$(DEMO_BIN) --data data/mnist10k --out $(OUT) $(DEMO_C_ARGS)
 
-test: test-rust check-symbols test-c test-bindings test-install
-	@echo "make test: 5 passed, 0 failed"  # suites: rust, symbols, C, bindings, install
+test: test-rust check-symbols test-c test-bindings test-install gpu-check-dry
+	@echo "make test: 6 passed, 0 failed"  # suites: rust, symbols, C, bindings, install, GPU check (dry run)
 
 # Side by side with the PyTorch reference of the same model (bench/): medians and ratios.
 BENCH_ARGS ?= --quick
@@ -253,6 +257,23 @@ test-bindings: lib
 	else \
 	    echo "test-bindings: bindings/test.sh not present: nothing to test"; \
 	fi
+
+# ---------------------------------------------------------------------------------------------
+# The GPU machine (DEVELOPERS.md, "On a GPU"): it has PyTorch but no cargo or compiler. gpu-check
+# builds everything gpu/check.sh runs there into $(GPU_DIR) (stripped; it fails over 64 MiB, the
+# most a call may carry); gpu-check-dry runs gpu/check.sh here on the CPU with a small budget, so
+# that the pipeline is known to work before a GPU is lent.
+
+GPU_DIR        := target/gpu
+GPU_DRY_BUDGET ?= 310
+
+gpu-check: $(TORCH_STAMP)
+	@start=$$(date +%s); \
+	$(CARGO_ENV) CARGO="$(CARGO)" GPU_CC="$(CC)" GPU_CXX="$(CXX)" PYTHON=$(VENV)/bin/python bash gpu/build.sh $(GPU_DIR) \
+	    && echo "gpu-check: took $$(( $$(date +%s) - start )) s; on the GPU machine (carry $(GPU_DIR)): bash gpu/check.sh"
+
+gpu-check-dry: gpu-check
+	PYTHON=$(VENV)/bin/python bash gpu/check.sh --device cpu --budget $(GPU_DRY_BUDGET) --out target/gpu-dry
 
 # ---------------------------------------------------------------------------------------------
 # Installation. Nothing of libtorch is copied: the library keeps its absolute RUNPATH to the

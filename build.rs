@@ -7,7 +7,11 @@
 //! * csrc/*.cpp compiled against the same libtorch headers: the libtorch calls gran needs that
 //!   tch has no usable binding for (the fused Adam kernel; leaky ReLU with a chosen slope;
 //!   pinning host memory without the deprecated device argument; bfloat16 autocast on any
-//!   device).
+//!   device; CUDA graph capture and replay).
+//! * csrc/cuda_graph.cpp with GRAN_CUDA_GRAPHS when the CUDA runtime headers are found beside
+//!   libtorch (the PyPI wheel's nvidia/cu13/include; `crt/` from triton's copy of the same
+//!   headers, which the cu13 wheel lacks) or under $CUDA_HOME: it then links libc10_cuda. Without
+//!   them it compiles to calls that fail cleanly (src/cuda_graph.rs: a `Device` error).
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
@@ -22,7 +26,19 @@ fn main() {
     println!("cargo:rerun-if-changed=csrc");
     println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
     let include = std::path::Path::new(&lib).parent().expect("libtorch lib/ has a parent").join("include");
-    cc::Build::new()
+    let cuda = std::path::Path::new(&lib).join("libtorch_cuda.so").exists();
+    let cuda_include = if cuda { cuda_headers(&lib) } else { None };
+    let mut build = cc::Build::new();
+    if let Some((runtime, crt)) = &cuda_include {
+        build.include(runtime).define("GRAN_CUDA_GRAPHS", None);
+        if let Some(crt) = crt {
+            build.flag("-idirafter").flag(crt.to_str().expect("utf-8 path"));
+        }
+        println!("cargo:rustc-link-lib=dylib=c10_cuda");
+    } else {
+        println!("cargo:warning=no CUDA runtime headers found beside libtorch: gran is built without CUDA graphs");
+    }
+    build
         .cpp(true)
         .pic(true)
         .include(&include)
@@ -39,12 +55,40 @@ fn main() {
         .file("csrc/pin_memory.cpp")
         .file("csrc/autocast.cpp")
         .file("csrc/non_finite.cpp")
+        .file("csrc/cuda_graph.cpp")
         .compile("gran_torch_ext");
-    if std::path::Path::new(&lib).join("libtorch_cuda.so").exists() {
+    if cuda {
         println!("cargo:rustc-link-arg=-Wl,--no-as-needed");
         println!("cargo:rustc-link-arg=-ltorch_cuda");
         println!("cargo:rustc-link-arg=-Wl,--as-needed");
     }
     // The shared library's soname, so that `make install` can lay out versioned names.
     println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libgran.so.0");
+}
+
+/// The CUDA runtime headers matching libtorch's CUDA (cuda_runtime_api.h), and a folder with the
+/// `crt/` headers when that one lacks them: the PyPI wheel's site-packages/nvidia/cu*/include
+/// (with triton's backends/nvidia/include for crt/), else $CUDA_HOME/include.
+fn cuda_headers(lib: &str) -> Option<(std::path::PathBuf, Option<std::path::PathBuf>)> {
+    use std::path::{Path, PathBuf};
+    println!("cargo:rerun-if-env-changed=CUDA_HOME");
+    let site = Path::new(lib).parent()?.parent()?;
+    let mut candidates: Vec<PathBuf> = std::fs::read_dir(site.join("nvidia"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join("include"))
+        .filter(|p| p.file_name().is_some() && p.parent().and_then(|d| d.file_name()).is_some_and(|n| n.to_string_lossy().starts_with("cu")))
+        .collect();
+    candidates.sort();
+    candidates.reverse(); // the newest CUDA first (cu13 before cu12)
+    if let Ok(home) = std::env::var("CUDA_HOME") {
+        candidates.push(Path::new(&home).join("include"));
+    }
+    let runtime = candidates.into_iter().find(|p| p.join("cuda_runtime_api.h").exists())?;
+    if runtime.join("crt/host_config.h").exists() {
+        return Some((runtime, None));
+    }
+    let crt = site.join("triton/backends/nvidia/include");
+    crt.join("crt/host_config.h").exists().then(|| (runtime, Some(crt)))
 }

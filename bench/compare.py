@@ -6,9 +6,11 @@ T = 1, 3, 5; 28x28x1 and 32x32x3 at the paper's widths unless --scale), sampling
 (batch 1, 64, 1024) and single-image latency.
 
     .venv/bin/python bench/compare.py [--device cpu|cuda] [--quick] [--scale S] [--json out.json]
-        [--only TEXT] [--warmup N] [--reps N] [--rounds N] [--precision fp32|bf16]
+        [--only REGEX] [--warmup N] [--reps N] [--rounds N] [--precision fp32|bf16]
+        [--compile MODE[,MODE...]] [--compile-backend inductor|aot_eager|...]
 
---only runs the rows whose name contains TEXT (e.g. "32x32x3", "batch 256"). Each side of a
+--only runs the rows whose name matches REGEX anywhere (e.g. "32x32x3", "batch 256",
+"T=3 batch 64|count 1024$"). Each side of a
 row runs in a process of its own; the last two columns are those processes' peak resident
 memory (MiB). Before a row is printed, both sides must agree on the parameter counts of G and D
 and on the shapes of two samples and of their D outputs. With --rounds N, each row runs N times on each side, alternating gran, PyTorch,
@@ -16,10 +18,18 @@ gran, ... (each run with its own warm-up), and the medians are over all N x reps
 drift in the machine's speed (other tenants of a VM) then falls on both sides alike. With
 --precision bf16 both sides compute in bfloat16 mixed precision (gran's GRAN_PRECISION_BF16,
 torch.autocast on the reference's side).
+
+--compile adds, per row, the reference with G and D under torch.compile in each MODE ("default",
+"reduce-overhead", "max-autotune", ...), each in a process of its own: the median of the timed
+repetitions, and apart from it the seconds of the warm-up (compilation, autotuning and CUDA graph
+recording happen there; give --warmup 3 or more for reduce-overhead). A mode that fails is
+reported with its error and does not stop the others. On CUDA each PyTorch row also reports its
+peak allocated GPU memory (torch.cuda.max_memory_allocated).
 """
 import argparse
 import json
 import os
+import re
 import resource
 import statistics
 import subprocess
@@ -49,21 +59,29 @@ def sync(device):
         torch.cuda.synchronize()
 
 
-def torch_row(kind, size, channels, steps, n, scale, device, warmup, reps, precision):
+def torch_row(kind, size, channels, steps, n, scale, device, warmup, reps, precision, compile_mode="", backend=""):
     """The PyTorch side of a row, in a process of its own (as gran's), so that its peak memory is
-    this row's alone."""
+    this row's alone. With `compile_mode`, G and D run under torch.compile."""
+    args = [kind, str(size), str(channels), str(steps), str(n), str(scale), device, str(warmup), str(reps), precision]
+    if compile_mode:
+        args += [compile_mode, backend or "inductor"]
     out = subprocess.run(
-        [sys.executable, os.path.abspath(__file__), "--torch-row", kind, str(size), str(channels), str(steps), str(n),
-         str(scale), device, str(warmup), str(reps), precision],
+        [sys.executable, os.path.abspath(__file__), "--torch-row"] + args,
         check=True, capture_output=True, text=True,
     ).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
-def torch_row_here(kind, size, channels, steps, n, scale, device, warmup, reps, precision):
+def torch_row_here(kind, size, channels, steps, n, scale, device, warmup, reps, precision, compile_mode="",
+                   backend="inductor"):
     torch.manual_seed(0)
     m = Gran(size, channels, steps, scale, device, precision=precision)
+    if compile_mode:
+        m.compile(compile_mode, backend)
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
     times = []
+    warm = 0.0
     if kind == "train":
         data = torch.randint(0, 256, (4 * n, channels, size, size), dtype=torch.uint8).to(device).float() / 255
         for i in range(warmup + reps):
@@ -74,6 +92,8 @@ def torch_row_here(kind, size, channels, steps, n, scale, device, warmup, reps, 
             sync(device)
             if i >= warmup:
                 times.append(time.perf_counter() - t)
+            else:
+                warm += time.perf_counter() - t
     else:
         for i in range(warmup + reps):
             sync(device)
@@ -82,6 +102,9 @@ def torch_row_here(kind, size, channels, steps, n, scale, device, warmup, reps, 
             sync(device)
             if i >= warmup:
                 times.append(time.perf_counter() - t)
+            else:
+                warm += time.perf_counter() - t
+    peak_gpu = torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else None
     g, d = m.parameter_counts()
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     # Output shapes, checked against gran's: two samples and their D(x).
@@ -89,7 +112,7 @@ def torch_row_here(kind, size, channels, steps, n, scale, device, warmup, reps, 
     with torch.no_grad(), m.autocast():
         d_out = m.d(two.to(device), "eval")
     return {"params_g": g, "params_d": d, "sample_shape": list(two.shape), "d_shape": list(d_out.shape),
-            "times": times, "max_rss_mib": rss}
+            "times": times, "max_rss_mib": rss, "warmup_s": warm, "peak_gpu_mib": peak_gpu}
 
 
 def merge(acc, run):
@@ -102,22 +125,25 @@ def merge(acc, run):
 
 
 def main():
-    if len(sys.argv) == 12 and sys.argv[1] == "--torch-row":
+    if len(sys.argv) in (12, 14) and sys.argv[1] == "--torch-row":
         a = sys.argv[2:]
         print(json.dumps(torch_row_here(a[0], int(a[1]), int(a[2]), int(a[3]), int(a[4]), float(a[5]), a[6],
-                                        int(a[7]), int(a[8]), a[9])))
+                                        int(a[7]), int(a[8]), a[9], *a[10:])))
         return
     ap = argparse.ArgumentParser()
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--scale", type=float, default=1.0)
     ap.add_argument("--quick", action="store_true", help="28x28 rows, batch 64 only, few repetitions")
     ap.add_argument("--json")
-    ap.add_argument("--only", default="", help="only the rows whose name contains this")
+    ap.add_argument("--only", default="", help="only the rows whose name matches this regular expression")
     ap.add_argument("--warmup", type=int)
     ap.add_argument("--reps", type=int)
     ap.add_argument("--rounds", type=int, default=1, help="alternating runs of each side per row")
     ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    ap.add_argument("--compile", default="", help="comma-separated torch.compile modes to time as well")
+    ap.add_argument("--compile-backend", default="inductor", help="torch.compile backend (aot_eager: no code generation)")
     args = ap.parse_args()
+    modes = [m for m in args.compile.split(",") if m]
     warmup, reps = (2, 5) if args.quick else (3, 10)
     warmup = warmup if args.warmup is None else args.warmup
     reps = reps if args.reps is None else args.reps
@@ -136,7 +162,7 @@ def main():
     results = []
     for kind, size, ch, steps, n in rows:
         name = f"{kind} {size}x{size}x{ch} T={steps} {'batch' if kind == 'train' else 'count'} {n}"
-        if args.only not in name:
+        if not re.search(args.only, name):
             continue
         g, t = None, None
         for _ in range(max(1, args.rounds)):
@@ -145,11 +171,34 @@ def main():
         same = ("params_g", "params_d", "sample_shape", "d_shape")
         assert [g[k] for k in same] == [t[k] for k in same], ([g[k] for k in same], [t[k] for k in same])
         gm, tm = statistics.median(g["times"]), statistics.median(t["times"])
-        print(f"{name:<34}{gm:>12.5f}{tm:>12.5f}{tm / gm:>12.2f}{g['max_rss_mib']:>10.0f}{t['max_rss_mib']:>10.0f}",
+        peak = f"  torch peak GPU {t['peak_gpu_mib']:.0f} MiB" if t.get("peak_gpu_mib") is not None else ""
+        print(f"{name:<34}{gm:>12.5f}{tm:>12.5f}{tm / gm:>12.2f}{g['max_rss_mib']:>10.0f}{t['max_rss_mib']:>10.0f}{peak}",
               flush=True)
-        results.append({"row": name, "gran_median_s": gm, "torch_median_s": tm, "ratio": tm / gm,
-                        "params": [g["params_g"], g["params_d"]], "gran_max_rss_mib": g["max_rss_mib"],
-                        "torch_max_rss_mib": t["max_rss_mib"]})
+        row = {"row": name, "gran_median_s": gm, "torch_median_s": tm, "ratio": tm / gm,
+               "params": [g["params_g"], g["params_d"]], "gran_max_rss_mib": g["max_rss_mib"],
+               "torch_max_rss_mib": t["max_rss_mib"], "torch_peak_gpu_mib": t.get("peak_gpu_mib"), "compiled": {}}
+        for mode in modes:
+            try:
+                c = torch_row(kind, size, ch, steps, n, args.scale, args.device, warmup, reps, args.precision, mode,
+                              args.compile_backend)
+            except subprocess.CalledProcessError as e:
+                err = (e.stderr or "").strip().splitlines()
+                msg = err[-1] if err else f"exit status {e.returncode}"
+                print(f"  torch.compile {mode} ({args.compile_backend}): FAILED: {msg}", flush=True)
+                row["compiled"][mode] = {"error": msg}
+                continue
+            assert [g[k] for k in same] == [c[k] for k in same], ([g[k] for k in same], [c[k] for k in same])
+            cm = statistics.median(c["times"])
+            cpeak = f", peak GPU {c['peak_gpu_mib']:.0f} MiB" if c.get("peak_gpu_mib") is not None else ""
+            print(f"  torch.compile {mode} ({args.compile_backend}): {cm:.5f} s, torch/gran {cm / gm:.2f}, "
+                  f"eager/compiled {tm / cm:.2f}; warm-up (compilation) {c['warmup_s']:.1f} s{cpeak}", flush=True)
+            row["compiled"][mode] = {"median_s": cm, "ratio": cm / gm, "warmup_s": c["warmup_s"],
+                                     "peak_gpu_mib": c.get("peak_gpu_mib")}
+        ok = {m: v["median_s"] for m, v in row["compiled"].items() if "median_s" in v}
+        if len(ok) > 1:
+            best = min(ok, key=ok.get)
+            print(f"  torch.compile: {best} is the faster mode ({ok[best]:.5f} s)", flush=True)
+        results.append(row)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)

@@ -145,6 +145,20 @@ class Gran:
         self.device = device
         self.precision = precision
 
+    def compile(self, mode, backend="inductor"):
+        """G and D under torch.compile (the optimizers stay eager). With mode "reduce-overhead"
+        (CUDA graphs) each training step marks a new step for the graph trees."""
+        kw = {"backend": backend}
+        if backend == "inductor":
+            kw["mode"] = None if mode == "default" else mode
+        self.g = torch.compile(self.g, **kw)
+        self.d = torch.compile(self.d, **kw)
+        self.compiled = mode
+
+    def step_begin(self):
+        if getattr(self, "compiled", None) and hasattr(torch, "compiler"):
+            torch.compiler.cudagraph_mark_step_begin()
+
     def autocast(self):
         if self.precision == "bf16":
             return torch.autocast(torch.device(self.device).type, dtype=torch.bfloat16)
@@ -154,6 +168,7 @@ class Gran:
         return (sum(p.numel() for p in self.g.parameters()), sum(p.numel() for p in self.d.parameters()))
 
     def train_step(self, real):
+        self.step_begin()
         b = real.shape[0]
         ones = torch.ones(b, device=self.device)
         zeros = torch.zeros(b, device=self.device)
@@ -184,6 +199,7 @@ class Gran:
 
     @torch.no_grad()
     def sample(self, count):
+        self.step_begin()
         z = torch.randn(count, 100, device=self.device)
         with self.autocast():
             return self.g(z, "eval").float().cpu()

@@ -4,6 +4,10 @@
 //!
 //!   bench_rows train SIZE CHANNELS STEPS BATCH SCALE DEVICE WARMUP REPS [fp32|bf16]
 //!   bench_rows sample SIZE CHANNELS STEPS COUNT SCALE DEVICE WARMUP REPS [fp32|bf16]
+//!
+//! With GRAN_BENCH_CUDA_GRAPH=1 a sample row draws through a CUDA graph captured before the
+//! timed loop (gran::cuda_graph::GraphedSampler); on a device where that is refused, the
+//! message and exit status 3.
 
 use gran::data::Dataset;
 use gran::{train, DeviceSpec, Model, ModelConfig, Precision, TrainConfig};
@@ -57,10 +61,20 @@ fn main() {
         .expect("train");
         times.drain(..warmup);
     } else {
+        let graphed = std::env::var("GRAN_BENCH_CUDA_GRAPH").is_ok_and(|v| v == "1");
+        let sampler = graphed.then(|| {
+            gran::cuda_graph::GraphedSampler::new(&model, n).unwrap_or_else(|e| {
+                eprintln!("{}", e.message);
+                std::process::exit(3);
+            })
+        });
         for i in 0..warmup + reps {
             let t = Instant::now();
-            let s = model.sample(i as u64, n, false).expect("sample");
-            let _ = std::hint::black_box(s.images);
+            let images = match &sampler {
+                Some(g) => g.generate(&model.latents(i as u64, 0, n).expect("latents")).expect("graphed sample"),
+                None => model.sample(i as u64, n, false).expect("sample").images,
+            };
+            let _ = std::hint::black_box(images);
             if i >= warmup {
                 times.push(t.elapsed().as_secs_f64());
             }

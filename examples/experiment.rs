@@ -4,18 +4,21 @@
 //!
 //!   cargo run --release --example experiment -- [--iterations N] [--width-scale S] [--seeds a,b,c]
 //!       [--t 1,3,5] [--lr-d X] [--lr-g X] [--trace N] [--no-gam] [--data mnist10k|colour32]
-//!       [--precision fp32|bf16]
+//!       [--precision fp32|bf16] [--seconds S] [--out DIR] [--evaluator-epochs N]
 //!
 //! `--trace N` prints the training losses and D's mean outputs every N steps (to see when and how
 //! a run goes wrong); `--no-gam` skips the GAM table; `--data colour32` uses the 32x32x3 crops of
 //! `make colour-data` (labels: the photograph a crop comes from) instead of the MNIST digits.
 //! `--precision bf16` trains and samples in bfloat16 mixed precision; each model's line is then
 //! followed by the FD of its samples drawn in the other precision (the same latents).
+//! `--seconds S` trains each model for S seconds of wall time instead of a number of steps (the
+//! steps done are printed; gpu/check.sh's MNIST run); `--out DIR` is where the sample grids go
+//! (default `out`); `--evaluator-epochs N` trains the evaluator's classifier N epochs (default 5).
 
 use gran::data::idx::load_idx;
 use gran::evaluator::{Evaluator, EvaluatorConfig};
 use gran::gam::{gam, GamConfig, Verdict};
-use gran::{train, DeviceSpec, Model, ModelConfig, Precision, TrainConfig};
+use gran::{train, DeviceSpec, ErrorKind, Model, ModelConfig, Precision, TrainConfig};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
@@ -36,8 +39,15 @@ fn main() {
     let with_gam = !args.iter().any(|a| a == "--no-gam");
     let data_name = opt("--data", "mnist10k");
     let precision: Precision = opt("--precision", "fp32").parse().expect("--precision");
+    let seconds: f64 = opt("--seconds", "0").parse().expect("--seconds");
+    let out_dir = opt("--out", "out");
+    let evaluator_epochs: u32 =
+        opt("--evaluator-epochs", &EvaluatorConfig::default().epochs.to_string()).parse().expect("--evaluator-epochs");
+    // With --seconds, a step budget no run reaches: the time limit stops it.
+    let iterations = if seconds > 0.0 { 1 << 40 } else { iterations };
     let dir = Path::new("data").join(&data_name);
-    println!("# data {data_name}, iterations {iterations}, width scale {scale}, lr_d {lr_d}, lr_g {lr_g}, T {t_list:?}, seeds {seeds:?}, precision {precision:?}");
+    let budget = if seconds > 0.0 { format!("{seconds} s per model") } else { format!("iterations {iterations}") };
+    println!("# data {data_name}, {budget}, width scale {scale}, lr_d {lr_d}, lr_g {lr_g}, T {t_list:?}, seeds {seeds:?}, precision {precision:?}");
     let (train_d, test_d) = if data_name == "colour32" {
         let load = |f: &str| gran::data::cifar::load_cifar10(&dir.join(f)).expect("run `make colour-data` first");
         (load("data_batch_1.bin"), load("test_batch.bin"))
@@ -52,7 +62,9 @@ fn main() {
         (load("train"), load("t10k"))
     };
     let device = DeviceSpec::Auto.resolve().unwrap();
-    let ev = Evaluator::train(&train_d, &EvaluatorConfig::default(), device).unwrap();
+    println!("# device {device:?}");
+    let ev =
+        Evaluator::train(&train_d, &EvaluatorConfig { epochs: evaluator_epochs, ..Default::default() }, device).unwrap();
     println!("evaluator held-out accuracy: {:.4}", ev.accuracy(&test_d).unwrap());
     let real = ev.quality(&train_d.float_slice(0, 1000, tch::Device::Cpu).unwrap(), &test_d, Some(&train_d)).unwrap();
     println!(
@@ -80,22 +92,39 @@ fn main() {
             let m = Model::new(&cfg).unwrap();
             m.set_precision(precision);
             let t0 = Instant::now();
-            let p = train(
+            // With --seconds: a report every step, to stop on time.
+            let report_every = if seconds > 0.0 { 1 } else { trace };
+            let mut last = None;
+            let run = train(
                 &m,
                 &train_d,
-                &TrainConfig { iterations, seed, report_every: trace, lr_d, lr_g, precision, ..Default::default() },
+                &TrainConfig { iterations, seed, report_every, lr_d, lr_g, precision, ..Default::default() },
                 &mut |p| {
-                    if trace > 0 {
+                    if trace > 0 && p.step % trace == 0 {
                         println!(
                             "  T={steps} seed {seed} step {:>6}: D loss {:.3}  G loss {:.3}  D(x) {:.3}  D(G(z)) {:.3}",
                             p.step, p.d_loss, p.g_loss, p.d_real, p.d_fake
                         );
                     }
-                    false
+                    last = Some(p.clone());
+                    seconds > 0.0 && t0.elapsed().as_secs_f64() >= seconds
                 },
-            )
-            .unwrap();
+            );
+            let p = match run {
+                Ok(p) => p,
+                // Stopped by the time limit: the model keeps the steps done.
+                Err(e) if e.kind == ErrorKind::Cancelled && seconds > 0.0 => last.expect("a report before the stop"),
+                Err(e) => panic!("training T={steps} seed {seed}: {}", e.message),
+            };
             let secs = t0.elapsed().as_secs_f64();
+            if seconds > 0.0 {
+                println!(
+                    "  T={steps} seed {seed}: {} steps in {secs:.1} s ({:.1} steps/s, {:.0} images/s)",
+                    m.step(),
+                    m.step() as f64 / secs,
+                    p.images_per_s
+                );
+            }
             let q = ev.model_quality(&m, seed, 1000, &test_d, Some(&train_d)).unwrap();
             // Diagnostic: the same latents drawn with batch statistics (minibatches of 64, as in
             // training) instead of the running statistics that sampling uses.
@@ -137,8 +166,8 @@ fn main() {
                 p.d_real,
                 p.d_fake
             );
-            let grid = format!("out/experiment_{data_name}_t{steps}_seed{seed}.png");
-            std::fs::create_dir_all("out").unwrap();
+            let grid = format!("{out_dir}/experiment_{data_name}_t{steps}_seed{seed}.png");
+            std::fs::create_dir_all(&out_dir).unwrap();
             gran::png::write_grid(Path::new(&grid), &m.sample(seed, 64, false).unwrap().images, 8).unwrap();
             models.insert((seed, steps), m);
         }

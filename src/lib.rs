@@ -4,6 +4,7 @@
 //! and only checks arguments, maps handles and statuses, and calls into this core.
 
 pub mod config;
+pub mod cuda_graph;
 pub mod data;
 pub mod device;
 pub mod error;

@@ -4,11 +4,12 @@
 use gran::data::idx::load_idx;
 use gran::data::Dataset;
 use gran::evaluator::{frechet_distance, Evaluator, EvaluatorConfig};
-use std::path::Path;
 use tch::{Device, Kind, Tensor};
 
+mod common;
+
 fn mnist(which: &str) -> Dataset {
-    let d = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/mnist10k");
+    let d = common::mnist_dir();
     load_idx(&d.join(format!("{which}-images-idx3-ubyte.gz")), Some(&d.join(format!("{which}-labels-idx1-ubyte.gz"))))
         .unwrap()
 }
@@ -16,7 +17,7 @@ fn mnist(which: &str) -> Dataset {
 #[test]
 fn evaluator_ranks_real_digits_above_noise_blur_collapse_and_copies() {
     let (train, test) = (mnist("train"), mnist("t10k"));
-    let ev = Evaluator::train(&train, &EvaluatorConfig::default(), Device::Cpu).unwrap();
+    let ev = Evaluator::train(&train, &EvaluatorConfig::default(), common::test_torch_device()).unwrap();
     let acc = ev.accuracy(&test).unwrap();
     println!("held-out accuracy {acc:.4}");
     assert!(acc > 0.98, "held-out accuracy {acc}");

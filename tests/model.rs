@@ -4,8 +4,11 @@
 use gran::checkpoint;
 use gran::data::Dataset;
 use gran::{train, DeviceSpec, ErrorKind, Model, ModelConfig, Precision, TrainConfig};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use tch::{Kind, Tensor};
+
+mod common;
+use common::test_device;
 
 fn tiny(steps: u32) -> ModelConfig {
     ModelConfig {
@@ -13,7 +16,7 @@ fn tiny(steps: u32) -> ModelConfig {
         width_scale: 0.125,
         z_dim: 16,
         hidden_dim: 16,
-        device: DeviceSpec::Cpu,
+        device: test_device(),
         seed: 5,
         ..Default::default()
     }
@@ -34,7 +37,7 @@ fn synthetic(count: i64) -> Dataset {
 }
 
 fn mnist_train() -> Dataset {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/mnist10k");
+    let dir = common::mnist_dir();
     gran::data::idx::load_idx(&dir.join("train-images-idx3-ubyte.gz"), Some(&dir.join("train-labels-idx1-ubyte.gz")))
         .unwrap()
 }
@@ -79,7 +82,7 @@ fn samples_have_the_right_shape_and_range() {
 #[test]
 fn canvas_is_the_sigmoid_of_the_summed_step_outputs() {
     let m = Model::new(&tiny(4)).unwrap();
-    let z = Tensor::from_slice(&m.latents(9, 0, 6).unwrap()).view([6, 16]);
+    let z = Tensor::from_slice(&m.latents(9, 0, 6).unwrap()).view([6, 16]).to_device(m.device());
     let d = tch::no_grad(|| m.read().gen.forward(&z, gran::layers::BnMode::Eval, true)).unwrap();
     assert_eq!(d.deltas.len(), 4);
     let mut sum = d.deltas[0].zeros_like();
@@ -97,7 +100,7 @@ fn weights_are_shared_across_steps() {
     let (g5, d5) = Model::new(&tiny(5)).unwrap().parameter_counts();
     assert_eq!((g1, d1), (g5, d5));
     // The reference 28x28 model's discriminator: conv 1->80, 80->40 (5x5, no bias), BN, 1960->100, 100->1.
-    let (_, d) = Model::new(&ModelConfig { device: DeviceSpec::Cpu, ..Default::default() }).unwrap().parameter_counts();
+    let (_, d) = Model::new(&ModelConfig { device: test_device(), ..Default::default() }).unwrap().parameter_counts();
     assert_eq!(d, 80 * 25 + 2 * 80 + 80 * 40 * 25 + 2 * 40 + 1960 * 100 + 100 + 100);
 }
 
@@ -190,7 +193,7 @@ fn resuming_from_a_checkpoint_is_exact() {
     let path = dir.join("half.gran");
     checkpoint::save(&first, &path).unwrap();
     drop(first);
-    let resumed = checkpoint::load(&path, Some(DeviceSpec::Cpu)).unwrap();
+    let resumed = checkpoint::load(&path, Some(test_device())).unwrap();
     train(&resumed, &data, &short(5), &mut |_| false).unwrap();
     assert_eq!(resumed.step(), 10);
     let (a, b) = (all_tensors(&straight), all_tensors(&resumed));
@@ -359,6 +362,19 @@ fn divergence_stops_training_with_the_last_finite_weights() {
     }
 }
 
+/// The tests' models live where GRAN_TEST_DEVICE says (gpu/check.sh runs this suite on CUDA),
+/// and so do their weights and optimizer state.
+#[test]
+fn models_live_on_the_test_device() {
+    let want = common::test_torch_device();
+    let m = Model::new(&tiny(2)).unwrap();
+    assert_eq!(m.device(), want);
+    train(&m, &synthetic(32), &short(1), &mut |_| false).unwrap();
+    for (name, t) in all_tensors(&m) {
+        assert_eq!(t.device(), want, "{name}");
+    }
+}
+
 #[test]
 fn missing_cuda_device_is_an_error_not_a_fallback() {
     let n = gran::device::cuda_device_count() as u32;
@@ -377,7 +393,7 @@ fn training_on_mnist_moves_samples_toward_the_data() {
     let data = mnist_train();
     let real = data.float_images(tch::Device::Cpu).unwrap();
     let (data_mean, data_std) = (real.mean(Kind::Float).double_value(&[]), real.std(true).double_value(&[]));
-    let m = Model::new(&ModelConfig { steps: 3, width_scale: 0.25, device: DeviceSpec::Cpu, ..Default::default() })
+    let m = Model::new(&ModelConfig { steps: 3, width_scale: 0.25, device: test_device(), ..Default::default() })
         .unwrap();
     let s0 = m.sample(1, 256, false).unwrap().images;
     let (m0, s0) = (s0.mean(Kind::Float).double_value(&[]), s0.std(true).double_value(&[]));

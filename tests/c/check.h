@@ -260,8 +260,34 @@ static inline const char *data_dir(void) {
     return d && *d ? d : "data/mnist10k";
 }
 
+/* The device of the tests' models and evaluators: GRAN_TEST_DEVICE=cuda (CUDA device 0) or
+ * cuda:N; the CPU when it is unset, empty or "cpu". Anything else is a mistake in the
+ * environment and ends the program (rather than quietly testing the CPU). gpu/check.sh runs
+ * the suites with cuda. */
+static inline GranDevice env_test_device(void) {
+    const char *v = getenv("GRAN_TEST_DEVICE");
+    GranDevice d;
+    char *end = NULL;
+    long i;
+    d.kind = GRAN_DEVICE_CPU;
+    d.index = 0;
+    if (v == NULL || *v == '\0' || strcmp(v, "cpu") == 0) return d;
+    d.kind = GRAN_DEVICE_CUDA;
+    if (strcmp(v, "cuda") == 0) return d;
+    if (strncmp(v, "cuda:", 5) == 0 && v[5] >= '0' && v[5] <= '9') {
+        errno = 0;
+        i = strtol(v + 5, &end, 10);
+        if (errno == 0 && *end == '\0' && i <= INT32_MAX) {
+            d.index = (int32_t)i;
+            return d;
+        }
+    }
+    fprintf(stderr, "GRAN_TEST_DEVICE=\"%s\": expected cpu, cuda or cuda:N\n", v);
+    exit(2);
+}
+
 /* The tiny model of the tests: 28x28x1 (or `size` x `size` x `channels`), T=2, z/hidden 16,
- * width scale 1/8, on the CPU. */
+ * width scale 1/8, on the test device (env_test_device()). */
 static inline GranModelConfig tiny_config(uint32_t size, uint32_t channels, uint64_t seed) {
     GranModelConfig c;
     gran_model_config_init(&c);
@@ -272,8 +298,7 @@ static inline GranModelConfig tiny_config(uint32_t size, uint32_t channels, uint
     c.z_dim = 16;
     c.hidden_dim = 16;
     c.width_scale = 0.125f;
-    c.device.kind = GRAN_DEVICE_CPU;
-    c.device.index = 0;
+    c.device = env_test_device();
     c.seed = seed;
     return c;
 }

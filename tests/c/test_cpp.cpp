@@ -72,7 +72,15 @@ int main() {
     mc.z_dim = 16;
     mc.hidden_dim = 16;
     mc.width_scale = 0.125f;
+    // The device of the tests (GRAN_TEST_DEVICE: cpu, cuda or cuda:N; the CPU when unset).
+    const char *dev = std::getenv("GRAN_TEST_DEVICE");
     mc.device = GranDevice{GRAN_DEVICE_CPU, 0};
+    if (dev != nullptr && std::strncmp(dev, "cuda", 4) == 0)
+        mc.device = GranDevice{GRAN_DEVICE_CUDA, dev[4] == ':' ? std::atoi(dev + 5) : 0};
+    else if (dev != nullptr && *dev != '\0' && std::strcmp(dev, "cpu") != 0) {
+        std::fprintf(stderr, "GRAN_TEST_DEVICE=\"%s\": expected cpu, cuda or cuda:N\n", dev);
+        return 2;
+    }
 
     // Errors as values, messages as std::string.
     GranModel none = 0;

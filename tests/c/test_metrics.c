@@ -226,7 +226,7 @@ static GranEvaluatorConfig quick_evaluator(void) {
     GranEvaluatorConfig c;
     gran_evaluator_config_init(&c);
     c.epochs = 3;
-    c.device.kind = GRAN_DEVICE_CPU;
+    c.device = env_test_device();
     return c;
 }
 

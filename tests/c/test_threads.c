@@ -148,7 +148,7 @@ static void *stress_reader(void *arg) {
         st = gran_model_config(s->model, &c);
         if (st == GRAN_STATUS_INVALID_HANDLE) break;
         CHECK_STATUS(st, GRAN_STATUS_OK);
-        CHECK(c.z_dim == 16 && c.steps == 2 && c.device.kind == GRAN_DEVICE_CPU);
+        CHECK(c.z_dim == 16 && c.steps == 2 && c.device.kind == env_test_device().kind);
         st = gran_model_step(s->model, &step);
         if (st == GRAN_STATUS_INVALID_HANDLE) break;
         CHECK_STATUS(st, GRAN_STATUS_OK);

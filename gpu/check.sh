@@ -1,0 +1,403 @@
+#!/usr/bin/env bash
+# gran on a GPU machine, in one call: runs what `make gpu-check` built (target/gpu) against the
+# machine's own PyTorch and writes a summary, the logs and a sample grid under OUT.
+#
+#   bash gpu/check.sh [--device cuda|cpu] [--budget SECONDS] [--out DIR] [--bin DIR]
+#
+# Defaults: --device cuda, --budget $GRAN_CHECK_BUDGET or 540, --out $OUT or out/gpu-check,
+# --bin target/gpu. Python: $PYTHON, else /opt/torch/.venv/bin/python3, .venv/bin/python,
+# python3; libtorch is that Python's torch/lib (LD_LIBRARY_PATH), not the one the binaries were
+# built against. `--device cpu` is the dry run (`make gpu-check-dry`, part of `make test`): the
+# same stages on the CPU, each cut down to a few tests, rows and seconds.
+#
+# Stages, in order; a failure or a timeout stops nothing:
+#   device      CUDA found and the device named (torch's view, nvidia-smi, libgran's libraries)
+#   rust-tests  the Rust tests that create models and evaluators, on the device (GRAN_TEST_DEVICE)
+#   c-tests     the C tests on the device, under AddressSanitizer + UBSan (protect_shadow_gap=0)
+#   bench-fp32, bench-bf16        bench/compare.py rows: gran against PyTorch eager
+#   compile-fp32, compile-bf16    the same against torch.compile (reduce-overhead, max-autotune),
+#                                 compilation time apart
+#   cuda-graphs sampling through a captured CUDA graph (gran::cuda_graph) against eager sampling,
+#               batch 1 and 64 (on the CPU: the capture must be refused cleanly)
+#   mnist       T = 3 at the paper's widths on data/mnist10k for about 2 minutes, scored by the
+#               evaluator; its sample grid is OUT/mnist_t3_samples.png
+# and the peak device memory of each stage (nvidia-smi, whole device) and of each PyTorch row.
+#
+# The budget is split into shares, one per stage; time a stage leaves unused goes to the next
+# ones; each stage runs under `timeout` with what is left minus the shares of the stages after
+# it, so the whole run ends within the budget. Every stage writes its line to OUT/summary.txt
+# whatever happens (ok, FAILED, TIMEOUT, SKIPPED), and OUT/logs.tar.gz is rewritten after each
+# stage (a run killed from outside still leaves what was done). OUT holds three files:
+# summary.txt, logs.tar.gz, mnist_t3_samples.png. Exit status 0 when every stage passed.
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+SELF="$ROOT/gpu/check.sh"
+
+# ------------------------------------------------------------------------------------------
+# Stages (run as `check.sh --stage NAME` under timeout, with the environment set up below).
+
+# Rows of bench/compare.py (regular expressions) and the settings of each device.
+rows_for() { # $1: bench | compile
+    case "$DEVICE:$1" in
+        cuda:bench) echo 'train 28x28x1 T=(1|3) batch 64$|train 32x32x3 T=3 batch 64$|train 28x28x1 T=3 batch 256|sample 28x28x1 T=3 count (1|1024)$' ;;
+        cuda:compile) echo 'train 28x28x1 T=3 batch 64$|sample 28x28x1 T=3 count 64$' ;;
+        cpu:bench) echo 'sample 28x28x1 T=3 count 64$' ;;
+        cpu:compile) echo 'sample 28x28x1 T=3 count 64$' ;;
+    esac
+}
+
+note() { echo "$*" > "$WORK/$STAGE.note"; }
+
+stage_device() {
+    local ok=0
+    echo "== libgran's libraries (LD_LIBRARY_PATH=$LD_LIBRARY_PATH)"
+    ldd "$BIN/lib/libgran.so.0"
+    if ldd "$BIN/lib/libgran.so.0" | grep -q 'not found'; then
+        echo "libgran.so.0: libraries not found"
+        ok=1
+    fi
+    echo "== PyTorch"
+    "$PY" - "$DEVICE" > "$WORK/device.py.out" <<'EOF'
+import sys, torch
+device = sys.argv[1]
+print(f"torch {torch.__version__}, CUDA {torch.version.cuda}, cuDNN {torch.backends.cudnn.version()}")
+if device == "cuda":
+    if not torch.cuda.is_available():
+        print("NOTE CUDA not available to PyTorch")
+        sys.exit(1)
+    p = torch.cuda.get_device_properties(0)
+    print(f"{torch.cuda.device_count()} device(s); 0: {p.name}, capability {p.major}.{p.minor}, "
+          f"{p.total_memory / 2**30:.0f} GiB, {p.multi_processor_count} SMs, bf16 {torch.cuda.is_bf16_supported()}")
+    x = torch.randn(1024, 1024, device="cuda")
+    print(f"a matmul on the device: {float((x @ x).abs().sum()):.1f}")
+    print(f"NOTE {p.name}, torch {torch.__version__}")
+else:
+    import platform
+    print(f"NOTE CPU ({platform.machine()}, {torch.get_num_threads()} threads), torch {torch.__version__}")
+EOF
+    local rc=$?
+    cat "$WORK/device.py.out"
+    [ $rc -eq 0 ] || ok=1
+    local what
+    what=$(sed -n 's/^NOTE //p' "$WORK/device.py.out")
+    if [ "$DEVICE" = cuda ]; then
+        echo "== nvidia-smi"
+        if nvidia-smi; then
+            what="$what, driver $(nvidia-smi --query-gpu=driver_version --format=csv,noheader | head -n 1)"
+        else
+            echo "nvidia-smi failed"
+        fi
+    else
+        lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -n 1
+    fi
+    note "$what"
+    return $ok
+}
+
+stage_rust_tests() {
+    local status=0 t name filters summary=""
+    for t in "$BIN"/tests/*; do
+        name=$(basename "$t")
+        filters=""
+        if [ "$DEVICE" = cpu ]; then
+            case $name in
+                model) filters="models_live_on_the_test_device samples_have_the_right_shape_and_range" ;;
+                evaluator) filters="frechet_distance" ;;
+            esac
+        fi
+        echo "== $name (GRAN_TEST_DEVICE=$DEVICE) $filters"
+        # shellcheck disable=SC2086
+        (cd "$ROOT" && GRAN_TEST_DEVICE=$DEVICE CARGO_MANIFEST_DIR="$ROOT" "$t" $filters) > "$WORK/rust-$name.log" 2>&1
+        local rc=$?
+        cat "$WORK/rust-$name.log"
+        [ $rc -eq 0 ] || status=1
+        summary="$summary $name: $(sed -n 's/^test result: [a-zA-Z]*\. \([0-9]*\) passed; \([0-9]*\) failed.*/\1 passed, \2 failed/p' "$WORK/rust-$name.log" | head -n 1)"
+        [ $rc -eq 0 ] || summary="$summary (exit $rc)"
+        summary="$summary;"
+    done
+    note "${summary# }"
+    return $status
+}
+
+stage_c_tests() {
+    local status=0 t names summary=""
+    # As `make test-c`, and protect_shadow_gap=0: the CUDA driver maps memory in ASan's shadow gap.
+    local asan="detect_leaks=1:detect_stack_use_after_return=1:check_initialization_order=1:strict_string_checks=1"
+    [ "$DEVICE" = cuda ] && asan="$asan:protect_shadow_gap=0"
+    for t in test_api test_threads test_metrics test_cpp; do
+        names=""
+        if [ "$DEVICE" = cpu ]; then
+            case $t in
+                test_api) names="version device sample_determinism" ;;
+                test_threads) names="cancel_from_thread" ;;
+                test_metrics) names="gam_defaults evaluator_defaults" ;;
+            esac
+        fi
+        echo "== $t (GRAN_TEST_DEVICE=$DEVICE, AddressSanitizer + UBSan) $names"
+        # shellcheck disable=SC2086
+        (cd "$ROOT" && GRAN_TEST_DEVICE=$DEVICE ASAN_OPTIONS=$asan \
+            LSAN_OPTIONS="suppressions=$ROOT/tests/c/lsan.supp:print_suppressions=1" \
+            UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 OMP_NUM_THREADS=1 \
+            "$BIN/ctest/$t" $names) > "$WORK/c-$t.log" 2>&1
+        local rc=$?
+        cat "$WORK/c-$t.log"
+        if [ $rc -eq 0 ]; then
+            if [ $t = test_cpp ]; then
+                summary="$summary $t: passed"
+            else
+                summary="$summary $t: $(grep -o '[0-9]* tests passed' "$WORK/c-$t.log" | tail -n 1)"
+            fi
+        else
+            status=1
+            summary="$summary $t: $(grep -o '[0-9]* of [0-9]* tests FAILED' "$WORK/c-$t.log" | tail -n 1) (exit $rc)"
+        fi
+        summary="$summary;"
+    done
+    note "${summary# }"
+    return $status
+}
+
+bench() { # $1: fp32 | bf16, $2: bench | compile
+    local extra=()
+    if [ "$2" = compile ]; then
+        if [ "$DEVICE" = cuda ]; then
+            extra=(--compile reduce-overhead,max-autotune)
+        else
+            # The dry run: the compile path (dynamo tracing, guards), no code generation.
+            extra=(--compile default --compile-backend eager)
+        fi
+    fi
+    if [ "$DEVICE" = cuda ]; then
+        extra+=(--warmup 3 --reps 10)
+    else
+        extra+=(--warmup 1 --reps 2 --scale 0.125)
+    fi
+    (cd "$ROOT" && GRAN_BENCH_BIN="$BIN/bin/bench_rows" "$PY" bench/compare.py --device "$DEVICE" --precision "$1" \
+        --only "$(rows_for "$2")" --json "$WORK/$2-$1.json" "${extra[@]}") 2>&1 | tee "$WORK/$2-$1.table"
+    local rc=${PIPESTATUS[0]}
+    local n
+    n=$(grep -c '^[a-z]* [0-9]*x' "$WORK/$2-$1.table")
+    if [ "$2" = compile ]; then
+        note "$n rows; $(grep -c 'torch.compile [a-z-]* ([a-z_]*): [0-9]' "$WORK/$2-$1.table") compiled timings, $(grep -c 'torch.compile .*FAILED' "$WORK/$2-$1.table") compile failures"
+        grep -q 'torch.compile .*FAILED' "$WORK/$2-$1.table" && rc=1
+    else
+        note "$n rows (gran s, torch s, torch/gran: see below)"
+    fi
+    [ "$n" -gt 0 ] || rc=1
+    return $rc
+}
+
+stage_cuda_graphs() {
+    local status=0 count mode summary="" scale=1 reps=20
+    [ "$DEVICE" = cpu ] && scale=0.125 reps=2
+    for count in 1 64; do
+        for mode in eager graph; do
+            echo "== sample 28x28x1 T=3 count $count, $mode"
+            (cd "$ROOT" && GRAN_BENCH_CUDA_GRAPH=$([ $mode = graph ] && echo 1 || echo 0) "$BIN/bin/bench_rows" \
+                sample 28 1 3 $count $scale "$DEVICE" 3 $reps fp32) > "$WORK/graphs-$count-$mode.json" 2> "$WORK/graphs-$count-$mode.err"
+            local rc=$?
+            cat "$WORK/graphs-$count-$mode.json" "$WORK/graphs-$count-$mode.err"
+            if [ "$DEVICE" = cpu ] && [ $mode = graph ]; then
+                # On the CPU the capture is refused: exit status 3 and a message naming CUDA.
+                if [ $rc -eq 3 ] && grep -q CUDA "$WORK/graphs-$count-$mode.err"; then
+                    summary="$summary count $count: capture refused on the CPU (as it should be);"
+                else
+                    summary="$summary count $count: capture NOT refused cleanly (exit $rc);"
+                    status=1
+                fi
+                continue
+            fi
+            [ $rc -eq 0 ] || { status=1; summary="$summary count $count $mode: exit $rc;"; continue; }
+        done
+        if [ "$DEVICE" = cuda ] && [ -s "$WORK/graphs-$count-graph.json" ]; then
+            summary="$summary $("$PY" -c '
+import json, statistics, sys
+e, g = (statistics.median(json.loads(open(f).read().strip().splitlines()[-1])["times"]) for f in sys.argv[1:3])
+print(f"count {sys.argv[3]}: eager {e * 1e3:.3f} ms, graph {g * 1e3:.3f} ms, eager/graph {e / g:.2f};")
+' "$WORK/graphs-$count-eager.json" "$WORK/graphs-$count-graph.json" "$count")"
+        fi
+    done
+    note "${summary# }"
+    return $status
+}
+
+stage_mnist() {
+    local seconds scale epochs
+    if [ "$DEVICE" = cuda ]; then
+        # About 2 minutes of training; the rest of the stage's time is the evaluator's.
+        seconds=$((LIMIT - 55))
+        [ $seconds -gt 120 ] && seconds=120
+        [ $seconds -lt 10 ] && seconds=10
+        scale=1
+        epochs=5
+    else
+        seconds=3
+        scale=0.125
+        epochs=1
+    fi
+    echo "== experiment: T = 3, width scale $scale, $seconds s of training"
+    rm -rf "$WORK/mnist"
+    (cd "$ROOT" && "$BIN/bin/experiment" --t 3 --width-scale "$scale" --seeds 1 --no-gam --seconds "$seconds" \
+        --evaluator-epochs "$epochs" --out "$WORK/mnist") 2>&1 | tee "$WORK/mnist.out"
+    local rc=${PIPESTATUS[0]}
+    local png="$WORK/mnist/experiment_mnist10k_t3_seed1.png"
+    if [ -f "$png" ]; then cp "$png" "$OUT/mnist_t3_samples.png"; else rc=1; fi
+    # | GRAN T=3 | seed | FD | classifier score | classes >= 2% | min class share | NN ratio | ...
+    local row steps
+    row=$(grep '^| GRAN T=3 |' "$WORK/mnist.out" | head -n 1)
+    steps=$(sed -n 's/.*: \([0-9]* steps in [0-9.]* s ([0-9.]* steps\/s\).*/\1)/p' "$WORK/mnist.out" | head -n 1)
+    note "width scale $scale: $steps; $(echo "$row" | awk -F'|' '{gsub(/ /, "", $4); gsub(/ /, "", $5); gsub(/ /, "", $6); print "FD " $4 ", classifier score " $5 ", classes>=2% " $6}'); $(grep -o 'evaluator held-out accuracy: [0-9.]*' "$WORK/mnist.out")"
+    [ -n "$row" ] || rc=1
+    return $rc
+}
+
+if [ "${1:-}" = --stage ]; then
+    STAGE=$2
+    case $STAGE in
+        device) stage_device ;;
+        rust-tests) stage_rust_tests ;;
+        c-tests) stage_c_tests ;;
+        bench-fp32) bench fp32 bench ;;
+        bench-bf16) bench bf16 bench ;;
+        compile-fp32) bench fp32 compile ;;
+        compile-bf16) bench bf16 compile ;;
+        cuda-graphs) stage_cuda_graphs ;;
+        mnist) stage_mnist ;;
+        *) echo "no stage $STAGE"; exit 2 ;;
+    esac
+    exit $?
+fi
+
+# ------------------------------------------------------------------------------------------
+# The driver.
+
+DEVICE=cuda
+BUDGET=${GRAN_CHECK_BUDGET:-540}
+OUT=${OUT:-out/gpu-check}
+BIN=target/gpu
+while [ $# -gt 0 ]; do
+    case $1 in
+        --device) DEVICE=$2; shift 2 ;;
+        --budget) BUDGET=$2; shift 2 ;;
+        --out) OUT=$2; shift 2 ;;
+        --bin) BIN=$2; shift 2 ;;
+        -h | --help) sed -n '2,30p' "$SELF"; exit 0 ;;
+        *) echo "gpu/check.sh: unknown argument $1"; exit 2 ;;
+    esac
+done
+case $DEVICE in cuda | cpu) ;; *) echo "gpu/check.sh: --device cuda or cpu"; exit 2 ;; esac
+case $BUDGET in '' | *[!0-9]*) echo "gpu/check.sh: --budget takes whole seconds"; exit 2 ;; esac
+START=$(date +%s)
+DEADLINE=$((START + BUDGET))
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+BIN=$(cd "$ROOT" && cd "$BIN" && pwd) || { echo "gpu/check.sh: no $BIN: run make gpu-check first"; exit 2; }
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/gran-check.XXXXXX")
+rm -f "$OUT/summary.txt" "$OUT/logs.tar.gz" "$OUT/mnist_t3_samples.png"
+
+if [ -z "${PYTHON:-}" ]; then
+    for c in /opt/torch/.venv/bin/python3 "$ROOT/.venv/bin/python" python3; do
+        if command -v "$c" > /dev/null; then PYTHON=$c; break; fi
+    done
+fi
+PY=$PYTHON
+TORCH_LIB=$("$PY" -c 'import importlib.util, os; print(os.path.join(os.path.dirname(importlib.util.find_spec("torch").origin), "lib"))')
+# libtorch of this machine's PyTorch first (the binaries' RUNPATH names the build machine's),
+# then the carried lib/ (libgran, the sanitizer run-times).
+export LD_LIBRARY_PATH="$TORCH_LIB:$BIN/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+[ "$DEVICE" = cpu ] && export CUDA_VISIBLE_DEVICES=""
+export DEVICE BIN WORK OUT PY ROOT
+
+# Shares of the budget (seconds of a 540 s budget on CUDA; of a 310 s one on the CPU), scaled
+# to the budget given.
+STAGES=(device rust-tests c-tests bench-fp32 bench-bf16 compile-fp32 compile-bf16 cuda-graphs mnist)
+if [ "$DEVICE" = cuda ]; then
+    SHARES=(10 45 60 55 45 80 55 20 170)
+else
+    SHARES=(10 30 50 35 35 45 45 15 45)
+fi
+total=0
+for s in "${SHARES[@]}"; do total=$((total + s)); done
+for i in "${!SHARES[@]}"; do SHARES[$i]=$((SHARES[i] * BUDGET / total)); done
+
+SUMMARY="$OUT/summary.txt"
+{
+    echo "gran gpu-check: device $DEVICE, budget $BUDGET s, $(date -u '+%Y-%m-%d %H:%M:%S UTC'), $(hostname)"
+    echo "python $PY; libtorch $TORCH_LIB"
+    sed -n 's/^commit: /build: commit /p; s/^built: /build: /p' "$BIN/MANIFEST.txt" 2>/dev/null
+    echo
+    printf '%-13s %-8s %6s  %s\n' stage status seconds result
+} > "$SUMMARY"
+
+pack_logs() {
+    tar -czf "$OUT/logs.tar.gz.tmp" -C "$WORK" . 2>/dev/null && mv "$OUT/logs.tar.gz.tmp" "$OUT/logs.tar.gz"
+}
+
+failed=0
+for i in "${!STAGES[@]}"; do
+    STAGE=${STAGES[$i]}
+    later=0
+    for ((j = i + 1; j < ${#STAGES[@]}; j++)); do later=$((later + SHARES[j])); done
+    now=$(date +%s)
+    LIMIT=$((DEADLINE - now - later))
+    if [ $LIMIT -lt 5 ]; then
+        printf '%-13s %-8s %6s  %s\n' "$STAGE" SKIPPED 0 "no time left in the budget" >> "$SUMMARY"
+        failed=$((failed + 1))
+        continue
+    fi
+    export LIMIT
+    mem_pid=""
+    if [ "$DEVICE" = cuda ] && command -v nvidia-smi > /dev/null; then
+        nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 200 > "$WORK/$STAGE.mem" 2> /dev/null &
+        mem_pid=$!
+    fi
+    echo "== [$STAGE] up to $LIMIT s"
+    t0=$(date +%s)
+    timeout -k 10 "$LIMIT" bash "$SELF" --stage "$STAGE" > "$WORK/$STAGE.log" 2>&1
+    rc=$?
+    secs=$(($(date +%s) - t0))
+    [ -n "$mem_pid" ] && kill "$mem_pid" 2> /dev/null && wait "$mem_pid" 2> /dev/null
+    result=$(cat "$WORK/$STAGE.note" 2> /dev/null)
+    case $rc in
+        0) status=ok ;;
+        124 | 137) status=TIMEOUT; result="ran past $LIMIT s; ${result:-see logs/$STAGE.log}" ;;
+        *) status=FAILED; result="exit $rc; ${result:-see logs/$STAGE.log}" ;;
+    esac
+    [ $rc -eq 0 ] || failed=$((failed + 1))
+    if [ -s "$WORK/$STAGE.mem" ]; then
+        echo "$(sort -n "$WORK/$STAGE.mem" | tail -n 1) MiB" > "$WORK/$STAGE.peak"
+    fi
+    printf '%-13s %-8s %6s  %s\n' "$STAGE" "$status" "$secs" "$result" >> "$SUMMARY"
+    echo "   $status in $secs s: $result"
+    pack_logs
+done
+
+{
+    echo
+    echo "total: ${#STAGES[@]} stages, $((${#STAGES[@]} - failed)) ok, $failed not; $(($(date +%s) - START)) s of $BUDGET"
+    echo
+    echo "== peak device memory used per stage (nvidia-smi, the whole device; n/a on the CPU)"
+    for s in "${STAGES[@]}"; do printf '  %-13s %s\n' "$s" "$(cat "$WORK/$s.peak" 2> /dev/null || echo n/a)"; done
+    for s in bench-fp32 bench-bf16 compile-fp32 compile-bf16; do
+        if [ -f "$WORK/$s.table" ]; then
+            echo
+            echo "== $s (bench/compare.py; seconds are medians; torch/gran above 1: gran is faster)"
+            cat "$WORK/$s.table"
+        fi
+    done
+    if [ -f "$WORK/mnist.out" ]; then
+        echo
+        echo "== mnist (examples/experiment; FD and classifier score by the evaluator; the grid: mnist_t3_samples.png)"
+        grep -v '^  T=3 seed 1 step' "$WORK/mnist.out"
+    fi
+    echo
+    echo "== the build (MANIFEST.txt)"
+    cat "$BIN/MANIFEST.txt" 2> /dev/null || echo "no $BIN/MANIFEST.txt"
+} >> "$SUMMARY"
+pack_logs
+rm -rf "$WORK"
+echo
+sed -n '1,/^total:/p' "$SUMMARY"
+echo "gpu/check.sh: $SUMMARY, $OUT/logs.tar.gz$([ -f "$OUT/mnist_t3_samples.png" ] && echo ", $OUT/mnist_t3_samples.png")"
+[ $failed -eq 0 ]

@@ -1,0 +1,38 @@
+//! What the integration tests share: the device their models live on and the repository's data.
+
+#![allow(dead_code)] // each test crate uses a part of it
+
+use gran::DeviceSpec;
+use std::path::PathBuf;
+
+/// The device of the tests' models and evaluators: `GRAN_TEST_DEVICE=cuda` (CUDA device 0) or
+/// `cuda:N`; the CPU when it is unset, empty or `cpu`. Anything else is a mistake in the
+/// environment and stops the test rather than quietly testing the CPU.
+pub fn test_device() -> DeviceSpec {
+    let v = std::env::var("GRAN_TEST_DEVICE").unwrap_or_default();
+    match v.trim() {
+        "" | "cpu" => DeviceSpec::Cpu,
+        "cuda" => DeviceSpec::Cuda(0),
+        s => match s.strip_prefix("cuda:").and_then(|i| i.parse().ok()) {
+            Some(i) => DeviceSpec::Cuda(i),
+            None => panic!("GRAN_TEST_DEVICE={v:?}: expected cpu, cuda or cuda:N"),
+        },
+    }
+}
+
+/// The concrete test device (a requested CUDA device that is missing fails the test).
+pub fn test_torch_device() -> tch::Device {
+    test_device().resolve().unwrap_or_else(|e| panic!("GRAN_TEST_DEVICE: {}", e.message))
+}
+
+/// The repository's root: `CARGO_MANIFEST_DIR` as cargo sets it when it runs the tests, or as it
+/// was at build time. A test binary carried to another machine (gpu/check.sh) is run with it
+/// set to that copy of the repository.
+pub fn repo_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from).unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into())
+}
+
+/// data/mnist10k of the repository.
+pub fn mnist_dir() -> PathBuf {
+    repo_dir().join("data/mnist10k")
+}

@@ -1,0 +1,81 @@
+//! CUDA graphs (src/cuda_graph.rs) on the test device (GRAN_TEST_DEVICE): on the CPU, capture is
+//! refused cleanly and the eager path is untouched; on CUDA (gpu/check.sh), graphed sampling
+//! gives what eager sampling gives, for new latents at each replay and after training.
+
+use gran::cuda_graph::{CudaGraph, GraphedSampler};
+use gran::data::Dataset;
+use gran::{train, ErrorKind, Model, ModelConfig, TrainConfig};
+use tch::{Device, Tensor};
+
+mod common;
+
+fn tiny() -> ModelConfig {
+    ModelConfig {
+        steps: 3,
+        width_scale: 0.125,
+        z_dim: 16,
+        hidden_dim: 16,
+        device: common::test_device(),
+        seed: 3,
+        ..Default::default()
+    }
+}
+
+fn data() -> Dataset {
+    let v: Vec<u8> = (0..64 * 784).map(|i| ((i * 37) % 251) as u8).collect();
+    Dataset::new(Tensor::from_slice(&v).view([64, 1, 28, 28]), None).unwrap()
+}
+
+fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
+    (a - b).abs().max().double_value(&[])
+}
+
+#[test]
+fn capture_is_refused_cleanly_off_cuda() {
+    let mut ran = false;
+    let e = CudaGraph::capture(Device::Cpu, || {
+        ran = true;
+        Ok(())
+    })
+    .err()
+    .unwrap();
+    assert_eq!(e.kind, ErrorKind::Device, "{}", e.message);
+    assert!(!ran, "the closure ran although nothing can be captured");
+}
+
+#[test]
+fn graphed_sampling_is_eager_sampling_on_cuda_and_refused_elsewhere() {
+    let m = Model::new(&tiny()).unwrap();
+    train(&m, &data(), &TrainConfig { iterations: 2, batch_size: 16, ..Default::default() }, &mut |_| false).unwrap();
+    let z1 = m.latents(1, 0, 8).unwrap();
+    let z2 = m.latents(2, 0, 8).unwrap();
+    let eager1 = m.generate(&z1, 8, false).unwrap().images;
+    if !m.device().is_cuda() {
+        let e = GraphedSampler::new(&m, 8).err().unwrap();
+        assert_eq!(e.kind, ErrorKind::Device, "{}", e.message);
+        assert!(e.message.contains("CUDA"), "{}", e.message);
+        // Refusing changed nothing: eager sampling gives the same images as before.
+        assert_eq!(max_abs_diff(&m.generate(&z1, 8, false).unwrap().images, &eager1), 0.0);
+        return;
+    }
+    let g = GraphedSampler::new(&m, 8).unwrap();
+    assert_eq!(g.count(), 8);
+    let close = |a: &Tensor, b: &Tensor| max_abs_diff(a, b) < 1e-5;
+    let r1 = g.generate(&z1).unwrap();
+    assert_eq!(r1.size(), eager1.size());
+    assert!(close(&r1, &eager1), "{}", max_abs_diff(&r1, &eager1));
+    // New latents in the same graph: new images, those of eager sampling.
+    let r2 = g.generate(&z2).unwrap();
+    assert!(close(&r2, &m.generate(&z2, 8, false).unwrap().images));
+    assert!(max_abs_diff(&r1, &r2) > 1e-3);
+    // Training updates the weights in place: the graph draws with the trained ones.
+    train(&m, &data(), &TrainConfig { iterations: 2, batch_size: 16, ..Default::default() }, &mut |_| false).unwrap();
+    let after = m.generate(&z1, 8, false).unwrap().images;
+    assert!(max_abs_diff(&after, &eager1) > 1e-6, "training changed nothing");
+    assert!(close(&g.generate(&z1).unwrap(), &after));
+    // Wrong sizes and values are refused before anything runs.
+    assert_eq!(g.generate(&z1[..16]).err().unwrap().kind, ErrorKind::InvalidArgument);
+    let mut bad = z1.clone();
+    bad[5] = f32::NAN;
+    assert_eq!(g.generate(&bad).err().unwrap().kind, ErrorKind::InvalidArgument);
+}
