@@ -13,11 +13,6 @@ use std::fs::File;
 use std::io::Read;
 use std::path::Path;
 
-/// Images one sampling, scoring or evaluation call may be asked for through a `u32` count:
-/// the C API's counts are `u32`, so this is their full range. Work is done in chunks of
-/// [`crate::sample::CHUNK`] images, so memory does not grow with the count.
-pub const MAX_COUNT: u64 = u32::MAX as u64;
-
 /// The most samples one GAM or evaluation call draws from a model (2^20): 1,000 is the
 /// paper's; a million takes hours on a CPU, more is never a measurement anyone waits for.
 pub const MAX_METRIC_SAMPLES: u32 = 1 << 20;
@@ -44,11 +39,6 @@ pub fn mul(a: usize, b: usize, what: &str) -> Result<usize> {
 /// The product of `factors`, or `InvalidArgument` saying what overflowed.
 pub fn product(factors: &[usize], what: &str) -> Result<usize> {
     factors.iter().try_fold(1usize, |acc, &f| acc.checked_mul(f)).ok_or_else(|| too_large(what))
-}
-
-/// `a + b` for sizes, or `InvalidArgument` saying what overflowed.
-pub fn add(a: usize, b: usize, what: &str) -> Result<usize> {
-    a.checked_add(b).ok_or_else(|| too_large(what))
 }
 
 fn too_large(what: &str) -> Error {
@@ -119,7 +109,9 @@ pub fn read_regular(path: &Path, limit: u64, what: &str) -> Result<Vec<u8>> {
 /// turned out shorter or longer is `Io` (it changed while being read).
 pub fn read_exact_len(file: File, len: u64, path: &Path) -> Result<Vec<u8>> {
     let n = usize::try_from(len).map_err(|_| too_large("the file"))?;
-    let mut buf: Vec<u8> = vec_with_capacity(n.saturating_add(1).min(isize::MAX as usize), "a file's contents")?;
+    // One byte more than expected, so that a file that grew meanwhile is seen.
+    let room = n.checked_add(1).ok_or_else(|| too_large("the file"))?;
+    let mut buf: Vec<u8> = vec_with_capacity(room, "a file's contents")?;
     file.take(len + 1).read_to_end(&mut buf).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
     if buf.len() as u64 != len {
         return Err(Error::new(
@@ -141,7 +133,6 @@ mod tests {
         assert_eq!(e.kind, ErrorKind::InvalidArgument);
         assert!(e.message.contains("the pixel buffer"), "{}", e.message);
         assert_eq!(mul(usize::MAX / 2 + 1, 2, "y").unwrap_err().kind, ErrorKind::InvalidArgument);
-        assert_eq!(add(usize::MAX, 1, "z").unwrap_err().kind, ErrorKind::InvalidArgument);
     }
 
     #[test]
