@@ -226,8 +226,10 @@ pub fn train(
         // on the device) when a loss or a gradient is not finite. What changes before it is
         // copied here and put back unless the step completes: the batch-norm running statistics
         // of both networks, and D's weights and Adam state (D's update comes before G's loss is
-        // known). The copies live in buffers allocated once for the run. (A copy of G as well
-        // would cost more than a tenth of a paper-width step on a CPU.)
+        // known). The copies live in buffers allocated once for the run. G is not copied (that
+        // would cost more than a tenth of a paper-width step on a CPU), so a libtorch failure
+        // after G's update has run (in the finiteness check or the read) leaves G one update
+        // ahead of the rest; the error then says what libtorch said.
         let at_risk = |st: &crate::model::State| -> Vec<Tensor> {
             st.opt_d
                 .tensors()
@@ -330,8 +332,8 @@ fn step_once(
     // float32: `to_kind` returns a tensor already of the kind as it is) and the losses and
     // backward passes run outside the autocast region. Each phase is a region of its own: its
     // end drops the low-precision copies of the weights before the optimizer changes them.
-    // Each Adam update gets a flag on the device (1.0: a loss so far is not finite) and the
-    // fused kernel skips itself when it is set, without the host waiting to look at the loss.
+    // Each Adam update gets a flag on the device (1.0: a loss or gradient so far is not finite)
+    // and the fused kernel skips itself when it is set, without the host waiting to look.
     let (lr_, lf) = cfg.precision.run(device, || {
         let fake = tch::no_grad(|| st.gen.forward(zd, BnMode::TrainFrozenStats, false))?.image;
         let logits =
