@@ -182,9 +182,14 @@ def main():
                 c = torch_row(kind, size, ch, steps, n, args.scale, args.device, warmup, reps, args.precision, mode,
                               args.compile_backend)
             except subprocess.CalledProcessError as e:
-                err = (e.stderr or "").strip().splitlines()
-                msg = err[-1] if err else f"exit status {e.returncode}"
+                err = [l for l in (e.stderr or "").strip().splitlines() if l.strip()]
+                # The exception's own line (the last one often only points at the docs), then
+                # the tail of the traceback for the log.
+                named = [l for l in err if re.match(r"^[A-Za-z_.]+(Error|Exception|Unsupported)\b", l)]
+                msg = named[-1] if named else (err[-1] if err else f"exit status {e.returncode}")
                 print(f"  torch.compile {mode} ({args.compile_backend}): FAILED: {msg}", flush=True)
+                for line in err[-25:]:
+                    print(f"    | {line}", flush=True)
                 row["compiled"][mode] = {"error": msg}
                 continue
             assert [g[k] for k in same] == [c[k] for k in same], ([g[k] for k in same], [c[k] for k in same])

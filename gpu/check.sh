@@ -2,10 +2,11 @@
 # gran on a GPU machine, in one call: runs what `make gpu-check` built (target/gpu) against the
 # machine's own PyTorch and writes a summary, the logs and a sample grid under OUT.
 #
-#   bash gpu/check.sh [--device cuda|cpu] [--budget SECONDS] [--out DIR] [--bin DIR]
+#   bash gpu/check.sh [--device cuda|cpu] [--budget SECONDS] [--out DIR] [--bin DIR] [--stages RE]
 #
 # Defaults: --device cuda, --budget $GRAN_CHECK_BUDGET or 540, --out $OUT or out/gpu-check,
-# --bin target/gpu. Python: $PYTHON, else /opt/torch/.venv/bin/python3, .venv/bin/python,
+# --bin target/gpu, every stage (--stages 'c-tests|mnist': only those, e.g. to rerun what
+# failed; the budget is then theirs). Python: $PYTHON, else /opt/torch/.venv/bin/python3, .venv/bin/python,
 # python3; libtorch is that Python's torch/lib (LD_LIBRARY_PATH), not the one the binaries were
 # built against. `--device cpu` is the dry run (`make gpu-check-dry`, part of `make test`): the
 # same stages on the CPU, each cut down to a few tests, rows and seconds.
@@ -38,12 +39,13 @@ SELF="$ROOT/gpu/check.sh"
 # Stages (run as `check.sh --stage NAME` under timeout, with the environment set up below).
 
 # Rows of bench/compare.py (regular expressions) and the settings of each device.
-rows_for() { # $1: bench | compile
+rows_for() { # $1: bench-fp32 | bench-bf16 | compile-fp32 | compile-bf16
     case "$DEVICE:$1" in
-        cuda:bench) echo 'train 28x28x1 T=(1|3) batch 64$|train 32x32x3 T=3 batch 64$|train 28x28x1 T=3 batch 256|sample 28x28x1 T=3 count (1|1024)$' ;;
-        cuda:compile) echo 'train 28x28x1 T=3 batch 64$|sample 28x28x1 T=3 count 64$' ;;
-        cpu:bench) echo 'sample 28x28x1 T=3 count 64$' ;;
-        cpu:compile) echo 'sample 28x28x1 T=3 count 64$' ;;
+        # Each row is two fresh processes (about 15 s on the H200 machine, mostly start-up).
+        cuda:bench-fp32) echo 'train 28x28x1 T=(1|3) batch 64$|sample 28x28x1 T=3 count (1|64)$' ;;
+        cuda:bench-bf16) echo 'train 28x28x1 T=3 batch 64$|sample 28x28x1 T=3 count 64$' ;;
+        cuda:compile-*) echo 'train 28x28x1 T=3 batch 64$' ;;
+        cpu:*) echo 'sample 28x28x1 T=3 count 64$' ;;
     esac
 }
 
@@ -125,22 +127,31 @@ stage_c_tests() {
     # As `make test-c`, and protect_shadow_gap=0: the CUDA driver maps memory in ASan's shadow gap.
     local asan="detect_leaks=1:detect_stack_use_after_return=1:check_initialization_order=1:strict_string_checks=1"
     [ "$DEVICE" = cuda ] && asan="$asan:protect_shadow_gap=0"
-    for t in test_api test_threads test_metrics test_cpp; do
-        names=""
-        if [ "$DEVICE" = cpu ]; then
-            case $t in
-                test_api) names="version device sample_determinism" ;;
-                test_threads) names="cancel_from_thread" ;;
-                test_metrics) names="gam_defaults evaluator_defaults" ;;
-            esac
-        fi
-        echo "== $t (GRAN_TEST_DEVICE=$DEVICE, AddressSanitizer + UBSan) $names"
+    local all="test_api test_threads test_metrics test_cpp"
+    # On CUDA the four programs run at once (each test is a child process that starts CUDA: about
+    # 4 s apiece under the sanitizers; one after the other they took over 90 s); on the CPU, one
+    # after the other, a few tests each.
+    declare -A names=()
+    if [ "$DEVICE" = cpu ]; then
+        names[test_api]="version device sample_determinism"
+        names[test_threads]="cancel_from_thread"
+        names[test_metrics]="gam_defaults evaluator_defaults"
+    fi
+    local pids=()
+    for t in $all; do
         # shellcheck disable=SC2086
         (cd "$ROOT" && GRAN_TEST_DEVICE=$DEVICE ASAN_OPTIONS=$asan \
             LSAN_OPTIONS="suppressions=$ROOT/tests/c/lsan.supp:print_suppressions=1" \
             UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 OMP_NUM_THREADS=1 \
-            "$BIN/ctest/$t" $names) > "$WORK/c-$t.log" 2>&1
-        local rc=$?
+            "$BIN/ctest/$t" ${names[$t]:-}; echo $? > "$WORK/c-$t.rc") > "$WORK/c-$t.log" 2>&1 &
+        pids+=($!)
+        [ "$DEVICE" = cpu ] && wait $!
+    done
+    wait "${pids[@]}"
+    for t in $all; do
+        echo "== $t (GRAN_TEST_DEVICE=$DEVICE, AddressSanitizer + UBSan) ${names[$t]:-}"
+        local rc
+        rc=$(cat "$WORK/c-$t.rc" 2> /dev/null || echo 1)
         cat "$WORK/c-$t.log"
         if [ $rc -eq 0 ]; then
             if [ $t = test_cpp ]; then
@@ -162,7 +173,9 @@ bench() { # $1: fp32 | bf16, $2: bench | compile
     local extra=()
     if [ "$2" = compile ]; then
         if [ "$DEVICE" = cuda ]; then
-            extra=(--compile reduce-overhead,max-autotune)
+            # reduce-overhead (CUDA graphs) is the mode for launch-bound models; max-autotune's
+            # tuning takes minutes more than a check has (GRAN_CHECK_COMPILE_MODES to change).
+            extra=(--compile "${GRAN_CHECK_COMPILE_MODES:-reduce-overhead}")
         else
             # The dry run: the compile path (dynamo tracing, guards), no code generation.
             extra=(--compile default --compile-backend eager)
@@ -174,7 +187,7 @@ bench() { # $1: fp32 | bf16, $2: bench | compile
         extra+=(--warmup 1 --reps 2 --scale 0.125)
     fi
     (cd "$ROOT" && GRAN_BENCH_BIN="$BIN/bin/bench_rows" "$PY" bench/compare.py --device "$DEVICE" --precision "$1" \
-        --only "$(rows_for "$2")" --json "$WORK/$2-$1.json" "${extra[@]}") 2>&1 | tee "$WORK/$2-$1.table"
+        --only "$(rows_for "$2-$1")" --json "$WORK/$2-$1.json" "${extra[@]}") 2>&1 | tee "$WORK/$2-$1.table"
     local rc=${PIPESTATUS[0]}
     local n
     n=$(grep -c '^[a-z]* [0-9]*x' "$WORK/$2-$1.table")
@@ -276,12 +289,14 @@ DEVICE=cuda
 BUDGET=${GRAN_CHECK_BUDGET:-540}
 OUT=${OUT:-out/gpu-check}
 BIN=target/gpu
+ONLY=""
 while [ $# -gt 0 ]; do
     case $1 in
         --device) DEVICE=$2; shift 2 ;;
         --budget) BUDGET=$2; shift 2 ;;
         --out) OUT=$2; shift 2 ;;
         --bin) BIN=$2; shift 2 ;;
+        --stages) ONLY=$2; shift 2 ;;
         -h | --help) sed -n '2,30p' "$SELF"; exit 0 ;;
         *) echo "gpu/check.sh: unknown argument $1"; exit 2 ;;
     esac
@@ -309,14 +324,21 @@ export LD_LIBRARY_PATH="$TORCH_LIB:$BIN/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 [ "$DEVICE" = cpu ] && export CUDA_VISIBLE_DEVICES=""
 export DEVICE BIN WORK OUT PY ROOT
 
-# Shares of the budget (seconds of a 540 s budget on CUDA; of a 310 s one on the CPU), scaled
-# to the budget given.
+# Shares of the budget (seconds of a 565 s budget on CUDA; of a 310 s one on the CPU), scaled
+# to the budget given. The CUDA shares follow the first run on an H200 (2026-11-29): start-up
+# of CUDA in each process dominates the test and benchmark stages.
 STAGES=(device rust-tests c-tests bench-fp32 bench-bf16 compile-fp32 compile-bf16 cuda-graphs mnist)
 if [ "$DEVICE" = cuda ]; then
-    SHARES=(10 45 60 55 45 80 55 20 170)
+    SHARES=(10 30 110 70 40 95 55 15 140)
 else
     SHARES=(10 30 50 35 35 45 45 15 45)
 fi
+# --stages REGEX: only the stages it matches (a rerun of what failed); the others get no share.
+declare -A ASKED=()
+for i in "${!STAGES[@]}"; do
+    if [ -z "$ONLY" ] || [[ ${STAGES[$i]} =~ ^($ONLY)$ ]]; then ASKED[${STAGES[$i]}]=1; else SHARES[$i]=0; fi
+done
+[ ${#ASKED[@]} -gt 0 ] || { echo "gpu/check.sh: --stages $ONLY matches no stage (${STAGES[*]})"; exit 2; }
 total=0
 for s in "${SHARES[@]}"; do total=$((total + s)); done
 for i in "${!SHARES[@]}"; do SHARES[$i]=$((SHARES[i] * BUDGET / total)); done
@@ -337,6 +359,10 @@ pack_logs() {
 failed=0
 for i in "${!STAGES[@]}"; do
     STAGE=${STAGES[$i]}
+    if [ -z "${ASKED[$STAGE]:-}" ]; then
+        printf '%-13s %-8s %6s  %s\n' "$STAGE" SKIPPED 0 "not asked for (--stages)" >> "$SUMMARY"
+        continue
+    fi
     later=0
     for ((j = i + 1; j < ${#STAGES[@]}; j++)); do later=$((later + SHARES[j])); done
     now=$(date +%s)
@@ -375,7 +401,7 @@ done
 
 {
     echo
-    echo "total: ${#STAGES[@]} stages, $((${#STAGES[@]} - failed)) ok, $failed not; $(($(date +%s) - START)) s of $BUDGET"
+    echo "total: ${#ASKED[@]} stages run, $((${#ASKED[@]} - failed)) ok, $failed not; $(($(date +%s) - START)) s of $BUDGET"
     echo
     echo "== peak device memory used per stage (nvidia-smi, the whole device; n/a on the CPU)"
     for s in "${STAGES[@]}"; do printf '  %-13s %s\n' "$s" "$(cat "$WORK/$s.peak" 2> /dev/null || echo n/a)"; done

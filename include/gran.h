@@ -1197,6 +1197,30 @@ const char *gran_status_string(GranStatus status);
 int32_t gran_cuda_device_count(void);
 
 /**
+ * Chooses whether gran's CUDA work repeats bit for bit (`on` non-zero) or may use cuDNN's
+ * faster engines whose sums are ordered differently from call to call (`on` = 0).
+ *
+ * By default gran turns on cuDNN's deterministic mode the first time a model, evaluator or
+ * export is placed on a CUDA device, so that a seed gives the same images every time and
+ * resuming from a checkpoint gives the weights of a run that never stopped, as on the CPU.
+ * This is libtorch's process-wide flag (PyTorch's `torch.backends.cudnn.deterministic`): it
+ * also applies to any other use of libtorch in the process, and once this function has been
+ * called gran leaves the flag as the program set it. Nothing changes for CPU-only use.
+ *
+ * Thread safety: any thread; calls already running keep the engines they chose.
+ */
+void gran_set_deterministic(int32_t on);
+
+/**
+ * 1 when CUDA work is deterministic now (cuDNN's deterministic mode on and its benchmark mode
+ * off), else 0. Before gran has used CUDA this reports libtorch's defaults (0), unless
+ * `gran_set_deterministic` was called.
+ *
+ * Thread safety: any thread.
+ */
+int32_t gran_deterministic(void);
+
+/**
  * Installs the log callback: gran reports warnings (for example a discriminator that wins
  * outright during training) and other messages at `min_level` and above to `cb`. Logging is
  * off by default: the library prints nothing. Pass NULL to turn it off again. A `min_level`

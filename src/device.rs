@@ -2,6 +2,42 @@
 //! Asking for a CUDA device that is not there is an error, never a silent fall-back.
 
 use crate::error::{Error, Result};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Once;
+
+/// Whether the host program chose cuDNN's mode through `set_deterministic`.
+static CHOSEN: AtomicBool = AtomicBool::new(false);
+static CUDA_POLICY: Once = Once::new();
+
+/// Makes CUDA results repeat bit for bit (`true`: cuDNN's deterministic engines only) or lets
+/// cuDNN use faster engines whose sums are ordered differently from one call to the next
+/// (`false`). This is libtorch's process-wide flag (PyTorch's
+/// `torch.backends.cudnn.deterministic`): it affects every user of libtorch in the process.
+/// Once called, gran no longer sets the flag itself (see `apply_cuda_policy`).
+pub fn set_deterministic(on: bool) {
+    CHOSEN.store(true, Ordering::SeqCst);
+    crate::torch_ext::set_cudnn_deterministic(on);
+}
+
+/// Whether CUDA computations are deterministic now: cuDNN's deterministic flag is on and its
+/// benchmark mode (engines chosen by timing) is off. Always true on the CPU.
+pub fn deterministic() -> bool {
+    crate::torch_ext::cudnn_deterministic() && !crate::torch_ext::cudnn_benchmark()
+}
+
+/// gran's promise that a seed gives the same images and that resuming from a checkpoint gives
+/// the weights of a run that never stopped needs cuDNN's deterministic engines on CUDA (measured
+/// on an H200: without them, two identical float32 sampling calls differed in their last bits,
+/// and so did a resumed run from one that never stopped). So the
+/// first time a model is placed on a CUDA device, gran turns the flag on, unless the host
+/// program already chose with `set_deterministic`. Nothing is set for CPU-only use.
+fn apply_cuda_policy() {
+    CUDA_POLICY.call_once(|| {
+        if !CHOSEN.load(Ordering::SeqCst) {
+            crate::torch_ext::set_cudnn_deterministic(true);
+        }
+    });
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeviceSpec {
@@ -20,8 +56,17 @@ pub fn cuda_device_count() -> usize {
 }
 
 impl DeviceSpec {
-    /// The concrete device, checked against what this machine has.
+    /// The concrete device, checked against what this machine has. The first CUDA device
+    /// resolved applies gran's cuDNN policy (`apply_cuda_policy`).
     pub fn resolve(self) -> Result<tch::Device> {
+        let device = self.resolve_only()?;
+        if device.is_cuda() {
+            apply_cuda_policy();
+        }
+        Ok(device)
+    }
+
+    fn resolve_only(self) -> Result<tch::Device> {
         match self {
             DeviceSpec::Cpu => Ok(tch::Device::Cpu),
             DeviceSpec::Auto => Ok(if cuda_device_count() > 0 { tch::Device::Cuda(0) } else { tch::Device::Cpu }),

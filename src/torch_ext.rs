@@ -47,6 +47,9 @@ extern "C" {
         -> c_int;
 
     /// csrc/leaky_relu.cpp
+    fn grn_set_cudnn_deterministic(on: c_int);
+    fn grn_cudnn_deterministic() -> c_int;
+    fn grn_cudnn_benchmark() -> c_int;
     fn grn_leaky_relu_(
         x: *mut C_tensor,
         negative_slope: f64,
@@ -103,6 +106,26 @@ pub fn pin_memory(x: &Tensor) -> Result<Tensor> {
     new_tensor("pinning host memory", |out, err, len| unsafe {
         grn_pin_memory(x.as_ptr() as *mut C_tensor, out, err, len)
     })
+}
+
+/// Sets libtorch's process-wide cuDNN deterministic flag (PyTorch's
+/// `torch.backends.cudnn.deterministic`).
+pub fn set_cudnn_deterministic(on: bool) {
+    // SAFETY: writes a flag of libtorch's global context; cannot fail.
+    unsafe { grn_set_cudnn_deterministic(on as c_int) }
+}
+
+/// libtorch's process-wide cuDNN deterministic flag.
+pub fn cudnn_deterministic() -> bool {
+    // SAFETY: reads a flag of libtorch's global context; cannot fail.
+    unsafe { grn_cudnn_deterministic() != 0 }
+}
+
+/// libtorch's process-wide cuDNN benchmark flag (engines chosen by timing; off unless the host
+/// program turned it on).
+pub fn cudnn_benchmark() -> bool {
+    // SAFETY: as in `cudnn_deterministic`.
+    unsafe { grn_cudnn_benchmark() != 0 }
 }
 
 /// The autocast state of one device type on this thread, as `autocast_enter` found it.

@@ -159,6 +159,13 @@ inline uint32_t abi_version() noexcept { return gran_abi_version(); }
 /// Number of usable CUDA devices (0 without CUDA).
 inline int32_t cuda_device_count() noexcept { return gran_cuda_device_count(); }
 
+/// Whether CUDA work repeats bit for bit (cuDNN's deterministic engines; gran's default once it
+/// uses CUDA) or may use faster engines. libtorch's process-wide flag: gran_set_deterministic.
+inline void set_deterministic(bool on) noexcept { gran_set_deterministic(on ? 1 : 0); }
+
+/// True when CUDA work is deterministic now (gran_deterministic).
+inline bool deterministic() noexcept { return gran_deterministic() != 0; }
+
 /// Receives library log messages (level is a GRAN_LOG_* value).
 using LogCallback = std::function<void(GranLogLevel level, const std::string &message)>;
 

@@ -127,6 +127,12 @@ int main() {
         EXPECT(!gran::version().empty());
         EXPECT(gran::abi_version() == GRAN_ABI_VERSION);
         EXPECT(gran::cuda_device_count() >= 0);
+        const bool before = gran::deterministic();
+        gran::set_deterministic(true);
+        EXPECT(gran::deterministic());
+        gran::set_deterministic(false);
+        EXPECT(!gran::deterministic());
+        gran::set_deterministic(before);
         EXPECT(gran::status_string(GRAN_STATUS_IO) == "GRAN_STATUS_IO");
     });
 

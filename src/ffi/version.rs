@@ -58,6 +58,32 @@ pub extern "C" fn gran_cuda_device_count() -> i32 {
     guard_value(0, || crate::device::cuda_device_count() as i32)
 }
 
+/// Chooses whether gran's CUDA work repeats bit for bit (`on` non-zero) or may use cuDNN's
+/// faster engines whose sums are ordered differently from call to call (`on` = 0).
+///
+/// By default gran turns on cuDNN's deterministic mode the first time a model, evaluator or
+/// export is placed on a CUDA device, so that a seed gives the same images every time and
+/// resuming from a checkpoint gives the weights of a run that never stopped, as on the CPU.
+/// This is libtorch's process-wide flag (PyTorch's `torch.backends.cudnn.deterministic`): it
+/// also applies to any other use of libtorch in the process, and once this function has been
+/// called gran leaves the flag as the program set it. Nothing changes for CPU-only use.
+///
+/// Thread safety: any thread; calls already running keep the engines they chose.
+#[no_mangle]
+pub extern "C" fn gran_set_deterministic(on: i32) {
+    guard_value((), || crate::device::set_deterministic(on != 0))
+}
+
+/// 1 when CUDA work is deterministic now (cuDNN's deterministic mode on and its benchmark mode
+/// off), else 0. Before gran has used CUDA this reports libtorch's defaults (0), unless
+/// `gran_set_deterministic` was called.
+///
+/// Thread safety: any thread.
+#[no_mangle]
+pub extern "C" fn gran_deterministic() -> i32 {
+    guard_value(0, || crate::device::deterministic() as i32)
+}
+
 struct CLogSink {
     cb: unsafe extern "C" fn(GranLogLevel, *const c_char, *mut c_void),
     user_data: *mut c_void,

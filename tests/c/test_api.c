@@ -975,7 +975,14 @@ static void test_device(void) {
     gran_model_config_init(&out);
     CHECK_OK(gran_model_config(m, &out));
     CHECK(out.device.kind == (n > 0 ? (GranDeviceKind)GRAN_DEVICE_CUDA : (GranDeviceKind)GRAN_DEVICE_CPU));
+    /* A model on CUDA turned cuDNN's deterministic mode on (this process never chose one). */
+    if (n > 0) CHECK(gran_deterministic() == 1);
     CHECK_OK(gran_model_free(m));
+    /* The program's choice is libtorch's process-wide flag, read back as set. */
+    gran_set_deterministic(0);
+    CHECK(gran_deterministic() == 0);
+    gran_set_deterministic(1);
+    CHECK(gran_deterministic() == 1);
 }
 
 /* ---------------------------------------------------------------------------------------- */

@@ -28,9 +28,11 @@ from ._core import (
     Quality,
     abi_version,
     cuda_device_count,
+    deterministic,
     gam,
     have_numpy,
     last_error,
+    set_deterministic,
     set_log_callback,
     status_string,
     version,
@@ -80,7 +82,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "LIBRARY_PATH", "Dataset", "DatasetInfo", "Evaluator", "GamResult", "Model", "ModelConfig", "Progress", "Quality", "abi_version",
-    "cuda_device_count", "gam", "have_numpy", "last_error", "set_log_callback", "status_string", "version",
+    "cuda_device_count", "deterministic", "gam", "have_numpy", "last_error", "set_deterministic", "set_log_callback", "status_string", "version",
     "write_png", "GRAN_ABI_VERSION", "GRAN_GAM_A_WINS", "GRAN_GAM_B_WINS", "GRAN_GAM_TIE",
     "GRAN_GAM_UNDECIDED", "GRAN_MAX_CLASSES", "GRAN_PIXEL_FORMAT_F32_CHW", "GRAN_PIXEL_FORMAT_U8_CHW",
     "GRAN_PIXEL_FORMAT_U8_HWC", "GRAN_PRECISION_BF16", "GRAN_PRECISION_FP32", "GRAN_STATUS_BUFFER_TOO_SMALL", "GRAN_STATUS_BUSY",

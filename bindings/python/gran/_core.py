@@ -181,6 +181,18 @@ def cuda_device_count() -> int:
     return int(_LIB.gran_cuda_device_count())
 
 
+def set_deterministic(on: bool) -> None:
+    """Whether CUDA work repeats bit for bit (True: cuDNN's deterministic engines, gran's
+    default once it uses CUDA) or may use faster engines (False). libtorch's process-wide
+    flag (torch.backends.cudnn.deterministic); see gran_set_deterministic."""
+    _LIB.gran_set_deterministic(1 if on else 0)
+
+
+def deterministic() -> bool:
+    """True when CUDA work is deterministic now (gran_deterministic)."""
+    return bool(_LIB.gran_deterministic())
+
+
 def status_string(status: int) -> str:
     """The name of a GranStatus, e.g. 'GRAN_STATUS_IO'."""
     return _LIB.gran_status_string(status).decode()

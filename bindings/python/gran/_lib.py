@@ -287,6 +287,8 @@ PROTOTYPES = {
     "gran_last_error": (c_size_t, [c_char_p, c_size_t]),
     "gran_status_string": (c_char_p, [GranStatus]),
     "gran_cuda_device_count": (c_int32, []),
+    "gran_set_deterministic": (None, [c_int32]),
+    "gran_deterministic": (c_int32, []),
     "gran_set_log_callback": (None, [GranLogCallback, c_void_p, GranLogLevel]),
 }
 
