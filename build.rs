@@ -7,7 +7,7 @@
 //! * csrc/*.cpp compiled against the same libtorch headers: the libtorch calls gran needs that
 //!   tch has no usable binding for (the fused Adam kernel; leaky ReLU with a chosen slope;
 //!   pinning host memory without the deprecated device argument; bfloat16 autocast on any
-//!   device; CUDA graph capture and replay; cuDNN's deterministic flag).
+//!   device; CUDA graph capture and replay; cuDNN's deterministic flag; the multi-tensor lerp of the averaged generator).
 //! * csrc/cuda_graph.cpp with GRAN_CUDA_GRAPHS when the CUDA runtime headers are found beside
 //!   libtorch (the PyPI wheel's nvidia/cu13/include; `crt/` from triton's copy of the same
 //!   headers, which the cu13 wheel lacks) or under $CUDA_HOME: it then links libc10_cuda. Without
@@ -57,6 +57,7 @@ fn main() {
         .file("csrc/non_finite.cpp")
         .file("csrc/cuda_graph.cpp")
         .file("csrc/determinism.cpp")
+        .file("csrc/foreach_lerp.cpp")
         .compile("gran_torch_ext");
     if cuda {
         println!("cargo:rustc-link-arg=-Wl,--no-as-needed");

@@ -5,6 +5,8 @@
 //!   cargo run --release --example experiment -- [--iterations N] [--width-scale S] [--seeds a,b,c]
 //!       [--t 1,3,5] [--lr-d X] [--lr-g X] [--trace N] [--no-gam] [--data mnist10k|colour32]
 //!       [--precision fp32|bf16] [--seconds S] [--out DIR] [--evaluator-epochs N]
+//!       [--ema-decay X] [--ema-start N] [--lr-schedule constant|inverse-epoch|linear]
+//!       [--beta1 X] [--batch-size N]
 //!
 //! `--trace N` prints the training losses and D's mean outputs every N steps (to see when and how
 //! a run goes wrong); `--no-gam` skips the GAM table; `--data colour32` uses the 32x32x3 crops of
@@ -14,10 +16,15 @@
 //! `--seconds S` trains each model for S seconds of wall time instead of a number of steps (the
 //! steps done are printed; gpu/check.sh's MNIST run); `--out DIR` is where the sample grids go
 //! (default `out`); `--evaluator-epochs N` trains the evaluator's classifier N epochs (default 5).
+//! `--ema-decay`, `--ema-start` and `--lr-schedule` set the averaged generator and the schedule
+//! (TrainConfig's defaults otherwise; `--ema-decay 0`: no averaged generator); `--beta1` sets
+//! both networks' Adam beta1. With an averaged generator the table's FD is the averaged one's
+//! and the last column the raw generator's.
 
 use gran::data::idx::load_idx;
 use gran::evaluator::{Evaluator, EvaluatorConfig};
 use gran::gam::{gam, GamConfig, Verdict};
+use gran::train::LrSchedule;
 use gran::{train, DeviceSpec, ErrorKind, Model, ModelConfig, Precision, TrainConfig};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -41,6 +48,16 @@ fn main() {
     let precision: Precision = opt("--precision", "fp32").parse().expect("--precision");
     let seconds: f64 = opt("--seconds", "0").parse().expect("--seconds");
     let out_dir = opt("--out", "out");
+    let ema_decay: f64 = opt("--ema-decay", &defaults.ema_decay.to_string()).parse().expect("--ema-decay");
+    let ema_start: u64 = opt("--ema-start", &defaults.ema_start.to_string()).parse().expect("--ema-start");
+    let lr_schedule = match opt("--lr-schedule", "constant").as_str() {
+        "constant" => LrSchedule::Constant,
+        "inverse-epoch" => LrSchedule::InverseEpoch,
+        "linear" => LrSchedule::Linear,
+        s => panic!("--lr-schedule {s}: constant, inverse-epoch or linear"),
+    };
+    let beta1: f64 = opt("--beta1", &defaults.beta1_g.to_string()).parse().expect("--beta1");
+    let batch_size: u32 = opt("--batch-size", &defaults.batch_size.to_string()).parse().expect("--batch-size");
     let evaluator_epochs: u32 =
         opt("--evaluator-epochs", &EvaluatorConfig::default().epochs.to_string()).parse().expect("--evaluator-epochs");
     // With --seconds, a step budget no run reaches: the time limit stops it.
@@ -48,6 +65,7 @@ fn main() {
     let dir = Path::new("data").join(&data_name);
     let budget = if seconds > 0.0 { format!("{seconds} s per model") } else { format!("iterations {iterations}") };
     println!("# data {data_name}, {budget}, width scale {scale}, lr_d {lr_d}, lr_g {lr_g}, T {t_list:?}, seeds {seeds:?}, precision {precision:?}");
+    println!("# ema_decay {ema_decay}, ema_start {ema_start}, lr_schedule {lr_schedule:?}, beta1 {beta1}, batch {batch_size}");
     let (train_d, test_d) = if data_name == "colour32" {
         let load = |f: &str| gran::data::cifar::load_cifar10(&dir.join(f)).expect("run `make colour-data` first");
         (load("data_batch_1.bin"), load("test_batch.bin"))
@@ -74,8 +92,8 @@ fn main() {
         real.class_shares.iter().filter(|&&s| s >= 0.02).count(),
         real.nearest_train_distance / real.reference_nearest_train_distance
     );
-    println!("\n| model | seed | FD | classifier score | classes >= 2% | min class share | NN ratio | D(x) | D(G(z)) | train s |");
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("\n| model | seed | FD | classifier score | classes >= 2% | min class share | NN ratio | D(x) | D(G(z)) | train s | FD raw |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     let mut models: BTreeMap<(u64, u32), Model> = BTreeMap::new();
     for &seed in &seeds {
         for &steps in &t_list {
@@ -98,7 +116,21 @@ fn main() {
             let run = train(
                 &m,
                 &train_d,
-                &TrainConfig { iterations, seed, report_every, lr_d, lr_g, precision, ..Default::default() },
+                &TrainConfig {
+                    iterations,
+                    seed,
+                    report_every,
+                    lr_d,
+                    lr_g,
+                    precision,
+                    ema_decay,
+                    ema_start,
+                    lr_schedule,
+                    beta1_g: beta1,
+                    beta1_d: beta1,
+                    batch_size,
+                    ..Default::default()
+                },
                 &mut |p| {
                     if trace > 0 && p.step % trace == 0 {
                         println!(
@@ -126,6 +158,14 @@ fn main() {
                 );
             }
             let q = ev.model_quality(&m, seed, 1000, &test_d, Some(&train_d)).unwrap();
+            let raw_fd = if m.has_averaged() {
+                m.set_generator_choice(gran::ema::Choice::Raw);
+                let raw = ev.model_quality(&m, seed, 1000, &test_d, Some(&train_d)).unwrap();
+                m.set_generator_choice(gran::ema::Choice::Averaged);
+                format!("{:.1}", raw.frechet_distance)
+            } else {
+                "-".to_string()
+            };
             // Diagnostic: the same latents drawn with batch statistics (minibatches of 64, as in
             // training) instead of the running statistics that sampling uses.
             let batch_fd = {
@@ -157,7 +197,7 @@ fn main() {
                 );
             }
             println!(
-                "| GRAN T={steps} | {seed} | {:.1} | {:.2} | {} | {:.3} | {:.2} | {:.2} | {:.2} | {secs:.0} |",
+                "| GRAN T={steps} | {seed} | {:.1} | {:.2} | {} | {:.3} | {:.2} | {:.2} | {:.2} | {secs:.0} | {raw_fd} |",
                 q.frechet_distance,
                 q.classifier_score,
                 q.class_shares.iter().filter(|&&s| s >= 0.02).count(),

@@ -316,6 +316,11 @@ typedef struct GranModelConfig {
 typedef uint32_t GranPrecision;
 
 /**
+ * Which generator a model samples with (`gran_model_set_generator`).
+ */
+typedef uint32_t GranGenerator;
+
+/**
  * A progress report: means over the steps since the previous report.
  */
 typedef struct GranProgress {
@@ -368,6 +373,12 @@ typedef struct GranProgress {
  */
 typedef int32_t (*GranProgressCallback)(const struct GranProgress *progress,
                                         void *user_data);
+
+/**
+ * A learning-rate schedule (`GranTrainConfig.lr_schedule`): the factor on `lr_g` and `lr_d`
+ * at each step, a function of the step alone (a resumed run follows the same schedule).
+ */
+typedef uint32_t GranLrSchedule;
 
 /**
  * Training settings. Fill with `gran_train_config_init`, then change what you need.
@@ -434,6 +445,23 @@ typedef struct GranTrainConfig {
    * `GRAN_PRECISION_BF16`. Independent of the model's sampling precision.
    */
   GranPrecision precision;
+  /**
+   * Decay of the averaged generator, in [0, 1): after every step its weights move to
+   * `decay * average + (1 - decay) * weights`. Above 0, a model without an averaged
+   * generator gets one (saved in checkpoints; sampling, step pictures, GAM and the evaluator
+   * use it: `gran_model_set_generator`); 0: no averaging in this run (an averaged generator
+   * the model already has copies the raw one). Default 0.999 (docs/RESULTS.md).
+   */
+  double ema_decay;
+  /**
+   * The model step from which the average decays; before it, the averaged generator copies
+   * the raw one. Default 500.
+   */
+  uint64_t ema_start;
+  /**
+   * `GRAN_LR_CONSTANT` (default), `GRAN_LR_INVERSE_EPOCH` or `GRAN_LR_LINEAR`.
+   */
+  GranLrSchedule lr_schedule;
 } GranTrainConfig;
 
 /**
@@ -576,6 +604,32 @@ typedef void (*GranLogCallback)(GranLogLevel level,
  * its quality for T = 1 and 3 but came out worse for T = 5.
  */
 #define GRAN_PRECISION_BF16 1
+
+/**
+ * The same rates throughout (the default).
+ */
+#define GRAN_LR_CONSTANT 0
+
+/**
+ * The authors' decay: lr / (1 + epoch / 50).
+ */
+#define GRAN_LR_INVERSE_EPOCH 1
+
+/**
+ * Linear decay to zero at the run's last step: lr * (1 - step / end), where `end` is the step
+ * counter the call ends at (a run resumed with its remaining steps has the same end).
+ */
+#define GRAN_LR_LINEAR 2
+
+/**
+ * The averaged generator when the model has one, else the raw one (the default).
+ */
+#define GRAN_GENERATOR_AVERAGED 0
+
+/**
+ * The generator's weights as trained, step by step, with its own running statistics.
+ */
+#define GRAN_GENERATOR_RAW 1
 
 #define GRAN_LOG_DEBUG 0
 
@@ -920,6 +974,33 @@ GranStatus gran_model_set_precision(GranModel m,
  */
 GranStatus gran_model_precision(GranModel m,
                                 GranPrecision *out);
+
+/**
+ * Chooses the generator `m` samples with: `GRAN_GENERATOR_AVERAGED` (the default: the averaged
+ * generator when the model has one, see `GranTrainConfig.ema_decay`, else the raw one) or
+ * `GRAN_GENERATOR_RAW` (the weights as trained). It applies to `gran_sample`,
+ * `gran_sample_steps`, `gran_generate` and the model's samples in `gran_gam` and
+ * `gran_evaluate_model` (GAM's discriminator is the model's one either way). Calls already
+ * running keep the generator they started with. Not saved with the model.
+ *
+ * Errors: INVALID_HANDLE; INVALID_ARGUMENT for an unknown `generator`.
+ *
+ * Thread safety: any thread, also while the model trains or samples.
+ */
+GranStatus gran_model_set_generator(GranModel m,
+                                    GranGenerator generator);
+
+/**
+ * Writes 1 to `*out` when `m` has an averaged generator (it was trained with
+ * `ema_decay` > 0, or loaded from a checkpoint of such a model), else 0.
+ *
+ * Thread safety: any thread.
+ *
+ * # Safety
+ * `out` points to a writable int32_t.
+ */
+GranStatus gran_model_has_averaged(GranModel m,
+                                   int32_t *out);
 
 /**
  * Saves `m` to `path` as one checkpoint file (safetensors: configuration, both networks, both

@@ -133,13 +133,21 @@ pub fn save(model: &Model, path: &Path) -> Result<()> {
     let mut meta: BTreeMap<String, String> = BTreeMap::new();
     let mut tensors: BTreeMap<String, (Vec<usize>, Vec<u8>)> = BTreeMap::new();
     {
-        let st = model.read();
+        let st = model.read_fresh()?;
         for (name, t) in st.named_tensors() {
             tensors.insert(name, tensor_bytes(&t)?);
         }
         meta.insert("step".into(), st.step.to_string());
         meta.insert("adam_g_t".into(), st.opt_g.t.to_string());
         meta.insert("adam_d_t".into(), st.opt_d.t.to_string());
+        if let Some(ema) = &st.ema {
+            // Absent in files without an averaged generator (and in those of earlier versions).
+            meta.insert("averaged".into(), "1".into());
+            meta.insert("averaged_stats_batch".into(), ema.stats_batch.to_string());
+            if let Some(s) = ema.stats_step {
+                meta.insert("averaged_stats_step".into(), s.to_string());
+            }
+        }
     }
     let mut sum = Checksum::new();
     for (name, (_, bytes)) in &tensors {
@@ -329,7 +337,17 @@ pub fn load(path: &Path, device: Option<DeviceSpec>) -> Result<Model> {
     }
 
     // The tensor table against the configuration, then the data, then its values.
-    let mut layout = Model::layout(&cfg)?;
+    let averaged = match meta.get("averaged").map(String::as_str) {
+        None => false,
+        Some("1") => true,
+        Some(v) => return Err(not_ours(format!("bad 'averaged' field '{v}'"))),
+    };
+    let stats_batch: u32 = if averaged { field(meta, "averaged_stats_batch")? } else { 0 };
+    let stats_step: Option<u64> = match meta.get("averaged_stats_step") {
+        Some(_) => Some(field(meta, "averaged_stats_step")?),
+        None => None,
+    };
+    let mut layout = Model::layout(&cfg, averaged)?;
     layout.sort_by(|a, b| a.0.cmp(&b.0));
     let ranges = check_table(&header, &layout, len, &not_ours)?;
     let data = limits::read_exact_len(file, len - header.data_start, path)?;
@@ -345,7 +363,7 @@ pub fn load(path: &Path, device: Option<DeviceSpec>) -> Result<Model> {
         check_values(name, &data[start..end], &not_ours)?;
     }
 
-    let model = Model::new_uninit(&cfg)?;
+    let model = Model::new_uninit_with(&cfg, averaged)?;
     {
         let mut state = model.write();
         let mut named = state.named_tensors();
@@ -361,6 +379,9 @@ pub fn load(path: &Path, device: Option<DeviceSpec>) -> Result<Model> {
         state.step = step;
         state.opt_g.t = adam_g_t;
         state.opt_d.t = adam_d_t;
+        if let Some(ema) = &mut state.ema {
+            (ema.stats_step, ema.stats_batch, ema.batch) = (stats_step, stats_batch, stats_batch.max(2));
+        }
     }
     Ok(model)
 }

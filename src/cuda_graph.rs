@@ -129,6 +129,8 @@ pub struct GraphedSampler<'m> {
     model: &'m Model,
     count: usize,
     precision: Precision,
+    /// Whether the graph reads the averaged generator (else the raw one).
+    averaged: bool,
     z: Tensor,
     images: Tensor,
     graph: CudaGraph,
@@ -150,13 +152,16 @@ impl<'m> GraphedSampler<'m> {
         let _no_grad = tch::no_grad_guard();
         let precision = model.precision();
         let z = Tensor::f_zeros([count as i64, model.config().z_dim as i64], (Kind::Float, device))?;
-        let state = model.read();
-        let forward = || precision.run(device, || state.gen.forward(&z, BnMode::Eval, false)).map(|d| d.image);
+        let state = model.read_fresh()?;
+        let choice = model.generator_choice();
+        let averaged = choice == crate::ema::Choice::Averaged && state.ema.is_some();
+        let gen = state.generator(choice);
+        let forward = || precision.run(device, || gen.forward(&z, BnMode::Eval, false)).map(|d| d.image);
         // Once eagerly first: libraries' lazy set-up (handles, workspaces) stays out of the graph.
         let _ = forward()?;
         let (graph, images) = CudaGraph::capture(device, forward)?;
         drop(state);
-        Ok(GraphedSampler { model, count, precision, z, images, graph })
+        Ok(GraphedSampler { model, count, precision, averaged, z, images, graph })
     }
 
     /// The batch size of the graph.
@@ -184,7 +189,13 @@ impl<'m> GraphedSampler<'m> {
         }
         let _no_grad = tch::no_grad_guard();
         // No training step writes the weights while the graph reads them.
-        let _state = self.model.read();
+        let state = self.model.read_fresh()?;
+        let averaged = self.model.generator_choice() == crate::ema::Choice::Averaged && state.ema.is_some();
+        if averaged != self.averaged {
+            return Err(Error::invalid(
+                "the model's sampling generator changed since the graph was captured (averaged or raw): capture again",
+            ));
+        }
         let host = Tensor::f_from_slice(z)?.f_view([self.count as i64, z_dim as i64])?;
         self.z.shallow_clone().f_copy_(&host)?;
         self.graph.replay()?;

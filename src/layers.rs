@@ -24,6 +24,9 @@ pub enum BnMode {
     TrainFrozenStats,
     /// Running statistics (sampling, scoring): each image independent of its batch.
     Eval,
+    /// Batch statistics, folded into the running statistics as the k-th of a cumulative
+    /// average (momentum 1/k: the first batch replaces them). Standing statistics (crate::ema).
+    Accumulate(u32),
 }
 
 const BN_MOMENTUM: f64 = 0.1;
@@ -72,12 +75,15 @@ pub struct BatchNorm {
 
 impl BatchNorm {
     pub fn forward(&self, x: &Tensor, mode: BnMode, slot: usize) -> Result<Tensor> {
-        let (rm, rv, training) = match mode {
-            BnMode::Train => (Some(&self.running_mean[slot]), Some(&self.running_var[slot]), true),
-            BnMode::TrainFrozenStats => (None, None, true),
-            BnMode::Eval => (Some(&self.running_mean[slot]), Some(&self.running_var[slot]), false),
+        let (rm, rv, training, momentum) = match mode {
+            BnMode::Train => (Some(&self.running_mean[slot]), Some(&self.running_var[slot]), true, BN_MOMENTUM),
+            BnMode::TrainFrozenStats => (None, None, true, BN_MOMENTUM),
+            BnMode::Eval => (Some(&self.running_mean[slot]), Some(&self.running_var[slot]), false, BN_MOMENTUM),
+            BnMode::Accumulate(k) => {
+                (Some(&self.running_mean[slot]), Some(&self.running_var[slot]), true, 1.0 / f64::from(k.max(1)))
+            }
         };
-        Ok(x.f_batch_norm(Some(&self.gamma), Some(&self.beta), rm, rv, training, BN_MOMENTUM, BN_EPS, true)?)
+        Ok(x.f_batch_norm(Some(&self.gamma), Some(&self.beta), rm, rv, training, momentum, BN_EPS, true)?)
     }
 }
 

@@ -21,6 +21,7 @@ pub mod adam;
 pub mod atomic_file;
 pub mod checkpoint;
 pub mod discriminator;
+pub mod ema;
 pub mod gam;
 pub mod limits;
 pub mod generator;

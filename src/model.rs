@@ -9,6 +9,7 @@ use crate::adam::Adam;
 use crate::config::ModelConfig;
 use crate::device::DeviceSpec;
 use crate::discriminator::Discriminator;
+use crate::ema::{Averaged, Choice};
 use crate::error::{Error, ErrorKind, Result};
 use crate::generator::Generator;
 use crate::layers::{Builder, Fill, Named};
@@ -26,6 +27,8 @@ pub struct State {
     pub d_buffers: Vec<Named>,
     pub opt_g: Adam,
     pub opt_d: Adam,
+    /// The averaged generator, once a run trained with averaging (crate::ema).
+    pub ema: Option<Averaged>,
     /// Completed training steps (one D and one G update each).
     pub step: u64,
 }
@@ -47,7 +50,44 @@ impl State {
         }
         out.extend(self.opt_g.state(&self.g_params, "adam_g"));
         out.extend(self.opt_d.state(&self.d_params, "adam_d"));
+        if let Some(ema) = &self.ema {
+            out.extend(ema.params.iter().chain(&ema.buffers).map(|n| (n.name.clone(), n.tensor.shallow_clone())));
+        }
         out
+    }
+
+    /// The generator that `choice` names: the averaged one when asked for and present.
+    pub fn generator(&self, choice: Choice) -> &Generator {
+        match (&self.ema, choice) {
+            (Some(ema), Choice::Averaged) => &ema.gen,
+            _ => &self.gen,
+        }
+    }
+
+    /// Gives the model an averaged generator equal to the raw one (statistics not estimated),
+    /// when it has none.
+    pub fn ensure_averaged(&mut self, config: &ModelConfig, device: Device) -> Result<()> {
+        if self.ema.is_none() {
+            let mut b = Builder::with_fill(config.seed, device, Fill::Uninit);
+            let mut ema = Averaged::new(&mut b, config, &config.architecture()?)?;
+            ema.copy_from(&self.g_params, &self.g_buffers)?;
+            self.ema = Some(ema);
+        }
+        Ok(())
+    }
+
+    /// Whether the averaged generator's statistics lag behind its weights.
+    pub fn averaged_stale(&self) -> bool {
+        self.ema.as_ref().is_some_and(|e| !e.fresh(self.step))
+    }
+
+    /// Re-estimates the averaged generator's statistics unless they are those of this step.
+    pub fn refresh_averaged(&mut self, config: &ModelConfig, device: Device) -> Result<()> {
+        let step = self.step;
+        match &mut self.ema {
+            Some(ema) if !ema.fresh(step) => ema.estimate_statistics(config.z_dim as usize, device, step),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -58,6 +98,8 @@ pub struct Model {
     run: Mutex<RunFlags>,
     /// Precision of sampling and scoring (not of training: a run says its own).
     inference: Mutex<Precision>,
+    /// The generator sampling uses (averaged when there is one, unless set otherwise).
+    choice: Mutex<Choice>,
 }
 
 /// Whether a training run is in progress and whether it was asked to stop, changed together so
@@ -83,14 +125,21 @@ impl Model {
         Self::build(config, Fill::Init)
     }
 
-    /// A model whose tensors are allocated but not initialised, for a checkpoint to fill.
-    pub(crate) fn new_uninit(config: &ModelConfig) -> Result<Model> {
-        Self::build(config, Fill::Uninit)
+    /// A model whose tensors are allocated but not initialised, with an averaged generator
+    /// when `averaged`, for a checkpoint to fill.
+    pub(crate) fn new_uninit_with(config: &ModelConfig, averaged: bool) -> Result<Model> {
+        let model = Self::build(config, Fill::Uninit)?;
+        if averaged {
+            let mut b = Builder::with_fill(config.seed, model.device, Fill::Uninit);
+            model.write().ema = Some(Averaged::new(&mut b, config, &config.architecture()?)?);
+        }
+        Ok(model)
     }
 
-    /// The name and shape of every tensor a checkpoint of a model of `config` holds, in the
-    /// order of [`State::named_tensors`], worked out without allocating them.
-    pub fn layout(config: &ModelConfig) -> Result<Vec<(String, Vec<i64>)>> {
+    /// The name and shape of every tensor a checkpoint of a model of `config` holds (with an
+    /// averaged generator when `averaged`), in the order of [`State::named_tensors`], worked
+    /// out without allocating them.
+    pub fn layout(config: &ModelConfig, averaged: bool) -> Result<Vec<(String, Vec<i64>)>> {
         let arch = config.architecture()?;
         let mut b = Builder::with_fill(config.seed, Device::Cpu, Fill::ShapeOnly);
         Generator::new(&mut b, config, &arch)?;
@@ -107,6 +156,10 @@ impl Model {
                 }
             }
         }
+        if averaged {
+            let ema = Averaged::new(&mut b, config, &arch)?;
+            out.extend(ema.params.iter().chain(&ema.buffers).map(|n| (n.name.clone(), n.tensor.size())));
+        }
         Ok(out)
     }
 
@@ -122,13 +175,14 @@ impl Model {
         let opt_d = Adam::new(&d_params)?;
         let mut config = config.clone();
         config.device = DeviceSpec::of(device);
-        let state = State { gen, disc, g_params, g_buffers, d_params, d_buffers, opt_g, opt_d, step: 0 };
+        let state = State { gen, disc, g_params, g_buffers, d_params, d_buffers, opt_g, opt_d, ema: None, step: 0 };
         Ok(Model {
             config,
             device,
             state: RwLock::new(state),
             run: Mutex::new(RunFlags::default()),
             inference: Mutex::new(Precision::Fp32),
+            choice: Mutex::new(Choice::default()),
         })
     }
 
@@ -151,6 +205,20 @@ impl Model {
         *self.inference.lock() = p;
     }
 
+    /// Which generator later sampling calls use (calls in flight keep theirs); not saved.
+    pub fn generator_choice(&self) -> Choice {
+        *self.choice.lock()
+    }
+
+    pub fn set_generator_choice(&self, c: Choice) {
+        *self.choice.lock() = c;
+    }
+
+    /// Whether the model has an averaged generator.
+    pub fn has_averaged(&self) -> bool {
+        self.state.read().ema.is_some()
+    }
+
     /// Training steps completed so far.
     pub fn step(&self) -> u64 {
         self.state.read().step
@@ -165,6 +233,22 @@ impl Model {
 
     pub fn read(&self) -> RwLockReadGuard<'_, State> {
         self.state.read()
+    }
+
+    /// The read lock, with the averaged generator's statistics estimated for its current
+    /// weights first when they lag behind (then briefly the write lock, downgraded without
+    /// letting a training step in between). Everything that samples or saves reads through it.
+    /// Never call it while holding a lock on this model.
+    pub fn read_fresh(&self) -> Result<RwLockReadGuard<'_, State>> {
+        {
+            let st = self.state.read();
+            if !st.averaged_stale() {
+                return Ok(st);
+            }
+        }
+        let mut st = self.state.write();
+        st.refresh_averaged(&self.config, self.device)?;
+        Ok(RwLockWriteGuard::downgrade(st))
     }
 
     pub fn write(&self) -> RwLockWriteGuard<'_, State> {

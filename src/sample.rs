@@ -66,7 +66,9 @@ impl Model {
         let mut z = limits::vec_filled(CHUNK.min(count) * z_dim, 0f32, "the latents of one chunk")?;
         let _no_grad = tch::no_grad_guard();
         let precision = self.precision();
-        let state = self.read();
+        let choice = self.generator_choice();
+        let state = if choice == crate::ema::Choice::Averaged { self.read_fresh()? } else { self.read() };
+        let gen = state.generator(choice);
         let mut first = 0;
         while first < count {
             let n = CHUNK.min(count - first);
@@ -81,7 +83,7 @@ impl Model {
             }
             let zt = Tensor::f_from_slice(chunk)?.f_view([n as i64, z_dim as i64])?.f_to_device(self.device())?;
             // Images and canvases are float32 in either precision (the canvas sums in float32).
-            let d = precision.run(self.device(), || state.gen.forward(&zt, BnMode::Eval, steps))?;
+            let d = precision.run(self.device(), || gen.forward(&zt, BnMode::Eval, steps))?;
             let canvases =
                 if steps { Some(Tensor::f_stack(&d.canvases, 0)?.f_to_device(Device::Cpu)?) } else { None };
             sink(first, &Samples { images: d.image.f_to_device(Device::Cpu)?, canvases })?;

@@ -47,6 +47,14 @@ extern "C" {
         -> c_int;
 
     /// csrc/leaky_relu.cpp
+    fn grn_foreach_lerp_(
+        ema: *const *mut C_tensor,
+        x: *const *mut C_tensor,
+        n: usize,
+        weight: f64,
+        err: *mut c_char,
+        err_len: usize,
+    ) -> c_int;
     fn grn_set_cudnn_deterministic(on: c_int);
     fn grn_cudnn_deterministic() -> c_int;
     fn grn_cudnn_benchmark() -> c_int;
@@ -106,6 +114,26 @@ pub fn pin_memory(x: &Tensor) -> Result<Tensor> {
     new_tensor("pinning host memory", |out, err, len| unsafe {
         grn_pin_memory(x.as_ptr() as *mut C_tensor, out, err, len)
     })
+}
+
+/// `ema[i] += weight * (x[i] - ema[i])` in place for every pair, without recording gradients
+/// (libtorch's multi-tensor kernel: one launch on CUDA). The lists pair up and share a device.
+pub fn foreach_lerp_(ema: &[&Tensor], x: &[&Tensor], weight: f64) -> Result<()> {
+    if ema.len() != x.len() {
+        return Err(Error::internal(format!("foreach_lerp_: {} tensors against {}", ema.len(), x.len())));
+    }
+    if ema.is_empty() {
+        return Ok(());
+    }
+    let a: Vec<*mut C_tensor> = ema.iter().map(|t| t.as_ptr() as *mut C_tensor).collect();
+    let b: Vec<*mut C_tensor> = x.iter().map(|t| t.as_ptr() as *mut C_tensor).collect();
+    let mut err = [0 as c_char; 512];
+    // SAFETY: every handle is a live tensor borrowed for the call; the shim reads `n` of each
+    // list and writes at most `err.len()` bytes to `err`.
+    if unsafe { grn_foreach_lerp_(a.as_ptr(), b.as_ptr(), a.len(), weight, err.as_mut_ptr(), err.len()) } != 0 {
+        return Err(shim_error("averaging the generator", &err));
+    }
+    Ok(())
 }
 
 /// Sets libtorch's process-wide cuDNN deterministic flag (PyTorch's

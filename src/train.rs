@@ -44,7 +44,48 @@ pub struct TrainConfig {
     /// Precision of the networks' forward and backward passes (weights, Adam state and losses
     /// stay float32 either way).
     pub precision: Precision,
+    /// Decay of the averaged generator (crate::ema), in [0, 1). Above 0, a model without an
+    /// averaged generator gets one (a copy of the raw generator) and it follows the raw weights
+    /// after every step; 0: no averaging in this run (a model that already has an averaged
+    /// generator keeps it equal to the raw one, so it never goes stale).
+    pub ema_decay: f64,
+    /// The model step from which the average decays; before it the averaged generator copies
+    /// the raw one (the early weights are far from where training goes).
+    pub ema_start: u64,
+    /// How the learning rates change with the step.
+    pub lr_schedule: LrSchedule,
 }
+
+/// A learning-rate schedule: the factor applied to `lr_g` and `lr_d` at each step, a function of
+/// the step alone, so a resumed run follows the same schedule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LrSchedule {
+    /// The same rates throughout.
+    #[default]
+    Constant,
+    /// The authors' decay (Im et al.'s code): lr / (1 + epoch / 50).
+    InverseEpoch,
+    /// Linear decay to zero at the run's last step: lr (1 - step / end), `end` the step counter
+    /// the run ends at (a run resumed with the remaining steps has the same end).
+    Linear,
+}
+
+impl LrSchedule {
+    /// The factor at model step `step` of a run that ends at step `end`, with `per_epoch` steps
+    /// per epoch.
+    pub fn factor(self, step: u64, end: u64, per_epoch: u64) -> f64 {
+        match self {
+            LrSchedule::Constant => 1.0,
+            LrSchedule::InverseEpoch => 1.0 / (1.0 + (step / per_epoch.max(1)) as f64 / 50.0),
+            LrSchedule::Linear if end == 0 => 1.0,
+            LrSchedule::Linear => (end - step.min(end)) as f64 / end as f64,
+        }
+    }
+}
+
+/// Default decay and start of the averaged generator (docs/RESULTS.md, "Generator averaging").
+pub const DEFAULT_EMA_DECAY: f64 = 0.999;
+pub const DEFAULT_EMA_START: u64 = 500;
 
 impl Default for TrainConfig {
     fn default() -> Self {
@@ -64,6 +105,9 @@ impl Default for TrainConfig {
             checkpoint_path: None,
             checkpoint_every: 0,
             precision: Precision::Fp32,
+            ema_decay: DEFAULT_EMA_DECAY,
+            ema_start: DEFAULT_EMA_START,
+            lr_schedule: LrSchedule::Constant,
         }
     }
 }
@@ -119,6 +163,9 @@ impl TrainConfig {
         check_adam("D", self.lr_d, self.beta1_d, self.beta2_d)?;
         if !(self.d_weight_decay.is_finite() && self.d_weight_decay >= 0.0) {
             return Err(Error::invalid(format!("d_weight_decay is {}: must be >= 0", self.d_weight_decay)));
+        }
+        if !(0.0..1.0).contains(&self.ema_decay) {
+            return Err(Error::invalid(format!("ema_decay is {}: must be in [0, 1)", self.ema_decay)));
         }
         Ok(())
     }
@@ -199,7 +246,6 @@ pub fn train(
     let mut last = Progress { step: first, total_steps: end, ..Default::default() };
     let mut warned = false;
     let mut backup = crate::snapshot::Snapshot::default();
-
     for step in first..end {
         if model.cancel_requested() {
             return Err(Error::new(ErrorKind::Cancelled, format!("training cancelled at step {step}")));
@@ -239,6 +285,8 @@ pub fn train(
         };
         backup.save(&at_risk(st))?;
         let (adam_d_t, adam_g_t) = (st.opt_d.t, st.opt_g.t);
+        let f = cfg.lr_schedule.factor(step, end, per_epoch);
+        let (adam_d, adam_g) = (AdamSettings { lr: adam_d.lr * f, ..adam_d }, AdamSettings { lr: adam_g.lr * f, ..adam_g });
         let outcome = step_once(st, cfg, device, &real, &zd, &zg, &ones, &zeros, &adam_d, &adam_g);
         let failure = match &outcome {
             Err(e) => Some(e.clone()),
@@ -257,6 +305,19 @@ pub fn train(
         }
         let sums = outcome?;
         st.step = step + 1;
+        if cfg.ema_decay > 0.0 {
+            // The first completed step of a run with averaging gives the model its averaged
+            // generator (a run that completes no step leaves the model as it was).
+            st.ensure_averaged(mc, device)?;
+        }
+        if let Some(ema) = &mut st.ema {
+            // Before `ema_start`, and in a run without averaging, the average copies the raw
+            // weights (lerp with weight 1 is exact). Its statistics are estimated with the
+            // run's batch size when someone samples or saves (Model::read_fresh), not here.
+            let decay = if step < cfg.ema_start { 0.0 } else { cfg.ema_decay };
+            ema.update(&st.g_params, decay)?;
+            ema.batch = cfg.batch_size;
+        }
         drop(state);
 
         for (a, b) in window.sums.iter_mut().zip(sums) {

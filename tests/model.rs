@@ -57,7 +57,8 @@ fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
 }
 
 fn all_tensors(m: &Model) -> Vec<(String, Tensor)> {
-    let mut v: Vec<_> = m.read().named_tensors().into_iter().map(|(n, t)| (n, t.copy())).collect();
+    // As a checkpoint holds them: the averaged generator's statistics estimated for its weights.
+    let mut v: Vec<_> = m.read_fresh().unwrap().named_tensors().into_iter().map(|(n, t)| (n, t.copy())).collect();
     v.sort_by(|a, b| a.0.cmp(&b.0));
     v
 }

@@ -3,7 +3,9 @@
 use super::boundary::{arg_mut, arg_path, arg_ref, guard, read_versioned, write_versioned, Versioned};
 use super::registry::Registry;
 use super::status::GranStatus;
-use super::types::{from_precision, precision, GranDevice, GranModel, GranModelConfig, GranPrecision};
+use super::types::{
+    from_precision, generator_choice, precision, GranDevice, GranGenerator, GranModel, GranModelConfig, GranPrecision,
+};
 use crate::model::Model;
 use std::ffi::c_char;
 
@@ -109,6 +111,41 @@ pub unsafe extern "C" fn gran_model_precision(m: GranModel, out: *mut GranPrecis
     guard(|| {
         let model = MODELS.get(m)?;
         *arg_mut(out, "out")? = from_precision(model.precision());
+        Ok(())
+    })
+}
+
+/// Chooses the generator `m` samples with: `GRAN_GENERATOR_AVERAGED` (the default: the averaged
+/// generator when the model has one, see `GranTrainConfig.ema_decay`, else the raw one) or
+/// `GRAN_GENERATOR_RAW` (the weights as trained). It applies to `gran_sample`,
+/// `gran_sample_steps`, `gran_generate` and the model's samples in `gran_gam` and
+/// `gran_evaluate_model` (GAM's discriminator is the model's one either way). Calls already
+/// running keep the generator they started with. Not saved with the model.
+///
+/// Errors: INVALID_HANDLE; INVALID_ARGUMENT for an unknown `generator`.
+///
+/// Thread safety: any thread, also while the model trains or samples.
+#[no_mangle]
+pub extern "C" fn gran_model_set_generator(m: GranModel, generator: GranGenerator) -> GranStatus {
+    guard(|| {
+        let model = MODELS.get(m)?;
+        model.set_generator_choice(generator_choice(generator, "generator")?);
+        Ok(())
+    })
+}
+
+/// Writes 1 to `*out` when `m` has an averaged generator (it was trained with
+/// `ema_decay` > 0, or loaded from a checkpoint of such a model), else 0.
+///
+/// Thread safety: any thread.
+///
+/// # Safety
+/// `out` points to a writable int32_t.
+#[no_mangle]
+pub unsafe extern "C" fn gran_model_has_averaged(m: GranModel, out: *mut i32) -> GranStatus {
+    guard(|| {
+        let model = MODELS.get(m)?;
+        *arg_mut(out, "out")? = model.has_averaged() as i32;
         Ok(())
     })
 }

@@ -4,7 +4,7 @@ use super::boundary::{arg_opt_path, check_versioned_out, guard, read_versioned, 
 use super::dataset::DATASETS;
 use super::model::MODELS;
 use super::status::GranStatus;
-use super::types::{precision, GranDataset, GranModel, GranProgress, GranTrainConfig};
+use super::types::{lr_schedule, precision, GranDataset, GranModel, GranProgress, GranTrainConfig};
 use crate::error::ErrorKind;
 use crate::train::{train, TrainConfig};
 
@@ -81,6 +81,9 @@ pub unsafe extern "C" fn gran_train(
             checkpoint_path: arg_opt_path(c.checkpoint_path, "cfg->checkpoint_path")?,
             checkpoint_every: c.checkpoint_every,
             precision: precision(c.precision, "cfg->precision")?,
+            ema_decay: c.ema_decay,
+            ema_start: c.ema_start,
+            lr_schedule: lr_schedule(c.lr_schedule, "cfg->lr_schedule")?,
         };
         if !last.is_null() {
             // Refuse a bad output struct before training rather than after.

@@ -91,6 +91,51 @@ pub(crate) fn precision(p: GranPrecision, name: &str) -> Result<Precision> {
     }
 }
 
+/// A learning-rate schedule (`GranTrainConfig.lr_schedule`): the factor on `lr_g` and `lr_d`
+/// at each step, a function of the step alone (a resumed run follows the same schedule).
+pub type GranLrSchedule = u32;
+/// The same rates throughout (the default).
+pub const GRAN_LR_CONSTANT: GranLrSchedule = 0;
+/// The authors' decay: lr / (1 + epoch / 50).
+pub const GRAN_LR_INVERSE_EPOCH: GranLrSchedule = 1;
+/// Linear decay to zero at the run's last step: lr * (1 - step / end), where `end` is the step
+/// counter the call ends at (a run resumed with its remaining steps has the same end).
+pub const GRAN_LR_LINEAR: GranLrSchedule = 2;
+
+pub(crate) fn lr_schedule(s: GranLrSchedule, name: &str) -> Result<crate::train::LrSchedule> {
+    use crate::train::LrSchedule;
+    match s {
+        GRAN_LR_CONSTANT => Ok(LrSchedule::Constant),
+        GRAN_LR_INVERSE_EPOCH => Ok(LrSchedule::InverseEpoch),
+        GRAN_LR_LINEAR => Ok(LrSchedule::Linear),
+        _ => Err(Error::invalid(format!("{name} is {s}: unknown schedule (CONSTANT 0, INVERSE_EPOCH 1, LINEAR 2)"))),
+    }
+}
+
+fn from_lr_schedule(s: crate::train::LrSchedule) -> GranLrSchedule {
+    use crate::train::LrSchedule;
+    match s {
+        LrSchedule::Constant => GRAN_LR_CONSTANT,
+        LrSchedule::InverseEpoch => GRAN_LR_INVERSE_EPOCH,
+        LrSchedule::Linear => GRAN_LR_LINEAR,
+    }
+}
+
+/// Which generator a model samples with (`gran_model_set_generator`).
+pub type GranGenerator = u32;
+/// The averaged generator when the model has one, else the raw one (the default).
+pub const GRAN_GENERATOR_AVERAGED: GranGenerator = 0;
+/// The generator's weights as trained, step by step, with its own running statistics.
+pub const GRAN_GENERATOR_RAW: GranGenerator = 1;
+
+pub(crate) fn generator_choice(g: GranGenerator, name: &str) -> Result<crate::ema::Choice> {
+    match g {
+        GRAN_GENERATOR_AVERAGED => Ok(crate::ema::Choice::Averaged),
+        GRAN_GENERATOR_RAW => Ok(crate::ema::Choice::Raw),
+        _ => Err(Error::invalid(format!("{name} is {g}: unknown generator (AVERAGED 0, RAW 1)"))),
+    }
+}
+
 pub(crate) fn from_precision(p: Precision) -> GranPrecision {
     match p {
         Precision::Fp32 => GRAN_PRECISION_FP32,
@@ -298,6 +343,17 @@ pub struct GranTrainConfig {
     /// Precision of the training passes: `GRAN_PRECISION_FP32` (default) or
     /// `GRAN_PRECISION_BF16`. Independent of the model's sampling precision.
     pub precision: GranPrecision,
+    /// Decay of the averaged generator, in [0, 1): after every step its weights move to
+    /// `decay * average + (1 - decay) * weights`. Above 0, a model without an averaged
+    /// generator gets one (saved in checkpoints; sampling, step pictures, GAM and the evaluator
+    /// use it: `gran_model_set_generator`); 0: no averaging in this run (an averaged generator
+    /// the model already has copies the raw one). Default 0.999 (docs/RESULTS.md).
+    pub ema_decay: f64,
+    /// The model step from which the average decays; before it, the averaged generator copies
+    /// the raw one. Default 500.
+    pub ema_start: u64,
+    /// `GRAN_LR_CONSTANT` (default), `GRAN_LR_INVERSE_EPOCH` or `GRAN_LR_LINEAR`.
+    pub lr_schedule: GranLrSchedule,
 }
 
 unsafe impl Versioned for GranTrainConfig {
@@ -322,6 +378,9 @@ unsafe impl Versioned for GranTrainConfig {
             checkpoint_path: std::ptr::null(),
             checkpoint_every: d.checkpoint_every,
             precision: from_precision(d.precision),
+            ema_decay: d.ema_decay,
+            ema_start: d.ema_start,
+            lr_schedule: from_lr_schedule(d.lr_schedule),
         }
     }
 }
