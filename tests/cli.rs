@@ -129,6 +129,13 @@ fn train_resume_sample_steps_gam_eval_info() {
     );
     let human = ok(&["info", &a]);
     assert!(human.contains("gran checkpoint") && human.contains("trained:     6 steps"), "{human}");
+    // Trained with the default --ema-decay: an averaged generator; with 0, none.
+    assert_eq!(info["averaged_generator"], true);
+    assert!(human.contains("averaged generator: yes"), "{human}");
+    let plain = p("plain.safetensors");
+    train_tiny(&data, &plain, "2", &["--quiet", "--ema-decay", "0"]);
+    assert_eq!(result_json(&ok(&["info", &plain, "--json"]))["averaged_generator"], false);
+    fails(&["train", "--quiet", "--data", &data, "-o", &plain, "--ema-decay", "1"], 11);
 
     // Resume for 4 more steps: the same checkpoint, byte for byte, as 10 steps in one go.
     std::fs::copy(&a, &b).unwrap();
@@ -184,6 +191,12 @@ fn train_resume_sample_steps_gam_eval_info() {
     let said = ok(&["sample", &b, "-o", &sq, "-n", "9", "--device", "cpu"]);
     assert!(said.contains("square.png"), "{said}");
     assert_eq!(png_size(Path::new(&sq)), (3 * 28 + 4, 3 * 28 + 4));
+
+    // The averaged generator (the default) against the raw one (--raw): other pictures.
+    let (avg_png, raw_png) = (p("avg.png"), p("raw.png"));
+    ok(&["sample", &b, "-o", &avg_png, "-n", "4", "--device", "cpu"]);
+    ok(&["sample", &b, "-o", &raw_png, "-n", "4", "--device", "cpu", "--raw"]);
+    assert!(std::fs::read(&avg_png).unwrap() != std::fs::read(&raw_png).unwrap());
 
     // Steps: 4 rows of images, T = 2 columns.
     let steps = p("steps.png");

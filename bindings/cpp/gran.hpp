@@ -372,6 +372,17 @@ public:
     /// training takes its own from GranTrainConfig::precision.
     void set_precision(GranPrecision p) const { detail::check(gran_model_set_precision(handle_, p)); }
 
+    /// Whether the model has an averaged generator (gran_model_has_averaged).
+    bool has_averaged() const {
+        int32_t v = 0;
+        detail::check(gran_model_has_averaged(handle_, &v));
+        return v != 0;
+    }
+
+    /// Chooses the generator later sampling calls use (gran_model_set_generator):
+    /// GRAN_GENERATOR_AVERAGED (the default) or GRAN_GENERATOR_RAW.
+    void set_generator(GranGenerator g) const { detail::check(gran_model_set_generator(handle_, g)); }
+
     /// Writes a checkpoint atomically (gran_model_save).
     void save(const std::string &path) const { detail::check(gran_model_save(handle_, path.c_str())); }
 

@@ -241,6 +241,31 @@ int main() {
         EXPECT(m.step() == 20);
     });
 
+    run("averaged generator and schedule", [&] {
+        gran::Dataset data = training_data();
+        gran::Model m = gran::Model::create(tiny_config());
+        EXPECT(!m.has_averaged());
+        GranTrainConfig t = tiny_train();
+        t.ema_decay = 0.5;
+        t.ema_start = 2;
+        t.lr_schedule = GRAN_LR_LINEAR;
+        m.train(data, t);
+        EXPECT(m.has_averaged());
+        std::vector<float> averaged = m.sample_f32(3, 8);
+        m.set_generator(GRAN_GENERATOR_RAW);
+        std::vector<float> raw = m.sample_f32(3, 8);
+        EXPECT(raw.size() == averaged.size() && raw != averaged);
+        expect_error(GRAN_STATUS_INVALID_ARGUMENT, [&] { m.set_generator(7); }, "unknown generator");
+        m.set_generator(GRAN_GENERATOR_AVERAGED);
+        EXPECT(m.sample_f32(3, 8) == averaged);
+        t.lr_schedule = 9;
+        expect_error(GRAN_STATUS_INVALID_ARGUMENT, [&] { m.train(data, t); }, "unknown schedule");
+        t.lr_schedule = GRAN_LR_CONSTANT;
+        t.ema_decay = 1.0;
+        expect_error(GRAN_STATUS_INVALID_ARGUMENT, [&] { m.train(data, t); }, "ema_decay 1");
+        EXPECT(m.step() == 20);
+    });
+
     run("errors carry status and message", [&] {
         expect_error(GRAN_STATUS_IO, [&] { gran::Model::load(dir + "/missing.gran"); }, "load missing file");
         {

@@ -206,6 +206,8 @@ static void test_abi_layout(void) {
         CHECK(offsetof(GranTrainConfig, checkpoint_path) == 112);
         CHECK(offsetof(GranTrainConfig, checkpoint_every) == 120);
         CHECK(offsetof(GranTrainConfig, precision) == 128);
+        CHECK(offsetof(GranTrainConfig, ema_decay) == 136 && offsetof(GranTrainConfig, ema_start) == 144);
+        CHECK(offsetof(GranTrainConfig, lr_schedule) == 152 && sizeof(GranTrainConfig) == 160);
     }
     CHECK(sizeof(GranPrecision) == 4);
 }
@@ -311,6 +313,9 @@ static void test_invalid_train_args(void) {
     t = tiny_train(2); t.d_weight_decay = -1;  EXPECT_TRAIN_INVALID(g_model, g_data, "d_weight_decay");
     t = tiny_train(2); t.checkpoint_path = ""; EXPECT_TRAIN_INVALID(g_model, g_data, "checkpoint_path");
     t = tiny_train(2); t.precision = 2;        EXPECT_TRAIN_INVALID(g_model, g_data, "precision");
+    t = tiny_train(2); t.ema_decay = 1.0;      EXPECT_TRAIN_INVALID(g_model, g_data, "ema_decay");
+    t = tiny_train(2); t.ema_decay = NAN;      EXPECT_TRAIN_INVALID(g_model, g_data, "ema_decay");
+    t = tiny_train(2); t.lr_schedule = 3;      EXPECT_TRAIN_INVALID(g_model, g_data, "lr_schedule");
     /* Images that do not match the model: 32x32 grey, and 28x28 RGB. */
     CHECK_OK(gran_dataset_from_pixels(px, 20, 32, 32, 1, GRAN_PIXEL_FORMAT_U8_HWC, &d32));
     CHECK_OK(gran_dataset_from_pixels(px, 20, 28, 28, 3, GRAN_PIXEL_FORMAT_U8_HWC, &d3));
@@ -1539,6 +1544,52 @@ static void test_result_initialisers(void) {
     gran_progress_init(NULL);
 }
 
+/* ---------------------------------------------------------------------------------------- */
+/* The averaged generator: created by training with ema_decay > 0, saved, chosen per model     */
+
+static void test_averaged_generator(void) {
+    GranModel m = tiny_model(21), plain = tiny_model(21), l = 0;
+    GranTrainConfig t = tiny_train(6);
+    int32_t has = -1;
+    unsigned char avg[6 * 784], raw[6 * 784], ref[6 * 784];
+    char path[600];
+    CHECK_OK(gran_model_has_averaged(m, &has));
+    CHECK(has == 0);
+    t.ema_decay = 0.5;
+    t.ema_start = 2;
+    t.lr_schedule = GRAN_LR_INVERSE_EPOCH;
+    CHECK_OK(gran_train(m, g_data, &t, NULL));
+    CHECK_OK(gran_model_has_averaged(m, &has));
+    CHECK(has == 1);
+    /* The same run without averaging: no averaged generator, and the same raw one. */
+    t.ema_decay = 0.0;
+    CHECK_OK(gran_train(plain, g_data, &t, NULL));
+    CHECK_OK(gran_model_has_averaged(plain, &has));
+    CHECK(has == 0);
+    CHECK_OK(gran_sample(m, 5, 6, GRAN_PIXEL_FORMAT_U8_HWC, avg, sizeof avg));
+    CHECK_OK(gran_sample(plain, 5, 6, GRAN_PIXEL_FORMAT_U8_HWC, ref, sizeof ref));
+    CHECK(memcmp(avg, ref, sizeof avg) != 0); /* the default is the averaged generator */
+    CHECK_OK(gran_model_set_generator(m, GRAN_GENERATOR_RAW));
+    CHECK_OK(gran_sample(m, 5, 6, GRAN_PIXEL_FORMAT_U8_HWC, raw, sizeof raw));
+    CHECK(memcmp(raw, ref, sizeof raw) == 0);
+    CHECK_STATUS(gran_model_set_generator(m, 2), GRAN_STATUS_INVALID_ARGUMENT);
+    CHECK_ERROR_HAS("generator");
+    CHECK_OK(gran_model_set_generator(m, GRAN_GENERATOR_AVERAGED));
+    /* A checkpoint keeps it; a loaded model samples the same images. */
+    tmp_path(path, sizeof path, "averaged.gran");
+    CHECK_OK(gran_model_save(m, path));
+    CHECK_OK(gran_model_load(path, NULL, &l));
+    CHECK_OK(gran_model_has_averaged(l, &has));
+    CHECK(has == 1);
+    CHECK_OK(gran_sample(l, 5, 6, GRAN_PIXEL_FORMAT_U8_HWC, ref, sizeof ref));
+    CHECK(memcmp(avg, ref, sizeof avg) == 0);
+    CHECK_STATUS(gran_model_has_averaged(l, NULL), GRAN_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(gran_model_has_averaged(0, &has), GRAN_STATUS_INVALID_HANDLE);
+    CHECK_OK(gran_model_free(l));
+    CHECK_OK(gran_model_free(plain));
+    CHECK_OK(gran_model_free(m));
+}
+
 int main(int argc, char **argv) {
     static const TestCase tests[] = {
         {"version", test_version},
@@ -1569,6 +1620,7 @@ int main(int argc, char **argv) {
         {"mnist", test_mnist},
         {"dataset_formats", test_dataset_formats},
         {"result_initialisers", test_result_initialisers},
+        {"averaged_generator", test_averaged_generator},
     };
     setvbuf(stdout, NULL, _IOLBF, 0);
     return run_tests(tests, sizeof tests / sizeof tests[0], argc, argv, cleanup, 120);

@@ -7,7 +7,7 @@ import ctypes
 import operator
 import os
 import threading
-from ctypes import POINTER, byref, c_double, c_float, c_uint64, c_void_p, sizeof
+from ctypes import POINTER, byref, c_double, c_float, c_int32, c_uint64, c_void_p, sizeof
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Tuple
 
@@ -16,6 +16,11 @@ from ._lib import (
     GRAN_PIXEL_FORMAT_F32_CHW,
     GRAN_PIXEL_FORMAT_U8_CHW,
     GRAN_PIXEL_FORMAT_U8_HWC,
+    GRAN_GENERATOR_AVERAGED,
+    GRAN_GENERATOR_RAW,
+    GRAN_LR_CONSTANT,
+    GRAN_LR_INVERSE_EPOCH,
+    GRAN_LR_LINEAR,
     GRAN_PRECISION_BF16,
     GRAN_PRECISION_FP32,
     GRAN_STATUS_INVALID_ARGUMENT,
@@ -124,6 +129,19 @@ def _precision(p: Any) -> int:
         except KeyError:
             raise _invalid(f"precision {p!r} is unknown: use 'fp32' or 'bf16'") from None
     return _uint("precision", p, 32)
+
+
+_SCHEDULES = {"constant": GRAN_LR_CONSTANT, "inverse-epoch": GRAN_LR_INVERSE_EPOCH, "linear": GRAN_LR_LINEAR}
+
+
+def _lr_schedule(s: Any) -> int:
+    """'constant' | 'inverse-epoch' | 'linear' (or the GRAN_LR_ constants) -> GranLrSchedule."""
+    if isinstance(s, str):
+        try:
+            return _SCHEDULES[s.lower()]
+        except KeyError:
+            raise _invalid(f"lr_schedule {s!r} is unknown: use 'constant', 'inverse-epoch' or 'linear'") from None
+    return _uint("lr_schedule", s, 32)
 
 
 def _device(spec: Any) -> GranDevice:
@@ -589,7 +607,7 @@ class Dataset(_Owned):
 # ----------------------------------------------------------------------------------------------
 
 _TRAIN_FIELDS = ("batch_size", "iterations", "epochs", "lr_g", "beta1_g", "beta2_g", "lr_d", "beta1_d",
-                 "beta2_d", "d_weight_decay", "seed", "report_every", "checkpoint_every")
+                 "beta2_d", "d_weight_decay", "seed", "report_every", "checkpoint_every", "ema_decay", "ema_start")
 
 
 class Model(_Owned):
@@ -661,6 +679,27 @@ class Model(_Owned):
     def precision(self, value: Any) -> None:
         _check(_LIB.gran_model_set_precision(self._handle, _precision(value)))
 
+    @property
+    def has_averaged(self) -> bool:
+        """Whether the model has an averaged generator (trained with ema_decay > 0)."""
+        v = c_int32(0)
+        _check(_LIB.gran_model_has_averaged(self._handle, byref(v)))
+        return bool(v.value)
+
+    @property
+    def generator(self) -> str:
+        """The generator sampling uses: 'averaged' (the default: the averaged generator when the
+        model has one, else the raw one) or 'raw'. Set it to change later calls; not saved."""
+        return getattr(self, "_generator", "averaged")
+
+    @generator.setter
+    def generator(self, value: str) -> None:
+        choices = {"averaged": GRAN_GENERATOR_AVERAGED, "raw": GRAN_GENERATOR_RAW}
+        if value not in choices:
+            raise _invalid(f"generator {value!r} is unknown: use 'averaged' or 'raw'")
+        _check(_LIB.gran_model_set_generator(self._handle, choices[value]))
+        self._generator = value
+
     # -- checkpoints ---------------------------------------------------------------------------
 
     def save(self, path: Any) -> None:
@@ -675,13 +714,17 @@ class Model(_Owned):
               beta2_d: Optional[float] = None, d_weight_decay: Optional[float] = None, seed: Optional[int] = None,
               report_every: Optional[int] = None, checkpoint_path: Any = None,
               checkpoint_every: Optional[int] = None, precision: Any = None,
+              ema_decay: Optional[float] = None, ema_start: Optional[int] = None, lr_schedule: Any = None,
               on_progress: Optional[Callable[[Progress], Any]] = None) -> Progress:
         """Trains on `dataset` (a Dataset, or a numpy array for Dataset.from_array), continuing
         from the model's step counter, and returns the final progress report. Settings left at
         None take the library's defaults (2000 iterations, batch 64, Adam 2e-4 / 4e-4, betas
         (0.5, 0.999), a report every 100 steps, 'fp32'). Giving only `epochs` trains for that many
         passes. precision 'bf16': bfloat16 mixed precision (faster on hardware with bfloat16
-        units; weights and optimizer state stay float32).
+        units; weights and optimizer state stay float32). ema_decay (default 0.999; 0: off) and
+        ema_start (default 500) set the averaged generator that sampling uses by default;
+        lr_schedule: 'constant' (default), 'inverse-epoch' (lr / (1 + epoch / 50)) or 'linear'
+        (to zero at the run's end).
 
         on_progress(progress) is called with each report on this thread; a true return value
         stops training (CancelledError). An exception raised in it stops training and is
@@ -692,16 +735,18 @@ class Model(_Owned):
                                   beta1_g=beta1_g, beta2_g=beta2_g, lr_d=lr_d, beta1_d=beta1_d, beta2_d=beta2_d,
                                   d_weight_decay=d_weight_decay, seed=seed, report_every=report_every,
                                   checkpoint_path=checkpoint_path, checkpoint_every=checkpoint_every,
-                                  precision=precision, on_progress=on_progress)
+                                  precision=precision, ema_decay=ema_decay, ema_start=ema_start,
+                                  lr_schedule=lr_schedule, on_progress=on_progress)
         cfg = GranTrainConfig()
         _LIB.gran_train_config_init(byref(cfg))
         if epochs is not None and iterations is None:
             iterations = 0
         given = dict(batch_size=batch_size, iterations=iterations, epochs=epochs, lr_g=lr_g, beta1_g=beta1_g,
                      beta2_g=beta2_g, lr_d=lr_d, beta1_d=beta1_d, beta2_d=beta2_d, d_weight_decay=d_weight_decay,
-                     seed=seed, report_every=report_every, checkpoint_every=checkpoint_every)
+                     seed=seed, report_every=report_every, checkpoint_every=checkpoint_every,
+                     ema_decay=ema_decay, ema_start=ema_start)
         ints = {"batch_size": 32, "epochs": 32, "iterations": 64, "seed": 64, "report_every": 64,
-                "checkpoint_every": 64}
+                "checkpoint_every": 64, "ema_start": 64}
         for name in _TRAIN_FIELDS:
             v = given[name]
             if v is None:
@@ -709,6 +754,8 @@ class Model(_Owned):
             setattr(cfg, name, _uint(name, v, ints[name]) if name in ints else float(v))
         if precision is not None:
             cfg.precision = _precision(precision)
+        if lr_schedule is not None:
+            cfg.lr_schedule = _lr_schedule(lr_schedule)
         path_bytes = None if checkpoint_path is None else _path(checkpoint_path)
         cfg.checkpoint_path = path_bytes
 

@@ -56,6 +56,13 @@ GRAN_PIXEL_FORMAT_F32_CHW = 2
 GRAN_PRECISION_FP32 = 0
 GRAN_PRECISION_BF16 = 1
 
+GRAN_LR_CONSTANT = 0
+GRAN_LR_INVERSE_EPOCH = 1
+GRAN_LR_LINEAR = 2
+
+GRAN_GENERATOR_AVERAGED = 0
+GRAN_GENERATOR_RAW = 1
+
 GRAN_GAM_TIE = 0
 GRAN_GAM_A_WINS = 1
 GRAN_GAM_B_WINS = 2
@@ -70,6 +77,8 @@ GRAN_LOG_ERROR = 3
 GranStatus = c_int32
 GranPixelFormat = c_uint32
 GranPrecision = c_uint32
+GranLrSchedule = c_uint32
+GranGenerator = c_uint32
 GranDeviceKind = c_uint32
 GranLogLevel = c_uint32
 GranGamVerdict = c_uint32
@@ -209,6 +218,9 @@ class GranTrainConfig(Structure):
         ("checkpoint_path", c_char_p),
         ("checkpoint_every", c_uint64),
         ("precision", GranPrecision),
+        ("ema_decay", c_double),
+        ("ema_start", c_uint64),
+        ("lr_schedule", GranLrSchedule),
     ]
 
 
@@ -263,6 +275,8 @@ PROTOTYPES = {
     "gran_model_step": (_st, [GranModel, POINTER(c_uint64)]),
     "gran_model_set_precision": (_st, [GranModel, GranPrecision]),
     "gran_model_precision": (_st, [GranModel, POINTER(GranPrecision)]),
+    "gran_model_set_generator": (_st, [GranModel, GranGenerator]),
+    "gran_model_has_averaged": (_st, [GranModel, POINTER(c_int32)]),
     "gran_model_save": (_st, [GranModel, c_char_p]),
     "gran_model_load": (_st, [c_char_p, POINTER(GranDevice), POINTER(GranModel)]),
     "gran_model_free": (_st, [GranModel]),

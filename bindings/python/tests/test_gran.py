@@ -557,6 +557,30 @@ class TrainingControlTests(unittest.TestCase):
         self.assertLess(max(abs(x - y) for x, y in zip(b, c)), 0.05)
         self.assertEqual(flat(self.model.sample(4, seed=2, format="f32")), b)
 
+    def test_averaged_generator_and_schedule(self):
+        self.assertFalse(self.model.has_averaged)
+        self.assertEqual(self.model.generator, "averaged")
+        self.model.train(self.data, ema_decay=0.5, ema_start=2, lr_schedule="linear", **TRAIN)
+        self.assertTrue(self.model.has_averaged)
+        flat = lambda x: list(x.reshape(-1)) if hasattr(x, "reshape") else list(x)  # noqa: E731
+        averaged = flat(self.model.sample(4, seed=2, format="f32"))
+        self.model.generator = "raw"
+        self.assertEqual(self.model.generator, "raw")
+        raw = flat(self.model.sample(4, seed=2, format="f32"))
+        self.assertNotEqual(averaged, raw)
+        with self.assertRaises(gran.InvalidArgumentError):
+            self.model.generator = "mean"
+        self.model.generator = "averaged"
+        self.assertEqual(flat(self.model.sample(4, seed=2, format="f32")), averaged)
+        with self.assertRaises(gran.InvalidArgumentError):
+            self.model.train(self.data, ema_decay=1.0, **TRAIN)
+        with self.assertRaises(gran.InvalidArgumentError) as cm:
+            self.model.train(self.data, lr_schedule="cosine", **TRAIN)
+        self.assertIn("lr_schedule", str(cm.exception))
+        with self.assertRaises(gran.InvalidArgumentError):
+            self.model.train(self.data, lr_schedule=7, **TRAIN)
+        self.assertEqual(self.model.step, TRAIN["iterations"])
+
     def test_cancel_from_callback(self):
         def cancel(p):
             self.model.cancel()

@@ -44,6 +44,7 @@ pub fn run(a: &Args, out: &Out) -> Result<()> {
         let value = serde_json::json!({
             "path": path.display().to_string(), "kind": "checkpoint", "bytes": meta.len(),
             "step": m.step(), "parameters": {"generator": pg, "discriminator": pd},
+            "averaged_generator": m.has_averaged(),
             "config": config_json(&c),
         });
         out.result("info", value, || {
@@ -54,7 +55,8 @@ pub fn run(a: &Args, out: &Out) -> Result<()> {
                  z_dim {}, hidden_dim {}, width scale {}, discriminator {}\n\
                  weights seed {}\n\
                  trained:     {} steps\n\
-                 parameters:  {} (generator) + {} (discriminator)",
+                 parameters:  {} (generator) + {} (discriminator)\n\
+                 averaged generator: {}",
                 path.display(),
                 meta.len() as f64 / (1 << 20) as f64,
                 c.height,
@@ -68,7 +70,8 @@ pub fn run(a: &Args, out: &Out) -> Result<()> {
                 c.seed,
                 m.step(),
                 pg,
-                pd
+                pd,
+                if m.has_averaged() { "yes (sampling uses it; --raw for the raw one)" } else { "no" }
             )
         });
         return Ok(());

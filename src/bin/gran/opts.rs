@@ -53,6 +53,10 @@ pub struct RunArgs {
     /// Precision of the networks
     #[arg(long, value_enum, default_value_t = PrecisionArg::Fp32)]
     pub precision: PrecisionArg,
+    /// Sample with the raw generator (the weights as trained) instead of the averaged one
+    /// that a model trained with --ema-decay > 0 has
+    #[arg(long)]
+    pub raw: bool,
 }
 
 impl RunArgs {
@@ -60,7 +64,30 @@ impl RunArgs {
     pub fn load(&self, path: &std::path::Path) -> gran::Result<gran::Model> {
         let m = gran::checkpoint::load(path, Some(self.device))?;
         m.set_precision(self.precision.into());
+        if self.raw {
+            m.set_generator_choice(gran::ema::Choice::Raw);
+        }
         Ok(m)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ScheduleArg {
+    /// The same learning rates throughout
+    Constant,
+    /// The authors' decay: lr / (1 + epoch / 50)
+    InverseEpoch,
+    /// Linear decay to zero at the run's last step
+    Linear,
+}
+
+impl From<ScheduleArg> for gran::train::LrSchedule {
+    fn from(s: ScheduleArg) -> Self {
+        match s {
+            ScheduleArg::Constant => gran::train::LrSchedule::Constant,
+            ScheduleArg::InverseEpoch => gran::train::LrSchedule::InverseEpoch,
+            ScheduleArg::Linear => gran::train::LrSchedule::Linear,
+        }
     }
 }
 

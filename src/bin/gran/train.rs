@@ -3,7 +3,7 @@
 //! run at a step boundary.
 
 use crate::data::{self, Split};
-use crate::opts::{device_name, parse_device, DataArgs, PrecisionArg};
+use crate::opts::{device_name, parse_device, DataArgs, PrecisionArg, ScheduleArg};
 use crate::output::Out;
 use crate::progress::{self, Reporter};
 use gran::{checkpoint, DeviceSpec, Error, ErrorKind, Model, ModelConfig, Result, TrainConfig};
@@ -82,6 +82,15 @@ pub struct Args {
     /// Precision of the training passes
     #[arg(long, value_enum, default_value_t = PrecisionArg::Fp32, help_heading = "Training")]
     pub precision: PrecisionArg,
+    /// Decay of the averaged generator that sampling uses, in [0, 1) (0: no averaging)
+    #[arg(long, value_name = "D", default_value_t = gran::train::DEFAULT_EMA_DECAY, help_heading = "Training")]
+    pub ema_decay: f64,
+    /// The step from which the average decays (before it, it copies the raw generator)
+    #[arg(long, value_name = "N", default_value_t = gran::train::DEFAULT_EMA_START, help_heading = "Training")]
+    pub ema_start: u64,
+    /// How the learning rates change over the run
+    #[arg(long, value_enum, default_value_t = ScheduleArg::Constant, help_heading = "Training")]
+    pub lr_schedule: ScheduleArg,
     /// Steps between progress lines (when stderr is not a terminal, and with --json)
     #[arg(long, value_name = "N", default_value_t = 100, help_heading = "Training")]
     pub report_every: u64,
@@ -188,6 +197,9 @@ pub fn run(a: &Args, out: &Out) -> Result<()> {
         checkpoint_path: Some(path.clone()),
         checkpoint_every: a.checkpoint_every,
         precision: a.precision.into(),
+        ema_decay: a.ema_decay,
+        ema_start: a.ema_start,
+        lr_schedule: a.lr_schedule.into(),
         ..TrainConfig::default()
     };
     cfg.validate()?;
