@@ -880,7 +880,8 @@ void gran_gam_result_init(struct GranGamResult *out);
  * drawn and judged one scoring chunk at a time, so memory does not grow with `samples`.
  *
  * Errors: INVALID_ARGUMENT (models or data of different image sizes, samples or score_batch
- * outside the limits, a negative or non-finite tolerance, NULL out), INVALID_HANDLE,
+ * outside the limits, a negative or non-finite tolerance, NULL out, a model loaded from a
+ * generator export: it has no discriminator), INVALID_HANDLE,
  * OUT_OF_MEMORY.
  *
  * Thread safety: any thread; concurrent with training and sampling of either model.
@@ -1003,6 +1004,42 @@ GranStatus gran_model_has_averaged(GranModel m,
                                    int32_t *out);
 
 /**
+ * Writes `m`'s generator to `path` for shipping: one safetensors file with the configuration
+ * and the weights and batch-norm statistics of one generator (the averaged generator when the
+ * model has one, else the raw one), each value stored as `storage` says:
+ * `GRAN_PRECISION_FP32` (the same images as the model, bit for bit) or `GRAN_PRECISION_BF16`
+ * (half the size; the weights rounded to bfloat16, images within a few 1/255 steps, measured
+ * in tests/export.rs). No discriminator and no optimizer state: a few times smaller than the
+ * checkpoint. `gran_model_load` reads it as a sampling-only model (`gran_model_inference_only`):
+ * sampling, step pictures, latents, generate and the evaluator work; training, discriminate,
+ * GAM and `gran_model_save` return INVALID_ARGUMENT. The write is atomic, as `gran_model_save`.
+ *
+ * Errors: INVALID_HANDLE; INVALID_ARGUMENT (NULL or non-UTF-8 path, unknown storage); IO;
+ * OUT_OF_MEMORY.
+ *
+ * Thread safety: any thread, also while the model trains (the file holds the weights between
+ * two optimizer steps).
+ *
+ * # Safety
+ * `path` is a NUL-terminated string.
+ */
+GranStatus gran_model_export(GranModel m,
+                             const char *path,
+                             GranPrecision storage);
+
+/**
+ * Writes 1 to `*out` when `m` was loaded from a generator export (`gran_model_export`):
+ * sampling only. Else 0.
+ *
+ * Thread safety: any thread.
+ *
+ * # Safety
+ * `out` points to a writable int32_t.
+ */
+GranStatus gran_model_inference_only(GranModel m,
+                                     int32_t *out);
+
+/**
  * Saves `m` to `path` as one checkpoint file (safetensors: configuration, both networks, both
  * optimizers' state, the step counter). The write is atomic: a temporary file in the same
  * folder, flushed, then renamed; a crash or a full disk leaves any previous file intact.
@@ -1010,8 +1047,9 @@ GranStatus gran_model_has_averaged(GranModel m,
  * are removed by the next save to the same path once their process is gone, so they never
  * accumulate.
  *
- * Errors: INVALID_ARGUMENT (NULL or non-UTF-8 path), IO (folder missing, disk full, ...),
- * OUT_OF_MEMORY.
+ * Errors: INVALID_ARGUMENT (NULL or non-UTF-8 path; a model loaded from a generator export,
+ * which has no training state to save: `gran_model_export` writes those), IO (folder
+ * missing, disk full, ...), OUT_OF_MEMORY.
  *
  * Thread safety: any thread, also while the model trains (the file holds the weights between
  * two optimizer steps) and while other threads sample.
@@ -1023,9 +1061,11 @@ GranStatus gran_model_save(GranModel m,
                            const char *path);
 
 /**
- * Loads a checkpoint written by `gran_model_save` and writes the new model's handle to `*out`.
- * `device`: where to put it; NULL puts it on the device it was saved from when that exists
- * here, else AUTO. Training continues from the saved step, exactly as if never stopped.
+ * Loads a checkpoint written by `gran_model_save`, or a generator export written by
+ * `gran_model_export`, and writes the new model's handle to `*out`. `device`: where to put it;
+ * NULL puts it on the device it was saved from when that exists here, else AUTO. From a
+ * checkpoint, training continues from the saved step, exactly as if never stopped; an export
+ * gives a sampling-only model (`gran_model_inference_only`).
  *
  * Errors: IO (cannot read, or not a regular file: a FIFO, device or folder is refused before
  * any read), FORMAT (anything that is not an intact gran checkpoint: truncated, corrupt,
@@ -1150,7 +1190,8 @@ GranStatus gran_generate(GranModel m,
  * Writes D(x), the discriminator's probability that the image is real, for each of `count`
  * images in `pixels` (in `format`, the model's size) to `probabilities` (count floats).
  *
- * Errors: INVALID_ARGUMENT (NULL pointers, count 0, floats outside [0, 1]).
+ * Errors: INVALID_ARGUMENT (NULL pointers, count 0, floats outside [0, 1], a model loaded from
+ * a generator export: it has no discriminator).
  *
  * Thread safety: as `gran_sample`.
  *
@@ -1217,7 +1258,8 @@ void gran_progress_init(struct GranProgress *out);
  * Blocks until the run ends. When `last` is not NULL, the final report is written to it (no more
  * than `last->struct_size` bytes: set it first), also when the run is cancelled or diverges.
  *
- * Errors: INVALID_ARGUMENT (bad settings, images that do not match the model's size), BUSY
+ * Errors: INVALID_ARGUMENT (bad settings, images that do not match the model's size, a model
+ * loaded from a generator export), BUSY
  * (the model is already training), CANCELLED (`gran_cancel`, the callback returned non-zero, or
  * the model was freed), DIVERGED (a NaN or infinite loss: the model keeps the weights of the
  * last finite step), IO (checkpoint writes), OUT_OF_MEMORY, DEVICE.

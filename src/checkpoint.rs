@@ -25,16 +25,53 @@ use tch::{Device, Kind, Tensor};
 const FORMAT_TAG: &str = "gran-checkpoint";
 const FORMAT_VERSION: &str = "1";
 
+/// How a file stores its floats: checkpoints always as float32; generator exports (crate::export)
+/// as float32 or bfloat16 (the upper half of a float32's bits, rounded to nearest even).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Storage {
+    F32,
+    Bf16,
+}
+
+impl Storage {
+    pub(crate) fn dtype(self) -> Dtype {
+        match self {
+            Storage::F32 => Dtype::F32,
+            Storage::Bf16 => Dtype::BF16,
+        }
+    }
+    pub(crate) fn bytes_per_value(self) -> usize {
+        match self {
+            Storage::F32 => 4,
+            Storage::Bf16 => 2,
+        }
+    }
+    fn tag(self) -> &'static str {
+        match self {
+            Storage::F32 => "F32",
+            Storage::Bf16 => "BF16",
+        }
+    }
+    /// The values of `bytes` (little-endian, this storage) as float32.
+    pub(crate) fn floats(self, bytes: &[u8]) -> impl Iterator<Item = f32> + '_ {
+        let step = self.bytes_per_value();
+        bytes.chunks_exact(step).map(move |c| match self {
+            Storage::F32 => f32::from_le_bytes([c[0], c[1], c[2], c[3]]),
+            Storage::Bf16 => f32::from_bits(u32::from(u16::from_le_bytes([c[0], c[1]])) << 16),
+        })
+    }
+}
+
 /// A 64-bit checksum of a byte stream (word-wise multiply-xorshift; detects corruption, not
 /// tampering).
 #[derive(Clone, Copy)]
-struct Checksum(u64);
+pub(crate) struct Checksum(pub u64);
 
 impl Checksum {
-    fn new() -> Self {
+    pub fn new() -> Self {
         Checksum(0x243F_6A88_85A3_08D3)
     }
-    fn update(&mut self, bytes: &[u8]) {
+    pub fn update(&mut self, bytes: &[u8]) {
         let mut h = self.0 ^ (bytes.len() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         let mut chunks = bytes.chunks_exact(8);
         for c in &mut chunks {
@@ -60,7 +97,7 @@ pub fn checksum<'a>(tensors: impl Iterator<Item = &'a (String, Vec<u8>)>) -> u64
     sum.0
 }
 
-fn device_name(d: DeviceSpec) -> String {
+pub(crate) fn device_name(d: DeviceSpec) -> String {
     match d {
         DeviceSpec::Cuda(i) => format!("cuda:{i}"),
         _ => "cpu".to_string(),
@@ -68,11 +105,21 @@ fn device_name(d: DeviceSpec) -> String {
 }
 
 fn tensor_bytes(t: &Tensor) -> Result<(Vec<usize>, Vec<u8>)> {
-    let t = t.f_detach()?.f_to_device(Device::Cpu)?.f_to_kind(Kind::Float)?.f_contiguous()?;
+    tensor_bytes_as(t, Storage::F32)
+}
+
+/// A tensor's shape and little-endian bytes in `storage` (bfloat16: rounded to nearest even).
+pub(crate) fn tensor_bytes_as(t: &Tensor, storage: Storage) -> Result<(Vec<usize>, Vec<u8>)> {
+    let kind = match storage {
+        Storage::F32 => Kind::Float,
+        Storage::Bf16 => Kind::BFloat16,
+    };
+    let t = t.f_detach()?.f_to_device(Device::Cpu)?.f_to_kind(Kind::Float)?.f_to_kind(kind)?.f_contiguous()?;
     let shape: Vec<usize> = t.size().iter().map(|&d| d as usize).collect();
     let n = t.numel();
-    let mut bytes = limits::vec_filled(limits::mul(n, 4, "a checkpoint tensor")?, 0u8, "a checkpoint tensor")?;
-    // Native-endian floats: little-endian, as safetensors stores them, on every supported host.
+    let len = limits::mul(n, storage.bytes_per_value(), "a checkpoint tensor")?;
+    let mut bytes = limits::vec_filled(len, 0u8, "a checkpoint tensor")?;
+    // Native-endian values: little-endian, as safetensors stores them, on every supported host.
     t.f_copy_data_u8(&mut bytes, n)?;
     Ok((shape, bytes))
 }
@@ -98,6 +145,15 @@ fn json_string(s: &str) -> String {
 /// to a multiple of 8, then the tensor bytes), written with sorted keys so that the same state
 /// always gives the same bytes.
 fn serialize(tensors: &BTreeMap<String, (Vec<usize>, Vec<u8>)>, meta: &BTreeMap<String, String>) -> Result<Vec<u8>> {
+    serialize_as(tensors, meta, Storage::F32)
+}
+
+/// `serialize` with every tensor in `storage`.
+pub(crate) fn serialize_as(
+    tensors: &BTreeMap<String, (Vec<usize>, Vec<u8>)>,
+    meta: &BTreeMap<String, String>,
+    storage: Storage,
+) -> Result<Vec<u8>> {
     let mut header = String::from("{\"__metadata__\":{");
     let fields: Vec<String> = meta.iter().map(|(k, v)| format!("{}:{}", json_string(k), json_string(v))).collect();
     header.push_str(&fields.join(","));
@@ -106,8 +162,9 @@ fn serialize(tensors: &BTreeMap<String, (Vec<usize>, Vec<u8>)>, meta: &BTreeMap<
     for (name, (shape, bytes)) in tensors {
         let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
         header.push_str(&format!(
-            ",{}:{{\"dtype\":\"F32\",\"shape\":[{}],\"data_offsets\":[{},{}]}}",
+            ",{}:{{\"dtype\":\"{}\",\"shape\":[{}],\"data_offsets\":[{},{}]}}",
             json_string(name),
+            storage.tag(),
             dims.join(","),
             offset,
             offset + bytes.len()
@@ -129,6 +186,7 @@ fn serialize(tensors: &BTreeMap<String, (Vec<usize>, Vec<u8>)>, meta: &BTreeMap<
 
 /// Saves the model's current state (a consistent snapshot between two training steps).
 pub fn save(model: &Model, path: &Path) -> Result<()> {
+    model.require_full("saving a training checkpoint (gran_model_export writes a generator export)")?;
     let cfg = model.config();
     let mut meta: BTreeMap<String, String> = BTreeMap::new();
     let mut tensors: BTreeMap<String, (Vec<usize>, Vec<u8>)> = BTreeMap::new();
@@ -154,32 +212,19 @@ pub fn save(model: &Model, path: &Path) -> Result<()> {
         sum.update(name.as_bytes());
         sum.update(bytes);
     }
-    for (k, v) in [
-        ("format", FORMAT_TAG.to_string()),
-        ("version", FORMAT_VERSION.to_string()),
-        ("height", cfg.height.to_string()),
-        ("width", cfg.width.to_string()),
-        ("channels", cfg.channels.to_string()),
-        ("steps", cfg.steps.to_string()),
-        ("z_dim", cfg.z_dim.to_string()),
-        ("hidden_dim", cfg.hidden_dim.to_string()),
-        ("width_scale", cfg.width_scale.to_string()),
-        ("leaky_relu", cfg.leaky_relu.to_string()),
-        ("device", device_name(cfg.device)),
-        ("seed", cfg.seed.to_string()),
-        ("checksum", format!("{:016x}", sum.0)),
-    ] {
+    let tags = [("format", FORMAT_TAG.to_string()), ("version", FORMAT_VERSION.to_string())];
+    for (k, v) in tags.into_iter().chain(config_meta(cfg)).chain([("checksum", format!("{:016x}", sum.0))]) {
         meta.insert(k.to_string(), v);
     }
     write_atomic(path, &serialize(&tensors, &meta)?)
 }
 
-fn field<T: FromStr>(meta: &HashMap<String, String>, key: &str) -> Result<T> {
+pub(crate) fn field<T: FromStr>(meta: &HashMap<String, String>, key: &str) -> Result<T> {
     let v = meta.get(key).ok_or_else(|| Error::format(format!("checkpoint lacks the field '{key}'")))?;
     v.parse().map_err(|_| Error::format(format!("checkpoint field '{key}' has a bad value '{v}'")))
 }
 
-fn parse_device(s: &str) -> Result<DeviceSpec> {
+pub(crate) fn parse_device(s: &str) -> Result<DeviceSpec> {
     match s {
         "cpu" => Ok(DeviceSpec::Cpu),
         _ => s
@@ -191,15 +236,15 @@ fn parse_device(s: &str) -> Result<DeviceSpec> {
 }
 
 /// The header of a checkpoint file, read and checked without reading its tensor data.
-struct Header {
+pub(crate) struct Header {
     /// Bytes before the tensor data (8 + the JSON header's length).
-    data_start: u64,
-    meta: HashMap<String, String>,
+    pub data_start: u64,
+    pub meta: HashMap<String, String>,
     /// Name -> (dtype, shape, data offsets relative to the data start).
     tensors: HashMap<String, (Dtype, Vec<usize>, (usize, usize))>,
 }
 
-fn read_header(file: &mut fs::File, len: u64, not_ours: &dyn Fn(String) -> Error) -> Result<Header> {
+pub(crate) fn read_header(file: &mut fs::File, len: u64, not_ours: &dyn Fn(String) -> Error) -> Result<Header> {
     if len < 8 {
         return Err(not_ours(format!("{len} bytes: shorter than a safetensors header")));
     }
@@ -234,6 +279,17 @@ fn check_table(
     file_len: u64,
     not_ours: &dyn Fn(String) -> Error,
 ) -> Result<Vec<(usize, usize)>> {
+    check_table_as(header, layout, file_len, Storage::F32, not_ours)
+}
+
+/// `check_table` for a file whose tensors are all in `storage`.
+pub(crate) fn check_table_as(
+    header: &Header,
+    layout: &[(String, Vec<i64>)],
+    file_len: u64,
+    storage: Storage,
+    not_ours: &dyn Fn(String) -> Error,
+) -> Result<Vec<(usize, usize)>> {
     if header.tensors.len() != layout.len() {
         return Err(not_ours(format!("{} tensors where {} were expected", header.tensors.len(), layout.len())));
     }
@@ -242,12 +298,15 @@ fn check_table(
         let (dtype, found, (start, end)) =
             header.tensors.get(name).ok_or_else(|| not_ours(format!("tensor '{name}' is missing")))?;
         let want: Vec<usize> = shape.iter().map(|&d| d as usize).collect();
-        if *dtype != Dtype::F32 || *found != want {
-            return Err(not_ours(format!("tensor '{name}' is {dtype:?} {found:?}, expected F32 {want:?}")));
+        if *dtype != storage.dtype() || *found != want {
+            return Err(not_ours(format!(
+                "tensor '{name}' is {dtype:?} {found:?}, expected {:?} {want:?}",
+                storage.dtype()
+            )));
         }
-        let bytes = limits::product(&want, name)?.checked_mul(4);
+        let bytes = limits::product(&want, name)?.checked_mul(storage.bytes_per_value());
         if end.checked_sub(*start) != bytes {
-            return Err(not_ours(format!("tensor '{name}' has the byte range {start}..{end}, not {want:?} floats")));
+            return Err(not_ours(format!("tensor '{name}' has the byte range {start}..{end}, not {want:?} values")));
         }
         ranges.push((*start, *end));
     }
@@ -273,9 +332,18 @@ fn check_table(
 /// Checks the values of every tensor (native floats from the file's little-endian bytes): all
 /// finite; batch-norm running variances and Adam's second moments also >= 0.
 fn check_values(name: &str, bytes: &[u8], not_ours: &dyn Fn(String) -> Error) -> Result<()> {
+    check_values_as(name, bytes, Storage::F32, not_ours)
+}
+
+/// `check_values` for values in `storage`.
+pub(crate) fn check_values_as(
+    name: &str,
+    bytes: &[u8],
+    storage: Storage,
+    not_ours: &dyn Fn(String) -> Error,
+) -> Result<()> {
     let non_negative = name.contains(".running_var.") || crate::adam::is_second_moment(name);
-    for (i, c) in bytes.chunks_exact(4).enumerate() {
-        let v = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+    for (i, v) in storage.floats(bytes).enumerate() {
         if !v.is_finite() || (non_negative && v < 0.0) {
             let rule = if non_negative { "finite and >= 0" } else { "finite" };
             return Err(not_ours(format!("tensor '{name}' holds {v} at index {i}: its values must be {rule}")));
@@ -284,29 +352,13 @@ fn check_values(name: &str, bytes: &[u8], not_ours: &dyn Fn(String) -> Error) ->
     Ok(())
 }
 
-/// Loads a checkpoint. `device`: where the model goes; `None` puts it where it was saved if that
-/// device exists here, else on the automatic choice (CUDA 0 if available, else the CPU).
-///
-/// Everything is checked before the work it would justify: only a regular file is opened; the
-/// header (at most [`MAX_CHECKPOINT_HEADER`] bytes), the configuration and the whole tensor
-/// table (names, types, shapes, byte ranges, the file's length) before the tensor data is read;
-/// the checksum and every value (finite weights, statistics and moments; non-negative variances
-/// and second moments; Adam's update counts equal to the step counter) before a model is built.
-pub fn load(path: &Path, device: Option<DeviceSpec>) -> Result<Model> {
-    let not_ours = |why: String| Error::format(format!("{} is not a valid gran checkpoint: {why}", path.display()));
-    let (mut file, len) = limits::open_regular(path)?;
-    let header = read_header(&mut file, len, &not_ours)?;
-    let meta = &header.meta;
-    if meta.get("format").map(String::as_str) != Some(FORMAT_TAG) {
-        return Err(not_ours("no gran format tag".into()));
-    }
-    let version: String = field(meta, "version")?;
-    if version != FORMAT_VERSION {
-        return Err(Error::format(format!(
-            "{}: checkpoint format version {version} is not supported (this library reads version {FORMAT_VERSION})",
-            path.display()
-        )));
-    }
+/// The model configuration a file's metadata holds, checked, placed on `device` (`None`: where
+/// it was saved if that device exists here, else the automatic choice).
+pub(crate) fn config_from(
+    meta: &HashMap<String, String>,
+    device: Option<DeviceSpec>,
+    not_ours: &dyn Fn(String) -> Error,
+) -> Result<ModelConfig> {
     let saved_device = parse_device(&field::<String>(meta, "device")?)?;
     let device = match device {
         Some(d) => d,
@@ -326,6 +378,52 @@ pub fn load(path: &Path, device: Option<DeviceSpec>) -> Result<Model> {
         device,
     };
     cfg.validate().map_err(|e| not_ours(format!("bad configuration: {}", e.message)))?;
+    Ok(cfg)
+}
+
+/// The configuration fields every gran file's metadata holds.
+pub(crate) fn config_meta(cfg: &ModelConfig) -> Vec<(&'static str, String)> {
+    vec![
+        ("height", cfg.height.to_string()),
+        ("width", cfg.width.to_string()),
+        ("channels", cfg.channels.to_string()),
+        ("steps", cfg.steps.to_string()),
+        ("z_dim", cfg.z_dim.to_string()),
+        ("hidden_dim", cfg.hidden_dim.to_string()),
+        ("width_scale", cfg.width_scale.to_string()),
+        ("leaky_relu", cfg.leaky_relu.to_string()),
+        ("device", device_name(cfg.device)),
+        ("seed", cfg.seed.to_string()),
+    ]
+}
+
+/// Loads a checkpoint. `device`: where the model goes; `None` puts it where it was saved if that
+/// device exists here, else on the automatic choice (CUDA 0 if available, else the CPU).
+///
+/// Everything is checked before the work it would justify: only a regular file is opened; the
+/// header (at most [`MAX_CHECKPOINT_HEADER`] bytes), the configuration and the whole tensor
+/// table (names, types, shapes, byte ranges, the file's length) before the tensor data is read;
+/// the checksum and every value (finite weights, statistics and moments; non-negative variances
+/// and second moments; Adam's update counts equal to the step counter) before a model is built.
+pub fn load(path: &Path, device: Option<DeviceSpec>) -> Result<Model> {
+    let not_ours = |why: String| Error::format(format!("{} is not a valid gran checkpoint: {why}", path.display()));
+    let (mut file, len) = limits::open_regular(path)?;
+    let header = read_header(&mut file, len, &not_ours)?;
+    let meta = &header.meta;
+    if meta.get("format").map(String::as_str) == Some(crate::export::FORMAT_TAG) {
+        return crate::export::load(path, header, file, len, device);
+    }
+    if meta.get("format").map(String::as_str) != Some(FORMAT_TAG) {
+        return Err(not_ours("no gran format tag".into()));
+    }
+    let version: String = field(meta, "version")?;
+    if version != FORMAT_VERSION {
+        return Err(Error::format(format!(
+            "{}: checkpoint format version {version} is not supported (this library reads version {FORMAT_VERSION})",
+            path.display()
+        )));
+    }
+    let cfg = config_from(meta, device, &not_ours)?;
     let expected_sum = u64::from_str_radix(&field::<String>(meta, "checksum")?, 16)
         .map_err(|_| not_ours("bad checksum field".into()))?;
     let step: u64 = field(meta, "step")?;

@@ -146,6 +146,8 @@ fn judged_real(judge: &Model, drawer: &Model, seed: u64, n: usize, scoring: Scor
 
 /// Runs GAM between models `a` and `b` on the held-out set `test`.
 pub fn gam(a: &Model, b: &Model, test: &Dataset, cfg: &GamConfig) -> Result<GamResult> {
+    a.require_full("GAM (model A's discriminator)")?;
+    b.require_full("GAM (model B's discriminator)")?;
     let (ca, cb) = (a.config(), b.config());
     if (ca.channels, ca.height, ca.width) != (cb.channels, cb.height, cb.width) {
         return Err(Error::invalid(format!(

@@ -22,6 +22,7 @@ pub mod atomic_file;
 pub mod checkpoint;
 pub mod discriminator;
 pub mod ema;
+pub mod export;
 pub mod gam;
 pub mod limits;
 pub mod generator;

@@ -100,6 +100,8 @@ pub struct Model {
     inference: Mutex<Precision>,
     /// The generator sampling uses (averaged when there is one, unless set otherwise).
     choice: Mutex<Choice>,
+    /// Loaded from a generator export: sampling only.
+    inference_only: bool,
 }
 
 /// Whether a training run is in progress and whether it was asked to stop, changed together so
@@ -164,14 +166,29 @@ impl Model {
     }
 
     fn build(config: &ModelConfig, fill: Fill) -> Result<Model> {
+        Self::build_with(config, fill, false)
+    }
+
+    /// A sampling-only model whose generator is allocated but not initialised, for a generator
+    /// export (crate::export) to fill: no discriminator weights (shape-only placeholders), no
+    /// optimizer state. Training, scoring, GAM and checkpoints refuse it.
+    pub(crate) fn new_inference_uninit(config: &ModelConfig) -> Result<Model> {
+        Self::build_with(config, Fill::Uninit, true)
+    }
+
+    fn build_with(config: &ModelConfig, fill: Fill, inference_only: bool) -> Result<Model> {
         let arch = config.architecture()?;
         let device = config.device.resolve()?;
         let mut b = Builder::with_fill(config.seed, device, fill);
         let gen = Generator::new(&mut b, config, &arch)?;
         let (g_params, g_buffers) = (std::mem::take(&mut b.params), std::mem::take(&mut b.buffers));
-        let disc = Discriminator::new(&mut b, config, &arch)?;
+        let disc = if inference_only {
+            Discriminator::new(&mut Builder::with_fill(config.seed, Device::Cpu, Fill::ShapeOnly), config, &arch)?
+        } else {
+            Discriminator::new(&mut b, config, &arch)?
+        };
         let (d_params, d_buffers) = (std::mem::take(&mut b.params), std::mem::take(&mut b.buffers));
-        let opt_g = Adam::new(&g_params)?;
+        let opt_g = Adam::new(if inference_only { &[] } else { &g_params })?;
         let opt_d = Adam::new(&d_params)?;
         let mut config = config.clone();
         config.device = DeviceSpec::of(device);
@@ -183,7 +200,25 @@ impl Model {
             run: Mutex::new(RunFlags::default()),
             inference: Mutex::new(Precision::Fp32),
             choice: Mutex::new(Choice::default()),
+            inference_only,
         })
+    }
+
+    /// Whether the model was loaded from a generator export: it samples, but holds no
+    /// discriminator or optimizer state.
+    pub fn inference_only(&self) -> bool {
+        self.inference_only
+    }
+
+    /// `InvalidArgument` naming `what` when the model is a generator export.
+    pub fn require_full(&self, what: &str) -> Result<()> {
+        if self.inference_only {
+            return Err(Error::invalid(format!(
+                "{what} needs a full model: this one was exported for inference (generator only, no \
+                 discriminator or optimizer state); load the training checkpoint instead"
+            )));
+        }
+        Ok(())
     }
 
     /// The configuration; its `device` names the concrete device the model lives on.

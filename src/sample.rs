@@ -139,6 +139,7 @@ impl Model {
 
     /// D(x) for each image of `images`, with the batch-norm statistics `scoring` says.
     pub fn discriminate_with(&self, images: &Tensor, scoring: Scoring) -> Result<Vec<f32>> {
+        self.require_full("scoring with the discriminator")?;
         let c = self.config();
         let size = images.size();
         let expect = [c.channels as i64, c.height as i64, c.width as i64];

@@ -189,6 +189,7 @@ pub fn train(
     on_progress: &mut dyn FnMut(&Progress) -> bool,
 ) -> Result<Progress> {
     cfg.validate()?;
+    model.require_full("training")?;
     let mc = model.config();
     if (data.channels(), data.height(), data.width()) != (mc.channels, mc.height, mc.width) {
         return Err(Error::invalid(format!(

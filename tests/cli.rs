@@ -198,6 +198,22 @@ fn train_resume_sample_steps_gam_eval_info() {
     ok(&["sample", &b, "-o", &raw_png, "-n", "4", "--device", "cpu", "--raw"]);
     assert!(std::fs::read(&avg_png).unwrap() != std::fs::read(&raw_png).unwrap());
 
+    // Export: smaller files that draw the same pictures, and refuse what needs a discriminator.
+    let (exp32, exp16) = (p("g32.safetensors"), p("g16.safetensors"));
+    let r = result_json(&ok(&["export", &b, "-o", &exp32, "--json"]));
+    assert_eq!((r["generator"].as_str(), r["storage"].as_str()), (Some("averaged"), Some("fp32")));
+    assert!(r["model_bytes"].as_u64().unwrap() >= 3 * r["bytes"].as_u64().unwrap(), "{r}");
+    let said = ok(&["export", &b, "-o", &exp16, "--storage", "bf16"]);
+    assert!(said.contains("bf16 storage"), "{said}");
+    assert!(std::fs::metadata(&exp16).unwrap().len() * 6 <= std::fs::metadata(&b).unwrap().len());
+    let from_export = p("from_export.png");
+    ok(&["sample", &exp32, "-o", &from_export, "-n", "4", "--device", "cpu"]);
+    assert!(std::fs::read(&from_export).unwrap() == std::fs::read(&avg_png).unwrap());
+    let info = result_json(&ok(&["info", &exp16, "--json"]));
+    assert_eq!((info["kind"].as_str(), info["parameters"]["discriminator"].as_u64()), (Some("export"), Some(0)));
+    let line = fails(&["gam", "--quiet", &exp32, &b, "--data", &data, "--device", "cpu"], 11);
+    assert!(line.contains("exported for inference"), "{line}");
+
     // Steps: 4 rows of images, T = 2 columns.
     let steps = p("steps.png");
     let r = result_json(&ok(&["steps", &b, "-o", &steps, "-n", "4", "--device", "cpu", "--json"]));

@@ -383,6 +383,19 @@ public:
     /// GRAN_GENERATOR_AVERAGED (the default) or GRAN_GENERATOR_RAW.
     void set_generator(GranGenerator g) const { detail::check(gran_model_set_generator(handle_, g)); }
 
+    /// Writes the generator for shipping (gran_model_export): GRAN_PRECISION_FP32 or _BF16
+    /// storage. Model::load reads it as a sampling-only model.
+    void export_generator(const std::string &path, GranPrecision storage = GRAN_PRECISION_FP32) const {
+        detail::check(gran_model_export(handle_, path.c_str(), storage));
+    }
+
+    /// Whether the model was loaded from a generator export (gran_model_inference_only).
+    bool inference_only() const {
+        int32_t v = 0;
+        detail::check(gran_model_inference_only(handle_, &v));
+        return v != 0;
+    }
+
     /// Writes a checkpoint atomically (gran_model_save).
     void save(const std::string &path) const { detail::check(gran_model_save(handle_, path.c_str())); }
 

@@ -258,6 +258,11 @@ int main() {
         expect_error(GRAN_STATUS_INVALID_ARGUMENT, [&] { m.set_generator(7); }, "unknown generator");
         m.set_generator(GRAN_GENERATOR_AVERAGED);
         EXPECT(m.sample_f32(3, 8) == averaged);
+        m.export_generator(dir + "/g.safetensors");
+        gran::Model e = gran::Model::load(dir + "/g.safetensors");
+        EXPECT(e.inference_only() && !m.inference_only());
+        EXPECT(e.sample_f32(3, 8) == averaged);
+        expect_error(GRAN_STATUS_INVALID_ARGUMENT, [&] { e.train(data, tiny_train()); }, "training an export");
         t.lr_schedule = 9;
         expect_error(GRAN_STATUS_INVALID_ARGUMENT, [&] { m.train(data, t); }, "unknown schedule");
         t.lr_schedule = GRAN_LR_CONSTANT;

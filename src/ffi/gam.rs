@@ -123,7 +123,8 @@ pub unsafe extern "C" fn gran_gam_result_init(out: *mut GranGamResult) {
 /// drawn and judged one scoring chunk at a time, so memory does not grow with `samples`.
 ///
 /// Errors: INVALID_ARGUMENT (models or data of different image sizes, samples or score_batch
-/// outside the limits, a negative or non-finite tolerance, NULL out), INVALID_HANDLE,
+/// outside the limits, a negative or non-finite tolerance, NULL out, a model loaded from a
+/// generator export: it has no discriminator), INVALID_HANDLE,
 /// OUT_OF_MEMORY.
 ///
 /// Thread safety: any thread; concurrent with training and sampling of either model.

@@ -150,6 +150,52 @@ pub unsafe extern "C" fn gran_model_has_averaged(m: GranModel, out: *mut i32) ->
     })
 }
 
+/// Writes `m`'s generator to `path` for shipping: one safetensors file with the configuration
+/// and the weights and batch-norm statistics of one generator (the averaged generator when the
+/// model has one, else the raw one), each value stored as `storage` says:
+/// `GRAN_PRECISION_FP32` (the same images as the model, bit for bit) or `GRAN_PRECISION_BF16`
+/// (half the size; the weights rounded to bfloat16, images within a few 1/255 steps, measured
+/// in tests/export.rs). No discriminator and no optimizer state: a few times smaller than the
+/// checkpoint. `gran_model_load` reads it as a sampling-only model (`gran_model_inference_only`):
+/// sampling, step pictures, latents, generate and the evaluator work; training, discriminate,
+/// GAM and `gran_model_save` return INVALID_ARGUMENT. The write is atomic, as `gran_model_save`.
+///
+/// Errors: INVALID_HANDLE; INVALID_ARGUMENT (NULL or non-UTF-8 path, unknown storage); IO;
+/// OUT_OF_MEMORY.
+///
+/// Thread safety: any thread, also while the model trains (the file holds the weights between
+/// two optimizer steps).
+///
+/// # Safety
+/// `path` is a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn gran_model_export(m: GranModel, path: *const c_char, storage: GranPrecision) -> GranStatus {
+    guard(|| {
+        let model = MODELS.get(m)?;
+        let storage = match precision(storage, "storage")? {
+            crate::precision::Precision::Fp32 => crate::checkpoint::Storage::F32,
+            crate::precision::Precision::Bf16 => crate::checkpoint::Storage::Bf16,
+        };
+        crate::export::export(&model, &arg_path(path, "path")?, storage)
+    })
+}
+
+/// Writes 1 to `*out` when `m` was loaded from a generator export (`gran_model_export`):
+/// sampling only. Else 0.
+///
+/// Thread safety: any thread.
+///
+/// # Safety
+/// `out` points to a writable int32_t.
+#[no_mangle]
+pub unsafe extern "C" fn gran_model_inference_only(m: GranModel, out: *mut i32) -> GranStatus {
+    guard(|| {
+        let model = MODELS.get(m)?;
+        *arg_mut(out, "out")? = model.inference_only() as i32;
+        Ok(())
+    })
+}
+
 /// Saves `m` to `path` as one checkpoint file (safetensors: configuration, both networks, both
 /// optimizers' state, the step counter). The write is atomic: a temporary file in the same
 /// folder, flushed, then renamed; a crash or a full disk leaves any previous file intact.
@@ -157,8 +203,9 @@ pub unsafe extern "C" fn gran_model_has_averaged(m: GranModel, out: *mut i32) ->
 /// are removed by the next save to the same path once their process is gone, so they never
 /// accumulate.
 ///
-/// Errors: INVALID_ARGUMENT (NULL or non-UTF-8 path), IO (folder missing, disk full, ...),
-/// OUT_OF_MEMORY.
+/// Errors: INVALID_ARGUMENT (NULL or non-UTF-8 path; a model loaded from a generator export,
+/// which has no training state to save: `gran_model_export` writes those), IO (folder
+/// missing, disk full, ...), OUT_OF_MEMORY.
 ///
 /// Thread safety: any thread, also while the model trains (the file holds the weights between
 /// two optimizer steps) and while other threads sample.
@@ -173,9 +220,11 @@ pub unsafe extern "C" fn gran_model_save(m: GranModel, path: *const c_char) -> G
     })
 }
 
-/// Loads a checkpoint written by `gran_model_save` and writes the new model's handle to `*out`.
-/// `device`: where to put it; NULL puts it on the device it was saved from when that exists
-/// here, else AUTO. Training continues from the saved step, exactly as if never stopped.
+/// Loads a checkpoint written by `gran_model_save`, or a generator export written by
+/// `gran_model_export`, and writes the new model's handle to `*out`. `device`: where to put it;
+/// NULL puts it on the device it was saved from when that exists here, else AUTO. From a
+/// checkpoint, training continues from the saved step, exactly as if never stopped; an export
+/// gives a sampling-only model (`gran_model_inference_only`).
 ///
 /// Errors: IO (cannot read, or not a regular file: a FIFO, device or folder is refused before
 /// any read), FORMAT (anything that is not an intact gran checkpoint: truncated, corrupt,

@@ -200,7 +200,8 @@ pub unsafe extern "C" fn gran_generate(
 /// Writes D(x), the discriminator's probability that the image is real, for each of `count`
 /// images in `pixels` (in `format`, the model's size) to `probabilities` (count floats).
 ///
-/// Errors: INVALID_ARGUMENT (NULL pointers, count 0, floats outside [0, 1]).
+/// Errors: INVALID_ARGUMENT (NULL pointers, count 0, floats outside [0, 1], a model loaded from
+/// a generator export: it has no discriminator).
 ///
 /// Thread safety: as `gran_sample`.
 ///

@@ -43,7 +43,8 @@ pub unsafe extern "C" fn gran_progress_init(out: *mut GranProgress) {
 /// Blocks until the run ends. When `last` is not NULL, the final report is written to it (no more
 /// than `last->struct_size` bytes: set it first), also when the run is cancelled or diverges.
 ///
-/// Errors: INVALID_ARGUMENT (bad settings, images that do not match the model's size), BUSY
+/// Errors: INVALID_ARGUMENT (bad settings, images that do not match the model's size, a model
+/// loaded from a generator export), BUSY
 /// (the model is already training), CANCELLED (`gran_cancel`, the callback returned non-zero, or
 /// the model was freed), DIVERGED (a NaN or infinite loss: the model keeps the weights of the
 /// last finite step), IO (checkpoint writes), OUT_OF_MEMORY, DEVICE.

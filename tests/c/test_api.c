@@ -1583,6 +1583,28 @@ static void test_averaged_generator(void) {
     CHECK(has == 1);
     CHECK_OK(gran_sample(l, 5, 6, GRAN_PIXEL_FORMAT_U8_HWC, ref, sizeof ref));
     CHECK(memcmp(avg, ref, sizeof avg) == 0);
+    /* The generator export: the same images; sampling only. */
+    {
+        GranModel e = 0;
+        int32_t only = -1;
+        float prob[1];
+        tmp_path(path, sizeof path, "generator.safetensors");
+        CHECK_OK(gran_model_export(m, path, GRAN_PRECISION_FP32));
+        CHECK_STATUS(gran_model_export(m, path, 5), GRAN_STATUS_INVALID_ARGUMENT);
+        CHECK_OK(gran_model_load(path, NULL, &e));
+        CHECK_OK(gran_model_inference_only(e, &only));
+        CHECK(only == 1);
+        CHECK_OK(gran_model_inference_only(m, &only));
+        CHECK(only == 0);
+        CHECK_OK(gran_sample(e, 5, 6, GRAN_PIXEL_FORMAT_U8_HWC, ref, sizeof ref));
+        CHECK(memcmp(avg, ref, sizeof avg) == 0);
+        CHECK_STATUS(gran_train(e, g_data, &t, NULL), GRAN_STATUS_INVALID_ARGUMENT);
+        CHECK_ERROR_HAS("exported for inference");
+        CHECK_STATUS(gran_discriminate(e, avg, 1, GRAN_PIXEL_FORMAT_U8_HWC, prob), GRAN_STATUS_INVALID_ARGUMENT);
+        tmp_path(path, sizeof path, "from_export.gran");
+        CHECK_STATUS(gran_model_save(e, path), GRAN_STATUS_INVALID_ARGUMENT);
+        CHECK_OK(gran_model_free(e));
+    }
     CHECK_STATUS(gran_model_has_averaged(l, NULL), GRAN_STATUS_INVALID_ARGUMENT);
     CHECK_STATUS(gran_model_has_averaged(0, &has), GRAN_STATUS_INVALID_HANDLE);
     CHECK_OK(gran_model_free(l));

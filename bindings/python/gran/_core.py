@@ -706,6 +706,20 @@ class Model(_Owned):
         """Writes a checkpoint (configuration, weights, optimizer state, step) atomically."""
         _check(_LIB.gran_model_save(self._handle, _path(path)))
 
+    def export(self, path: Any, storage: Any = "fp32") -> None:
+        """Writes the generator to `path` for shipping (the averaged generator when the model
+        has one), stored as 'fp32' (the same images, bit for bit) or 'bf16' (half the size).
+        Model.load reads it as a sampling-only model (inference_only)."""
+        _check(_LIB.gran_model_export(self._handle, _path(path), _precision(storage)))
+
+    @property
+    def inference_only(self) -> bool:
+        """True for a model loaded from a generator export: it samples, but cannot train,
+        discriminate, take part in GAM or be saved as a checkpoint (InvalidArgumentError)."""
+        v = c_int32(0)
+        _check(_LIB.gran_model_inference_only(self._handle, byref(v)))
+        return bool(v.value)
+
     # -- training ------------------------------------------------------------------------------
 
     def train(self, dataset: Any, *, iterations: Optional[int] = None, epochs: Optional[int] = None,

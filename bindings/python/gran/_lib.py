@@ -276,6 +276,8 @@ PROTOTYPES = {
     "gran_model_set_precision": (_st, [GranModel, GranPrecision]),
     "gran_model_precision": (_st, [GranModel, POINTER(GranPrecision)]),
     "gran_model_set_generator": (_st, [GranModel, GranGenerator]),
+    "gran_model_export": (_st, [GranModel, c_char_p, GranPrecision]),
+    "gran_model_inference_only": (_st, [GranModel, POINTER(c_int32)]),
     "gran_model_has_averaged": (_st, [GranModel, POINTER(c_int32)]),
     "gran_model_save": (_st, [GranModel, c_char_p]),
     "gran_model_load": (_st, [c_char_p, POINTER(GranDevice), POINTER(GranModel)]),

@@ -581,6 +581,28 @@ class TrainingControlTests(unittest.TestCase):
             self.model.train(self.data, lr_schedule=7, **TRAIN)
         self.assertEqual(self.model.step, TRAIN["iterations"])
 
+    def test_export(self):
+        self.model.train(self.data, ema_decay=0.5, ema_start=2, **TRAIN)
+        with tempfile.TemporaryDirectory() as d:
+            ckpt, exp32, exp16 = (os.path.join(d, n) for n in ("m.gran", "g32.safetensors", "g16.safetensors"))
+            self.model.save(ckpt)
+            self.model.export(exp32)
+            self.model.export(exp16, storage="bf16")
+            self.assertGreaterEqual(os.path.getsize(ckpt), 3 * os.path.getsize(exp32))
+            self.assertGreaterEqual(os.path.getsize(ckpt), 6 * os.path.getsize(exp16))
+            with self.assertRaises(gran.InvalidArgumentError):
+                self.model.export(os.path.join(d, "x"), storage="fp8")
+            with gran.Model.load(exp32) as e:
+                self.assertTrue(e.inference_only)
+                self.assertFalse(self.model.inference_only)
+                flat = lambda x: list(x.reshape(-1)) if hasattr(x, "reshape") else list(x)  # noqa: E731
+                self.assertEqual(flat(e.sample(4, seed=2, format="f32")), flat(self.model.sample(4, seed=2, format="f32")))
+                with self.assertRaises(gran.InvalidArgumentError) as cm:
+                    e.train(self.data, **TRAIN)
+                self.assertIn("exported for inference", str(cm.exception))
+                with self.assertRaises(gran.InvalidArgumentError):
+                    e.save(os.path.join(d, "e.gran"))
+
     def test_cancel_from_callback(self):
         def cancel(p):
             self.model.cancel()

@@ -42,14 +42,15 @@ pub fn run(a: &Args, out: &Out) -> Result<()> {
         let c = m.config().clone();
         let (pg, pd) = m.parameter_counts();
         let value = serde_json::json!({
-            "path": path.display().to_string(), "kind": "checkpoint", "bytes": meta.len(),
+            "path": path.display().to_string(),
+            "kind": if m.inference_only() { "export" } else { "checkpoint" }, "bytes": meta.len(),
             "step": m.step(), "parameters": {"generator": pg, "discriminator": pd},
-            "averaged_generator": m.has_averaged(),
+            "averaged_generator": m.has_averaged(), "export": m.inference_only(),
             "config": config_json(&c),
         });
         out.result("info", value, || {
             format!(
-                "{}: gran checkpoint, {:.1} MiB, intact\n\
+                "{}: {}, {:.1} MiB, intact\n\
                  images:      {}x{}x{}\n\
                  drawing steps T: {}\n\
                  z_dim {}, hidden_dim {}, width scale {}, discriminator {}\n\
@@ -58,6 +59,7 @@ pub fn run(a: &Args, out: &Out) -> Result<()> {
                  parameters:  {} (generator) + {} (discriminator)\n\
                  averaged generator: {}",
                 path.display(),
+                if m.inference_only() { "gran generator export (sampling only)" } else { "gran checkpoint" },
                 meta.len() as f64 / (1 << 20) as f64,
                 c.height,
                 c.width,

@@ -3,7 +3,7 @@
 //! errors, `Model` values that a Ctrl-C handler can share, and tensors that go straight to
 //! PNG files, with no handle registry or status codes to translate back).
 //!
-//! One module per subcommand (`train`, `sample` with `steps`, `gam`, `eval`, `info`), and the
+//! One module per subcommand (`train`, `sample` with `steps`, `gam`, `eval`, `info`, `export`), and the
 //! concepts they share: `opts` (device, precision, data options), `data` (finding and loading a
 //! dataset), `progress` (bar, plain lines or JSON lines), `output` (results as text or JSON) and
 //! `exit` (exit codes and one-line errors).
@@ -11,6 +11,7 @@
 mod data;
 mod eval;
 mod exit;
+mod export;
 mod gam;
 mod info;
 mod opts;
@@ -61,8 +62,10 @@ enum Command {
     /// Score models with a classifier trained on labelled data (Frechet distance, classifier
     /// score, classes, copy check)
     Eval(eval::Args),
-    /// Say what a file or folder holds: a checkpoint's model, or a dataset
+    /// Say what a file or folder holds: a checkpoint's model, a generator export, or a dataset
     Info(info::Args),
+    /// Write a checkpoint's generator to a smaller file to ship (sampling only)
+    Export(export::Args),
 }
 
 fn main() {
@@ -82,6 +85,7 @@ fn main() {
         Command::Gam(a) => ("gam", gam::run(a, &out)),
         Command::Eval(a) => ("eval", eval::run(a, &out)),
         Command::Info(a) => ("info", info::run(a, &out)),
+        Command::Export(a) => ("export", export::run(a, &out)),
     };
     match result {
         Ok(()) => {}
