@@ -29,6 +29,7 @@
  *   GranProgress last; gran_progress_init(&last); gran_train(m, d, &tc, &last);
  *   uint8_t px[64 * 28 * 28]; gran_sample(m, 1, 64, GRAN_PIXEL_FORMAT_U8_HWC, px, sizeof px);
  *   gran_model_save(m, "model.gran");
+ *   gran_model_export(m, "generator.safetensors", GRAN_PRECISION_BF16);   (ship this one)
  *   GranGamResult r; gran_gam_result_init(&r); gran_gam(m, other, test, NULL, &r);
  *   GranQuality q; gran_quality_init(&q); gran_evaluate_model(ev, m, 1, 1000, test, d, &q);
  *   gran_dataset_free(d); gran_model_free(m);
