@@ -14,7 +14,7 @@
 #                               machine has no compiler, so perhaps no libasan)
 #   bin/bench_rows, bin/experiment    the examples gpu/check.sh runs (and any binary target
 #                               of the crate, e.g. a CLI, when there is one)
-#   tests/model, tests/evaluator, tests/cuda_graph   the Rust integration tests that create models and
+#   tests/model, evaluator, cuda_graph, ema, export   the Rust integration tests that create models and
 #                               evaluators (GRAN_TEST_DEVICE picks their device)
 #   ctest/test_api ...          the C tests, built as `make test-c` builds them, with an rpath to
 #                               ../lib (AddressSanitizer + UBSan)
@@ -31,7 +31,7 @@ PYTHON=${PYTHON:-.venv/bin/python}
 LIMIT=$((64 * 1024 * 1024))
 
 # The Rust tests whose models and evaluators GRAN_TEST_DEVICE places (tests/common).
-RUST_TESTS="model evaluator cuda_graph"
+RUST_TESTS="model evaluator cuda_graph ema export"
 
 echo "gpu/build.sh: building (release) the library, the examples, the binaries and the device tests"
 tmp=$(mktemp -d)

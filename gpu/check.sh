@@ -106,6 +106,8 @@ stage_rust_tests() {
             case $name in
                 model) filters="models_live_on_the_test_device samples_have_the_right_shape_and_range" ;;
                 evaluator) filters="frechet_distance" ;;
+                ema) filters="schedules_are_functions_of_the_step" ;;
+                export) filters="a_model_without_averaging_exports_its_raw_generator" ;;
             esac
         fi
         echo "== $name (GRAN_TEST_DEVICE=$DEVICE) $filters"
