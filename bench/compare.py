@@ -25,6 +25,11 @@ repetitions, and apart from it the seconds of the warm-up (compilation, autotuni
 recording happen there; give --warmup 3 or more for reduce-overhead). A mode that fails is
 reported with its error and does not stop the others. On CUDA each PyTorch row also reports its
 peak allocated GPU memory (torch.cuda.max_memory_allocated).
+
+Each sampling row also prints its FLOP bound on this machine: the generator's forward FLOPs
+(torch.utils.flop_counter on the reference: convolutions and matrix multiplies) over the
+matrix-multiply rate this process measures on the device (2048x2048 products, in the row's
+precision), and how far each side is from it.
 """
 import argparse
 import json
@@ -115,6 +120,41 @@ def torch_row_here(kind, size, channels, steps, n, scale, device, warmup, reps, 
             "times": times, "max_rss_mib": rss, "warmup_s": warm, "peak_gpu_mib": peak_gpu}
 
 
+def forward_gflop(size, channels, steps, scale):
+    """GFLOP of the generator's forward pass for one image (multiply-adds count 2), counted by
+    torch.utils.flop_counter on the reference model (convolutions, transposed convolutions and
+    matrix multiplies; the elementwise work is not counted). Batch n costs n times as much."""
+    from torch.utils.flop_counter import FlopCounterMode
+    m = Gran(size, channels, steps, scale, "cpu")
+    with torch.no_grad(), FlopCounterMode(display=False) as fc:
+        m.g(torch.randn(1, 100), "eval")
+    return fc.get_total_flops() / 1e9
+
+
+_MATMUL_RATE = {}
+
+
+def matmul_gflops(device, precision):
+    """The matrix-multiply rate this process reaches on `device` (best of 5 products of two
+    2048x2048 matrices after a warm-up, float32 or bfloat16), in GFLOP/s: the denominator of the
+    FLOP bound."""
+    key = (device, precision)
+    if key not in _MATMUL_RATE:
+        dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+        n = 2048
+        a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
+        best = float("inf")
+        for i in range(7):
+            sync(device)
+            t = time.perf_counter()
+            a @ b
+            sync(device)
+            if i >= 2:
+                best = min(best, time.perf_counter() - t)
+        _MATMUL_RATE[key] = 2 * n ** 3 / best / 1e9
+    return _MATMUL_RATE[key]
+
+
 def merge(acc, run):
     """Pools the timings of one more run of a row into `acc`; peak memory is the largest seen."""
     if acc is None:
@@ -203,6 +243,13 @@ def main():
         if len(ok) > 1:
             best = min(ok, key=ok.get)
             print(f"  torch.compile: {best} is the faster mode ({ok[best]:.5f} s)", flush=True)
+        if kind == "sample":
+            gflop = forward_gflop(size, ch, steps, args.scale) * n
+            rate = matmul_gflops(args.device, args.precision)
+            bound = gflop / rate
+            print(f"  FLOP bound: {gflop:.3f} GFLOP at {rate:.0f} GFLOP/s (matmul, measured) = {bound * 1e3:.3f} ms; "
+                  f"gran at {gm / bound:.2f}x the bound, PyTorch eager at {tm / bound:.2f}x", flush=True)
+            row.update({"gflop": gflop, "matmul_gflops": rate, "flop_bound_s": bound})
         results.append(row)
     if args.json:
         with open(args.json, "w") as f:
