@@ -34,6 +34,7 @@ pub mod sample;
 pub mod snapshot;
 pub mod torch_ext;
 pub mod train;
+pub mod trainer;
 
 pub use data::Dataset;
 pub use model::Model;
