@@ -69,19 +69,44 @@ pub fn run(a: &Args, out: &Out) -> Result<()> {
         "test_count": r.test_count, "sample_count": r.sample_count,
         "tolerance": a.tolerance, "verdict": verdict_name(r.verdict),
     });
+    // The same comparison in the accuracy form of the authors' battle.py (ratios of 1 - error;
+    // A ranks first when D_A catches B's samples more often than D_B catches A's): it ranks
+    // even where the verdict above cannot decide.
+    let acc_test = gran::gam::ratio(1.0 - r.test_error_a, 1.0 - r.test_error_b);
+    let acc_sample = gran::gam::ratio(1.0 - r.sample_error_a, 1.0 - r.sample_error_b);
+    let acc_rank = if acc_sample > 1.0 {
+        "A ranks first"
+    } else if acc_sample < 1.0 {
+        "B ranks first"
+    } else {
+        "even"
+    };
+    let mut value = value;
+    value["accuracy_form"] = serde_json::json!({
+        "r_test": finite(acc_test), "r_sample": finite(acc_sample), "ranking": acc_rank,
+    });
     out.result("gam", value, || {
         let verdict = match r.verdict {
             Verdict::AWins => format!("A wins ({})", a.a.display()),
             Verdict::BWins => format!("B wins ({})", a.b.display()),
             Verdict::Tie => "tie".into(),
-            Verdict::Undecided => format!("undecided (|r_test - 1| > {})", a.tolerance),
+            Verdict::Undecided => format!(
+                "undecided: r_test = {:.3} is more than {} from 1, i.e. the two discriminators disagree on \
+                 real held-out images (D_A calls {:.1}% of them fake, D_B {:.1}%), so their judgements of \
+                 each other's samples are not comparable",
+                r.r_test,
+                a.tolerance,
+                100.0 * r.test_error_a,
+                100.0 * r.test_error_b
+            ),
         };
         format!(
             "GAM: A = {} (T={}, step {}), B = {} (T={}, step {})\n\
              {} held-out images, {} samples from each generator\n\
              test errors:   D_A {:.4}  D_B {:.4}   r_test   = {:.3}\n\
              sample errors: D_A on G_B {:.4}  D_B on G_A {:.4}   r_sample = {:.3}\n\
-             verdict: {verdict}",
+             verdict: {verdict}\n\
+             accuracy form (the authors' battle.py): r_test {acc_test:.3}, r_sample {acc_sample:.3}: {acc_rank}",
             a.a.display(),
             ca.steps,
             ma.step(),
