@@ -241,8 +241,14 @@ fn train_resume_sample_steps_gam_eval_info() {
         assert!((0.0..=1.0).contains(&r[k].as_f64().unwrap()), "{k}: {r}");
     }
     assert!(["a_wins", "b_wins", "tie", "undecided"].contains(&r["verdict"].as_str().unwrap()), "{r}");
+    // The accuracy form, from the same four error rates.
+    let acc = &r["accuracy_form"];
+    let want = (1.0 - r["sample_error_a"].as_f64().unwrap()) / (1.0 - r["sample_error_b"].as_f64().unwrap());
+    assert!((acc["r_sample"].as_f64().unwrap() - want).abs() < 1e-9, "{r}");
+    assert!(["A ranks first", "B ranks first", "even"].contains(&acc["ranking"].as_str().unwrap()), "{r}");
     let human = ok(&["gam", &a, &a, "--data", &data, "--limit", "50", "--samples", "20", "--device", "cpu"]);
     assert!(human.contains("r_test   = 1.000") && human.contains("verdict: tie"), "a model against itself:\n{human}");
+    assert!(human.contains("accuracy form (the authors' battle.py): r_test 1.000, r_sample 1.000: even"), "{human}");
 
     // Eval: an evaluator trained one epoch on 300 digits scores the model's samples.
     let r = result_json(&ok(&[
