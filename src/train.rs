@@ -73,6 +73,10 @@ impl LrSchedule {
     }
 }
 
+/// Default learning rates of G and D (docs/RESULTS.md).
+pub const DEFAULT_LR_G: f64 = 2e-4;
+pub const DEFAULT_LR_D: f64 = 4e-4;
+
 /// Default decay and start of the averaged generator (docs/RESULTS.md, "Generator averaging").
 pub const DEFAULT_EMA_DECAY: f64 = 0.999;
 pub const DEFAULT_EMA_START: u64 = 500;
@@ -83,8 +87,8 @@ impl Default for TrainConfig {
             iterations: 2000,
             epochs: 0,
             batch_size: 64,
-            lr_g: 2e-4,
-            lr_d: 4e-4,
+            lr_g: DEFAULT_LR_G,
+            lr_d: DEFAULT_LR_D,
             beta1_g: 0.5,
             beta2_g: 0.999,
             beta1_d: 0.5,

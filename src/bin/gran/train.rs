@@ -67,10 +67,10 @@ pub struct Args {
     #[arg(short, long, value_name = "N", default_value_t = 64, help_heading = "Training")]
     pub batch_size: u32,
     /// Adam learning rate of the generator
-    #[arg(long, value_name = "LR", default_value_t = 2e-4, help_heading = "Training")]
+    #[arg(long, value_name = "LR", default_value_t = gran::train::DEFAULT_LR_G, help_heading = "Training")]
     pub lr_g: f64,
     /// Adam learning rate of the discriminator
-    #[arg(long, value_name = "LR", default_value_t = 4e-4, help_heading = "Training")]
+    #[arg(long, value_name = "LR", default_value_t = gran::train::DEFAULT_LR_D, help_heading = "Training")]
     pub lr_d: f64,
     /// L2 weight decay on the discriminator's linear layers
     #[arg(long, value_name = "W", default_value_t = 0.0, help_heading = "Training")]
