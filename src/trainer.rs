@@ -45,7 +45,8 @@ pub struct Trainer<'a> {
     cfg: &'a TrainConfig,
     _busy: TrainingGuard<'a>,
     device: Device,
-    /// The whole dataset on the model's device, as floats in [0, 1]; minibatches are gathered there.
+    /// The whole dataset on the model's device as it is stored (bytes for byte images: a quarter
+    /// of the memory floats would take); each minibatch is gathered and converted there.
     images: Tensor,
     count: usize,
     batch: usize,
@@ -113,7 +114,7 @@ impl<'a> Trainer<'a> {
                 u64::MAX
             ))
         })?;
-        let images = data.float_images(device)?;
+        let images = data.stored_images(device)?;
         let adam_d = AdamSettings {
             lr: cfg.lr_d,
             beta1: cfg.beta1_d,
@@ -151,6 +152,11 @@ impl<'a> Trainer<'a> {
         })
     }
 
+    /// Bytes the run's copy of the dataset takes on the device.
+    pub fn data_bytes(&self) -> usize {
+        self.images.numel() * self.images.kind().elt_size_in_bytes()
+    }
+
     /// Runs every step of the run. `on_progress` is called every `report_every` steps and after
     /// the last one, with no lock held; returning `true` stops the run with `Cancelled`.
     pub fn run(mut self, on_progress: &mut dyn FnMut(&Progress) -> bool) -> Result<Progress> {
@@ -174,7 +180,7 @@ impl<'a> Trainer<'a> {
         }
         let pos = ((step % self.per_epoch) as usize * self.batch) as i64;
         let idx = self.perm.as_ref().expect("set above").1.f_narrow(0, pos, self.batch as i64)?;
-        let real = self.images.f_index_select(0, &idx)?;
+        let real = Dataset::gather_float(&self.images, &idx)?;
         let latent = |s: &Stream| -> Result<Tensor> {
             let z = s.sub(step).normals(0, self.batch * self.z_dim as usize);
             to_device_async(Tensor::f_from_slice(&z)?.f_view([self.batch as i64, self.z_dim])?, self.device)

@@ -446,3 +446,30 @@ fn bf16_training_and_sampling_stay_close_to_float32() {
     assert!(sampled > 0.0 && sampled < 0.05 && mean < 0.005, "{sampled} {mean}");
     assert!(f.sample(3, 32, false).unwrap().images.equal(&sf), "float32 sampling changed after bfloat16");
 }
+
+/// A run keeps byte images as bytes on the model's device (a quarter of the float size) and
+/// converts each minibatch there; float images stay floats. Results are those of converting the
+/// whole dataset first (the same values per pixel): exact resume and determinism tests above.
+#[test]
+fn training_keeps_byte_images_as_bytes_on_the_device() {
+    let m = Model::new(&tiny(1)).unwrap();
+    let bytes = synthetic(40);
+    let cfg = short(2);
+    let t = gran::trainer::Trainer::new(&m, &bytes, &cfg).unwrap();
+    assert_eq!(t.data_bytes(), 40 * 28 * 28, "one byte per pixel");
+    // The model is marked as training while a run's owner exists.
+    assert_eq!(train(&m, &bytes, &cfg, &mut |_| false).err().unwrap().kind, ErrorKind::Busy);
+    t.run(&mut |_| false).unwrap();
+    assert_eq!(m.step(), 2);
+    let floats = Dataset::new(bytes.float_images(tch::Device::Cpu).unwrap(), None).unwrap();
+    let t = gran::trainer::Trainer::new(&m, &floats, &cfg).unwrap();
+    assert_eq!(t.data_bytes(), 40 * 28 * 28 * 4);
+    drop(t);
+    // Trained on the same pixels as bytes or as floats: the same weights.
+    let (a, b) = (Model::new(&tiny(1)).unwrap(), Model::new(&tiny(1)).unwrap());
+    train(&a, &bytes, &cfg, &mut |_| false).unwrap();
+    train(&b, &floats, &cfg, &mut |_| false).unwrap();
+    for ((n, x), (_, y)) in all_tensors(&a).iter().zip(all_tensors(&b)) {
+        assert_eq!(max_abs_diff(x, &y), 0.0, "{n}");
+    }
+}
