@@ -329,13 +329,39 @@ pub(crate) fn check_table_as(
     Ok(ranges)
 }
 
-/// Checks the values of every tensor (native floats from the file's little-endian bytes): all
-/// finite; batch-norm running variances and Adam's second moments also >= 0.
-fn check_values(name: &str, bytes: &[u8], not_ours: &dyn Fn(String) -> Error) -> Result<()> {
-    check_values_as(name, bytes, Storage::F32, not_ours)
+/// Reads the tensor data after the header (the table already checked), then checks its
+/// checksum against `expected_sum` and every value (`check_values_as`): nothing is built from
+/// data that fails either.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn read_checked_data(
+    file: fs::File,
+    path: &Path,
+    len: u64,
+    header: &Header,
+    layout: &[(String, Vec<i64>)],
+    ranges: &[(usize, usize)],
+    expected_sum: u64,
+    storage: Storage,
+    not_ours: &dyn Fn(String) -> Error,
+) -> Result<Vec<u8>> {
+    let data = limits::read_exact_len(file, len - header.data_start, path)?;
+    let mut sum = Checksum::new();
+    for ((name, _), &(start, end)) in layout.iter().zip(ranges) {
+        sum.update(name.as_bytes());
+        sum.update(&data[start..end]);
+    }
+    if sum.0 != expected_sum {
+        return Err(not_ours("checksum mismatch: the tensor data is corrupt".into()));
+    }
+    for ((name, _), &(start, end)) in layout.iter().zip(ranges) {
+        check_values_as(name, &data[start..end], storage, not_ours)?;
+    }
+    Ok(data)
 }
 
-/// `check_values` for values in `storage`.
+/// Checks the values of every tensor (native floats from the file's little-endian bytes): all
+/// finite; batch-norm running variances and Adam's second moments also >= 0.
+/// (`storage`: how the file stores them).
 pub(crate) fn check_values_as(
     name: &str,
     bytes: &[u8],
@@ -448,18 +474,7 @@ pub fn load(path: &Path, device: Option<DeviceSpec>) -> Result<Model> {
     let mut layout = Model::layout(&cfg, averaged)?;
     layout.sort_by(|a, b| a.0.cmp(&b.0));
     let ranges = check_table(&header, &layout, len, &not_ours)?;
-    let data = limits::read_exact_len(file, len - header.data_start, path)?;
-    let mut sum = Checksum::new();
-    for ((name, _), &(start, end)) in layout.iter().zip(&ranges) {
-        sum.update(name.as_bytes());
-        sum.update(&data[start..end]);
-    }
-    if sum.0 != expected_sum {
-        return Err(not_ours("checksum mismatch: the tensor data is corrupt".into()));
-    }
-    for ((name, _), &(start, end)) in layout.iter().zip(&ranges) {
-        check_values(name, &data[start..end], &not_ours)?;
-    }
+    let data = read_checked_data(file, path, len, &header, &layout, &ranges, expected_sum, Storage::F32, &not_ours)?;
 
     let model = Model::new_uninit_with(&cfg, averaged)?;
     {

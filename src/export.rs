@@ -15,7 +15,6 @@ use crate::checkpoint::{self, Checksum, Header, Storage};
 use crate::device::DeviceSpec;
 use crate::ema::Choice;
 use crate::error::{Error, Result};
-use crate::limits;
 use crate::model::Model;
 use std::collections::BTreeMap;
 use std::fs;
@@ -101,18 +100,8 @@ pub(crate) fn load(
         Model::layout(&cfg, false)?.into_iter().filter(|(n, _)| n.starts_with("g.")).collect();
     layout.sort_by(|a, b| a.0.cmp(&b.0));
     let ranges = checkpoint::check_table_as(&header, &layout, len, storage, &not_ours)?;
-    let data = limits::read_exact_len(file, len - header.data_start, path)?;
-    let mut sum = Checksum::new();
-    for ((name, _), &(start, end)) in layout.iter().zip(&ranges) {
-        sum.update(name.as_bytes());
-        sum.update(&data[start..end]);
-    }
-    if sum.0 != expected_sum {
-        return Err(not_ours("checksum mismatch: the tensor data is corrupt".into()));
-    }
-    for ((name, _), &(start, end)) in layout.iter().zip(&ranges) {
-        checkpoint::check_values_as(name, &data[start..end], storage, &not_ours)?;
-    }
+    let data =
+        checkpoint::read_checked_data(file, path, len, &header, &layout, &ranges, expected_sum, storage, &not_ours)?;
 
     let model = Model::new_inference_uninit(&cfg)?;
     {

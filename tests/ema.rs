@@ -3,41 +3,16 @@
 //! by default and the raw generator on request.
 
 use gran::checkpoint;
-use gran::data::Dataset;
 use gran::ema::{Choice, STANDING_BATCHES};
 use gran::rng::{stream, Stream};
 use gran::train::LrSchedule;
-use gran::{train, Model, ModelConfig, Precision, TrainConfig};
+use gran::{train, Model, Precision, TrainConfig};
 use tch::{Kind, Tensor};
 
 mod common;
-use common::test_device;
+use common::{synthetic, test_device, tiny};
 
-fn tiny(steps: u32) -> ModelConfig {
-    ModelConfig {
-        steps,
-        width_scale: 0.125,
-        z_dim: 16,
-        hidden_dim: 16,
-        device: test_device(),
-        seed: 5,
-        ..Default::default()
-    }
-}
 
-/// Synthetic 28x28 images: a bright square at a position that varies with the index.
-fn synthetic(count: i64) -> Dataset {
-    let mut v = vec![0u8; (count * 28 * 28) as usize];
-    for i in 0..count as usize {
-        let (oy, ox) = (4 + i % 12, 4 + (i / 12) % 12);
-        for y in oy..oy + 10 {
-            for x in ox..ox + 10 {
-                v[i * 784 + y * 28 + x] = 255;
-            }
-        }
-    }
-    Dataset::new(Tensor::from_slice(&v).view([count, 1, 28, 28]), None).unwrap()
-}
 
 fn cfg(iterations: u64, ema_decay: f64, ema_start: u64) -> TrainConfig {
     TrainConfig { iterations, batch_size: 16, report_every: 0, seed: 11, ema_decay, ema_start, ..Default::default() }

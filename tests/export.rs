@@ -3,31 +3,18 @@
 //! models that refuse training, scoring, GAM and checkpoints, and corrupt files refused.
 
 use gran::checkpoint::{self, Storage};
-use gran::data::Dataset;
 use gran::gam::{gam, GamConfig};
 use gran::{export, train, ErrorKind, Model, ModelConfig, TrainConfig};
 use std::path::PathBuf;
 use tch::{Kind, Tensor};
 
 mod common;
-use common::test_device;
+use common::{synthetic, test_device};
 
 fn config() -> ModelConfig {
     ModelConfig { steps: 3, width_scale: 0.25, device: test_device(), seed: 3, ..Default::default() }
 }
 
-fn synthetic(count: i64) -> Dataset {
-    let mut v = vec![0u8; (count * 28 * 28) as usize];
-    for i in 0..count as usize {
-        let (oy, ox) = (4 + i % 12, 4 + (i / 12) % 12);
-        for y in oy..oy + 10 {
-            for x in ox..ox + 10 {
-                v[i * 784 + y * 28 + x] = 255;
-            }
-        }
-    }
-    Dataset::new(Tensor::from_slice(&v).view([count, 1, 28, 28]), None).unwrap()
-}
 
 fn temp_dir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("gran-test-{}-{name}", std::process::id()));

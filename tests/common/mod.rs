@@ -36,3 +36,31 @@ pub fn repo_dir() -> PathBuf {
 pub fn mnist_dir() -> PathBuf {
     repo_dir().join("data/mnist10k")
 }
+
+/// A small model for the tests: `steps` drawing steps, width scale 1/8, z and h of 16, on the
+/// test device.
+pub fn tiny(steps: u32) -> gran::ModelConfig {
+    gran::ModelConfig {
+        steps,
+        width_scale: 0.125,
+        z_dim: 16,
+        hidden_dim: 16,
+        device: test_device(),
+        seed: 5,
+        ..Default::default()
+    }
+}
+
+/// `count` synthetic 28x28 images: a bright square at a position that varies with the index.
+pub fn synthetic(count: i64) -> gran::data::Dataset {
+    let mut v = vec![0u8; (count * 28 * 28) as usize];
+    for i in 0..count as usize {
+        let (oy, ox) = (4 + i % 12, 4 + (i / 12) % 12);
+        for y in oy..oy + 10 {
+            for x in ox..ox + 10 {
+                v[i * 784 + y * 28 + x] = 255;
+            }
+        }
+    }
+    gran::data::Dataset::new(tch::Tensor::from_slice(&v).view([count, 1, 28, 28]), None).unwrap()
+}
