@@ -102,6 +102,8 @@ pub struct Model {
     choice: Mutex<Choice>,
     /// Loaded from a generator export: sampling only.
     inference_only: bool,
+    /// Captured sampling graphs (CUDA only; crate::cuda_graph).
+    pub(crate) graphs: Mutex<crate::cuda_graph::GraphCache>,
 }
 
 /// Whether a training run is in progress and whether it was asked to stop, changed together so
@@ -201,6 +203,7 @@ impl Model {
             inference: Mutex::new(Precision::Fp32),
             choice: Mutex::new(Choice::default()),
             inference_only,
+            graphs: Mutex::new(Default::default()),
         })
     }
 

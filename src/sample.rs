@@ -81,7 +81,23 @@ impl Model {
                     chunk[i]
                 )));
             }
-            let zt = Tensor::f_from_slice(chunk)?.f_view([n as i64, z_dim as i64])?.f_to_device(self.device())?;
+            let host = Tensor::f_from_slice(chunk)?.f_view([n as i64, z_dim as i64])?;
+            // Small batches on CUDA: through a captured graph of this batch size (the same
+            // kernels without their launch overhead; crate::cuda_graph::GraphCache).
+            if !steps {
+                let mut graphs = self.graphs.lock();
+                if graphs.applies(self.device(), n) {
+                    let averaged = choice == crate::ema::Choice::Averaged && state.ema.is_some();
+                    let forward = |z: &Tensor| precision.run(self.device(), || gen.forward(z, BnMode::Eval, false)).map(|d| d.image);
+                    if let Some(images) = graphs.images((n, precision, averaged), self.device(), &host, &forward)? {
+                        drop(graphs);
+                        sink(first, &Samples { images, canvases: None })?;
+                        first += n;
+                        continue;
+                    }
+                }
+            }
+            let zt = host.f_to_device(self.device())?;
             // Images and canvases are float32 in either precision (the canvas sums in float32).
             let d = precision.run(self.device(), || gen.forward(&zt, BnMode::Eval, steps))?;
             let canvases =

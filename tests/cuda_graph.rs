@@ -79,3 +79,26 @@ fn graphed_sampling_is_eager_sampling_on_cuda_and_refused_elsewhere() {
     bad[5] = f32::NAN;
     assert_eq!(g.generate(&bad).err().unwrap().kind, ErrorKind::InvalidArgument);
 }
+
+/// The library's own sampling draws small batches on CUDA through cached graphs
+/// (`GraphCache`): the images of the eager path (a batch above `MAX_COUNT` runs eagerly),
+/// after training too; on the CPU the cache never applies.
+#[test]
+fn small_batches_sample_through_cached_graphs_on_cuda_only() {
+    use gran::cuda_graph::GraphCache;
+    let m = Model::new(&tiny()).unwrap();
+    let cache = GraphCache::default();
+    assert!(!cache.applies(Device::Cpu, 1));
+    assert!(!cache.applies(Device::Cuda(0), GraphCache::MAX_COUNT + 1));
+    let eager = m.sample(4, GraphCache::MAX_COUNT + 36, false).unwrap().images;
+    for count in [1usize, 5, 1, 64] {
+        let small = m.sample(4, count, false).unwrap().images;
+        let d = max_abs_diff(&small, &eager.narrow(0, 0, count as i64));
+        assert!(d < 1e-5, "count {count}: {d} from the eager images");
+    }
+    // The graphs read the weights in place: after training they draw the trained model.
+    train(&m, &data(), &TrainConfig { iterations: 2, batch_size: 16, ..Default::default() }, &mut |_| false).unwrap();
+    let eager = m.sample(4, GraphCache::MAX_COUNT + 36, false).unwrap().images;
+    let small = m.sample(4, 5, false).unwrap().images;
+    assert!(max_abs_diff(&small, &eager.narrow(0, 0, 5)) < 1e-5);
+}
