@@ -137,7 +137,7 @@ class Discriminator(nn.Module):
 
 
 class Gran:
-    def __init__(self, size=28, channels=1, steps=3, scale=1.0, device="cpu", lr_g=2e-4, lr_d=4e-4, precision="fp32"):
+    def __init__(self, size=28, channels=1, steps=3, scale=1.0, device="cpu", lr_g=8e-4, lr_d=3.2e-3, precision="fp32"):
         self.g = Generator(size, channels, steps, scale=scale).to(device)
         self.d = Discriminator(size, channels, scale=scale).to(device)
         self.opt_g = torch.optim.Adam(self.g.parameters(), lr=lr_g, betas=(0.5, 0.999))

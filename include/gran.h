@@ -403,14 +403,14 @@ typedef struct GranTrainConfig {
    */
   uint32_t epochs;
   /**
-   * Adam settings of the generator: default lr 2e-4, betas (0.5, 0.999).
+   * Adam settings of the generator: default lr 8e-4, betas (0.5, 0.999).
    */
   double lr_g;
   double beta1_g;
   double beta2_g;
   /**
-   * Adam settings of the discriminator: default lr 4e-4, betas (0.5, 0.999) (chosen by measurement:
-   * docs/RESULTS.md).
+   * Adam settings of the discriminator: default lr 3.2e-3, betas (0.5, 0.999). Both rates were
+   * chosen by measurement together with the averaged generator (docs/RESULTS.md, section 8).
    */
   double lr_d;
   double beta1_d;
@@ -451,12 +451,12 @@ typedef struct GranTrainConfig {
    * `decay * average + (1 - decay) * weights`. Above 0, a model without an averaged
    * generator gets one (saved in checkpoints; sampling, step pictures, GAM and the evaluator
    * use it: `gran_model_set_generator`); 0: no averaging in this run (an averaged generator
-   * the model already has copies the raw one). Default 0.999 (docs/RESULTS.md).
+   * the model already has copies the raw one). Default 0.99 (docs/RESULTS.md, section 8).
    */
   double ema_decay;
   /**
    * The model step from which the average decays; before it, the averaged generator copies
-   * the raw one. Default 500.
+   * the raw one. Default 200.
    */
   uint64_t ema_start;
   /**
@@ -1230,7 +1230,7 @@ GranStatus gran_write_png(const char *path,
                           uint32_t columns);
 
 /**
- * Fills `cfg` with the defaults: 2000 iterations, batch 64, Adam lr 2e-4 (G) and 4e-4 (D) with
+ * Fills `cfg` with the defaults: 2000 iterations, batch 64, Adam lr 8e-4 (G) and 3.2e-3 (D) with
  * betas (0.5, 0.999), no weight decay, seed 0, a report every 100 steps, no callback, no
  * checkpoint, float32, and `struct_size` set. Does nothing when `cfg` is NULL.
  *

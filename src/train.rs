@@ -74,12 +74,12 @@ impl LrSchedule {
 }
 
 /// Default learning rates of G and D (docs/RESULTS.md).
-pub const DEFAULT_LR_G: f64 = 2e-4;
-pub const DEFAULT_LR_D: f64 = 4e-4;
+pub const DEFAULT_LR_G: f64 = 8e-4;
+pub const DEFAULT_LR_D: f64 = 3.2e-3;
 
 /// Default decay and start of the averaged generator (docs/RESULTS.md, "Generator averaging").
-pub const DEFAULT_EMA_DECAY: f64 = 0.999;
-pub const DEFAULT_EMA_START: u64 = 500;
+pub const DEFAULT_EMA_DECAY: f64 = 0.99;
+pub const DEFAULT_EMA_START: u64 = 200;
 
 impl Default for TrainConfig {
     fn default() -> Self {

@@ -221,7 +221,7 @@ struct ModelConfig : GranModelConfig {
 };
 
 /// GranTrainConfig filled with the library defaults (gran_train_config_init): 2000 iterations,
-/// batch 64, Adam 2e-4 / 4e-4 with betas (0.5, 0.999), a report every 100 steps, no callback, no
+/// batch 64, Adam 8e-4 / 3.2e-3 with betas (0.5, 0.999), a report every 100 steps, no callback, no
 /// checkpoint. `checkpoint_path` is borrowed for the train() call only. Set `on_progress` and
 /// `user_data` only to use a raw C callback; Model::train's std::function overrides them.
 struct TrainConfig : GranTrainConfig {

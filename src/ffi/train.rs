@@ -8,7 +8,7 @@ use super::types::{lr_schedule, precision, GranDataset, GranModel, GranProgress,
 use crate::error::ErrorKind;
 use crate::train::{train, TrainConfig};
 
-/// Fills `cfg` with the defaults: 2000 iterations, batch 64, Adam lr 2e-4 (G) and 4e-4 (D) with
+/// Fills `cfg` with the defaults: 2000 iterations, batch 64, Adam lr 8e-4 (G) and 3.2e-3 (D) with
 /// betas (0.5, 0.999), no weight decay, seed 0, a report every 100 steps, no callback, no
 /// checkpoint, float32, and `struct_size` set. Does nothing when `cfg` is NULL.
 ///

@@ -317,12 +317,12 @@ pub struct GranTrainConfig {
     pub iterations: u64,
     /// Passes over the data when `iterations` is 0. Default 0.
     pub epochs: u32,
-    /// Adam settings of the generator: default lr 2e-4, betas (0.5, 0.999).
+    /// Adam settings of the generator: default lr 8e-4, betas (0.5, 0.999).
     pub lr_g: f64,
     pub beta1_g: f64,
     pub beta2_g: f64,
-    /// Adam settings of the discriminator: default lr 4e-4, betas (0.5, 0.999) (chosen by measurement:
-    /// docs/RESULTS.md).
+    /// Adam settings of the discriminator: default lr 3.2e-3, betas (0.5, 0.999). Both rates were
+    /// chosen by measurement together with the averaged generator (docs/RESULTS.md, section 8).
     pub lr_d: f64,
     pub beta1_d: f64,
     pub beta2_d: f64,
@@ -347,10 +347,10 @@ pub struct GranTrainConfig {
     /// `decay * average + (1 - decay) * weights`. Above 0, a model without an averaged
     /// generator gets one (saved in checkpoints; sampling, step pictures, GAM and the evaluator
     /// use it: `gran_model_set_generator`); 0: no averaging in this run (an averaged generator
-    /// the model already has copies the raw one). Default 0.999 (docs/RESULTS.md).
+    /// the model already has copies the raw one). Default 0.99 (docs/RESULTS.md, section 8).
     pub ema_decay: f64,
     /// The model step from which the average decays; before it, the averaged generator copies
-    /// the raw one. Default 500.
+    /// the raw one. Default 200.
     pub ema_start: u64,
     /// `GRAN_LR_CONSTANT` (default), `GRAN_LR_INVERSE_EPOCH` or `GRAN_LR_LINEAR`.
     pub lr_schedule: GranLrSchedule,

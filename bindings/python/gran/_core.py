@@ -732,11 +732,11 @@ class Model(_Owned):
               on_progress: Optional[Callable[[Progress], Any]] = None) -> Progress:
         """Trains on `dataset` (a Dataset, or a numpy array for Dataset.from_array), continuing
         from the model's step counter, and returns the final progress report. Settings left at
-        None take the library's defaults (2000 iterations, batch 64, Adam 2e-4 / 4e-4, betas
+        None take the library's defaults (2000 iterations, batch 64, Adam 8e-4 / 3.2e-3, betas
         (0.5, 0.999), a report every 100 steps, 'fp32'). Giving only `epochs` trains for that many
         passes. precision 'bf16': bfloat16 mixed precision (faster on hardware with bfloat16
-        units; weights and optimizer state stay float32). ema_decay (default 0.999; 0: off) and
-        ema_start (default 500) set the averaged generator that sampling uses by default;
+        units; weights and optimizer state stay float32). ema_decay (default 0.99; 0: off) and
+        ema_start (default 200) set the averaged generator that sampling uses by default;
         lr_schedule: 'constant' (default), 'inverse-epoch' (lr / (1 + epoch / 50)) or 'linear'
         (to zero at the run's end).
 
