@@ -395,7 +395,10 @@ fn bf16_training_and_sampling_stay_close_to_float32() {
     let data = synthetic(64);
     let run = |precision| {
         let m = Model::new(&tiny(3)).unwrap();
-        train(&m, &data, &TrainConfig { precision, ..short(10) }, &mut |_| false).unwrap();
+        // The rates of the first defaults: at the faster default rates, ten steps already
+        // amplify bfloat16's rounding past what this comparison is about.
+        let cfg = TrainConfig { precision, lr_g: 2e-4, lr_d: 4e-4, ..short(10) };
+        train(&m, &data, &cfg, &mut |_| false).unwrap();
         m
     };
     let (a, b, f) = (run(Precision::Bf16), run(Precision::Bf16), run(Precision::Fp32));
