@@ -144,7 +144,8 @@ int main() {
         gran::TrainConfig tc;
         EXPECT(tc.struct_size == sizeof(GranTrainConfig));
         EXPECT(tc.batch_size == 64 && tc.iterations == 2000 && tc.on_progress == nullptr);
-        EXPECT(std::fabs(tc.lr_g - 2e-4) < 1e-12 && std::fabs(tc.lr_d - 4e-4) < 1e-12);
+        EXPECT(std::fabs(tc.lr_g - 8e-4) < 1e-12 && std::fabs(tc.lr_d - 3.2e-3) < 1e-12);
+        EXPECT(tc.ema_decay == 0.99 && tc.ema_start == 200 && tc.lr_schedule == GRAN_LR_CONSTANT);
     });
 
     run("dataset", [] {

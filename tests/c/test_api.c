@@ -172,8 +172,9 @@ static void test_config_defaults(void) {
     gran_train_config_init(&t);
     CHECK(t.struct_size == sizeof t);
     CHECK(t.batch_size == 64 && t.iterations == 2000 && t.epochs == 0);
-    CHECK(t.lr_g == 2e-4 && t.beta1_g == 0.5 && t.beta2_g == 0.999);
-    CHECK(t.lr_d == 4e-4 && t.beta1_d == 0.5 && t.beta2_d == 0.999);
+    CHECK(t.lr_g == 8e-4 && t.beta1_g == 0.5 && t.beta2_g == 0.999);
+    CHECK(t.lr_d == 3.2e-3 && t.beta1_d == 0.5 && t.beta2_d == 0.999);
+    CHECK(t.ema_decay == 0.99 && t.ema_start == 200 && t.lr_schedule == GRAN_LR_CONSTANT);
     CHECK(t.d_weight_decay == 0.0 && t.seed == 0 && t.report_every == 100);
     CHECK(t.on_progress == NULL && t.user_data == NULL && t.checkpoint_path == NULL);
     CHECK(t.precision == GRAN_PRECISION_FP32);
@@ -1548,11 +1549,14 @@ static void test_result_initialisers(void) {
 /* The averaged generator: created by training with ema_decay > 0, saved, chosen per model     */
 
 static void test_averaged_generator(void) {
-    GranModel m = tiny_model(21), plain = tiny_model(21), l = 0;
+    GranModel m, plain, l = 0;
     GranTrainConfig t = tiny_train(6);
     int32_t has = -1;
     unsigned char avg[6 * 784], raw[6 * 784], ref[6 * 784];
     char path[600];
+    fixtures();
+    m = tiny_model(21);
+    plain = tiny_model(21);
     CHECK_OK(gran_model_has_averaged(m, &has));
     CHECK(has == 0);
     t.ema_decay = 0.5;
