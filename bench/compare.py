@@ -135,14 +135,23 @@ _MATMUL_RATE = {}
 
 
 def matmul_gflops(device, precision):
-    """The matrix-multiply rate this process reaches on `device` (best of 5 products of two
-    2048x2048 matrices after a warm-up, float32 or bfloat16), in GFLOP/s: the denominator of the
-    FLOP bound."""
+    """The matrix-multiply rate this process reaches on `device` (best of 5 products of two n x n
+    matrices after a warm-up, float32 or bfloat16), in GFLOP/s: the denominator of the FLOP
+    bound. n grows from 256 until one product takes 50 ms or n is 2048, so that a slow path
+    (bfloat16 on a CPU without bfloat16 units) is measured in seconds, not minutes."""
     key = (device, precision)
     if key not in _MATMUL_RATE:
         dtype = torch.bfloat16 if precision == "bf16" else torch.float32
-        n = 2048
-        a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
+        n = 256
+        while True:
+            a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
+            sync(device)
+            t = time.perf_counter()
+            a @ b
+            sync(device)
+            if n >= 2048 or time.perf_counter() - t > 0.05:
+                break
+            n *= 2
         best = float("inf")
         for i in range(7):
             sync(device)
