@@ -467,6 +467,14 @@ pub fn load(path: &Path, device: Option<DeviceSpec>) -> Result<Model> {
         Some(v) => return Err(not_ours(format!("bad 'averaged' field '{v}'"))),
     };
     let stats_batch: u32 = if averaged { field(meta, "averaged_stats_batch")? } else { 0 };
+    // The batch the averaged generator's statistics are estimated with on a later sample:
+    // bounded, so that a file cannot make that estimate allocate without limit.
+    if averaged && !(2..=crate::ema::MAX_STATS_BATCH).contains(&stats_batch) {
+        return Err(not_ours(format!(
+            "averaged_stats_batch {stats_batch} is outside 2..={}",
+            crate::ema::MAX_STATS_BATCH
+        )));
+    }
     let stats_step: Option<u64> = match meta.get("averaged_stats_step") {
         Some(_) => Some(field(meta, "averaged_stats_step")?),
         None => None,

@@ -25,6 +25,10 @@ pub const PREFIX: &str = "ema.";
 /// Batches of latents the standing statistics are estimated over.
 pub const STANDING_BATCHES: u32 = 16;
 
+/// The largest batch a checkpoint may ask the estimate to use (a training batch is bounded by
+/// its dataset; a file is not).
+pub const MAX_STATS_BATCH: u32 = 1 << 16;
+
 /// The batch size of the estimate until a run sets its own.
 pub const DEFAULT_BATCH: u32 = 64;
 
