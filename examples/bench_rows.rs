@@ -15,6 +15,11 @@ use std::time::Instant;
 use tch::{Kind, Tensor};
 
 fn main() {
+    // The library's own account of what it did (a graph captured, or why not) goes to stderr.
+    gran::log::set_sink(
+        Some(std::sync::Arc::new(|level, message: &str| eprintln!("gran {level:?}: {message}"))),
+        gran::log::Level::Info,
+    );
     let a: Vec<String> = std::env::args().collect();
     if a.len() != 10 && a.len() != 11 {
         eprintln!(
@@ -37,6 +42,8 @@ fn main() {
     model.set_precision(precision);
     let (pg, pd) = model.parameter_counts();
     let mut times = Vec::new();
+    // GRAN_BENCH_CUDA_GRAPH=1: training steps replay a captured graph, sampling draws through one.
+    let graphed = std::env::var("GRAN_BENCH_CUDA_GRAPH").is_ok_and(|v| v == "1");
     if a[1] == "train" {
         let images = Tensor::randint(
             256,
@@ -49,6 +56,7 @@ fn main() {
             batch_size: n as u32,
             report_every: 1,
             precision,
+            cuda_graph: graphed,
             ..Default::default()
         };
         let mut last = Instant::now();
@@ -61,7 +69,6 @@ fn main() {
         .expect("train");
         times.drain(..warmup);
     } else {
-        let graphed = std::env::var("GRAN_BENCH_CUDA_GRAPH").is_ok_and(|v| v == "1");
         let sampler = graphed.then(|| {
             gran::cuda_graph::GraphedSampler::new(&model, n).unwrap_or_else(|e| {
                 eprintln!("{}", e.message);

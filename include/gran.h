@@ -463,6 +463,13 @@ typedef struct GranTrainConfig {
    * `GRAN_LR_CONSTANT` (default), `GRAN_LR_INVERSE_EPOCH` or `GRAN_LR_LINEAR`.
    */
   GranLrSchedule lr_schedule;
+  /**
+   * Nonzero: on a CUDA device, capture the training step as one CUDA graph after 3 eager
+   * steps and replay it for the rest of the run (the same updates without the launch
+   * overhead of its few hundred small kernels). Elsewhere, or where the capture fails, the
+   * steps run eagerly and the log says why. Default 0 (off).
+   */
+  uint32_t cuda_graph;
 } GranTrainConfig;
 
 /**

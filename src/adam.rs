@@ -86,7 +86,22 @@ impl Adam {
     /// scalar on the parameters' device), the kernel leaves parameters and moments as they are
     /// when it holds 1.0 (decided on the device: no host read); `t` counts the call either way.
     pub fn step(&mut self, grads: &[Tensor], cfg: &AdamSettings, skip_if: Option<&Tensor>) -> Result<()> {
-        self.t = self.t.checked_add(1).ok_or_else(|| Error::invalid("Adam's update count is at its maximum"))?;
+        let t = self.t.checked_add(1).ok_or_else(|| Error::invalid("Adam's update count is at its maximum"))?;
+        let Some(device) = self.slots.first().map(|s| s.param.device()) else {
+            self.t = t;
+            return Ok(());
+        };
+        // The step count, read by the kernel for the bias corrections (f32 as torch.optim keeps it).
+        let step = Tensor::f_full([], t as f64, (Kind::Float, device))?;
+        self.apply(grads, cfg, &DeviceInputs { step: &step, lr: None, skip_if })?;
+        self.t = t;
+        Ok(())
+    }
+
+    /// The update of `step` with what the kernel reads on the device (the update count, and the
+    /// rate where `inputs.lr` is set), without touching `t`: the form a captured training step
+    /// records, whose inputs are refilled before each replay (the caller then counts `t`).
+    pub fn apply(&self, grads: &[Tensor], cfg: &AdamSettings, inputs: &DeviceInputs) -> Result<()> {
         let (mut plain, mut decayed) = (Vec::new(), Vec::new());
         for (s, g) in self.slots.iter().zip(grads) {
             if g.defined() {
@@ -97,23 +112,22 @@ impl Adam {
                 }
             }
         }
-        let Some(first) = plain.first().or(decayed.first()) else { return Ok(()) };
-        // The step count, read by the kernel for the bias corrections (f32 as torch.optim keeps it).
-        let step = Tensor::f_full([], self.t as f64, (Kind::Float, first.0.param.device()))?;
-        fused_adam(&plain, &step, skip_if, cfg, 0.0)?;
-        fused_adam(&decayed, &step, skip_if, cfg, cfg.weight_decay)
+        fused_adam(&plain, inputs, cfg, 0.0)?;
+        fused_adam(&decayed, inputs, cfg, cfg.weight_decay)
     }
+}
+
+/// What an update reads on the device: the update count (float scalar), the learning rate
+/// (float scalar; `None`: `AdamSettings::lr`), and the skip flag (see `Adam::step`).
+pub struct DeviceInputs<'a> {
+    pub step: &'a Tensor,
+    pub lr: Option<&'a Tensor>,
+    pub skip_if: Option<&'a Tensor>,
 }
 
 /// Adam on `group` (slot, gradient) in place: m <- b1 m + (1 - b1) g, v <- b2 v + (1 - b2) g^2,
 /// p <- p - lr / bc1 * m / (sqrt(v) / sqrt(bc2) + eps), with g + weight_decay * p for g.
-fn fused_adam(
-    group: &[(&Slot, &Tensor)],
-    step: &Tensor,
-    skip_if: Option<&Tensor>,
-    cfg: &AdamSettings,
-    weight_decay: f64,
-) -> Result<()> {
+fn fused_adam(group: &[(&Slot, &Tensor)], inputs: &DeviceInputs, cfg: &AdamSettings, weight_decay: f64) -> Result<()> {
     if group.is_empty() {
         return Ok(());
     }
@@ -126,8 +140,9 @@ fn fused_adam(
         &grads,
         &ms,
         &vs,
-        step,
-        skip_if,
+        inputs.step,
+        inputs.skip_if,
+        inputs.lr,
         &crate::torch_ext::AdamArgs { lr: cfg.lr, beta1: cfg.beta1, beta2: cfg.beta2, weight_decay, eps: cfg.eps },
     )
 }
@@ -173,6 +188,37 @@ mod tests {
             adam.step(&[Tensor::new()], &cfg, None).unwrap();
             assert_eq!(Vec::<f32>::try_from(&p.detach()).unwrap(), before);
         }
+    }
+
+    /// The rate read from a tensor (as a captured step passes it) gives the same update as the
+    /// rate passed by value, and `apply` leaves the update count to the caller.
+    #[test]
+    fn a_rate_on_the_device_updates_as_the_rate_by_value() {
+        let cfg = AdamSettings { lr: 0.05, beta1: 0.5, beta2: 0.9, eps: 1e-8, weight_decay: 0.0 };
+        let make = || {
+            let p = Tensor::from_slice(&[1.0f32, -2.0, 0.5]).set_requires_grad(true);
+            let adam = Adam::new(&[Named { name: "p".into(), tensor: p.shallow_clone(), decay: false }]).unwrap();
+            (p, adam)
+        };
+        let (p, mut by_value) = make();
+        let (q, on_device) = make();
+        let lr = Tensor::from(0.05f32);
+        for (i, g) in [[0.5f32, -0.25, 0.125], [0.25, 0.5, -1.0]].iter().enumerate() {
+            by_value.step(&[Tensor::from_slice(g)], &cfg, None).unwrap();
+            let step = Tensor::from((i + 1) as f32);
+            let wrong = AdamSettings { lr: 9.0, ..cfg };
+            on_device
+                .apply(&[Tensor::from_slice(g)], &wrong, &DeviceInputs { step: &step, lr: Some(&lr), skip_if: None })
+                .unwrap();
+        }
+        assert_eq!(by_value.t, 2);
+        assert_eq!(on_device.t, 0);
+        let a = Vec::<f32>::try_from(&p.detach()).unwrap();
+        let b = Vec::<f32>::try_from(&q.detach()).unwrap();
+        for (x, y) in a.iter().zip(&b) {
+            assert!((x - y).abs() < 1e-6, "{a:?} vs {b:?}");
+        }
+        assert_ne!(a, vec![1.0, -2.0, 0.5]);
     }
 
     /// A skip flag of 1.0 leaves parameters and moments untouched (even with a NaN gradient);

@@ -291,7 +291,7 @@ impl GraphCache {
     }
 }
 
-fn enabled_by_environment() -> bool {
+pub(crate) fn enabled_by_environment() -> bool {
     static ON: once_cell::sync::Lazy<bool> =
         once_cell::sync::Lazy::new(|| std::env::var("GRAN_CUDA_GRAPHS").map_or(true, |v| v.trim() != "0"));
     *ON

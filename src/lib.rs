@@ -32,6 +32,7 @@ pub mod model;
 pub mod precision;
 pub mod sample;
 pub mod snapshot;
+pub mod step_graph;
 pub mod torch_ext;
 pub mod train;
 pub mod trainer;

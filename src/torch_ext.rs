@@ -18,6 +18,7 @@ extern "C" {
         exp_avg_sqs: *const *mut C_tensor,
         step: *mut C_tensor,
         found_inf: *mut C_tensor,
+        lr_tensor: *mut C_tensor,
         n: usize,
         lr: f64,
         beta1: f64,
@@ -208,8 +209,10 @@ pub struct AdamArgs {
 /// moments `exp_avgs[i]` and `exp_avg_sqs[i]` updated in place; `step` (a float scalar on the
 /// parameters' device) is the update count the bias corrections use, read and not changed.
 /// When `found_inf` (a float scalar on that device) holds 1.0, nothing changes: the kernel skips
-/// the update, decided on the device without a host read. All lists have the same length; the
-/// tensors of one index share shape, dtype and device.
+/// the update, decided on the device without a host read. With `lr` (a float scalar on that
+/// device) the kernel reads the learning rate from it and `a.lr` is not used. All lists have the
+/// same length; the tensors of one index share shape, dtype and device.
+#[allow(clippy::too_many_arguments)]
 pub fn fused_adam_(
     params: &[&Tensor],
     grads: &[&Tensor],
@@ -217,6 +220,7 @@ pub fn fused_adam_(
     exp_avg_sqs: &[&Tensor],
     step: &Tensor,
     found_inf: Option<&Tensor>,
+    lr: Option<&Tensor>,
     a: &AdamArgs,
 ) -> Result<()> {
     let n = params.len();
@@ -239,6 +243,7 @@ pub fn fused_adam_(
             v.as_ptr(),
             step.as_ptr() as *mut C_tensor,
             found_inf.map_or(std::ptr::null_mut(), |t| t.as_ptr() as *mut C_tensor),
+            lr.map_or(std::ptr::null_mut(), |t| t.as_ptr() as *mut C_tensor),
             n,
             a.lr,
             a.beta1,
@@ -322,7 +327,7 @@ mod tests {
         let p = Tensor::from_slice(&[1.0f32]);
         let step = Tensor::from(1.0f32);
         let args = AdamArgs { lr: 0.1, beta1: 0.9, beta2: 0.999, weight_decay: 0.0, eps: 1e-8 };
-        let e = fused_adam_(&[&p], &[], &[&p], &[&p], &step, None, &args).err().unwrap();
+        let e = fused_adam_(&[&p], &[], &[&p], &[&p], &step, None, None, &args).err().unwrap();
         assert_eq!(e.kind, ErrorKind::Internal);
     }
 }

@@ -44,6 +44,10 @@ pub struct TrainConfig {
     pub ema_start: u64,
     /// How the learning rates change with the step.
     pub lr_schedule: LrSchedule,
+    /// On a CUDA device, capture the training step as one CUDA graph after a few eager steps
+    /// and replay it (crate::step_graph): the same operations without their launch overhead.
+    /// Off by default. Elsewhere, or if the capture fails, the steps run eagerly (logged).
+    pub cuda_graph: bool,
 }
 
 /// A learning-rate schedule: the factor applied to `lr_g` and `lr_d` at each step, a function of
@@ -102,6 +106,7 @@ impl Default for TrainConfig {
             ema_decay: DEFAULT_EMA_DECAY,
             ema_start: DEFAULT_EMA_START,
             lr_schedule: LrSchedule::Constant,
+            cuda_graph: false,
         }
     }
 }

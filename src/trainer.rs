@@ -9,7 +9,7 @@
 //! run saved at step N, loaded and continued therefore gives exactly the weights of a run that
 //! never stopped.
 
-use crate::adam::AdamSettings;
+use crate::adam::{AdamSettings, DeviceInputs};
 use crate::data::Dataset;
 use crate::error::{Error, ErrorKind, Result};
 use crate::layers::BnMode;
@@ -17,6 +17,7 @@ use crate::log::{log, Level};
 use crate::model::{Model, State, TrainingGuard};
 use crate::rng::{stream, Stream};
 use crate::snapshot::Snapshot;
+use crate::step_graph::{StepGraph, StepInputs, StepValues};
 use crate::torch_ext::non_finite;
 use crate::train::{Progress, TrainConfig};
 use std::time::Instant;
@@ -38,6 +39,18 @@ struct Batch {
     real: Tensor,
     zd: Tensor,
     zg: Tensor,
+}
+
+/// Eager steps a run with `cuda_graph` takes before it captures one: libraries' lazy set-up
+/// (cuBLAS and cuDNN handles and workspaces, autograd's) happens outside the graph.
+const GRAPH_WARMUP_STEPS: u32 = 3;
+
+/// How the run's steps execute.
+enum Execution {
+    Eager,
+    /// Eager for this many more steps, then captured.
+    Warming(u32),
+    Captured(StepGraph),
 }
 
 pub struct Trainer<'a> {
@@ -70,6 +83,7 @@ pub struct Trainer<'a> {
     last: Progress,
     warned: bool,
     backup: Snapshot,
+    execution: Execution,
 }
 
 impl<'a> Trainer<'a> {
@@ -149,7 +163,31 @@ impl<'a> Trainer<'a> {
             last: Progress { step: first, total_steps: end, ..Default::default() },
             warned: false,
             backup: Snapshot::default(),
+            execution: Self::execution(cfg, device),
         })
+    }
+
+    /// Eager, or captured after a warm-up where the run asks for a graph and one can be made.
+    fn execution(cfg: &TrainConfig, device: Device) -> Execution {
+        if !cfg.cuda_graph {
+            return Execution::Eager;
+        }
+        let why_not = if !device.is_cuda() {
+            Some(format!("the model is on {device:?}, and only CUDA devices capture"))
+        } else if !crate::cuda_graph::supported() {
+            Some("this build of gran has no CUDA graph support".to_string())
+        } else if !crate::cuda_graph::enabled_by_environment() {
+            Some("GRAN_CUDA_GRAPHS=0 is set".to_string())
+        } else {
+            None
+        };
+        match why_not {
+            Some(why) => {
+                log(Level::Info, &format!("cuda_graph: training steps run eagerly ({why})"));
+                Execution::Eager
+            }
+            None => Execution::Warming(GRAPH_WARMUP_STEPS),
+        }
     }
 
     /// Bytes the run's copy of the dataset takes on the device.
@@ -216,7 +254,10 @@ impl<'a> Trainer<'a> {
         let f = self.cfg.lr_schedule.factor(step, self.end, self.per_epoch);
         let adam_d = AdamSettings { lr: self.adam_d.lr * f, ..self.adam_d };
         let adam_g = AdamSettings { lr: self.adam_g.lr * f, ..self.adam_g };
-        let outcome = self.update(st, &b, &adam_d, &adam_g);
+        let outcome = self.execute(st, &b, &adam_d, &adam_g);
+        // Each update counts, applied or skipped (as Adam::step counts); a failed step puts
+        // the counts back below.
+        (st.opt_d.t, st.opt_g.t) = (adam_d_t.saturating_add(1), adam_g_t.saturating_add(1));
         let failure = match &outcome {
             Err(e) => Some(e.clone()),
             Ok(sums) => [("discriminator loss", sums[0]), ("generator loss", sums[1])]
@@ -302,10 +343,60 @@ impl<'a> Trainer<'a> {
         Ok(())
     }
 
-    /// One discriminator and one generator update on `st`. Returns, in one host read: the D
-    /// loss, the G loss, the mean D(x), the mean D(G(z)), and 1.0 if any weight or Adam moment
-    /// of either network is not finite after the updates (else 0.0).
-    fn update(&self, st: &mut State, b: &Batch, adam_d: &AdamSettings, adam_g: &AdamSettings) -> Result<Vec<f64>> {
+    /// The step's updates on `st`, eagerly or through the captured graph (captured here once the
+    /// warm-up is over; a capture that fails is logged and the run goes on eagerly). Returns,
+    /// in one host read: the D loss, the G loss, the mean D(x), the mean D(G(z)), and 1.0 if any
+    /// weight or Adam moment of either network is not finite after the updates (else 0.0).
+    fn execute(&mut self, st: &mut State, b: &Batch, adam_d: &AdamSettings, adam_g: &AdamSettings) -> Result<Vec<f64>> {
+        let values = StepValues {
+            real: &b.real,
+            zd: &b.zd,
+            zg: &b.zg,
+            lr_d: adam_d.lr,
+            lr_g: adam_g.lr,
+            t_d: next_count(st.opt_d.t)?,
+            t_g: next_count(st.opt_g.t)?,
+        };
+        if let Execution::Warming(0) = self.execution {
+            let captured = StepGraph::capture(self.device, &values, |inputs| self.update(st, inputs, adam_d, adam_g));
+            self.execution = match captured {
+                Ok(graph) => {
+                    log(Level::Info, "cuda_graph: the training step is captured; later steps replay it");
+                    Execution::Captured(graph)
+                }
+                Err(e) => {
+                    log(Level::Warn, &format!("cuda_graph: training steps run eagerly (capture failed: {})", e.message));
+                    Execution::Eager
+                }
+            };
+        }
+        let summary = match &mut self.execution {
+            Execution::Captured(graph) => graph.replay(&values)?,
+            other => {
+                if let Execution::Warming(left) = other {
+                    *left -= 1;
+                }
+                let inputs = StepInputs {
+                    real: b.real.shallow_clone(),
+                    zd: b.zd.shallow_clone(),
+                    zg: b.zg.shallow_clone(),
+                    lr_d: None,
+                    lr_g: None,
+                    t_d: Tensor::f_full([], values.t_d as f64, (Kind::Float, self.device))?,
+                    t_g: Tensor::f_full([], values.t_g as f64, (Kind::Float, self.device))?,
+                };
+                self.update(st, &inputs, adam_d, adam_g)?
+            }
+        };
+        // The step's one host read: both losses, the mean D outputs and the finiteness flag.
+        Ok(Vec::<f64>::try_from(&summary.f_to_kind(Kind::Double)?.f_to_device(Device::Cpu)?)?)
+    }
+
+    /// One discriminator and one generator update on `st`, reading the step's inputs from `i`
+    /// (and nothing from the host: this is what a captured step records). Returns the summary
+    /// on the device: the D loss, the G loss, the mean D(x), the mean D(G(z)), and 1.0 if any
+    /// weight or Adam moment of either network is not finite after the updates (else 0.0).
+    fn update(&self, st: &mut State, i: &StepInputs, adam_d: &AdamSettings, adam_g: &AdamSettings) -> Result<Tensor> {
         let (cfg, device) = (self.cfg, self.device);
         // Discriminator step: real and generated minibatches in separate passes, each normalised
         // by its own batch statistics (as in DCGAN). Measured on mnist10k against one mixed
@@ -318,21 +409,21 @@ impl<'a> Trainer<'a> {
         // far is not finite) and the fused kernel skips itself when it is set, without the host
         // waiting to look.
         let (lr_, lf) = cfg.precision.run(device, || {
-            let fake = tch::no_grad(|| st.gen.forward(&b.zd, BnMode::TrainFrozenStats, false))?.image;
+            let fake = tch::no_grad(|| st.gen.forward(&i.zd, BnMode::TrainFrozenStats, false))?.image;
             let logits =
                 |x: &Tensor| -> Result<Tensor> { Ok(st.disc.forward(x, BnMode::Train)?.f_to_kind(Kind::Float)?) };
-            Ok((logits(&b.real)?, logits(&fake)?))
+            Ok((logits(&i.real)?, logits(&fake)?))
         })?;
         let d_loss = lr_
             .f_binary_cross_entropy_with_logits::<Tensor>(&self.ones, None, None, Reduction::Mean)?
             .f_add(&lf.f_binary_cross_entropy_with_logits::<Tensor>(&self.zeros, None, None, Reduction::Mean)?)?;
         let d_grads = st.opt_d.gradients(&d_loss)?;
         let d_bad = not_finite(&d_loss)?.f_maximum(&non_finite(&d_grads.iter().collect::<Vec<_>>())?)?;
-        st.opt_d.step(&d_grads, adam_d, Some(&d_bad))?;
+        st.opt_d.apply(&d_grads, adam_d, &DeviceInputs { step: &i.t_d, lr: i.lr_d.as_ref(), skip_if: Some(&d_bad) })?;
 
         // Generator step (non-saturating): gradients for G's parameters only.
         let g_logits = cfg.precision.run(device, || {
-            let fake = st.gen.forward(&b.zg, BnMode::Train, false)?.image;
+            let fake = st.gen.forward(&i.zg, BnMode::Train, false)?.image;
             Ok(st.disc.forward(&fake, BnMode::TrainFrozenStats)?.f_to_kind(Kind::Float)?)
         })?;
         let g_loss = g_logits.f_binary_cross_entropy_with_logits::<Tensor>(&self.ones, None, None, Reduction::Mean)?;
@@ -340,15 +431,14 @@ impl<'a> Trainer<'a> {
         let bad = d_bad
             .f_maximum(&not_finite(&g_loss)?)?
             .f_maximum(&non_finite(&g_grads.iter().collect::<Vec<_>>())?)?;
-        st.opt_g.step(&g_grads, adam_g, Some(&bad))?;
+        st.opt_g.apply(&g_grads, adam_g, &DeviceInputs { step: &i.t_g, lr: i.lr_g.as_ref(), skip_if: Some(&bad) })?;
         // Finite losses and gradients do not quite make finite weights (an update can overflow
         // float32): whether any weight or moment is not finite after the updates, computed on
-        // the device, goes with the read.
+        // the device, goes with the summary.
         let updated: Vec<&Tensor> = st.opt_d.tensors().chain(st.opt_g.tensors()).collect();
         let largest = non_finite(&updated)?;
-        // The step's one host read: both losses, the mean D outputs and the finiteness flag.
-        tch::no_grad(|| -> Result<Vec<f64>> {
-            let v = Tensor::f_stack(
+        tch::no_grad(|| -> Result<Tensor> {
+            Ok(Tensor::f_stack(
                 &[
                     d_loss,
                     g_loss,
@@ -357,8 +447,7 @@ impl<'a> Trainer<'a> {
                     largest.f_to_kind(Kind::Float)?,
                 ],
                 0,
-            )?;
-            Ok(Vec::<f64>::try_from(&v.f_to_kind(Kind::Double)?.f_to_device(Device::Cpu)?)?)
+            )?)
         })
     }
 }
@@ -380,6 +469,11 @@ fn generator_check(st: &crate::model::State, diverged: Error) -> Result<Error> {
             diverged.message.split("; the model keeps").next().unwrap_or(&diverged.message)
         ),
     ))
+}
+
+/// The update count after `t` (an error at the largest count, before anything changes).
+fn next_count(t: u64) -> Result<u64> {
+    t.checked_add(1).ok_or_else(|| Error::invalid("Adam's update count is at its maximum"))
 }
 
 /// 1.0 where `loss` is not finite, else 0.0, as a float tensor on the loss's device.

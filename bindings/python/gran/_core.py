@@ -729,7 +729,7 @@ class Model(_Owned):
               report_every: Optional[int] = None, checkpoint_path: Any = None,
               checkpoint_every: Optional[int] = None, precision: Any = None,
               ema_decay: Optional[float] = None, ema_start: Optional[int] = None, lr_schedule: Any = None,
-              on_progress: Optional[Callable[[Progress], Any]] = None) -> Progress:
+              cuda_graph: bool = False, on_progress: Optional[Callable[[Progress], Any]] = None) -> Progress:
         """Trains on `dataset` (a Dataset, or a numpy array for Dataset.from_array), continuing
         from the model's step counter, and returns the final progress report. Settings left at
         None take the library's defaults (2000 iterations, batch 64, Adam 8e-4 / 3.2e-3, betas
@@ -738,7 +738,8 @@ class Model(_Owned):
         units; weights and optimizer state stay float32). ema_decay (default 0.99; 0: off) and
         ema_start (default 200) set the averaged generator that sampling uses by default;
         lr_schedule: 'constant' (default), 'inverse-epoch' (lr / (1 + epoch / 50)) or 'linear'
-        (to zero at the run's end).
+        (to zero at the run's end). cuda_graph=True: on a CUDA device, capture the training step
+        as one CUDA graph after 3 eager steps and replay it (elsewhere the steps run eagerly).
 
         on_progress(progress) is called with each report on this thread; a true return value
         stops training (CancelledError). An exception raised in it stops training and is
@@ -750,7 +751,7 @@ class Model(_Owned):
                                   d_weight_decay=d_weight_decay, seed=seed, report_every=report_every,
                                   checkpoint_path=checkpoint_path, checkpoint_every=checkpoint_every,
                                   precision=precision, ema_decay=ema_decay, ema_start=ema_start,
-                                  lr_schedule=lr_schedule, on_progress=on_progress)
+                                  lr_schedule=lr_schedule, cuda_graph=cuda_graph, on_progress=on_progress)
         cfg = GranTrainConfig()
         _LIB.gran_train_config_init(byref(cfg))
         if epochs is not None and iterations is None:
@@ -770,6 +771,7 @@ class Model(_Owned):
             cfg.precision = _precision(precision)
         if lr_schedule is not None:
             cfg.lr_schedule = _lr_schedule(lr_schedule)
+        cfg.cuda_graph = 1 if cuda_graph else 0
         path_bytes = None if checkpoint_path is None else _path(checkpoint_path)
         cfg.checkpoint_path = path_bytes
 

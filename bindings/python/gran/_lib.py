@@ -221,6 +221,7 @@ class GranTrainConfig(Structure):
         ("ema_decay", c_double),
         ("ema_start", c_uint64),
         ("lr_schedule", GranLrSchedule),
+        ("cuda_graph", c_uint32),
     ]
 
 

@@ -91,6 +91,9 @@ pub struct Args {
     /// How the learning rates change over the run
     #[arg(long, value_enum, default_value_t = ScheduleArg::Constant, help_heading = "Training")]
     pub lr_schedule: ScheduleArg,
+    /// On a CUDA device, capture the training step as a CUDA graph and replay it
+    #[arg(long, help_heading = "Training")]
+    pub cuda_graph: bool,
     /// Steps between progress lines (when stderr is not a terminal, and with --json)
     #[arg(long, value_name = "N", default_value_t = 100, help_heading = "Training")]
     pub report_every: u64,
@@ -200,6 +203,7 @@ pub fn run(a: &Args, out: &Out) -> Result<()> {
         ema_decay: a.ema_decay,
         ema_start: a.ema_start,
         lr_schedule: a.lr_schedule.into(),
+        cuda_graph: a.cuda_graph,
         ..TrainConfig::default()
     };
     cfg.validate()?;

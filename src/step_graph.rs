@@ -1,0 +1,118 @@
+//! A training step captured as one CUDA graph (`TrainConfig::cuda_graph`): at batch 64 a 28x28
+//! step is a few hundred small kernels, and on a GPU their launches, not their arithmetic, are
+//! the cost. The step's operations (both forward and backward passes, the losses, both fused
+//! Adam updates, the finiteness flags) are recorded once and replayed for every later step.
+//!
+//! What changes from step to step is read on the device from static buffers that are refilled
+//! before each replay by copies and fills (no host read inside the captured region): the real
+//! minibatch, the two latent batches, the two learning rates (schedules change them) and the two
+//! Adam update counts (the bias corrections). The model's weights, moments and batch-norm
+//! statistics are updated in place where they are, so the graph stays valid for the run (the
+//! trainer holds the model's training guard: nothing replaces those tensors meanwhile). The
+//! step's summary (losses, mean D outputs, finiteness) is the graph's output, read once after
+//! each replay as in the eager step.
+//!
+//! Only CUDA devices capture (`CudaGraph::capture` refuses anything else before recording), and
+//! the trainer runs the step eagerly wherever a graph is not used: on the CPU, with
+//! `cuda_graph` off (the default), with `GRAN_CUDA_GRAPHS=0`, or after a capture that failed.
+
+use crate::cuda_graph::CudaGraph;
+use crate::error::Result;
+use tch::{Device, Kind, Tensor};
+
+/// What a step reads on the device besides the model. The eager step builds them fresh each
+/// step; the captured one owns them and refills them.
+pub struct StepInputs {
+    /// The real minibatch, float in [0, 1], [batch, C, H, W].
+    pub real: Tensor,
+    /// Latents of the discriminator's and the generator's updates, [batch, z_dim].
+    pub zd: Tensor,
+    pub zg: Tensor,
+    /// Learning rates (float scalars); `None`: the rates in the step's `AdamSettings`.
+    pub lr_d: Option<Tensor>,
+    pub lr_g: Option<Tensor>,
+    /// The update counts the two Adam updates use for their bias corrections (float scalars).
+    pub t_d: Tensor,
+    pub t_g: Tensor,
+}
+
+/// The values of one step that change between replays.
+pub struct StepValues<'a> {
+    pub real: &'a Tensor,
+    pub zd: &'a Tensor,
+    pub zg: &'a Tensor,
+    pub lr_d: f64,
+    pub lr_g: f64,
+    pub t_d: u64,
+    pub t_g: u64,
+}
+
+/// A captured training step and its static inputs.
+pub struct StepGraph {
+    inputs: StepInputs,
+    summary: Tensor,
+    graph: CudaGraph,
+}
+
+impl StepGraph {
+    /// Records `update` (the step's operations, given the static inputs; returns the summary
+    /// tensor) into a graph on `device`, with static inputs shaped as `like`'s. Nothing is
+    /// computed by the capture: the step then runs with `replay`. On a device other than CUDA,
+    /// or a build without CUDA graphs, a `Device` error before `update` is called.
+    pub fn capture(
+        device: Device,
+        like: &StepValues,
+        update: impl FnOnce(&StepInputs) -> Result<Tensor>,
+    ) -> Result<StepGraph> {
+        let scalar = || Tensor::f_zeros([], (Kind::Float, device));
+        let inputs = StepInputs {
+            real: like.real.f_to_device(device)?,
+            zd: like.zd.f_to_device(device)?,
+            zg: like.zg.f_to_device(device)?,
+            lr_d: Some(scalar()?),
+            lr_g: Some(scalar()?),
+            t_d: scalar()?,
+            t_g: scalar()?,
+        };
+        let (graph, summary) = CudaGraph::capture(device, || update(&inputs))?;
+        Ok(StepGraph { inputs, summary, graph })
+    }
+
+    /// Refills the static inputs with `v` and replays the step. Returns the step's summary (the
+    /// graph's output buffer: read it before the next replay).
+    pub fn replay(&self, v: &StepValues) -> Result<Tensor> {
+        let i = &self.inputs;
+        i.real.shallow_clone().f_copy_(v.real)?;
+        i.zd.shallow_clone().f_copy_(v.zd)?;
+        i.zg.shallow_clone().f_copy_(v.zg)?;
+        for (t, value) in [(&i.lr_d, v.lr_d), (&i.lr_g, v.lr_g)] {
+            let _ = t.as_ref().expect("static rates").shallow_clone().f_fill_(value)?;
+        }
+        let _ = i.t_d.shallow_clone().f_fill_(v.t_d as f64)?;
+        let _ = i.t_g.shallow_clone().f_fill_(v.t_g as f64)?;
+        self.graph.replay()?;
+        Ok(self.summary.shallow_clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// On the CPU the capture is refused with a `Device` error and the step is never recorded.
+    #[test]
+    fn capture_is_refused_on_the_cpu() {
+        let x = Tensor::zeros([2, 1, 4, 4], (Kind::Float, Device::Cpu));
+        let z = Tensor::zeros([2, 3], (Kind::Float, Device::Cpu));
+        let v = StepValues { real: &x, zd: &z, zg: &z, lr_d: 0.1, lr_g: 0.1, t_d: 1, t_g: 1 };
+        let mut called = false;
+        let e = StepGraph::capture(Device::Cpu, &v, |_| {
+            called = true;
+            Ok(Tensor::zeros([5], (Kind::Float, Device::Cpu)))
+        })
+        .err()
+        .expect("refused");
+        assert_eq!(e.kind, crate::error::ErrorKind::Device, "{}", e.message);
+        assert!(!called);
+    }
+}
