@@ -39,6 +39,13 @@ PYTHON        ?= python3
 VENV          := $(CURDIR)/.venv
 TORCH_STAMP   := $(VENV)/.torch-$(TORCH_VERSION)
 CMAKE_STAMP   := $(VENV)/.cmake-$(CMAKE_VERSION)
+# Gloo's headers (the torch wheel has c10d's, which include them, but not gloo's): Debian's
+# libgloo-dev unpacked into the venv, never installed system-wide. build.rs compiles the
+# process-group shim (csrc/dist.cpp) against them; the code itself is libtorch_cpu's.
+GLOO_DEB      := libgloo-dev
+GLOO_STAMP    := $(VENV)/.gloo-headers
+# What every build needs.
+DEPS          := $(TORCH_STAMP) $(GLOO_STAMP)
 CMAKE         := $(VENV)/bin/cmake
 CARGO         ?= cargo
 OUT           ?= out
@@ -72,11 +79,17 @@ ABI_VERSION = $(shell sed -n 's/^\#define GRAN_ABI_VERSION \([0-9]*\).*/\1/p' in
 
 all: build
 
-setup: $(TORCH_STAMP)
+setup: $(DEPS)
 
 $(TORCH_STAMP):
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check torch==$(TORCH_VERSION)
+	touch $@
+
+$(GLOO_STAMP): $(TORCH_STAMP)
+	rm -rf $(VENV)/gloo && mkdir -p $(VENV)/gloo
+	cd $(VENV)/gloo && { apt-get download $(GLOO_DEB) 2>/dev/null || { apt-get update -qq && apt-get download $(GLOO_DEB); }; }
+	dpkg -x $(VENV)/gloo/$(GLOO_DEB)_*.deb $(VENV)/gloo && test -f $(VENV)/gloo/usr/include/gloo/config.h
 	touch $@
 
 # cmake for test-install only, from PyPI into the project venv.
@@ -91,18 +104,18 @@ define soname_link
 	if [ -n "$$soname" ] && [ "$$soname" != libgran.so ]; then ln -sfn libgran.so target/release/$$soname; fi
 endef
 
-build: $(TORCH_STAMP)
+build: $(DEPS)
 	$(CARGO_ENV) $(CARGO) build --release --lib --bins --examples
 	$(soname_link)
 
 # The library alone (what the C tests, the symbol check and the install need).
-lib: $(TORCH_STAMP)
+lib: $(DEPS)
 	$(CARGO_ENV) $(CARGO) build --release --lib
 	$(soname_link)
 
 # The command-line tool (src/bin/gran): the Rust core, linked like the library (build.rs).
 GRAN_BIN := target/release/gran
-cli: $(TORCH_STAMP)
+cli: $(DEPS)
 	$(CARGO_ENV) $(CARGO) build --release --bin gran
 
 # The main job, as a user types it: train GRAN (T = 3) and the single-step baseline (T = 1) on
@@ -143,7 +156,7 @@ COLOUR_PHOTOS   := astronaut.png chelsea.png coffee.png hubble_deep_field.jpg re
 
 colour-data: data/colour32/test_batch.bin
 
-data/colour32/test_batch.bin: examples/colour_patches.rs $(TORCH_STAMP)
+data/colour32/test_batch.bin: examples/colour_patches.rs $(DEPS)
 	rm -rf target/colour-src && mkdir -p target/colour-src
 	$(VENV)/bin/pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
 	    -d target/colour-src scikit-image==$(SKIMAGE_VERSION)
@@ -153,18 +166,18 @@ data/colour32/test_batch.bin: examples/colour_patches.rs $(TORCH_STAMP)
 	$(CARGO_ENV) $(CARGO) run --release --example colour_patches -- target/colour-src data/colour32
 
 EXPERIMENT_ARGS ?= --iterations 2000 --width-scale 0.25 --seeds 1,2,3
-experiment: $(TORCH_STAMP)
+experiment: $(DEPS)
 	$(CARGO_ENV) $(CARGO) run --release --example experiment -- $(EXPERIMENT_ARGS)
 
-bench-rust: $(TORCH_STAMP)
+bench-rust: $(DEPS)
 	$(CARGO_ENV) $(CARGO) bench --bench gran
 
 # One libtorch thread per test: cargo runs the tests in parallel, and libgomp's spinning
 # workers make oversubscribed runs many times slower.
-test-rust: $(TORCH_STAMP)
+test-rust: $(DEPS)
 	OMP_NUM_THREADS=1 $(CARGO_ENV) $(CARGO) test --release
 
-header: $(TORCH_STAMP)
+header: $(DEPS)
 	GRAN_BLESS=1 $(CARGO_ENV) $(CARGO) test --release --test header
 
 # ---------------------------------------------------------------------------------------------
@@ -267,7 +280,7 @@ test-bindings: lib
 GPU_DIR        := target/gpu
 GPU_DRY_BUDGET ?= 310
 
-gpu-check: $(TORCH_STAMP)
+gpu-check: $(DEPS)
 	@start=$$(date +%s); \
 	$(CARGO_ENV) CARGO="$(CARGO)" GPU_CC="$(CC)" GPU_CXX="$(CXX)" PYTHON=$(VENV)/bin/python bash gpu/build.sh $(GPU_DIR) \
 	    && echo "gpu-check: took $$(( $$(date +%s) - start )) s; on the GPU machine (carry $(GPU_DIR)): bash gpu/check.sh"

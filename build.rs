@@ -59,6 +59,7 @@ fn main() {
         .file("csrc/determinism.cpp")
         .file("csrc/foreach_lerp.cpp")
         .compile("gran_torch_ext");
+    process_groups(&include);
     if cuda {
         println!("cargo:rustc-link-arg=-Wl,--no-as-needed");
         println!("cargo:rustc-link-arg=-ltorch_cuda");
@@ -66,6 +67,41 @@ fn main() {
     }
     // The shared library's soname, so that `make install` can lay out versioned names.
     println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libgran.so.0");
+}
+
+/// csrc/dist.cpp, compiled on its own (its defines and include folders touch no other shim):
+/// with Gloo where gloo's headers are (the Makefile unpacks Debian's libgloo-dev into the venv;
+/// GRAN_GLOO_INCLUDE overrides), else a stub that refuses to make a group. NCCL is not compiled
+/// in yet: c10d's NCCL header needs CUDA's CCCL headers (nv/target), which no wheel in the venv
+/// carries.
+fn process_groups(include: &std::path::Path) {
+    println!("cargo:rerun-if-env-changed=GRAN_GLOO_INCLUDE");
+    let gloo = std::env::var("GRAN_GLOO_INCLUDE")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/gloo/usr/include"));
+    let mut build = cc::Build::new();
+    if gloo.join("gloo/config.h").exists() {
+        build.include(&gloo).define("GRAN_GLOO", None).define("USE_C10D_GLOO", None);
+    } else {
+        println!(
+            "cargo:warning=no gloo headers at {}: gran is built without process groups (make setup fetches them)",
+            gloo.display()
+        );
+    }
+    build
+        .cpp(true)
+        .pic(true)
+        .include(include)
+        .include(include.join("torch/csrc/api/include"))
+        .flag("-std=c++17")
+        .flag(format!(
+            "-D_GLIBCXX_USE_CXX11_ABI={}",
+            std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".into())
+        ))
+        .flag("-DGLOG_USE_GLOG_EXPORT")
+        .flag_if_supported("-Wno-unused-parameter")
+        .file("csrc/dist.cpp")
+        .compile("gran_dist");
 }
 
 /// The CUDA runtime headers matching libtorch's CUDA (cuda_runtime_api.h), and a folder with the

@@ -20,6 +20,9 @@ pub enum ErrorKind {
     /// Training produced NaN or infinite losses.
     Diverged,
     Internal,
+    /// Data-parallel training: a peer process failed, hung past the group's timeout or could
+    /// not be reached, the ranks disagree, or the backend is not built.
+    Distributed,
 }
 
 /// An error with its kind and a human-readable message.

@@ -7,6 +7,7 @@ pub mod config;
 pub mod cuda_graph;
 pub mod data;
 pub mod device;
+pub mod dist;
 pub mod error;
 pub mod evaluator;
 pub mod ffi;

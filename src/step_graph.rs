@@ -34,6 +34,9 @@ pub struct StepInputs {
     /// The update counts the two Adam updates use for their bias corrections (float scalars).
     pub t_d: Tensor,
     pub t_g: Tensor,
+    /// Data-parallel runs: 1.0 when this rank asks the group to stop after the step (float
+    /// scalar); `None` in one process.
+    pub stop: Option<Tensor>,
 }
 
 /// The values of one step that change between replays.
@@ -73,6 +76,7 @@ impl StepGraph {
             lr_g: Some(scalar()?),
             t_d: scalar()?,
             t_g: scalar()?,
+            stop: None,
         };
         let (graph, summary) = CudaGraph::capture(device, || update(&inputs))?;
         Ok(StepGraph { inputs, summary, graph })

@@ -48,6 +48,26 @@ pub struct TrainConfig {
     /// and replay it (crate::step_graph): the same operations without their launch overhead.
     /// Off by default. Elsewhere, or if the capture fails, the steps run eagerly (logged).
     pub cuda_graph: bool,
+    /// Data-parallel training in this process group (crate::dist): `batch_size` is the global
+    /// batch, each rank takes its share of every minibatch, gradients are averaged every step.
+    /// `None`: one process.
+    pub group: Option<Group>,
+}
+
+/// The process group of a run (settings compare groups by identity).
+#[derive(Clone)]
+pub struct Group(pub std::sync::Arc<crate::dist::ProcessGroup>);
+
+impl PartialEq for Group {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl std::fmt::Debug for Group {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
 }
 
 /// A learning-rate schedule: the factor applied to `lr_g` and `lr_d` at each step, a function of
@@ -107,6 +127,7 @@ impl Default for TrainConfig {
             ema_start: DEFAULT_EMA_START,
             lr_schedule: LrSchedule::Constant,
             cuda_graph: false,
+            group: None,
         }
     }
 }
@@ -162,6 +183,16 @@ impl TrainConfig {
         }
         if !(0.0..1.0).contains(&self.ema_decay) {
             return Err(Error::invalid(format!("ema_decay is {}: must be in [0, 1)", self.ema_decay)));
+        }
+        if let Some(Group(g)) = &self.group {
+            let world = g.world_size();
+            if self.batch_size % world != 0 || self.batch_size / world < 2 {
+                return Err(Error::invalid(format!(
+                    "batch_size {} over {world} processes: the global batch must split into equal shares of at \
+                     least 2 images (batch norm needs batch statistics)",
+                    self.batch_size
+                )));
+            }
         }
         Ok(())
     }

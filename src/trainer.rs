@@ -11,6 +11,7 @@
 
 use crate::adam::{AdamSettings, DeviceInputs};
 use crate::data::Dataset;
+use crate::dist::ProcessGroup;
 use crate::error::{Error, ErrorKind, Result};
 use crate::layers::BnMode;
 use crate::log::{log, Level};
@@ -20,6 +21,7 @@ use crate::snapshot::Snapshot;
 use crate::step_graph::{StepGraph, StepInputs, StepValues};
 use crate::torch_ext::non_finite;
 use crate::train::{Progress, TrainConfig};
+use std::sync::Arc;
 use std::time::Instant;
 use tch::{Device, Kind, Reduction, Tensor};
 
@@ -62,7 +64,12 @@ pub struct Trainer<'a> {
     /// of the memory floats would take); each minibatch is gathered and converted there.
     images: Tensor,
     count: usize,
+    /// The global batch; this process takes `local` images of it from `offset` on (all of it
+    /// from 0 in one process).
     batch: usize,
+    local: usize,
+    offset: usize,
+    group: Option<Arc<ProcessGroup>>,
     per_epoch: u64,
     z_dim: i64,
     /// The model's step counter when the run began, and where it ends.
@@ -118,6 +125,14 @@ impl<'a> Trainer<'a> {
             }
         }
         let busy = model.begin_training()?;
+        let group = cfg.group.as_ref().map(|g| g.0.clone());
+        let (local, offset) = match &group {
+            Some(g) => {
+                let local = batch / g.world_size() as usize;
+                (local, local * g.rank() as usize)
+            }
+            None => (batch, 0),
+        };
         let device = model.device();
         let per_epoch = (count / batch) as u64;
         let steps = if cfg.iterations > 0 { cfg.iterations } else { u64::from(cfg.epochs) * per_epoch };
@@ -129,6 +144,9 @@ impl<'a> Trainer<'a> {
             ))
         })?;
         let images = data.stored_images(device)?;
+        if let Some(g) = &group {
+            join(model, g)?;
+        }
         let adam_d = AdamSettings {
             lr: cfg.lr_d,
             beta1: cfg.beta1_d,
@@ -146,6 +164,9 @@ impl<'a> Trainer<'a> {
             images,
             count,
             batch,
+            local,
+            offset,
+            group,
             per_epoch,
             z_dim: mc.z_dim as i64,
             first,
@@ -155,24 +176,26 @@ impl<'a> Trainer<'a> {
             shuffle: Stream::new(cfg.seed, stream::SHUFFLE),
             z_d: Stream::new(cfg.seed, stream::TRAIN_Z_D),
             z_g: Stream::new(cfg.seed, stream::TRAIN_Z_G),
-            ones: Tensor::f_ones([batch as i64], (Kind::Float, device))?,
-            zeros: Tensor::f_zeros([batch as i64], (Kind::Float, device))?,
+            ones: Tensor::f_ones([local as i64], (Kind::Float, device))?,
+            zeros: Tensor::f_zeros([local as i64], (Kind::Float, device))?,
             perm: None,
             window: Window::default(),
             run_start: Instant::now(),
             last: Progress { step: first, total_steps: end, ..Default::default() },
             warned: false,
             backup: Snapshot::default(),
-            execution: Self::execution(cfg, device),
+            execution: Self::execution(cfg, device, cfg.group.is_some()),
         })
     }
 
     /// Eager, or captured after a warm-up where the run asks for a graph and one can be made.
-    fn execution(cfg: &TrainConfig, device: Device) -> Execution {
+    fn execution(cfg: &TrainConfig, device: Device, distributed: bool) -> Execution {
         if !cfg.cuda_graph {
             return Execution::Eager;
         }
-        let why_not = if !device.is_cuda() {
+        let why_not = if distributed {
+            Some("data-parallel steps reduce across processes between their phases".to_string())
+        } else if !device.is_cuda() {
             Some(format!("the model is on {device:?}, and only CUDA devices capture"))
         } else if !crate::cuda_graph::supported() {
             Some("this build of gran has no CUDA graph support".to_string())
@@ -199,12 +222,21 @@ impl<'a> Trainer<'a> {
     /// the last one, with no lock held; returning `true` stops the run with `Cancelled`.
     pub fn run(mut self, on_progress: &mut dyn FnMut(&Progress) -> bool) -> Result<Progress> {
         for step in self.first..self.end {
-            if self.model.cancel_requested() {
+            let cancel = self.model.cancel_requested();
+            if cancel && self.group.is_none() {
                 return Err(Error::new(ErrorKind::Cancelled, format!("training cancelled at step {step}")));
             }
+            // In a group a cancel travels with the step's reduction: every rank completes this
+            // step and stops after it.
             self.window.started.get_or_insert_with(Instant::now);
-            let sums = self.step(step)?;
+            let (sums, stop) = self.step(step, cancel)?;
             self.after_step(step, sums, on_progress)?;
+            if stop {
+                return Err(Error::new(
+                    ErrorKind::Cancelled,
+                    format!("training cancelled at step {} (asked by a process of the group)", step + 1),
+                ));
+            }
         }
         Ok(self.last)
     }
@@ -217,11 +249,15 @@ impl<'a> Trainer<'a> {
             self.perm = Some((epoch, to_device_async(Tensor::f_from_slice(&p)?, self.device)?));
         }
         let pos = ((step % self.per_epoch) as usize * self.batch) as i64;
-        let idx = self.perm.as_ref().expect("set above").1.f_narrow(0, pos, self.batch as i64)?;
+        // This process's share of the global minibatch (all of it in one process): the global
+        // minibatch depends on (seed, step) alone, whatever the world size.
+        let idx = self.perm.as_ref().expect("set above").1.f_narrow(0, pos + self.offset as i64, self.local as i64)?;
         let real = Dataset::gather_float(&self.images, &idx)?;
         let latent = |s: &Stream| -> Result<Tensor> {
             let z = s.sub(step).normals(0, self.batch * self.z_dim as usize);
-            to_device_async(Tensor::f_from_slice(&z)?.f_view([self.batch as i64, self.z_dim])?, self.device)
+            let z = Tensor::f_from_slice(&z)?.f_view([self.batch as i64, self.z_dim])?;
+            let z = if self.local == self.batch { z } else { z.f_narrow(0, self.offset as i64, self.local as i64)?.f_contiguous()? };
+            to_device_async(z, self.device)
         };
         Ok(Batch { real, zd: latent(&self.z_d)?, zg: latent(&self.z_g)? })
     }
@@ -238,7 +274,10 @@ impl<'a> Trainer<'a> {
     /// than a tenth of a paper-width step on a CPU), so a libtorch failure after G's update has
     /// run (in the finiteness check or the read) leaves G one update ahead of the rest; the
     /// error then says what libtorch said.
-    fn step(&mut self, step: u64) -> Result<[f64; 4]> {
+    ///
+    /// In a process group, `stop` (this rank was asked to stop) travels with the step's
+    /// reduction; the second value returned says whether any rank asked.
+    fn step(&mut self, step: u64, stop: bool) -> Result<([f64; 4], bool)> {
         let b = self.batch(step)?;
         let mut state = self.model.write();
         let st = &mut *state;
@@ -254,7 +293,7 @@ impl<'a> Trainer<'a> {
         let f = self.cfg.lr_schedule.factor(step, self.end, self.per_epoch);
         let adam_d = AdamSettings { lr: self.adam_d.lr * f, ..self.adam_d };
         let adam_g = AdamSettings { lr: self.adam_g.lr * f, ..self.adam_g };
-        let outcome = self.execute(st, &b, &adam_d, &adam_g);
+        let outcome = self.execute(st, &b, &adam_d, &adam_g, stop);
         // Each update counts, applied or skipped (as Adam::step counts); a failed step puts
         // the counts back below.
         (st.opt_d.t, st.opt_g.t) = (adam_d_t.saturating_add(1), adam_g_t.saturating_add(1));
@@ -288,7 +327,7 @@ impl<'a> Trainer<'a> {
             ema.update(&st.g_params, decay)?;
             ema.batch = self.cfg.batch_size;
         }
-        Ok([sums[0], sums[1], sums[2], sums[3]])
+        Ok(([sums[0], sums[1], sums[2], sums[3]], sums[5] > 0.0))
     }
 
     /// After step `step` completed: the report window, the checkpoint, the progress report.
@@ -298,7 +337,8 @@ impl<'a> Trainer<'a> {
         }
         self.window.steps += 1;
         let (done, first, end) = (step + 1, self.first, self.end);
-        if let Some(path) = &self.cfg.checkpoint_path {
+        let writer = self.group.as_ref().is_none_or(|g| g.rank() == 0);
+        if let (Some(path), true) = (&self.cfg.checkpoint_path, writer) {
             if done == end || (self.cfg.checkpoint_every > 0 && (done - first) % self.cfg.checkpoint_every == 0) {
                 crate::checkpoint::save(self.model, path)?;
             }
@@ -334,7 +374,27 @@ impl<'a> Trainer<'a> {
                 ),
             );
         }
-        if on_progress(last) {
+        let stop = on_progress(last);
+        if let Some(g) = &self.group {
+            // Every report: are the ranks' states still the same (a cheap digest compared), and
+            // does any rank's callback stop the run (then all stop here)?
+            let d = digest(self.model)?;
+            let t = Tensor::f_from_slice(&[f64::from(u8::from(stop)), d[0], d[1], -d[0], -d[1]])?;
+            g.all_reduce_max(&[&t])?;
+            let r = Vec::<f64>::try_from(&t)?;
+            if r[1] != -r[3] || r[2] != -r[4] {
+                return Err(Error::new(
+                    ErrorKind::Distributed,
+                    format!("the processes' weights differ after step {done} (digests {:e} to {:e}): a rank diverged", -r[3], r[1]),
+                ));
+            }
+            if r[0] > 0.0 {
+                return Err(Error::new(
+                    ErrorKind::Cancelled,
+                    format!("training stopped by a progress callback at step {done}"),
+                ));
+            }
+        } else if stop {
             return Err(Error::new(
                 ErrorKind::Cancelled,
                 format!("training stopped by the progress callback at step {done}"),
@@ -347,7 +407,14 @@ impl<'a> Trainer<'a> {
     /// warm-up is over; a capture that fails is logged and the run goes on eagerly). Returns,
     /// in one host read: the D loss, the G loss, the mean D(x), the mean D(G(z)), and 1.0 if any
     /// weight or Adam moment of either network is not finite after the updates (else 0.0).
-    fn execute(&mut self, st: &mut State, b: &Batch, adam_d: &AdamSettings, adam_g: &AdamSettings) -> Result<Vec<f64>> {
+    fn execute(
+        &mut self,
+        st: &mut State,
+        b: &Batch,
+        adam_d: &AdamSettings,
+        adam_g: &AdamSettings,
+        stop: bool,
+    ) -> Result<Vec<f64>> {
         let values = StepValues {
             real: &b.real,
             zd: &b.zd,
@@ -384,11 +451,16 @@ impl<'a> Trainer<'a> {
                     lr_g: None,
                     t_d: Tensor::f_full([], values.t_d as f64, (Kind::Float, self.device))?,
                     t_g: Tensor::f_full([], values.t_g as f64, (Kind::Float, self.device))?,
+                    stop: match self.group {
+                        Some(_) => Some(Tensor::f_full([], f64::from(u8::from(stop)), (Kind::Float, self.device))?),
+                        None => None,
+                    },
                 };
                 self.update(st, &inputs, adam_d, adam_g)?
             }
         };
-        // The step's one host read: both losses, the mean D outputs and the finiteness flag.
+        // The step's one host read: both losses, the mean D outputs, the finiteness flag and
+        // whether a rank asked to stop.
         Ok(Vec::<f64>::try_from(&summary.f_to_kind(Kind::Double)?.f_to_device(Device::Cpu)?)?)
     }
 
@@ -418,6 +490,18 @@ impl<'a> Trainer<'a> {
             .f_binary_cross_entropy_with_logits::<Tensor>(&self.ones, None, None, Reduction::Mean)?
             .f_add(&lf.f_binary_cross_entropy_with_logits::<Tensor>(&self.zeros, None, None, Reduction::Mean)?)?;
         let d_grads = st.opt_d.gradients(&d_loss)?;
+        // In a group: the gradients and the loss averaged over the ranks (the same on every
+        // rank from here on, so every rank makes the same update, or skips it).
+        let (d_grads, d_loss) = match &self.group {
+            Some(g) => {
+                let mut all = d_grads;
+                all.push(d_loss.detach());
+                let mut mean = g.mean(&all)?;
+                let loss = mean.pop().expect("pushed");
+                (mean, loss)
+            }
+            None => (d_grads, d_loss),
+        };
         let d_bad = not_finite(&d_loss)?.f_maximum(&non_finite(&d_grads.iter().collect::<Vec<_>>())?)?;
         st.opt_d.apply(&d_grads, adam_d, &DeviceInputs { step: &i.t_d, lr: i.lr_d.as_ref(), skip_if: Some(&d_bad) })?;
 
@@ -428,6 +512,38 @@ impl<'a> Trainer<'a> {
         })?;
         let g_loss = g_logits.f_binary_cross_entropy_with_logits::<Tensor>(&self.ones, None, None, Reduction::Mean)?;
         let g_grads = st.opt_g.gradients(&g_loss)?;
+        let (mut d_real, mut d_fake) = tch::no_grad(|| -> Result<(Tensor, Tensor)> {
+            Ok((lr_.f_sigmoid()?.f_mean(Kind::Float)?, lf.f_sigmoid()?.f_mean(Kind::Float)?))
+        })?;
+        let mut stop = Tensor::new();
+        let (g_grads, g_loss) = match &self.group {
+            Some(g) => {
+                // One reduction for the rest of the step: G's gradients, the loss and mean D
+                // outputs (the report's global means), the stop flag, and both networks'
+                // batch-norm running statistics (each rank normalises by its own share's
+                // statistics; the running ones are kept the same everywhere, as their mean).
+                let buffers: Vec<Tensor> = st.g_buffers.iter().chain(&st.d_buffers).map(|n| n.tensor.shallow_clone()).collect();
+                let n = g_grads.len();
+                let mut all = g_grads;
+                let flag = i.stop.as_ref().map_or(Ok(Tensor::new()), |s| s.f_to_kind(Kind::Float))?;
+                all.extend([g_loss.detach(), d_real, d_fake, flag]);
+                all.extend(buffers.iter().map(|b| b.shallow_clone()));
+                let mut mean = g.mean(&all)?;
+                tch::no_grad(|| -> Result<()> {
+                    for (b, m) in buffers.iter().zip(&mean[n + 4..]) {
+                        b.shallow_clone().f_copy_(m)?;
+                    }
+                    Ok(())
+                })?;
+                mean.truncate(n + 4);
+                stop = mean.pop().expect("pushed");
+                d_fake = mean.pop().expect("pushed");
+                d_real = mean.pop().expect("pushed");
+                let loss = mean.pop().expect("pushed");
+                (mean, loss)
+            }
+            None => (g_grads, g_loss),
+        };
         let bad = d_bad
             .f_maximum(&not_finite(&g_loss)?)?
             .f_maximum(&non_finite(&g_grads.iter().collect::<Vec<_>>())?)?;
@@ -437,19 +553,66 @@ impl<'a> Trainer<'a> {
         // the device, goes with the summary.
         let updated: Vec<&Tensor> = st.opt_d.tensors().chain(st.opt_g.tensors()).collect();
         let largest = non_finite(&updated)?;
+        let stop = if stop.defined() { stop } else { Tensor::f_zeros([], (Kind::Float, device))? };
         tch::no_grad(|| -> Result<Tensor> {
             Ok(Tensor::f_stack(
                 &[
-                    d_loss,
-                    g_loss,
-                    lr_.f_sigmoid()?.f_mean(Kind::Float)?,
-                    lf.f_sigmoid()?.f_mean(Kind::Float)?,
+                    d_loss.f_to_kind(Kind::Float)?,
+                    g_loss.f_to_kind(Kind::Float)?,
+                    d_real,
+                    d_fake,
                     largest.f_to_kind(Kind::Float)?,
+                    stop,
                 ],
                 0,
             )?)
         })
     }
+}
+
+/// The start of a data-parallel run: every rank must be at the same step with the same update
+/// counts and the same kind of model state (a `Distributed` error says which differ: load the
+/// same checkpoint everywhere), then every tensor of the model's state is made rank 0's.
+fn join(model: &Model, g: &ProcessGroup) -> Result<()> {
+    let st = model.write();
+    let facts = [st.step as f64, st.opt_d.t as f64, st.opt_g.t as f64, f64::from(u8::from(st.ema.is_some()))];
+    if !agree(g, &facts)? {
+        return Err(Error::new(
+            ErrorKind::Distributed,
+            format!(
+                "the processes of the group start from different states (this one: step {}, {} averaged \
+                 generator): give every rank the same model or checkpoint",
+                facts[0],
+                if st.ema.is_some() { "with an" } else { "without an" }
+            ),
+        ));
+    }
+    let tensors: Vec<Tensor> = st.named_tensors().into_iter().map(|(_, t)| t).collect();
+    tch::no_grad(|| g.broadcast(&tensors.iter().collect::<Vec<_>>(), 0))
+}
+
+/// Whether `values` are the same on every rank of `g` (one all-reduce of them and their
+/// negations: the maxima of both give the largest and the smallest).
+fn agree(g: &ProcessGroup, values: &[f64]) -> Result<bool> {
+    let both: Vec<f64> = values.iter().copied().chain(values.iter().map(|v| -v)).collect();
+    let t = Tensor::f_from_slice(&both)?;
+    g.all_reduce_max(&[&t])?;
+    let r = Vec::<f64>::try_from(&t)?;
+    let n = values.len();
+    Ok((0..n).all(|i| r[i] == -r[n + i]))
+}
+
+/// A digest of the model's state: the sum and the sum of squares of every tensor, in float64
+/// (ranks with the same state get the same bits).
+fn digest(model: &Model) -> Result<[f64; 2]> {
+    let st = model.read();
+    let (mut sum, mut squares) = (0.0, 0.0);
+    for (_, t) in st.named_tensors() {
+        let t = t.detach().f_to_kind(Kind::Double)?;
+        sum += t.f_sum(Kind::Double)?.f_double_value(&[])?;
+        squares += t.f_square()?.f_sum(Kind::Double)?.f_double_value(&[])?;
+    }
+    Ok([sum, squares])
 }
 
 /// After a failed step was put back: `diverged` as it is when the generator is finite (the

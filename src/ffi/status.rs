@@ -34,6 +34,10 @@ pub const GRAN_STATUS_BUSY: GranStatus = 9;
 pub const GRAN_STATUS_DIVERGED: GranStatus = 10;
 /// A bug or an unexpected libtorch failure; the library stays usable.
 pub const GRAN_STATUS_INTERNAL: GranStatus = 11;
+/// Data-parallel training: a peer process died, hung past the group's timeout or could not be
+/// reached, the ranks' weights disagree, or the backend is not in this build. The model keeps
+/// the weights of its last completed step.
+pub const GRAN_STATUS_DISTRIBUTED: GranStatus = 12;
 
 pub(crate) fn status_of(kind: ErrorKind) -> GranStatus {
     match kind {
@@ -48,6 +52,7 @@ pub(crate) fn status_of(kind: ErrorKind) -> GranStatus {
         ErrorKind::Busy => GRAN_STATUS_BUSY,
         ErrorKind::Diverged => GRAN_STATUS_DIVERGED,
         ErrorKind::Internal => GRAN_STATUS_INTERNAL,
+        ErrorKind::Distributed => GRAN_STATUS_DISTRIBUTED,
     }
 }
 
@@ -97,6 +102,7 @@ pub(crate) fn status_name(s: GranStatus) -> &'static [u8] {
         GRAN_STATUS_BUSY => b"GRAN_STATUS_BUSY\0",
         GRAN_STATUS_DIVERGED => b"GRAN_STATUS_DIVERGED\0",
         GRAN_STATUS_INTERNAL => b"GRAN_STATUS_INTERNAL\0",
+        GRAN_STATUS_DISTRIBUTED => b"GRAN_STATUS_DISTRIBUTED\0",
         _ => b"GRAN_STATUS_UNKNOWN\0",
     }
 }

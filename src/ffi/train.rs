@@ -86,6 +86,7 @@ pub unsafe extern "C" fn gran_train(
             ema_start: c.ema_start,
             lr_schedule: lr_schedule(c.lr_schedule, "cfg->lr_schedule")?,
             cuda_graph: c.cuda_graph != 0,
+            group: None,
         };
         if !last.is_null() {
             // Refuse a bad output struct before training rather than after.

@@ -64,14 +64,16 @@ static void test_status_strings(void) {
         "GRAN_STATUS_BUFFER_TOO_SMALL", "GRAN_STATUS_IO",       "GRAN_STATUS_FORMAT",
         "GRAN_STATUS_DEVICE",      "GRAN_STATUS_OUT_OF_MEMORY",    "GRAN_STATUS_CANCELLED",
         "GRAN_STATUS_BUSY",        "GRAN_STATUS_DIVERGED",         "GRAN_STATUS_INTERNAL",
+        "GRAN_STATUS_DISTRIBUTED",
     };
     static const GranStatus codes[] = {
         GRAN_STATUS_OK,       GRAN_STATUS_INVALID_ARGUMENT, GRAN_STATUS_INVALID_HANDLE,
         GRAN_STATUS_BUFFER_TOO_SMALL, GRAN_STATUS_IO,       GRAN_STATUS_FORMAT,
         GRAN_STATUS_DEVICE,   GRAN_STATUS_OUT_OF_MEMORY,    GRAN_STATUS_CANCELLED,
         GRAN_STATUS_BUSY,     GRAN_STATUS_DIVERGED,         GRAN_STATUS_INTERNAL,
+        GRAN_STATUS_DISTRIBUTED,
     };
-    static const GranStatus unknown[] = {-1, 12, 13, 100, INT32_MIN, INT32_MAX};
+    static const GranStatus unknown[] = {-1, 13, 14, 100, INT32_MIN, INT32_MAX};
     size_t i;
     CHECK(GRAN_STATUS_OK == 0);
     for (i = 0; i < sizeof codes / sizeof codes[0]; i++) {

@@ -78,6 +78,10 @@ class InternalError(GranError):
     """GRAN_STATUS_INTERNAL: a library bug or unexpected libtorch failure."""
 
 
+class DistributedError(GranError):
+    """GRAN_STATUS_DISTRIBUTED: a peer process failed, hung or was unreachable, or the ranks disagree."""
+
+
 STATUS_NAMES = {
     _lib.GRAN_STATUS_OK: "GRAN_STATUS_OK",
     _lib.GRAN_STATUS_INVALID_ARGUMENT: "GRAN_STATUS_INVALID_ARGUMENT",
@@ -91,6 +95,7 @@ STATUS_NAMES = {
     _lib.GRAN_STATUS_BUSY: "GRAN_STATUS_BUSY",
     _lib.GRAN_STATUS_DIVERGED: "GRAN_STATUS_DIVERGED",
     _lib.GRAN_STATUS_INTERNAL: "GRAN_STATUS_INTERNAL",
+    _lib.GRAN_STATUS_DISTRIBUTED: "GRAN_STATUS_DISTRIBUTED",
 }
 
 EXCEPTIONS = {
@@ -105,6 +110,7 @@ EXCEPTIONS = {
     _lib.GRAN_STATUS_BUSY: BusyError,
     _lib.GRAN_STATUS_DIVERGED: DivergedError,
     _lib.GRAN_STATUS_INTERNAL: InternalError,
+    _lib.GRAN_STATUS_DISTRIBUTED: DistributedError,
 }
 
 

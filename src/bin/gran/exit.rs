@@ -23,6 +23,7 @@ pub fn code(kind: ErrorKind) -> i32 {
         ErrorKind::Busy => 19,
         ErrorKind::Diverged => 20,
         ErrorKind::Internal => 21,
+        ErrorKind::Distributed => 22,
     }
 }
 
@@ -38,9 +39,10 @@ Exit status:
    17    out of memory
    20    training diverged (NaN or infinite loss); the checkpoint is not updated
    21    internal error (a bug, or an unexpected libtorch failure)
+   22    distributed training failed (a peer died, hung or was unreachable)
   130    training stopped by Ctrl-C at a step boundary; the checkpoint was written
 Errors are one line on stderr. With --json, stdout also gets {\"type\":\"error\",...}.
-Codes 11-21 are 10 + the C API's GranStatus value.";
+Codes 11-22 are 10 + the C API's GranStatus value.";
 
 /// The name of a kind as the C API's status names it (lower case), for --json.
 pub fn kind_name(kind: ErrorKind) -> &'static str {
@@ -56,6 +58,7 @@ pub fn kind_name(kind: ErrorKind) -> &'static str {
         ErrorKind::Busy => "busy",
         ErrorKind::Diverged => "diverged",
         ErrorKind::Internal => "internal",
+        ErrorKind::Distributed => "distributed",
     }
 }
 
@@ -125,6 +128,7 @@ mod tests {
             (ErrorKind::Busy, GRAN_STATUS_BUSY),
             (ErrorKind::Diverged, GRAN_STATUS_DIVERGED),
             (ErrorKind::Internal, GRAN_STATUS_INTERNAL),
+            (ErrorKind::Distributed, GRAN_STATUS_DISTRIBUTED),
         ] {
             assert_eq!(code(kind), 10 + status, "{kind:?}");
         }

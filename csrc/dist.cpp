@@ -1,0 +1,202 @@
+// Process groups for data-parallel training, on PyTorch's own distributed engine (c10d): a
+// TCPStore rendezvous (rank 0 serves it), then ProcessGroupGloo (CPU tensors) or
+// ProcessGroupNCCL (CUDA tensors). gran calls three collectives: all-reduce (sum or max) of one
+// flat tensor, several started at once and then waited for (a step's gradient buckets), and
+// broadcast from a rank. Internal to libgran (not exported: gran.map).
+//
+// Gloo's headers do not ship with the torch wheel; the Makefile unpacks Debian's libgloo-dev
+// headers into the venv and build.rs compiles this file with GRAN_GLOO (the symbols are
+// libtorch_cpu's). NCCL is compiled in with GRAN_NCCL when nccl.h (the nvidia-nccl wheel) and the
+// CUDA runtime headers are found. A backend that was not compiled in fails cleanly at creation.
+//
+// Faults: every collective waits at most the group's timeout and then throws, as does a peer
+// that closed its connection; the shim turns that into status 1 and a message. For NCCL, the
+// environment is set (unless the caller set it) so that its watchdog reports instead of tearing
+// the host process down: TORCH_NCCL_BLOCKING_WAIT=1 (wait() throws on a timeout or a failed
+// peer) and TORCH_NCCL_ASYNC_ERROR_HANDLING=0 (the watchdog does not abort).
+//
+// Each call returns 0, or 1 with a message in `err` (NUL-terminated, at most `err_len` bytes).
+#include <ATen/ATen.h>
+
+#include <chrono>
+#include <cstdint>
+#include <cstdlib>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "shim.h"
+
+#if defined(GRAN_GLOO) || defined(GRAN_NCCL)
+#include <torch/csrc/distributed/c10d/Backend.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#endif
+#ifdef GRAN_GLOO
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#endif
+#ifdef GRAN_NCCL
+#include <c10/cuda/CUDAFunctions.h>
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
+#endif
+
+namespace {
+#if defined(GRAN_GLOO) || defined(GRAN_NCCL)
+struct Group {
+    c10::intrusive_ptr<c10d::Store> store;
+    c10::intrusive_ptr<c10d::Backend> backend;
+    std::chrono::milliseconds timeout;
+};
+#else
+struct Group {};
+#endif
+}  // namespace
+
+// Backends: 1 Gloo, 2 NCCL (gran's GRAN_BACKEND_* values; AUTO is resolved by the caller).
+extern "C" int grn_dist_backend_built(int backend) {
+#ifdef GRAN_GLOO
+    if (backend == 1) return 1;
+#endif
+#ifdef GRAN_NCCL
+    if (backend == 2) return 1;
+#endif
+    (void)backend;
+    return 0;
+}
+
+// A group of `world` processes of which this is `rank`, meeting at host:port (rank 0 listens
+// there). `device` is the CUDA device index of this rank's tensors for NCCL (ignored for Gloo).
+extern "C" int grn_dist_new(int backend, int rank, int world, const char *host, int port, int64_t timeout_ms,
+                            int device, void **out, char *err, size_t err_len) {
+    try {
+#if defined(GRAN_GLOO) || defined(GRAN_NCCL)
+        if (!grn_dist_backend_built(backend))
+            throw std::runtime_error(backend == 2 ? "this build of gran has no NCCL (no nccl.h or CUDA headers at build time)"
+                                                  : "this build of gran has no Gloo (no gloo headers at build time)");
+        auto timeout = std::chrono::milliseconds(timeout_ms);
+        c10d::TCPStoreOptions so;
+        so.port = static_cast<std::uint16_t>(port);
+        so.isServer = rank == 0;
+        so.numWorkers = static_cast<std::size_t>(world);
+        so.waitWorkers = true;
+        so.timeout = timeout;
+        auto store = c10::make_intrusive<c10d::TCPStore>(std::string(host), so);
+        auto group = std::make_unique<Group>();
+        group->store = store;
+        group->timeout = timeout;
+        if (backend == 1) {
+#ifdef GRAN_GLOO
+            auto opts = c10d::ProcessGroupGloo::Options::create(timeout);
+            const char *ifname = std::getenv("GLOO_SOCKET_IFNAME");
+            if (ifname != nullptr && *ifname != '\0') {
+                opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(ifname));
+            } else {
+                // The address the store is reached at is an address of this machine's way to
+                // its peers (127.0.0.1 for local processes); otherwise the host's own name.
+                const std::string h(host);
+                if (h == "127.0.0.1" || h == "localhost")
+                    opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1"));
+                else
+                    opts->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
+            }
+            opts->threads = 2;
+            group->backend = c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, world, opts);
+#endif
+        } else {
+#ifdef GRAN_NCCL
+            setenv("TORCH_NCCL_BLOCKING_WAIT", "1", 0);
+            setenv("TORCH_NCCL_ASYNC_ERROR_HANDLING", "0", 0);
+            c10::cuda::set_device(static_cast<c10::DeviceIndex>(device));
+            auto opts = c10d::ProcessGroupNCCL::Options::create();
+            opts->timeout = timeout;
+            group->backend = c10::make_intrusive<c10d::ProcessGroupNCCL>(store, rank, world, opts);
+#endif
+        }
+        (void)device;
+        *out = group.release();
+        return 0;
+#else
+        (void)backend, (void)rank, (void)world, (void)host, (void)port, (void)timeout_ms, (void)device, (void)out;
+        throw std::runtime_error("this build of gran has no distributed backend (no Gloo or NCCL headers at build time)");
+#endif
+    } catch (const std::exception &e) {
+        return grn_fail(e, err, err_len);
+    }
+}
+
+// All-reduces each of `tensors[0..n]` in place (op 0: sum, 1: max): all are started, then each
+// is waited for (at most the group's timeout).
+extern "C" int grn_dist_all_reduce(void *g, at::Tensor **tensors, size_t n, int op, char *err, size_t err_len) {
+    try {
+#if defined(GRAN_GLOO) || defined(GRAN_NCCL)
+        auto *group = static_cast<Group *>(g);
+        c10d::AllreduceOptions o;
+        o.reduceOp = op == 1 ? c10d::ReduceOp(c10d::ReduceOp::MAX) : c10d::ReduceOp(c10d::ReduceOp::SUM);
+        o.timeout = group->timeout;
+        std::vector<std::vector<at::Tensor>> lists(n);
+        std::vector<c10::intrusive_ptr<c10d::Work>> works;
+        works.reserve(n);
+        for (size_t i = 0; i < n; i++) {
+            lists[i].push_back(*tensors[i]);
+            works.push_back(group->backend->allreduce(lists[i], o));
+        }
+        for (auto &w : works) {
+            if (!w->wait(group->timeout)) throw std::runtime_error("all-reduce did not complete");
+        }
+        return 0;
+#else
+        (void)g, (void)tensors, (void)n, (void)op;
+        throw std::runtime_error("no distributed backend in this build");
+#endif
+    } catch (const std::exception &e) {
+        return grn_fail(e, err, err_len);
+    }
+}
+
+// Broadcasts each of `tensors[0..n]` in place from rank `root`.
+extern "C" int grn_dist_broadcast(void *g, at::Tensor **tensors, size_t n, int root, char *err, size_t err_len) {
+    try {
+#if defined(GRAN_GLOO) || defined(GRAN_NCCL)
+        auto *group = static_cast<Group *>(g);
+        c10d::BroadcastOptions o;
+        o.rootRank = root;
+        o.timeout = group->timeout;
+        std::vector<std::vector<at::Tensor>> lists(n);
+        std::vector<c10::intrusive_ptr<c10d::Work>> works;
+        works.reserve(n);
+        for (size_t i = 0; i < n; i++) {
+            lists[i].push_back(*tensors[i]);
+            works.push_back(group->backend->broadcast(lists[i], o));
+        }
+        for (auto &w : works) {
+            if (!w->wait(group->timeout)) throw std::runtime_error("broadcast did not complete");
+        }
+        return 0;
+#else
+        (void)g, (void)tensors, (void)n, (void)root;
+        throw std::runtime_error("no distributed backend in this build");
+#endif
+    } catch (const std::exception &e) {
+        return grn_fail(e, err, err_len);
+    }
+}
+
+extern "C" void grn_dist_free(void *g) {
+    try {
+#if defined(GRAN_GLOO) || defined(GRAN_NCCL)
+        auto *group = static_cast<Group *>(g);
+        if (group != nullptr && group->backend) {
+            // Ends the backend's threads and connections now (NCCL: its communicators), not at
+            // some later destructor; a failure here changes nothing for the caller.
+            try {
+                group->backend->shutdown();
+            } catch (...) {
+            }
+        }
+        delete group;
+#else
+        (void)g;
+#endif
+    } catch (...) {
+    }
+}

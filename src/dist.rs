@@ -1,0 +1,370 @@
+//! Process groups for data-parallel training: N processes (ranks), each with a copy of the
+//! model, that average their gradients every step. Built on PyTorch's own distributed engine,
+//! c10d (csrc/dist.cpp): a `TCPStore` rendezvous served by rank 0, then `ProcessGroupGloo` for
+//! CPU tensors (NCCL for CUDA tensors is not compiled in yet: see build.rs).
+//!
+//! A group is made from explicit [`GroupSettings`] or from the environment `torchrun` sets
+//! ([`GroupSettings::from_env`]: RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT). Every
+//! collective waits at most the group's timeout: a peer that died, hangs or cannot be reached
+//! makes it fail with a `Distributed` error, never a hang or a crash. The trainer's use of a
+//! group (what is reduced when) is in crate::trainer.
+
+use crate::error::{Error, ErrorKind, Result};
+use std::os::raw::{c_char, c_int, c_void};
+use std::time::Duration;
+use tch::{Kind, Tensor};
+use torch_sys::C_tensor;
+
+extern "C" {
+    /// csrc/dist.cpp
+    fn grn_dist_backend_built(backend: c_int) -> c_int;
+    #[allow(clippy::too_many_arguments)]
+    fn grn_dist_new(
+        backend: c_int,
+        rank: c_int,
+        world: c_int,
+        host: *const c_char,
+        port: c_int,
+        timeout_ms: i64,
+        device: c_int,
+        out: *mut *mut c_void,
+        err: *mut c_char,
+        err_len: usize,
+    ) -> c_int;
+    fn grn_dist_all_reduce(
+        g: *mut c_void,
+        tensors: *const *mut C_tensor,
+        n: usize,
+        op: c_int,
+        err: *mut c_char,
+        err_len: usize,
+    ) -> c_int;
+    fn grn_dist_broadcast(
+        g: *mut c_void,
+        tensors: *const *mut C_tensor,
+        n: usize,
+        root: c_int,
+        err: *mut c_char,
+        err_len: usize,
+    ) -> c_int;
+    fn grn_dist_free(g: *mut c_void);
+}
+
+/// The largest bucket of one all-reduce, in elements (16 MiB of float32): a network's gradients
+/// go in as few buckets as fit, each one flat tensor, all started before any is waited for.
+pub const BUCKET_ELEMENTS: i64 = 4 << 20;
+
+/// The largest world size gran accepts (a sanity bound on a value read from the environment).
+pub const MAX_WORLD: u32 = 4096;
+
+/// Which c10d backend a group uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// Gloo for CPU training, NCCL for CUDA training.
+    Auto,
+    Gloo,
+    Nccl,
+}
+
+impl Backend {
+    fn code(self) -> c_int {
+        match self {
+            Backend::Auto | Backend::Gloo => 1,
+            Backend::Nccl => 2,
+        }
+    }
+
+    /// Whether this build of gran has the backend.
+    pub fn built(self) -> bool {
+        // SAFETY: no pointers; returns a constant.
+        unsafe { grn_dist_backend_built(self.code()) != 0 }
+    }
+}
+
+/// How to make a group.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupSettings {
+    pub backend: Backend,
+    /// This process's rank, in 0..world_size.
+    pub rank: u32,
+    pub world_size: u32,
+    /// Where rank 0 serves the rendezvous store (it listens on `port`; the others connect).
+    pub master_addr: String,
+    pub master_port: u16,
+    /// The longest any rendezvous or collective may wait.
+    pub timeout: Duration,
+    /// The CUDA device of this rank (NCCL; torchrun's LOCAL_RANK).
+    pub local_rank: u32,
+}
+
+impl GroupSettings {
+    /// The settings `torchrun` (and `torch.distributed.launch`) put in the environment: RANK,
+    /// WORLD_SIZE, MASTER_ADDR, MASTER_PORT, and LOCAL_RANK (0 when unset).
+    pub fn from_env(backend: Backend, timeout: Duration) -> Result<GroupSettings> {
+        let var = |name: &str| -> Result<String> {
+            std::env::var(name).map_err(|_| {
+                Error::invalid(format!(
+                    "{name} is not set: a process group from the environment needs RANK, WORLD_SIZE, MASTER_ADDR \
+                     and MASTER_PORT (as torchrun sets them)"
+                ))
+            })
+        };
+        let num = |name: &str, text: String| -> Result<u64> {
+            text.trim().parse::<u64>().map_err(|_| Error::invalid(format!("{name}={text:?} is not a whole number")))
+        };
+        let local = std::env::var("LOCAL_RANK").ok().map(|v| num("LOCAL_RANK", v)).transpose()?.unwrap_or(0);
+        let s = GroupSettings {
+            backend,
+            rank: u32::try_from(num("RANK", var("RANK")?)?).map_err(|_| Error::invalid("RANK is too large"))?,
+            world_size: u32::try_from(num("WORLD_SIZE", var("WORLD_SIZE")?)?)
+                .map_err(|_| Error::invalid("WORLD_SIZE is too large"))?,
+            master_addr: var("MASTER_ADDR")?,
+            master_port: u16::try_from(num("MASTER_PORT", var("MASTER_PORT")?)?)
+                .map_err(|_| Error::invalid("MASTER_PORT is not a port (0..65535)"))?,
+            timeout,
+            local_rank: u32::try_from(local).map_err(|_| Error::invalid("LOCAL_RANK is too large"))?,
+        };
+        s.validate()?;
+        Ok(s)
+    }
+
+    /// `InvalidArgument` for settings no group can have.
+    pub fn validate(&self) -> Result<()> {
+        if self.world_size == 0 || self.world_size > MAX_WORLD {
+            return Err(Error::invalid(format!("world size {} is not in 1..={MAX_WORLD}", self.world_size)));
+        }
+        if self.rank >= self.world_size {
+            return Err(Error::invalid(format!("rank {} is not below the world size {}", self.rank, self.world_size)));
+        }
+        if self.master_addr.is_empty() || self.master_addr.contains('\0') {
+            return Err(Error::invalid("the master address is empty or holds a NUL byte"));
+        }
+        if self.master_port == 0 {
+            return Err(Error::invalid("master port 0: name the port rank 0 listens on"));
+        }
+        let ms = self.timeout.as_millis();
+        if !(1..=86_400_000).contains(&ms) {
+            return Err(Error::invalid(format!("timeout {ms} ms is not in 1 ms ..= 24 h")));
+        }
+        if self.local_rank > MAX_WORLD {
+            return Err(Error::invalid(format!("local rank {} is too large", self.local_rank)));
+        }
+        Ok(())
+    }
+}
+
+/// A c10d process group (freed on drop). Its collectives are called by one thread at a time
+/// (the trainer holds the group for a run); the handle may move between threads.
+pub struct ProcessGroup {
+    raw: *mut c_void,
+    settings: GroupSettings,
+    backend: Backend,
+}
+
+// SAFETY: c10d's process groups and stores are used from any thread (PyTorch calls them from
+// Python threads); gran calls one group's collectives from one training run at a time.
+unsafe impl Send for ProcessGroup {}
+unsafe impl Sync for ProcessGroup {}
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        // SAFETY: `raw` came from grn_dist_new and is freed once, here.
+        unsafe { grn_dist_free(self.raw) }
+    }
+}
+
+fn call(what: &str, f: impl FnOnce(*mut c_char, usize) -> c_int) -> Result<()> {
+    let mut err = [0 as c_char; 1024];
+    if f(err.as_mut_ptr(), err.len()) == 0 {
+        return Ok(());
+    }
+    // SAFETY: on failure the shim wrote a NUL-terminated message within the buffer.
+    let msg = unsafe { std::ffi::CStr::from_ptr(err.as_ptr()) }.to_string_lossy().into_owned();
+    Err(Error::new(ErrorKind::Distributed, format!("{what} failed: {}", msg.lines().next().unwrap_or(""))))
+}
+
+impl ProcessGroup {
+    /// Joins the group: waits (at most the timeout) until all `world_size` ranks have met at
+    /// the store. `Auto` is Gloo (gran trains data-parallel on the CPU; NCCL is not built).
+    pub fn new(settings: &GroupSettings) -> Result<ProcessGroup> {
+        settings.validate()?;
+        let backend = match settings.backend {
+            Backend::Auto => Backend::Gloo,
+            b => b,
+        };
+        if !backend.built() {
+            return Err(Error::new(
+                ErrorKind::Distributed,
+                format!("this build of gran has no {backend:?} process groups (see DEVELOPERS.md, \"Data-parallel training\")"),
+            ));
+        }
+        let host = std::ffi::CString::new(settings.master_addr.clone()).map_err(|_| Error::invalid("NUL in address"))?;
+        let mut raw = std::ptr::null_mut();
+        let what = format!(
+            "joining process group (rank {} of {}, store {}:{})",
+            settings.rank, settings.world_size, settings.master_addr, settings.master_port
+        );
+        // SAFETY: `host` is a NUL-terminated string for the call; `raw` receives the group.
+        call(&what, |e, n| unsafe {
+            grn_dist_new(
+                backend.code(),
+                settings.rank as c_int,
+                settings.world_size as c_int,
+                host.as_ptr(),
+                c_int::from(settings.master_port),
+                settings.timeout.as_millis() as i64,
+                settings.local_rank as c_int,
+                &mut raw,
+                e,
+                n,
+            )
+        })?;
+        Ok(ProcessGroup { raw, settings: settings.clone(), backend })
+    }
+
+    pub fn rank(&self) -> u32 {
+        self.settings.rank
+    }
+
+    pub fn world_size(&self) -> u32 {
+        self.settings.world_size
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub fn timeout(&self) -> Duration {
+        self.settings.timeout
+    }
+
+    fn all_reduce_raw(&self, tensors: &[&Tensor], max: bool, what: &str) -> Result<()> {
+        if tensors.is_empty() {
+            return Ok(());
+        }
+        let handles: Vec<*mut C_tensor> = tensors.iter().map(|t| t.as_ptr() as *mut C_tensor).collect();
+        // SAFETY: every handle is a live tensor borrowed for the call.
+        call(what, |e, n| unsafe {
+            grn_dist_all_reduce(self.raw, handles.as_ptr(), handles.len(), c_int::from(max), e, n)
+        })
+    }
+
+    /// Each tensor replaced in place by its sum over the ranks (contiguous tensors of one
+    /// device and float kind).
+    pub fn all_reduce_sum(&self, tensors: &[&Tensor]) -> Result<()> {
+        self.all_reduce_raw(tensors, false, "all-reduce")
+    }
+
+    /// Each tensor replaced in place by its element-wise maximum over the ranks.
+    pub fn all_reduce_max(&self, tensors: &[&Tensor]) -> Result<()> {
+        self.all_reduce_raw(tensors, true, "all-reduce (max)")
+    }
+
+    /// Each tensor replaced in place by rank `root`'s.
+    pub fn broadcast(&self, tensors: &[&Tensor], root: u32) -> Result<()> {
+        if tensors.is_empty() {
+            return Ok(());
+        }
+        let handles: Vec<*mut C_tensor> = tensors.iter().map(|t| t.as_ptr() as *mut C_tensor).collect();
+        // SAFETY: every handle is a live tensor borrowed for the call.
+        call("broadcast", |e, n| unsafe {
+            grn_dist_broadcast(self.raw, handles.as_ptr(), handles.len(), root as c_int, e, n)
+        })
+    }
+
+    /// The mean over the ranks of each tensor of `tensors` (undefined ones stay undefined),
+    /// returned as new tensors: the defined ones are flattened into buckets of at most
+    /// [`BUCKET_ELEMENTS`] float32 values, all buckets are all-reduced at once, and the sums
+    /// divided by the world size come back in the tensors' shapes and kinds.
+    pub fn mean(&self, tensors: &[Tensor]) -> Result<Vec<Tensor>> {
+        let defined: Vec<usize> = (0..tensors.len()).filter(|&i| tensors[i].defined()).collect();
+        let mut buckets: Vec<Vec<usize>> = Vec::new();
+        let mut size = 0i64;
+        for &i in &defined {
+            let n = tensors[i].numel() as i64;
+            if buckets.is_empty() || (size + n > BUCKET_ELEMENTS && size > 0) {
+                buckets.push(Vec::new());
+                size = 0;
+            }
+            buckets.last_mut().expect("pushed").push(i);
+            size += n;
+        }
+        let flat: Vec<Tensor> = buckets
+            .iter()
+            .map(|b| {
+                let parts: Vec<Tensor> = b
+                    .iter()
+                    .map(|&i| tensors[i].f_to_kind(Kind::Float)?.f_reshape([-1]))
+                    .collect::<std::result::Result<_, _>>()?;
+                Ok(Tensor::f_cat(&parts, 0)?)
+            })
+            .collect::<Result<_>>()?;
+        self.all_reduce_sum(&flat.iter().collect::<Vec<_>>())?;
+        let scale = 1.0 / f64::from(self.world_size());
+        let mut out: Vec<Tensor> = tensors.iter().map(|_| Tensor::new()).collect();
+        for (b, f) in buckets.iter().zip(&flat) {
+            let f = f.f_mul_scalar(scale)?;
+            let mut at = 0i64;
+            for &i in b {
+                let n = tensors[i].numel() as i64;
+                out[i] = f.f_narrow(0, at, n)?.f_view(tensors[i].size().as_slice())?.f_to_kind(tensors[i].kind())?;
+                at += n;
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl std::fmt::Debug for ProcessGroup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ProcessGroup({:?}, rank {} of {})", self.backend, self.rank(), self.world_size())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(rank: u32, world: u32) -> GroupSettings {
+        GroupSettings {
+            backend: Backend::Gloo,
+            rank,
+            world_size: world,
+            master_addr: "127.0.0.1".into(),
+            master_port: 29500,
+            timeout: Duration::from_secs(5),
+            local_rank: 0,
+        }
+    }
+
+    #[test]
+    fn settings_are_checked() {
+        assert!(settings(0, 1).validate().is_ok());
+        for bad in [settings(1, 1), settings(0, 0), GroupSettings { master_port: 0, ..settings(0, 2) }] {
+            assert_eq!(bad.validate().unwrap_err().kind, ErrorKind::InvalidArgument);
+        }
+        let no_time = GroupSettings { timeout: Duration::ZERO, ..settings(0, 2) };
+        assert!(no_time.validate().unwrap_err().message.contains("timeout"));
+    }
+
+    /// A group of one (its own store on a free port): the mean of one rank is the tensor
+    /// itself, in its shapes, kinds and bucket layout, and an undefined gradient stays so.
+    #[test]
+    fn a_group_of_one_averages_to_itself() {
+        if !Backend::Gloo.built() {
+            return;
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let g = ProcessGroup::new(&GroupSettings { master_port: port, ..settings(0, 1) }).unwrap();
+        let a = Tensor::from_slice(&[1.0f32, 2.0, 3.0, 4.0]).view([2, 2]);
+        let b = Tensor::from_slice(&[0.5f64]);
+        let out = g.mean(&[a.shallow_clone(), Tensor::new(), b.shallow_clone()]).unwrap();
+        assert_eq!(Vec::<f32>::try_from(&out[0].reshape([-1])).unwrap(), [1.0, 2.0, 3.0, 4.0]);
+        assert_eq!(out[0].size(), [2, 2]);
+        assert!(!out[1].defined());
+        assert_eq!(out[2].kind(), Kind::Double);
+        let m = Tensor::from_slice(&[3.0f32]);
+        g.all_reduce_max(&[&m]).unwrap();
+        assert_eq!(m.double_value(&[0]), 3.0);
+    }
+}
