@@ -74,7 +74,7 @@ SOMAJOR = $(patsubst libgran.so.%,%,$(SONAME))
 LIB_RUNPATH = $(shell readelf -d $(LIB) 2>/dev/null | sed -n 's/.*(RUNPATH).*\[\(.*\)\]/\1/p')
 ABI_VERSION = $(shell sed -n 's/^\#define GRAN_ABI_VERSION \([0-9]*\).*/\1/p' include/gran.h)
 
-.PHONY: all setup build lib cli demo demo-c bench bench-rust colour-data experiment test test-rust test-c check-header check-symbols test-bindings \
+.PHONY: all setup build lib cli demo demo-ddp demo-c bench bench-rust colour-data experiment test test-rust test-c check-header check-symbols test-bindings \
         test-install install header clean gpu-check gpu-check-dry
 
 all: build
@@ -132,6 +132,19 @@ demo: cli
 	$(DEMO_TRAIN) -T 1 -o $(OUT)/gran_t1.safetensors $(DEMO_ARGS)
 	$(GRAN_BIN) sample $(OUT)/gran_t1.safetensors -o $(OUT)/samples_t1.png --count 64 --seed 1
 	$(GRAN_BIN) gam $(OUT)/gran_t3.safetensors $(OUT)/gran_t1.safetensors --data data/mnist10k --seed 1
+
+# The demo's T = 3 job data-parallel: 2 processes on this machine (torchrun from the venv's torch;
+# c10d's Gloo over 127.0.0.1), each taking half of every batch of 64 with one libtorch thread.
+# For N GPUs: torchrun --no-python --nproc-per-node=N bin/gran train --distributed --device cuda ...
+DDP_PROCS ?= 2
+DDP_PORT  ?= 29517
+demo-ddp: cli
+	@mkdir -p $(OUT)
+	OMP_NUM_THREADS=1 $(VENV)/bin/torchrun --no-python --nproc-per-node=$(DDP_PROCS) --master-port=$(DDP_PORT) \
+	    $(DEMO_TRAIN) --distributed -T 3 -o $(OUT)/ddp_t3.safetensors $(DEMO_ARGS)
+	$(GRAN_BIN) sample $(OUT)/ddp_t3.safetensors -o $(OUT)/ddp_samples_t3.png --count 64 --seed 1
+	$(GRAN_BIN) steps $(OUT)/ddp_t3.safetensors -o $(OUT)/ddp_steps_t3.png --count 8 --seed 1
+	$(GRAN_BIN) eval $(OUT)/ddp_t3.safetensors --data data/mnist10k
 
 # The same job as a C program (examples/demo.c), compiled and linked against libgran like any
 # user's program.

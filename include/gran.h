@@ -33,6 +33,12 @@
  *   GranGamResult r; gran_gam_result_init(&r); gran_gam(m, other, test, NULL, &r);
  *   GranQuality q; gran_quality_init(&q); gran_evaluate_model(ev, m, 1, 1000, test, d, &q);
  *   gran_dataset_free(d); gran_model_free(m);
+ *
+ * Data-parallel (each of N processes, e.g. `torchrun --no-python --nproc-per-node=N ./prog`)
+ *   GranProcessGroup g; gran_process_group_from_env(GRAN_BACKEND_AUTO, 300000, &g);
+ *   tc.process_group = g; tc.batch_size = 64;   (the global batch: 64 / N per process)
+ *   gran_train(m, d, &tc, &last);               (same weights on every rank; rank 0 saves)
+ *   gran_process_group_free(g);
  */
 
 #ifndef GRAN_H
@@ -90,6 +96,60 @@ typedef struct GranDatasetInfo {
    */
   uint32_t has_labels;
 } GranDatasetInfo;
+
+/**
+ * The distributed backend of a process group.
+ */
+typedef uint32_t GranBackend;
+
+/**
+ * How to make a process group (`gran_process_group_create`). Fill with
+ * `gran_process_group_config_init`, then set at least `rank`, `world_size` and `master_port`.
+ */
+typedef struct GranProcessGroupConfig {
+  /**
+   * sizeof(GranProcessGroupConfig), set by the init function.
+   */
+  uint32_t struct_size;
+  /**
+   * `GRAN_BACKEND_AUTO` (default), `GRAN_BACKEND_GLOO` or `GRAN_BACKEND_NCCL`.
+   */
+  GranBackend backend;
+  /**
+   * This process's rank, 0 ..= world_size - 1. Default 0.
+   */
+  uint32_t rank;
+  /**
+   * The number of processes. Default 1.
+   */
+  uint32_t world_size;
+  /**
+   * Where rank 0 serves the rendezvous (an address of rank 0's machine; default
+   * "127.0.0.1"). Read during the call only.
+   */
+  const char *master_addr;
+  /**
+   * The port rank 0 listens on (1 ..= 65535). Default 29500 (torchrun's).
+   */
+  uint32_t master_port;
+  /**
+   * This process's CUDA device for NCCL (torchrun's LOCAL_RANK). Default 0.
+   */
+  uint32_t local_rank;
+  /**
+   * The longest the rendezvous or any collective may wait, in milliseconds (1 ..= 86400000):
+   * a peer that died or hangs makes `gran_train` return DISTRIBUTED after at most this long.
+   * Default 300000 (5 minutes).
+   */
+  uint64_t timeout_ms;
+} GranProcessGroupConfig;
+
+/**
+ * A process group for data-parallel training (`gran_process_group_create`): an opaque
+ * identifier, never 0 when valid, never reused. 0 in `GranTrainConfig.process_group`: one
+ * process.
+ */
+typedef uint64_t GranProcessGroup;
 
 /**
  * Where a model runs. See `GranDevice`.
@@ -470,6 +530,17 @@ typedef struct GranTrainConfig {
    * steps run eagerly and the log says why. Default 0 (off).
    */
   uint32_t cuda_graph;
+  /**
+   * Data-parallel training in this process group (`gran_process_group_create` or
+   * `_from_env`); 0 (default): one process. Every rank calls `gran_train` with the same
+   * settings and the same model (or checkpoint); `batch_size` is the global batch (a multiple
+   * of the world size, at least 2 per rank), each rank trains on its share of every
+   * minibatch, and gradients are averaged every step, so all ranks hold the same weights.
+   * Rank 0 alone writes `checkpoint_path`. `gran_cancel` or a callback's stop on any rank
+   * stops every rank at the same step; a rank that fails makes the others return
+   * DISTRIBUTED within the group's timeout, with the weights of their last complete step.
+   */
+  GranProcessGroup process_group;
 } GranTrainConfig;
 
 /**
@@ -566,6 +637,28 @@ typedef void (*GranLogCallback)(GranLogLevel level,
  * A bug or an unexpected libtorch failure; the library stays usable.
  */
 #define GRAN_STATUS_INTERNAL 11
+
+/**
+ * Data-parallel training: a peer process died, hung past the group's timeout or could not be
+ * reached, the ranks' weights disagree, or the backend is not in this build. The model keeps
+ * the weights of its last completed step.
+ */
+#define GRAN_STATUS_DISTRIBUTED 12
+
+/**
+ * Gloo for models on the CPU (NCCL for CUDA once built in).
+ */
+#define GRAN_BACKEND_AUTO 0
+
+/**
+ * c10d's Gloo: CPU tensors over TCP.
+ */
+#define GRAN_BACKEND_GLOO 1
+
+/**
+ * c10d's NCCL: CUDA tensors (not in this build yet: creation returns DISTRIBUTED).
+ */
+#define GRAN_BACKEND_NCCL 2
 
 /**
  * The CPU.
@@ -753,6 +846,76 @@ GranStatus gran_dataset_info(GranDataset d,
  * Thread safety: any thread.
  */
 GranStatus gran_dataset_free(GranDataset d);
+
+/**
+ * Fills `cfg` with the defaults: backend AUTO, rank 0 of 1, master 127.0.0.1:29500, local rank
+ * 0, timeout 5 minutes, and `struct_size` set. Does nothing when `cfg` is NULL.
+ *
+ * Thread safety: any thread.
+ *
+ * # Safety
+ * `cfg` is NULL or points to a writable GranProcessGroupConfig.
+ */
+void gran_process_group_config_init(struct GranProcessGroupConfig *cfg);
+
+/**
+ * Joins a process group of `cfg->world_size` processes as rank `cfg->rank`: rank 0 serves the
+ * rendezvous at master_addr:master_port and every rank waits (at most `cfg->timeout_ms`) until
+ * all have arrived. Every process of the group makes its own, then trains with it.
+ *
+ * Errors: INVALID_ARGUMENT (NULL pointers, a rank not below the world size, a world size of 0
+ * or above 4096, a port of 0 or above 65535, a timeout of 0 or above 24 h, an unknown
+ * backend); DISTRIBUTED (the rendezvous timed out, the port is taken, a peer is unreachable,
+ * or the backend is not in this build).
+ *
+ * Thread safety: any thread; it blocks until the group is complete.
+ *
+ * # Safety
+ * `cfg` points to a GranProcessGroupConfig (at least `struct_size` bytes) whose `master_addr`
+ * is NULL or a NUL-terminated string; `out` points to a GranProcessGroup.
+ */
+GranStatus gran_process_group_create(const struct GranProcessGroupConfig *cfg,
+                                     GranProcessGroup *out);
+
+/**
+ * Joins the process group that `torchrun` (or any launcher setting the same variables)
+ * describes: RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT, and LOCAL_RANK (0 when unset), so that
+ * `torchrun --no-python --nproc-per-node=N ./program` runs a gran program on N processes.
+ * `timeout_ms` as in GranProcessGroupConfig.
+ *
+ * Errors: INVALID_ARGUMENT (a variable missing or not a number, or values as for
+ * gran_process_group_create); DISTRIBUTED as for gran_process_group_create.
+ *
+ * Thread safety: any thread; it blocks until the group is complete.
+ *
+ * # Safety
+ * `out` points to a GranProcessGroup.
+ */
+GranStatus gran_process_group_from_env(GranBackend backend_kind,
+                                       uint64_t timeout_ms,
+                                       GranProcessGroup *out);
+
+/**
+ * This process's rank in `g` (`rank`, may be NULL) and the group's size (`world_size`, may be
+ * NULL). Errors: INVALID_HANDLE.
+ *
+ * Thread safety: any thread.
+ *
+ * # Safety
+ * `rank` and `world_size` are NULL or point to writable uint32_t.
+ */
+GranStatus gran_process_group_info(GranProcessGroup g,
+                                   uint32_t *rank,
+                                   uint32_t *world_size);
+
+/**
+ * Frees a process group (leaving it: its connections close, and peers still using it fail
+ * within their timeout). 0 is accepted and does nothing; a handle already freed is
+ * INVALID_HANDLE. A training run using the group keeps it until the run ends.
+ *
+ * Thread safety: any thread.
+ */
+GranStatus gran_process_group_free(GranProcessGroup g);
 
 /**
  * Fills `cfg` with the defaults (5 epochs, batch 64, lr 1e-3, seed 0, device AUTO) and

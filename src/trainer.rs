@@ -25,6 +25,9 @@ use std::sync::Arc;
 use std::time::Instant;
 use tch::{Device, Kind, Reduction, Tensor};
 
+/// Steps between two comparisons of the ranks' states in a process group (also at a run's end).
+const DIGEST_EVERY: u64 = 100;
+
 /// Mean D loss below which the discriminator is said to win outright.
 const D_WINS_LOSS: f64 = 0.05;
 
@@ -376,9 +379,11 @@ impl<'a> Trainer<'a> {
         }
         let stop = on_progress(last);
         if let Some(g) = &self.group {
-            // Every report: are the ranks' states still the same (a cheap digest compared), and
-            // does any rank's callback stop the run (then all stop here)?
-            let d = digest(self.model)?;
+            // Every report: does any rank's callback stop the run (then all stop here)? And, at
+            // most every DIGEST_EVERY steps and at the end, are the ranks' states still the same
+            // (a digest of every tensor compared)?
+            let check = done == end || (done - first) % DIGEST_EVERY == 0;
+            let d = if check { digest(self.model)? } else { [0.0; 2] };
             let t = Tensor::f_from_slice(&[f64::from(u8::from(stop)), d[0], d[1], -d[0], -d[1]])?;
             g.all_reduce_max(&[&t])?;
             let r = Vec::<f64>::try_from(&t)?;
@@ -602,12 +607,16 @@ fn agree(g: &ProcessGroup, values: &[f64]) -> Result<bool> {
     Ok((0..n).all(|i| r[i] == -r[n + i]))
 }
 
-/// A digest of the model's state: the sum and the sum of squares of every tensor, in float64
-/// (ranks with the same state get the same bits).
+/// A digest of the model's trained state: the sum and the sum of squares of every tensor, in
+/// float64 (ranks with the same state get the same bits). The averaged generator's batch-norm
+/// statistics are left out: they are estimated when someone samples or saves (rank 0 saving
+/// re-estimates its own), a function of the averaged weights, which are in.
 fn digest(model: &Model) -> Result<[f64; 2]> {
     let st = model.read();
+    let averaged_statistics: Vec<String> =
+        st.ema.as_ref().map(|e| e.buffers.iter().map(|n| n.name.clone()).collect()).unwrap_or_default();
     let (mut sum, mut squares) = (0.0, 0.0);
-    for (_, t) in st.named_tensors() {
+    for (_, t) in st.named_tensors().into_iter().filter(|(n, _)| !averaged_statistics.contains(n)) {
         let t = t.detach().f_to_kind(Kind::Double)?;
         sum += t.f_sum(Kind::Double)?.f_double_value(&[])?;
         squares += t.f_square()?.f_sum(Kind::Double)?.f_double_value(&[])?;

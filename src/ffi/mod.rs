@@ -6,6 +6,7 @@
 
 pub mod boundary;
 pub mod dataset;
+pub mod dist;
 pub mod evaluator;
 pub mod gam;
 pub mod model;

@@ -86,7 +86,10 @@ pub unsafe extern "C" fn gran_train(
             ema_start: c.ema_start,
             lr_schedule: lr_schedule(c.lr_schedule, "cfg->lr_schedule")?,
             cuda_graph: c.cuda_graph != 0,
-            group: None,
+            group: match c.process_group {
+                0 => None,
+                g => Some(crate::train::Group(super::dist::GROUPS.get(g)?)),
+            },
         };
         if !last.is_null() {
             // Refuse a bad output struct before training rather than after.

@@ -13,6 +13,70 @@ use std::ffi::{c_char, c_void};
 pub type GranModel = u64;
 /// A dataset: an opaque identifier, never 0 when valid, never reused.
 pub type GranDataset = u64;
+/// A process group for data-parallel training (`gran_process_group_create`): an opaque
+/// identifier, never 0 when valid, never reused. 0 in `GranTrainConfig.process_group`: one
+/// process.
+pub type GranProcessGroup = u64;
+
+/// The distributed backend of a process group.
+pub type GranBackend = u32;
+/// Gloo for models on the CPU (NCCL for CUDA once built in).
+pub const GRAN_BACKEND_AUTO: GranBackend = 0;
+/// c10d's Gloo: CPU tensors over TCP.
+pub const GRAN_BACKEND_GLOO: GranBackend = 1;
+/// c10d's NCCL: CUDA tensors (not in this build yet: creation returns DISTRIBUTED).
+pub const GRAN_BACKEND_NCCL: GranBackend = 2;
+
+pub(crate) fn backend(b: GranBackend, name: &str) -> Result<crate::dist::Backend> {
+    use crate::dist::Backend;
+    match b {
+        GRAN_BACKEND_AUTO => Ok(Backend::Auto),
+        GRAN_BACKEND_GLOO => Ok(Backend::Gloo),
+        GRAN_BACKEND_NCCL => Ok(Backend::Nccl),
+        _ => Err(Error::invalid(format!("{name} is {b}: unknown backend (AUTO 0, GLOO 1, NCCL 2)"))),
+    }
+}
+
+/// How to make a process group (`gran_process_group_create`). Fill with
+/// `gran_process_group_config_init`, then set at least `rank`, `world_size` and `master_port`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct GranProcessGroupConfig {
+    /// sizeof(GranProcessGroupConfig), set by the init function.
+    pub struct_size: u32,
+    /// `GRAN_BACKEND_AUTO` (default), `GRAN_BACKEND_GLOO` or `GRAN_BACKEND_NCCL`.
+    pub backend: GranBackend,
+    /// This process's rank, 0 ..= world_size - 1. Default 0.
+    pub rank: u32,
+    /// The number of processes. Default 1.
+    pub world_size: u32,
+    /// Where rank 0 serves the rendezvous (an address of rank 0's machine; default
+    /// "127.0.0.1"). Read during the call only.
+    pub master_addr: *const c_char,
+    /// The port rank 0 listens on (1 ..= 65535). Default 29500 (torchrun's).
+    pub master_port: u32,
+    /// This process's CUDA device for NCCL (torchrun's LOCAL_RANK). Default 0.
+    pub local_rank: u32,
+    /// The longest the rendezvous or any collective may wait, in milliseconds (1 ..= 86400000):
+    /// a peer that died or hangs makes `gran_train` return DISTRIBUTED after at most this long.
+    /// Default 300000 (5 minutes).
+    pub timeout_ms: u64,
+}
+
+unsafe impl Versioned for GranProcessGroupConfig {
+    fn defaults() -> Self {
+        GranProcessGroupConfig {
+            struct_size: std::mem::size_of::<Self>() as u32,
+            backend: GRAN_BACKEND_AUTO,
+            rank: 0,
+            world_size: 1,
+            master_addr: std::ptr::null(),
+            master_port: 29500,
+            local_rank: 0,
+            timeout_ms: 300_000,
+        }
+    }
+}
 
 /// Where a model runs. See `GranDevice`.
 pub type GranDeviceKind = u32;
@@ -359,6 +423,15 @@ pub struct GranTrainConfig {
     /// overhead of its few hundred small kernels). Elsewhere, or where the capture fails, the
     /// steps run eagerly and the log says why. Default 0 (off).
     pub cuda_graph: u32,
+    /// Data-parallel training in this process group (`gran_process_group_create` or
+    /// `_from_env`); 0 (default): one process. Every rank calls `gran_train` with the same
+    /// settings and the same model (or checkpoint); `batch_size` is the global batch (a multiple
+    /// of the world size, at least 2 per rank), each rank trains on its share of every
+    /// minibatch, and gradients are averaged every step, so all ranks hold the same weights.
+    /// Rank 0 alone writes `checkpoint_path`. `gran_cancel` or a callback's stop on any rank
+    /// stops every rank at the same step; a rank that fails makes the others return
+    /// DISTRIBUTED within the group's timeout, with the weights of their last complete step.
+    pub process_group: GranProcessGroup,
 }
 
 unsafe impl Versioned for GranTrainConfig {
@@ -387,6 +460,7 @@ unsafe impl Versioned for GranTrainConfig {
             ema_start: d.ema_start,
             lr_schedule: from_lr_schedule(d.lr_schedule),
             cuda_graph: u32::from(d.cuda_graph),
+            process_group: 0,
         }
     }
 }

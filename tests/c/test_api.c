@@ -211,7 +211,7 @@ static void test_abi_layout(void) {
         CHECK(offsetof(GranTrainConfig, precision) == 128);
         CHECK(offsetof(GranTrainConfig, ema_decay) == 136 && offsetof(GranTrainConfig, ema_start) == 144);
         CHECK(offsetof(GranTrainConfig, lr_schedule) == 152 && offsetof(GranTrainConfig, cuda_graph) == 160);
-        CHECK(sizeof(GranTrainConfig) == 168);
+        CHECK(offsetof(GranTrainConfig, process_group) == 168 && sizeof(GranTrainConfig) == 176);
     }
     CHECK(sizeof(GranPrecision) == 4);
 }

@@ -94,6 +94,13 @@ pub struct Args {
     /// On a CUDA device, capture the training step as a CUDA graph and replay it
     #[arg(long, help_heading = "Training")]
     pub cuda_graph: bool,
+    /// Train data-parallel with the processes torchrun starts (RANK, WORLD_SIZE, MASTER_ADDR,
+    /// MASTER_PORT): --batch-size is the global batch; rank 0 prints and writes the checkpoint
+    #[arg(long, help_heading = "Distributed")]
+    pub distributed: bool,
+    /// The longest a rendezvous or a step may wait for the other processes
+    #[arg(long, value_name = "SECONDS", default_value_t = 300, help_heading = "Distributed")]
+    pub dist_timeout: u64,
     /// Steps between progress lines (when stderr is not a terminal, and with --json)
     #[arg(long, value_name = "N", default_value_t = 100, help_heading = "Training")]
     pub report_every: u64,
@@ -139,6 +146,22 @@ pub fn config_json(c: &ModelConfig) -> serde_json::Value {
 }
 
 pub fn run(a: &Args, out: &Out) -> Result<()> {
+    // Data-parallel: join the group first (every rank waits here for the others), and let
+    // rank 0 alone speak.
+    let group = if a.distributed {
+        let s = gran::dist::GroupSettings::from_env(gran::dist::Backend::Auto, std::time::Duration::from_secs(a.dist_timeout))?;
+        Some(Arc::new(gran::dist::ProcessGroup::new(&s)?))
+    } else {
+        None
+    };
+    let quiet = Out { json: out.json, quiet: true };
+    let out = match &group {
+        Some(g) if g.rank() != 0 => &quiet,
+        _ => out,
+    };
+    if let Some(g) = &group {
+        out.note(&format!("distributed: {} processes ({:?}), global batch {}", g.world_size(), g.backend(), a.batch_size));
+    }
     let resumed = match &a.resume {
         Some(path) => Some(Arc::new(checkpoint::load(path, a.device)?)),
         None => None,
@@ -204,6 +227,7 @@ pub fn run(a: &Args, out: &Out) -> Result<()> {
         ema_start: a.ema_start,
         lr_schedule: a.lr_schedule.into(),
         cuda_graph: a.cuda_graph,
+        group: group.clone().map(gran::train::Group),
         ..TrainConfig::default()
     };
     cfg.validate()?;
@@ -224,8 +248,11 @@ pub fn run(a: &Args, out: &Out) -> Result<()> {
     let last = match result {
         Ok(last) => last,
         Err(e) if e.kind == ErrorKind::Cancelled => {
-            // Stopped at a step boundary: the model holds the weights of its last step.
-            checkpoint::save(&model, &path)?;
+            // Stopped at a step boundary: the model holds the weights of its last step (the
+            // same on every rank of a group: rank 0 writes them).
+            if group.as_ref().is_none_or(|g| g.rank() == 0) {
+                checkpoint::save(&model, &path)?;
+            }
             return Err(Error::new(
                 ErrorKind::Cancelled,
                 format!(
@@ -243,6 +270,9 @@ pub fn run(a: &Args, out: &Out) -> Result<()> {
         "d_loss": last.d_loss, "g_loss": last.g_loss, "d_real": last.d_real, "d_fake": last.d_fake,
         "elapsed_s": last.elapsed_s, "images": data.count(), "config": config_json(&c),
     });
+    if group.as_ref().is_some_and(|g| g.rank() != 0) {
+        return Ok(());
+    }
     out.result("train", value, || {
         format!(
             "trained steps {first} -> {} in {} ({:.0} img/s); last step: D loss {:.3}, G loss {:.3}, D(x) {:.2}, \
