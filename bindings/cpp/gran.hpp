@@ -318,6 +318,51 @@ private:
 };
 
 // ---------------------------------------------------------------------------------------------
+// Process groups (data-parallel training)
+// ---------------------------------------------------------------------------------------------
+
+/// GranProcessGroupConfig filled with the library defaults (gran_process_group_config_init):
+/// backend AUTO, rank 0 of 1, master 127.0.0.1:29500, timeout 5 minutes.
+struct ProcessGroupConfig : GranProcessGroupConfig {
+    ProcessGroupConfig() noexcept : GranProcessGroupConfig() { gran_process_group_config_init(this); }
+};
+
+/// This process's place in a group of processes that train one model data-parallel
+/// (move-only; leaving the group when destroyed). Put handle() in
+/// GranTrainConfig::process_group. Making one blocks until every rank has arrived.
+class ProcessGroup : public detail::Handle<gran_process_group_free> {
+public:
+    ProcessGroup() noexcept = default;
+    explicit ProcessGroup(GranProcessGroup handle) noexcept : Handle(handle) {}
+
+    /// From explicit settings (gran_process_group_create).
+    static ProcessGroup create(const GranProcessGroupConfig &config) {
+        GranProcessGroup g = 0;
+        detail::check(gran_process_group_create(&config, &g));
+        return ProcessGroup(g);
+    }
+
+    /// From torchrun's environment (gran_process_group_from_env).
+    static ProcessGroup from_env(GranBackend backend = GRAN_BACKEND_AUTO, uint64_t timeout_ms = 300000) {
+        GranProcessGroup g = 0;
+        detail::check(gran_process_group_from_env(backend, timeout_ms, &g));
+        return ProcessGroup(g);
+    }
+
+    uint32_t rank() const {
+        uint32_t r = 0;
+        detail::check(gran_process_group_info(handle_, &r, nullptr));
+        return r;
+    }
+
+    uint32_t world_size() const {
+        uint32_t n = 0;
+        detail::check(gran_process_group_info(handle_, nullptr, &n));
+        return n;
+    }
+};
+
+// ---------------------------------------------------------------------------------------------
 // Model
 // ---------------------------------------------------------------------------------------------
 

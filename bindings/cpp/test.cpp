@@ -2,6 +2,9 @@
 // reads data/mnist10k when present, else trains on synthetic digits). Exits non-zero on failure.
 #include <gran.hpp>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -11,6 +14,7 @@
 #include <fstream>
 #include <iostream>
 #include <string>
+#include <thread>
 #include <type_traits>
 #include <vector>
 
@@ -483,6 +487,53 @@ int main() {
         EXPECT(warnings[0].find("discriminator") != std::string::npos);
         m.train(data, tc);  // logging is off again
         EXPECT(warnings.size() == 1);
+    });
+
+    run("process group: two ranks train to the same weights", [] {
+        // Two ranks in one process, on two threads, each with its own group and model.
+        int s = socket(AF_INET, SOCK_STREAM, 0);
+        sockaddr_in a{};
+        a.sin_family = AF_INET;
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        socklen_t len = sizeof a;
+        EXPECT(s >= 0 && bind(s, reinterpret_cast<sockaddr *>(&a), sizeof a) == 0 &&
+               getsockname(s, reinterpret_cast<sockaddr *>(&a), &len) == 0);
+        const uint32_t port = ntohs(a.sin_port);
+        close(s);
+        gran::Dataset data = training_data();
+        std::vector<uint8_t> images[2];
+        uint64_t steps[2] = {0, 0};
+        std::string errors[2];
+        auto rank = [&](uint32_t r) {
+            try {
+                gran::ProcessGroupConfig pc;
+                pc.rank = r;
+                pc.world_size = 2;
+                pc.master_port = port;
+                pc.timeout_ms = 60000;
+                gran::ProcessGroup g = gran::ProcessGroup::create(pc);
+                if (g.rank() != r || g.world_size() != 2) errors[r] = "rank or size";
+                gran::Model m = gran::Model::create(tiny_config());
+                gran::TrainConfig tc = tiny_train();
+                tc.iterations = 3;
+                tc.process_group = g.handle();
+                m.train(data, tc);
+                steps[r] = m.step();
+                images[r] = m.sample(3, 4);
+            } catch (const std::exception &e) {
+                errors[r] = e.what();
+            }
+        };
+        std::thread t0(rank, 0), t1(rank, 1);
+        t0.join();
+        t1.join();
+        EXPECT(errors[0].empty() && errors[1].empty());
+        EXPECT(steps[0] == 3 && steps[1] == 3);
+        EXPECT(!images[0].empty() && images[0] == images[1]);
+        gran::ProcessGroupConfig bad;
+        bad.rank = 2;
+        bad.world_size = 2;
+        expect_error(GRAN_STATUS_INVALID_ARGUMENT, [&] { gran::ProcessGroup::create(bad); }, "rank past the size");
     });
 
     // Clean up the temporary folder.

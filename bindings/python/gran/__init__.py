@@ -20,6 +20,7 @@ from ._core import (
     LIBRARY_PATH,
     Dataset,
     DatasetInfo,
+    ProcessGroup,
     Evaluator,
     GamResult,
     Model,
@@ -40,6 +41,9 @@ from ._core import (
 )
 from ._lib import (
     GRAN_ABI_VERSION,
+    GRAN_BACKEND_AUTO,
+    GRAN_BACKEND_GLOO,
+    GRAN_BACKEND_NCCL,
     GRAN_GAM_A_WINS,
     GRAN_GAM_B_WINS,
     GRAN_GAM_TIE,
@@ -88,9 +92,9 @@ from .errors import (
 __version__ = "0.1.0"
 
 __all__ = [
-    "LIBRARY_PATH", "Dataset", "DatasetInfo", "Evaluator", "GamResult", "Model", "ModelConfig", "Progress", "Quality", "abi_version",
+    "LIBRARY_PATH", "Dataset", "DatasetInfo", "ProcessGroup", "Evaluator", "GamResult", "Model", "ModelConfig", "Progress", "Quality", "abi_version",
     "cuda_device_count", "deterministic", "gam", "have_numpy", "last_error", "set_deterministic", "set_log_callback", "status_string", "version",
-    "write_png", "GRAN_ABI_VERSION", "GRAN_GAM_A_WINS", "GRAN_GAM_B_WINS", "GRAN_GAM_TIE",
+    "write_png", "GRAN_ABI_VERSION", "GRAN_BACKEND_AUTO", "GRAN_BACKEND_GLOO", "GRAN_BACKEND_NCCL", "GRAN_GAM_A_WINS", "GRAN_GAM_B_WINS", "GRAN_GAM_TIE",
     "GRAN_GAM_UNDECIDED", "GRAN_MAX_CLASSES", "GRAN_PIXEL_FORMAT_F32_CHW", "GRAN_PIXEL_FORMAT_U8_CHW",
     "GRAN_PIXEL_FORMAT_U8_HWC", "GRAN_GENERATOR_AVERAGED", "GRAN_GENERATOR_RAW", "GRAN_LR_CONSTANT",
     "GRAN_LR_INVERSE_EPOCH", "GRAN_LR_LINEAR", "GRAN_PRECISION_BF16", "GRAN_PRECISION_FP32", "GRAN_STATUS_BUFFER_TOO_SMALL", "GRAN_STATUS_BUSY",

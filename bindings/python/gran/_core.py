@@ -7,12 +7,15 @@ import ctypes
 import operator
 import os
 import threading
-from ctypes import POINTER, byref, c_double, c_float, c_int32, c_uint64, c_void_p, sizeof
+from ctypes import POINTER, byref, c_double, c_float, c_int32, c_uint32, c_uint64, c_void_p, sizeof
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Tuple
 
 from . import _lib
 from ._lib import (
+    GRAN_BACKEND_AUTO,
+    GRAN_BACKEND_GLOO,
+    GRAN_BACKEND_NCCL,
     GRAN_PIXEL_FORMAT_F32_CHW,
     GRAN_PIXEL_FORMAT_U8_CHW,
     GRAN_PIXEL_FORMAT_U8_HWC,
@@ -36,6 +39,8 @@ from ._lib import (
     GranModelConfig,
     GranProgress,
     GranProgressCallback,
+    GranProcessGroup,
+    GranProcessGroupConfig,
     GranQuality,
     GranTrainConfig,
 )
@@ -516,6 +521,71 @@ class _Owned:
 
 
 # ----------------------------------------------------------------------------------------------
+# Process groups (data-parallel training)
+# ----------------------------------------------------------------------------------------------
+
+_BACKENDS = {"auto": GRAN_BACKEND_AUTO, "gloo": GRAN_BACKEND_GLOO, "nccl": GRAN_BACKEND_NCCL}
+
+
+def _backend(b: Any) -> int:
+    if isinstance(b, str):
+        try:
+            return _BACKENDS[b.lower()]
+        except KeyError:
+            raise _invalid(f"backend {b!r} is unknown: use 'auto', 'gloo' or 'nccl'") from None
+    return _uint("backend", b, 32)
+
+
+class ProcessGroup(_Owned):
+    """This process's place in a group of processes that train one model data-parallel
+    (c10d: a TCPStore rendezvous served by rank 0, then Gloo). Every process makes its own
+    (create() with explicit settings, or from_env() under torchrun) and passes it to
+    Model.train(process_group=...). Making one waits until every rank has arrived (at most
+    timeout_ms). Free it with close() or a `with` block."""
+
+    _free_name = "gran_process_group_free"
+
+    @classmethod
+    def create(cls, rank: int, world_size: int, master_port: int = 29500, master_addr: str = "127.0.0.1",
+               timeout_ms: int = 300_000, backend: Any = "auto", local_rank: int = 0) -> "ProcessGroup":
+        """Rank `rank` of `world_size` processes meeting at master_addr:master_port (rank 0
+        listens there). Raises DistributedError when the rendezvous fails or times out."""
+        cfg = GranProcessGroupConfig()
+        _LIB.gran_process_group_config_init(byref(cfg))
+        cfg.backend = _backend(backend)
+        cfg.rank = _uint("rank", rank, 32)
+        cfg.world_size = _uint("world_size", world_size, 32)
+        cfg.master_port = _uint("master_port", master_port, 32)
+        addr = master_addr.encode()
+        cfg.master_addr = addr
+        cfg.local_rank = _uint("local_rank", local_rank, 32)
+        cfg.timeout_ms = _uint("timeout_ms", timeout_ms, 64)
+        out = GranProcessGroup(0)
+        _check(_LIB.gran_process_group_create(byref(cfg), byref(out)))
+        return cls(out.value)
+
+    @classmethod
+    def from_env(cls, timeout_ms: int = 300_000, backend: Any = "auto") -> "ProcessGroup":
+        """The group torchrun describes (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT, LOCAL_RANK)."""
+        out = GranProcessGroup(0)
+        _check(_LIB.gran_process_group_from_env(_backend(backend), _uint("timeout_ms", timeout_ms, 64), byref(out)))
+        return cls(out.value)
+
+    def _info(self) -> Tuple[int, int]:
+        rank, size = c_uint32(0), c_uint32(0)
+        _check(_LIB.gran_process_group_info(self._handle, byref(rank), byref(size)))
+        return rank.value, size.value
+
+    @property
+    def rank(self) -> int:
+        return self._info()[0]
+
+    @property
+    def world_size(self) -> int:
+        return self._info()[1]
+
+
+# ----------------------------------------------------------------------------------------------
 # Dataset
 # ----------------------------------------------------------------------------------------------
 
@@ -729,7 +799,7 @@ class Model(_Owned):
               report_every: Optional[int] = None, checkpoint_path: Any = None,
               checkpoint_every: Optional[int] = None, precision: Any = None,
               ema_decay: Optional[float] = None, ema_start: Optional[int] = None, lr_schedule: Any = None,
-              cuda_graph: bool = False, on_progress: Optional[Callable[[Progress], Any]] = None) -> Progress:
+              cuda_graph: bool = False, process_group: Optional["ProcessGroup"] = None, on_progress: Optional[Callable[[Progress], Any]] = None) -> Progress:
         """Trains on `dataset` (a Dataset, or a numpy array for Dataset.from_array), continuing
         from the model's step counter, and returns the final progress report. Settings left at
         None take the library's defaults (2000 iterations, batch 64, Adam 8e-4 / 3.2e-3, betas
@@ -740,6 +810,8 @@ class Model(_Owned):
         lr_schedule: 'constant' (default), 'inverse-epoch' (lr / (1 + epoch / 50)) or 'linear'
         (to zero at the run's end). cuda_graph=True: on a CUDA device, capture the training step
         as one CUDA graph after 3 eager steps and replay it (elsewhere the steps run eagerly).
+        process_group: train data-parallel in that ProcessGroup (every rank calls train with the
+        same settings; batch_size is the global batch; rank 0 alone writes checkpoint_path).
 
         on_progress(progress) is called with each report on this thread; a true return value
         stops training (CancelledError). An exception raised in it stops training and is
@@ -751,7 +823,8 @@ class Model(_Owned):
                                   d_weight_decay=d_weight_decay, seed=seed, report_every=report_every,
                                   checkpoint_path=checkpoint_path, checkpoint_every=checkpoint_every,
                                   precision=precision, ema_decay=ema_decay, ema_start=ema_start,
-                                  lr_schedule=lr_schedule, cuda_graph=cuda_graph, on_progress=on_progress)
+                                  lr_schedule=lr_schedule, cuda_graph=cuda_graph, process_group=process_group,
+                                  on_progress=on_progress)
         cfg = GranTrainConfig()
         _LIB.gran_train_config_init(byref(cfg))
         if epochs is not None and iterations is None:
@@ -772,6 +845,10 @@ class Model(_Owned):
         if lr_schedule is not None:
             cfg.lr_schedule = _lr_schedule(lr_schedule)
         cfg.cuda_graph = 1 if cuda_graph else 0
+        if process_group is not None:
+            if not isinstance(process_group, ProcessGroup):
+                raise _invalid("process_group must be a ProcessGroup")
+            cfg.process_group = process_group._handle
         path_bytes = None if checkpoint_path is None else _path(checkpoint_path)
         cfg.checkpoint_path = path_bytes
 

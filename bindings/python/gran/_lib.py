@@ -69,6 +69,10 @@ GRAN_GAM_A_WINS = 1
 GRAN_GAM_B_WINS = 2
 GRAN_GAM_UNDECIDED = 3
 
+GRAN_BACKEND_AUTO = 0
+GRAN_BACKEND_GLOO = 1
+GRAN_BACKEND_NCCL = 2
+
 GRAN_LOG_DEBUG = 0
 GRAN_LOG_INFO = 1
 GRAN_LOG_WARN = 2
@@ -85,6 +89,8 @@ GranLogLevel = c_uint32
 GranGamVerdict = c_uint32
 GranModel = c_uint64
 GranDataset = c_uint64
+GranProcessGroup = c_uint64
+GranBackend = c_uint32
 GranEvaluator = c_uint64
 
 
@@ -223,6 +229,20 @@ class GranTrainConfig(Structure):
         ("ema_start", c_uint64),
         ("lr_schedule", GranLrSchedule),
         ("cuda_graph", c_uint32),
+        ("process_group", GranProcessGroup),
+    ]
+
+
+class GranProcessGroupConfig(Structure):
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("backend", GranBackend),
+        ("rank", c_uint32),
+        ("world_size", c_uint32),
+        ("master_addr", c_char_p),
+        ("master_port", c_uint32),
+        ("local_rank", c_uint32),
+        ("timeout_ms", c_uint64),
     ]
 
 
@@ -236,6 +256,7 @@ STRUCTS = {
     "GranModelConfig": GranModelConfig,
     "GranProgress": GranProgress,
     "GranTrainConfig": GranTrainConfig,
+    "GranProcessGroupConfig": GranProcessGroupConfig,
 }
 
 # ----------------------------------------------------------------------------------------------
@@ -298,6 +319,11 @@ PROTOTYPES = {
     # training
     "gran_train_config_init": (None, [POINTER(GranTrainConfig)]),
     "gran_progress_init": (None, [POINTER(GranProgress)]),
+    "gran_process_group_config_init": (None, [POINTER(GranProcessGroupConfig)]),
+    "gran_process_group_create": (_st, [POINTER(GranProcessGroupConfig), POINTER(GranProcessGroup)]),
+    "gran_process_group_from_env": (_st, [GranBackend, c_uint64, POINTER(GranProcessGroup)]),
+    "gran_process_group_info": (_st, [GranProcessGroup, POINTER(c_uint32), POINTER(c_uint32)]),
+    "gran_process_group_free": (_st, [GranProcessGroup]),
     "gran_train": (_st, [GranModel, GranDataset, POINTER(GranTrainConfig), POINTER(GranProgress)]),
     # library
     "gran_abi_version": (c_uint32, []),

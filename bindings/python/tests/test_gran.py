@@ -112,7 +112,8 @@ class LibraryTests(unittest.TestCase):
         self.assertTrue(issubclass(gran.InvalidArgumentError, ValueError))
         self.assertTrue(issubclass(gran.GranIOError, OSError))
         self.assertTrue(issubclass(gran.OutOfMemoryError, MemoryError))
-        self.assertEqual(len(set(gran.errors.EXCEPTIONS.values())), 11)
+        self.assertEqual(len(set(gran.errors.EXCEPTIONS.values())), 12)
+        self.assertIs(gran.errors.EXCEPTIONS[gran.GRAN_STATUS_DISTRIBUTED], gran.DistributedError)
 
     def test_model_config_defaults_match_library(self):
         lib = gran.ModelConfig.defaults()
@@ -683,6 +684,54 @@ class TrainingControlTests(unittest.TestCase):
             last = self.model.train(small, batch_size=16, epochs=1)
             self.assertGreater(last.step, 4)
             self.assertEqual(last.step, self.model.step)
+
+
+class ProcessGroupTests(unittest.TestCase):
+    @staticmethod
+    def free_port() -> int:
+        import socket
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+
+    def test_two_ranks_train_to_the_same_weights(self):
+        # Two ranks in one process (two threads, two groups, two models): ctypes releases the
+        # GIL inside gran_train, so they train together as two processes would.
+        port = self.free_port()
+        data = load_data()
+        out, errors = {}, []
+
+        def rank(r):
+            try:
+                with gran.ProcessGroup.create(rank=r, world_size=2, master_port=port, timeout_ms=60_000) as g:
+                    self.assertEqual((g.rank, g.world_size), (r, 2))
+                    with gran.Model.create(**TINY) as m:
+                        m.train(data, batch_size=16, iterations=3, seed=1, process_group=g)
+                        out[r] = (m.step, m.sample(4, seed=2))
+            except BaseException as e:  # noqa: BLE001 - reported below
+                errors.append(e)
+
+        threads = [threading.Thread(target=rank, args=(r,)) for r in (0, 1)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        self.assertEqual(errors, [])
+        self.assertEqual(out[0][0], 3)
+        self.assertEqual(out[1][0], 3)
+        a, b = out[0][1], out[1][1]
+        self.assertTrue((a == b).all() if hasattr(a, "all") else a == b, "the ranks sample differently")
+
+    def test_bad_settings_are_refused(self):
+        with self.assertRaises(gran.InvalidArgumentError):
+            gran.ProcessGroup.create(rank=2, world_size=2, master_port=self.free_port())
+        with self.assertRaises(gran.InvalidArgumentError):
+            gran.ProcessGroup.create(rank=0, world_size=1, master_port=self.free_port(), backend="mpi")
+        env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")}
+        with mock.patch.dict(os.environ, env, clear=True):
+            with self.assertRaises(gran.InvalidArgumentError) as cm:
+                gran.ProcessGroup.from_env()
+            self.assertIn("RANK", str(cm.exception))
 
 
 class DatasetTests(unittest.TestCase):
