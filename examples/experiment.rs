@@ -6,7 +6,7 @@
 //!       [--t 1,3,5] [--lr-d X] [--lr-g X] [--trace N] [--no-gam] [--data mnist10k|colour32]
 //!       [--precision fp32|bf16] [--seconds S] [--out DIR] [--evaluator-epochs N]
 //!       [--ema-decay X] [--ema-start N] [--lr-schedule constant|inverse-epoch|linear]
-//!       [--beta1 X] [--batch-size N]
+//!       [--beta1 X] [--batch-size N] [--distributed]
 //!
 //! `--trace N` prints the training losses and D's mean outputs every N steps (to see when and how
 //! a run goes wrong); `--no-gam` skips the GAM table; `--data colour32` uses the 32x32x3 crops of
@@ -19,7 +19,10 @@
 //! `--ema-decay`, `--ema-start` and `--lr-schedule` set the averaged generator and the schedule
 //! (TrainConfig's defaults otherwise; `--ema-decay 0`: no averaged generator); `--beta1` sets
 //! both networks' Adam beta1. With an averaged generator the table's FD is the averaged one's
-//! and the last column the raw generator's.
+//! and the last column the raw generator's. `--distributed`, under torchrun, trains every model
+//! data-parallel across the processes it starts (`--batch-size` stays the global batch):
+//! `OMP_NUM_THREADS=1 .venv/bin/torchrun --no-python --nproc-per-node=2 --local-ranks-filter 0
+//! target/release/examples/experiment --distributed ...`.
 
 use gran::data::idx::load_idx;
 use gran::evaluator::{Evaluator, EvaluatorConfig};
@@ -28,7 +31,7 @@ use gran::train::LrSchedule;
 use gran::{train, DeviceSpec, ErrorKind, Model, ModelConfig, Precision, TrainConfig};
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -48,6 +51,11 @@ fn main() {
     let precision: Precision = opt("--precision", "fp32").parse().expect("--precision");
     let seconds: f64 = opt("--seconds", "0").parse().expect("--seconds");
     let out_dir = opt("--out", "out");
+    // Other ranks of a --distributed run write their (identical) grids beside rank 0's.
+    let out_dir = match std::env::var("RANK") {
+        Ok(r) if args.iter().any(|a| a == "--distributed") && r != "0" => format!("{out_dir}/rank{r}"),
+        _ => out_dir,
+    };
     let ema_decay: f64 = opt("--ema-decay", &defaults.ema_decay.to_string()).parse().expect("--ema-decay");
     let ema_start: u64 = opt("--ema-start", &defaults.ema_start.to_string()).parse().expect("--ema-start");
     let lr_schedule = match opt("--lr-schedule", "constant").as_str() {
@@ -79,6 +87,17 @@ fn main() {
         };
         (load("train"), load("t10k"))
     };
+    // --distributed (under torchrun): every model trains data-parallel in the group torchrun
+    // describes (--batch-size is the global batch). Every rank runs the whole program (the
+    // evaluator and the scores too: the same numbers); show one with torchrun --local-ranks-filter 0.
+    let group = args.iter().any(|a| a == "--distributed").then(|| {
+        let s = gran::dist::GroupSettings::from_env(gran::dist::Backend::Auto, Duration::from_secs(900))
+            .expect("--distributed: RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT (run under torchrun)");
+        std::sync::Arc::new(gran::dist::ProcessGroup::new(&s).expect("joining the process group"))
+    });
+    if let Some(g) = &group {
+        println!("# distributed: rank {} of {}", g.rank(), g.world_size());
+    }
     let device = DeviceSpec::Auto.resolve().unwrap();
     println!("# device {device:?}");
     let ev =
@@ -129,6 +148,7 @@ fn main() {
                     beta1_g: beta1,
                     beta1_d: beta1,
                     batch_size,
+                    group: group.clone().map(gran::train::Group),
                     ..Default::default()
                 },
                 &mut |p| {

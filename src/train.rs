@@ -149,6 +149,9 @@ pub struct Progress {
     pub d_fake: f64,
     pub elapsed_s: f64,
     pub images_per_s: f64,
+    /// Data-parallel runs: seconds of this run so far spent in the gradient all-reduces
+    /// (waiting for the other processes included); 0 in one process.
+    pub allreduce_s: f64,
     /// The discriminator wins outright (D loss near 0): the generator gets no useful gradient.
     pub d_dominates: bool,
 }

@@ -92,6 +92,8 @@ pub struct Trainer<'a> {
     run_start: Instant,
     last: Progress,
     warned: bool,
+    /// Seconds spent in the step's all-reduces so far (a process group only).
+    reduce_secs: std::cell::Cell<f64>,
     backup: Snapshot,
     execution: Execution,
 }
@@ -186,6 +188,7 @@ impl<'a> Trainer<'a> {
             run_start: Instant::now(),
             last: Progress { step: first, total_steps: end, ..Default::default() },
             warned: false,
+            reduce_secs: std::cell::Cell::new(0.0),
             backup: Snapshot::default(),
             execution: Self::execution(cfg, device, cfg.group.is_some()),
         })
@@ -364,6 +367,7 @@ impl<'a> Trainer<'a> {
             elapsed_s: self.run_start.elapsed().as_secs_f64(),
             images_per_s: if secs > 0.0 { k * self.batch as f64 / secs } else { 0.0 },
             d_dominates: w.sums[0] / k < D_WINS_LOSS,
+            allreduce_s: self.reduce_secs.get(),
         };
         let last = &self.last;
         if last.d_dominates && !self.warned {
@@ -469,6 +473,14 @@ impl<'a> Trainer<'a> {
         Ok(Vec::<f64>::try_from(&summary.f_to_kind(Kind::Double)?.f_to_device(Device::Cpu)?)?)
     }
 
+    /// `f` (an all-reduce), its time added to the run's.
+    fn timed<T>(&self, f: impl FnOnce() -> T) -> T {
+        let t = Instant::now();
+        let out = f();
+        self.reduce_secs.set(self.reduce_secs.get() + t.elapsed().as_secs_f64());
+        out
+    }
+
     /// One discriminator and one generator update on `st`, reading the step's inputs from `i`
     /// (and nothing from the host: this is what a captured step records). Returns the summary
     /// on the device: the D loss, the G loss, the mean D(x), the mean D(G(z)), and 1.0 if any
@@ -501,7 +513,7 @@ impl<'a> Trainer<'a> {
             Some(g) => {
                 let mut all = d_grads;
                 all.push(d_loss.detach());
-                let mut mean = g.mean(&all)?;
+                let mut mean = self.timed(|| g.mean(&all))?;
                 let loss = mean.pop().expect("pushed");
                 (mean, loss)
             }
@@ -533,7 +545,7 @@ impl<'a> Trainer<'a> {
                 let flag = i.stop.as_ref().map_or(Ok(Tensor::new()), |s| s.f_to_kind(Kind::Float))?;
                 all.extend([g_loss.detach(), d_real, d_fake, flag]);
                 all.extend(buffers.iter().map(|b| b.shallow_clone()));
-                let mut mean = g.mean(&all)?;
+                let mut mean = self.timed(|| g.mean(&all))?;
                 tch::no_grad(|| -> Result<()> {
                     for (b, m) in buffers.iter().zip(&mean[n + 4..]) {
                         b.shallow_clone().f_copy_(m)?;

@@ -273,6 +273,15 @@ pub fn run(a: &Args, out: &Out) -> Result<()> {
     if group.as_ref().is_some_and(|g| g.rank() != 0) {
         return Ok(());
     }
+    if let Some(g) = &group {
+        let steps = (last.step - first).max(1) as f64;
+        out.note(&format!(
+            "distributed: {} processes; all-reduce {:.2} ms per step ({:.1}% of the run, waiting for the others included)",
+            g.world_size(),
+            1e3 * last.allreduce_s / steps,
+            100.0 * last.allreduce_s / last.elapsed_s.max(1e-9)
+        ));
+    }
     out.result("train", value, || {
         format!(
             "trained steps {first} -> {} in {} ({:.0} img/s); last step: D loss {:.3}, G loss {:.3}, D(x) {:.2}, \
