@@ -44,8 +44,12 @@ CMAKE_STAMP   := $(VENV)/.cmake-$(CMAKE_VERSION)
 # process-group shim (csrc/dist.cpp) against them; the code itself is libtorch_cpu's.
 GLOO_DEB      := libgloo-dev
 GLOO_STAMP    := $(VENV)/.gloo-headers
+# CUDA's CCCL headers (nv/target), which c10d's NCCL header needs and the torch wheel's nvidia
+# wheels lack: from PyPI, the version of the wheel's CUDA runtime (headers only).
+CCCL_VERSION  := 13.0.85
+CCCL_STAMP    := $(VENV)/.cccl-$(CCCL_VERSION)
 # What every build needs.
-DEPS          := $(TORCH_STAMP) $(GLOO_STAMP)
+DEPS          := $(TORCH_STAMP) $(GLOO_STAMP) $(CCCL_STAMP)
 CMAKE         := $(VENV)/bin/cmake
 CARGO         ?= cargo
 OUT           ?= out
@@ -93,6 +97,10 @@ $(GLOO_STAMP): $(TORCH_STAMP)
 	touch $@
 
 # cmake for test-install only, from PyPI into the project venv.
+$(CCCL_STAMP): $(TORCH_STAMP)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps nvidia-cuda-cccl==$(CCCL_VERSION)
+	touch $@
+
 $(CMAKE_STAMP): $(TORCH_STAMP)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check cmake==$(CMAKE_VERSION)
 	touch $@

@@ -59,7 +59,7 @@ fn main() {
         .file("csrc/determinism.cpp")
         .file("csrc/foreach_lerp.cpp")
         .compile("gran_torch_ext");
-    process_groups(&include);
+    process_groups(&include, cuda_include.as_ref(), &lib);
     if cuda {
         println!("cargo:rustc-link-arg=-Wl,--no-as-needed");
         println!("cargo:rustc-link-arg=-ltorch_cuda");
@@ -71,10 +71,11 @@ fn main() {
 
 /// csrc/dist.cpp, compiled on its own (its defines and include folders touch no other shim):
 /// with Gloo where gloo's headers are (the Makefile unpacks Debian's libgloo-dev into the venv;
-/// GRAN_GLOO_INCLUDE overrides), else a stub that refuses to make a group. NCCL is not compiled
-/// in yet: c10d's NCCL header needs CUDA's CCCL headers (nv/target), which no wheel in the venv
-/// carries.
-fn process_groups(include: &std::path::Path) {
+/// GRAN_GLOO_INCLUDE overrides), else a stub that refuses to make a group; with NCCL where the
+/// CUDA runtime headers, CCCL's (`nv/target`: the nvidia-cuda-cccl wheel the Makefile adds) and
+/// nccl.h (the nvidia-nccl wheel torch pulls in) are all found beside libtorch. NCCL's code is
+/// libtorch_cuda's (and libnccl, which it loads).
+fn process_groups(include: &std::path::Path, cuda: Option<&(std::path::PathBuf, Option<std::path::PathBuf>)>, lib: &str) {
     println!("cargo:rerun-if-env-changed=GRAN_GLOO_INCLUDE");
     let gloo = std::env::var("GRAN_GLOO_INCLUDE")
         .map(std::path::PathBuf::from)
@@ -88,6 +89,17 @@ fn process_groups(include: &std::path::Path) {
             gloo.display()
         );
     }
+    let nccl = std::path::Path::new(lib).parent().and_then(|t| t.parent()).map(|site| site.join("nvidia/nccl/include"));
+    match (cuda, nccl.filter(|n| n.join("nccl.h").exists())) {
+        (Some((runtime, crt)), Some(nccl)) if runtime.join("nv/target").exists() => {
+            build.include(runtime).include(nccl).define("GRAN_NCCL", None).define("USE_C10D_NCCL", None);
+            if let Some(crt) = crt {
+                build.flag("-idirafter").flag(crt.to_str().expect("utf-8 path"));
+            }
+        }
+        (Some(_), _) => println!("cargo:warning=no nccl.h or CCCL headers (nv/target) beside libtorch: gran is built without NCCL"),
+        _ => {}
+    }
     build
         .cpp(true)
         .pic(true)
@@ -100,6 +112,7 @@ fn process_groups(include: &std::path::Path) {
         ))
         .flag("-DGLOG_USE_GLOG_EXPORT")
         .flag_if_supported("-Wno-unused-parameter")
+        .flag_if_supported("-Wno-interference-size")
         .file("csrc/dist.cpp")
         .compile("gran_dist");
 }

@@ -31,7 +31,7 @@ PYTHON=${PYTHON:-.venv/bin/python}
 LIMIT=$((64 * 1024 * 1024))
 
 # The Rust tests whose models and evaluators GRAN_TEST_DEVICE places (tests/common).
-RUST_TESTS="model evaluator cuda_graph ema export"
+RUST_TESTS="model evaluator cuda_graph ema export ddp"
 
 echo "gpu/build.sh: building (release) the library, the examples, the binaries and the device tests"
 tmp=$(mktemp -d)

@@ -359,9 +359,9 @@ export DEVICE BIN WORK OUT PY ROOT
 # of CUDA in each process dominates the test and benchmark stages.
 STAGES=(device rust-tests c-tests bench-fp32 bench-bf16 compile-fp32 compile-bf16 cuda-graphs mnist)
 if [ "$DEVICE" = cuda ]; then
-    SHARES=(10 30 110 70 40 95 55 45 130)
+    SHARES=(10 50 110 70 40 95 55 45 130)
 else
-    SHARES=(10 30 50 35 35 45 45 15 45)
+    SHARES=(10 45 50 35 35 45 45 20 45)
 fi
 # --stages REGEX: only the stages it matches (a rerun of what failed); the others get no share.
 declare -A ASKED=()

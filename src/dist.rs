@@ -60,7 +60,8 @@ pub const MAX_WORLD: u32 = 4096;
 /// Which c10d backend a group uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
-    /// Gloo for CPU training, NCCL for CUDA training.
+    /// NCCL where CUDA is available (and NCCL built in), else Gloo. A model on the CPU of a
+    /// machine with GPUs trains with `Gloo`.
     Auto,
     Gloo,
     Nccl,
@@ -185,10 +186,11 @@ fn call(what: &str, f: impl FnOnce(*mut c_char, usize) -> c_int) -> Result<()> {
 
 impl ProcessGroup {
     /// Joins the group: waits (at most the timeout) until all `world_size` ranks have met at
-    /// the store. `Auto` is Gloo (gran trains data-parallel on the CPU; NCCL is not built).
+    /// the store.
     pub fn new(settings: &GroupSettings) -> Result<ProcessGroup> {
         settings.validate()?;
         let backend = match settings.backend {
+            Backend::Auto if Backend::Nccl.built() && tch::Cuda::is_available() => Backend::Nccl,
             Backend::Auto => Backend::Gloo,
             b => b,
         };
@@ -232,6 +234,11 @@ impl ProcessGroup {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// This process's GPU for NCCL (torchrun's LOCAL_RANK).
+    pub fn local_rank(&self) -> u32 {
+        self.settings.local_rank
     }
 
     pub fn timeout(&self) -> Duration {

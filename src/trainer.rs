@@ -150,6 +150,11 @@ impl<'a> Trainer<'a> {
         })?;
         let images = data.stored_images(device)?;
         if let Some(g) = &group {
+            if g.backend() == crate::dist::Backend::Nccl && !device.is_cuda() {
+                return Err(Error::invalid(
+                    "an NCCL process group trains models on CUDA, this one is on the CPU: make the group with GLOO",
+                ));
+            }
             join(model, g)?;
         }
         let adam_d = AdamSettings {

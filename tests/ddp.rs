@@ -89,6 +89,21 @@ fn config(iterations: u64, group: &Arc<ProcessGroup>) -> TrainConfig {
 fn rank() {
     let Ok(scenario) = std::env::var("GRAN_DDP_SCENARIO") else { return };
     let dir = PathBuf::from(std::env::var("GRAN_DDP_DIR").unwrap());
+    if scenario == "nccl1" {
+        // One rank on NCCL: trains on CUDA; without a GPU (or NCCL) the group is an error.
+        let s = GroupSettings { backend: Backend::Nccl, ..settings_from_env(Duration::from_secs(60)) };
+        let outcome = ProcessGroup::new(&s).and_then(|g| {
+            let model = Model::new(&common::tiny(2))?;
+            train(&model, &common::synthetic(96), &config(3, &Arc::new(g)), &mut |_| false)?;
+            Ok(model.step())
+        });
+        let line = match outcome {
+            Ok(step) => format!("ok {step}"),
+            Err(e) => format!("{:?}: {}", e.kind, e.message),
+        };
+        std::fs::write(dir.join("nccl1.txt"), line).unwrap();
+        return;
+    }
     let timeout = Duration::from_millis(std::env::var("GRAN_DDP_TIMEOUT_MS").map_or(20_000, |v| v.parse().unwrap()));
     let group = Arc::new(ProcessGroup::new(&settings_from_env(timeout)).unwrap());
     let r = group.rank();
@@ -275,6 +290,31 @@ fn the_averaged_gradient_is_the_mean_of_the_half_batch_gradients() {
         assert!(d < 1e-6, "differs by {d}");
     }
     assert!(halves[0].not_equal_tensor(&halves[1]).any().int64_value(&[]) == 1);
+}
+
+/// NCCL with one rank: on CUDA (gpu/check.sh) it trains; elsewhere making the group is a clean
+/// DISTRIBUTED error (no crash, no hang: it runs in a child process all the same).
+#[test]
+fn nccl_with_one_rank_trains_on_cuda_and_is_refused_cleanly_elsewhere() {
+    let dir = scratch("nccl");
+    let port = free_port();
+    let mut c = Command::new(std::env::current_exe().unwrap());
+    c.args(["--ignored", "--exact", "rank", "--nocapture"])
+        .env("GRAN_DDP_SCENARIO", "nccl1")
+        .env("RANK", "0")
+        .env("WORLD_SIZE", "1")
+        .env("MASTER_ADDR", "127.0.0.1")
+        .env("MASTER_PORT", port.to_string())
+        .env("GRAN_DDP_DIR", &dir);
+    let mut child = [c.spawn().unwrap()];
+    assert_eq!(wait_all(&mut child, Duration::from_secs(300)), [Some(0)]);
+    let line = read(&dir.join("nccl1.txt"));
+    if common::test_torch_device().is_cuda() {
+        assert_eq!(line, "ok 3");
+    } else {
+        assert!(line.starts_with("Distributed:"), "{line}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

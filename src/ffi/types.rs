@@ -20,11 +20,12 @@ pub type GranProcessGroup = u64;
 
 /// The distributed backend of a process group.
 pub type GranBackend = u32;
-/// Gloo for models on the CPU (NCCL for CUDA once built in).
+/// NCCL where CUDA is available (and NCCL is in this build), else Gloo. A model on the CPU of
+/// a machine with GPUs trains with `GRAN_BACKEND_GLOO`.
 pub const GRAN_BACKEND_AUTO: GranBackend = 0;
 /// c10d's Gloo: CPU tensors over TCP.
 pub const GRAN_BACKEND_GLOO: GranBackend = 1;
-/// c10d's NCCL: CUDA tensors (not in this build yet: creation returns DISTRIBUTED).
+/// c10d's NCCL: models on CUDA, each process on the GPU of its `local_rank`.
 pub const GRAN_BACKEND_NCCL: GranBackend = 2;
 
 pub(crate) fn backend(b: GranBackend, name: &str) -> Result<crate::dist::Backend> {

@@ -185,7 +185,13 @@ pub fn run(a: &Args, out: &Out) -> Result<()> {
                 hidden_dim: a.hidden_dim,
                 width_scale: a.width_scale,
                 leaky_relu: !a.plain_relu,
-                device: a.device.unwrap_or(DeviceSpec::Auto),
+                // Under NCCL each process trains on the GPU of its LOCAL_RANK (unless told).
+                device: match (&group, a.device) {
+                    (Some(g), None | Some(DeviceSpec::Auto)) if g.backend() == gran::dist::Backend::Nccl => {
+                        DeviceSpec::Cuda(g.local_rank())
+                    }
+                    _ => a.device.unwrap_or(DeviceSpec::Auto),
+                },
                 seed: a.init_seed.unwrap_or(seed),
             };
             cfg.validate()
