@@ -89,6 +89,14 @@ fn config(iterations: u64, group: &Arc<ProcessGroup>) -> TrainConfig {
 fn rank() {
     let Ok(scenario) = std::env::var("GRAN_DDP_SCENARIO") else { return };
     let dir = PathBuf::from(std::env::var("GRAN_DDP_DIR").unwrap());
+    if scenario == "unreachable" {
+        // Rank 1 of 2 whose rank 0 never comes: the rendezvous gives up after the timeout.
+        let start = Instant::now();
+        let e = ProcessGroup::new(&settings_from_env(Duration::from_secs(3))).unwrap_err();
+        let line = format!("{:?} {} {}", e.kind, start.elapsed().as_secs(), e.message);
+        std::fs::write(dir.join("unreachable.txt"), line).unwrap();
+        return;
+    }
     if scenario == "nccl1" {
         // One rank on NCCL: trains on CUDA; without a GPU (or NCCL) the group is an error.
         let s = GroupSettings { backend: Backend::Nccl, ..settings_from_env(Duration::from_secs(60)) };
@@ -123,6 +131,14 @@ fn rank() {
         "kill" => train(&model, &data, &config(iterations, &group), &mut |p| {
             if r == 1 && p.step == 3 {
                 std::process::exit(0);
+            }
+            false
+        })
+        .map(|_| ()),
+        "hang" => train(&model, &data, &config(iterations, &group), &mut |p| {
+            if r == 1 && p.step == 3 {
+                // Alive but stuck (a debugger, a deadlock, a swapped-out host) past the timeout.
+                std::thread::sleep(Duration::from_secs(12));
             }
             false
         })
@@ -226,6 +242,51 @@ fn a_rank_that_dies_makes_the_other_fail_within_the_timeout_with_its_weights_int
     assert!(!dir.join("rank1.txt").exists());
     // Within the timeout (5 s) plus the start-up of two processes.
     assert!(start.elapsed() < Duration::from_secs(200), "{:?}", start.elapsed());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_rank_that_hangs_makes_the_other_fail_within_the_timeout() {
+    if !Backend::Gloo.built() {
+        return;
+    }
+    let dir = scratch("hang");
+    let port = free_port();
+    let extra = [("GRAN_DDP_TIMEOUT_MS", "4000".to_string()), ("GRAN_DDP_STEPS", "30".to_string())];
+    let mut ranks: Vec<Child> = (0..2).map(|r| spawn("hang", r, port, &dir, &extra)).collect();
+    assert_eq!(wait_all(&mut ranks, Duration::from_secs(240)), [Some(0), Some(0)]);
+    let lines: Vec<String> = read(&dir.join("rank0.txt")).lines().map(String::from).collect();
+    assert!(lines[2].starts_with("Distributed:"), "{}", lines[2]);
+    assert_eq!(lines[1], "true");
+    let step: u64 = lines[0].parse().unwrap();
+    assert!((3..=4).contains(&step), "rank 0 kept the weights of step {step}");
+    // The stuck rank, once awake, finds its peer gone: an error too, not a hang.
+    let late: Vec<String> = read(&dir.join("rank1.txt")).lines().map(String::from).collect();
+    assert!(late[2].starts_with("Distributed:"), "{}", late[2]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn an_unreachable_rendezvous_is_an_error_after_the_timeout() {
+    if !Backend::Gloo.built() {
+        return;
+    }
+    let dir = scratch("unreachable");
+    let mut c = Command::new(std::env::current_exe().unwrap());
+    c.args(["--ignored", "--exact", "rank", "--nocapture"])
+        .env("GRAN_DDP_SCENARIO", "unreachable")
+        .env("RANK", "1")
+        .env("WORLD_SIZE", "2")
+        .env("MASTER_ADDR", "127.0.0.1")
+        .env("MASTER_PORT", free_port().to_string())
+        .env("GRAN_DDP_DIR", &dir);
+    let mut child = [c.spawn().unwrap()];
+    assert_eq!(wait_all(&mut child, Duration::from_secs(120)), [Some(0)]);
+    let line = read(&dir.join("unreachable.txt"));
+    let mut parts = line.splitn(3, ' ');
+    assert_eq!(parts.next(), Some("Distributed"), "{line}");
+    let secs: u64 = parts.next().unwrap().parse().unwrap();
+    assert!((2..=60).contains(&secs), "gave up after {secs} s: {line}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
