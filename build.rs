@@ -38,18 +38,7 @@ fn main() {
     } else {
         println!("cargo:warning=no CUDA runtime headers found beside libtorch: gran is built without CUDA graphs");
     }
-    build
-        .cpp(true)
-        .pic(true)
-        .include(&include)
-        .include(include.join("torch/csrc/api/include"))
-        .flag("-std=c++17")
-        .flag(format!(
-            "-D_GLIBCXX_USE_CXX11_ABI={}",
-            std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".into())
-        ))
-        .flag("-DGLOG_USE_GLOG_EXPORT")
-        .flag_if_supported("-Wno-unused-parameter")
+    against_libtorch(&mut build, &include)
         .file("csrc/fused_adam.cpp")
         .file("csrc/leaky_relu.cpp")
         .file("csrc/pin_memory.cpp")
@@ -67,6 +56,22 @@ fn main() {
     }
     // The shared library's soname, so that `make install` can lay out versioned names.
     println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libgran.so.0");
+}
+
+/// What every shim needs to compile against libtorch: C++17, PIC, its headers, its ABI.
+fn against_libtorch<'a>(build: &'a mut cc::Build, include: &std::path::Path) -> &'a mut cc::Build {
+    build
+        .cpp(true)
+        .pic(true)
+        .include(include)
+        .include(include.join("torch/csrc/api/include"))
+        .flag("-std=c++17")
+        .flag(format!(
+            "-D_GLIBCXX_USE_CXX11_ABI={}",
+            std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".into())
+        ))
+        .flag("-DGLOG_USE_GLOG_EXPORT")
+        .flag_if_supported("-Wno-unused-parameter")
 }
 
 /// csrc/dist.cpp, compiled on its own (its defines and include folders touch no other shim):
@@ -100,18 +105,7 @@ fn process_groups(include: &std::path::Path, cuda: Option<&(std::path::PathBuf, 
         (Some(_), _) => println!("cargo:warning=no nccl.h or CCCL headers (nv/target) beside libtorch: gran is built without NCCL"),
         _ => {}
     }
-    build
-        .cpp(true)
-        .pic(true)
-        .include(include)
-        .include(include.join("torch/csrc/api/include"))
-        .flag("-std=c++17")
-        .flag(format!(
-            "-D_GLIBCXX_USE_CXX11_ABI={}",
-            std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".into())
-        ))
-        .flag("-DGLOG_USE_GLOG_EXPORT")
-        .flag_if_supported("-Wno-unused-parameter")
+    against_libtorch(&mut build, include)
         .flag_if_supported("-Wno-interference-size")
         .file("csrc/dist.cpp")
         .compile("gran_dist");

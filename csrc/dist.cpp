@@ -47,6 +47,22 @@ struct Group {
     c10::intrusive_ptr<c10d::Backend> backend;
     std::chrono::milliseconds timeout;
 };
+
+// Starts one collective per tensor (`start` makes the work of one single-tensor list), then
+// waits for each, at most the group's timeout; a failure or timeout throws with `what`.
+template <typename Start>
+void each(Group *group, at::Tensor **tensors, size_t n, const char *what, Start start) {
+    std::vector<std::vector<at::Tensor>> lists(n);
+    std::vector<c10::intrusive_ptr<c10d::Work>> works;
+    works.reserve(n);
+    for (size_t i = 0; i < n; i++) {
+        lists[i].push_back(*tensors[i]);
+        works.push_back(start(lists[i]));
+    }
+    for (auto &w : works) {
+        if (!w->wait(group->timeout)) throw std::runtime_error(std::string(what) + " did not complete");
+    }
+}
 #else
 struct Group {};
 #endif
@@ -133,16 +149,7 @@ extern "C" int grn_dist_all_reduce(void *g, at::Tensor **tensors, size_t n, int 
         c10d::AllreduceOptions o;
         o.reduceOp = op == 1 ? c10d::ReduceOp(c10d::ReduceOp::MAX) : c10d::ReduceOp(c10d::ReduceOp::SUM);
         o.timeout = group->timeout;
-        std::vector<std::vector<at::Tensor>> lists(n);
-        std::vector<c10::intrusive_ptr<c10d::Work>> works;
-        works.reserve(n);
-        for (size_t i = 0; i < n; i++) {
-            lists[i].push_back(*tensors[i]);
-            works.push_back(group->backend->allreduce(lists[i], o));
-        }
-        for (auto &w : works) {
-            if (!w->wait(group->timeout)) throw std::runtime_error("all-reduce did not complete");
-        }
+        each(group, tensors, n, "all-reduce", [&](std::vector<at::Tensor> &l) { return group->backend->allreduce(l, o); });
         return 0;
 #else
         (void)g, (void)tensors, (void)n, (void)op;
@@ -161,16 +168,7 @@ extern "C" int grn_dist_broadcast(void *g, at::Tensor **tensors, size_t n, int r
         c10d::BroadcastOptions o;
         o.rootRank = root;
         o.timeout = group->timeout;
-        std::vector<std::vector<at::Tensor>> lists(n);
-        std::vector<c10::intrusive_ptr<c10d::Work>> works;
-        works.reserve(n);
-        for (size_t i = 0; i < n; i++) {
-            lists[i].push_back(*tensors[i]);
-            works.push_back(group->backend->broadcast(lists[i], o));
-        }
-        for (auto &w : works) {
-            if (!w->wait(group->timeout)) throw std::runtime_error("broadcast did not complete");
-        }
+        each(group, tensors, n, "broadcast", [&](std::vector<at::Tensor> &l) { return group->backend->broadcast(l, o); });
         return 0;
 #else
         (void)g, (void)tensors, (void)n, (void)root;

@@ -646,7 +646,8 @@ typedef void (*GranLogCallback)(GranLogLevel level,
 #define GRAN_STATUS_DISTRIBUTED 12
 
 /**
- * Gloo for models on the CPU (NCCL for CUDA once built in).
+ * NCCL where CUDA is available (and NCCL is in this build), else Gloo. A model on the CPU of
+ * a machine with GPUs trains with `GRAN_BACKEND_GLOO`.
  */
 #define GRAN_BACKEND_AUTO 0
 
@@ -656,7 +657,7 @@ typedef void (*GranLogCallback)(GranLogLevel level,
 #define GRAN_BACKEND_GLOO 1
 
 /**
- * c10d's NCCL: CUDA tensors (not in this build yet: creation returns DISTRIBUTED).
+ * c10d's NCCL: models on CUDA, each process on the GPU of its `local_rank`.
  */
 #define GRAN_BACKEND_NCCL 2
 
