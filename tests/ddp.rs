@@ -24,7 +24,7 @@ fn scratch(name: &str) -> PathBuf {
     d
 }
 
-/// Starts rank `rank` of 2 doing `scenario` in `dir`.
+/// Starts rank `rank` of 2 doing `scenario` in `dir` (`extra` may override WORLD_SIZE).
 fn spawn(scenario: &str, rank: u32, port: u16, dir: &Path, extra: &[(&str, String)]) -> Child {
     let mut c = Command::new(std::env::current_exe().unwrap());
     c.args(["--ignored", "--exact", "rank", "--nocapture", "--test-threads=1"])
@@ -272,15 +272,7 @@ fn an_unreachable_rendezvous_is_an_error_after_the_timeout() {
         return;
     }
     let dir = scratch("unreachable");
-    let mut c = Command::new(std::env::current_exe().unwrap());
-    c.args(["--ignored", "--exact", "rank", "--nocapture"])
-        .env("GRAN_DDP_SCENARIO", "unreachable")
-        .env("RANK", "1")
-        .env("WORLD_SIZE", "2")
-        .env("MASTER_ADDR", "127.0.0.1")
-        .env("MASTER_PORT", free_port().to_string())
-        .env("GRAN_DDP_DIR", &dir);
-    let mut child = [c.spawn().unwrap()];
+    let mut child = [spawn("unreachable", 1, free_port(), &dir, &[])];
     assert_eq!(wait_all(&mut child, Duration::from_secs(120)), [Some(0)]);
     let line = read(&dir.join("unreachable.txt"));
     let mut parts = line.splitn(3, ' ');
@@ -358,16 +350,7 @@ fn the_averaged_gradient_is_the_mean_of_the_half_batch_gradients() {
 #[test]
 fn nccl_with_one_rank_trains_on_cuda_and_is_refused_cleanly_elsewhere() {
     let dir = scratch("nccl");
-    let port = free_port();
-    let mut c = Command::new(std::env::current_exe().unwrap());
-    c.args(["--ignored", "--exact", "rank", "--nocapture"])
-        .env("GRAN_DDP_SCENARIO", "nccl1")
-        .env("RANK", "0")
-        .env("WORLD_SIZE", "1")
-        .env("MASTER_ADDR", "127.0.0.1")
-        .env("MASTER_PORT", port.to_string())
-        .env("GRAN_DDP_DIR", &dir);
-    let mut child = [c.spawn().unwrap()];
+    let mut child = [spawn("nccl1", 0, free_port(), &dir, &[("WORLD_SIZE", "1".to_string())])];
     assert_eq!(wait_all(&mut child, Duration::from_secs(300)), [Some(0)]);
     let line = read(&dir.join("nccl1.txt"));
     if common::test_torch_device().is_cuda() {
