@@ -92,7 +92,8 @@ $(TORCH_STAMP):
 
 $(GLOO_STAMP): $(TORCH_STAMP)
 	rm -rf $(VENV)/gloo && mkdir -p $(VENV)/gloo
-	cd $(VENV)/gloo && { apt-get download $(GLOO_DEB) 2>/dev/null || { apt-get update -qq && apt-get download $(GLOO_DEB); }; }
+	cd $(VENV)/gloo && { apt-get download $(GLOO_DEB) 2>/dev/null || { apt-get update -qq && apt-get download $(GLOO_DEB); }; } \
+	    || { echo "setup: Debian's $(GLOO_DEB) could not be downloaded (apt-get download); on another system put gloo's headers in $(VENV)/gloo/usr/include"; exit 1; }
 	dpkg -x $(VENV)/gloo/$(GLOO_DEB)_*.deb $(VENV)/gloo && test -f $(VENV)/gloo/usr/include/gloo/config.h
 	touch $@
 
