@@ -310,7 +310,7 @@ impl ProcessGroup {
         let scale = 1.0 / f64::from(self.world_size());
         let mut out: Vec<Tensor> = tensors.iter().map(|_| Tensor::new()).collect();
         for (b, f) in buckets.iter().zip(&flat) {
-            let f = f.f_mul_scalar(scale)?;
+            let _ = f.shallow_clone().f_mul_scalar_(scale)?;
             let mut at = 0i64;
             for &i in b {
                 let n = tensors[i].numel() as i64;
@@ -320,6 +320,12 @@ impl ProcessGroup {
         }
         Ok(out)
     }
+}
+
+/// Whether this process is the one that writes and reports for a run: rank 0 of a group, or
+/// the only process.
+pub fn leads(group: Option<&ProcessGroup>) -> bool {
+    group.is_none_or(|g| g.rank() == 0)
 }
 
 impl std::fmt::Debug for ProcessGroup {

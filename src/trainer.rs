@@ -338,7 +338,7 @@ impl<'a> Trainer<'a> {
             ema.update(&st.g_params, decay)?;
             ema.batch = self.cfg.batch_size;
         }
-        Ok(([sums[0], sums[1], sums[2], sums[3]], sums[5] > 0.0))
+        Ok(([sums[0], sums[1], sums[2], sums[3]], sums.get(5).is_some_and(|&s| s > 0.0)))
     }
 
     /// After step `step` completed: the report window, the checkpoint, the progress report.
@@ -348,8 +348,7 @@ impl<'a> Trainer<'a> {
         }
         self.window.steps += 1;
         let (done, first, end) = (step + 1, self.first, self.end);
-        let writer = self.group.as_ref().is_none_or(|g| g.rank() == 0);
-        if let (Some(path), true) = (&self.cfg.checkpoint_path, writer) {
+        if let (Some(path), true) = (&self.cfg.checkpoint_path, crate::dist::leads(self.group.as_deref())) {
             if done == end || (self.cfg.checkpoint_every > 0 && (done - first) % self.cfg.checkpoint_every == 0) {
                 crate::checkpoint::save(self.model, path)?;
             }
@@ -393,16 +392,14 @@ impl<'a> Trainer<'a> {
             // (a digest of every tensor compared)?
             let check = done == end || (done - first) % DIGEST_EVERY == 0;
             let d = if check { digest(self.model)? } else { [0.0; 2] };
-            let t = Tensor::f_from_slice(&[f64::from(u8::from(stop)), d[0], d[1], -d[0], -d[1]])?;
-            g.all_reduce_max(&[&t])?;
-            let r = Vec::<f64>::try_from(&t)?;
-            if r[1] != -r[3] || r[2] != -r[4] {
+            let (same, any_stop) = agree(g, &d, stop)?;
+            if !same {
                 return Err(Error::new(
                     ErrorKind::Distributed,
-                    format!("the processes' weights differ after step {done} (digests {:e} to {:e}): a rank diverged", -r[3], r[1]),
+                    format!("the processes' weights differ after step {done} (this one's digest {:e}): a rank diverged", d[0]),
                 ));
             }
-            if r[0] > 0.0 {
+            if any_stop {
                 return Err(Error::new(
                     ErrorKind::Cancelled,
                     format!("training stopped by a progress callback at step {done}"),
@@ -575,19 +572,19 @@ impl<'a> Trainer<'a> {
         // the device, goes with the summary.
         let updated: Vec<&Tensor> = st.opt_d.tensors().chain(st.opt_g.tensors()).collect();
         let largest = non_finite(&updated)?;
-        let stop = if stop.defined() { stop } else { Tensor::f_zeros([], (Kind::Float, device))? };
         tch::no_grad(|| -> Result<Tensor> {
-            Ok(Tensor::f_stack(
-                &[
-                    d_loss.f_to_kind(Kind::Float)?,
-                    g_loss.f_to_kind(Kind::Float)?,
-                    d_real,
-                    d_fake,
-                    largest.f_to_kind(Kind::Float)?,
-                    stop,
-                ],
-                0,
-            )?)
+            let mut parts = vec![
+                d_loss.f_to_kind(Kind::Float)?,
+                g_loss.f_to_kind(Kind::Float)?,
+                d_real,
+                d_fake,
+                largest.f_to_kind(Kind::Float)?,
+            ];
+            // In a group, whether a rank asked to stop.
+            if stop.defined() {
+                parts.push(stop);
+            }
+            Ok(Tensor::f_stack(&parts, 0)?)
         })
     }
 }
@@ -598,7 +595,7 @@ impl<'a> Trainer<'a> {
 fn join(model: &Model, g: &ProcessGroup) -> Result<()> {
     let st = model.write();
     let facts = [st.step as f64, st.opt_d.t as f64, st.opt_g.t as f64, f64::from(u8::from(st.ema.is_some()))];
-    if !agree(g, &facts)? {
+    if !agree(g, &facts, false)?.0 {
         return Err(Error::new(
             ErrorKind::Distributed,
             format!(
@@ -613,15 +610,16 @@ fn join(model: &Model, g: &ProcessGroup) -> Result<()> {
     tch::no_grad(|| g.broadcast(&tensors.iter().collect::<Vec<_>>(), 0))
 }
 
-/// Whether `values` are the same on every rank of `g` (one all-reduce of them and their
-/// negations: the maxima of both give the largest and the smallest).
-fn agree(g: &ProcessGroup, values: &[f64]) -> Result<bool> {
-    let both: Vec<f64> = values.iter().copied().chain(values.iter().map(|v| -v)).collect();
-    let t = Tensor::f_from_slice(&both)?;
+/// Whether `values` are the same on every rank of `g`, and whether any rank's `flag` is set: one
+/// all-reduce (max) of the values, their negations (whose maxima give the smallest) and the flag.
+fn agree(g: &ProcessGroup, values: &[f64], flag: bool) -> Result<(bool, bool)> {
+    let n = values.len();
+    let all: Vec<f64> =
+        values.iter().copied().chain(values.iter().map(|v| -v)).chain([f64::from(u8::from(flag))]).collect();
+    let t = Tensor::f_from_slice(&all)?;
     g.all_reduce_max(&[&t])?;
     let r = Vec::<f64>::try_from(&t)?;
-    let n = values.len();
-    Ok((0..n).all(|i| r[i] == -r[n + i]))
+    Ok(((0..n).all(|i| r[i] == -r[n + i]), r[2 * n] > 0.0))
 }
 
 /// A digest of the model's trained state: the sum and the sum of squares of every tensor, in
@@ -632,13 +630,19 @@ fn digest(model: &Model) -> Result<[f64; 2]> {
     let st = model.read();
     let averaged_statistics: Vec<String> =
         st.ema.as_ref().map(|e| e.buffers.iter().map(|n| n.name.clone()).collect()).unwrap_or_default();
-    let (mut sum, mut squares) = (0.0, 0.0);
-    for (_, t) in st.named_tensors().into_iter().filter(|(n, _)| !averaged_statistics.contains(n)) {
-        let t = t.detach().f_to_kind(Kind::Double)?;
-        sum += t.f_sum(Kind::Double)?.f_double_value(&[])?;
-        squares += t.f_square()?.f_sum(Kind::Double)?.f_double_value(&[])?;
-    }
-    Ok([sum, squares])
+    let parts = st
+        .named_tensors()
+        .into_iter()
+        .filter(|(n, _)| !averaged_statistics.contains(n))
+        .map(|(_, t)| {
+            let t = t.detach().f_to_kind(Kind::Double)?;
+            Ok(Tensor::f_stack(&[t.f_sum(Kind::Double)?, t.f_square()?.f_sum(Kind::Double)?], 0)?)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    // Summed on the device, read once.
+    let total = Tensor::f_stack(&parts, 0)?.f_sum_dim_intlist(0, false, Kind::Double)?.f_to_device(Device::Cpu)?;
+    let v = Vec::<f64>::try_from(&total)?;
+    Ok([v[0], v[1]])
 }
 
 /// After a failed step was put back: `diverged` as it is when the generator is finite (the

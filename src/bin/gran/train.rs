@@ -155,10 +155,7 @@ pub fn run(a: &Args, out: &Out) -> Result<()> {
         None
     };
     let quiet = Out { json: out.json, quiet: true };
-    let out = match &group {
-        Some(g) if g.rank() != 0 => &quiet,
-        _ => out,
-    };
+    let out = if gran::dist::leads(group.as_deref()) { out } else { &quiet };
     if let Some(g) = &group {
         out.note(&format!("distributed: {} processes ({:?}), global batch {}", g.world_size(), g.backend(), a.batch_size));
     }
@@ -256,7 +253,7 @@ pub fn run(a: &Args, out: &Out) -> Result<()> {
         Err(e) if e.kind == ErrorKind::Cancelled => {
             // Stopped at a step boundary: the model holds the weights of its last step (the
             // same on every rank of a group: rank 0 writes them).
-            if group.as_ref().is_none_or(|g| g.rank() == 0) {
+            if gran::dist::leads(group.as_deref()) {
                 checkpoint::save(&model, &path)?;
             }
             return Err(Error::new(
@@ -271,14 +268,14 @@ pub fn run(a: &Args, out: &Out) -> Result<()> {
         }
         Err(e) => return Err(e),
     };
+    if !gran::dist::leads(group.as_deref()) {
+        return Ok(());
+    }
     let value = serde_json::json!({
         "checkpoint": path.display().to_string(), "first_step": first, "step": last.step,
         "d_loss": last.d_loss, "g_loss": last.g_loss, "d_real": last.d_real, "d_fake": last.d_fake,
         "elapsed_s": last.elapsed_s, "images": data.count(), "config": config_json(&c),
     });
-    if group.as_ref().is_some_and(|g| g.rank() != 0) {
-        return Ok(());
-    }
     if let Some(g) = &group {
         let steps = (last.step - first).max(1) as f64;
         out.note(&format!(
