@@ -47,6 +47,7 @@ fn main() {
         .file("csrc/cuda_graph.cpp")
         .file("csrc/determinism.cpp")
         .file("csrc/foreach_lerp.cpp")
+        .file("csrc/mkldnn_conv.cpp")
         .compile("gran_torch_ext");
     process_groups(&include, cuda_include.as_ref(), &lib);
     if cuda {
@@ -80,7 +81,11 @@ fn against_libtorch<'a>(build: &'a mut cc::Build, include: &std::path::Path) -> 
 /// CUDA runtime headers, CCCL's (`nv/target`: the nvidia-cuda-cccl wheel the Makefile adds) and
 /// nccl.h (the nvidia-nccl wheel torch pulls in) are all found beside libtorch. NCCL's code is
 /// libtorch_cuda's (and libnccl, which it loads).
-fn process_groups(include: &std::path::Path, cuda: Option<&(std::path::PathBuf, Option<std::path::PathBuf>)>, lib: &str) {
+fn process_groups(
+    include: &std::path::Path,
+    cuda: Option<&(std::path::PathBuf, Option<std::path::PathBuf>)>,
+    lib: &str,
+) {
     println!("cargo:rerun-if-env-changed=GRAN_GLOO_INCLUDE");
     let gloo = std::env::var("GRAN_GLOO_INCLUDE")
         .map(std::path::PathBuf::from)
@@ -102,7 +107,9 @@ fn process_groups(include: &std::path::Path, cuda: Option<&(std::path::PathBuf, 
                 build.flag("-idirafter").flag(crt.to_str().expect("utf-8 path"));
             }
         }
-        (Some(_), _) => println!("cargo:warning=no nccl.h or CCCL headers (nv/target) beside libtorch: gran is built without NCCL"),
+        (Some(_), _) => {
+            println!("cargo:warning=no nccl.h or CCCL headers (nv/target) beside libtorch: gran is built without NCCL")
+        }
         _ => {}
     }
     against_libtorch(&mut build, include)
@@ -123,7 +130,10 @@ fn cuda_headers(lib: &str) -> Option<(std::path::PathBuf, Option<std::path::Path
         .flatten()
         .flatten()
         .map(|e| e.path().join("include"))
-        .filter(|p| p.file_name().is_some() && p.parent().and_then(|d| d.file_name()).is_some_and(|n| n.to_string_lossy().starts_with("cu")))
+        .filter(|p| {
+            p.file_name().is_some()
+                && p.parent().and_then(|d| d.file_name()).is_some_and(|n| n.to_string_lossy().starts_with("cu"))
+        })
         .collect();
     candidates.sort();
     candidates.reverse(); // the newest CUDA first (cu13 before cu12)

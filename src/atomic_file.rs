@@ -53,7 +53,8 @@ fn temporary_of(file: &str, name: &str) -> Option<i32> {
 /// Whether process `pid` exists (a process of another user counts as existing).
 fn alive(pid: i32) -> bool {
     // SAFETY: signal 0 only checks that the process exists and may be signalled.
-    pid > 0 && (unsafe { libc::kill(pid, 0) } == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH))
+    pid > 0
+        && (unsafe { libc::kill(pid, 0) } == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH))
 }
 
 /// Removes the temporary files of target `name` in `dir` whose writing process is gone.

@@ -12,8 +12,8 @@
 use crate::config::ModelConfig;
 use crate::device::DeviceSpec;
 use crate::error::{Error, Result};
-use crate::model::Model;
 use crate::limits::{self, MAX_CHECKPOINT_HEADER};
+use crate::model::Model;
 use safetensors::tensor::{Dtype, Metadata};
 use std::collections::{BTreeMap, HashMap};
 use std::fs;

@@ -282,7 +282,12 @@ impl GraphCache {
         Ok(Some(g.images.f_to_device(Device::Cpu)?))
     }
 
-    fn capture(key: GraphKey, device: Device, z: &Tensor, forward: &dyn Fn(&Tensor) -> Result<Tensor>) -> Result<CachedGraph> {
+    fn capture(
+        key: GraphKey,
+        device: Device,
+        z: &Tensor,
+        forward: &dyn Fn(&Tensor) -> Result<Tensor>,
+    ) -> Result<CachedGraph> {
         let input = z.f_to_device(device)?;
         // Once eagerly first: libraries' lazy set-up (handles, workspaces) stays out of the graph.
         let _ = forward(&input)?;

@@ -200,7 +200,8 @@ impl ProcessGroup {
                 format!("this build of gran has no {backend:?} process groups (see DEVELOPERS.md, \"Data-parallel training\")"),
             ));
         }
-        let host = std::ffi::CString::new(settings.master_addr.clone()).map_err(|_| Error::invalid("NUL in address"))?;
+        let host =
+            std::ffi::CString::new(settings.master_addr.clone()).map_err(|_| Error::invalid("NUL in address"))?;
         let mut raw = std::ptr::null_mut();
         let what = format!(
             "joining process group (rank {} of {}, store {}:{})",

@@ -69,8 +69,14 @@ impl std::error::Error for Error {}
 /// How libtorch words an allocation failure: its CPU allocator ("DefaultCPUAllocator: not enough
 /// memory" / "can't allocate memory"), the CUDA caching allocator ("CUDA out of memory"), a C++
 /// `std::bad_alloc`, and the errno text of ENOMEM.
-const OUT_OF_MEMORY: [&str; 6] =
-    ["out of memory", "not enough memory", "can't allocate memory", "cannot allocate memory", "bad_alloc", "failed to allocate"];
+const OUT_OF_MEMORY: [&str; 6] = [
+    "out of memory",
+    "not enough memory",
+    "can't allocate memory",
+    "cannot allocate memory",
+    "bad_alloc",
+    "failed to allocate",
+];
 
 /// libtorch errors: an allocation failure is `OutOfMemory`, a CUDA failure `Device`, anything
 /// else `Internal`. The message keeps libtorch's first line (its backtraces are noise to a user).

@@ -55,7 +55,8 @@ pub fn export(model: &Model, path: &Path, storage: Storage) -> Result<()> {
         ("generator", source.to_string()),
         ("storage", storage_name(storage).to_string()),
     ];
-    for (k, v) in tags.into_iter().chain(checkpoint::config_meta(cfg)).chain([("checksum", format!("{:016x}", sum.0))]) {
+    for (k, v) in tags.into_iter().chain(checkpoint::config_meta(cfg)).chain([("checksum", format!("{:016x}", sum.0))])
+    {
         meta.insert(k.to_string(), v);
     }
     checkpoint::write_atomic(path, &checkpoint::serialize_as(&tensors, &meta, storage)?)
@@ -69,13 +70,7 @@ fn storage_name(s: Storage) -> &'static str {
 }
 
 /// Loads the export whose header `checkpoint::load` has read (`file` is positioned after it).
-pub(crate) fn load(
-    path: &Path,
-    header: Header,
-    file: fs::File,
-    len: u64,
-    device: Option<DeviceSpec>,
-) -> Result<Model> {
+pub(crate) fn load(path: &Path, header: Header, file: fs::File, len: u64, device: Option<DeviceSpec>) -> Result<Model> {
     let not_ours =
         |why: String| Error::format(format!("{} is not a valid gran generator export: {why}", path.display()));
     let meta = &header.meta;
@@ -106,12 +101,8 @@ pub(crate) fn load(
     let model = Model::new_inference_uninit(&cfg)?;
     {
         let mut state = model.write();
-        let mut named: Vec<(String, Tensor)> = state
-            .g_params
-            .iter()
-            .chain(&state.g_buffers)
-            .map(|n| (n.name.clone(), n.tensor.shallow_clone()))
-            .collect();
+        let mut named: Vec<(String, Tensor)> =
+            state.g_params.iter().chain(&state.g_buffers).map(|n| (n.name.clone(), n.tensor.shallow_clone())).collect();
         named.sort_by(|a, b| a.0.cmp(&b.0));
         let _no_grad = tch::no_grad_guard();
         for (((name, t), (expected, _)), &(start, end)) in named.iter().zip(&layout).zip(&ranges) {

@@ -8,20 +8,21 @@ use crate::error::Result;
 use crate::layers::{BatchNorm, BnMode, Builder, Conv, Linear};
 use tch::{Kind, Tensor};
 
+/// The fields are the crate's to read (crate::lean folds them into an inference form).
 pub struct Generator {
-    steps: usize,
-    hidden: i64,
-    base: i64,
-    c0: i64,
-    hz_fc: Linear,
-    hz_bn: BatchNorm,
-    dec_fc: Linear,
-    dec_bn: BatchNorm,
-    dec_convs: Vec<Conv>,
+    pub(crate) steps: usize,
+    pub(crate) hidden: i64,
+    pub(crate) base: i64,
+    pub(crate) c0: i64,
+    pub(crate) hz_fc: Linear,
+    pub(crate) hz_bn: BatchNorm,
+    pub(crate) dec_fc: Linear,
+    pub(crate) dec_bn: BatchNorm,
+    pub(crate) dec_convs: Vec<Conv>,
     /// Encoder convolutions, each with batch norm except the last (smallest resolution).
-    enc_convs: Vec<(Conv, Option<BatchNorm>)>,
-    enc_fc: Linear,
-    enc_bn: BatchNorm,
+    pub(crate) enc_convs: Vec<(Conv, Option<BatchNorm>)>,
+    pub(crate) enc_fc: Linear,
+    pub(crate) enc_bn: BatchNorm,
 }
 
 /// What one forward pass produces.

@@ -52,10 +52,23 @@ pub struct Conv {
     pub transposed: bool,
 }
 
+/// The transposed convolutions' geometry.
+pub const TRANSPOSED: crate::torch_ext::Transposed =
+    crate::torch_ext::Transposed { stride: 2, padding: 2, output_padding: 1 };
+
 impl Conv {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let g = TRANSPOSED;
         Ok(if self.transposed {
-            x.f_conv_transpose2d(&self.w, self.b.as_ref(), [2, 2], [2, 2], [1, 1], 1, [1, 1])?
+            x.f_conv_transpose2d(
+                &self.w,
+                self.b.as_ref(),
+                [g.stride; 2],
+                [g.padding; 2],
+                [g.output_padding; 2],
+                1,
+                [1, 1],
+            )?
         } else {
             x.f_conv2d(&self.w, self.b.as_ref(), [2, 2], [2, 2], [1, 1], 1)?
         })
@@ -84,6 +97,20 @@ impl BatchNorm {
             }
         };
         Ok(x.f_batch_norm(Some(&self.gamma), Some(&self.beta), rm, rv, training, momentum, BN_EPS, true)?)
+    }
+
+    /// Eval mode at `slot` as one affine map per channel, with the preceding layer's `bias`
+    /// (if any) taken in: `bn(x + bias) = x * scale + shift`. Returns `(scale, shift)`, each
+    /// `[channels]`, float32, not recording gradients.
+    pub fn folded(&self, slot: usize, bias: Option<&Tensor>) -> Result<(Tensor, Tensor)> {
+        let _no_grad = tch::no_grad_guard();
+        let scale = self.gamma.f_div(&self.running_var[slot].f_add_scalar(BN_EPS)?.f_sqrt()?)?;
+        let centre = match bias {
+            Some(b) => b.f_sub(&self.running_mean[slot])?,
+            None => self.running_mean[slot].f_neg()?,
+        };
+        let shift = self.beta.f_addcmul(&centre, &scale)?;
+        Ok((scale, shift))
     }
 }
 

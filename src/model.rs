@@ -13,8 +13,11 @@ use crate::ema::{Averaged, Choice};
 use crate::error::{Error, ErrorKind, Result};
 use crate::generator::Generator;
 use crate::layers::{Builder, Fill, Named};
+use crate::lean::LeanGenerator;
 use crate::precision::Precision;
 use parking_lot::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use tch::{Device, Tensor};
 
 /// Everything that changes during training.
@@ -104,6 +107,17 @@ pub struct Model {
     inference_only: bool,
     /// Captured sampling graphs (CUDA only; crate::cuda_graph).
     pub(crate) graphs: Mutex<crate::cuda_graph::GraphCache>,
+    /// Counts the write-lock acquisitions: weights read under one read lock belong to one value.
+    generation: AtomicU64,
+    /// The lean inference form of the generator sampling last used (crate::lean), for the weights
+    /// of one generation.
+    lean: Mutex<Option<LeanEntry>>,
+}
+
+struct LeanEntry {
+    generation: u64,
+    averaged: bool,
+    gen: Arc<LeanGenerator>,
 }
 
 /// Whether a training run is in progress and whether it was asked to stop, changed together so
@@ -204,6 +218,8 @@ impl Model {
             choice: Mutex::new(Choice::default()),
             inference_only,
             graphs: Mutex::new(Default::default()),
+            generation: AtomicU64::new(0),
+            lean: Mutex::new(None),
         })
     }
 
@@ -284,13 +300,32 @@ impl Model {
                 return Ok(st);
             }
         }
-        let mut st = self.state.write();
+        let mut st = self.write();
         st.refresh_averaged(&self.config, self.device)?;
         Ok(RwLockWriteGuard::downgrade(st))
     }
 
+    /// The write lock. Whatever is derived from the weights (the lean generator) is prepared
+    /// again after it.
     pub fn write(&self) -> RwLockWriteGuard<'_, State> {
-        self.state.write()
+        let st = self.state.write();
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        st
+    }
+
+    /// The lean inference form (crate::lean) of the averaged generator (`averaged`, which the
+    /// model must have) or the raw one, for the weights `state` holds: `state` is the caller's
+    /// read guard on this model. Prepared on first use and kept until the weights change.
+    pub(crate) fn lean_generator(&self, state: &State, averaged: bool) -> Result<Arc<LeanGenerator>> {
+        // Under the caller's read lock no writer is in, so the generation names these weights.
+        let generation = self.generation.load(Ordering::Acquire);
+        let mut cache = self.lean.lock();
+        if let Some(e) = cache.as_ref().filter(|e| e.generation == generation && e.averaged == averaged) {
+            return Ok(e.gen.clone());
+        }
+        let gen = Arc::new(LeanGenerator::new(state.generator(if averaged { Choice::Averaged } else { Choice::Raw }))?);
+        *cache = Some(LeanEntry { generation, averaged, gen: gen.clone() });
+        Ok(gen)
     }
 
     /// Asks the training run in progress on this model, if any, to stop before its next step.

@@ -66,9 +66,8 @@ pub fn check_grid(count: usize, height: u32, width: u32, channels: u32, columns:
     let cols = u64::from(columns).min(count as u64).max(1);
     let rows = (count as u64).div_ceil(cols);
     // Checked: tiles and tile sides both come from the caller.
-    let side = |tiles: u64, tile: u32| {
-        tiles.checked_mul(u64::from(tile) + u64::from(BORDER)).map(|s| s - u64::from(BORDER))
-    };
+    let side =
+        |tiles: u64, tile: u32| tiles.checked_mul(u64::from(tile) + u64::from(BORDER)).map(|s| s - u64::from(BORDER));
     let (grid_w, grid_h) = match (side(cols, width), side(rows, height)) {
         (Some(w), Some(h)) if w <= PNG_MAX_SIDE && h <= PNG_MAX_SIDE => (w, h),
         _ => {
@@ -101,7 +100,8 @@ pub fn write_grid(path: &Path, images: &Tensor, columns: u32) -> Result<()> {
     // Room for the compressed file up front (deflate adds a few bytes per 64 KiB block and one
     // filter byte per row), so encoding does not grow the buffer.
     let raw = picture.as_bytes().len();
-    let mut bytes = crate::limits::vec_with_capacity(raw + raw / 64 + picture.height() as usize + 4096, "the PNG file")?;
+    let mut bytes =
+        crate::limits::vec_with_capacity(raw + raw / 64 + picture.height() as usize + 4096, "the PNG file")?;
     picture
         .write_to(&mut Cursor::new(&mut bytes), ImageFormat::Png)
         .map_err(|e| Error::internal(format!("encoding {} as PNG: {e}", path.display())))?;

@@ -69,6 +69,9 @@ impl Model {
         let choice = self.generator_choice();
         let state = if choice == crate::ema::Choice::Averaged { self.read_fresh()? } else { self.read() };
         let gen = state.generator(choice);
+        let averaged = choice == crate::ema::Choice::Averaged && state.ema.is_some();
+        let lean =
+            if crate::lean::enabled_by_environment() { Some(self.lean_generator(&state, averaged)?) } else { None };
         let mut first = 0;
         while first < count {
             let n = CHUNK.min(count - first);
@@ -87,8 +90,9 @@ impl Model {
             if !steps {
                 let mut graphs = self.graphs.lock();
                 if graphs.applies(self.device(), n) {
-                    let averaged = choice == crate::ema::Choice::Averaged && state.ema.is_some();
-                    let forward = |z: &Tensor| precision.run(self.device(), || gen.forward(z, BnMode::Eval, false)).map(|d| d.image);
+                    let forward = |z: &Tensor| {
+                        precision.run(self.device(), || gen.forward(z, BnMode::Eval, false)).map(|d| d.image)
+                    };
                     if let Some(images) = graphs.images((n, precision, averaged), self.device(), &host, &forward)? {
                         drop(graphs);
                         sink(first, &Samples { images, canvases: None })?;
@@ -99,9 +103,11 @@ impl Model {
             }
             let zt = host.f_to_device(self.device())?;
             // Images and canvases are float32 in either precision (the canvas sums in float32).
-            let d = precision.run(self.device(), || gen.forward(&zt, BnMode::Eval, steps))?;
-            let canvases =
-                if steps { Some(Tensor::f_stack(&d.canvases, 0)?.f_to_device(Device::Cpu)?) } else { None };
+            let d = precision.run(self.device(), || match &lean {
+                Some(lean) => lean.forward(&zt, steps),
+                None => gen.forward(&zt, BnMode::Eval, steps),
+            })?;
+            let canvases = if steps { Some(Tensor::f_stack(&d.canvases, 0)?.f_to_device(Device::Cpu)?) } else { None };
             sink(first, &Samples { images: d.image.f_to_device(Device::Cpu)?, canvases })?;
             first += n;
         }

@@ -29,6 +29,29 @@ extern "C" {
         err_len: usize,
     ) -> c_int;
 
+    /// csrc/mkldnn_conv.cpp
+    fn grn_conv_transpose_prepack(
+        w: *mut C_tensor,
+        stride: i64,
+        padding: i64,
+        output_padding: i64,
+        out: *mut *mut C_tensor,
+        err: *mut c_char,
+        err_len: usize,
+    ) -> c_int;
+    fn grn_conv_transpose_packed(
+        x: *mut C_tensor,
+        packed: *mut C_tensor,
+        bias: *mut C_tensor,
+        stride: i64,
+        padding: i64,
+        output_padding: i64,
+        relu: c_int,
+        out: *mut *mut C_tensor,
+        err: *mut c_char,
+        err_len: usize,
+    ) -> c_int;
+
     /// csrc/pin_memory.cpp
     fn grn_pin_memory(x: *mut C_tensor, out: *mut *mut C_tensor, err: *mut c_char, err_len: usize) -> c_int;
 
@@ -44,8 +67,13 @@ extern "C" {
     fn grn_autocast_enabled(cuda: c_int) -> c_int;
 
     /// csrc/non_finite.cpp
-    fn grn_non_finite(xs: *const *mut C_tensor, n: usize, out: *mut *mut C_tensor, err: *mut c_char, err_len: usize)
-        -> c_int;
+    fn grn_non_finite(
+        xs: *const *mut C_tensor,
+        n: usize,
+        out: *mut *mut C_tensor,
+        err: *mut c_char,
+        err_len: usize,
+    ) -> c_int;
 
     /// csrc/leaky_relu.cpp
     fn grn_foreach_lerp_(
@@ -114,6 +142,54 @@ pub fn pin_memory(x: &Tensor) -> Result<Tensor> {
     // SAFETY: as in `leaky_relu_`.
     new_tensor("pinning host memory", |out, err, len| unsafe {
         grn_pin_memory(x.as_ptr() as *mut C_tensor, out, err, len)
+    })
+}
+
+/// The geometry of a square transposed convolution: stride, padding, output padding.
+#[derive(Debug, Clone, Copy)]
+pub struct Transposed {
+    pub stride: i64,
+    pub padding: i64,
+    pub output_padding: i64,
+}
+
+/// Weight `w` ([in, out, k, k], float32, on the CPU) of a transposed convolution of geometry `g`,
+/// reordered once into oneDNN's blocked layout for [`conv_transpose_packed`] (a copy). An error
+/// where libtorch has no oneDNN.
+pub fn conv_transpose_prepack(w: &Tensor, g: Transposed) -> Result<Tensor> {
+    // SAFETY: `w` is a live tensor for the call; the shim writes a new handle to `out` or at most
+    // `len` bytes to `err`.
+    new_tensor("prepacking a transposed convolution's weight", |out, err, len| unsafe {
+        grn_conv_transpose_prepack(w.as_ptr() as *mut C_tensor, g.stride, g.padding, g.output_padding, out, err, len)
+    })
+}
+
+/// The transposed convolution of `x` ([N, in, h, w], float32, on the CPU) with `packed` (from
+/// [`conv_transpose_prepack`] with the same geometry) and `bias`, then ReLU when `relu` (fused):
+/// the values of `conv_transpose2d` without its per-call reorder of the weight.
+pub fn conv_transpose_packed(
+    x: &Tensor,
+    packed: &Tensor,
+    bias: Option<&Tensor>,
+    g: Transposed,
+    relu: bool,
+) -> Result<Tensor> {
+    let b = bias.map_or(std::ptr::null_mut(), |b| b.as_ptr() as *mut C_tensor);
+    // SAFETY: every handle is a live tensor (or null for no bias) borrowed for the call; the
+    // shim writes a new handle to `out` or at most `len` bytes to `err`.
+    new_tensor("a prepacked transposed convolution", |out, err, len| unsafe {
+        grn_conv_transpose_packed(
+            x.as_ptr() as *mut C_tensor,
+            packed.as_ptr() as *mut C_tensor,
+            b,
+            g.stride,
+            g.padding,
+            g.output_padding,
+            relu as c_int,
+            out,
+            err,
+            len,
+        )
     })
 }
 

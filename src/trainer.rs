@@ -267,7 +267,11 @@ impl<'a> Trainer<'a> {
         let latent = |s: &Stream| -> Result<Tensor> {
             let z = s.sub(step).normals(0, self.batch * self.z_dim as usize);
             let z = Tensor::f_from_slice(&z)?.f_view([self.batch as i64, self.z_dim])?;
-            let z = if self.local == self.batch { z } else { z.f_narrow(0, self.offset as i64, self.local as i64)?.f_contiguous()? };
+            let z = if self.local == self.batch {
+                z
+            } else {
+                z.f_narrow(0, self.offset as i64, self.local as i64)?.f_contiguous()?
+            };
             to_device_async(z, self.device)
         };
         Ok(Batch { real, zd: latent(&self.z_d)?, zg: latent(&self.z_g)? })
@@ -396,7 +400,10 @@ impl<'a> Trainer<'a> {
             if !same {
                 return Err(Error::new(
                     ErrorKind::Distributed,
-                    format!("the processes' weights differ after step {done} (this one's digest {:e}): a rank diverged", d[0]),
+                    format!(
+                        "the processes' weights differ after step {done} (this one's digest {:e}): a rank diverged",
+                        d[0]
+                    ),
                 ));
             }
             if any_stop {
@@ -443,7 +450,10 @@ impl<'a> Trainer<'a> {
                     Execution::Captured(graph)
                 }
                 Err(e) => {
-                    log(Level::Warn, &format!("cuda_graph: training steps run eagerly (capture failed: {})", e.message));
+                    log(
+                        Level::Warn,
+                        &format!("cuda_graph: training steps run eagerly (capture failed: {})", e.message),
+                    );
                     Execution::Eager
                 }
             };
@@ -541,7 +551,8 @@ impl<'a> Trainer<'a> {
                 // outputs (the report's global means), the stop flag, and both networks'
                 // batch-norm running statistics (each rank normalises by its own share's
                 // statistics; the running ones are kept the same everywhere, as their mean).
-                let buffers: Vec<Tensor> = st.g_buffers.iter().chain(&st.d_buffers).map(|n| n.tensor.shallow_clone()).collect();
+                let buffers: Vec<Tensor> =
+                    st.g_buffers.iter().chain(&st.d_buffers).map(|n| n.tensor.shallow_clone()).collect();
                 let n = g_grads.len();
                 let mut all = g_grads;
                 let flag = i.stop.as_ref().map_or(Ok(Tensor::new()), |s| s.f_to_kind(Kind::Float))?;
@@ -563,9 +574,8 @@ impl<'a> Trainer<'a> {
             }
             None => (g_grads, g_loss),
         };
-        let bad = d_bad
-            .f_maximum(&not_finite(&g_loss)?)?
-            .f_maximum(&non_finite(&g_grads.iter().collect::<Vec<_>>())?)?;
+        let bad =
+            d_bad.f_maximum(&not_finite(&g_loss)?)?.f_maximum(&non_finite(&g_grads.iter().collect::<Vec<_>>())?)?;
         st.opt_g.apply(&g_grads, adam_g, &DeviceInputs { step: &i.t_g, lr: i.lr_g.as_ref(), skip_if: Some(&bad) })?;
         // Finite losses and gradients do not quite make finite weights (an update can overflow
         // float32): whether any weight or moment is not finite after the updates, computed on

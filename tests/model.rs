@@ -3,14 +3,14 @@
 
 use gran::checkpoint;
 use gran::data::Dataset;
+use gran::ema::Choice;
+use gran::layers::BnMode;
 use gran::{train, DeviceSpec, ErrorKind, Model, ModelConfig, Precision, TrainConfig};
 use std::path::PathBuf;
 use tch::{Kind, Tensor};
 
 mod common;
 use common::{synthetic, test_device, tiny};
-
-
 
 fn mnist_train() -> Dataset {
     let dir = common::mnist_dir();
@@ -96,6 +96,35 @@ fn sampling_is_deterministic_and_independent_of_the_batch() {
     assert_eq!(z, m.latents(42, 0, 281).unwrap()[280 * 16..]);
     let one = m.generate(&z, 1, false).unwrap().images;
     assert!(max_abs_diff(&a.narrow(0, 280, 1), &one) < 1e-6);
+}
+
+#[test]
+fn sampling_follows_the_weights_as_they_change() {
+    // Sampling draws through a form of the generator prepared from its weights (gran::lean);
+    // after training steps, a different generator choice or a load it must be prepared anew.
+    let m = Model::new(&tiny(3)).unwrap();
+    let z = Tensor::from_slice(&m.latents(5, 0, 4).unwrap()).view([4, 16]);
+    let eval = |choice| {
+        let st = m.read_fresh().unwrap();
+        tch::no_grad(|| st.generator(choice).forward(&z, BnMode::Eval, false)).unwrap().image
+    };
+    let tc = TrainConfig { ema_decay: 0.5, ema_start: 0, ..short(2) };
+    let mut before: Option<Tensor> = None;
+    for round in 0..2 {
+        for choice in [Choice::Raw, Choice::Averaged, Choice::Raw] {
+            m.set_generator_choice(choice);
+            let now = m.sample(5, 4, false).unwrap().images;
+            assert!(max_abs_diff(&eval(choice), &now) < 1e-5, "round {round}, {choice:?}: not the weights now held");
+            if let Some(b) = &before {
+                assert!(max_abs_diff(b, &now) > 1e-4, "round {round}, {choice:?}: the images of the first weights");
+            }
+        }
+        if round == 0 {
+            before = Some(m.sample(5, 4, false).unwrap().images);
+            train(&m, &synthetic(64), &tc, &mut |_| false).unwrap();
+        }
+    }
+    assert!(max_abs_diff(&eval(Choice::Raw), &eval(Choice::Averaged)) > 1e-4, "the two generators differ");
 }
 
 #[test]
@@ -372,8 +401,8 @@ fn training_on_mnist_moves_samples_toward_the_data() {
     let data = mnist_train();
     let real = data.float_images(tch::Device::Cpu).unwrap();
     let (data_mean, data_std) = (real.mean(Kind::Float).double_value(&[]), real.std(true).double_value(&[]));
-    let m = Model::new(&ModelConfig { steps: 3, width_scale: 0.25, device: test_device(), ..Default::default() })
-        .unwrap();
+    let m =
+        Model::new(&ModelConfig { steps: 3, width_scale: 0.25, device: test_device(), ..Default::default() }).unwrap();
     let s0 = m.sample(1, 256, false).unwrap().images;
     let (m0, s0) = (s0.mean(Kind::Float).double_value(&[]), s0.std(true).double_value(&[]));
     assert!((m0 - 0.5).abs() < 0.05 && s0 < 0.05, "initial samples: mean {m0}, std {s0}");

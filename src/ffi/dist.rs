@@ -20,7 +20,10 @@ fn register(out: *mut GranProcessGroup, settings: &GroupSettings) -> Result<()> 
 }
 
 fn port(p: u32) -> Result<u16> {
-    u16::try_from(p).ok().filter(|&p| p > 0).ok_or_else(|| Error::invalid(format!("master_port {p} is not in 1 ..= 65535")))
+    u16::try_from(p)
+        .ok()
+        .filter(|&p| p > 0)
+        .ok_or_else(|| Error::invalid(format!("master_port {p} is not in 1 ..= 65535")))
 }
 
 /// Fills `cfg` with the defaults: backend AUTO, rank 0 of 1, master 127.0.0.1:29500, local rank
@@ -105,7 +108,11 @@ pub unsafe extern "C" fn gran_process_group_from_env(
 /// # Safety
 /// `rank` and `world_size` are NULL or point to writable uint32_t.
 #[no_mangle]
-pub unsafe extern "C" fn gran_process_group_info(g: GranProcessGroup, rank: *mut u32, world_size: *mut u32) -> GranStatus {
+pub unsafe extern "C" fn gran_process_group_info(
+    g: GranProcessGroup,
+    rank: *mut u32,
+    world_size: *mut u32,
+) -> GranStatus {
     guard(|| {
         let group = GROUPS.get(g)?;
         if !rank.is_null() {

@@ -149,7 +149,10 @@ pub fn run(a: &Args, out: &Out) -> Result<()> {
     // Data-parallel: join the group first (every rank waits here for the others), and let
     // rank 0 alone speak.
     let group = if a.distributed {
-        let s = gran::dist::GroupSettings::from_env(gran::dist::Backend::Auto, std::time::Duration::from_secs(a.dist_timeout))?;
+        let s = gran::dist::GroupSettings::from_env(
+            gran::dist::Backend::Auto,
+            std::time::Duration::from_secs(a.dist_timeout),
+        )?;
         Some(Arc::new(gran::dist::ProcessGroup::new(&s)?))
     } else {
         None
@@ -157,7 +160,12 @@ pub fn run(a: &Args, out: &Out) -> Result<()> {
     let quiet = Out { json: out.json, quiet: true };
     let out = if gran::dist::leads(group.as_deref()) { out } else { &quiet };
     if let Some(g) = &group {
-        out.note(&format!("distributed: {} processes ({:?}), global batch {}", g.world_size(), g.backend(), a.batch_size));
+        out.note(&format!(
+            "distributed: {} processes ({:?}), global batch {}",
+            g.world_size(),
+            g.backend(),
+            a.batch_size
+        ));
     }
     let resumed = match &a.resume {
         Some(path) => Some(Arc::new(checkpoint::load(path, a.device)?)),

@@ -1,0 +1,323 @@
+//! The lean inference path: the generator as sampling runs it, without what sampling does not
+//! need.
+//!
+//! In eval mode every batch norm is a fixed affine map per channel, one per drawing step (each
+//! step keeps its own statistics). [`LeanGenerator`] works those maps out once per set of
+//! weights (crate::model caches it until the weights next change) and draws with them:
+//! - h_z's batch norm (one slot, small weights) is folded into its linear layer's weights and
+//!   bias;
+//! - every other batch norm becomes a per-step `(scale, shift)` that also takes in the preceding
+//!   layer's bias, applied by one fused multiply-add on the activations. The large weights stay
+//!   shared by all steps: folding each step's scale into them would keep T copies of the largest
+//!   tensors, and at one image reading weights, not arithmetic, is what costs (BENCHMARKS.md,
+//!   "Lean inference");
+//! - the decoder's input `[h_z, h_c[t]]` is never concatenated: its h_z half, the same at every
+//!   step, is multiplied once per image, and step 0's h_c (zero) not at all;
+//! - on the CPU, the transposed convolutions' weights are reordered once into oneDNN's blocked
+//!   layout (crate::torch_ext::conv_transpose_prepack; libtorch's conv_transpose2d reorders them
+//!   on every call), and the ReLU after them runs inside the convolution;
+//! - activations run in place, the canvas sums in place, and nothing records gradients.
+//!
+//! The images equal [`Generator::forward`] in eval mode to float rounding (the tests below), so
+//! seeded determinism and batch independence hold as before.
+
+use crate::error::Result;
+use crate::generator::{Drawing, Generator};
+use crate::layers::{Conv, TRANSPOSED};
+use crate::torch_ext;
+use tch::{Kind, Tensor};
+
+/// `x * scale + shift`, per channel; `scale` and `shift` are shaped to broadcast over `x`.
+struct Affine {
+    scale: Tensor,
+    shift: Tensor,
+}
+
+impl Affine {
+    fn apply(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(self.shift.f_addcmul(x, &self.scale)?)
+    }
+}
+
+/// A generator prepared for eval-mode drawing (see the module documentation).
+pub struct LeanGenerator {
+    steps: usize,
+    base: i64,
+    c0: i64,
+    /// h_z's linear layer with its batch norm folded in.
+    hz_w: Tensor,
+    hz_b: Tensor,
+    /// The decoder's linear layer split by input: the h_z columns and the h_c columns (views of
+    /// the generator's weight, not copies).
+    dec_wz: Tensor,
+    dec_wc: Tensor,
+    /// Per step: the decoder's batch norm with the linear layer's bias.
+    dec_affine: Vec<Affine>,
+    dec_convs: Vec<Deconv>,
+    /// Encoder convolutions, bias-free where a batch norm follows, and that batch norm per step
+    /// (none for the last convolution).
+    enc_convs: Vec<(Conv, Vec<Affine>)>,
+    enc_fc_w: Tensor,
+    /// Per step: the encoder's final batch norm with its linear layer's bias.
+    enc_affine: Vec<Affine>,
+}
+
+// SAFETY: as for crate::model::State: the tensors are only read after construction, by libtorch
+// operators under no-grad, which libtorch supports from many threads at once.
+unsafe impl Sync for LeanGenerator {}
+
+/// A decoder convolution, with its weight prepacked for oneDNN where that could be done (CPU,
+/// float32, libtorch built with oneDNN).
+struct Deconv {
+    conv: Conv,
+    packed: Option<Tensor>,
+}
+
+impl Deconv {
+    fn new(c: &Conv) -> Deconv {
+        let packed = (c.w.device() == tch::Device::Cpu && c.w.kind() == Kind::Float && tch::utils::has_mkldnn())
+            .then(|| torch_ext::conv_transpose_prepack(&c.w, TRANSPOSED))
+            .and_then(|p| {
+                // Not expected (the check above found oneDNN); the plain kernel then runs.
+                p.map_err(|e| crate::log::log(crate::log::Level::Debug, &e.message)).ok()
+            });
+        Deconv { conv: Conv { w: share(&c.w), b: c.b.as_ref().map(share), transposed: true }, packed }
+    }
+
+    /// The convolution of `x`, then ReLU when `relu`.
+    fn forward(&self, x: &Tensor, relu: bool) -> Result<Tensor> {
+        // The prepacked kernel takes float32 only: under bfloat16 autocast the plain one runs.
+        if let Some(p) = self.packed.as_ref().filter(|_| x.kind() == Kind::Float && !torch_ext::autocast_enabled(false))
+        {
+            return torch_ext::conv_transpose_packed(x, p, self.conv.b.as_ref(), TRANSPOSED, relu);
+        }
+        let mut y = self.conv.forward(x)?;
+        Ok(if relu { y.f_relu_()? } else { y })
+    }
+}
+
+/// `t`'s parameters, shared (not copied) and not recording gradients.
+fn share(t: &Tensor) -> Tensor {
+    t.shallow_clone().detach()
+}
+
+impl LeanGenerator {
+    /// Prepares `g`'s current weights and running statistics. Later changes to `g` are not seen:
+    /// prepare again.
+    pub fn new(g: &Generator) -> Result<LeanGenerator> {
+        let _no_grad = tch::no_grad_guard();
+        let steps = g.steps;
+        let channels = |a: (Tensor, Tensor)| -> Result<Affine> {
+            Ok(Affine { scale: a.0.f_view([-1, 1, 1])?, shift: a.1.f_view([-1, 1, 1])? })
+        };
+        let features = |a: (Tensor, Tensor)| Affine { scale: a.0, shift: a.1 };
+
+        let (s, hz_b) = g.hz_bn.folded(0, g.hz_fc.b.as_ref())?;
+        let hz_w = g.hz_fc.w.f_mul(&s.f_unsqueeze(1)?)?;
+        let h = g.hidden;
+        let dec_wz = share(&g.dec_fc.w).f_narrow(1, 0, h)?;
+        let dec_wc = share(&g.dec_fc.w).f_narrow(1, h, h)?;
+        let dec_affine =
+            (0..steps).map(|t| g.dec_bn.folded(t, g.dec_fc.b.as_ref()).map(features)).collect::<Result<Vec<_>>>()?;
+        let dec_convs = g.dec_convs.iter().map(Deconv::new).collect();
+        // The last step skips the encoder: statistics for steps 0..T-1 only.
+        let mut enc_convs = Vec::with_capacity(g.enc_convs.len());
+        for (c, bn) in &g.enc_convs {
+            let (conv, affine) = match bn {
+                Some(bn) => (
+                    Conv { w: share(&c.w), b: None, transposed: false },
+                    (0..steps - 1)
+                        .map(|t| bn.folded(t, c.b.as_ref()).and_then(channels))
+                        .collect::<Result<Vec<_>>>()?,
+                ),
+                None => (Conv { w: share(&c.w), b: c.b.as_ref().map(share), transposed: false }, Vec::new()),
+            };
+            enc_convs.push((conv, affine));
+        }
+        let enc_affine = (0..steps - 1)
+            .map(|t| g.enc_bn.folded(t, g.enc_fc.b.as_ref()).map(features))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(LeanGenerator {
+            steps,
+            base: g.base,
+            c0: g.c0,
+            hz_w,
+            hz_b,
+            dec_wz,
+            dec_wc,
+            dec_affine,
+            dec_convs,
+            enc_convs,
+            enc_fc_w: share(&g.enc_fc.w),
+            enc_affine,
+        })
+    }
+
+    /// Step `t`'s addition to the canvas, from `u` (the decoder's h_z part) and h_c[t] (`None`
+    /// at step 0, where it is zero).
+    fn decode(&self, u: &Tensor, hc: Option<&Tensor>, t: usize) -> Result<Tensor> {
+        let pre = match hc {
+            None => u.shallow_clone(),
+            Some(hc) => u.f_addmm(hc, &self.dec_wc.tr())?,
+        };
+        let mut x = self.dec_affine[t].apply(&pre)?.f_relu_()?.f_view([-1, self.c0, self.base, self.base])?;
+        let last = self.dec_convs.len() - 1;
+        for (i, conv) in self.dec_convs.iter().enumerate() {
+            x = conv.forward(&x, i < last)?;
+        }
+        // The prepacked kernels write channels-last; images and canvases are handed out in the
+        // plain layout (a no-op for one channel).
+        Ok(x.f_contiguous()?)
+    }
+
+    /// h_c[t + 1] from step `t`'s output.
+    fn encode(&self, dc: &Tensor, t: usize) -> Result<Tensor> {
+        let mut x = dc.shallow_clone();
+        for (conv, affine) in &self.enc_convs {
+            x = conv.forward(&x)?;
+            if let Some(a) = affine.get(t) {
+                x = a.apply(&x)?;
+            }
+            x = x.f_relu_()?;
+        }
+        let f = x.f_flatten(1, -1)?.f_linear::<&Tensor>(&self.enc_fc_w, None)?;
+        Ok(self.enc_affine[t].apply(&f)?.f_tanh_()?)
+    }
+
+    /// Draws images from latents `z` [N, z_dim], as [`Generator::forward`] does in eval mode,
+    /// with the same outputs.
+    pub fn forward(&self, z: &Tensor, keep_canvases: bool) -> Result<Drawing> {
+        let _no_grad = tch::no_grad_guard();
+        let hz = z.f_linear(&self.hz_w, Some(&self.hz_b))?.f_tanh_()?;
+        let u = hz.f_linear::<&Tensor>(&self.dec_wz, None)?;
+        let mut hc: Option<Tensor> = None;
+        let mut sum: Option<Tensor> = None;
+        let mut canvases = Vec::new();
+        let mut deltas = Vec::new();
+        for t in 0..self.steps {
+            let dc = self.decode(&u, hc.as_ref(), t)?;
+            if t + 1 < self.steps {
+                hc = Some(self.encode(&dc, t)?);
+            }
+            // The canvas sums in float32 (as Generator::forward). Kept steps are not summed into
+            // in place: the sum may be the first step's output itself.
+            let s = match sum {
+                None => dc.f_to_kind(Kind::Float)?,
+                Some(prev) if keep_canvases => prev.f_add(&dc)?,
+                Some(mut prev) => prev.f_add_(&dc)?,
+            };
+            if keep_canvases {
+                canvases.push(s.f_sigmoid()?);
+                deltas.push(dc);
+            }
+            sum = Some(s);
+        }
+        let image = match canvases.last() {
+            Some(last) => last.shallow_clone(),
+            None => sum.expect("steps >= 1").f_sigmoid_()?,
+        };
+        Ok(Drawing { image, canvases, deltas })
+    }
+}
+
+/// Whether sampling draws through the lean path: yes unless `GRAN_LEAN_INFERENCE=0` (for
+/// comparing the two; both give the same images to float rounding).
+pub(crate) fn enabled_by_environment() -> bool {
+    static ON: once_cell::sync::Lazy<bool> =
+        once_cell::sync::Lazy::new(|| std::env::var("GRAN_LEAN_INFERENCE").map_or(true, |v| v.trim() != "0"));
+    *ON
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ModelConfig;
+    use crate::layers::{BnMode, Builder};
+    use tch::Device;
+
+    /// A generator with every batch-norm statistic, scale and bias moved away from its initial
+    /// value (so that a fold that dropped one would show), for `steps` drawing steps.
+    fn perturbed(steps: u32, width_scale: f32) -> Generator {
+        perturbed_at(ModelConfig { steps, width_scale, ..Default::default() })
+    }
+
+    fn perturbed_at(cfg: ModelConfig) -> Generator {
+        let mut b = Builder::new(7, Device::Cpu);
+        let g = Generator::new(&mut b, &cfg, &cfg.architecture().unwrap()).unwrap();
+        let _no_grad = tch::no_grad_guard();
+        tch::manual_seed(11);
+        for n in b.params.iter().chain(&b.buffers) {
+            let mut t = n.tensor.shallow_clone();
+            let noise = Tensor::randn(t.size(), (Kind::Float, Device::Cpu));
+            if n.name.contains("running_var") {
+                t.copy_(&(noise.abs() + 0.5));
+            } else if n.name.contains("running_mean") || n.name.ends_with(".bias") {
+                t.copy_(&(noise * 0.3));
+            } else if n.name.contains(".bn") && n.name.ends_with(".weight") {
+                t.copy_(&(noise * 0.2 + 1.0));
+            }
+        }
+        g
+    }
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
+        assert_eq!(a.size(), b.size());
+        (a - b).abs().max().double_value(&[])
+    }
+
+    #[test]
+    fn lean_drawing_equals_eval_mode_drawing() {
+        for steps in [1, 2, 3] {
+            let g = perturbed(steps, 0.25);
+            let lean = LeanGenerator::new(&g).unwrap();
+            let z = Tensor::randn([5, 100], (Kind::Float, Device::Cpu));
+            let _no_grad = tch::no_grad_guard();
+            for keep in [false, true] {
+                let want = g.forward(&z, BnMode::Eval, keep).unwrap();
+                let got = lean.forward(&z, keep).unwrap();
+                // Images in [0, 1]; the fold reorders a few float operations per value.
+                assert!(max_diff(&want.image, &got.image) < 1e-5, "T={steps} keep={keep}");
+                assert_eq!((got.canvases.len(), got.deltas.len()), (want.canvases.len(), want.deltas.len()));
+                for (w, l) in want.canvases.iter().zip(&got.canvases).chain(want.deltas.iter().zip(&got.deltas)) {
+                    assert!(max_diff(w, l) < 1e-4, "T={steps}: a step differs");
+                }
+                // The canvases are those of each step, not one tensor summed into in place.
+                if keep && steps > 1 {
+                    assert!(max_diff(&got.canvases[0], &got.canvases[steps as usize - 1]) > 1e-3);
+                }
+            }
+            // Not a copy of the weights: what it shares is the generator's.
+            assert!(lean.dec_wz.data_ptr() == g.dec_fc.w.data_ptr());
+            // The PyPI libtorch has oneDNN: the CPU path above ran the prepacked convolutions.
+            assert_eq!(lean.dec_convs.iter().filter(|d| d.packed.is_some()).count(), 2);
+            assert!(!lean.hz_w.requires_grad() && !lean.dec_wc.requires_grad());
+        }
+    }
+
+    #[test]
+    fn colour_images_come_out_in_the_plain_layout() {
+        let cfg =
+            ModelConfig { height: 32, width: 32, channels: 3, steps: 2, width_scale: 0.125, ..Default::default() };
+        let g = perturbed_at(cfg);
+        let lean = LeanGenerator::new(&g).unwrap();
+        let z = Tensor::randn([3, 100], (Kind::Float, Device::Cpu));
+        let _no_grad = tch::no_grad_guard();
+        for keep in [false, true] {
+            let want = g.forward(&z, BnMode::Eval, keep).unwrap();
+            let got = lean.forward(&z, keep).unwrap();
+            assert_eq!(got.image.size(), [3, 3, 32, 32]);
+            assert!(got.image.is_contiguous() && got.canvases.iter().all(|c| c.is_contiguous()));
+            assert!(max_diff(&want.image, &got.image) < 1e-5);
+        }
+    }
+
+    #[test]
+    fn each_image_is_its_own_whatever_the_batch() {
+        let g = perturbed(3, 0.25);
+        let lean = LeanGenerator::new(&g).unwrap();
+        let z = Tensor::randn([6, 100], (Kind::Float, Device::Cpu));
+        let all = lean.forward(&z, false).unwrap().image;
+        let one = lean.forward(&z.narrow(0, 4, 1), false).unwrap().image;
+        assert!(max_diff(&all.narrow(0, 4, 1), &one) < 1e-6);
+    }
+}
