@@ -100,8 +100,8 @@ fn main() {
     }
     let device = DeviceSpec::Auto.resolve().unwrap();
     println!("# device {device:?}");
-    let ev =
-        Evaluator::train(&train_d, &EvaluatorConfig { epochs: evaluator_epochs, ..Default::default() }, device).unwrap();
+    let ev = Evaluator::train(&train_d, &EvaluatorConfig { epochs: evaluator_epochs, ..Default::default() }, device)
+        .unwrap();
     println!("evaluator held-out accuracy: {:.4}", ev.accuracy(&test_d).unwrap());
     let real = ev.quality(&train_d.float_slice(0, 1000, tch::Device::Cpu).unwrap(), &test_d, Some(&train_d)).unwrap();
     println!(

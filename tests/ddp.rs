@@ -125,7 +125,10 @@ fn rank() {
         "train" => {
             // Rank 0 alone writes the run's checkpoint (which also re-estimates its averaged
             // generator's statistics: the ranks' digests must still agree at the end).
-            let cfg = TrainConfig { checkpoint_path: Some(dir.join(format!("run{iterations}.safetensors"))), ..config(iterations, &group) };
+            let cfg = TrainConfig {
+                checkpoint_path: Some(dir.join(format!("run{iterations}.safetensors"))),
+                ..config(iterations, &group)
+            };
             train(&model, &data, &cfg, &mut |_| false).map(|_| ())
         }
         "kill" => train(&model, &data, &config(iterations, &group), &mut |p| {
@@ -198,7 +201,9 @@ fn two_ranks_hold_identical_weights_and_resume_in_one_process() {
     // The run trained: its weights are not the initial ones.
     let fresh = Model::new(&common::tiny(2)).unwrap();
     let init: Vec<(String, tch::Tensor)> = fresh.read().named_tensors();
-    let moved = init.iter().filter(|(n, t)| n.starts_with("g.") && a.iter().any(|(m, x)| m == n && !x.equal(&t.to(x.device()))));
+    let moved = init
+        .iter()
+        .filter(|(n, t)| n.starts_with("g.") && a.iter().any(|(m, x)| m == n && !x.equal(&t.to(x.device()))));
     assert!(moved.count() > 0);
 
     // The 2-process checkpoint (no world size in it) continues in one process.
@@ -289,7 +294,8 @@ fn a_cancel_on_one_rank_stops_both_at_the_same_step() {
     }
     let dir = scratch("cancel");
     let port = free_port();
-    let mut ranks: Vec<Child> = (0..2).map(|r| spawn("cancel", r, port, &dir, &[("GRAN_DDP_STEPS", "20".into())])).collect();
+    let mut ranks: Vec<Child> =
+        (0..2).map(|r| spawn("cancel", r, port, &dir, &[("GRAN_DDP_STEPS", "20".into())])).collect();
     assert_eq!(wait_all(&mut ranks, Duration::from_secs(300)), [Some(0), Some(0)]);
     let a: Vec<String> = read(&dir.join("rank0.txt")).lines().map(String::from).collect();
     let b: Vec<String> = read(&dir.join("rank1.txt")).lines().map(String::from).collect();

@@ -12,8 +12,6 @@ use tch::{Kind, Tensor};
 mod common;
 use common::{synthetic, test_device, tiny};
 
-
-
 fn cfg(iterations: u64, ema_decay: f64, ema_start: u64) -> TrainConfig {
     TrainConfig { iterations, batch_size: 16, report_every: 0, seed: 11, ema_decay, ema_start, ..Default::default() }
 }
@@ -111,13 +109,16 @@ fn the_averaged_generator_has_batch_norm_statistics_of_its_own() {
     };
     // They differ from the raw generator's running statistics ...
     let raw_names: Vec<String> = st.g_buffers.iter().map(|n| n.name.clone()).collect();
-    assert!(raw_names.iter().any(|n| max_abs_diff(&find(&st.g_buffers, n), &find(&ema.buffers, &format!("ema.{n}"))) > 1e-4));
+    assert!(raw_names
+        .iter()
+        .any(|n| max_abs_diff(&find(&st.g_buffers, n), &find(&ema.buffers, &format!("ema.{n}"))) > 1e-4));
     // ... and are, by definition, the average over the standing batches of the batch statistics
     // of the averaged generator's own layers: checked by hand at its first batch norm, which
     // normalises hz_fc(z) (mean; variance: the unbiased one, as batch norm keeps it).
     let (w, b) = (find(&ema.params, "ema.g.hz.fc.weight"), find(&ema.params, "ema.g.hz.fc.bias"));
     let s = Stream::new(0, stream::STANDING);
-    let (mut mean, mut var) = (Tensor::zeros([16], (Kind::Float, w.device())), Tensor::zeros([16], (Kind::Float, w.device())));
+    let (mut mean, mut var) =
+        (Tensor::zeros([16], (Kind::Float, w.device())), Tensor::zeros([16], (Kind::Float, w.device())));
     for k in 0..STANDING_BATCHES {
         let z = Tensor::from_slice(&s.sub(u64::from(k)).normals(0, 16 * 16)).view([16, 16]).to_device(w.device());
         let h = z.linear(&w, Some(&b));
@@ -157,8 +158,7 @@ fn resuming_with_averaging_and_a_schedule_is_exact() {
     checkpoint::save(&first, &path).unwrap();
     let resumed = checkpoint::load(&path, Some(test_device())).unwrap();
     assert!(resumed.has_averaged());
-    train(&resumed, &data, &TrainConfig { lr_schedule: LrSchedule::Linear, ..cfg(5, 0.8, 2) }, &mut |_| false)
-        .unwrap();
+    train(&resumed, &data, &TrainConfig { lr_schedule: LrSchedule::Linear, ..cfg(5, 0.8, 2) }, &mut |_| false).unwrap();
     let all = |m: &Model| -> Vec<(String, Tensor)> {
         let mut v: Vec<_> =
             m.read_fresh().unwrap().named_tensors().into_iter().map(|(n, t)| (n, t.detach().copy())).collect();

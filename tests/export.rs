@@ -15,7 +15,6 @@ fn config() -> ModelConfig {
     ModelConfig { steps: 3, width_scale: 0.25, device: test_device(), seed: 3, ..Default::default() }
 }
 
-
 fn temp_dir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("gran-test-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();
@@ -29,7 +28,14 @@ fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
 /// A model of the demo's widths trained a few steps with averaging.
 fn trained() -> Model {
     let m = Model::new(&config()).unwrap();
-    let cfg = TrainConfig { iterations: 4, batch_size: 16, report_every: 0, ema_start: 1, ema_decay: 0.9, ..Default::default() };
+    let cfg = TrainConfig {
+        iterations: 4,
+        batch_size: 16,
+        report_every: 0,
+        ema_start: 1,
+        ema_decay: 0.9,
+        ..Default::default()
+    };
     train(&m, &synthetic(48), &cfg, &mut |_| false).unwrap();
     assert!(m.has_averaged());
     m
@@ -39,13 +45,18 @@ fn trained() -> Model {
 fn exports_are_small_and_draw_the_same_images() {
     let dir = temp_dir("export");
     let m = trained();
-    let (ckpt, f32_path, bf16_path) = (dir.join("model.gran"), dir.join("g_fp32.safetensors"), dir.join("g_bf16.safetensors"));
+    let (ckpt, f32_path, bf16_path) =
+        (dir.join("model.gran"), dir.join("g_fp32.safetensors"), dir.join("g_bf16.safetensors"));
     checkpoint::save(&m, &ckpt).unwrap();
     export::export(&m, &f32_path, Storage::F32).unwrap();
     export::export(&m, &bf16_path, Storage::Bf16).unwrap();
     let size = |p: &PathBuf| std::fs::metadata(p).unwrap().len() as f64;
     let (c, f, b) = (size(&ckpt), size(&f32_path), size(&bf16_path));
-    println!("demo widths: checkpoint {c} bytes, float32 export {f} ({:.2}x smaller), bfloat16 {b} ({:.2}x)", c / f, c / b);
+    println!(
+        "demo widths: checkpoint {c} bytes, float32 export {f} ({:.2}x smaller), bfloat16 {b} ({:.2}x)",
+        c / f,
+        c / b
+    );
     assert!(c / f >= 3.0 && c / b >= 6.0, "checkpoint {c}, exports {f} and {b}");
 
     let full = m.sample(7, 20, true).unwrap();
@@ -65,7 +76,8 @@ fn exports_are_small_and_draw_the_same_images() {
     // full model's everywhere and within 0.005 on average (pixels in [0, 1]).
     let h = checkpoint::load(&bf16_path, Some(test_device())).unwrap();
     let hb = h.sample(7, 20, false).unwrap().images;
-    let (worst, mean) = (max_abs_diff(&hb, &full.images), (&hb - &full.images).abs().mean(Kind::Float).double_value(&[]));
+    let (worst, mean) =
+        (max_abs_diff(&hb, &full.images), (&hb - &full.images).abs().mean(Kind::Float).double_value(&[]));
     println!("bfloat16 export against the model: max |diff| {worst:.5}, mean {mean:.6}");
     assert!(worst > 0.0 && worst < 0.05 && mean < 0.005, "{worst} {mean}");
 
@@ -90,7 +102,11 @@ fn an_export_samples_only() {
         assert_eq!(err.kind, ErrorKind::InvalidArgument, "{what}: {}", err.message);
         assert!(err.message.contains("exported for inference"), "{what}: {}", err.message);
     };
-    said(train(&e, &data, &TrainConfig { iterations: 1, batch_size: 16, ..Default::default() }, &mut |_| false).map(|_| ()), "training");
+    said(
+        train(&e, &data, &TrainConfig { iterations: 1, batch_size: 16, ..Default::default() }, &mut |_| false)
+            .map(|_| ()),
+        "training",
+    );
     let x = data.float_images(tch::Device::Cpu).unwrap();
     said(e.discriminate(&x).map(|_| ()), "discriminate");
     said(gam(&m, &e, &data, &GamConfig::default()).map(|_| ()), "GAM");
@@ -105,8 +121,13 @@ fn an_export_samples_only() {
 fn a_model_without_averaging_exports_its_raw_generator() {
     let dir = temp_dir("export-raw");
     let m = Model::new(&config()).unwrap();
-    train(&m, &synthetic(48), &TrainConfig { iterations: 2, batch_size: 16, ema_decay: 0.0, ..Default::default() }, &mut |_| false)
-        .unwrap();
+    train(
+        &m,
+        &synthetic(48),
+        &TrainConfig { iterations: 2, batch_size: 16, ema_decay: 0.0, ..Default::default() },
+        &mut |_| false,
+    )
+    .unwrap();
     assert!(!m.has_averaged());
     let path = dir.join("g.safetensors");
     export::export(&m, &path, Storage::F32).unwrap();
@@ -145,7 +166,8 @@ fn damaged_exports_are_format_errors() {
         .iter()
         .filter(|(k, _)| *k != "__metadata__")
         .map(|(k, v)| {
-            let (a, b) = (v["data_offsets"][0].as_u64().unwrap() as usize, v["data_offsets"][1].as_u64().unwrap() as usize);
+            let (a, b) =
+                (v["data_offsets"][0].as_u64().unwrap() as usize, v["data_offsets"][1].as_u64().unwrap() as usize);
             (k.clone(), nan[8 + n + a..8 + n + b].to_vec())
         })
         .collect();

@@ -214,20 +214,15 @@ fn c_dataset(count: usize) -> Result<GranDataset, String> {
     }
     let mut d: GranDataset = 0;
     // SAFETY: `px` holds count 28x28x1 images.
-    let s = unsafe {
-        gran_dataset_from_pixels(px.as_ptr().cast(), count, 28, 28, 1, GRAN_PIXEL_FORMAT_U8_HWC, &mut d)
-    };
+    let s = unsafe { gran_dataset_from_pixels(px.as_ptr().cast(), count, 28, 28, 1, GRAN_PIXEL_FORMAT_U8_HWC, &mut d) };
     expect_status(s, GRAN_STATUS_OK, "gran_dataset_from_pixels")?;
     Ok(d)
 }
 
 fn trained_checkpoint(dir: &Path) -> PathBuf {
     let m = Model::new(&tiny(8)).unwrap();
-    let data = gran::Dataset::new(
-        tch::Tensor::rand([64, 1, 28, 28], (tch::Kind::Float, tch::Device::Cpu)),
-        None,
-    )
-    .unwrap();
+    let data =
+        gran::Dataset::new(tch::Tensor::rand([64, 1, 28, 28], (tch::Kind::Float, tch::Device::Cpu)), None).unwrap();
     let cfg = TrainConfig { iterations: 3, batch_size: 16, report_every: 0, ..Default::default() };
     train(&m, &data, &cfg, &mut |_| false).unwrap();
     let path = dir.join("ok.safetensors");
@@ -371,7 +366,9 @@ fn gam_and_evaluation_with_u32_max_samples() -> Result<String, String> {
         ensure(q.count == 0, || "the result was written on failure".into())?;
         let s = gran_evaluate_model(e, a, 1, 300, data, 0, &mut q);
         expect_status(s, GRAN_STATUS_OK, "evaluate 300 samples (more than one chunk)")?;
-        ensure(q.count == 300 && q.frechet_distance.is_finite(), || format!("count {} FD {}", q.count, q.frechet_distance))?;
+        ensure(q.count == 300 && q.frechet_distance.is_finite(), || {
+            format!("count {} FD {}", q.count, q.frechet_distance)
+        })?;
         gran_dataset_free(labelled);
     }
     gran_dataset_free(data);
@@ -517,8 +514,14 @@ fn checkpoint_values_are_validated() -> Result<String, String> {
     checkpoint::load(&same, None).map_err(|e| format!("unedited rewrite: {}", e.message))?;
     let name_with = |part: &str| base.tensors.keys().find(|k| k.contains(part)).cloned().unwrap();
     let edits: Vec<(String, Box<dyn Fn(&mut Parts)>)> = vec![
-        ("NaN weight".into(), Box::new(move |p: &mut Parts| p.tensors.get_mut("g.dec.fc.weight").unwrap().1[3] = f32::NAN)),
-        ("infinite weight".into(), Box::new(|p: &mut Parts| p.tensors.get_mut("d.out.weight").unwrap().1[0] = f32::INFINITY)),
+        (
+            "NaN weight".into(),
+            Box::new(move |p: &mut Parts| p.tensors.get_mut("g.dec.fc.weight").unwrap().1[3] = f32::NAN),
+        ),
+        (
+            "infinite weight".into(),
+            Box::new(|p: &mut Parts| p.tensors.get_mut("d.out.weight").unwrap().1[0] = f32::INFINITY),
+        ),
         ("negative running variance".into(), {
             let n = name_with(".running_var.");
             Box::new(move |p: &mut Parts| p.tensors.get_mut(&n).unwrap().1[0] = -1.0)
@@ -531,12 +534,18 @@ fn checkpoint_values_are_validated() -> Result<String, String> {
             let n = name_with("adam_d.v.");
             Box::new(move |p: &mut Parts| p.tensors.get_mut(&n).unwrap().1[0] = -1e-3)
         }),
-        ("Adam count 2^64 - 1".into(), Box::new(|p: &mut Parts| {
-            p.meta.insert("adam_g_t".into(), u64::MAX.to_string());
-        })),
-        ("Adam count behind the step".into(), Box::new(|p: &mut Parts| {
-            p.meta.insert("adam_d_t".into(), "1".into());
-        })),
+        (
+            "Adam count 2^64 - 1".into(),
+            Box::new(|p: &mut Parts| {
+                p.meta.insert("adam_g_t".into(), u64::MAX.to_string());
+            }),
+        ),
+        (
+            "Adam count behind the step".into(),
+            Box::new(|p: &mut Parts| {
+                p.meta.insert("adam_d_t".into(), "1".into());
+            }),
+        ),
     ];
     for (what, edit) in &edits {
         let mut parts = read_parts(&good);
@@ -563,8 +572,8 @@ fn step_counter_at_its_maximum() -> Result<String, String> {
     let path = dir.join("top.safetensors");
     write_parts(&parts, &path);
     let m = checkpoint::load(&path, None).map_err(|e| e.message)?;
-    let data = gran::Dataset::new(tch::Tensor::rand([32, 1, 28, 28], (tch::Kind::Float, tch::Device::Cpu)), None)
-        .unwrap();
+    let data =
+        gran::Dataset::new(tch::Tensor::rand([32, 1, 28, 28], (tch::Kind::Float, tch::Device::Cpu)), None).unwrap();
     let cfg = TrainConfig { iterations: 2, batch_size: 16, report_every: 0, ..Default::default() };
     expect_kind(train(&m, &data, &cfg, &mut |_| false), ErrorKind::InvalidArgument, "training past 2^64 - 1")?;
     // One step is still possible; it must leave finite weights.
@@ -734,9 +743,12 @@ fn kill_during_save() -> Result<String, String> {
         child.wait().ok();
         checkpoint::load(&path, None).map_err(|e| format!("round {round}: {}", e.message))?;
     }
-    let temporaries = |d: &Path| std::fs::read_dir(d).unwrap().filter(|e| {
-        e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".tmp")
-    }).count();
+    let temporaries = |d: &Path| {
+        std::fs::read_dir(d)
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".tmp"))
+            .count()
+    };
     let left = temporaries(&dir);
     let m = checkpoint::load(&path, None).map_err(|e| e.message)?;
     checkpoint::save(&m, &path).map_err(|e| e.message)?;
