@@ -66,32 +66,68 @@ pub struct LeanGenerator {
 // operators under no-grad, which libtorch supports from many threads at once.
 unsafe impl Sync for LeanGenerator {}
 
-/// A decoder convolution, with its weight prepacked for oneDNN where that could be done (CPU,
-/// float32, libtorch built with oneDNN).
+/// How a decoder convolution runs on the CPU in float32 (elsewhere, and under bfloat16
+/// autocast, libtorch's plain `conv_transpose2d`).
+enum Kernel {
+    /// oneDNN's kernel with the weight reordered once into its blocked layout.
+    Packed(Tensor),
+    /// The last convolution, to the image's few channels, as one matrix product per image and
+    /// a col2im: oneDNN's kernel runs a 128 -> 1 channel transposed convolution at about a
+    /// tenth of its usual rate, and this form is 3-4x faster (BENCHMARKS.md, "Lean
+    /// inference"). The weight as [out * k * k, in].
+    Columns(Tensor),
+    Plain,
+}
+
+/// A decoder (transposed) convolution and the kernel it runs with.
 struct Deconv {
     conv: Conv,
-    packed: Option<Tensor>,
+    kernel: Kernel,
 }
 
 impl Deconv {
-    fn new(c: &Conv) -> Deconv {
-        let packed = (c.w.device() == tch::Device::Cpu && c.w.kind() == Kind::Float && tch::utils::has_mkldnn())
-            .then(|| torch_ext::conv_transpose_prepack(&c.w, TRANSPOSED))
-            .and_then(|p| {
-                // Not expected (the check above found oneDNN); the plain kernel then runs.
-                p.map_err(|e| crate::log::log(crate::log::Level::Debug, &e.message)).ok()
-            });
-        Deconv { conv: Conv { w: share(&c.w), b: c.b.as_ref().map(share), transposed: true }, packed }
+    fn new(c: &Conv, last: bool) -> Result<Deconv> {
+        let cpu = c.w.device() == tch::Device::Cpu && c.w.kind() == Kind::Float;
+        let kernel = if !cpu {
+            Kernel::Plain
+        } else if last {
+            let (cin, cout) = (c.w.size()[0], c.w.size()[1]);
+            Kernel::Columns(c.w.f_reshape([cin, -1])?.f_tr()?.f_contiguous()?.f_view([1, cout * 25, cin])?.detach())
+        } else if tch::utils::has_mkldnn() {
+            match torch_ext::conv_transpose_prepack(&c.w, TRANSPOSED) {
+                Ok(p) => Kernel::Packed(p),
+                Err(e) => {
+                    // Not expected (libtorch says it has oneDNN); the plain kernel runs.
+                    crate::log::log(crate::log::Level::Debug, &e.message);
+                    Kernel::Plain
+                }
+            }
+        } else {
+            Kernel::Plain
+        };
+        Ok(Deconv { conv: Conv { w: share(&c.w), b: c.b.as_ref().map(share), transposed: true }, kernel })
     }
 
-    /// The convolution of `x`, then ReLU when `relu`.
+    /// The convolution of `x` ([N, in, h, w]), then ReLU when `relu`.
     fn forward(&self, x: &Tensor, relu: bool) -> Result<Tensor> {
-        // The prepacked kernel takes float32 only: under bfloat16 autocast the plain one runs.
-        if let Some(p) = self.packed.as_ref().filter(|_| x.kind() == Kind::Float && !torch_ext::autocast_enabled(false))
-        {
-            return torch_ext::conv_transpose_packed(x, p, self.conv.b.as_ref(), TRANSPOSED, relu);
-        }
-        let mut y = self.conv.forward(x)?;
+        let float32 = x.kind() == Kind::Float && !torch_ext::autocast_enabled(false);
+        let mut y = match &self.kernel {
+            Kernel::Packed(p) if float32 => {
+                return torch_ext::conv_transpose_packed(x, p, self.conv.b.as_ref(), TRANSPOSED, relu)
+            }
+            Kernel::Columns(w) if float32 => {
+                let [n, cin, h, w_] = x.size()[..] else { unreachable!("a 4-d activation") };
+                let cols = w.f_matmul(&x.f_reshape([n, cin, h * w_])?)?;
+                let g = TRANSPOSED;
+                let (oh, ow) = (h * g.stride, w_ * g.stride);
+                let mut y = cols.f_col2im([oh, ow], [5, 5], [1, 1], [g.padding; 2], [g.stride; 2])?;
+                match &self.conv.b {
+                    Some(b) => y.f_add_(&b.f_view([1, -1, 1, 1])?)?,
+                    None => y,
+                }
+            }
+            _ => self.conv.forward(x)?,
+        };
         Ok(if relu { y.f_relu_()? } else { y })
     }
 }
@@ -119,7 +155,8 @@ impl LeanGenerator {
         let dec_wc = share(&g.dec_fc.w).f_narrow(1, h, h)?;
         let dec_affine =
             (0..steps).map(|t| g.dec_bn.folded(t, g.dec_fc.b.as_ref()).map(features)).collect::<Result<Vec<_>>>()?;
-        let dec_convs = g.dec_convs.iter().map(Deconv::new).collect();
+        let n = g.dec_convs.len();
+        let dec_convs = g.dec_convs.iter().enumerate().map(|(i, c)| Deconv::new(c, i + 1 == n)).collect::<Result<_>>()?;
         // The last step skips the encoder: statistics for steps 0..T-1 only.
         let mut enc_convs = Vec::with_capacity(g.enc_convs.len());
         for (c, bn) in &g.enc_convs {
@@ -289,7 +326,9 @@ mod tests {
             // Not a copy of the weights: what it shares is the generator's.
             assert!(lean.dec_wz.data_ptr() == g.dec_fc.w.data_ptr());
             // The PyPI libtorch has oneDNN: the CPU path above ran the prepacked convolutions.
-            assert_eq!(lean.dec_convs.iter().filter(|d| d.packed.is_some()).count(), 2);
+            let kernels: Vec<_> = lean.dec_convs.iter().map(|d| std::mem::discriminant(&d.kernel)).collect();
+            assert_eq!(kernels[0], std::mem::discriminant(&Kernel::Packed(Tensor::new())));
+            assert_eq!(kernels[1], std::mem::discriminant(&Kernel::Columns(Tensor::new())));
             assert!(!lean.hz_w.requires_grad() && !lean.dec_wc.requires_grad());
         }
     }
