@@ -167,8 +167,16 @@ pub fn run(a: &Args, out: &Out) -> Result<()> {
             a.batch_size
         ));
     }
+    // Under NCCL each process trains on the GPU of its LOCAL_RANK (unless told), a resumed model
+    // as a new one.
+    let device = match (&group, a.device) {
+        (Some(g), None | Some(DeviceSpec::Auto)) if g.backend() == gran::dist::Backend::Nccl => {
+            Some(DeviceSpec::Cuda(g.local_rank()))
+        }
+        _ => a.device,
+    };
     let resumed = match &a.resume {
-        Some(path) => Some(Arc::new(checkpoint::load(path, a.device)?)),
+        Some(path) => Some(Arc::new(checkpoint::load(path, device)?)),
         None => None,
     };
     // An image folder is resized to the model's size (a resumed model's, else --image-size).
@@ -190,13 +198,7 @@ pub fn run(a: &Args, out: &Out) -> Result<()> {
                 hidden_dim: a.hidden_dim,
                 width_scale: a.width_scale,
                 leaky_relu: !a.plain_relu,
-                // Under NCCL each process trains on the GPU of its LOCAL_RANK (unless told).
-                device: match (&group, a.device) {
-                    (Some(g), None | Some(DeviceSpec::Auto)) if g.backend() == gran::dist::Backend::Nccl => {
-                        DeviceSpec::Cuda(g.local_rank())
-                    }
-                    _ => a.device.unwrap_or(DeviceSpec::Auto),
-                },
+                device: device.unwrap_or(DeviceSpec::Auto),
                 seed: a.init_seed.unwrap_or(seed),
             };
             cfg.validate()
