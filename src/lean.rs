@@ -15,7 +15,8 @@
 //!   step, is multiplied once per image, and step 0's h_c (zero) not at all;
 //! - on the CPU, the transposed convolutions' weights are reordered once into oneDNN's blocked
 //!   layout (crate::torch_ext::conv_transpose_prepack; libtorch's conv_transpose2d reorders them
-//!   on every call), and the ReLU after them runs inside the convolution;
+//!   on every call), and the ReLU after them runs inside the convolution; the last one, to the
+//!   image's one or three channels, runs as a matrix product and a col2im instead;
 //! - activations run in place, the canvas sums in place, and nothing records gradients.
 //!
 //! The images equal [`Generator::forward`] in eval mode to float rounding (the tests below), so
