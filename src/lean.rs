@@ -157,7 +157,8 @@ impl LeanGenerator {
         let dec_affine =
             (0..steps).map(|t| g.dec_bn.folded(t, g.dec_fc.b.as_ref()).map(features)).collect::<Result<Vec<_>>>()?;
         let n = g.dec_convs.len();
-        let dec_convs = g.dec_convs.iter().enumerate().map(|(i, c)| Deconv::new(c, i + 1 == n)).collect::<Result<_>>()?;
+        let dec_convs =
+            g.dec_convs.iter().enumerate().map(|(i, c)| Deconv::new(c, i + 1 == n)).collect::<Result<_>>()?;
         // The last step skips the encoder: statistics for steps 0..T-1 only.
         let mut enc_convs = Vec::with_capacity(g.enc_convs.len());
         for (c, bn) in &g.enc_convs {

@@ -547,13 +547,29 @@ fn checkpoint_values_are_validated() -> Result<String, String> {
             }),
         ),
     ];
+    // The averaged generator's statistics batch: a later sample estimates its statistics with
+    // a batch this size, so a file must not choose it without bound.
+    let mut edits = edits;
+    for v in ["4294967295", "65537", "1", "0", "-5", "99999999999"] {
+        edits.push((
+            format!("averaged_stats_batch {v}"),
+            Box::new(move |p: &mut Parts| {
+                p.meta.insert("averaged_stats_batch".into(), v.into());
+            }),
+        ));
+    }
+    ensure(base.meta.get("averaged").map(String::as_str) == Some("1"), || {
+        "the trained model has no averaged generator".into()
+    })?;
     for (what, edit) in &edits {
         let mut parts = read_parts(&good);
         edit(&mut parts);
         let path = dir.join("edited.safetensors");
         write_parts(&parts, &path);
         let msg = expect_kind(checkpoint::load(&path, None), ErrorKind::Format, what)?;
-        ensure(msg.contains("must be") || msg.contains("Adam"), || format!("{what}: {msg}"))?;
+        ensure(msg.contains("must be") || msg.contains("Adam") || msg.contains("averaged_stats_batch"), || {
+            format!("{what}: {msg}")
+        })?;
     }
     std::fs::remove_dir_all(dir).ok();
     Ok(format!("{} kinds of bad values refused", edits.len()))
