@@ -109,14 +109,14 @@ pub struct Model {
     pub(crate) graphs: Mutex<crate::cuda_graph::GraphCache>,
     /// Counts the write-lock acquisitions: weights read under one read lock belong to one value.
     generation: AtomicU64,
-    /// The lean inference form of the generator sampling last used (crate::lean), for the weights
-    /// of one generation.
-    lean: Mutex<Option<LeanEntry>>,
+    /// The lean inference forms (crate::lean) of the raw generator and of the averaged one
+    /// (indexed by `averaged`), each for the weights of one generation: callers sampling both
+    /// at once do not prepare them in turn.
+    lean: Mutex<[Option<LeanEntry>; 2]>,
 }
 
 struct LeanEntry {
     generation: u64,
-    averaged: bool,
     gen: Arc<LeanGenerator>,
 }
 
@@ -219,7 +219,7 @@ impl Model {
             inference_only,
             graphs: Mutex::new(Default::default()),
             generation: AtomicU64::new(0),
-            lean: Mutex::new(None),
+            lean: Mutex::new([None, None]),
         })
     }
 
@@ -320,11 +320,12 @@ impl Model {
         // Under the caller's read lock no writer is in, so the generation names these weights.
         let generation = self.generation.load(Ordering::Acquire);
         let mut cache = self.lean.lock();
-        if let Some(e) = cache.as_ref().filter(|e| e.generation == generation && e.averaged == averaged) {
+        let slot = &mut cache[usize::from(averaged)];
+        if let Some(e) = slot.as_ref().filter(|e| e.generation == generation) {
             return Ok(e.gen.clone());
         }
         let gen = Arc::new(LeanGenerator::new(state.generator(if averaged { Choice::Averaged } else { Choice::Raw }))?);
-        *cache = Some(LeanEntry { generation, averaged, gen: gen.clone() });
+        *slot = Some(LeanEntry { generation, gen: gen.clone() });
         Ok(gen)
     }
 
