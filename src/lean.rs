@@ -92,8 +92,8 @@ impl Deconv {
         let kernel = if !cpu {
             Kernel::Plain
         } else if last {
-            let (cin, cout) = (c.w.size()[0], c.w.size()[1]);
-            Kernel::Columns(c.w.f_reshape([cin, -1])?.f_tr()?.f_contiguous()?.f_view([1, cout * 25, cin])?.detach())
+            let (cin, cout, k) = (c.w.size()[0], c.w.size()[1], c.w.size()[2]);
+            Kernel::Columns(c.w.f_reshape([cin, -1])?.f_tr()?.f_contiguous()?.f_view([1, cout * k * k, cin])?.detach())
         } else if tch::utils::has_mkldnn() {
             match torch_ext::conv_transpose_prepack(&c.w, TRANSPOSED) {
                 Ok(p) => Kernel::Packed(p),
@@ -117,11 +117,14 @@ impl Deconv {
                 return torch_ext::conv_transpose_packed(x, p, self.conv.b.as_ref(), TRANSPOSED, relu)
             }
             Kernel::Columns(w) if float32 => {
-                let [n, cin, h, w_] = x.size()[..] else { unreachable!("a 4-d activation") };
+                let [n, cin, h, w_] = x.size()[..] else {
+                    return Err(crate::Error::internal(format!("a decoder activation of shape {:?}", x.size())));
+                };
+                let k = self.conv.w.size()[2];
                 let cols = w.f_matmul(&x.f_reshape([n, cin, h * w_])?)?;
                 let g = TRANSPOSED;
                 let (oh, ow) = (h * g.stride, w_ * g.stride);
-                let mut y = cols.f_col2im([oh, ow], [5, 5], [1, 1], [g.padding; 2], [g.stride; 2])?;
+                let mut y = cols.f_col2im([oh, ow], [k, k], [1, 1], [g.padding; 2], [g.stride; 2])?;
                 match &self.conv.b {
                     Some(b) => y.f_add_(&b.f_view([1, -1, 1, 1])?)?,
                     None => y,
