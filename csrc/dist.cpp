@@ -48,20 +48,47 @@ struct Group {
     std::chrono::milliseconds timeout;
 };
 
-// Starts one collective per tensor (`start` makes the work of one single-tensor list), then
-// waits for each, at most the group's timeout; a failure or timeout throws with `what`.
+// Collectives started and not yet waited for: one work per tensor, with the tensor lists
+// they were started on (kept alive until the works are done).
+struct Pending {
+    std::chrono::milliseconds timeout;
+    std::vector<std::vector<at::Tensor>> lists;
+    std::vector<c10::intrusive_ptr<c10d::Work>> works;
+};
+
+// Starts one collective per tensor (`start` makes the work of one single-tensor list).
+template <typename Start>
+std::unique_ptr<Pending> start_each(Group *group, at::Tensor **tensors, size_t n, Start start) {
+    auto p = std::make_unique<Pending>();
+    p->timeout = group->timeout;
+    p->lists.resize(n);
+    p->works.reserve(n);
+    for (size_t i = 0; i < n; i++) {
+        p->lists[i].push_back(*tensors[i]);
+        p->works.push_back(start(p->lists[i]));
+    }
+    return p;
+}
+
+// Waits for each of `p`'s works, at most the group's timeout; a failure or timeout throws with
+// `what`.
+void wait_all(Pending &p, const char *what) {
+    for (auto &w : p.works) {
+        if (!w->wait(p.timeout)) throw std::runtime_error(std::string(what) + " did not complete");
+    }
+}
+
+// Starts one collective per tensor, then waits for each.
 template <typename Start>
 void each(Group *group, at::Tensor **tensors, size_t n, const char *what, Start start) {
-    std::vector<std::vector<at::Tensor>> lists(n);
-    std::vector<c10::intrusive_ptr<c10d::Work>> works;
-    works.reserve(n);
-    for (size_t i = 0; i < n; i++) {
-        lists[i].push_back(*tensors[i]);
-        works.push_back(start(lists[i]));
-    }
-    for (auto &w : works) {
-        if (!w->wait(group->timeout)) throw std::runtime_error(std::string(what) + " did not complete");
-    }
+    wait_all(*start_each(group, tensors, n, start), what);
+}
+
+c10d::AllreduceOptions reduce_options(Group *group, int op) {
+    c10d::AllreduceOptions o;
+    o.reduceOp = op == 1 ? c10d::ReduceOp(c10d::ReduceOp::MAX) : c10d::ReduceOp(c10d::ReduceOp::SUM);
+    o.timeout = group->timeout;
+    return o;
 }
 #else
 struct Group {};
@@ -146,9 +173,7 @@ extern "C" int grn_dist_all_reduce(void *g, at::Tensor **tensors, size_t n, int 
     try {
 #if defined(GRAN_GLOO) || defined(GRAN_NCCL)
         auto *group = static_cast<Group *>(g);
-        c10d::AllreduceOptions o;
-        o.reduceOp = op == 1 ? c10d::ReduceOp(c10d::ReduceOp::MAX) : c10d::ReduceOp(c10d::ReduceOp::SUM);
-        o.timeout = group->timeout;
+        auto o = reduce_options(group, op);
         each(group, tensors, n, "all-reduce", [&](std::vector<at::Tensor> &l) { return group->backend->allreduce(l, o); });
         return 0;
 #else
@@ -158,6 +183,52 @@ extern "C" int grn_dist_all_reduce(void *g, at::Tensor **tensors, size_t n, int 
     } catch (const std::exception &e) {
         return grn_fail(e, err, err_len);
     }
+}
+
+// Starts all-reducing each of `tensors[0..n]` in place (op as grn_dist_all_reduce) and returns
+// at once, in `*out`, what grn_dist_wait waits for and grn_dist_pending_free frees. The tensors
+// must not be read or written until the wait returned.
+extern "C" int grn_dist_all_reduce_start(void *g, at::Tensor **tensors, size_t n, int op, void **out, char *err,
+                                         size_t err_len) {
+    try {
+#if defined(GRAN_GLOO) || defined(GRAN_NCCL)
+        auto *group = static_cast<Group *>(g);
+        auto o = reduce_options(group, op);
+        *out = start_each(group, tensors, n, [&](std::vector<at::Tensor> &l) { return group->backend->allreduce(l, o); })
+                   .release();
+        return 0;
+#else
+        (void)g, (void)tensors, (void)n, (void)op, (void)out;
+        throw std::runtime_error("no distributed backend in this build");
+#endif
+    } catch (const std::exception &e) {
+        return grn_fail(e, err, err_len);
+    }
+}
+
+// Waits (at most the group's timeout) for the collectives grn_dist_all_reduce_start started.
+extern "C" int grn_dist_wait(void *pending, char *err, size_t err_len) {
+    try {
+#if defined(GRAN_GLOO) || defined(GRAN_NCCL)
+        wait_all(*static_cast<Pending *>(pending), "all-reduce");
+        return 0;
+#else
+        (void)pending;
+        throw std::runtime_error("no distributed backend in this build");
+#endif
+    } catch (const std::exception &e) {
+        return grn_fail(e, err, err_len);
+    }
+}
+
+// Frees what grn_dist_all_reduce_start returned (waited for or not: a work still running
+// keeps its own references to the tensors).
+extern "C" void grn_dist_pending_free(void *pending) {
+#if defined(GRAN_GLOO) || defined(GRAN_NCCL)
+    delete static_cast<Pending *>(pending);
+#else
+    (void)pending;
+#endif
 }
 
 // Broadcasts each of `tensors[0..n]` in place from rank `root`.

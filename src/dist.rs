@@ -47,6 +47,17 @@ extern "C" {
         err: *mut c_char,
         err_len: usize,
     ) -> c_int;
+    fn grn_dist_all_reduce_start(
+        g: *mut c_void,
+        tensors: *const *mut C_tensor,
+        n: usize,
+        op: c_int,
+        out: *mut *mut c_void,
+        err: *mut c_char,
+        err_len: usize,
+    ) -> c_int;
+    fn grn_dist_wait(pending: *mut c_void, err: *mut c_char, err_len: usize) -> c_int;
+    fn grn_dist_pending_free(pending: *mut c_void);
     fn grn_dist_free(g: *mut c_void);
 }
 
@@ -285,6 +296,13 @@ impl ProcessGroup {
     /// [`BUCKET_ELEMENTS`] float32 values, all buckets are all-reduced at once, and the sums
     /// divided by the world size come back in the tensors' shapes and kinds.
     pub fn mean(&self, tensors: &[Tensor]) -> Result<Vec<Tensor>> {
+        self.start_mean(tensors)?.finish()
+    }
+
+    /// [`ProcessGroup::mean`] started and not waited for: the buckets travel while the caller
+    /// computes (anything that does not need the mean), and [`PendingMean::finish`] waits for
+    /// them. The inputs may change meanwhile: the buckets are copies.
+    pub fn start_mean(&self, tensors: &[Tensor]) -> Result<PendingMean> {
         let defined: Vec<usize> = (0..tensors.len()).filter(|&i| tensors[i].defined()).collect();
         let mut buckets: Vec<Vec<usize>> = Vec::new();
         let mut size = 0i64;
@@ -307,19 +325,62 @@ impl ProcessGroup {
                 Ok(Tensor::f_cat(&parts, 0)?)
             })
             .collect::<Result<_>>()?;
-        self.all_reduce_sum(&flat.iter().collect::<Vec<_>>())?;
-        let scale = 1.0 / f64::from(self.world_size());
-        let mut out: Vec<Tensor> = tensors.iter().map(|_| Tensor::new()).collect();
-        for (b, f) in buckets.iter().zip(&flat) {
+        let shapes = tensors.iter().map(|t| t.defined().then(|| (t.size(), t.kind()))).collect();
+        let mut raw = std::ptr::null_mut();
+        if !flat.is_empty() {
+            let handles: Vec<*mut C_tensor> = flat.iter().map(|t| t.as_ptr() as *mut C_tensor).collect();
+            // SAFETY: every handle is a live tensor, kept alive (in `flat`) until the pending
+            // reduction is waited for or freed; `raw` receives the pending reduction.
+            call("all-reduce", |e, n| unsafe {
+                grn_dist_all_reduce_start(self.raw, handles.as_ptr(), handles.len(), 0, &mut raw, e, n)
+            })?;
+        }
+        Ok(PendingMean { raw, buckets, flat, shapes, world: self.world_size() })
+    }
+}
+
+/// A mean over the ranks on its way ([`ProcessGroup::start_mean`]). Dropped without
+/// [`PendingMean::finish`], it lets the reduction run to its end on c10d's threads unobserved.
+pub struct PendingMean {
+    /// From grn_dist_all_reduce_start; null when there was nothing to reduce.
+    raw: *mut c_void,
+    buckets: Vec<Vec<usize>>,
+    flat: Vec<Tensor>,
+    /// Each input's shape and kind (None: undefined).
+    shapes: Vec<Option<(Vec<i64>, Kind)>>,
+    world: u32,
+}
+
+impl PendingMean {
+    /// Waits for the reduction (at most the group's timeout) and returns the means, as
+    /// [`ProcessGroup::mean`] does.
+    pub fn finish(self) -> Result<Vec<Tensor>> {
+        if !self.raw.is_null() {
+            // SAFETY: `raw` is the live pending reduction this value owns.
+            call("all-reduce", |e, n| unsafe { grn_dist_wait(self.raw, e, n) })?;
+        }
+        let scale = 1.0 / f64::from(self.world);
+        let mut out: Vec<Tensor> = self.shapes.iter().map(|_| Tensor::new()).collect();
+        for (b, f) in self.buckets.iter().zip(&self.flat) {
             let _ = f.shallow_clone().f_mul_scalar_(scale)?;
             let mut at = 0i64;
             for &i in b {
-                let n = tensors[i].numel() as i64;
-                out[i] = f.f_narrow(0, at, n)?.f_view(tensors[i].size().as_slice())?.f_to_kind(tensors[i].kind())?;
+                let (size, kind) = self.shapes[i].as_ref().expect("a bucket holds defined tensors");
+                let n: i64 = size.iter().product();
+                out[i] = f.f_narrow(0, at, n)?.f_view(size.as_slice())?.f_to_kind(*kind)?;
                 at += n;
             }
         }
         Ok(out)
+    }
+}
+
+impl Drop for PendingMean {
+    fn drop(&mut self) {
+        if !self.raw.is_null() {
+            // SAFETY: `raw` came from grn_dist_all_reduce_start and is freed once, here.
+            unsafe { grn_dist_pending_free(self.raw) }
+        }
     }
 }
 

@@ -520,25 +520,28 @@ impl<'a> Trainer<'a> {
             .f_add(&lf.f_binary_cross_entropy_with_logits::<Tensor>(&self.zeros, None, None, Reduction::Mean)?)?;
         let d_grads = st.opt_d.gradients(&d_loss)?;
         // In a group: the gradients and the loss averaged over the ranks (the same on every
-        // rank from here on, so every rank makes the same update, or skips it).
-        let (d_grads, d_loss) = match &self.group {
-            Some(g) => {
-                let mut all = d_grads;
-                all.push(d_loss.detach());
-                let mut mean = self.timed(|| g.mean(&all))?;
-                let loss = mean.pop().expect("pushed");
-                (mean, loss)
-            }
-            None => (d_grads, d_loss),
+        // rank from here on, so every rank makes the same update, or skips it). The reduction
+        // travels while this rank runs G's forward pass of the generator step, which does not
+        // depend on D's update; only D's pass over G's images waits for it.
+        let mut d_grads = d_grads;
+        d_grads.push(d_loss.detach());
+        let pending = match &self.group {
+            Some(g) => Some(self.timed(|| g.start_mean(&d_grads))?),
+            None => None,
         };
+        // Generator step (non-saturating): gradients for G's parameters only. Its forward pass
+        // is a precision region of its own, ended before D's update as the phases' are.
+        let fake_g = cfg.precision.run(device, || Ok(st.gen.forward(&i.zg, BnMode::Train, false)?.image))?;
+        if let Some(p) = pending {
+            d_grads = self.timed(|| p.finish())?;
+        }
+        let d_loss = d_grads.pop().expect("pushed");
         let d_bad = not_finite(&d_loss)?.f_maximum(&non_finite(&d_grads.iter().collect::<Vec<_>>())?)?;
         st.opt_d.apply(&d_grads, adam_d, &DeviceInputs { step: &i.t_d, lr: i.lr_d.as_ref(), skip_if: Some(&d_bad) })?;
 
-        // Generator step (non-saturating): gradients for G's parameters only.
-        let g_logits = cfg.precision.run(device, || {
-            let fake = st.gen.forward(&i.zg, BnMode::Train, false)?.image;
-            Ok(st.disc.forward(&fake, BnMode::TrainFrozenStats)?.f_to_kind(Kind::Float)?)
-        })?;
+        let g_logits = cfg
+            .precision
+            .run(device, || Ok(st.disc.forward(&fake_g, BnMode::TrainFrozenStats)?.f_to_kind(Kind::Float)?))?;
         let g_loss = g_logits.f_binary_cross_entropy_with_logits::<Tensor>(&self.ones, None, None, Reduction::Mean)?;
         let g_grads = st.opt_g.gradients(&g_loss)?;
         let (mut d_real, mut d_fake) = tch::no_grad(|| -> Result<(Tensor, Tensor)> {
