@@ -441,5 +441,14 @@ mod tests {
         let m = Tensor::from_slice(&[3.0f32]);
         g.all_reduce_max(&[&m]).unwrap();
         assert_eq!(m.double_value(&[0]), 3.0);
+        // Started, then the input changed before the wait: the mean is of what was started.
+        let c = Tensor::from_slice(&[7.0f32, -1.0]);
+        let pending = g.start_mean(&[c.shallow_clone()]).unwrap();
+        let _ = c.shallow_clone().fill_(0.0);
+        assert_eq!(Vec::<f32>::try_from(&pending.finish().unwrap()[0]).unwrap(), [7.0, -1.0]);
+        // One dropped unwaited, then nothing to reduce: the group goes on.
+        drop(g.start_mean(&[c.shallow_clone()]).unwrap());
+        assert!(!g.start_mean(&[Tensor::new()]).unwrap().finish().unwrap()[0].defined());
+        assert_eq!(g.mean(&[b]).unwrap()[0].double_value(&[0]), 0.5);
     }
 }
