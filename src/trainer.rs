@@ -496,110 +496,137 @@ impl<'a> Trainer<'a> {
     /// One discriminator and one generator update on `st`, reading the step's inputs from `i`
     /// (and nothing from the host: this is what a captured step records). Returns the summary
     /// on the device: the D loss, the G loss, the mean D(x), the mean D(G(z)), and 1.0 if any
-    /// weight or Adam moment of either network is not finite after the updates (else 0.0).
+    /// weight or Adam moment of either network is not finite after the updates (else 0.0); in
+    /// a group, then whether any rank asked to stop.
+    ///
+    /// Each Adam update gets a flag on the device (1.0: a loss or gradient so far is not
+    /// finite) and the fused kernel skips itself when it is set, without the host waiting to
+    /// look. Forward passes run in the run's precision, each in a region of its own: a region's
+    /// end drops the low-precision copies of the weights before the optimizer changes them.
     fn update(&self, st: &mut State, i: &StepInputs, adam_d: &AdamSettings, adam_g: &AdamSettings) -> Result<Tensor> {
-        let (cfg, device) = (self.cfg, self.device);
-        // Discriminator step: real and generated minibatches in separate passes, each normalised
-        // by its own batch statistics (as in DCGAN). Measured on mnist10k against one mixed
-        // batch: a lower Frechet distance for both seeds tried (459 vs 529, 555 vs 725 at 2000
-        // steps). Forward passes in the run's precision; the logits come out as float32 (a
-        // no-op in float32: `to_kind` returns a tensor already of the kind as it is) and the
-        // losses and backward passes run outside the autocast region. Each phase is a region of
-        // its own: its end drops the low-precision copies of the weights before the optimizer
-        // changes them. Each Adam update gets a flag on the device (1.0: a loss or gradient so
-        // far is not finite) and the fused kernel skips itself when it is set, without the host
-        // waiting to look.
-        let (lr_, lf) = cfg.precision.run(device, || {
-            let fake = tch::no_grad(|| st.gen.forward(&i.zd, BnMode::TrainFrozenStats, false))?.image;
-            let logits =
-                |x: &Tensor| -> Result<Tensor> { Ok(st.disc.forward(x, BnMode::Train)?.f_to_kind(Kind::Float)?) };
-            Ok((logits(&i.real)?, logits(&fake)?))
-        })?;
-        let d_loss = lr_
-            .f_binary_cross_entropy_with_logits::<Tensor>(&self.ones, None, None, Reduction::Mean)?
-            .f_add(&lf.f_binary_cross_entropy_with_logits::<Tensor>(&self.zeros, None, None, Reduction::Mean)?)?;
-        let d_grads = st.opt_d.gradients(&d_loss)?;
-        // In a group: the gradients and the loss averaged over the ranks (the same on every
+        let d = self.discriminator_gradients(st, i)?;
+        // In a group, D's gradients and loss are averaged over the ranks (the same on every
         // rank from here on, so every rank makes the same update, or skips it). The reduction
-        // travels while this rank runs G's forward pass of the generator step, which does not
-        // depend on D's update; only D's pass over G's images waits for it.
-        let mut d_grads = d_grads;
-        d_grads.push(d_loss.detach());
+        // travels while this rank runs the generator step's forward pass, which does not depend
+        // on D's update; only D's pass over G's images waits for it.
+        let mut d_values = d.grads;
+        d_values.push(d.loss.detach());
         let pending = match &self.group {
-            Some(g) => Some(self.timed(|| g.start_mean(&d_grads))?),
+            Some(g) => Some(self.timed(|| g.start_mean(&d_values))?),
             None => None,
         };
-        // Generator step (non-saturating): gradients for G's parameters only. Its forward pass
-        // is a precision region of its own, ended before D's update as the phases' are.
-        let fake_g = cfg.precision.run(device, || Ok(st.gen.forward(&i.zg, BnMode::Train, false)?.image))?;
+        let fake = self.cfg.precision.run(self.device, || Ok(st.gen.forward(&i.zg, BnMode::Train, false)?.image))?;
         if let Some(p) = pending {
-            d_grads = self.timed(|| p.finish())?;
+            d_values = self.timed(|| p.finish())?;
         }
-        let d_loss = d_grads.pop().expect("pushed");
-        let d_bad = not_finite(&d_loss)?.f_maximum(&non_finite(&d_grads.iter().collect::<Vec<_>>())?)?;
-        st.opt_d.apply(&d_grads, adam_d, &DeviceInputs { step: &i.t_d, lr: i.lr_d.as_ref(), skip_if: Some(&d_bad) })?;
+        let d_loss = d_values.pop().expect("pushed");
+        let d_bad = not_finite(&d_loss)?.f_maximum(&non_finite(&d_values.iter().collect::<Vec<_>>())?)?;
+        st.opt_d.apply(
+            &d_values,
+            adam_d,
+            &DeviceInputs { step: &i.t_d, lr: i.lr_d.as_ref(), skip_if: Some(&d_bad) },
+        )?;
 
-        let g_logits = cfg
+        // Generator step (non-saturating): gradients for G's parameters only.
+        let g_logits = self
+            .cfg
             .precision
-            .run(device, || Ok(st.disc.forward(&fake_g, BnMode::TrainFrozenStats)?.f_to_kind(Kind::Float)?))?;
+            .run(self.device, || Ok(st.disc.forward(&fake, BnMode::TrainFrozenStats)?.f_to_kind(Kind::Float)?))?;
         let g_loss = g_logits.f_binary_cross_entropy_with_logits::<Tensor>(&self.ones, None, None, Reduction::Mean)?;
         let g_grads = st.opt_g.gradients(&g_loss)?;
-        let (mut d_real, mut d_fake) = tch::no_grad(|| -> Result<(Tensor, Tensor)> {
-            Ok((lr_.f_sigmoid()?.f_mean(Kind::Float)?, lf.f_sigmoid()?.f_mean(Kind::Float)?))
+        let (d_real, d_fake) = tch::no_grad(|| -> Result<(Tensor, Tensor)> {
+            Ok((d.real_logits.f_sigmoid()?.f_mean(Kind::Float)?, d.fake_logits.f_sigmoid()?.f_mean(Kind::Float)?))
         })?;
-        let mut stop = Tensor::new();
-        let (g_grads, g_loss) = match &self.group {
-            Some(g) => {
-                // One reduction for the rest of the step: G's gradients, the loss and mean D
-                // outputs (the report's global means), the stop flag, and both networks'
-                // batch-norm running statistics (each rank normalises by its own share's
-                // statistics; the running ones are kept the same everywhere, as their mean).
-                let buffers: Vec<Tensor> =
-                    st.g_buffers.iter().chain(&st.d_buffers).map(|n| n.tensor.shallow_clone()).collect();
-                let n = g_grads.len();
-                let mut all = g_grads;
-                let flag = i.stop.as_ref().map_or(Ok(Tensor::new()), |s| s.f_to_kind(Kind::Float))?;
-                all.extend([g_loss.detach(), d_real, d_fake, flag]);
-                all.extend(buffers.iter().map(|b| b.shallow_clone()));
-                let mut mean = self.timed(|| g.mean(&all))?;
-                tch::no_grad(|| -> Result<()> {
-                    for (b, m) in buffers.iter().zip(&mean[n + 4..]) {
-                        b.shallow_clone().f_copy_(m)?;
-                    }
-                    Ok(())
-                })?;
-                mean.truncate(n + 4);
-                stop = mean.pop().expect("pushed");
-                d_fake = mean.pop().expect("pushed");
-                d_real = mean.pop().expect("pushed");
-                let loss = mean.pop().expect("pushed");
-                (mean, loss)
-            }
-            None => (g_grads, g_loss),
+        // The report's values from this phase: G's loss and the mean D outputs, then (in a
+        // group, averaged over the ranks) the stop flag.
+        let mut report = vec![g_loss.detach(), d_real, d_fake];
+        let g_grads = match &self.group {
+            Some(g) => self.reduce_generator_step(g, st, i, g_grads, &mut report)?,
+            None => g_grads,
         };
         let bad =
-            d_bad.f_maximum(&not_finite(&g_loss)?)?.f_maximum(&non_finite(&g_grads.iter().collect::<Vec<_>>())?)?;
+            d_bad.f_maximum(&not_finite(&report[0])?)?.f_maximum(&non_finite(&g_grads.iter().collect::<Vec<_>>())?)?;
         st.opt_g.apply(&g_grads, adam_g, &DeviceInputs { step: &i.t_g, lr: i.lr_g.as_ref(), skip_if: Some(&bad) })?;
         // Finite losses and gradients do not quite make finite weights (an update can overflow
         // float32): whether any weight or moment is not finite after the updates, computed on
         // the device, goes with the summary.
         let updated: Vec<&Tensor> = st.opt_d.tensors().chain(st.opt_g.tensors()).collect();
-        let largest = non_finite(&updated)?;
+        let largest = non_finite(&updated)?.f_to_kind(Kind::Float)?;
         tch::no_grad(|| -> Result<Tensor> {
-            let mut parts = vec![
-                d_loss.f_to_kind(Kind::Float)?,
-                g_loss.f_to_kind(Kind::Float)?,
-                d_real,
-                d_fake,
-                largest.f_to_kind(Kind::Float)?,
-            ];
+            let mut parts = vec![d_loss.f_to_kind(Kind::Float)?];
+            for t in &report[..3] {
+                parts.push(t.f_to_kind(Kind::Float)?);
+            }
+            parts.push(largest);
             // In a group, whether a rank asked to stop.
-            if stop.defined() {
-                parts.push(stop);
+            if let Some(stop) = report.get(3).filter(|t| t.defined()) {
+                parts.push(stop.shallow_clone());
             }
             Ok(Tensor::f_stack(&parts, 0)?)
         })
     }
+
+    /// The discriminator's loss and gradients for the step: real and generated minibatches in
+    /// separate passes, each normalised by its own batch statistics (as in DCGAN). Measured on
+    /// mnist10k against one mixed batch: a lower Frechet distance for both seeds tried (459 vs
+    /// 529, 555 vs 725 at 2000 steps). The logits come out as float32 (a no-op in float32:
+    /// `to_kind` returns a tensor already of the kind as it is) and the losses and backward
+    /// passes run outside the precision region.
+    fn discriminator_gradients(&self, st: &mut State, i: &StepInputs) -> Result<DiscriminatorGradients> {
+        let (real_logits, fake_logits) = self.cfg.precision.run(self.device, || {
+            let fake = tch::no_grad(|| st.gen.forward(&i.zd, BnMode::TrainFrozenStats, false))?.image;
+            let logits =
+                |x: &Tensor| -> Result<Tensor> { Ok(st.disc.forward(x, BnMode::Train)?.f_to_kind(Kind::Float)?) };
+            Ok((logits(&i.real)?, logits(&fake)?))
+        })?;
+        let loss =
+            real_logits.f_binary_cross_entropy_with_logits::<Tensor>(&self.ones, None, None, Reduction::Mean)?.f_add(
+                &fake_logits.f_binary_cross_entropy_with_logits::<Tensor>(&self.zeros, None, None, Reduction::Mean)?,
+            )?;
+        let grads = st.opt_d.gradients(&loss)?;
+        Ok(DiscriminatorGradients { loss, grads, real_logits, fake_logits })
+    }
+
+    /// A group's one reduction for the rest of the step: G's gradients (returned averaged),
+    /// the report's values (replaced by their means, then the stop flag pushed: any rank's stop
+    /// makes it positive), and both networks' batch-norm running statistics (each rank
+    /// normalises by its own share's statistics; the running ones are kept the same everywhere,
+    /// as their mean).
+    fn reduce_generator_step(
+        &self,
+        g: &ProcessGroup,
+        st: &State,
+        i: &StepInputs,
+        grads: Vec<Tensor>,
+        report: &mut Vec<Tensor>,
+    ) -> Result<Vec<Tensor>> {
+        let buffers: Vec<Tensor> = st.g_buffers.iter().chain(&st.d_buffers).map(|n| n.tensor.shallow_clone()).collect();
+        let (n, r) = (grads.len(), report.len());
+        let flag = i.stop.as_ref().map_or(Ok(Tensor::new()), |s| s.f_to_kind(Kind::Float))?;
+        let mut all = grads;
+        all.extend(report.drain(..));
+        all.push(flag);
+        all.extend(buffers.iter().map(|b| b.shallow_clone()));
+        let mut mean = self.timed(|| g.mean(&all))?;
+        tch::no_grad(|| -> Result<()> {
+            for (b, m) in buffers.iter().zip(&mean[n + r + 1..]) {
+                b.shallow_clone().f_copy_(m)?;
+            }
+            Ok(())
+        })?;
+        mean.truncate(n + r + 1);
+        report.extend(mean.drain(n..));
+        Ok(mean)
+    }
+}
+
+/// What the discriminator phase hands on: its loss and gradients (this rank's), and the
+/// logits of both passes (for the report's mean D outputs).
+struct DiscriminatorGradients {
+    loss: Tensor,
+    grads: Vec<Tensor>,
+    real_logits: Tensor,
+    fake_logits: Tensor,
 }
 
 /// The start of a data-parallel run: every rank must be at the same step with the same update
