@@ -257,26 +257,17 @@ impl ProcessGroup {
         self.settings.timeout
     }
 
-    fn all_reduce_raw(&self, tensors: &[&Tensor], max: bool, what: &str) -> Result<()> {
+    /// Each tensor replaced in place by its element-wise maximum over the ranks (contiguous
+    /// tensors of one device and float kind).
+    pub fn all_reduce_max(&self, tensors: &[&Tensor]) -> Result<()> {
         if tensors.is_empty() {
             return Ok(());
         }
         let handles: Vec<*mut C_tensor> = tensors.iter().map(|t| t.as_ptr() as *mut C_tensor).collect();
         // SAFETY: every handle is a live tensor borrowed for the call.
-        call(what, |e, n| unsafe {
-            grn_dist_all_reduce(self.raw, handles.as_ptr(), handles.len(), c_int::from(max), e, n)
+        call("all-reduce (max)", |e, n| unsafe {
+            grn_dist_all_reduce(self.raw, handles.as_ptr(), handles.len(), 1, e, n)
         })
-    }
-
-    /// Each tensor replaced in place by its sum over the ranks (contiguous tensors of one
-    /// device and float kind).
-    pub fn all_reduce_sum(&self, tensors: &[&Tensor]) -> Result<()> {
-        self.all_reduce_raw(tensors, false, "all-reduce")
-    }
-
-    /// Each tensor replaced in place by its element-wise maximum over the ranks.
-    pub fn all_reduce_max(&self, tensors: &[&Tensor]) -> Result<()> {
-        self.all_reduce_raw(tensors, true, "all-reduce (max)")
     }
 
     /// Each tensor replaced in place by rank `root`'s.

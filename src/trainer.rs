@@ -537,12 +537,12 @@ impl<'a> Trainer<'a> {
         let (d_real, d_fake) = tch::no_grad(|| -> Result<(Tensor, Tensor)> {
             Ok((d.real_logits.f_sigmoid()?.f_mean(Kind::Float)?, d.fake_logits.f_sigmoid()?.f_mean(Kind::Float)?))
         })?;
-        // The report's values from this phase: G's loss and the mean D outputs, then (in a
-        // group, averaged over the ranks) the stop flag.
-        let mut report = vec![g_loss.detach(), d_real, d_fake];
-        let g_grads = match &self.group {
+        // The report's values from this phase: G's loss and the mean D outputs (in a group,
+        // averaged over the ranks, with whether any rank asked to stop).
+        let mut report = [g_loss.detach(), d_real, d_fake];
+        let (g_grads, stop) = match &self.group {
             Some(g) => self.reduce_generator_step(g, st, i, g_grads, &mut report)?,
-            None => g_grads,
+            None => (g_grads, None),
         };
         let bad =
             d_bad.f_maximum(&not_finite(&report[0])?)?.f_maximum(&non_finite(&g_grads.iter().collect::<Vec<_>>())?)?;
@@ -554,14 +554,11 @@ impl<'a> Trainer<'a> {
         let largest = non_finite(&updated)?.f_to_kind(Kind::Float)?;
         tch::no_grad(|| -> Result<Tensor> {
             let mut parts = vec![d_loss.f_to_kind(Kind::Float)?];
-            for t in &report[..3] {
+            for t in &report {
                 parts.push(t.f_to_kind(Kind::Float)?);
             }
             parts.push(largest);
-            // In a group, whether a rank asked to stop.
-            if let Some(stop) = report.get(3).filter(|t| t.defined()) {
-                parts.push(stop.shallow_clone());
-            }
+            parts.extend(stop);
             Ok(Tensor::f_stack(&parts, 0)?)
         })
     }
@@ -588,23 +585,23 @@ impl<'a> Trainer<'a> {
     }
 
     /// A group's one reduction for the rest of the step: G's gradients (returned averaged),
-    /// the report's values (replaced by their means, then the stop flag pushed: any rank's stop
-    /// makes it positive), and both networks' batch-norm running statistics (each rank
-    /// normalises by its own share's statistics; the running ones are kept the same everywhere,
-    /// as their mean).
+    /// the report's values (replaced by their means), the stop flag (returned as its mean:
+    /// positive when any rank asked to stop), and both networks' batch-norm running statistics
+    /// (each rank normalises by its own share's statistics; the running ones are kept the same
+    /// everywhere, as their mean).
     fn reduce_generator_step(
         &self,
         g: &ProcessGroup,
         st: &State,
         i: &StepInputs,
         grads: Vec<Tensor>,
-        report: &mut Vec<Tensor>,
-    ) -> Result<Vec<Tensor>> {
+        report: &mut [Tensor],
+    ) -> Result<(Vec<Tensor>, Option<Tensor>)> {
         let buffers: Vec<Tensor> = st.g_buffers.iter().chain(&st.d_buffers).map(|n| n.tensor.shallow_clone()).collect();
         let (n, r) = (grads.len(), report.len());
         let flag = i.stop.as_ref().map_or(Ok(Tensor::new()), |s| s.f_to_kind(Kind::Float))?;
         let mut all = grads;
-        all.extend(report.drain(..));
+        all.extend(report.iter().map(|t| t.shallow_clone()));
         all.push(flag);
         all.extend(buffers.iter().map(|b| b.shallow_clone()));
         let mut mean = self.timed(|| g.mean(&all))?;
@@ -615,8 +612,11 @@ impl<'a> Trainer<'a> {
             Ok(())
         })?;
         mean.truncate(n + r + 1);
-        report.extend(mean.drain(n..));
-        Ok(mean)
+        let stop = mean.pop().filter(|t| t.defined());
+        for (t, m) in report.iter_mut().zip(mean.drain(n..)) {
+            *t = m;
+        }
+        Ok((mean, stop))
     }
 }
 
