@@ -52,6 +52,10 @@ pub struct Conv {
     pub transposed: bool,
 }
 
+/// The (forward) convolutions' stride and padding.
+pub const CONV_STRIDE: i64 = 2;
+pub const CONV_PADDING: i64 = 2;
+
 /// The transposed convolutions' geometry.
 pub const TRANSPOSED: crate::torch_ext::Transposed =
     crate::torch_ext::Transposed { stride: 2, padding: 2, output_padding: 1 };
@@ -70,7 +74,7 @@ impl Conv {
                 [1, 1],
             )?
         } else {
-            x.f_conv2d(&self.w, self.b.as_ref(), [2, 2], [2, 2], [1, 1], 1)?
+            x.f_conv2d(&self.w, self.b.as_ref(), [CONV_STRIDE; 2], [CONV_PADDING; 2], [1, 1], 1)?
         })
     }
 }

@@ -13,10 +13,15 @@
 //!   "Lean inference");
 //! - the decoder's input `[h_z, h_c[t]]` is never concatenated: its h_z half, the same at every
 //!   step, is multiplied once per image, and step 0's h_c (zero) not at all;
-//! - on the CPU, the transposed convolutions' weights are reordered once into oneDNN's blocked
-//!   layout (crate::torch_ext::conv_transpose_prepack; libtorch's conv_transpose2d reorders them
-//!   on every call), and the ReLU after them runs inside the convolution; the last one, to the
-//!   image's one or three channels, runs as a matrix product and a col2im instead;
+//! - on the CPU, the convolutions' weights are reordered once into oneDNN's blocked layout
+//!   (crate::torch_ext::conv_prepack and conv_transpose_prepack; libtorch's conv2d and
+//!   conv_transpose2d reorder them on every call), and a ReLU that directly follows one runs
+//!   inside it; the decoder's last convolution, to the image's one or three channels, runs as a
+//!   matrix product and a col2im instead;
+//! - the decoder's weight halves are transposed copies, [hidden, features]: at one image the
+//!   products stream their weights from memory, and they read a weight about twice as fast
+//!   along its long side (12,544 features against 100 inputs at paper widths) as along the short
+//!   one, or strided (BENCHMARKS.md, "Lean inference");
 //! - activations run in place, the canvas sums in place, and nothing records gradients.
 //!
 //! The images equal [`Generator::forward`] in eval mode to float rounding (the tests below), so
@@ -24,7 +29,7 @@
 
 use crate::error::Result;
 use crate::generator::{Drawing, Generator};
-use crate::layers::{Conv, TRANSPOSED};
+use crate::layers::{Conv, CONV_PADDING, CONV_STRIDE, TRANSPOSED};
 use crate::torch_ext;
 use tch::{Kind, Tensor};
 
@@ -48,16 +53,14 @@ pub struct LeanGenerator {
     /// h_z's linear layer with its batch norm folded in.
     hz_w: Tensor,
     hz_b: Tensor,
-    /// The decoder's linear layer split by input: the h_z columns and the h_c columns (views of
-    /// the generator's weight, not copies).
+    /// The decoder's linear layer split by input, each half transposed: [hidden, features] for
+    /// h_z and for h_c (copies).
     dec_wz: Tensor,
     dec_wc: Tensor,
     /// Per step: the decoder's batch norm with the linear layer's bias.
     dec_affine: Vec<Affine>,
     dec_convs: Vec<Deconv>,
-    /// Encoder convolutions, bias-free where a batch norm follows, and that batch norm per step
-    /// (none for the last convolution).
-    enc_convs: Vec<(Conv, Vec<Affine>)>,
+    enc_convs: Vec<EncConv>,
     enc_fc_w: Tensor,
     /// Per step: the encoder's final batch norm with its linear layer's bias.
     enc_affine: Vec<Affine>,
@@ -88,8 +91,7 @@ struct Deconv {
 
 impl Deconv {
     fn new(c: &Conv, last: bool) -> Result<Deconv> {
-        let cpu = c.w.device() == tch::Device::Cpu && c.w.kind() == Kind::Float;
-        let kernel = if !cpu {
+        let kernel = if !on_cpu_in_float32(&c.w) {
             Kernel::Plain
         } else if last {
             let (cin, cout, k) = (c.w.size()[0], c.w.size()[1], c.w.size()[2]);
@@ -111,7 +113,7 @@ impl Deconv {
 
     /// The convolution of `x` ([N, in, h, w]), then ReLU when `relu`.
     fn forward(&self, x: &Tensor, relu: bool) -> Result<Tensor> {
-        let float32 = x.kind() == Kind::Float && !torch_ext::autocast_enabled(false);
+        let float32 = runs_packed(x);
         let mut y = match &self.kernel {
             Kernel::Packed(p) if float32 => {
                 return torch_ext::conv_transpose_packed(x, p, self.conv.b.as_ref(), TRANSPOSED, relu)
@@ -136,6 +138,59 @@ impl Deconv {
     }
 }
 
+/// An encoder convolution, bias-free where a batch norm follows, that batch norm per step (none
+/// for the last convolution) and, on the CPU in float32, its weight in oneDNN's layout.
+struct EncConv {
+    conv: Conv,
+    affine: Vec<Affine>,
+    packed: Option<Tensor>,
+}
+
+impl EncConv {
+    fn new(conv: Conv, affine: Vec<Affine>) -> EncConv {
+        let packed = if on_cpu_in_float32(&conv.w) && tch::utils::has_mkldnn() {
+            torch_ext::conv_prepack(&conv.w, CONV_STRIDE, CONV_PADDING)
+                .map_err(|e| crate::log::log(crate::log::Level::Debug, &e.message))
+                .ok()
+        } else {
+            None
+        };
+        EncConv { conv, affine, packed }
+    }
+
+    /// The convolution of `x`, step `t`'s batch norm where there is one, and ReLU.
+    fn forward(&self, x: &Tensor, t: usize) -> Result<Tensor> {
+        let y = match &self.packed {
+            // With no batch norm between them, the ReLU runs inside the convolution.
+            Some(p) if runs_packed(x) => {
+                let fused = self.affine.is_empty();
+                let y = torch_ext::conv_packed(x, p, self.conv.b.as_ref(), CONV_STRIDE, CONV_PADDING, fused)?;
+                if fused {
+                    return Ok(y);
+                }
+                y
+            }
+            _ => self.conv.forward(x)?,
+        };
+        let mut y = match self.affine.get(t) {
+            Some(a) => a.apply(&y)?,
+            None => y,
+        };
+        Ok(y.f_relu_()?)
+    }
+}
+
+/// Whether a weight can be prepacked for oneDNN's CPU kernels (float32 on the CPU).
+fn on_cpu_in_float32(w: &Tensor) -> bool {
+    w.device() == tch::Device::Cpu && w.kind() == Kind::Float
+}
+
+/// Whether an activation runs through the prepacked kernels: float32 outside a bfloat16
+/// autocast region (which runs libtorch's own kernels).
+fn runs_packed(x: &Tensor) -> bool {
+    x.kind() == Kind::Float && !torch_ext::autocast_enabled(false)
+}
+
 /// `t`'s parameters, shared (not copied) and not recording gradients.
 fn share(t: &Tensor) -> Tensor {
     t.shallow_clone().detach()
@@ -155,8 +210,8 @@ impl LeanGenerator {
         let (s, hz_b) = g.hz_bn.folded(0, g.hz_fc.b.as_ref())?;
         let hz_w = g.hz_fc.w.f_mul(&s.f_unsqueeze(1)?)?;
         let h = g.hidden;
-        let dec_wz = share(&g.dec_fc.w).f_narrow(1, 0, h)?;
-        let dec_wc = share(&g.dec_fc.w).f_narrow(1, h, h)?;
+        let dec_wz = share(&g.dec_fc.w).f_narrow(1, 0, h)?.f_tr()?.f_contiguous()?;
+        let dec_wc = share(&g.dec_fc.w).f_narrow(1, h, h)?.f_tr()?.f_contiguous()?;
         let dec_affine =
             (0..steps).map(|t| g.dec_bn.folded(t, g.dec_fc.b.as_ref()).map(features)).collect::<Result<Vec<_>>>()?;
         let n = g.dec_convs.len();
@@ -174,7 +229,7 @@ impl LeanGenerator {
                 ),
                 None => (Conv { w: share(&c.w), b: c.b.as_ref().map(share), transposed: false }, Vec::new()),
             };
-            enc_convs.push((conv, affine));
+            enc_convs.push(EncConv::new(conv, affine));
         }
         let enc_affine = (0..steps - 1)
             .map(|t| g.enc_bn.folded(t, g.enc_fc.b.as_ref()).map(features))
@@ -200,7 +255,7 @@ impl LeanGenerator {
     fn decode(&self, u: &Tensor, hc: Option<&Tensor>, t: usize) -> Result<Tensor> {
         let pre = match hc {
             None => u.shallow_clone(),
-            Some(hc) => u.f_addmm(hc, &self.dec_wc.tr())?,
+            Some(hc) => u.f_addmm(hc, &self.dec_wc)?,
         };
         let mut x = self.dec_affine[t].apply(&pre)?.f_relu_()?.f_view([-1, self.c0, self.base, self.base])?;
         let last = self.dec_convs.len() - 1;
@@ -215,12 +270,8 @@ impl LeanGenerator {
     /// h_c[t + 1] from step `t`'s output.
     fn encode(&self, dc: &Tensor, t: usize) -> Result<Tensor> {
         let mut x = dc.shallow_clone();
-        for (conv, affine) in &self.enc_convs {
-            x = conv.forward(&x)?;
-            if let Some(a) = affine.get(t) {
-                x = a.apply(&x)?;
-            }
-            x = x.f_relu_()?;
+        for conv in &self.enc_convs {
+            x = conv.forward(&x, t)?;
         }
         let f = x.f_flatten(1, -1)?.f_linear::<&Tensor>(&self.enc_fc_w, None)?;
         Ok(self.enc_affine[t].apply(&f)?.f_tanh_()?)
@@ -231,7 +282,7 @@ impl LeanGenerator {
     pub fn forward(&self, z: &Tensor, keep_canvases: bool) -> Result<Drawing> {
         let _no_grad = tch::no_grad_guard();
         let hz = z.f_linear(&self.hz_w, Some(&self.hz_b))?.f_tanh_()?;
-        let u = hz.f_linear::<&Tensor>(&self.dec_wz, None)?;
+        let u = hz.f_matmul(&self.dec_wz)?;
         let mut hc: Option<Tensor> = None;
         let mut sum: Option<Tensor> = None;
         let mut canvases = Vec::new();
@@ -328,12 +379,14 @@ mod tests {
                     assert!(max_diff(&got.canvases[0], &got.canvases[steps as usize - 1]) > 1e-3);
                 }
             }
-            // Not a copy of the weights: what it shares is the generator's.
-            assert!(lean.dec_wz.data_ptr() == g.dec_fc.w.data_ptr());
+            // What it shares is the generator's; the decoder's halves are copies.
+            assert!(lean.dec_convs[0].conv.w.data_ptr() == g.dec_convs[0].w.data_ptr());
+            assert!(lean.dec_wz.data_ptr() != g.dec_fc.w.data_ptr() && lean.dec_wc.is_contiguous());
             // The PyPI libtorch has oneDNN: the CPU path above ran the prepacked convolutions.
             let kernels: Vec<_> = lean.dec_convs.iter().map(|d| std::mem::discriminant(&d.kernel)).collect();
             assert_eq!(kernels[0], std::mem::discriminant(&Kernel::Packed(Tensor::new())));
             assert_eq!(kernels[1], std::mem::discriminant(&Kernel::Columns(Tensor::new())));
+            assert!(lean.enc_convs.iter().all(|c| c.packed.is_some()));
             assert!(!lean.hz_w.requires_grad() && !lean.dec_wc.requires_grad());
         }
     }

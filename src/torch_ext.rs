@@ -52,6 +52,26 @@ extern "C" {
         err_len: usize,
     ) -> c_int;
 
+    fn grn_conv_prepack(
+        w: *mut C_tensor,
+        stride: i64,
+        padding: i64,
+        out: *mut *mut C_tensor,
+        err: *mut c_char,
+        err_len: usize,
+    ) -> c_int;
+    fn grn_conv_packed(
+        x: *mut C_tensor,
+        packed: *mut C_tensor,
+        bias: *mut C_tensor,
+        stride: i64,
+        padding: i64,
+        relu: c_int,
+        out: *mut *mut C_tensor,
+        err: *mut c_char,
+        err_len: usize,
+    ) -> c_int;
+
     /// csrc/pin_memory.cpp
     fn grn_pin_memory(x: *mut C_tensor, out: *mut *mut C_tensor, err: *mut c_char, err_len: usize) -> c_int;
 
@@ -185,6 +205,46 @@ pub fn conv_transpose_packed(
             g.stride,
             g.padding,
             g.output_padding,
+            relu as c_int,
+            out,
+            err,
+            len,
+        )
+    })
+}
+
+/// Weight `w` ([out, in, k, k], float32, on the CPU) of a convolution with `stride` and `padding`,
+/// reordered once into oneDNN's blocked layout for [`conv_packed`] (a copy). An error where
+/// libtorch has no oneDNN.
+pub fn conv_prepack(w: &Tensor, stride: i64, padding: i64) -> Result<Tensor> {
+    // SAFETY: `w` is a live tensor for the call; the shim writes a new handle to `out` or at most
+    // `len` bytes to `err`.
+    new_tensor("prepacking a convolution's weight", |out, err, len| unsafe {
+        grn_conv_prepack(w.as_ptr() as *mut C_tensor, stride, padding, out, err, len)
+    })
+}
+
+/// The convolution of `x` ([N, in, h, w], float32, on the CPU) with `packed` (from
+/// [`conv_prepack`] with the same stride and padding) and `bias`, then ReLU when `relu` (fused):
+/// the values of `conv2d` without its per-call reorder of the weight.
+pub fn conv_packed(
+    x: &Tensor,
+    packed: &Tensor,
+    bias: Option<&Tensor>,
+    stride: i64,
+    padding: i64,
+    relu: bool,
+) -> Result<Tensor> {
+    let b = bias.map_or(std::ptr::null_mut(), |b| b.as_ptr() as *mut C_tensor);
+    // SAFETY: every handle is a live tensor (or null for no bias) borrowed for the call; the
+    // shim writes a new handle to `out` or at most `len` bytes to `err`.
+    new_tensor("a prepacked convolution", |out, err, len| unsafe {
+        grn_conv_packed(
+            x.as_ptr() as *mut C_tensor,
+            packed.as_ptr() as *mut C_tensor,
+            b,
+            stride,
+            padding,
             relu as c_int,
             out,
             err,
