@@ -29,7 +29,11 @@ peak allocated GPU memory (torch.cuda.max_memory_allocated).
 Each sampling row also prints its FLOP bound on this machine: the generator's forward FLOPs
 (torch.utils.flop_counter on the reference: convolutions and matrix multiplies) over the
 matrix-multiply rate this process measures on the device (2048x2048 products, in the row's
-precision), and how far each side is from it.
+precision), and how far each side is from it. Beside it, the memory the weights take: the generator's weights
+read once from memory at the rate this process measures (sums over a 512 MiB array), which is
+what one image pays when the weights do not stay in cache between calls, and each side against
+the two bounds added (the kernels of one image run one after another, each either reading
+weights or computing; neither side overlaps them).
 """
 import argparse
 import json
@@ -129,6 +133,49 @@ def forward_gflop(size, channels, steps, scale):
     with torch.no_grad(), FlopCounterMode(display=False) as fc:
         m.g(torch.randn(1, 100), "eval")
     return fc.get_total_flops() / 1e9
+
+
+def weight_mb(size, channels, steps, scale):
+    """MB of the generator's weights: (distinct, read by one forward pass). The second counts every
+    use of a linear or convolution weight as the reference's forward pass makes it (its decoder
+    reads its whole linear weight at every step); gran's lean path reads less (README, "Lean
+    inference"), so it is the reference's traffic, not a floor."""
+    m = Gran(size, channels, steps, scale, "cpu")
+    read = [0]
+
+    def count(mod, inputs, output):
+        read[0] += mod.weight.numel() * mod.weight.element_size()
+
+    kinds = (torch.nn.Linear, torch.nn.Conv2d, torch.nn.ConvTranspose2d)
+    hooks = [mod.register_forward_hook(count) for mod in m.g.modules() if isinstance(mod, kinds)]
+    with torch.no_grad():
+        m.g(torch.randn(1, 100), "eval")
+    for h in hooks:
+        h.remove()
+    distinct = sum(p.numel() * p.element_size() for p in m.g.parameters())
+    return distinct / 1e6, read[0] / 1e6
+
+
+_STREAM_RATE = {}
+
+
+def stream_gbs(device):
+    """The rate this process reads memory on `device`, in GB/s: best of 5 sums over a 512 MiB
+    float32 array, far beyond any cache, with the process's threads. What a weight costs at one
+    image when the weights do not stay in cache from one call to the next."""
+    if device not in _STREAM_RATE:
+        a = torch.ones(128 * 1024 * 1024, device=device)
+        best = float("inf")
+        for i in range(7):
+            sync(device)
+            t = time.perf_counter()
+            a.sum()
+            sync(device)
+            if i >= 2:
+                best = min(best, time.perf_counter() - t)
+        _STREAM_RATE[device] = a.numel() * 4 / best / 1e9
+        del a
+    return _STREAM_RATE[device]
 
 
 _MATMUL_RATE = {}
@@ -258,7 +305,15 @@ def main():
             bound = gflop / rate
             print(f"  FLOP bound: {gflop:.3f} GFLOP at {rate:.0f} GFLOP/s (matmul, measured) = {bound * 1e3:.3f} ms; "
                   f"gran at {gm / bound:.2f}x the bound, PyTorch eager at {tm / bound:.2f}x", flush=True)
-            row.update({"gflop": gflop, "matmul_gflops": rate, "flop_bound_s": bound})
+            distinct, read = weight_mb(size, ch, steps, args.scale)
+            gbs = stream_gbs(args.device)
+            mem = distinct / 1e3 / gbs
+            print(f"  memory: G's weights {distinct:.1f} MB ({read:.1f} MB read by the reference's forward pass); "
+                  f"reading them once from memory at {gbs:.1f} GB/s (measured) = {mem * 1e3:.3f} ms; "
+                  f"gran at {gm / (bound + mem):.2f}x the FLOP and memory bounds added, PyTorch eager at "
+                  f"{tm / (bound + mem):.2f}x", flush=True)
+            row.update({"gflop": gflop, "matmul_gflops": rate, "flop_bound_s": bound, "weights_mb": distinct,
+                        "weights_read_mb": read, "stream_gbs": gbs, "memory_bound_s": mem})
         results.append(row)
     if args.json:
         with open(args.json, "w") as f:
