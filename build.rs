@@ -145,5 +145,5 @@ fn cuda_headers(lib: &str) -> Option<(std::path::PathBuf, Option<std::path::Path
         return Some((runtime, None));
     }
     let crt = site.join("triton/backends/nvidia/include");
-    crt.join("crt/host_config.h").exists().then(|| (runtime, Some(crt)))
+    crt.join("crt/host_config.h").exists().then_some((runtime, Some(crt)))
 }

@@ -29,11 +29,12 @@ peak allocated GPU memory (torch.cuda.max_memory_allocated).
 Each sampling row also prints its FLOP bound on this machine: the generator's forward FLOPs
 (torch.utils.flop_counter on the reference: convolutions and matrix multiplies) over the
 matrix-multiply rate this process measures on the device (2048x2048 products, in the row's
-precision), and how far each side is from it. Beside it, the memory the weights take: the generator's weights
-read once from memory at the rate this process measures (sums over a 512 MiB array), which is
-what one image pays when the weights do not stay in cache between calls, and each side against
-the two bounds added (the kernels of one image run one after another, each either reading
-weights or computing; neither side overlaps them).
+precision; measured in every round, the fastest kept), and how far each side is from it.
+Beside it, the memory side: the generator's weights read once from memory at the rate this
+process measures (sums over a 512 MiB array, also the fastest of the rounds), which is what one
+image pays when the weights do not stay in cache between calls, and each side against the two
+bounds added (a model, not a floor: one image's kernels run one after another, each mostly
+reading weights or mostly computing).
 """
 import argparse
 import json
@@ -156,59 +157,63 @@ def weight_mb(size, channels, steps, scale):
     return distinct / 1e6, read[0] / 1e6
 
 
-_STREAM_RATE = {}
+def _best_time(device, f, runs=7, skip=2):
+    best = float("inf")
+    for i in range(runs):
+        sync(device)
+        t = time.perf_counter()
+        f()
+        sync(device)
+        if i >= skip:
+            best = min(best, time.perf_counter() - t)
+    return best
 
 
-def stream_gbs(device):
-    """The rate this process reads memory on `device`, in GB/s: best of 5 sums over a 512 MiB
-    float32 array, far beyond any cache, with the process's threads. What a weight costs at one
-    image when the weights do not stay in cache from one call to the next."""
-    if device not in _STREAM_RATE:
-        a = torch.ones(128 * 1024 * 1024, device=device)
-        best = float("inf")
-        for i in range(7):
-            sync(device)
-            t = time.perf_counter()
-            a.sum()
-            sync(device)
-            if i >= 2:
-                best = min(best, time.perf_counter() - t)
-        _STREAM_RATE[device] = a.numel() * 4 / best / 1e9
-        del a
-    return _STREAM_RATE[device]
+def rates_here(device, precision):
+    """This machine's rates now, measured in this process:
+    - matmul_gflops: the matrix-multiply rate (best of 5 products of two n x n matrices after a
+      warm-up, float32 or bfloat16), the denominator of the FLOP bound. n grows from 256 until
+      one product takes 50 ms or n is 2048, so that a slow path (bfloat16 on a CPU without
+      bfloat16 units) is measured in seconds, not minutes;
+    - stream_gbs: the rate memory is read at (best of 5 sums over a 512 MiB float32 array, far
+      beyond any cache), with the process's threads: what a weight costs at one image when the
+      weights do not stay in cache from one call to the next."""
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    n = 256
+    while True:
+        a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
+        sync(device)
+        t = time.perf_counter()
+        a @ b
+        sync(device)
+        if n >= 2048 or time.perf_counter() - t > 0.05:
+            break
+        n *= 2
+    matmul = 2 * n ** 3 / _best_time(device, lambda: a @ b) / 1e9
+    del a, b
+    big = torch.ones(128 * 1024 * 1024, device=device)
+    stream = big.numel() * 4 / _best_time(device, big.sum) / 1e9
+    return {"matmul_gflops": matmul, "stream_gbs": stream}
 
 
-_MATMUL_RATE = {}
+# The fastest rates measured so far: the VM's speed drifts, so each round of a sampling row
+# measures them again and the bounds use the fastest seen (the tightest bounds).
+_RATES = {}
 
 
-def matmul_gflops(device, precision):
-    """The matrix-multiply rate this process reaches on `device` (best of 5 products of two n x n
-    matrices after a warm-up, float32 or bfloat16), in GFLOP/s: the denominator of the FLOP
-    bound. n grows from 256 until one product takes 50 ms or n is 2048, so that a slow path
-    (bfloat16 on a CPU without bfloat16 units) is measured in seconds, not minutes."""
-    key = (device, precision)
-    if key not in _MATMUL_RATE:
-        dtype = torch.bfloat16 if precision == "bf16" else torch.float32
-        n = 256
-        while True:
-            a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
-            sync(device)
-            t = time.perf_counter()
-            a @ b
-            sync(device)
-            if n >= 2048 or time.perf_counter() - t > 0.05:
-                break
-            n *= 2
-        best = float("inf")
-        for i in range(7):
-            sync(device)
-            t = time.perf_counter()
-            a @ b
-            sync(device)
-            if i >= 2:
-                best = min(best, time.perf_counter() - t)
-        _MATMUL_RATE[key] = 2 * n ** 3 / best / 1e9
-    return _MATMUL_RATE[key]
+def rates(device, precision):
+    """rates_here in a process of its own (its 512 MiB array would otherwise raise the peak
+    memory that Linux reports for every later child of this process), the fastest of every call
+    so far for this device and precision."""
+    out = subprocess.run(
+        [sys.executable, os.path.abspath(__file__), "--rates", device, precision],
+        check=True, capture_output=True, text=True,
+    ).stdout
+    now = json.loads(out.strip().splitlines()[-1])
+    best = _RATES.setdefault((device, precision), now)
+    for k, v in now.items():
+        best[k] = max(best[k], v)
+    return best
 
 
 def merge(acc, run):
@@ -221,6 +226,9 @@ def merge(acc, run):
 
 
 def main():
+    if len(sys.argv) == 4 and sys.argv[1] == "--rates":
+        print(json.dumps(rates_here(sys.argv[2], sys.argv[3])))
+        return
     if len(sys.argv) in (12, 14) and sys.argv[1] == "--torch-row":
         a = sys.argv[2:]
         print(json.dumps(torch_row_here(a[0], int(a[1]), int(a[2]), int(a[3]), int(a[4]), float(a[5]), a[6],
@@ -264,6 +272,8 @@ def main():
         for _ in range(max(1, args.rounds)):
             g = merge(g, gran_row(kind, size, ch, steps, n, args.scale, args.device, warmup, reps, args.precision))
             t = merge(t, torch_row(kind, size, ch, steps, n, args.scale, args.device, warmup, reps, args.precision))
+            if kind == "sample":  # the machine's rates in each round, between the two sides' runs
+                rates(args.device, args.precision)
         same = ("params_g", "params_d", "sample_shape", "d_shape")
         assert [g[k] for k in same] == [t[k] for k in same], ([g[k] for k in same], [t[k] for k in same])
         gm, tm = statistics.median(g["times"]), statistics.median(t["times"])
@@ -301,15 +311,16 @@ def main():
             print(f"  torch.compile: {best} is the faster mode ({ok[best]:.5f} s)", flush=True)
         if kind == "sample":
             gflop = forward_gflop(size, ch, steps, args.scale) * n
-            rate = matmul_gflops(args.device, args.precision)
+            measured = rates(args.device, args.precision)
+            rate = measured["matmul_gflops"]
             bound = gflop / rate
-            print(f"  FLOP bound: {gflop:.3f} GFLOP at {rate:.0f} GFLOP/s (matmul, measured) = {bound * 1e3:.3f} ms; "
+            print(f"  FLOP bound: {gflop:.3f} GFLOP at {rate:.0f} GFLOP/s (matmul, fastest measured) = {bound * 1e3:.3f} ms; "
                   f"gran at {gm / bound:.2f}x the bound, PyTorch eager at {tm / bound:.2f}x", flush=True)
             distinct, read = weight_mb(size, ch, steps, args.scale)
-            gbs = stream_gbs(args.device)
+            gbs = measured["stream_gbs"]
             mem = distinct / 1e3 / gbs
             print(f"  memory: G's weights {distinct:.1f} MB ({read:.1f} MB read by the reference's forward pass); "
-                  f"reading them once from memory at {gbs:.1f} GB/s (measured) = {mem * 1e3:.3f} ms; "
+                  f"reading them once from memory at {gbs:.1f} GB/s (fastest measured) = {mem * 1e3:.3f} ms; "
                   f"gran at {gm / (bound + mem):.2f}x the FLOP and memory bounds added, PyTorch eager at "
                   f"{tm / (bound + mem):.2f}x", flush=True)
             row.update({"gflop": gflop, "matmul_gflops": rate, "flop_bound_s": bound, "weights_mb": distinct,

@@ -378,7 +378,7 @@ impl Drop for PendingMean {
 /// Whether this process is the one that writes and reports for a run: rank 0 of a group, or
 /// the only process.
 pub fn leads(group: Option<&ProcessGroup>) -> bool {
-    group.is_none_or(|g| g.rank() == 0)
+    group.map_or(true, |g| g.rank() == 0)
 }
 
 impl std::fmt::Debug for ProcessGroup {
