@@ -125,22 +125,16 @@ def torch_row_here(kind, size, channels, steps, n, scale, device, warmup, reps, 
             "times": times, "max_rss_mib": rss, "warmup_s": warm, "peak_gpu_mib": peak_gpu}
 
 
-def forward_gflop(size, channels, steps, scale):
-    """GFLOP of the generator's forward pass for one image (multiply-adds count 2), counted by
-    torch.utils.flop_counter on the reference model (convolutions, transposed convolutions and
-    matrix multiplies; the elementwise work is not counted). Batch n costs n times as much."""
+def forward_cost(size, channels, steps, scale):
+    """What the generator's forward pass costs for one image, from one pass of the reference
+    model: (GFLOP, MB of weights distinct, MB of weights read).
+    - GFLOP: multiply-adds count 2, counted by torch.utils.flop_counter (convolutions, transposed
+      convolutions and matrix multiplies; the elementwise work is not counted). Batch n costs n
+      times as much.
+    - Weights read: every use of a linear or convolution weight as the reference's forward pass
+      makes it (its decoder reads its whole linear weight at every step); gran's lean path reads
+      less (README, "Lean inference"), so it is the reference's traffic, not a floor."""
     from torch.utils.flop_counter import FlopCounterMode
-    m = Gran(size, channels, steps, scale, "cpu")
-    with torch.no_grad(), FlopCounterMode(display=False) as fc:
-        m.g(torch.randn(1, 100), "eval")
-    return fc.get_total_flops() / 1e9
-
-
-def weight_mb(size, channels, steps, scale):
-    """MB of the generator's weights: (distinct, read by one forward pass). The second counts every
-    use of a linear or convolution weight as the reference's forward pass makes it (its decoder
-    reads its whole linear weight at every step); gran's lean path reads less (README, "Lean
-    inference"), so it is the reference's traffic, not a floor."""
     m = Gran(size, channels, steps, scale, "cpu")
     read = [0]
 
@@ -149,12 +143,12 @@ def weight_mb(size, channels, steps, scale):
 
     kinds = (torch.nn.Linear, torch.nn.Conv2d, torch.nn.ConvTranspose2d)
     hooks = [mod.register_forward_hook(count) for mod in m.g.modules() if isinstance(mod, kinds)]
-    with torch.no_grad():
+    with torch.no_grad(), FlopCounterMode(display=False) as fc:
         m.g(torch.randn(1, 100), "eval")
     for h in hooks:
         h.remove()
     distinct = sum(p.numel() * p.element_size() for p in m.g.parameters())
-    return distinct / 1e6, read[0] / 1e6
+    return fc.get_total_flops() / 1e9, distinct / 1e6, read[0] / 1e6
 
 
 def _best_time(device, f, runs=7, skip=2):
@@ -268,12 +262,12 @@ def main():
         name = f"{kind} {size}x{size}x{ch} T={steps} {'batch' if kind == 'train' else 'count'} {n}"
         if not re.search(args.only, name):
             continue
-        g, t = None, None
+        g, t, measured = None, None, None
         for _ in range(max(1, args.rounds)):
             g = merge(g, gran_row(kind, size, ch, steps, n, args.scale, args.device, warmup, reps, args.precision))
             t = merge(t, torch_row(kind, size, ch, steps, n, args.scale, args.device, warmup, reps, args.precision))
             if kind == "sample":  # the machine's rates in each round, between the two sides' runs
-                rates(args.device, args.precision)
+                measured = rates(args.device, args.precision)
         same = ("params_g", "params_d", "sample_shape", "d_shape")
         assert [g[k] for k in same] == [t[k] for k in same], ([g[k] for k in same], [t[k] for k in same])
         gm, tm = statistics.median(g["times"]), statistics.median(t["times"])
@@ -310,13 +304,12 @@ def main():
             best = min(ok, key=ok.get)
             print(f"  torch.compile: {best} is the faster mode ({ok[best]:.5f} s)", flush=True)
         if kind == "sample":
-            gflop = forward_gflop(size, ch, steps, args.scale) * n
-            measured = rates(args.device, args.precision)
+            gflop, distinct, read = forward_cost(size, ch, steps, args.scale)
+            gflop *= n
             rate = measured["matmul_gflops"]
             bound = gflop / rate
             print(f"  FLOP bound: {gflop:.3f} GFLOP at {rate:.0f} GFLOP/s (matmul, fastest measured) = {bound * 1e3:.3f} ms; "
                   f"gran at {gm / bound:.2f}x the bound, PyTorch eager at {tm / bound:.2f}x", flush=True)
-            distinct, read = weight_mb(size, ch, steps, args.scale)
             gbs = measured["stream_gbs"]
             mem = distinct / 1e3 / gbs
             print(f"  memory: G's weights {distinct:.1f} MB ({read:.1f} MB read by the reference's forward pass); "

@@ -160,18 +160,16 @@ impl EncConv {
 
     /// The convolution of `x`, step `t`'s batch norm where there is one, and ReLU.
     fn forward(&self, x: &Tensor, t: usize) -> Result<Tensor> {
-        let y = match &self.packed {
-            // With no batch norm between them, the ReLU runs inside the convolution.
-            Some(p) if runs_packed(x) => {
-                let fused = self.affine.is_empty();
-                let y = torch_ext::conv_packed(x, p, self.conv.b.as_ref(), CONV_STRIDE, CONV_PADDING, fused)?;
-                if fused {
-                    return Ok(y);
-                }
-                y
-            }
-            _ => self.conv.forward(x)?,
+        let packed = self.packed.as_ref().filter(|_| runs_packed(x));
+        // With no batch norm between them, the ReLU runs inside the prepacked convolution.
+        let fused = packed.is_some() && self.affine.is_empty();
+        let y = match packed {
+            Some(p) => torch_ext::conv_packed(x, p, self.conv.b.as_ref(), CONV_STRIDE, CONV_PADDING, fused)?,
+            None => self.conv.forward(x)?,
         };
+        if fused {
+            return Ok(y);
+        }
         let mut y = match self.affine.get(t) {
             Some(a) => a.apply(&y)?,
             None => y,
