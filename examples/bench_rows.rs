@@ -6,7 +6,7 @@
 //!   bench_rows sample SIZE CHANNELS STEPS COUNT SCALE DEVICE WARMUP REPS [fp32|bf16]
 //!
 //! With GRAN_BENCH_CUDA_GRAPH=1 a sample row draws through a CUDA graph captured before the
-//! timed loop (gran::cuda_graph::GraphedSampler); on a device where that is refused, the
+//! timed loop (gran::GraphedSampler); on a device where that is refused, the
 //! message and exit status 3.
 
 use gran::data::Dataset;
@@ -70,7 +70,7 @@ fn main() {
         times.drain(..warmup);
     } else {
         let sampler = graphed.then(|| {
-            gran::cuda_graph::GraphedSampler::new(&model, n).unwrap_or_else(|e| {
+            gran::GraphedSampler::new(&model, n).unwrap_or_else(|e| {
                 eprintln!("{}", e.message);
                 std::process::exit(3);
             })

@@ -25,8 +25,8 @@
 //! target/release/examples/experiment --distributed ...`.
 
 use gran::data::idx::load_idx;
-use gran::evaluator::{Evaluator, EvaluatorConfig};
-use gran::gam::{gam, GamConfig, Verdict};
+use gran::{Evaluator, EvaluatorConfig};
+use gran::{gam, GamConfig, Verdict};
 use gran::train::LrSchedule;
 use gran::{train, DeviceSpec, ErrorKind, Model, ModelConfig, Precision, TrainConfig};
 use std::collections::BTreeMap;
@@ -179,9 +179,9 @@ fn main() {
             }
             let q = ev.model_quality(&m, seed, 1000, &test_d, Some(&train_d)).unwrap();
             let raw_fd = if m.has_averaged() {
-                m.set_generator_choice(gran::ema::Choice::Raw);
+                m.set_generator_choice(gran::Choice::Raw);
                 let raw = ev.model_quality(&m, seed, 1000, &test_d, Some(&train_d)).unwrap();
-                m.set_generator_choice(gran::ema::Choice::Averaged);
+                m.set_generator_choice(gran::Choice::Averaged);
                 format!("{:.1}", raw.frechet_distance)
             } else {
                 "-".to_string()
@@ -197,7 +197,7 @@ fn main() {
                     .map(|c| {
                         let zt = tch::Tensor::from_slice(c).view([-1, cfg.z_dim as i64]).to_device(m.device());
                         st.gen
-                            .forward(&zt, gran::layers::BnMode::TrainFrozenStats, false)
+                            .forward(&zt, gran::BnMode::TrainFrozenStats, false)
                             .unwrap()
                             .image
                             .to_device(tch::Device::Cpu)
@@ -248,10 +248,8 @@ fn main() {
                 Verdict::Tie => "tie".into(),
                 Verdict::Undecided => "undecided".into(),
             };
-            // The ratios as the authors' battle.py computes them: of accuracies (1 - error), with
-            // A winning when D_a catches B's samples more often than D_b catches A's.
-            let acc_test = gran::gam::ratio(1.0 - r.test_error_a, 1.0 - r.test_error_b);
-            let acc_sample = gran::gam::ratio(1.0 - r.sample_error_a, 1.0 - r.sample_error_b);
+            // The authors' accuracy form, judged with the same tolerance on its r_test.
+            let (acc_test, acc_sample) = (r.accuracy.r_test, r.accuracy.r_sample);
             let acc_verdict = if (acc_test - 1.0).abs() > GamConfig::default().tolerance {
                 "undecided".to_string()
             } else if acc_sample > 1.0 {

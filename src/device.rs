@@ -16,13 +16,13 @@ static CUDA_POLICY: Once = Once::new();
 /// Once called, gran no longer sets the flag itself (see `apply_cuda_policy`).
 pub fn set_deterministic(on: bool) {
     CHOSEN.store(true, Ordering::SeqCst);
-    crate::torch_ext::set_cudnn_deterministic(on);
+    crate::sys::torch_ext::set_cudnn_deterministic(on);
 }
 
 /// Whether CUDA computations are deterministic now: cuDNN's deterministic flag is on and its
 /// benchmark mode (engines chosen by timing) is off. Always true on the CPU.
 pub fn deterministic() -> bool {
-    crate::torch_ext::cudnn_deterministic() && !crate::torch_ext::cudnn_benchmark()
+    crate::sys::torch_ext::cudnn_deterministic() && !crate::sys::torch_ext::cudnn_benchmark()
 }
 
 /// gran's promise that a seed gives the same images and that resuming from a checkpoint gives
@@ -34,7 +34,7 @@ pub fn deterministic() -> bool {
 fn apply_cuda_policy() {
     CUDA_POLICY.call_once(|| {
         if !CHOSEN.load(Ordering::SeqCst) {
-            crate::torch_ext::set_cudnn_deterministic(true);
+            crate::sys::torch_ext::set_cudnn_deterministic(true);
         }
     });
 }

@@ -1,65 +1,18 @@
 //! Process groups for data-parallel training: N processes (ranks), each with a copy of the
 //! model, that average their gradients every step. Built on PyTorch's own distributed engine,
-//! c10d (csrc/dist.cpp): a `TCPStore` rendezvous served by rank 0, then `ProcessGroupGloo` for
-//! CPU tensors (NCCL for CUDA tensors is not compiled in yet: see build.rs).
+//! c10d (crate::sys::dist): a `TCPStore` rendezvous served by rank 0, then `ProcessGroupGloo` for
+//! CPU tensors, or `ProcessGroupNCCL` for CUDA tensors where the build found NCCL's headers.
 //!
 //! A group is made from explicit [`GroupSettings`] or from the environment `torchrun` sets
 //! ([`GroupSettings::from_env`]: RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT). Every
 //! collective waits at most the group's timeout: a peer that died, hangs or cannot be reached
 //! makes it fail with a `Distributed` error, never a hang or a crash. The trainer's use of a
-//! group (what is reduced when) is in crate::trainer.
+//! group (what is reduced when) is in crate::train::run.
 
 use crate::error::{Error, ErrorKind, Result};
-use std::os::raw::{c_char, c_int, c_void};
+use crate::sys::dist::{backend_built, C10dGroup, PendingWork, ReduceOp, Rendezvous};
 use std::time::Duration;
 use tch::{Kind, Tensor};
-use torch_sys::C_tensor;
-
-extern "C" {
-    /// csrc/dist.cpp
-    fn grn_dist_backend_built(backend: c_int) -> c_int;
-    #[allow(clippy::too_many_arguments)]
-    fn grn_dist_new(
-        backend: c_int,
-        rank: c_int,
-        world: c_int,
-        host: *const c_char,
-        port: c_int,
-        timeout_ms: i64,
-        device: c_int,
-        out: *mut *mut c_void,
-        err: *mut c_char,
-        err_len: usize,
-    ) -> c_int;
-    fn grn_dist_all_reduce(
-        g: *mut c_void,
-        tensors: *const *mut C_tensor,
-        n: usize,
-        op: c_int,
-        err: *mut c_char,
-        err_len: usize,
-    ) -> c_int;
-    fn grn_dist_broadcast(
-        g: *mut c_void,
-        tensors: *const *mut C_tensor,
-        n: usize,
-        root: c_int,
-        err: *mut c_char,
-        err_len: usize,
-    ) -> c_int;
-    fn grn_dist_all_reduce_start(
-        g: *mut c_void,
-        tensors: *const *mut C_tensor,
-        n: usize,
-        op: c_int,
-        out: *mut *mut c_void,
-        err: *mut c_char,
-        err_len: usize,
-    ) -> c_int;
-    fn grn_dist_wait(pending: *mut c_void, err: *mut c_char, err_len: usize) -> c_int;
-    fn grn_dist_pending_free(pending: *mut c_void);
-    fn grn_dist_free(g: *mut c_void);
-}
 
 /// The largest bucket of one all-reduce, in elements (16 MiB of float32): a network's gradients
 /// go in as few buckets as fit, each one flat tensor, all started before any is waited for.
@@ -79,7 +32,7 @@ pub enum Backend {
 }
 
 impl Backend {
-    fn code(self) -> c_int {
+    fn code(self) -> std::os::raw::c_int {
         match self {
             Backend::Auto | Backend::Gloo => 1,
             Backend::Nccl => 2,
@@ -88,8 +41,7 @@ impl Backend {
 
     /// Whether this build of gran has the backend.
     pub fn built(self) -> bool {
-        // SAFETY: no pointers; returns a constant.
-        unsafe { grn_dist_backend_built(self.code()) != 0 }
+        backend_built(self.code())
     }
 }
 
@@ -168,31 +120,9 @@ impl GroupSettings {
 /// A c10d process group (freed on drop). Its collectives are called by one thread at a time
 /// (the trainer holds the group for a run); the handle may move between threads.
 pub struct ProcessGroup {
-    raw: *mut c_void,
+    c10d: C10dGroup,
     settings: GroupSettings,
     backend: Backend,
-}
-
-// SAFETY: c10d's process groups and stores are used from any thread (PyTorch calls them from
-// Python threads); gran calls one group's collectives from one training run at a time.
-unsafe impl Send for ProcessGroup {}
-unsafe impl Sync for ProcessGroup {}
-
-impl Drop for ProcessGroup {
-    fn drop(&mut self) {
-        // SAFETY: `raw` came from grn_dist_new and is freed once, here.
-        unsafe { grn_dist_free(self.raw) }
-    }
-}
-
-fn call(what: &str, f: impl FnOnce(*mut c_char, usize) -> c_int) -> Result<()> {
-    let mut err = [0 as c_char; 1024];
-    if f(err.as_mut_ptr(), err.len()) == 0 {
-        return Ok(());
-    }
-    // SAFETY: on failure the shim wrote a NUL-terminated message within the buffer.
-    let msg = unsafe { std::ffi::CStr::from_ptr(err.as_ptr()) }.to_string_lossy().into_owned();
-    Err(Error::new(ErrorKind::Distributed, format!("{what} failed: {}", msg.lines().next().unwrap_or(""))))
 }
 
 impl ProcessGroup {
@@ -211,29 +141,21 @@ impl ProcessGroup {
                 format!("this build of gran has no {backend:?} process groups (see DEVELOPERS.md, \"Data-parallel training\")"),
             ));
         }
-        let host =
-            std::ffi::CString::new(settings.master_addr.clone()).map_err(|_| Error::invalid("NUL in address"))?;
-        let mut raw = std::ptr::null_mut();
         let what = format!(
             "joining process group (rank {} of {}, store {}:{})",
             settings.rank, settings.world_size, settings.master_addr, settings.master_port
         );
-        // SAFETY: `host` is a NUL-terminated string for the call; `raw` receives the group.
-        call(&what, |e, n| unsafe {
-            grn_dist_new(
-                backend.code(),
-                settings.rank as c_int,
-                settings.world_size as c_int,
-                host.as_ptr(),
-                c_int::from(settings.master_port),
-                settings.timeout.as_millis() as i64,
-                settings.local_rank as c_int,
-                &mut raw,
-                e,
-                n,
-            )
-        })?;
-        Ok(ProcessGroup { raw, settings: settings.clone(), backend })
+        let rendezvous = Rendezvous {
+            backend: backend.code(),
+            rank: settings.rank,
+            world_size: settings.world_size,
+            host: &settings.master_addr,
+            port: settings.master_port,
+            timeout_ms: settings.timeout.as_millis() as i64,
+            device: settings.local_rank,
+        };
+        let c10d = C10dGroup::join(&rendezvous, &what)?;
+        Ok(ProcessGroup { c10d, settings: settings.clone(), backend })
     }
 
     pub fn rank(&self) -> u32 {
@@ -263,11 +185,7 @@ impl ProcessGroup {
         if tensors.is_empty() {
             return Ok(());
         }
-        let handles: Vec<*mut C_tensor> = tensors.iter().map(|t| t.as_ptr() as *mut C_tensor).collect();
-        // SAFETY: every handle is a live tensor borrowed for the call.
-        call("all-reduce (max)", |e, n| unsafe {
-            grn_dist_all_reduce(self.raw, handles.as_ptr(), handles.len(), 1, e, n)
-        })
+        self.c10d.all_reduce(tensors, ReduceOp::Max, "all-reduce (max)")
     }
 
     /// Each tensor replaced in place by rank `root`'s.
@@ -275,11 +193,7 @@ impl ProcessGroup {
         if tensors.is_empty() {
             return Ok(());
         }
-        let handles: Vec<*mut C_tensor> = tensors.iter().map(|t| t.as_ptr() as *mut C_tensor).collect();
-        // SAFETY: every handle is a live tensor borrowed for the call.
-        call("broadcast", |e, n| unsafe {
-            grn_dist_broadcast(self.raw, handles.as_ptr(), handles.len(), root as c_int, e, n)
-        })
+        self.c10d.broadcast(tensors, root)
     }
 
     /// The mean over the ranks of each tensor of `tensors` (undefined ones stay undefined),
@@ -317,24 +231,16 @@ impl ProcessGroup {
             })
             .collect::<Result<_>>()?;
         let shapes = tensors.iter().map(|t| t.defined().then(|| (t.size(), t.kind()))).collect();
-        let mut raw = std::ptr::null_mut();
-        if !flat.is_empty() {
-            let handles: Vec<*mut C_tensor> = flat.iter().map(|t| t.as_ptr() as *mut C_tensor).collect();
-            // SAFETY: every handle is a live tensor, kept alive (in `flat`) until the pending
-            // reduction is waited for or freed; `raw` receives the pending reduction.
-            call("all-reduce", |e, n| unsafe {
-                grn_dist_all_reduce_start(self.raw, handles.as_ptr(), handles.len(), 0, &mut raw, e, n)
-            })?;
-        }
-        Ok(PendingMean { raw, buckets, flat, shapes, world: self.world_size() })
+        let work = if flat.is_empty() { None } else { Some(self.c10d.all_reduce_start(&flat)?) };
+        Ok(PendingMean { work, buckets, flat, shapes, world: self.world_size() })
     }
 }
 
 /// A mean over the ranks on its way ([`ProcessGroup::start_mean`]). Dropped without
 /// [`PendingMean::finish`], it lets the reduction run to its end on c10d's threads unobserved.
 pub struct PendingMean {
-    /// From grn_dist_all_reduce_start; null when there was nothing to reduce.
-    raw: *mut c_void,
+    /// The reduction of `flat`; `None` when there was nothing to reduce.
+    work: Option<PendingWork>,
     buckets: Vec<Vec<usize>>,
     flat: Vec<Tensor>,
     /// Each input's shape and kind (None: undefined).
@@ -345,10 +251,9 @@ pub struct PendingMean {
 impl PendingMean {
     /// Waits for the reduction (at most the group's timeout) and returns the means, as
     /// [`ProcessGroup::mean`] does.
-    pub fn finish(self) -> Result<Vec<Tensor>> {
-        if !self.raw.is_null() {
-            // SAFETY: `raw` is the live pending reduction this value owns.
-            call("all-reduce", |e, n| unsafe { grn_dist_wait(self.raw, e, n) })?;
+    pub fn finish(mut self) -> Result<Vec<Tensor>> {
+        if let Some(work) = &mut self.work {
+            work.wait()?;
         }
         let scale = 1.0 / f64::from(self.world);
         let mut out: Vec<Tensor> = self.shapes.iter().map(|_| Tensor::new()).collect();
@@ -363,15 +268,6 @@ impl PendingMean {
             }
         }
         Ok(out)
-    }
-}
-
-impl Drop for PendingMean {
-    fn drop(&mut self) {
-        if !self.raw.is_null() {
-            // SAFETY: `raw` came from grn_dist_all_reduce_start and is freed once, here.
-            unsafe { grn_dist_pending_free(self.raw) }
-        }
     }
 }
 

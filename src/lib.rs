@@ -1,45 +1,57 @@
 //! gran: Generative Recurrent Adversarial Networks (Im et al. 2016) on libtorch.
 //!
-//! The Rust core: plain Rust over `tch`, with no raw pointers. The C interface lives in `ffi`
-//! and only checks arguments, maps handles and statuses, and calls into this core.
+//! The Rust core is plain Rust over `tch`. Every call into C++ lives in `sys`; the C interface
+//! lives in `ffi` and only checks arguments, maps handles and statuses, and calls into this
+//! core. DEVELOPERS.md has the module map and the rules of each layer.
+//!
+//! The modules are private; what a Rust program (the `gran` tool, the examples, the tests) uses
+//! is re-exported here.
 
-pub mod config;
-pub mod cuda_graph;
+mod config;
+mod device;
+mod error;
+mod infer;
+mod io;
+mod limits;
+mod metrics;
+mod model;
+mod nn;
+mod sys;
+
 pub mod data;
-pub mod device;
 pub mod dist;
-pub mod error;
-pub mod evaluator;
 pub mod ffi;
-pub mod png;
+pub mod log;
 pub mod rng;
+pub mod train;
 
 pub use config::ModelConfig;
-pub use device::DeviceSpec;
-pub use error::{Error, ErrorKind, Result};
-
-pub mod adam;
-pub mod atomic_file;
-pub mod checkpoint;
-pub mod discriminator;
-pub mod ema;
-pub mod export;
-pub mod gam;
-pub mod generator;
-pub mod layers;
-pub mod lean;
-pub mod limits;
-pub mod log;
-pub mod model;
-pub mod precision;
-pub mod sample;
-pub mod snapshot;
-pub mod step_graph;
-pub mod torch_ext;
-pub mod train;
-pub mod trainer;
-
 pub use data::Dataset;
+pub use device::{cuda_device_count, deterministic, DeviceSpec};
+pub use error::{Error, ErrorKind, Result};
+pub use infer::graphed::{GraphCache, GraphedSampler};
+pub use infer::sample::Scoring;
+pub use metrics::evaluator::{frechet_distance, Evaluator, EvaluatorConfig, Quality};
+pub use metrics::gam::{gam, AccuracyForm, GamConfig, GamResult, Ranking, Verdict, DEFAULT_SCORE_BATCH, DEFAULT_TOLERANCE};
 pub use model::Model;
-pub use precision::Precision;
+pub use nn::ema::{Choice, STANDING_BATCHES};
+pub use nn::layers::{BnMode, Named};
+pub use nn::precision::Precision;
+pub use sys::cuda_graph::CudaGraph;
 pub use train::{train, Progress, TrainConfig};
+
+/// Files: training checkpoints and generator exports.
+pub mod checkpoint {
+    pub use crate::io::checkpoint::{checksum, load, save, Storage};
+    pub use crate::io::export::export;
+}
+
+/// Image grids as PNG files.
+pub mod png {
+    pub use crate::io::png::{encode_grid, write_grid, write_grid_pixels};
+}
+
+/// Whether autocast is on for CUDA (`cuda`) or the CPU on this thread (for tests that check a
+/// run leaves it as it found it).
+#[doc(hidden)]
+pub use sys::torch_ext::autocast_enabled;

@@ -5,16 +5,16 @@
 //! take the read lock, so they run concurrently with each other and with a training run, and
 //! always see the weights between two steps, never half-updated.
 
-use crate::adam::Adam;
+use crate::nn::adam::Adam;
 use crate::config::ModelConfig;
 use crate::device::DeviceSpec;
-use crate::discriminator::Discriminator;
-use crate::ema::{Averaged, Choice};
+use crate::nn::discriminator::Discriminator;
+use crate::nn::ema::{Averaged, Choice};
 use crate::error::{Error, ErrorKind, Result};
-use crate::generator::Generator;
-use crate::layers::{Builder, Fill, Named};
-use crate::lean::LeanGenerator;
-use crate::precision::Precision;
+use crate::nn::generator::Generator;
+use crate::nn::layers::{Builder, Fill, Named};
+use crate::infer::lean::LeanGenerator;
+use crate::nn::precision::Precision;
 use parking_lot::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -30,7 +30,7 @@ pub struct State {
     pub d_buffers: Vec<Named>,
     pub opt_g: Adam,
     pub opt_d: Adam,
-    /// The averaged generator, once a run trained with averaging (crate::ema).
+    /// The averaged generator, once a run trained with averaging (crate::nn::ema).
     pub ema: Option<Averaged>,
     /// Completed training steps (one D and one G update each).
     pub step: u64,
@@ -105,11 +105,11 @@ pub struct Model {
     choice: Mutex<Choice>,
     /// Loaded from a generator export: sampling only.
     inference_only: bool,
-    /// Captured sampling graphs (CUDA only; crate::cuda_graph).
-    pub(crate) graphs: Mutex<crate::cuda_graph::GraphCache>,
+    /// Captured sampling graphs (CUDA only; crate::infer::graphed).
+    pub(crate) graphs: Mutex<crate::infer::graphed::GraphCache>,
     /// Counts the write-lock acquisitions: weights read under one read lock belong to one value.
     generation: AtomicU64,
-    /// The lean inference forms (crate::lean) of the raw generator and of the averaged one
+    /// The lean inference forms (crate::infer::lean) of the raw generator and of the averaged one
     /// (indexed by `averaged`), each for the weights of one generation: callers sampling both
     /// at once do not prepare them in turn.
     lean: Mutex<[Option<LeanEntry>; 2]>,
@@ -169,7 +169,7 @@ impl Model {
         }
         for (prefix, params) in [("adam_g", &g_params), ("adam_d", &b.params)] {
             for n in params {
-                for name in crate::adam::moment_names(prefix, &n.name) {
+                for name in crate::nn::adam::moment_names(prefix, &n.name) {
                     out.push((name, n.tensor.size()));
                 }
             }
@@ -186,7 +186,7 @@ impl Model {
     }
 
     /// A sampling-only model whose generator is allocated but not initialised, for a generator
-    /// export (crate::export) to fill: no discriminator weights (shape-only placeholders), no
+    /// export (crate::io::export) to fill: no discriminator weights (shape-only placeholders), no
     /// optimizer state. Training, scoring, GAM and checkpoints refuse it.
     pub(crate) fn new_inference_uninit(config: &ModelConfig) -> Result<Model> {
         Self::build_with(config, Fill::Uninit, true)
@@ -313,7 +313,7 @@ impl Model {
         st
     }
 
-    /// The lean inference form (crate::lean) of the averaged generator (`averaged`, which the
+    /// The lean inference form (crate::infer::lean) of the averaged generator (`averaged`, which the
     /// model must have) or the raw one, for the weights `state` holds: `state` is the caller's
     /// read guard on this model. Prepared on first use and kept until the weights change.
     pub(crate) fn lean_generator(&self, state: &State, averaged: bool) -> Result<Arc<LeanGenerator>> {

@@ -13,7 +13,7 @@ pub mod stream {
     pub const TRAIN_Z_G: u64 = 4;
     pub const SHUFFLE: u64 = 5;
     pub const EVAL: u64 = 6;
-    /// Latents of the averaged generator's standing batch-norm statistics (crate::ema).
+    /// Latents of the averaged generator's standing batch-norm statistics (crate::nn::ema).
     pub const STANDING: u64 = 7;
 }
 

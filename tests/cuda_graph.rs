@@ -2,7 +2,7 @@
 //! refused cleanly and the eager path is untouched; on CUDA (gpu/check.sh), graphed sampling
 //! gives what eager sampling gives, for new latents at each replay and after training.
 
-use gran::cuda_graph::{CudaGraph, GraphedSampler};
+use gran::{CudaGraph, GraphedSampler};
 use gran::data::Dataset;
 use gran::{train, ErrorKind, Model, ModelConfig, TrainConfig};
 use tch::{Device, Tensor};
@@ -85,7 +85,7 @@ fn graphed_sampling_is_eager_sampling_on_cuda_and_refused_elsewhere() {
 /// after training too; on the CPU the cache never applies.
 #[test]
 fn small_batches_sample_through_cached_graphs_on_cuda_only() {
-    use gran::cuda_graph::GraphCache;
+    use gran::GraphCache;
     let m = Model::new(&tiny()).unwrap();
     let cache = GraphCache::default();
     assert!(!cache.applies(Device::Cpu, 1));

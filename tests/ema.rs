@@ -3,7 +3,7 @@
 //! by default and the raw generator on request.
 
 use gran::checkpoint;
-use gran::ema::{Choice, STANDING_BATCHES};
+use gran::{Choice, STANDING_BATCHES};
 use gran::rng::{stream, Stream};
 use gran::train::LrSchedule;
 use gran::{train, Model, Precision, TrainConfig};
@@ -104,7 +104,7 @@ fn the_averaged_generator_has_batch_norm_statistics_of_its_own() {
     let ema = st.ema.as_ref().unwrap();
     assert_eq!(ema.stats_step, Some(8));
     assert_eq!(ema.stats_batch, 16);
-    let find = |set: &[gran::layers::Named], name: &str| {
+    let find = |set: &[gran::Named], name: &str| {
         set.iter().find(|n| n.name == name).unwrap_or_else(|| panic!("no {name}")).tensor.copy()
     };
     // They differ from the raw generator's running statistics ...

@@ -3,7 +3,7 @@
 
 use gran::data::idx::load_idx;
 use gran::data::Dataset;
-use gran::evaluator::{frechet_distance, Evaluator, EvaluatorConfig};
+use gran::{frechet_distance, Evaluator, EvaluatorConfig};
 use tch::{Device, Kind, Tensor};
 
 mod common;

@@ -3,8 +3,8 @@
 //! models that refuse training, scoring, GAM and checkpoints, and corrupt files refused.
 
 use gran::checkpoint::{self, Storage};
-use gran::gam::{gam, GamConfig};
-use gran::{export, train, ErrorKind, Model, ModelConfig, TrainConfig};
+use gran::{gam, GamConfig};
+use gran::{train, ErrorKind, Model, ModelConfig, TrainConfig};
 use std::path::PathBuf;
 use tch::{Kind, Tensor};
 
@@ -48,8 +48,8 @@ fn exports_are_small_and_draw_the_same_images() {
     let (ckpt, f32_path, bf16_path) =
         (dir.join("model.gran"), dir.join("g_fp32.safetensors"), dir.join("g_bf16.safetensors"));
     checkpoint::save(&m, &ckpt).unwrap();
-    export::export(&m, &f32_path, Storage::F32).unwrap();
-    export::export(&m, &bf16_path, Storage::Bf16).unwrap();
+    checkpoint::export(&m, &f32_path, Storage::F32).unwrap();
+    checkpoint::export(&m, &bf16_path, Storage::Bf16).unwrap();
     let size = |p: &PathBuf| std::fs::metadata(p).unwrap().len() as f64;
     let (c, f, b) = (size(&ckpt), size(&f32_path), size(&bf16_path));
     println!(
@@ -83,7 +83,7 @@ fn exports_are_small_and_draw_the_same_images() {
 
     // An export of an export holds the same generator.
     let again = dir.join("again.safetensors");
-    export::export(&e, &again, Storage::F32).unwrap();
+    checkpoint::export(&e, &again, Storage::F32).unwrap();
     let a2 = checkpoint::load(&again, Some(test_device())).unwrap();
     assert_eq!(max_abs_diff(&a2.sample(7, 20, false).unwrap().images, &full.images), 0.0);
     std::fs::remove_dir_all(dir).unwrap();
@@ -94,7 +94,7 @@ fn an_export_samples_only() {
     let dir = temp_dir("export-only");
     let m = trained();
     let path = dir.join("g.safetensors");
-    export::export(&m, &path, Storage::F32).unwrap();
+    checkpoint::export(&m, &path, Storage::F32).unwrap();
     let e = checkpoint::load(&path, Some(test_device())).unwrap();
     let data = synthetic(32);
     let said = |r: gran::Result<()>, what: &str| {
@@ -130,7 +130,7 @@ fn a_model_without_averaging_exports_its_raw_generator() {
     .unwrap();
     assert!(!m.has_averaged());
     let path = dir.join("g.safetensors");
-    export::export(&m, &path, Storage::F32).unwrap();
+    checkpoint::export(&m, &path, Storage::F32).unwrap();
     let e = checkpoint::load(&path, Some(test_device())).unwrap();
     assert_eq!(max_abs_diff(&e.sample(1, 6, false).unwrap().images, &m.sample(1, 6, false).unwrap().images), 0.0);
     std::fs::remove_dir_all(dir).unwrap();
@@ -141,7 +141,7 @@ fn damaged_exports_are_format_errors() {
     let dir = temp_dir("export-bad");
     let m = trained();
     let path = dir.join("g.safetensors");
-    export::export(&m, &path, Storage::Bf16).unwrap();
+    checkpoint::export(&m, &path, Storage::Bf16).unwrap();
     let good = std::fs::read(&path).unwrap();
     let bad = dir.join("bad.safetensors");
     let refused = |bytes: &[u8], what: &str| {

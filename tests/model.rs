@@ -3,8 +3,8 @@
 
 use gran::checkpoint;
 use gran::data::Dataset;
-use gran::ema::Choice;
-use gran::layers::BnMode;
+use gran::Choice;
+use gran::BnMode;
 use gran::{train, DeviceSpec, ErrorKind, Model, ModelConfig, Precision, TrainConfig};
 use std::path::PathBuf;
 use tch::{Kind, Tensor};
@@ -60,7 +60,7 @@ fn samples_have_the_right_shape_and_range() {
 fn canvas_is_the_sigmoid_of_the_summed_step_outputs() {
     let m = Model::new(&tiny(4)).unwrap();
     let z = Tensor::from_slice(&m.latents(9, 0, 6).unwrap()).view([6, 16]).to_device(m.device());
-    let d = tch::no_grad(|| m.read().gen.forward(&z, gran::layers::BnMode::Eval, true)).unwrap();
+    let d = tch::no_grad(|| m.read().gen.forward(&z, gran::BnMode::Eval, true)).unwrap();
     assert_eq!(d.deltas.len(), 4);
     let mut sum = d.deltas[0].zeros_like();
     for (t, delta) in d.deltas.iter().enumerate() {
@@ -159,7 +159,7 @@ fn checkpoint_round_trip_gives_the_same_samples() {
 
 #[test]
 fn discriminator_scoring_with_running_or_batch_statistics() {
-    use gran::sample::Scoring::{BatchStatistics, RunningStatistics};
+    use gran::Scoring::{BatchStatistics, RunningStatistics};
     let m = Model::new(&tiny(2)).unwrap();
     train(&m, &synthetic(64), &short(6), &mut |_| false).unwrap();
     let before = all_tensors(&m);
@@ -194,7 +194,7 @@ fn resuming_from_a_checkpoint_is_exact() {
     let data = synthetic(40); // 2 batches per epoch: the resume crosses epoch boundaries
     let straight = Model::new(&tiny(3)).unwrap();
     // On CUDA, bit-exact resumption needs cuDNN's deterministic engines: gran's default there.
-    assert!(!straight.device().is_cuda() || gran::device::deterministic());
+    assert!(!straight.device().is_cuda() || gran::deterministic());
     train(&straight, &data, &short(10), &mut |_| false).unwrap();
     let first = Model::new(&tiny(3)).unwrap();
     train(&first, &data, &short(5), &mut |_| false).unwrap();
@@ -385,7 +385,7 @@ fn models_live_on_the_test_device() {
 
 #[test]
 fn missing_cuda_device_is_an_error_not_a_fallback() {
-    let n = gran::device::cuda_device_count() as u32;
+    let n = gran::cuda_device_count() as u32;
     let e = Model::new(&ModelConfig { device: DeviceSpec::Cuda(n), ..tiny(1) }).err().unwrap();
     assert_eq!(e.kind, ErrorKind::Device);
     let auto = Model::new(&ModelConfig { device: DeviceSpec::Auto, ..tiny(1) }).unwrap();
@@ -431,7 +431,7 @@ fn bf16_training_and_sampling_stay_close_to_float32() {
         m
     };
     let (a, b, f) = (run(Precision::Bf16), run(Precision::Bf16), run(Precision::Fp32));
-    assert!(!gran::torch_ext::autocast_enabled(false));
+    assert!(!gran::autocast_enabled(false));
     let (ta, tb, tf) = (all_tensors(&a), all_tensors(&b), all_tensors(&f));
     let mut differs = false;
     for (((name, x), (_, y)), (_, z)) in ta.iter().zip(&tb).zip(&tf) {
@@ -463,14 +463,14 @@ fn training_keeps_byte_images_as_bytes_on_the_device() {
     let m = Model::new(&tiny(1)).unwrap();
     let bytes = synthetic(40);
     let cfg = short(2);
-    let t = gran::trainer::Trainer::new(&m, &bytes, &cfg).unwrap();
+    let t = gran::train::Trainer::new(&m, &bytes, &cfg).unwrap();
     assert_eq!(t.data_bytes(), 40 * 28 * 28, "one byte per pixel");
     // The model is marked as training while a run's owner exists.
     assert_eq!(train(&m, &bytes, &cfg, &mut |_| false).err().unwrap().kind, ErrorKind::Busy);
     t.run(&mut |_| false).unwrap();
     assert_eq!(m.step(), 2);
     let floats = Dataset::new(bytes.float_images(tch::Device::Cpu).unwrap(), None).unwrap();
-    let t = gran::trainer::Trainer::new(&m, &floats, &cfg).unwrap();
+    let t = gran::train::Trainer::new(&m, &floats, &cfg).unwrap();
     assert_eq!(t.data_bytes(), 40 * 28 * 28 * 4);
     drop(t);
     // Trained on the same pixels as bytes or as floats: the same weights.

@@ -10,7 +10,7 @@ use super::status::GranStatus;
 use super::types::{GranDataset, GranDevice, GranModel};
 use crate::data::Dataset;
 use crate::error::Result;
-use crate::evaluator::{Evaluator, EvaluatorConfig, Quality, MAX_CLASSES};
+use crate::metrics::evaluator::{Evaluator, EvaluatorConfig, Quality, MAX_CLASSES};
 use std::sync::Arc;
 
 /// A trained quality evaluator: an opaque identifier, never 0 when valid, never reused.

@@ -5,7 +5,7 @@ use super::dataset::DATASETS;
 use super::model::MODELS;
 use super::status::GranStatus;
 use super::types::{GranDataset, GranModel};
-use crate::gam::{gam, GamConfig, Verdict};
+use crate::metrics::gam::{gam, GamConfig, Verdict};
 
 /// The outcome of a GAM comparison.
 pub type GranGamVerdict = u32;

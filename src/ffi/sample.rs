@@ -9,7 +9,7 @@ use crate::data::pixels::{self, PixelFormat};
 use crate::error::{Error, ErrorKind, Result};
 use crate::limits;
 use crate::model::Model;
-use crate::sample::{Samples, CHUNK};
+use crate::infer::sample::{Samples, CHUNK};
 use std::ffi::{c_char, c_void};
 
 fn image_bytes(model: &Model, format: PixelFormat) -> Result<usize> {
@@ -274,8 +274,8 @@ pub unsafe extern "C" fn gran_write_png(
         let (format, count) = (pixel_format(format)?, check_count(count)?);
         pixels::check_dims(count, channels, height, width)?;
         let len = pixels::bytes_for(format, count, channels, height, width)?;
-        crate::png::check_grid(count, height, width, channels, columns)?;
+        crate::io::png::check_grid(count, height, width, channels, columns)?;
         let data = arg_bytes(pixels as *const u8, len, "pixels")?;
-        crate::png::write_grid_pixels(&path, data, count, height, width, channels, format, columns)
+        crate::io::png::write_grid_pixels(&path, data, count, height, width, channels, format, columns)
     })
 }

@@ -6,7 +6,7 @@ use crate::config::ModelConfig;
 use crate::data::pixels::PixelFormat;
 use crate::device::DeviceSpec;
 use crate::error::{Error, Result};
-use crate::precision::Precision;
+use crate::nn::precision::Precision;
 use std::ffi::{c_char, c_void};
 
 /// A model: an opaque identifier, never 0 when valid, never reused.
@@ -193,10 +193,10 @@ pub const GRAN_GENERATOR_AVERAGED: GranGenerator = 0;
 /// The generator's weights as trained, step by step, with its own running statistics.
 pub const GRAN_GENERATOR_RAW: GranGenerator = 1;
 
-pub(crate) fn generator_choice(g: GranGenerator, name: &str) -> Result<crate::ema::Choice> {
+pub(crate) fn generator_choice(g: GranGenerator, name: &str) -> Result<crate::nn::ema::Choice> {
     match g {
-        GRAN_GENERATOR_AVERAGED => Ok(crate::ema::Choice::Averaged),
-        GRAN_GENERATOR_RAW => Ok(crate::ema::Choice::Raw),
+        GRAN_GENERATOR_AVERAGED => Ok(crate::nn::ema::Choice::Averaged),
+        GRAN_GENERATOR_RAW => Ok(crate::nn::ema::Choice::Raw),
         _ => Err(Error::invalid(format!("{name} is {g}: unknown generator (AVERAGED 0, RAW 1)"))),
     }
 }

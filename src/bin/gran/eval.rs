@@ -4,7 +4,7 @@
 use crate::data::{self, Split};
 use crate::opts::{DataArgs, RunArgs};
 use crate::output::Out;
-use gran::evaluator::{Evaluator, EvaluatorConfig, Quality};
+use gran::{Evaluator, EvaluatorConfig, Quality};
 use gran::{Error, Result};
 use std::path::PathBuf;
 

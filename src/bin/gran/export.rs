@@ -4,7 +4,7 @@
 
 use crate::output::Out;
 use gran::checkpoint::Storage;
-use gran::{checkpoint, export, DeviceSpec, Result};
+use gran::{checkpoint, DeviceSpec, Result};
 use std::path::PathBuf;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -36,7 +36,7 @@ pub fn run(a: &Args, out: &Out) -> Result<()> {
         StorageArg::Bf16 => Storage::Bf16,
     };
     crate::train::make_parent(&a.out)?;
-    export::export(&m, &a.out, storage)?;
+    checkpoint::export(&m, &a.out, storage)?;
     let size = |p: &PathBuf| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
     let (from, to) = (size(&a.model), size(&a.out));
     let generator = if m.has_averaged() { "averaged" } else { "raw" };

@@ -3,7 +3,7 @@
 use crate::data::{self, Split};
 use crate::opts::{DataArgs, RunArgs};
 use crate::output::Out;
-use gran::gam::{gam, GamConfig, Verdict, DEFAULT_SCORE_BATCH, DEFAULT_TOLERANCE};
+use gran::{gam, GamConfig, Ranking, Verdict, DEFAULT_SCORE_BATCH, DEFAULT_TOLERANCE};
 use gran::{Error, Result};
 use std::path::PathBuf;
 
@@ -69,21 +69,15 @@ pub fn run(a: &Args, out: &Out) -> Result<()> {
         "test_count": r.test_count, "sample_count": r.sample_count,
         "tolerance": a.tolerance, "verdict": verdict_name(r.verdict),
     });
-    // The same comparison in the accuracy form of the authors' battle.py (ratios of 1 - error;
-    // A ranks first when D_A catches B's samples more often than D_B catches A's): it ranks
-    // even where the verdict above cannot decide.
-    let acc_test = gran::gam::ratio(1.0 - r.test_error_a, 1.0 - r.test_error_b);
-    let acc_sample = gran::gam::ratio(1.0 - r.sample_error_a, 1.0 - r.sample_error_b);
-    let acc_rank = if acc_sample > 1.0 {
-        "A ranks first"
-    } else if acc_sample < 1.0 {
-        "B ranks first"
-    } else {
-        "even"
+    let acc = r.accuracy;
+    let acc_rank = match acc.ranking {
+        Ranking::AFirst => "A ranks first",
+        Ranking::BFirst => "B ranks first",
+        Ranking::Even => "even",
     };
     let mut value = value;
     value["accuracy_form"] = serde_json::json!({
-        "r_test": finite(acc_test), "r_sample": finite(acc_sample), "ranking": acc_rank,
+        "r_test": finite(acc.r_test), "r_sample": finite(acc.r_sample), "ranking": acc_rank,
     });
     out.result("gam", value, || {
         let verdict = match r.verdict {
@@ -106,7 +100,7 @@ pub fn run(a: &Args, out: &Out) -> Result<()> {
              test errors:   D_A {:.4}  D_B {:.4}   r_test   = {:.3}\n\
              sample errors: D_A on G_B {:.4}  D_B on G_A {:.4}   r_sample = {:.3}\n\
              verdict: {verdict}\n\
-             accuracy form (the authors' battle.py): r_test {acc_test:.3}, r_sample {acc_sample:.3}: {acc_rank}",
+             accuracy form (the authors' battle.py): r_test {:.3}, r_sample {:.3}: {acc_rank}",
             a.a.display(),
             ca.steps,
             ma.step(),
@@ -120,7 +114,9 @@ pub fn run(a: &Args, out: &Out) -> Result<()> {
             r.r_test,
             r.sample_error_a,
             r.sample_error_b,
-            r.r_sample
+            r.r_sample,
+            acc.r_test,
+            acc.r_sample
         )
     });
     Ok(())

@@ -65,7 +65,7 @@ impl RunArgs {
         let m = gran::checkpoint::load(path, Some(self.device))?;
         m.set_precision(self.precision.into());
         if self.raw {
-            m.set_generator_choice(gran::ema::Choice::Raw);
+            m.set_generator_choice(gran::Choice::Raw);
         }
         Ok(m)
     }

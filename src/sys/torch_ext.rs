@@ -1,9 +1,9 @@
 //! libtorch calls that tch has no binding for, or binds in a way gran cannot use (operators on
 //! lists of tensors, a chosen leaky-ReLU slope, pinning without a deprecated argument, autocast
 //! with bfloat16 on the CPU as on CUDA), called
-//! through the small C++ shims in csrc/. The one place outside the FFI layer that handles raw
-//! tensor handles; what it exports is safe Rust.
+//! through the small C++ shims in csrc/.
 
+use super::{call, handle, handle_or_null, handles};
 use crate::error::{Error, ErrorKind, Result};
 use std::os::raw::{c_char, c_int};
 use tch::Tensor;
@@ -116,20 +116,13 @@ extern "C" {
     ) -> c_int;
 }
 
-/// The message a shim wrote to `err` on failure, as an error.
-fn shim_error(what: &str, err: &[c_char]) -> Error {
-    // SAFETY: on failure the shims write a NUL-terminated message within the buffer.
-    let msg = unsafe { std::ffi::CStr::from_ptr(err.as_ptr()) }.to_string_lossy().into_owned();
-    Error::new(ErrorKind::Internal, format!("{what} failed: {msg}"))
-}
-
-/// Calls a shim that returns one new tensor handle: `call(out, err, err_len)` as the shims take
+/// Calls a shim that returns one new tensor handle: `f(out, err, err_len)` as the shims take
 /// them. `what` names the operation in the error.
-fn new_tensor(what: &str, call: impl FnOnce(*mut *mut C_tensor, *mut c_char, usize) -> c_int) -> Result<Tensor> {
+fn new_tensor(what: &str, f: impl FnOnce(*mut *mut C_tensor, *mut c_char, usize) -> c_int) -> Result<Tensor> {
     let mut out: *mut C_tensor = std::ptr::null_mut();
-    let mut err = [0 as c_char; 512];
-    if call(&mut out, err.as_mut_ptr(), err.len()) != 0 || out.is_null() {
-        return Err(shim_error(what, &err));
+    call(ErrorKind::Internal, what, |e, n| f(&mut out, e, n))?;
+    if out.is_null() {
+        return Err(Error::internal(format!("{what} returned no tensor")));
     }
     // SAFETY: `out` is a new tensor handle that nothing else owns.
     Ok(unsafe { Tensor::from_ptr(out) })
@@ -142,14 +135,14 @@ pub fn leaky_relu_(x: &mut Tensor, negative_slope: f64) -> Result<Tensor> {
     // SAFETY: `x` is a live tensor for the call; the shim writes a new handle to `out` or at most
     // `len` bytes to `err`.
     new_tensor("leaky ReLU", |out, err, len| unsafe {
-        grn_leaky_relu_(x.as_ptr() as *mut C_tensor, negative_slope, out, err, len)
+        grn_leaky_relu_(handle(x), negative_slope, out, err, len)
     })
 }
 
 /// 1.0 if any value of `xs` (undefined tensors are skipped) is NaN or infinite, else 0.0: a 0-d
 /// float tensor on their device, computed there (no host read). The tensors share a device.
 pub fn non_finite(xs: &[&Tensor]) -> Result<Tensor> {
-    let handles: Vec<*mut C_tensor> = xs.iter().map(|t| t.as_ptr() as *mut C_tensor).collect();
+    let handles = handles(xs);
     // SAFETY: every handle is a live tensor borrowed for the call; the shim reads `n` of them.
     new_tensor("finiteness check", |out, err, len| unsafe {
         grn_non_finite(handles.as_ptr(), handles.len(), out, err, len)
@@ -161,7 +154,7 @@ pub fn non_finite(xs: &[&Tensor]) -> Result<Tensor> {
 pub fn pin_memory(x: &Tensor) -> Result<Tensor> {
     // SAFETY: as in `leaky_relu_`.
     new_tensor("pinning host memory", |out, err, len| unsafe {
-        grn_pin_memory(x.as_ptr() as *mut C_tensor, out, err, len)
+        grn_pin_memory(handle(x), out, err, len)
     })
 }
 
@@ -180,7 +173,7 @@ pub fn conv_transpose_prepack(w: &Tensor, g: Transposed) -> Result<Tensor> {
     // SAFETY: `w` is a live tensor for the call; the shim writes a new handle to `out` or at most
     // `len` bytes to `err`.
     new_tensor("prepacking a transposed convolution's weight", |out, err, len| unsafe {
-        grn_conv_transpose_prepack(w.as_ptr() as *mut C_tensor, g.stride, g.padding, g.output_padding, out, err, len)
+        grn_conv_transpose_prepack(handle(w), g.stride, g.padding, g.output_padding, out, err, len)
     })
 }
 
@@ -194,13 +187,13 @@ pub fn conv_transpose_packed(
     g: Transposed,
     relu: bool,
 ) -> Result<Tensor> {
-    let b = bias.map_or(std::ptr::null_mut(), |b| b.as_ptr() as *mut C_tensor);
+    let b = handle_or_null(bias);
     // SAFETY: every handle is a live tensor (or null for no bias) borrowed for the call; the
     // shim writes a new handle to `out` or at most `len` bytes to `err`.
     new_tensor("a prepacked transposed convolution", |out, err, len| unsafe {
         grn_conv_transpose_packed(
-            x.as_ptr() as *mut C_tensor,
-            packed.as_ptr() as *mut C_tensor,
+            handle(x),
+            handle(packed),
             b,
             g.stride,
             g.padding,
@@ -220,7 +213,7 @@ pub fn conv_prepack(w: &Tensor, stride: i64, padding: i64) -> Result<Tensor> {
     // SAFETY: `w` is a live tensor for the call; the shim writes a new handle to `out` or at most
     // `len` bytes to `err`.
     new_tensor("prepacking a convolution's weight", |out, err, len| unsafe {
-        grn_conv_prepack(w.as_ptr() as *mut C_tensor, stride, padding, out, err, len)
+        grn_conv_prepack(handle(w), stride, padding, out, err, len)
     })
 }
 
@@ -235,13 +228,13 @@ pub fn conv_packed(
     padding: i64,
     relu: bool,
 ) -> Result<Tensor> {
-    let b = bias.map_or(std::ptr::null_mut(), |b| b.as_ptr() as *mut C_tensor);
+    let b = handle_or_null(bias);
     // SAFETY: every handle is a live tensor (or null for no bias) borrowed for the call; the
     // shim writes a new handle to `out` or at most `len` bytes to `err`.
     new_tensor("a prepacked convolution", |out, err, len| unsafe {
         grn_conv_packed(
-            x.as_ptr() as *mut C_tensor,
-            packed.as_ptr() as *mut C_tensor,
+            handle(x),
+            handle(packed),
             b,
             stride,
             padding,
@@ -262,15 +255,11 @@ pub fn foreach_lerp_(ema: &[&Tensor], x: &[&Tensor], weight: f64) -> Result<()> 
     if ema.is_empty() {
         return Ok(());
     }
-    let a: Vec<*mut C_tensor> = ema.iter().map(|t| t.as_ptr() as *mut C_tensor).collect();
-    let b: Vec<*mut C_tensor> = x.iter().map(|t| t.as_ptr() as *mut C_tensor).collect();
-    let mut err = [0 as c_char; 512];
-    // SAFETY: every handle is a live tensor borrowed for the call; the shim reads `n` of each
-    // list and writes at most `err.len()` bytes to `err`.
-    if unsafe { grn_foreach_lerp_(a.as_ptr(), b.as_ptr(), a.len(), weight, err.as_mut_ptr(), err.len()) } != 0 {
-        return Err(shim_error("averaging the generator", &err));
-    }
-    Ok(())
+    let (a, b) = (handles(ema), handles(x));
+    // SAFETY: every handle is a live tensor borrowed for the call; the shim reads `n` of each list.
+    call(ErrorKind::Internal, "averaging the generator", |e, n| unsafe {
+        grn_foreach_lerp_(a.as_ptr(), b.as_ptr(), a.len(), weight, e, n)
+    })
 }
 
 /// Sets libtorch's process-wide cuDNN deterministic flag (PyTorch's
@@ -305,23 +294,20 @@ pub struct AutocastState {
 /// only; returns the state to give back to `autocast_exit`. Regions nest.
 pub fn autocast_enter(cuda: bool) -> Result<AutocastState> {
     let (mut enabled, mut dtype) = (0, 0);
-    let mut err = [0 as c_char; 512];
-    // SAFETY: the shim writes the two integers and at most `err.len()` bytes to `err`.
-    if unsafe { grn_autocast_enter(cuda as c_int, &mut enabled, &mut dtype, err.as_mut_ptr(), err.len()) } != 0 {
-        return Err(shim_error("entering autocast", &err));
-    }
+    // SAFETY: the shim writes the two integers.
+    call(ErrorKind::Internal, "entering autocast", |e, n| unsafe {
+        grn_autocast_enter(cuda as c_int, &mut enabled, &mut dtype, e, n)
+    })?;
     Ok(AutocastState { cuda, enabled, dtype })
 }
 
 /// Ends the region `autocast_enter` began, putting back the state it found; the outermost
 /// region's end drops the cached low-precision copies of the weights.
 pub fn autocast_exit(saved: AutocastState) -> Result<()> {
-    let mut err = [0 as c_char; 512];
-    // SAFETY: as in `autocast_enter`.
-    if unsafe { grn_autocast_exit(saved.cuda as c_int, saved.enabled, saved.dtype, err.as_mut_ptr(), err.len()) } != 0 {
-        return Err(shim_error("leaving autocast", &err));
-    }
-    Ok(())
+    // SAFETY: plain values in; the shim restores the state they describe.
+    call(ErrorKind::Internal, "leaving autocast", |e, n| unsafe {
+        grn_autocast_exit(saved.cuda as c_int, saved.enabled, saved.dtype, e, n)
+    })
 }
 
 /// Whether autocast is on for CUDA (`cuda`) or the CPU on this thread.
@@ -366,34 +352,28 @@ pub fn fused_adam_(
     if n == 0 {
         return Ok(());
     }
-    let handles = |ts: &[&Tensor]| ts.iter().map(|t| t.as_ptr() as *mut C_tensor).collect::<Vec<_>>();
     let (p, g, m, v) = (handles(params), handles(grads), handles(exp_avgs), handles(exp_avg_sqs));
-    let mut err = [0 as c_char; 512];
     // SAFETY: every handle is a live tensor borrowed for the duration of the call; the shim reads
-    // `n` entries of each array, does not keep them, and writes at most `err.len()` bytes to `err`.
-    let rc = unsafe {
+    // `n` entries of each array and does not keep them.
+    call(ErrorKind::Internal, "fused Adam update", |e, n_err| unsafe {
         grn_fused_adam(
             p.as_ptr(),
             g.as_ptr(),
             m.as_ptr(),
             v.as_ptr(),
-            step.as_ptr() as *mut C_tensor,
-            found_inf.map_or(std::ptr::null_mut(), |t| t.as_ptr() as *mut C_tensor),
-            lr.map_or(std::ptr::null_mut(), |t| t.as_ptr() as *mut C_tensor),
+            handle(step),
+            handle_or_null(found_inf),
+            handle_or_null(lr),
             n,
             a.lr,
             a.beta1,
             a.beta2,
             a.weight_decay,
             a.eps,
-            err.as_mut_ptr(),
-            err.len(),
+            e,
+            n_err,
         )
-    };
-    if rc != 0 {
-        return Err(shim_error("fused Adam update", &err));
-    }
-    Ok(())
+    })
 }
 
 #[cfg(test)]

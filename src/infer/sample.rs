@@ -9,7 +9,7 @@
 //! computed in (the kernels chosen depend on the batch size).
 
 use crate::error::{Error, Result};
-use crate::layers::BnMode;
+use crate::nn::layers::BnMode;
 use crate::limits;
 use crate::model::Model;
 use crate::rng::{stream, Stream};
@@ -67,11 +67,11 @@ impl Model {
         let _no_grad = tch::no_grad_guard();
         let precision = self.precision();
         let choice = self.generator_choice();
-        let state = if choice == crate::ema::Choice::Averaged { self.read_fresh()? } else { self.read() };
+        let state = if choice == crate::nn::ema::Choice::Averaged { self.read_fresh()? } else { self.read() };
         let gen = state.generator(choice);
-        let averaged = choice == crate::ema::Choice::Averaged && state.ema.is_some();
+        let averaged = choice == crate::nn::ema::Choice::Averaged && state.ema.is_some();
         let lean =
-            if crate::lean::enabled_by_environment() { Some(self.lean_generator(&state, averaged)?) } else { None };
+            if crate::infer::lean::enabled_by_environment() { Some(self.lean_generator(&state, averaged)?) } else { None };
         let mut first = 0;
         while first < count {
             let n = CHUNK.min(count - first);
@@ -86,7 +86,7 @@ impl Model {
             }
             let host = Tensor::f_from_slice(chunk)?.f_view([n as i64, z_dim as i64])?;
             // Small batches on CUDA: through a captured graph of this batch size (the same
-            // kernels without their launch overhead; crate::cuda_graph::GraphCache).
+            // kernels without their launch overhead; crate::infer::graphed::GraphCache).
             if !steps {
                 let mut graphs = self.graphs.lock();
                 if graphs.applies(self.device(), n) {

@@ -16,7 +16,7 @@
 //! the trainer runs the step eagerly wherever a graph is not used: on the CPU, with
 //! `cuda_graph` off (the default), with `GRAN_CUDA_GRAPHS=0`, or after a capture that failed.
 
-use crate::cuda_graph::CudaGraph;
+use crate::sys::cuda_graph::CudaGraph;
 use crate::error::Result;
 use tch::{Device, Kind, Tensor};
 

@@ -25,7 +25,7 @@ pub enum BnMode {
     /// Running statistics (sampling, scoring): each image independent of its batch.
     Eval,
     /// Batch statistics, folded into the running statistics as the k-th of a cumulative
-    /// average (momentum 1/k: the first batch replaces them). Standing statistics (crate::ema).
+    /// average (momentum 1/k: the first batch replaces them). Standing statistics (crate::nn::ema).
     Accumulate(u32),
 }
 
@@ -57,8 +57,8 @@ pub const CONV_STRIDE: i64 = 2;
 pub const CONV_PADDING: i64 = 2;
 
 /// The transposed convolutions' geometry.
-pub const TRANSPOSED: crate::torch_ext::Transposed =
-    crate::torch_ext::Transposed { stride: 2, padding: 2, output_padding: 1 };
+pub const TRANSPOSED: crate::sys::torch_ext::Transposed =
+    crate::sys::torch_ext::Transposed { stride: 2, padding: 2, output_padding: 1 };
 
 impl Conv {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {

@@ -5,10 +5,10 @@
 
 use crate::config::{Architecture, ModelConfig};
 use crate::error::Result;
-use crate::layers::{BatchNorm, BnMode, Builder, Conv, Linear};
+use crate::nn::layers::{BatchNorm, BnMode, Builder, Conv, Linear};
 use tch::{Kind, Tensor};
 
-/// The fields are the crate's to read (crate::lean folds them into an inference form).
+/// The fields are the crate's to read (crate::infer::lean folds them into an inference form).
 pub struct Generator {
     pub(crate) steps: usize,
     pub(crate) hidden: i64,

@@ -2,7 +2,7 @@
 //! resumes exactly. Optional L2 weight decay on the parameters marked for it.
 
 use crate::error::{Error, Result};
-use crate::layers::Named;
+use crate::nn::layers::Named;
 use tch::{Kind, Tensor};
 
 /// Per-call settings of one optimizer.
@@ -135,7 +135,7 @@ fn fused_adam(group: &[(&Slot, &Tensor)], inputs: &DeviceInputs, cfg: &AdamSetti
     let grads: Vec<&Tensor> = group.iter().map(|(_, g)| *g).collect();
     let ms: Vec<&Tensor> = group.iter().map(|(s, _)| &s.m).collect();
     let vs: Vec<&Tensor> = group.iter().map(|(s, _)| &s.v).collect();
-    crate::torch_ext::fused_adam_(
+    crate::sys::torch_ext::fused_adam_(
         &params,
         &grads,
         &ms,
@@ -143,14 +143,14 @@ fn fused_adam(group: &[(&Slot, &Tensor)], inputs: &DeviceInputs, cfg: &AdamSetti
         inputs.step,
         inputs.skip_if,
         inputs.lr,
-        &crate::torch_ext::AdamArgs { lr: cfg.lr, beta1: cfg.beta1, beta2: cfg.beta2, weight_decay, eps: cfg.eps },
+        &crate::sys::torch_ext::AdamArgs { lr: cfg.lr, beta1: cfg.beta1, beta2: cfg.beta2, weight_decay, eps: cfg.eps },
     )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::layers::Named;
+    use crate::nn::layers::Named;
 
     /// Three updates against the textbook formulas in f64, with and without weight decay.
     #[test]

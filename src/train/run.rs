@@ -9,18 +9,18 @@
 //! run saved at step N, loaded and continued therefore gives exactly the weights of a run that
 //! never stopped.
 
-use crate::adam::{AdamSettings, DeviceInputs};
+use crate::nn::adam::{AdamSettings, DeviceInputs};
 use crate::data::Dataset;
 use crate::dist::ProcessGroup;
 use crate::error::{Error, ErrorKind, Result};
-use crate::layers::BnMode;
+use crate::nn::layers::BnMode;
 use crate::log::{log, Level};
 use crate::model::{Model, State, TrainingGuard};
 use crate::rng::{stream, Stream};
-use crate::snapshot::Snapshot;
-use crate::step_graph::{StepGraph, StepInputs, StepValues};
-use crate::torch_ext::non_finite;
-use crate::train::{Progress, TrainConfig};
+use crate::train::snapshot::Snapshot;
+use crate::train::step_graph::{StepGraph, StepInputs, StepValues};
+use crate::sys::torch_ext::non_finite;
+use crate::train::settings::{Progress, TrainConfig};
 use std::sync::Arc;
 use std::time::Instant;
 use tch::{Device, Kind, Reduction, Tensor};
@@ -208,9 +208,9 @@ impl<'a> Trainer<'a> {
             Some("data-parallel steps reduce across processes between their phases".to_string())
         } else if !device.is_cuda() {
             Some(format!("the model is on {device:?}, and only CUDA devices capture"))
-        } else if !crate::cuda_graph::supported() {
+        } else if !crate::sys::cuda_graph::supported() {
             Some("this build of gran has no CUDA graph support".to_string())
-        } else if !crate::cuda_graph::enabled_by_environment() {
+        } else if !crate::infer::graphed::enabled_by_environment() {
             Some("GRAN_CUDA_GRAPHS=0 is set".to_string())
         } else {
             None
@@ -354,7 +354,7 @@ impl<'a> Trainer<'a> {
         let (done, first, end) = (step + 1, self.first, self.end);
         if let (Some(path), true) = (&self.cfg.checkpoint_path, crate::dist::leads(self.group.as_deref())) {
             if done == end || (self.cfg.checkpoint_every > 0 && (done - first) % self.cfg.checkpoint_every == 0) {
-                crate::checkpoint::save(self.model, path)?;
+                crate::io::checkpoint::save(self.model, path)?;
             }
         }
         let report = done == end || (self.cfg.report_every > 0 && (done - first) % self.cfg.report_every == 0);
@@ -719,7 +719,7 @@ fn not_finite(loss: &Tensor) -> Result<Tensor> {
 /// ordinary host memory synchronises with the device).
 fn to_device_async(t: Tensor, device: tch::Device) -> Result<Tensor> {
     if device.is_cuda() {
-        Ok(crate::torch_ext::pin_memory(&t)?.f_to_device_(device, t.kind(), true, false)?)
+        Ok(crate::sys::torch_ext::pin_memory(&t)?.f_to_device_(device, t.kind(), true, false)?)
     } else {
         Ok(t)
     }

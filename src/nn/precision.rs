@@ -8,7 +8,7 @@
 //! Elsewhere it still works, more slowly.
 
 use crate::error::Result;
-use crate::torch_ext;
+use crate::sys::torch_ext;
 use tch::Device;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

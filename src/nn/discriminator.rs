@@ -4,7 +4,7 @@
 
 use crate::config::{Architecture, ModelConfig};
 use crate::error::Result;
-use crate::layers::{BatchNorm, BnMode, Builder, Conv, Linear};
+use crate::nn::layers::{BatchNorm, BnMode, Builder, Conv, Linear};
 use tch::Tensor;
 
 /// Leaky ReLU's slope for negative inputs (DCGAN's).
@@ -40,7 +40,7 @@ impl Discriminator {
         let mut x = x.shallow_clone();
         for (conv, bn) in &self.convs {
             x = bn.forward(&conv.forward(&x)?, mode, 0)?;
-            x = if self.leaky { crate::torch_ext::leaky_relu_(&mut x, LEAKY_SLOPE)? } else { x.f_relu_()? };
+            x = if self.leaky { crate::sys::torch_ext::leaky_relu_(&mut x, LEAKY_SLOPE)? } else { x.f_relu_()? };
         }
         let h = self.fc.forward(&x.f_flatten(1, -1)?)?.f_tanh_()?;
         Ok(self.out.forward(&h)?.f_view([-1])?)

@@ -10,6 +10,10 @@
 //!
 //! Zero denominators: 0/0 is 1 (both make no errors: equal), x/0 for x > 0 is +infinity.
 //!
+//! The authors' code (`battle.py`) reports the same comparison as ratios of accuracies
+//! (1 - error): [`AccuracyForm`]. There A ranks first when D_A catches B's samples more often
+//! than D_B catches A's (accuracy r_sample > 1); it ranks even where the verdict cannot decide.
+//!
 //! Scoring. A discriminator is trained on minibatches of one kind (all real, or all generated),
 //! each normalised by its own batch statistics; its running statistics are a blend of the two
 //! kinds that it never saw as such. Scored image by image with running statistics, measured
@@ -24,7 +28,7 @@ use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::limits::{MAX_METRIC_SAMPLES, MAX_SCORE_BATCH};
 use crate::model::Model;
-use crate::sample::{Scoring, CHUNK};
+use crate::infer::sample::{Scoring, CHUNK};
 use tch::Tensor;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -61,6 +65,41 @@ pub enum Verdict {
     Undecided,
 }
 
+/// Which model the accuracy form ranks first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ranking {
+    AFirst,
+    BFirst,
+    Even,
+}
+
+/// The comparison as the authors' `battle.py` reports it: ratios of accuracies (1 - error).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AccuracyForm {
+    /// (1 - test_error_a) / (1 - test_error_b).
+    pub r_test: f64,
+    /// (1 - sample_error_a) / (1 - sample_error_b): above 1, D_A catches B's samples more often
+    /// than D_B catches A's.
+    pub r_sample: f64,
+    pub ranking: Ranking,
+}
+
+impl AccuracyForm {
+    /// The accuracy form of the four error rates.
+    pub fn new(test_error_a: f64, test_error_b: f64, sample_error_a: f64, sample_error_b: f64) -> Self {
+        let r_test = ratio(1.0 - test_error_a, 1.0 - test_error_b);
+        let r_sample = ratio(1.0 - sample_error_a, 1.0 - sample_error_b);
+        let ranking = if r_sample > 1.0 {
+            Ranking::AFirst
+        } else if r_sample < 1.0 {
+            Ranking::BFirst
+        } else {
+            Ranking::Even
+        };
+        AccuracyForm { r_test, r_sample, ranking }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct GamResult {
     /// Share of held-out images D_a (D_b) calls fake.
@@ -74,10 +113,12 @@ pub struct GamResult {
     pub test_count: usize,
     pub sample_count: usize,
     pub verdict: Verdict,
+    /// The same comparison in the authors' accuracy form.
+    pub accuracy: AccuracyForm,
 }
 
 /// x / y with the documented rule for y = 0.
-pub fn ratio(x: f64, y: f64) -> f64 {
+fn ratio(x: f64, y: f64) -> f64 {
     if y == 0.0 {
         if x == 0.0 {
             1.0
@@ -90,7 +131,7 @@ pub fn ratio(x: f64, y: f64) -> f64 {
 }
 
 /// The ratios and the verdict from the four error rates.
-pub fn decide(
+fn decide(
     test_error_a: f64,
     test_error_b: f64,
     sample_error_a: f64,
@@ -203,6 +244,7 @@ pub fn gam(a: &Model, b: &Model, test: &Dataset, cfg: &GamConfig) -> Result<GamR
         test_count: test.count(),
         sample_count: n,
         verdict,
+        accuracy: AccuracyForm::new(test_error_a, test_error_b, sample_error_a, sample_error_b),
     })
 }
 
@@ -234,6 +276,18 @@ mod tests {
         assert_eq!(decide(0.0, 0.0, 0.3, 0.0, 0.2), (1.0, f64::INFINITY, Verdict::BWins));
         assert_eq!(decide(0.0, 0.0, 0.0, 0.0, 0.2), (1.0, 1.0, Verdict::Tie));
         assert_eq!(decide(0.2, 0.0, 0.0, 0.3, 0.2).2, Verdict::Undecided);
+    }
+
+    #[test]
+    fn the_accuracy_form_by_hand() {
+        let a = AccuracyForm::new(0.1, 0.2, 0.5, 0.75);
+        assert!((a.r_test - 0.9 / 0.8).abs() < 1e-12 && (a.r_sample - 2.0).abs() < 1e-12);
+        assert_eq!(a.ranking, Ranking::AFirst);
+        assert_eq!(AccuracyForm::new(0.1, 0.1, 0.75, 0.5).ranking, Ranking::BFirst);
+        assert_eq!(AccuracyForm::new(0.1, 0.1, 0.3, 0.3).ranking, Ranking::Even);
+        // Every sample fools the other's discriminator on both sides: 0/0 is 1, even.
+        assert_eq!(AccuracyForm::new(0.0, 0.0, 1.0, 1.0), AccuracyForm { r_test: 1.0, r_sample: 1.0, ranking: Ranking::Even });
+        assert_eq!(AccuracyForm::new(0.0, 0.0, 0.5, 1.0).r_sample, f64::INFINITY);
     }
 
     #[test]

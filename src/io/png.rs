@@ -105,7 +105,7 @@ pub fn write_grid(path: &Path, images: &Tensor, columns: u32) -> Result<()> {
     picture
         .write_to(&mut Cursor::new(&mut bytes), ImageFormat::Png)
         .map_err(|e| Error::internal(format!("encoding {} as PNG: {e}", path.display())))?;
-    crate::atomic_file::write_atomic(path, &bytes)
+    crate::io::atomic_file::write_atomic(path, &bytes)
 }
 
 /// Writes caller pixels `data` (`count` images of `channels x height x width` in `format`) to `path`

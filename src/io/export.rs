@@ -11,9 +11,9 @@
 //! checks: the header alone first, the configuration, the whole tensor table against the
 //! generator's layout and the file's length, then a checksum and every value.
 
-use crate::checkpoint::{self, Checksum, Header, Storage};
+use crate::io::checkpoint::{self, Checksum, Header, Storage};
 use crate::device::DeviceSpec;
-use crate::ema::Choice;
+use crate::nn::ema::Choice;
 use crate::error::{Error, Result};
 use crate::model::Model;
 use std::collections::BTreeMap;
@@ -37,7 +37,7 @@ pub fn export(model: &Model, path: &Path, storage: Storage) -> Result<()> {
             None => (&st.g_params, &st.g_buffers, "raw"),
         };
         for n in params.iter().chain(buffers) {
-            let name = n.name.strip_prefix(crate::ema::PREFIX).unwrap_or(&n.name).to_string();
+            let name = n.name.strip_prefix(crate::nn::ema::PREFIX).unwrap_or(&n.name).to_string();
             tensors.insert(name, checkpoint::tensor_bytes_as(&n.tensor, storage)?);
         }
         (st.step, source)

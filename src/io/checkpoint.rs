@@ -25,7 +25,7 @@ use tch::{Device, Kind, Tensor};
 const FORMAT_TAG: &str = "gran-checkpoint";
 const FORMAT_VERSION: &str = "1";
 
-/// How a file stores its floats: checkpoints always as float32; generator exports (crate::export)
+/// How a file stores its floats: checkpoints always as float32; generator exports (crate::io::export)
 /// as float32 or bfloat16 (the upper half of a float32's bits, rounded to nearest even).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Storage {
@@ -124,7 +124,7 @@ pub(crate) fn tensor_bytes_as(t: &Tensor, storage: Storage) -> Result<(Vec<usize
     Ok((shape, bytes))
 }
 
-pub use crate::atomic_file::write_atomic;
+pub use crate::io::atomic_file::write_atomic;
 
 fn json_string(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
@@ -368,7 +368,7 @@ pub(crate) fn check_values_as(
     storage: Storage,
     not_ours: &dyn Fn(String) -> Error,
 ) -> Result<()> {
-    let non_negative = name.contains(".running_var.") || crate::adam::is_second_moment(name);
+    let non_negative = name.contains(".running_var.") || crate::nn::adam::is_second_moment(name);
     for (i, v) in storage.floats(bytes).enumerate() {
         if !v.is_finite() || (non_negative && v < 0.0) {
             let rule = if non_negative { "finite and >= 0" } else { "finite" };
@@ -436,8 +436,8 @@ pub fn load(path: &Path, device: Option<DeviceSpec>) -> Result<Model> {
     let (mut file, len) = limits::open_regular(path)?;
     let header = read_header(&mut file, len, &not_ours)?;
     let meta = &header.meta;
-    if meta.get("format").map(String::as_str) == Some(crate::export::FORMAT_TAG) {
-        return crate::export::load(path, header, file, len, device);
+    if meta.get("format").map(String::as_str) == Some(crate::io::export::FORMAT_TAG) {
+        return crate::io::export::load(path, header, file, len, device);
     }
     if meta.get("format").map(String::as_str) != Some(FORMAT_TAG) {
         return Err(not_ours("no gran format tag".into()));
@@ -469,10 +469,10 @@ pub fn load(path: &Path, device: Option<DeviceSpec>) -> Result<Model> {
     let stats_batch: u32 = if averaged { field(meta, "averaged_stats_batch")? } else { 0 };
     // The batch the averaged generator's statistics are estimated with on a later sample:
     // bounded, so that a file cannot make that estimate allocate without limit.
-    if averaged && !(2..=crate::ema::MAX_STATS_BATCH).contains(&stats_batch) {
+    if averaged && !(2..=crate::nn::ema::MAX_STATS_BATCH).contains(&stats_batch) {
         return Err(not_ours(format!(
             "averaged_stats_batch {stats_batch} is outside 2..={}",
-            crate::ema::MAX_STATS_BATCH
+            crate::nn::ema::MAX_STATS_BATCH
         )));
     }
     let stats_step: Option<u64> = match meta.get("averaged_stats_step") {

@@ -14,8 +14,8 @@
 
 use crate::config::{Architecture, ModelConfig};
 use crate::error::Result;
-use crate::generator::Generator;
-use crate::layers::{BnMode, Builder, Named};
+use crate::nn::generator::Generator;
+use crate::nn::layers::{BnMode, Builder, Named};
 use crate::rng::{stream, Stream};
 use tch::{Device, Tensor};
 
@@ -80,7 +80,7 @@ impl Averaged {
     pub fn update(&mut self, params: &[Named], decay: f64) -> Result<()> {
         let avg: Vec<&Tensor> = self.params.iter().map(|n| &n.tensor).collect();
         let raw: Vec<&Tensor> = params.iter().map(|n| &n.tensor).collect();
-        crate::torch_ext::foreach_lerp_(&avg, &raw, 1.0 - decay)?;
+        crate::sys::torch_ext::foreach_lerp_(&avg, &raw, 1.0 - decay)?;
         self.stats_step = None;
         Ok(())
     }

@@ -1,121 +1,14 @@
-//! CUDA graphs: where a GPU is launch-bound (small models, small batches: many short kernels),
-//! a sequence of tensor operations is captured once and replayed as one launch.
-//!
-//! [`CudaGraph::capture`] records what a closure launches on a CUDA device (csrc/cuda_graph.cpp,
-//! libtorch's `at::cuda::CUDAGraph`); [`CudaGraph::replay`] re-runs those kernels on the same
-//! memory. [`GraphedSampler`] uses it for sampling: the generator's forward pass for one fixed
-//! batch size, captured once, then replayed with new latents copied into its input.
-//!
-//! Only CUDA devices capture: on the CPU (or in a build without the CUDA runtime headers) both
-//! refuse with a `Device` error before anything runs, and sampling stays the eager
-//! [`Model::generate`], which nothing here changes.
+//! Sampling through captured CUDA graphs: where a GPU is launch-bound (small models, small
+//! batches), the generator's forward pass for one batch size is captured once
+//! (crate::sys::cuda_graph) and replayed with new latents copied into its input. On the CPU
+//! sampling stays the eager or lean forward, which nothing here changes.
 
-use crate::error::{Error, ErrorKind, Result};
-use crate::layers::BnMode;
+use crate::error::{Error, Result};
 use crate::model::Model;
-use crate::precision::Precision;
-use std::os::raw::{c_char, c_int, c_void};
+use crate::nn::layers::BnMode;
+use crate::nn::precision::Precision;
+use crate::sys::cuda_graph::{supported, CudaGraph};
 use tch::{Device, Kind, Tensor};
-
-extern "C" {
-    /// csrc/cuda_graph.cpp
-    fn grn_cuda_graph_supported() -> c_int;
-    fn grn_cuda_graph_new(device: c_int, out: *mut *mut c_void, err: *mut c_char, err_len: usize) -> c_int;
-    fn grn_cuda_graph_capture_begin(g: *mut c_void, err: *mut c_char, err_len: usize) -> c_int;
-    fn grn_cuda_graph_capture_end(g: *mut c_void, err: *mut c_char, err_len: usize) -> c_int;
-    fn grn_cuda_graph_replay(g: *mut c_void, err: *mut c_char, err_len: usize) -> c_int;
-    fn grn_cuda_graph_free(g: *mut c_void);
-}
-
-/// Whether this build of gran can capture CUDA graphs (it found the CUDA runtime headers beside
-/// libtorch when it was built). Capturing also needs a CUDA device at run time.
-pub fn supported() -> bool {
-    // SAFETY: no arguments; returns a constant.
-    unsafe { grn_cuda_graph_supported() != 0 }
-}
-
-fn call(what: &str, f: impl FnOnce(*mut c_char, usize) -> c_int) -> Result<()> {
-    let mut err = [0 as c_char; 512];
-    if f(err.as_mut_ptr(), err.len()) == 0 {
-        return Ok(());
-    }
-    // SAFETY: on failure the shim wrote a NUL-terminated message within the buffer.
-    let msg = unsafe { std::ffi::CStr::from_ptr(err.as_ptr()) }.to_string_lossy().into_owned();
-    Err(Error::new(ErrorKind::Internal, format!("CUDA graph {what} failed: {msg}")))
-}
-
-/// A captured CUDA graph (owned; freed on drop).
-pub struct CudaGraph {
-    raw: *mut c_void,
-}
-
-impl Drop for CudaGraph {
-    fn drop(&mut self) {
-        // SAFETY: `raw` came from grn_cuda_graph_new and is freed once, here.
-        unsafe { grn_cuda_graph_free(self.raw) }
-    }
-}
-
-/// Ends a capture even when the closure fails or panics, restoring the current stream.
-struct Capturing<'a>(&'a CudaGraph, bool);
-
-impl Capturing<'_> {
-    fn end(mut self) -> Result<()> {
-        self.1 = true;
-        // SAFETY: a live graph that is capturing.
-        call("capture", |e, n| unsafe { grn_cuda_graph_capture_end(self.0.raw, e, n) })
-    }
-}
-
-impl Drop for Capturing<'_> {
-    fn drop(&mut self) {
-        if !self.1 {
-            // SAFETY: as in end(); the graph is then unusable and dropped by the caller.
-            let _ = call("capture", |e, n| unsafe { grn_cuda_graph_capture_end(self.0.raw, e, n) });
-        }
-    }
-}
-
-impl CudaGraph {
-    /// Captures what `f` launches on `device` (which must be a CUDA device) into a graph, and
-    /// returns it with `f`'s result (tensors `f` created live in the graph's memory: each
-    /// replay rewrites them). `f` runs once, during the capture, and must do nothing the host
-    /// waits for (no reading tensor values, no copies to the host). On the CPU, or without CUDA
-    /// graph support in this build, a `Device` error before `f` runs.
-    pub fn capture<T>(device: Device, f: impl FnOnce() -> Result<T>) -> Result<(CudaGraph, T)> {
-        let index = match device {
-            Device::Cuda(i) => i,
-            other => {
-                return Err(Error::device(format!(
-                    "CUDA graphs capture on a CUDA device, not {other:?}: there the eager path runs"
-                )))
-            }
-        };
-        if !supported() {
-            return Err(Error::device(
-                "this build of gran has no CUDA graph support (no CUDA runtime headers beside libtorch when it was built)",
-            ));
-        }
-        let mut raw = std::ptr::null_mut();
-        // SAFETY: `raw` receives a new graph on success.
-        call("creation", |e, n| unsafe { grn_cuda_graph_new(index as c_int, &mut raw, e, n) })?;
-        let graph = CudaGraph { raw };
-        // SAFETY: a live graph.
-        call("capture", |e, n| unsafe { grn_cuda_graph_capture_begin(graph.raw, e, n) })?;
-        let capturing = Capturing(&graph, false);
-        let out = f();
-        let ended = capturing.end();
-        let out = out?;
-        ended?;
-        Ok((graph, out))
-    }
-
-    /// Re-runs the captured kernels on the current stream.
-    pub fn replay(&self) -> Result<()> {
-        // SAFETY: a live, captured graph.
-        call("replay", |e, n| unsafe { grn_cuda_graph_replay(self.raw, e, n) })
-    }
-}
 
 /// Sampling through a captured generator forward pass, for one fixed batch size on a model on a
 /// CUDA device: latents are copied into the graph's input, the graph is replayed, and the images
@@ -154,7 +47,7 @@ impl<'m> GraphedSampler<'m> {
         let z = Tensor::f_zeros([count as i64, model.config().z_dim as i64], (Kind::Float, device))?;
         let state = model.read_fresh()?;
         let choice = model.generator_choice();
-        let averaged = choice == crate::ema::Choice::Averaged && state.ema.is_some();
+        let averaged = choice == crate::nn::ema::Choice::Averaged && state.ema.is_some();
         let gen = state.generator(choice);
         let forward = || precision.run(device, || gen.forward(&z, BnMode::Eval, false)).map(|d| d.image);
         // Once eagerly first: libraries' lazy set-up (handles, workspaces) stays out of the graph.
@@ -190,7 +83,7 @@ impl<'m> GraphedSampler<'m> {
         let _no_grad = tch::no_grad_guard();
         // No training step writes the weights while the graph reads them.
         let state = self.model.read_fresh()?;
-        let averaged = self.model.generator_choice() == crate::ema::Choice::Averaged && state.ema.is_some();
+        let averaged = self.model.generator_choice() == crate::nn::ema::Choice::Averaged && state.ema.is_some();
         if averaged != self.averaged {
             return Err(Error::invalid(
                 "the model's sampling generator changed since the graph was captured (averaged or raw): capture again",
@@ -203,10 +96,6 @@ impl<'m> GraphedSampler<'m> {
     }
 }
 
-// SAFETY: a captured graph is libtorch's `at::cuda::CUDAGraph`, which may be replayed and freed
-// from any thread (replay runs on the calling thread's current stream); gran keeps each graph
-// behind a mutex (`GraphCache`), so no two threads use one at once.
-unsafe impl Send for CudaGraph {}
 
 /// What identifies a captured sampling graph of one model: the batch size, the precision, and
 /// whether it reads the averaged generator.

@@ -14,7 +14,7 @@
 //! - the decoder's input `[h_z, h_c[t]]` is never concatenated: its h_z half, the same at every
 //!   step, is multiplied once per image, and step 0's h_c (zero) not at all;
 //! - on the CPU, the convolutions' weights are reordered once into oneDNN's blocked layout
-//!   (crate::torch_ext::conv_prepack and conv_transpose_prepack; libtorch's conv2d and
+//!   (crate::sys::torch_ext::conv_prepack and conv_transpose_prepack; libtorch's conv2d and
 //!   conv_transpose2d reorder them on every call), and a ReLU that directly follows one runs
 //!   inside it; the decoder's last convolution, to the image's one or three channels, runs as a
 //!   matrix product and a col2im instead;
@@ -28,9 +28,9 @@
 //! seeded determinism and batch independence hold as before.
 
 use crate::error::Result;
-use crate::generator::{Drawing, Generator};
-use crate::layers::{Conv, CONV_PADDING, CONV_STRIDE, TRANSPOSED};
-use crate::torch_ext;
+use crate::nn::generator::{Drawing, Generator};
+use crate::nn::layers::{Conv, CONV_PADDING, CONV_STRIDE, TRANSPOSED};
+use crate::sys::torch_ext;
 use tch::{Kind, Tensor};
 
 /// `x * scale + shift`, per channel; `scale` and `shift` are shaped to broadcast over `x`.
@@ -323,7 +323,7 @@ pub(crate) fn enabled_by_environment() -> bool {
 mod tests {
     use super::*;
     use crate::config::ModelConfig;
-    use crate::layers::{BnMode, Builder};
+    use crate::nn::layers::{BnMode, Builder};
     use tch::Device;
 
     /// A generator with every batch-norm statistic, scale and bias moved away from its initial

@@ -1,12 +1,9 @@
-//! Adversarial training: per minibatch one discriminator update, then one generator update, each
-//! with fresh latents; non-saturating losses computed from logits; Adam for each network.
-//! This file holds the settings (`TrainConfig`, `LrSchedule`), the reports (`Progress`) and the
-//! entry point `train`; a run itself is `crate::trainer::Trainer`.
+//! A training run's settings (`TrainConfig`, `LrSchedule`, the defaults) and its reports
+//! (`Progress`).
 
-use crate::data::Dataset;
+
 use crate::error::{Error, Result};
-use crate::model::Model;
-use crate::precision::Precision;
+use crate::nn::precision::Precision;
 use std::path::PathBuf;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -34,7 +31,7 @@ pub struct TrainConfig {
     /// Precision of the networks' forward and backward passes (weights, Adam state and losses
     /// stay float32 either way).
     pub precision: Precision,
-    /// Decay of the averaged generator (crate::ema), in [0, 1). Above 0, a model without an
+    /// Decay of the averaged generator (crate::nn::ema), in [0, 1). Above 0, a model without an
     /// averaged generator gets one (a copy of the raw generator) and it follows the raw weights
     /// after every step; 0: no averaging in this run (a model that already has an averaged
     /// generator keeps it equal to the raw one, so it never goes stale).
@@ -45,7 +42,7 @@ pub struct TrainConfig {
     /// How the learning rates change with the step.
     pub lr_schedule: LrSchedule,
     /// On a CUDA device, capture the training step as one CUDA graph after a few eager steps
-    /// and replay it (crate::step_graph): the same operations without their launch overhead.
+    /// and replay it (crate::train::step_graph): the same operations without their launch overhead.
     /// Off by default. Elsewhere, or if the capture fails, the steps run eagerly (logged).
     pub cuda_graph: bool,
     /// Data-parallel training in this process group (crate::dist): `batch_size` is the global
@@ -201,14 +198,3 @@ impl TrainConfig {
     }
 }
 
-/// Trains `model` on `data`. `on_progress` is called every `report_every` steps and after the
-/// last one, with no lock held (it may sample from the model); returning `true` stops the run
-/// with `Cancelled`. Returns the final report. The run itself: `crate::trainer::Trainer`.
-pub fn train(
-    model: &Model,
-    data: &Dataset,
-    cfg: &TrainConfig,
-    on_progress: &mut dyn FnMut(&Progress) -> bool,
-) -> Result<Progress> {
-    crate::trainer::Trainer::new(model, data, cfg)?.run(on_progress)
-}

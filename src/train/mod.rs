@@ -1,0 +1,32 @@
+//! Adversarial training: per minibatch one discriminator update, then one generator update, each
+//! with fresh latents; non-saturating losses computed from logits; Adam for each network.
+//!
+//! `settings` holds what a caller chooses and what a run reports, `run` the run itself,
+//! `step_graph` the training step captured as a CUDA graph, `snapshot` the in-memory copy a run
+//! rolls back to.
+
+mod run;
+mod settings;
+mod snapshot;
+mod step_graph;
+
+/// The run itself, for tests that inspect a run before it starts.
+#[doc(hidden)]
+pub use run::Trainer;
+pub use settings::*;
+
+use crate::data::Dataset;
+use crate::error::Result;
+use crate::model::Model;
+
+/// Trains `model` on `data`. `on_progress` is called every `report_every` steps and after the
+/// last one, with no lock held (it may sample from the model); returning `true` stops the run
+/// with `Cancelled`. Returns the final report. The run itself: `crate::train::run::Trainer`.
+pub fn train(
+    model: &Model,
+    data: &Dataset,
+    cfg: &TrainConfig,
+    on_progress: &mut dyn FnMut(&Progress) -> bool,
+) -> Result<Progress> {
+    crate::train::run::Trainer::new(model, data, cfg)?.run(on_progress)
+}
