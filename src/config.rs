@@ -5,7 +5,7 @@ use crate::device::DeviceSpec;
 use crate::error::{Error, Result};
 
 /// Image sizes the architecture supports: 28x28 (base 7) and 32/64/128 (base 4), square.
-pub const SUPPORTED_SIZES: [u32; 4] = [28, 32, 64, 128];
+pub(crate) const SUPPORTED_SIZES: [u32; 4] = [28, 32, 64, 128];
 
 /// Everything that fixes a model's shape and its initial weights.
 #[derive(Debug, Clone, PartialEq)]
@@ -47,22 +47,22 @@ impl Default for ModelConfig {
 }
 
 /// Upper bounds that keep a configuration from asking for absurd allocations.
-pub const MAX_STEPS: u32 = 64;
-pub const MAX_DIM: u32 = 4096;
-pub const MAX_WIDTH_SCALE: f32 = 8.0;
+pub(crate) const MAX_STEPS: u32 = 64;
+pub(crate) const MAX_DIM: u32 = 4096;
+pub(crate) const MAX_WIDTH_SCALE: f32 = 8.0;
 
 /// The layer sizes a configuration implies.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Architecture {
+pub(crate) struct Architecture {
     /// Spatial size of the decoder's first feature map (7 for 28x28, 4 otherwise).
-    pub base: i64,
+    pub(crate) base: i64,
     /// Decoder channels: `dec[0]` at the base size, then one entry per transposed convolution;
     /// the last entry is the image's channel count.
-    pub dec: Vec<i64>,
+    pub(crate) dec: Vec<i64>,
     /// Discriminator convolution output channels, one per stride-2 convolution.
-    pub disc: Vec<i64>,
+    pub(crate) disc: Vec<i64>,
     /// Discriminator hidden units before the final logit.
-    pub disc_hidden: i64,
+    pub(crate) disc_hidden: i64,
 }
 
 fn scaled(reference: i64, scale: f32) -> i64 {
@@ -99,13 +99,9 @@ impl ModelConfig {
         Ok(())
     }
 
-    /// Pixels per image (C * H * W).
-    pub fn image_len(&self) -> usize {
-        (self.channels * self.height * self.width) as usize
-    }
 
     /// Layer sizes from the reference table of model.md, scaled by `width_scale`.
-    pub fn architecture(&self) -> Result<Architecture> {
+    pub(crate) fn architecture(&self) -> Result<Architecture> {
         self.validate()?;
         let s = self.width_scale;
         let c = self.channels as i64;

@@ -14,7 +14,7 @@ static CUDA_POLICY: Once = Once::new();
 /// (`false`). This is libtorch's process-wide flag (PyTorch's
 /// `torch.backends.cudnn.deterministic`): it affects every user of libtorch in the process.
 /// Once called, gran no longer sets the flag itself (see `apply_cuda_policy`).
-pub fn set_deterministic(on: bool) {
+pub(crate) fn set_deterministic(on: bool) {
     CHOSEN.store(true, Ordering::SeqCst);
     crate::sys::torch_ext::set_cudnn_deterministic(on);
 }
@@ -84,7 +84,7 @@ impl DeviceSpec {
     }
 
     /// The spec that names a concrete device.
-    pub fn of(device: tch::Device) -> Self {
+    pub(crate) fn of(device: tch::Device) -> Self {
         match device {
             tch::Device::Cuda(i) => DeviceSpec::Cuda(i as u32),
             _ => DeviceSpec::Cpu,

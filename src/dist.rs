@@ -16,7 +16,7 @@ use tch::{Kind, Tensor};
 
 /// The largest bucket of one all-reduce, in elements (16 MiB of float32): a network's gradients
 /// go in as few buckets as fit, each one flat tensor, all started before any is waited for.
-pub const BUCKET_ELEMENTS: i64 = 4 << 20;
+pub(crate) const BUCKET_ELEMENTS: i64 = 4 << 20;
 
 /// The largest world size gran accepts (a sanity bound on a value read from the environment).
 pub const MAX_WORLD: u32 = 4096;
@@ -93,7 +93,7 @@ impl GroupSettings {
     }
 
     /// `InvalidArgument` for settings no group can have.
-    pub fn validate(&self) -> Result<()> {
+    pub(crate) fn validate(&self) -> Result<()> {
         if self.world_size == 0 || self.world_size > MAX_WORLD {
             return Err(Error::invalid(format!("world size {} is not in 1..={MAX_WORLD}", self.world_size)));
         }
@@ -175,13 +175,10 @@ impl ProcessGroup {
         self.settings.local_rank
     }
 
-    pub fn timeout(&self) -> Duration {
-        self.settings.timeout
-    }
 
     /// Each tensor replaced in place by its element-wise maximum over the ranks (contiguous
     /// tensors of one device and float kind).
-    pub fn all_reduce_max(&self, tensors: &[&Tensor]) -> Result<()> {
+    pub(crate) fn all_reduce_max(&self, tensors: &[&Tensor]) -> Result<()> {
         if tensors.is_empty() {
             return Ok(());
         }
@@ -189,7 +186,7 @@ impl ProcessGroup {
     }
 
     /// Each tensor replaced in place by rank `root`'s.
-    pub fn broadcast(&self, tensors: &[&Tensor], root: u32) -> Result<()> {
+    pub(crate) fn broadcast(&self, tensors: &[&Tensor], root: u32) -> Result<()> {
         if tensors.is_empty() {
             return Ok(());
         }
@@ -207,7 +204,7 @@ impl ProcessGroup {
     /// [`ProcessGroup::mean`] started and not waited for: the buckets travel while the caller
     /// computes (anything that does not need the mean), and [`PendingMean::finish`] waits for
     /// them. The inputs may change meanwhile: the buckets are copies.
-    pub fn start_mean(&self, tensors: &[Tensor]) -> Result<PendingMean> {
+    pub(crate) fn start_mean(&self, tensors: &[Tensor]) -> Result<PendingMean> {
         let defined: Vec<usize> = (0..tensors.len()).filter(|&i| tensors[i].defined()).collect();
         let mut buckets: Vec<Vec<usize>> = Vec::new();
         let mut size = 0i64;
@@ -238,7 +235,7 @@ impl ProcessGroup {
 
 /// A mean over the ranks on its way ([`ProcessGroup::start_mean`]). Dropped without
 /// [`PendingMean::finish`], it lets the reduction run to its end on c10d's threads unobserved.
-pub struct PendingMean {
+pub(crate) struct PendingMean {
     /// The reduction of `flat`; `None` when there was nothing to reduce.
     work: Option<PendingWork>,
     buckets: Vec<Vec<usize>>,
@@ -251,7 +248,7 @@ pub struct PendingMean {
 impl PendingMean {
     /// Waits for the reduction (at most the group's timeout) and returns the means, as
     /// [`ProcessGroup::mean`] does.
-    pub fn finish(mut self) -> Result<Vec<Tensor>> {
+    pub(crate) fn finish(mut self) -> Result<Vec<Tensor>> {
         if let Some(work) = &mut self.work {
             work.wait()?;
         }

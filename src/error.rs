@@ -47,11 +47,8 @@ impl Error {
     pub fn io(context: impl fmt::Display, err: std::io::Error) -> Self {
         Self::new(ErrorKind::Io, format!("{context}: {err}"))
     }
-    pub fn device(message: impl Into<String>) -> Self {
+    pub(crate) fn device(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Device, message)
-    }
-    pub fn oom(message: impl Into<String>) -> Self {
-        Self::new(ErrorKind::OutOfMemory, message)
     }
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Internal, message)

@@ -30,7 +30,7 @@ pub use data::Dataset;
 pub use device::{cuda_device_count, deterministic, DeviceSpec};
 pub use error::{Error, ErrorKind, Result};
 pub use infer::graphed::{GraphCache, GraphedSampler};
-pub use infer::sample::Scoring;
+pub use infer::sample::{Samples, Scoring};
 pub use metrics::evaluator::{frechet_distance, Evaluator, EvaluatorConfig, Quality};
 pub use metrics::gam::{gam, AccuracyForm, GamConfig, GamResult, Ranking, Verdict, DEFAULT_SCORE_BATCH, DEFAULT_TOLERANCE};
 pub use model::Model;

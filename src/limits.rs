@@ -15,29 +15,29 @@ use std::path::Path;
 
 /// The most samples one GAM or evaluation call draws from a model (2^20): 1,000 is the
 /// paper's; a million takes hours on a CPU, more is never a measurement anyone waits for.
-pub const MAX_METRIC_SAMPLES: u32 = 1 << 20;
+pub(crate) const MAX_METRIC_SAMPLES: u32 = 1 << 20;
 
 /// The largest scoring chunk GAM accepts (images normalised together by their own batch
 /// statistics): the memory of one chunk's forward pass grows with it.
-pub const MAX_SCORE_BATCH: u32 = 4096;
+pub(crate) const MAX_SCORE_BATCH: u32 = 4096;
 
 /// The most bytes of pixels one PNG grid may hold before compression (1 GiB).
-pub const MAX_PNG_BYTES: u64 = 1 << 30;
+pub(crate) const MAX_PNG_BYTES: u64 = 1 << 30;
 
 /// The longest checkpoint header accepted (16 MiB; gran's own are a few KiB).
-pub const MAX_CHECKPOINT_HEADER: u64 = 16 << 20;
+pub(crate) const MAX_CHECKPOINT_HEADER: u64 = 16 << 20;
 
 /// The largest single file read whole into memory where no header bounds it (an image of an
 /// image folder, a CIFAR-10 batch): 1 GiB.
-pub const MAX_FILE_BYTES: u64 = 1 << 30;
+pub(crate) const MAX_FILE_BYTES: u64 = 1 << 30;
 
 /// `a * b` for sizes, or `InvalidArgument` saying what overflowed.
-pub fn mul(a: usize, b: usize, what: &str) -> Result<usize> {
+pub(crate) fn mul(a: usize, b: usize, what: &str) -> Result<usize> {
     a.checked_mul(b).ok_or_else(|| too_large(what))
 }
 
 /// The product of `factors`, or `InvalidArgument` saying what overflowed.
-pub fn product(factors: &[usize], what: &str) -> Result<usize> {
+pub(crate) fn product(factors: &[usize], what: &str) -> Result<usize> {
     factors.iter().try_fold(1usize, |acc, &f| acc.checked_mul(f)).ok_or_else(|| too_large(what))
 }
 
@@ -46,19 +46,19 @@ fn too_large(what: &str) -> Error {
 }
 
 /// The error for a host allocation of `bytes` that the system refused.
-pub fn out_of_memory(bytes: usize, what: &str) -> Error {
+pub(crate) fn out_of_memory(bytes: usize, what: &str) -> Error {
     Error::new(ErrorKind::OutOfMemory, format!("out of host memory: {bytes} bytes for {what} could not be allocated"))
 }
 
 /// An empty vector with room for `n` elements, or `OutOfMemory` / `InvalidArgument`.
-pub fn vec_with_capacity<T>(n: usize, what: &str) -> Result<Vec<T>> {
+pub(crate) fn vec_with_capacity<T>(n: usize, what: &str) -> Result<Vec<T>> {
     let mut v = Vec::new();
     reserve(&mut v, n, what)?;
     Ok(v)
 }
 
 /// Room for `more` further elements in `v`, or `OutOfMemory` / `InvalidArgument`.
-pub fn reserve<T>(v: &mut Vec<T>, more: usize, what: &str) -> Result<()> {
+pub(crate) fn reserve<T>(v: &mut Vec<T>, more: usize, what: &str) -> Result<()> {
     let bytes = mul(more, std::mem::size_of::<T>().max(1), what)?;
     if bytes > isize::MAX as usize {
         return Err(too_large(what));
@@ -67,7 +67,7 @@ pub fn reserve<T>(v: &mut Vec<T>, more: usize, what: &str) -> Result<()> {
 }
 
 /// `n` copies of `value`, allocated fallibly.
-pub fn vec_filled<T: Clone>(n: usize, value: T, what: &str) -> Result<Vec<T>> {
+pub(crate) fn vec_filled<T: Clone>(n: usize, value: T, what: &str) -> Result<Vec<T>> {
     let mut v = vec_with_capacity(n, what)?;
     v.resize(n, value);
     Ok(v)
@@ -79,7 +79,7 @@ pub fn vec_filled<T: Clone>(n: usize, value: T, what: &str) -> Result<Vec<T>> {
 ///
 /// The file is opened with `O_NONBLOCK`, so even a FIFO swapped in between the check and the
 /// open cannot block; the type is checked on the opened file itself.
-pub fn open_regular(path: &Path) -> Result<(File, u64)> {
+pub(crate) fn open_regular(path: &Path) -> Result<(File, u64)> {
     use std::os::unix::fs::OpenOptionsExt;
     let io_err = |e| Error::io(format!("reading {}", path.display()), e);
     let file = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path).map_err(io_err)?;
@@ -94,7 +94,7 @@ pub fn open_regular(path: &Path) -> Result<(File, u64)> {
 /// Reads a whole regular file of at most `limit` bytes (`what` names it in messages): `Io` for
 /// anything but a regular file or a read error, `InvalidArgument` past the limit, `OutOfMemory`
 /// when its buffer cannot be allocated.
-pub fn read_regular(path: &Path, limit: u64, what: &str) -> Result<Vec<u8>> {
+pub(crate) fn read_regular(path: &Path, limit: u64, what: &str) -> Result<Vec<u8>> {
     let (file, len) = open_regular(path)?;
     if len > limit {
         return Err(Error::invalid(format!(
@@ -107,7 +107,7 @@ pub fn read_regular(path: &Path, limit: u64, what: &str) -> Result<Vec<u8>> {
 
 /// Reads exactly `len` bytes from `file` into a buffer allocated fallibly up front; a file that
 /// turned out shorter or longer is `Io` (it changed while being read).
-pub fn read_exact_len(file: File, len: u64, path: &Path) -> Result<Vec<u8>> {
+pub(crate) fn read_exact_len(file: File, len: u64, path: &Path) -> Result<Vec<u8>> {
     let n = usize::try_from(len).map_err(|_| too_large("the file"))?;
     // One byte more than expected, so that a file that grew meanwhile is seen.
     let room = n.checked_add(1).ok_or_else(|| too_large("the file"))?;

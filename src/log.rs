@@ -12,7 +12,7 @@ pub enum Level {
     Error = 3,
 }
 
-pub type Sink = std::sync::Arc<dyn Fn(Level, &str) + Send + Sync>;
+pub(crate) type Sink = std::sync::Arc<dyn Fn(Level, &str) + Send + Sync>;
 
 static SINK: Lazy<RwLock<Option<(Sink, Level)>>> = Lazy::new(|| RwLock::new(None));
 
@@ -22,7 +22,7 @@ pub fn set_sink(sink: Option<Sink>, min_level: Level) {
 }
 
 /// Sends a message to the sink, if one is installed and the level is high enough.
-pub fn log(level: Level, message: &str) {
+pub(crate) fn log(level: Level, message: &str) {
     // The sink runs outside the lock, so it may itself call back into the library.
     let sink = match SINK.read().as_ref() {
         Some((sink, min)) if level >= *min => sink.clone(),

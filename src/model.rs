@@ -23,17 +23,17 @@ use tch::{Device, Tensor};
 /// Everything that changes during training.
 pub struct State {
     pub gen: Generator,
-    pub disc: Discriminator,
+    pub(crate) disc: Discriminator,
     pub g_params: Vec<Named>,
     pub g_buffers: Vec<Named>,
-    pub d_params: Vec<Named>,
-    pub d_buffers: Vec<Named>,
-    pub opt_g: Adam,
-    pub opt_d: Adam,
+    pub(crate) d_params: Vec<Named>,
+    pub(crate) d_buffers: Vec<Named>,
+    pub(crate) opt_g: Adam,
+    pub(crate) opt_d: Adam,
     /// The averaged generator, once a run trained with averaging (crate::nn::ema).
     pub ema: Option<Averaged>,
     /// Completed training steps (one D and one G update each).
-    pub step: u64,
+    pub(crate) step: u64,
 }
 
 // SAFETY: `State` holds libtorch tensors, which tch marks `Send` but not `Sync`. Shared access
@@ -69,7 +69,7 @@ impl State {
 
     /// Gives the model an averaged generator equal to the raw one (statistics not estimated),
     /// when it has none.
-    pub fn ensure_averaged(&mut self, config: &ModelConfig, device: Device) -> Result<()> {
+    pub(crate) fn ensure_averaged(&mut self, config: &ModelConfig, device: Device) -> Result<()> {
         if self.ema.is_none() {
             let mut b = Builder::with_fill(config.seed, device, Fill::Uninit);
             let mut ema = Averaged::new(&mut b, config, &config.architecture()?)?;
@@ -80,12 +80,12 @@ impl State {
     }
 
     /// Whether the averaged generator's statistics lag behind its weights.
-    pub fn averaged_stale(&self) -> bool {
+    pub(crate) fn averaged_stale(&self) -> bool {
         self.ema.as_ref().is_some_and(|e| !e.fresh(self.step))
     }
 
     /// Re-estimates the averaged generator's statistics unless they are those of this step.
-    pub fn refresh_averaged(&mut self, config: &ModelConfig, device: Device) -> Result<()> {
+    pub(crate) fn refresh_averaged(&mut self, config: &ModelConfig, device: Device) -> Result<()> {
         let step = self.step;
         match &mut self.ema {
             Some(ema) if !ema.fresh(step) => ema.estimate_statistics(config.z_dim as usize, device, step),
@@ -129,7 +129,7 @@ struct RunFlags {
 }
 
 /// Clears the model's "training" flag when a training run ends, however it ends.
-pub struct TrainingGuard<'a>(&'a Model);
+pub(crate) struct TrainingGuard<'a>(&'a Model);
 
 impl Drop for TrainingGuard<'_> {
     fn drop(&mut self) {
@@ -157,7 +157,7 @@ impl Model {
     /// The name and shape of every tensor a checkpoint of a model of `config` holds (with an
     /// averaged generator when `averaged`), in the order of [`State::named_tensors`], worked
     /// out without allocating them.
-    pub fn layout(config: &ModelConfig, averaged: bool) -> Result<Vec<(String, Vec<i64>)>> {
+    pub(crate) fn layout(config: &ModelConfig, averaged: bool) -> Result<Vec<(String, Vec<i64>)>> {
         let arch = config.architecture()?;
         let mut b = Builder::with_fill(config.seed, Device::Cpu, Fill::ShapeOnly);
         Generator::new(&mut b, config, &arch)?;
@@ -230,7 +230,7 @@ impl Model {
     }
 
     /// `InvalidArgument` naming `what` when the model is a generator export.
-    pub fn require_full(&self, what: &str) -> Result<()> {
+    pub(crate) fn require_full(&self, what: &str) -> Result<()> {
         if self.inference_only {
             return Err(Error::invalid(format!(
                 "{what} needs a full model: this one was exported for inference (generator only, no \
@@ -250,7 +250,7 @@ impl Model {
     }
 
     /// The precision sampling and scoring run in. Float32 unless set; not saved with the model.
-    pub fn precision(&self) -> Precision {
+    pub(crate) fn precision(&self) -> Precision {
         *self.inference.lock()
     }
 
@@ -260,7 +260,7 @@ impl Model {
     }
 
     /// Which generator later sampling calls use (calls in flight keep theirs); not saved.
-    pub fn generator_choice(&self) -> Choice {
+    pub(crate) fn generator_choice(&self) -> Choice {
         *self.choice.lock()
     }
 
@@ -336,12 +336,12 @@ impl Model {
         run.cancel = run.training;
     }
 
-    pub fn cancel_requested(&self) -> bool {
+    pub(crate) fn cancel_requested(&self) -> bool {
         self.run.lock().cancel
     }
 
     /// Marks the model as training until the guard drops, or `Busy` if a run is in progress.
-    pub fn begin_training(&self) -> Result<TrainingGuard<'_>> {
+    pub(crate) fn begin_training(&self) -> Result<TrainingGuard<'_>> {
         let mut run = self.run.lock();
         if run.training {
             return Err(Error::new(ErrorKind::Busy, "this model is already training"));

@@ -119,13 +119,13 @@ impl Dataset {
 
     /// The images on `device` as they are stored (bytes for images loaded as bytes: a quarter
     /// of the float size), for [`Dataset::gather_float`] to take minibatches from.
-    pub fn stored_images(&self, device: Device) -> Result<Tensor> {
+    pub(crate) fn stored_images(&self, device: Device) -> Result<Tensor> {
         Ok(self.images.f_to_device(device)?)
     }
 
     /// Images `idx` (a 1-d int64 tensor on their device) of `stored` (from
     /// [`Dataset::stored_images`]) as `Float` in `[0, 1]`: the values `float_images` gives.
-    pub fn gather_float(stored: &Tensor, idx: &Tensor) -> Result<Tensor> {
+    pub(crate) fn gather_float(stored: &Tensor, idx: &Tensor) -> Result<Tensor> {
         to_float(&stored.f_index_select(0, idx)?, stored.device())
     }
 

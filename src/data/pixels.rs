@@ -20,7 +20,7 @@ pub enum PixelFormat {
 
 impl PixelFormat {
     /// Bytes per sample: 1 for the `u8` formats, 4 for `F32Chw`.
-    pub fn sample_bytes(self) -> usize {
+    pub(crate) fn sample_bytes(self) -> usize {
         match self {
             PixelFormat::U8Hwc | PixelFormat::U8Chw => 1,
             PixelFormat::F32Chw => 4,
@@ -47,11 +47,11 @@ pub fn bytes_for(format: PixelFormat, count: usize, channels: u32, height: u32, 
 }
 
 /// The largest image height or width accepted anywhere (images, datasets, PNG tiles).
-pub const MAX_SIDE: u32 = 16384;
+pub(crate) const MAX_SIDE: u32 = 16384;
 
 /// Checks the dimensions of a batch of images: at least one image, 1 (grey) or 3 (RGB)
 /// channels, and height and width in 1..=[`MAX_SIDE`]. Errors are `InvalidArgument`.
-pub fn check_dims(count: usize, channels: u32, height: u32, width: u32) -> Result<()> {
+pub(crate) fn check_dims(count: usize, channels: u32, height: u32, width: u32) -> Result<()> {
     if count == 0 {
         return Err(Error::invalid("image count is 0: expected at least one image"));
     }

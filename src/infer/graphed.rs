@@ -135,7 +135,7 @@ impl GraphCache {
     /// The images of latents `z` ([count, z_dim] on the host) through the graph of `key`,
     /// captured on first use from `forward` (the eager forward pass of the batch it is given).
     /// `Ok(None)`: graphs are off for this model (the caller samples eagerly).
-    pub fn images(
+    pub(crate) fn images(
         &mut self,
         key: GraphKey,
         device: Device,

@@ -46,7 +46,7 @@ impl Affine {
 }
 
 /// A generator prepared for eval-mode drawing (see the module documentation).
-pub struct LeanGenerator {
+pub(crate) struct LeanGenerator {
     steps: usize,
     base: i64,
     c0: i64,
@@ -120,7 +120,7 @@ impl Deconv {
             }
             Kernel::Columns(w) if float32 => {
                 let [n, cin, h, w_] = x.size()[..] else {
-                    return Err(crate::Error::internal(format!("a decoder activation of shape {:?}", x.size())));
+                    return Err(crate::error::Error::internal(format!("a decoder activation of shape {:?}", x.size())));
                 };
                 let k = self.conv.w.size()[2];
                 let cols = w.f_matmul(&x.f_reshape([n, cin, h * w_])?)?;
@@ -197,7 +197,7 @@ fn share(t: &Tensor) -> Tensor {
 impl LeanGenerator {
     /// Prepares `g`'s current weights and running statistics. Later changes to `g` are not seen:
     /// prepare again.
-    pub fn new(g: &Generator) -> Result<LeanGenerator> {
+    pub(crate) fn new(g: &Generator) -> Result<LeanGenerator> {
         let _no_grad = tch::no_grad_guard();
         let steps = g.steps;
         let channels = |a: (Tensor, Tensor)| -> Result<Affine> {
@@ -277,7 +277,7 @@ impl LeanGenerator {
 
     /// Draws images from latents `z` [N, z_dim], as [`Generator::forward`] does in eval mode,
     /// with the same outputs.
-    pub fn forward(&self, z: &Tensor, keep_canvases: bool) -> Result<Drawing> {
+    pub(crate) fn forward(&self, z: &Tensor, keep_canvases: bool) -> Result<Drawing> {
         let _no_grad = tch::no_grad_guard();
         let hz = z.f_linear(&self.hz_w, Some(&self.hz_b))?.f_tanh_()?;
         let u = hz.f_matmul(&self.dec_wz)?;

@@ -16,7 +16,7 @@ use crate::rng::{stream, Stream};
 use tch::{Device, Kind, Tensor};
 
 /// Images per forward pass: bounds peak memory for large requests.
-pub const CHUNK: usize = 256;
+pub(crate) const CHUNK: usize = 256;
 
 /// Output of a sampling call, on the CPU.
 pub struct Samples {
@@ -29,7 +29,7 @@ pub struct Samples {
 impl Model {
     /// Writes the latents of images `start .. start + out.len() / z_dim` of `seed` to `out`
     /// (row-major, z_dim values per image).
-    pub fn latents_into(&self, seed: u64, start: u64, out: &mut [f32]) {
+    pub(crate) fn latents_into(&self, seed: u64, start: u64, out: &mut [f32]) {
         let z_dim = self.config().z_dim as u64;
         let s = Stream::new(seed, stream::SAMPLE);
         let first = start.wrapping_mul(z_dim);
@@ -52,7 +52,7 @@ impl Model {
     /// receives that chunk's images (and canvases with `steps`) on the CPU. Memory does not grow
     /// with `count`. The model's weights are read-locked for the whole call, so every image
     /// comes from the same weights.
-    pub fn generate_chunked(
+    pub(crate) fn generate_chunked(
         &self,
         count: usize,
         steps: bool,
@@ -115,7 +115,7 @@ impl Model {
     }
 
     /// `count` images of `seed`, chunk by chunk, as [`Model::generate_chunked`] hands them over.
-    pub fn sample_chunked(
+    pub(crate) fn sample_chunked(
         &self,
         seed: u64,
         count: usize,

@@ -68,10 +68,10 @@ impl Storage {
 pub(crate) struct Checksum(pub u64);
 
 impl Checksum {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Checksum(0x243F_6A88_85A3_08D3)
     }
-    pub fn update(&mut self, bytes: &[u8]) {
+    pub(crate) fn update(&mut self, bytes: &[u8]) {
         let mut h = self.0 ^ (bytes.len() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         let mut chunks = bytes.chunks_exact(8);
         for c in &mut chunks {
@@ -124,7 +124,7 @@ pub(crate) fn tensor_bytes_as(t: &Tensor, storage: Storage) -> Result<(Vec<usize
     Ok((shape, bytes))
 }
 
-pub use crate::io::atomic_file::write_atomic;
+pub(crate) use crate::io::atomic_file::write_atomic;
 
 fn json_string(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
@@ -238,8 +238,8 @@ pub(crate) fn parse_device(s: &str) -> Result<DeviceSpec> {
 /// The header of a checkpoint file, read and checked without reading its tensor data.
 pub(crate) struct Header {
     /// Bytes before the tensor data (8 + the JSON header's length).
-    pub data_start: u64,
-    pub meta: HashMap<String, String>,
+    pub(crate) data_start: u64,
+    pub(crate) meta: HashMap<String, String>,
     /// Name -> (dtype, shape, data offsets relative to the data start).
     tensors: HashMap<String, (Dtype, Vec<usize>, (usize, usize))>,
 }

@@ -21,7 +21,7 @@ use std::fs;
 use std::path::Path;
 use tch::{Kind, Tensor};
 
-pub const FORMAT_TAG: &str = "gran-generator";
+pub(crate) const FORMAT_TAG: &str = "gran-generator";
 const FORMAT_VERSION: &str = "1";
 
 /// Writes `model`'s generator to `path` (atomically, as checkpoints) in `storage`: the averaged

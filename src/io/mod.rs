@@ -1,7 +1,7 @@
 //! Files: training checkpoints and generator exports (one safetensors container), atomic
 //! replacement, PNG grids.
 
-pub mod atomic_file;
-pub mod checkpoint;
+pub(crate) mod atomic_file;
+pub(crate) mod checkpoint;
 pub mod export;
-pub mod png;
+pub(crate) mod png;

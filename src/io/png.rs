@@ -8,7 +8,7 @@ use std::path::Path;
 use tch::Tensor;
 
 /// Black pixels between neighbouring tiles, horizontally and vertically.
-pub const BORDER: u32 = 2;
+pub(crate) const BORDER: u32 = 2;
 /// The largest width or height a PNG may have (2^31 - 1).
 const PNG_MAX_SIDE: u64 = (1 << 31) - 1;
 
@@ -47,19 +47,19 @@ pub fn encode_grid(images: &Tensor, columns: u32) -> Result<DynamicImage> {
 }
 
 /// The size of a grid picture, checked.
-pub struct Grid {
+pub(crate) struct Grid {
     /// Tiles per row.
-    pub cols: u32,
-    pub grid_w: u64,
-    pub grid_h: u64,
+    pub(crate) cols: u32,
+    pub(crate) grid_w: u64,
+    pub(crate) grid_h: u64,
     /// Bytes of its pixels (before compression).
-    pub bytes: usize,
+    pub(crate) bytes: usize,
 }
 
 /// The size of the grid of `count` tiles of `height x width x channels` in `columns` columns,
 /// checked before any work: `InvalidArgument` when `columns` is 0, a side passes PNG's limit, or
 /// the pixels pass [`crate::limits::MAX_PNG_BYTES`].
-pub fn check_grid(count: usize, height: u32, width: u32, channels: u32, columns: u32) -> Result<Grid> {
+pub(crate) fn check_grid(count: usize, height: u32, width: u32, channels: u32, columns: u32) -> Result<Grid> {
     if columns == 0 {
         return Err(Error::invalid("columns is 0: a grid needs at least one column"));
     }

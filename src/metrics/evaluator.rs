@@ -13,9 +13,9 @@ use crate::rng::{stream, Stream};
 use tch::{Device, Kind, Reduction, Tensor};
 
 /// Width of the feature layer.
-pub const FEATURES: i64 = 128;
+pub(crate) const FEATURES: i64 = 128;
 /// Labels are bytes; a dataset may use at most this many classes (0 .. MAX_CLASSES-1).
-pub const MAX_CLASSES: usize = 64;
+pub(crate) const MAX_CLASSES: usize = 64;
 
 /// How the classifier is trained.
 #[derive(Debug, Clone, PartialEq)]
@@ -197,7 +197,7 @@ impl Evaluator {
     }
 
     /// (features, class probabilities) of images [N, C, H, W] (u8 or float in [0, 1]).
-    pub fn features_and_probabilities(&self, images: &Tensor) -> Result<(Tensor, Tensor)> {
+    pub(crate) fn features_and_probabilities(&self, images: &Tensor) -> Result<(Tensor, Tensor)> {
         self.check_shape(images)?;
         let _g = tch::no_grad_guard();
         let both = chunked(images, |x| {
@@ -276,7 +276,7 @@ const CHUNK: i64 = 256;
 
 /// The per-call limit on the samples of an evaluation ([`crate::limits::MAX_METRIC_SAMPLES`]);
 /// the Frechet distance needs at least 2.
-pub fn check_samples(samples: usize) -> Result<()> {
+pub(crate) fn check_samples(samples: usize) -> Result<()> {
     let most = crate::limits::MAX_METRIC_SAMPLES as usize;
     if !(2..=most).contains(&samples) {
         return Err(Error::invalid(format!("samples is {samples}: must be in 2..={most}")));

@@ -86,7 +86,7 @@ pub struct AccuracyForm {
 
 impl AccuracyForm {
     /// The accuracy form of the four error rates.
-    pub fn new(test_error_a: f64, test_error_b: f64, sample_error_a: f64, sample_error_b: f64) -> Self {
+    pub(crate) fn new(test_error_a: f64, test_error_b: f64, sample_error_a: f64, sample_error_b: f64) -> Self {
         let r_test = ratio(1.0 - test_error_a, 1.0 - test_error_b);
         let r_sample = ratio(1.0 - sample_error_a, 1.0 - sample_error_b);
         let ranking = if r_sample > 1.0 {

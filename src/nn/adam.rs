@@ -7,22 +7,22 @@ use tch::{Kind, Tensor};
 
 /// Per-call settings of one optimizer.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct AdamSettings {
-    pub lr: f64,
-    pub beta1: f64,
-    pub beta2: f64,
-    pub eps: f64,
+pub(crate) struct AdamSettings {
+    pub(crate) lr: f64,
+    pub(crate) beta1: f64,
+    pub(crate) beta2: f64,
+    pub(crate) eps: f64,
     /// L2 coefficient added to the gradient of parameters marked `decay`.
-    pub weight_decay: f64,
+    pub(crate) weight_decay: f64,
 }
 
 /// The checkpoint names of the first and second moments of parameter `param`.
-pub fn moment_names(prefix: &str, param: &str) -> [String; 2] {
+pub(crate) fn moment_names(prefix: &str, param: &str) -> [String; 2] {
     [format!("{prefix}.m.{param}"), format!("{prefix}.v.{param}")]
 }
 
 /// Whether a checkpoint tensor name is a second moment (non-negative by construction).
-pub fn is_second_moment(name: &str) -> bool {
+pub(crate) fn is_second_moment(name: &str) -> bool {
     name.split_once('.').is_some_and(|(prefix, rest)| prefix.starts_with("adam_") && rest.starts_with("v."))
 }
 
@@ -33,15 +33,15 @@ struct Slot {
     decay: bool,
 }
 
-pub struct Adam {
+pub(crate) struct Adam {
     slots: Vec<Slot>,
     /// Updates applied so far (for the bias corrections).
-    pub t: u64,
+    pub(crate) t: u64,
 }
 
 impl Adam {
     /// State for the given parameters (shallow handles: updates act on the networks' tensors).
-    pub fn new(params: &[Named]) -> Result<Self> {
+    pub(crate) fn new(params: &[Named]) -> Result<Self> {
         let slots = params
             .iter()
             .map(|p| {
@@ -57,7 +57,7 @@ impl Adam {
     }
 
     /// The moment tensors in parameter order, named by `prefix`, for checkpoints.
-    pub fn state(&self, names: &[Named], prefix: &str) -> Vec<(String, Tensor)> {
+    pub(crate) fn state(&self, names: &[Named], prefix: &str) -> Vec<(String, Tensor)> {
         let mut out = Vec::with_capacity(2 * self.slots.len());
         for (s, n) in self.slots.iter().zip(names) {
             let [m, v] = moment_names(prefix, &n.name);
@@ -71,13 +71,13 @@ impl Adam {
     /// (undefined for a parameter the loss does not depend on). They are returned, not
     /// accumulated into the parameters' `.grad`: nothing to zero, and no gradient is computed
     /// for tensors outside this optimizer (the other network).
-    pub fn gradients(&self, loss: &Tensor) -> Result<Vec<Tensor>> {
+    pub(crate) fn gradients(&self, loss: &Tensor) -> Result<Vec<Tensor>> {
         let params: Vec<&Tensor> = self.slots.iter().map(|s| &s.param).collect();
         Ok(Tensor::f_run_backward(&[loss], &params, false, false)?)
     }
 
     /// Every tensor this optimizer changes: the parameters and both moments.
-    pub fn tensors(&self) -> impl Iterator<Item = &Tensor> {
+    pub(crate) fn tensors(&self) -> impl Iterator<Item = &Tensor> {
         self.slots.iter().flat_map(|s| [&s.param, &s.m, &s.v])
     }
 
@@ -85,7 +85,7 @@ impl Adam {
     /// call for the parameters with weight decay and one for the rest. With `skip_if` (a float
     /// scalar on the parameters' device), the kernel leaves parameters and moments as they are
     /// when it holds 1.0 (decided on the device: no host read); `t` counts the call either way.
-    pub fn step(&mut self, grads: &[Tensor], cfg: &AdamSettings, skip_if: Option<&Tensor>) -> Result<()> {
+    pub(crate) fn step(&mut self, grads: &[Tensor], cfg: &AdamSettings, skip_if: Option<&Tensor>) -> Result<()> {
         let t = self.t.checked_add(1).ok_or_else(|| Error::invalid("Adam's update count is at its maximum"))?;
         let Some(device) = self.slots.first().map(|s| s.param.device()) else {
             self.t = t;
@@ -101,7 +101,7 @@ impl Adam {
     /// The update of `step` with what the kernel reads on the device (the update count, and the
     /// rate where `inputs.lr` is set), without touching `t`: the form a captured training step
     /// records, whose inputs are refilled before each replay (the caller then counts `t`).
-    pub fn apply(&self, grads: &[Tensor], cfg: &AdamSettings, inputs: &DeviceInputs) -> Result<()> {
+    pub(crate) fn apply(&self, grads: &[Tensor], cfg: &AdamSettings, inputs: &DeviceInputs) -> Result<()> {
         let (mut plain, mut decayed) = (Vec::new(), Vec::new());
         for (s, g) in self.slots.iter().zip(grads) {
             if g.defined() {
@@ -119,10 +119,10 @@ impl Adam {
 
 /// What an update reads on the device: the update count (float scalar), the learning rate
 /// (float scalar; `None`: `AdamSettings::lr`), and the skip flag (see `Adam::step`).
-pub struct DeviceInputs<'a> {
-    pub step: &'a Tensor,
-    pub lr: Option<&'a Tensor>,
-    pub skip_if: Option<&'a Tensor>,
+pub(crate) struct DeviceInputs<'a> {
+    pub(crate) step: &'a Tensor,
+    pub(crate) lr: Option<&'a Tensor>,
+    pub(crate) skip_if: Option<&'a Tensor>,
 }
 
 /// Adam on `group` (slot, gradient) in place: m <- b1 m + (1 - b1) g, v <- b2 v + (1 - b2) g^2,

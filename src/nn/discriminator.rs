@@ -8,9 +8,9 @@ use crate::nn::layers::{BatchNorm, BnMode, Builder, Conv, Linear};
 use tch::Tensor;
 
 /// Leaky ReLU's slope for negative inputs (DCGAN's).
-pub const LEAKY_SLOPE: f64 = 0.2;
+pub(crate) const LEAKY_SLOPE: f64 = 0.2;
 
-pub struct Discriminator {
+pub(crate) struct Discriminator {
     convs: Vec<(Conv, BatchNorm)>,
     fc: Linear,
     out: Linear,
@@ -18,7 +18,7 @@ pub struct Discriminator {
 }
 
 impl Discriminator {
-    pub fn new(b: &mut Builder, cfg: &ModelConfig, arch: &Architecture) -> Result<Self> {
+    pub(crate) fn new(b: &mut Builder, cfg: &ModelConfig, arch: &Architecture) -> Result<Self> {
         let mut convs = Vec::new();
         let mut c = cfg.channels as i64;
         let mut size = cfg.height as i64;
@@ -36,7 +36,7 @@ impl Discriminator {
     }
 
     /// Logits [N] for images [N, C, H, W] in [0, 1].
-    pub fn forward(&self, x: &Tensor, mode: BnMode) -> Result<Tensor> {
+    pub(crate) fn forward(&self, x: &Tensor, mode: BnMode) -> Result<Tensor> {
         let mut x = x.shallow_clone();
         for (conv, bn) in &self.convs {
             x = bn.forward(&conv.forward(&x)?, mode, 0)?;

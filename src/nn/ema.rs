@@ -20,21 +20,21 @@ use crate::rng::{stream, Stream};
 use tch::{Device, Tensor};
 
 /// The prefix of the averaged generator's tensors in a checkpoint ("ema.g.dec.fc.weight").
-pub const PREFIX: &str = "ema.";
+pub(crate) const PREFIX: &str = "ema.";
 
 /// Batches of latents the standing statistics are estimated over.
 pub const STANDING_BATCHES: u32 = 16;
 
 /// The largest batch a checkpoint may ask the estimate to use (a training batch is bounded by
 /// its dataset; a file is not).
-pub const MAX_STATS_BATCH: u32 = 1 << 16;
+pub(crate) const MAX_STATS_BATCH: u32 = 1 << 16;
 
 /// The batch size of the estimate until a run sets its own.
-pub const DEFAULT_BATCH: u32 = 64;
+pub(crate) const DEFAULT_BATCH: u32 = 64;
 
 /// The averaged generator of a model.
 pub struct Averaged {
-    pub gen: Generator,
+    pub(crate) gen: Generator,
     /// Averaged weights, in the order of the raw generator's parameters.
     pub params: Vec<Named>,
     /// Its own batch-norm running statistics, in the order of the raw generator's buffers.
@@ -44,13 +44,13 @@ pub struct Averaged {
     /// The batch size of that estimate.
     pub stats_batch: u32,
     /// The batch size to estimate with: the last training run's.
-    pub batch: u32,
+    pub(crate) batch: u32,
 }
 
 impl Averaged {
     /// A generator of the model's architecture, its tensors named with [`PREFIX`], allocated
     /// as `b` fills them (uninitialised or shape-only: `follow` or a checkpoint sets them).
-    pub fn new(b: &mut Builder, cfg: &ModelConfig, arch: &Architecture) -> Result<Self> {
+    pub(crate) fn new(b: &mut Builder, cfg: &ModelConfig, arch: &Architecture) -> Result<Self> {
         let (outer_params, outer_buffers) = (std::mem::take(&mut b.params), std::mem::take(&mut b.buffers));
         let gen = Generator::new(b, cfg, arch)?;
         let mut params = std::mem::replace(&mut b.params, outer_params);
@@ -66,7 +66,7 @@ impl Averaged {
     }
 
     /// Sets the averaged weights and statistics to the raw generator's (`params`, `buffers`).
-    pub fn copy_from(&mut self, params: &[Named], buffers: &[Named]) -> Result<()> {
+    pub(crate) fn copy_from(&mut self, params: &[Named], buffers: &[Named]) -> Result<()> {
         let _no_grad = tch::no_grad_guard();
         for (a, r) in self.params.iter().chain(&self.buffers).zip(params.iter().chain(buffers)) {
             a.tensor.shallow_clone().f_copy_(&r.tensor)?;
@@ -77,7 +77,7 @@ impl Averaged {
 
     /// One averaging step towards the raw weights `params`: avg += (1 - decay) (w - avg).
     /// The statistics are stale afterwards.
-    pub fn update(&mut self, params: &[Named], decay: f64) -> Result<()> {
+    pub(crate) fn update(&mut self, params: &[Named], decay: f64) -> Result<()> {
         let avg: Vec<&Tensor> = self.params.iter().map(|n| &n.tensor).collect();
         let raw: Vec<&Tensor> = params.iter().map(|n| &n.tensor).collect();
         crate::sys::torch_ext::foreach_lerp_(&avg, &raw, 1.0 - decay)?;
@@ -86,14 +86,14 @@ impl Averaged {
     }
 
     /// Whether the statistics were estimated for these weights (model step `step`).
-    pub fn fresh(&self, step: u64) -> bool {
+    pub(crate) fn fresh(&self, step: u64) -> bool {
         self.stats_step == Some(step) && self.stats_batch == self.batch
     }
 
     /// Re-estimates the batch-norm statistics from the averaged weights, on `device` in float32:
     /// [`STANDING_BATCHES`] batches of `self.batch` latents from a fixed stream, each slot's
     /// running mean and variance the average over the batches. Records `step` as their step.
-    pub fn estimate_statistics(&mut self, z_dim: usize, device: Device, step: u64) -> Result<()> {
+    pub(crate) fn estimate_statistics(&mut self, z_dim: usize, device: Device, step: u64) -> Result<()> {
         let batch = self.batch;
         let _no_grad = tch::no_grad_guard();
         let s = Stream::new(0, stream::STANDING);

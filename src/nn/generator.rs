@@ -36,7 +36,7 @@ pub struct Drawing {
 }
 
 impl Generator {
-    pub fn new(b: &mut Builder, cfg: &ModelConfig, arch: &Architecture) -> Result<Self> {
+    pub(crate) fn new(b: &mut Builder, cfg: &ModelConfig, arch: &Architecture) -> Result<Self> {
         let steps = cfg.steps as usize;
         let hidden = cfg.hidden_dim as i64;
         let (base, c0) = (arch.base, arch.dec[0]);

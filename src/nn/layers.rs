@@ -12,7 +12,7 @@ use tch::{Device, Kind, Tensor};
 pub struct Named {
     pub name: String,
     pub tensor: Tensor,
-    pub decay: bool,
+    pub(crate) decay: bool,
 }
 
 /// How batch norm behaves in one forward pass.
@@ -34,34 +34,34 @@ const BN_EPS: f64 = 1e-5;
 /// DCGAN initialisation: N(0, 0.02) for weights, N(1, 0.02) for batch-norm scales.
 const INIT_STD: f64 = 0.02;
 
-pub struct Linear {
-    pub w: Tensor,
-    pub b: Option<Tensor>,
+pub(crate) struct Linear {
+    pub(crate) w: Tensor,
+    pub(crate) b: Option<Tensor>,
 }
 
 impl Linear {
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
         Ok(x.f_linear(&self.w, self.b.as_ref())?)
     }
 }
 
 /// 5x5, stride 2, padding 2; transposed ones add output padding 1 so each doubles the size.
-pub struct Conv {
-    pub w: Tensor,
-    pub b: Option<Tensor>,
-    pub transposed: bool,
+pub(crate) struct Conv {
+    pub(crate) w: Tensor,
+    pub(crate) b: Option<Tensor>,
+    pub(crate) transposed: bool,
 }
 
 /// The (forward) convolutions' stride and padding.
-pub const CONV_STRIDE: i64 = 2;
-pub const CONV_PADDING: i64 = 2;
+pub(crate) const CONV_STRIDE: i64 = 2;
+pub(crate) const CONV_PADDING: i64 = 2;
 
 /// The transposed convolutions' geometry.
-pub const TRANSPOSED: crate::sys::torch_ext::Transposed =
+pub(crate) const TRANSPOSED: crate::sys::torch_ext::Transposed =
     crate::sys::torch_ext::Transposed { stride: 2, padding: 2, output_padding: 1 };
 
 impl Conv {
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let g = TRANSPOSED;
         Ok(if self.transposed {
             x.f_conv_transpose2d(
@@ -83,15 +83,15 @@ impl Conv {
 /// drawing step with different input statistics at each step, so each step keeps its own running
 /// mean and variance (the affine scale and shift are shared): sampling in eval mode then sees the
 /// statistics that training saw at that step.
-pub struct BatchNorm {
-    pub gamma: Tensor,
-    pub beta: Tensor,
-    pub running_mean: Vec<Tensor>,
-    pub running_var: Vec<Tensor>,
+pub(crate) struct BatchNorm {
+    pub(crate) gamma: Tensor,
+    pub(crate) beta: Tensor,
+    pub(crate) running_mean: Vec<Tensor>,
+    pub(crate) running_var: Vec<Tensor>,
 }
 
 impl BatchNorm {
-    pub fn forward(&self, x: &Tensor, mode: BnMode, slot: usize) -> Result<Tensor> {
+    pub(crate) fn forward(&self, x: &Tensor, mode: BnMode, slot: usize) -> Result<Tensor> {
         let (rm, rv, training, momentum) = match mode {
             BnMode::Train => (Some(&self.running_mean[slot]), Some(&self.running_var[slot]), true, BN_MOMENTUM),
             BnMode::TrainFrozenStats => (None, None, true, BN_MOMENTUM),
@@ -106,7 +106,7 @@ impl BatchNorm {
     /// Eval mode at `slot` as one affine map per channel, with the preceding layer's `bias`
     /// (if any) taken in: `bn(x + bias) = x * scale + shift`. Returns `(scale, shift)`, each
     /// `[channels]`, float32, not recording gradients.
-    pub fn folded(&self, slot: usize, bias: Option<&Tensor>) -> Result<(Tensor, Tensor)> {
+    pub(crate) fn folded(&self, slot: usize, bias: Option<&Tensor>) -> Result<(Tensor, Tensor)> {
         let _no_grad = tch::no_grad_guard();
         let scale = self.gamma.f_div(&self.running_var[slot].f_add_scalar(BN_EPS)?.f_sqrt()?)?;
         let centre = match bias {
@@ -120,7 +120,7 @@ impl BatchNorm {
 
 /// What a [`Builder`] puts in the tensors it makes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Fill {
+pub(crate) enum Fill {
     /// DCGAN initialisation from the seed (a new model).
     Init,
     /// Allocated, not initialised (a model about to be loaded from a checkpoint).
@@ -131,12 +131,12 @@ pub enum Fill {
 }
 
 /// Creates layers, initialises them deterministically from a seed and records every tensor.
-pub struct Builder {
+pub(crate) struct Builder {
     stream: Stream,
     device: Device,
     fill: Fill,
-    pub params: Vec<Named>,
-    pub buffers: Vec<Named>,
+    pub(crate) params: Vec<Named>,
+    pub(crate) buffers: Vec<Named>,
 }
 
 /// A stable 64-bit id of a parameter name (FNV-1a), so each tensor's initial values depend only
@@ -146,11 +146,11 @@ fn name_id(name: &str) -> u64 {
 }
 
 impl Builder {
-    pub fn new(seed: u64, device: Device) -> Self {
+    pub(crate) fn new(seed: u64, device: Device) -> Self {
         Self::with_fill(seed, device, Fill::Init)
     }
 
-    pub fn with_fill(seed: u64, device: Device, fill: Fill) -> Self {
+    pub(crate) fn with_fill(seed: u64, device: Device, fill: Fill) -> Self {
         Builder {
             stream: Stream::new(seed, crate::rng::stream::INIT),
             device,
@@ -202,13 +202,13 @@ impl Builder {
         Ok(t)
     }
 
-    pub fn linear(&mut self, name: &str, inp: i64, out: i64, bias: bool, decay: bool) -> Result<Linear> {
+    pub(crate) fn linear(&mut self, name: &str, inp: i64, out: i64, bias: bool, decay: bool) -> Result<Linear> {
         let w = self.param_normal(format!("{name}.weight"), &[out, inp], 0.0, INIT_STD as f32, decay)?;
         let b = if bias { Some(self.param_fill(format!("{name}.bias"), &[out], 0.0)?) } else { None };
         Ok(Linear { w, b })
     }
 
-    pub fn conv(&mut self, name: &str, inp: i64, out: i64, transposed: bool, bias: bool) -> Result<Conv> {
+    pub(crate) fn conv(&mut self, name: &str, inp: i64, out: i64, transposed: bool, bias: bool) -> Result<Conv> {
         // conv2d weights are [out, in, k, k]; conv_transpose2d weights are [in, out, k, k].
         let shape = if transposed { [inp, out, 5, 5] } else { [out, inp, 5, 5] };
         let w = self.param_normal(format!("{name}.weight"), &shape, 0.0, INIT_STD as f32, false)?;
@@ -216,7 +216,7 @@ impl Builder {
         Ok(Conv { w, b, transposed })
     }
 
-    pub fn batch_norm(&mut self, name: &str, channels: i64, slots: usize) -> Result<BatchNorm> {
+    pub(crate) fn batch_norm(&mut self, name: &str, channels: i64, slots: usize) -> Result<BatchNorm> {
         let gamma = self.param_normal(format!("{name}.weight"), &[channels], 1.0, INIT_STD as f32, false)?;
         let beta = self.param_fill(format!("{name}.bias"), &[channels], 0.0)?;
         let mut running_mean = Vec::with_capacity(slots);

@@ -23,7 +23,7 @@ pub enum Precision {
 impl Precision {
     /// Runs `f` in this precision on `device`'s kind of device, on this thread; the thread's
     /// autocast state is as before afterwards, whatever `f` returns (or if it panics).
-    pub fn run<T>(self, device: Device, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    pub(crate) fn run<T>(self, device: Device, f: impl FnOnce() -> Result<T>) -> Result<T> {
         if self == Precision::Fp32 {
             return f();
         }
@@ -34,13 +34,13 @@ impl Precision {
 
 /// "fp32" or "bf16", as the benchmark and experiment programs take it.
 impl std::str::FromStr for Precision {
-    type Err = crate::Error;
+    type Err = crate::error::Error;
 
     fn from_str(s: &str) -> Result<Self> {
         match s {
             "fp32" => Ok(Precision::Fp32),
             "bf16" => Ok(Precision::Bf16),
-            _ => Err(crate::Error::invalid(format!("precision {s:?} is unknown: fp32 or bf16"))),
+            _ => Err(crate::error::Error::invalid(format!("precision {s:?} is unknown: fp32 or bf16"))),
         }
     }
 }
@@ -80,7 +80,7 @@ mod tests {
             .unwrap();
         assert!(!torch_ext::autocast_enabled(false));
         // An error inside still ends the region.
-        let e = Precision::Bf16.run(Device::Cpu, || -> Result<()> { Err(crate::Error::invalid("inside")) });
+        let e = Precision::Bf16.run(Device::Cpu, || -> Result<()> { Err(crate::error::Error::invalid("inside")) });
         assert_eq!(e.unwrap_err().message, "inside");
         assert!(!torch_ext::autocast_enabled(false));
         // So does a panic (the FFI boundary turns it into a status; the thread goes on).

@@ -26,7 +26,7 @@ extern "C" {
 
 /// Whether this build of gran can capture CUDA graphs (it found the CUDA runtime headers beside
 /// libtorch when it was built). Capturing also needs a CUDA device at run time.
-pub fn supported() -> bool {
+pub(crate) fn supported() -> bool {
     // SAFETY: no arguments; returns a constant.
     unsafe { grn_cuda_graph_supported() != 0 }
 }
@@ -98,7 +98,7 @@ impl CudaGraph {
     }
 
     /// Re-runs the captured kernels on the current stream.
-    pub fn replay(&self) -> Result<()> {
+    pub(crate) fn replay(&self) -> Result<()> {
         // SAFETY: a live, captured graph.
         call(ErrorKind::Internal, "CUDA graph replay", |e, n| unsafe { grn_cuda_graph_replay(self.raw, e, n) })
     }

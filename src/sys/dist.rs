@@ -56,7 +56,7 @@ extern "C" {
 
 /// The reduction a collective applies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReduceOp {
+pub(crate) enum ReduceOp {
     Sum,
     Max,
 }
@@ -71,26 +71,26 @@ impl ReduceOp {
 }
 
 /// Whether this build has the backend of shim code `backend` (1: Gloo, 2: NCCL).
-pub fn backend_built(backend: c_int) -> bool {
+pub(crate) fn backend_built(backend: c_int) -> bool {
     // SAFETY: no pointers; returns a constant.
     unsafe { grn_dist_backend_built(backend) != 0 }
 }
 
 /// Where and how to join a group, as the shim takes it.
-pub struct Rendezvous<'a> {
+pub(crate) struct Rendezvous<'a> {
     /// Shim code of the backend (1: Gloo, 2: NCCL).
-    pub backend: c_int,
-    pub rank: u32,
-    pub world_size: u32,
-    pub host: &'a str,
-    pub port: u16,
-    pub timeout_ms: i64,
+    pub(crate) backend: c_int,
+    pub(crate) rank: u32,
+    pub(crate) world_size: u32,
+    pub(crate) host: &'a str,
+    pub(crate) port: u16,
+    pub(crate) timeout_ms: i64,
     /// The CUDA device of this rank (NCCL).
-    pub device: u32,
+    pub(crate) device: u32,
 }
 
 /// A joined c10d process group (freed on drop).
-pub struct C10dGroup {
+pub(crate) struct C10dGroup {
     raw: *mut c_void,
 }
 
@@ -113,7 +113,7 @@ fn failed(what: &str, f: impl FnOnce(*mut c_char, usize) -> c_int) -> Result<()>
 impl C10dGroup {
     /// Joins the group: waits (at most the timeout) until all ranks have met at the store.
     /// `what` names the attempt in the error.
-    pub fn join(r: &Rendezvous, what: &str) -> Result<C10dGroup> {
+    pub(crate) fn join(r: &Rendezvous, what: &str) -> Result<C10dGroup> {
         let host = std::ffi::CString::new(r.host).map_err(|_| Error::invalid("NUL in address"))?;
         let mut raw = std::ptr::null_mut();
         // SAFETY: `host` is a NUL-terminated string for the call; `raw` receives the group.
@@ -138,14 +138,14 @@ impl C10dGroup {
     }
 
     /// Each tensor replaced in place by the reduction `op` over the ranks (waited for).
-    pub fn all_reduce(&self, tensors: &[&Tensor], op: ReduceOp, what: &str) -> Result<()> {
+    pub(crate) fn all_reduce(&self, tensors: &[&Tensor], op: ReduceOp, what: &str) -> Result<()> {
         let handles = handles(tensors);
         // SAFETY: every handle is a live tensor borrowed for the call.
         failed(what, |e, n| unsafe { grn_dist_all_reduce(self.raw, handles.as_ptr(), handles.len(), op.code(), e, n) })
     }
 
     /// Each tensor replaced in place by rank `root`'s.
-    pub fn broadcast(&self, tensors: &[&Tensor], root: u32) -> Result<()> {
+    pub(crate) fn broadcast(&self, tensors: &[&Tensor], root: u32) -> Result<()> {
         let handles = handles(tensors);
         // SAFETY: every handle is a live tensor borrowed for the call.
         failed("broadcast", |e, n| unsafe {
@@ -156,7 +156,7 @@ impl C10dGroup {
     /// A sum all-reduce of `tensors` started and not waited for. The tensors must stay alive
     /// and unread until [`PendingWork::wait`] returns or the work is dropped: the returned
     /// work owns shallow copies of them.
-    pub fn all_reduce_start(&self, tensors: &[Tensor]) -> Result<PendingWork> {
+    pub(crate) fn all_reduce_start(&self, tensors: &[Tensor]) -> Result<PendingWork> {
         let handles = handles(tensors);
         let mut raw = std::ptr::null_mut();
         // SAFETY: every handle is a live tensor, kept alive (in the returned work) until the
@@ -173,7 +173,7 @@ impl C10dGroup {
 
 /// A collective on its way (c10d work). Dropped without [`PendingWork::wait`], it lets the
 /// work run to its end on c10d's threads unobserved.
-pub struct PendingWork {
+pub(crate) struct PendingWork {
     raw: *mut c_void,
     /// What the work reads and writes, alive until it is freed.
     _tensors: Vec<Tensor>,
@@ -184,7 +184,7 @@ unsafe impl Send for PendingWork {}
 
 impl PendingWork {
     /// Waits for the work (at most the group's timeout).
-    pub fn wait(&mut self) -> Result<()> {
+    pub(crate) fn wait(&mut self) -> Result<()> {
         // SAFETY: `raw` is the live pending reduction this value owns.
         failed("all-reduce", |e, n| unsafe { grn_dist_wait(self.raw, e, n) })
     }

@@ -7,9 +7,9 @@
 //! lets a C++ exception cross into Rust. [`call`] is the one place that buffer lives, and
 //! [`handle`] / [`handles`] the one place tensors become handles.
 
-pub mod cuda_graph;
-pub mod dist;
-pub mod torch_ext;
+pub(crate) mod cuda_graph;
+pub(crate) mod dist;
+pub(crate) mod torch_ext;
 
 use crate::error::{Error, ErrorKind, Result};
 use std::os::raw::{c_char, c_int};

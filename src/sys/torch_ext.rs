@@ -131,7 +131,7 @@ fn new_tensor(what: &str, f: impl FnOnce(*mut *mut C_tensor, *mut c_char, usize)
 /// `at::leaky_relu_(x, negative_slope)`: `x` overwritten with the result (which is returned, as
 /// tch's in-place operators do). Autograd accepts it for `negative_slope > 0` where nothing else
 /// saved `x` for its backward (a batch norm's or convolution's output).
-pub fn leaky_relu_(x: &mut Tensor, negative_slope: f64) -> Result<Tensor> {
+pub(crate) fn leaky_relu_(x: &mut Tensor, negative_slope: f64) -> Result<Tensor> {
     // SAFETY: `x` is a live tensor for the call; the shim writes a new handle to `out` or at most
     // `len` bytes to `err`.
     new_tensor("leaky ReLU", |out, err, len| unsafe {
@@ -141,7 +141,7 @@ pub fn leaky_relu_(x: &mut Tensor, negative_slope: f64) -> Result<Tensor> {
 
 /// 1.0 if any value of `xs` (undefined tensors are skipped) is NaN or infinite, else 0.0: a 0-d
 /// float tensor on their device, computed there (no host read). The tensors share a device.
-pub fn non_finite(xs: &[&Tensor]) -> Result<Tensor> {
+pub(crate) fn non_finite(xs: &[&Tensor]) -> Result<Tensor> {
     let handles = handles(xs);
     // SAFETY: every handle is a live tensor borrowed for the call; the shim reads `n` of them.
     new_tensor("finiteness check", |out, err, len| unsafe {
@@ -151,7 +151,7 @@ pub fn non_finite(xs: &[&Tensor]) -> Result<Tensor> {
 
 /// A copy of host tensor `x` in pinned (page-locked) memory, for copies to a CUDA device that do
 /// not block the host. An error (no crash) where there is no CUDA driver.
-pub fn pin_memory(x: &Tensor) -> Result<Tensor> {
+pub(crate) fn pin_memory(x: &Tensor) -> Result<Tensor> {
     // SAFETY: as in `leaky_relu_`.
     new_tensor("pinning host memory", |out, err, len| unsafe {
         grn_pin_memory(handle(x), out, err, len)
@@ -160,16 +160,16 @@ pub fn pin_memory(x: &Tensor) -> Result<Tensor> {
 
 /// The geometry of a square transposed convolution: stride, padding, output padding.
 #[derive(Debug, Clone, Copy)]
-pub struct Transposed {
-    pub stride: i64,
-    pub padding: i64,
-    pub output_padding: i64,
+pub(crate) struct Transposed {
+    pub(crate) stride: i64,
+    pub(crate) padding: i64,
+    pub(crate) output_padding: i64,
 }
 
 /// Weight `w` ([in, out, k, k], float32, on the CPU) of a transposed convolution of geometry `g`,
 /// reordered once into oneDNN's blocked layout for [`conv_transpose_packed`] (a copy). An error
 /// where libtorch has no oneDNN.
-pub fn conv_transpose_prepack(w: &Tensor, g: Transposed) -> Result<Tensor> {
+pub(crate) fn conv_transpose_prepack(w: &Tensor, g: Transposed) -> Result<Tensor> {
     // SAFETY: `w` is a live tensor for the call; the shim writes a new handle to `out` or at most
     // `len` bytes to `err`.
     new_tensor("prepacking a transposed convolution's weight", |out, err, len| unsafe {
@@ -180,7 +180,7 @@ pub fn conv_transpose_prepack(w: &Tensor, g: Transposed) -> Result<Tensor> {
 /// The transposed convolution of `x` ([N, in, h, w], float32, on the CPU) with `packed` (from
 /// [`conv_transpose_prepack`] with the same geometry) and `bias`, then ReLU when `relu` (fused):
 /// the values of `conv_transpose2d` without its per-call reorder of the weight.
-pub fn conv_transpose_packed(
+pub(crate) fn conv_transpose_packed(
     x: &Tensor,
     packed: &Tensor,
     bias: Option<&Tensor>,
@@ -209,7 +209,7 @@ pub fn conv_transpose_packed(
 /// Weight `w` ([out, in, k, k], float32, on the CPU) of a convolution with `stride` and `padding`,
 /// reordered once into oneDNN's blocked layout for [`conv_packed`] (a copy). An error where
 /// libtorch has no oneDNN.
-pub fn conv_prepack(w: &Tensor, stride: i64, padding: i64) -> Result<Tensor> {
+pub(crate) fn conv_prepack(w: &Tensor, stride: i64, padding: i64) -> Result<Tensor> {
     // SAFETY: `w` is a live tensor for the call; the shim writes a new handle to `out` or at most
     // `len` bytes to `err`.
     new_tensor("prepacking a convolution's weight", |out, err, len| unsafe {
@@ -220,7 +220,7 @@ pub fn conv_prepack(w: &Tensor, stride: i64, padding: i64) -> Result<Tensor> {
 /// The convolution of `x` ([N, in, h, w], float32, on the CPU) with `packed` (from
 /// [`conv_prepack`] with the same stride and padding) and `bias`, then ReLU when `relu` (fused):
 /// the values of `conv2d` without its per-call reorder of the weight.
-pub fn conv_packed(
+pub(crate) fn conv_packed(
     x: &Tensor,
     packed: &Tensor,
     bias: Option<&Tensor>,
@@ -248,7 +248,7 @@ pub fn conv_packed(
 
 /// `ema[i] += weight * (x[i] - ema[i])` in place for every pair, without recording gradients
 /// (libtorch's multi-tensor kernel: one launch on CUDA). The lists pair up and share a device.
-pub fn foreach_lerp_(ema: &[&Tensor], x: &[&Tensor], weight: f64) -> Result<()> {
+pub(crate) fn foreach_lerp_(ema: &[&Tensor], x: &[&Tensor], weight: f64) -> Result<()> {
     if ema.len() != x.len() {
         return Err(Error::internal(format!("foreach_lerp_: {} tensors against {}", ema.len(), x.len())));
     }
@@ -264,27 +264,27 @@ pub fn foreach_lerp_(ema: &[&Tensor], x: &[&Tensor], weight: f64) -> Result<()> 
 
 /// Sets libtorch's process-wide cuDNN deterministic flag (PyTorch's
 /// `torch.backends.cudnn.deterministic`).
-pub fn set_cudnn_deterministic(on: bool) {
+pub(crate) fn set_cudnn_deterministic(on: bool) {
     // SAFETY: writes a flag of libtorch's global context; cannot fail.
     unsafe { grn_set_cudnn_deterministic(on as c_int) }
 }
 
 /// libtorch's process-wide cuDNN deterministic flag.
-pub fn cudnn_deterministic() -> bool {
+pub(crate) fn cudnn_deterministic() -> bool {
     // SAFETY: reads a flag of libtorch's global context; cannot fail.
     unsafe { grn_cudnn_deterministic() != 0 }
 }
 
 /// libtorch's process-wide cuDNN benchmark flag (engines chosen by timing; off unless the host
 /// program turned it on).
-pub fn cudnn_benchmark() -> bool {
+pub(crate) fn cudnn_benchmark() -> bool {
     // SAFETY: as in `cudnn_deterministic`.
     unsafe { grn_cudnn_benchmark() != 0 }
 }
 
 /// The autocast state of one device type on this thread, as `autocast_enter` found it.
 #[derive(Debug, Clone, Copy)]
-pub struct AutocastState {
+pub(crate) struct AutocastState {
     cuda: bool,
     enabled: c_int,
     dtype: c_int,
@@ -292,7 +292,7 @@ pub struct AutocastState {
 
 /// Turns autocast on, with bfloat16, for the CUDA devices (`cuda`) or the CPU, on this thread
 /// only; returns the state to give back to `autocast_exit`. Regions nest.
-pub fn autocast_enter(cuda: bool) -> Result<AutocastState> {
+pub(crate) fn autocast_enter(cuda: bool) -> Result<AutocastState> {
     let (mut enabled, mut dtype) = (0, 0);
     // SAFETY: the shim writes the two integers.
     call(ErrorKind::Internal, "entering autocast", |e, n| unsafe {
@@ -303,7 +303,7 @@ pub fn autocast_enter(cuda: bool) -> Result<AutocastState> {
 
 /// Ends the region `autocast_enter` began, putting back the state it found; the outermost
 /// region's end drops the cached low-precision copies of the weights.
-pub fn autocast_exit(saved: AutocastState) -> Result<()> {
+pub(crate) fn autocast_exit(saved: AutocastState) -> Result<()> {
     // SAFETY: plain values in; the shim restores the state they describe.
     call(ErrorKind::Internal, "leaving autocast", |e, n| unsafe {
         grn_autocast_exit(saved.cuda as c_int, saved.enabled, saved.dtype, e, n)
@@ -318,13 +318,13 @@ pub fn autocast_enabled(cuda: bool) -> bool {
 
 /// Hyper-parameters of one fused Adam update.
 #[derive(Debug, Clone, Copy)]
-pub struct AdamArgs {
-    pub lr: f64,
-    pub beta1: f64,
-    pub beta2: f64,
+pub(crate) struct AdamArgs {
+    pub(crate) lr: f64,
+    pub(crate) beta1: f64,
+    pub(crate) beta2: f64,
     /// L2 (added to the gradient, as torch.optim.Adam), not decoupled.
-    pub weight_decay: f64,
-    pub eps: f64,
+    pub(crate) weight_decay: f64,
+    pub(crate) eps: f64,
 }
 
 /// `at::_fused_adam_`: one Adam update of every `params[i]` in place, from `grads[i]`, with the
@@ -335,7 +335,7 @@ pub struct AdamArgs {
 /// device) the kernel reads the learning rate from it and `a.lr` is not used. All lists have the
 /// same length; the tensors of one index share shape, dtype and device.
 #[allow(clippy::too_many_arguments)]
-pub fn fused_adam_(
+pub(crate) fn fused_adam_(
     params: &[&Tensor],
     grads: &[&Tensor],
     exp_avgs: &[&Tensor],

@@ -5,13 +5,13 @@ use crate::error::Result;
 use tch::Tensor;
 
 #[derive(Default)]
-pub struct Snapshot {
+pub(crate) struct Snapshot {
     copies: Vec<Tensor>,
 }
 
 impl Snapshot {
     /// Copies `sources` (the same list, in the same order, at every call).
-    pub fn save<'a>(&mut self, sources: impl IntoIterator<Item = &'a Tensor>) -> Result<()> {
+    pub(crate) fn save<'a>(&mut self, sources: impl IntoIterator<Item = &'a Tensor>) -> Result<()> {
         let _guard = tch::no_grad_guard();
         let fresh = self.copies.is_empty();
         for (i, t) in sources.into_iter().enumerate() {
@@ -24,7 +24,7 @@ impl Snapshot {
     }
 
     /// Writes the saved values back into `targets` (the list given to `save`).
-    pub fn restore<'a>(&self, targets: impl IntoIterator<Item = &'a Tensor>) -> Result<()> {
+    pub(crate) fn restore<'a>(&self, targets: impl IntoIterator<Item = &'a Tensor>) -> Result<()> {
         let _guard = tch::no_grad_guard();
         for (t, saved) in targets.into_iter().zip(&self.copies) {
             t.shallow_clone().f_copy_(saved)?;

@@ -22,36 +22,36 @@ use tch::{Device, Kind, Tensor};
 
 /// What a step reads on the device besides the model. The eager step builds them fresh each
 /// step; the captured one owns them and refills them.
-pub struct StepInputs {
+pub(crate) struct StepInputs {
     /// The real minibatch, float in [0, 1], [batch, C, H, W].
-    pub real: Tensor,
+    pub(crate) real: Tensor,
     /// Latents of the discriminator's and the generator's updates, [batch, z_dim].
-    pub zd: Tensor,
-    pub zg: Tensor,
+    pub(crate) zd: Tensor,
+    pub(crate) zg: Tensor,
     /// Learning rates (float scalars); `None`: the rates in the step's `AdamSettings`.
-    pub lr_d: Option<Tensor>,
-    pub lr_g: Option<Tensor>,
+    pub(crate) lr_d: Option<Tensor>,
+    pub(crate) lr_g: Option<Tensor>,
     /// The update counts the two Adam updates use for their bias corrections (float scalars).
-    pub t_d: Tensor,
-    pub t_g: Tensor,
+    pub(crate) t_d: Tensor,
+    pub(crate) t_g: Tensor,
     /// Data-parallel runs: 1.0 when this rank asks the group to stop after the step (float
     /// scalar); `None` in one process.
-    pub stop: Option<Tensor>,
+    pub(crate) stop: Option<Tensor>,
 }
 
 /// The values of one step that change between replays.
-pub struct StepValues<'a> {
-    pub real: &'a Tensor,
-    pub zd: &'a Tensor,
-    pub zg: &'a Tensor,
-    pub lr_d: f64,
-    pub lr_g: f64,
-    pub t_d: u64,
-    pub t_g: u64,
+pub(crate) struct StepValues<'a> {
+    pub(crate) real: &'a Tensor,
+    pub(crate) zd: &'a Tensor,
+    pub(crate) zg: &'a Tensor,
+    pub(crate) lr_d: f64,
+    pub(crate) lr_g: f64,
+    pub(crate) t_d: u64,
+    pub(crate) t_g: u64,
 }
 
 /// A captured training step and its static inputs.
-pub struct StepGraph {
+pub(crate) struct StepGraph {
     inputs: StepInputs,
     summary: Tensor,
     graph: CudaGraph,
@@ -62,7 +62,7 @@ impl StepGraph {
     /// tensor) into a graph on `device`, with static inputs shaped as `like`'s. Nothing is
     /// computed by the capture: the step then runs with `replay`. On a device other than CUDA,
     /// or a build without CUDA graphs, a `Device` error before `update` is called.
-    pub fn capture(
+    pub(crate) fn capture(
         device: Device,
         like: &StepValues,
         update: impl FnOnce(&StepInputs) -> Result<Tensor>,
@@ -84,7 +84,7 @@ impl StepGraph {
 
     /// Refills the static inputs with `v` and replays the step. Returns the step's summary (the
     /// graph's output buffer: read it before the next replay).
-    pub fn replay(&self, v: &StepValues) -> Result<Tensor> {
+    pub(crate) fn replay(&self, v: &StepValues) -> Result<Tensor> {
         let i = &self.inputs;
         i.real.shallow_clone().f_copy_(v.real)?;
         i.zd.shallow_clone().f_copy_(v.zd)?;
