@@ -91,3 +91,32 @@ impl DeviceSpec {
         }
     }
 }
+
+/// "auto", "cpu" or "cuda:N": the text files and the command line use.
+impl std::fmt::Display for DeviceSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DeviceSpec::Auto => f.write_str("auto"),
+            DeviceSpec::Cpu => f.write_str("cpu"),
+            DeviceSpec::Cuda(i) => write!(f, "cuda:{i}"),
+        }
+    }
+}
+
+/// "auto", "cpu", "cuda" (device 0) or "cuda:N".
+impl std::str::FromStr for DeviceSpec {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "auto" => Ok(DeviceSpec::Auto),
+            "cpu" => Ok(DeviceSpec::Cpu),
+            "cuda" => Ok(DeviceSpec::Cuda(0)),
+            _ => s
+                .strip_prefix("cuda:")
+                .and_then(|n| n.parse::<u32>().ok())
+                .map(DeviceSpec::Cuda)
+                .ok_or_else(|| Error::invalid(format!("'{s}' is not a device: auto, cpu, cuda or cuda:N"))),
+        }
+    }
+}

@@ -42,7 +42,8 @@ pub use train::{train, Progress, TrainConfig};
 
 /// Files: training checkpoints and generator exports.
 pub mod checkpoint {
-    pub use crate::io::checkpoint::{checksum, load, save, Storage};
+    pub use crate::io::checkpoint::save;
+    pub use crate::io::{checksum, load, Storage};
     pub use crate::io::export::export;
 }
 

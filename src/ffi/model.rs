@@ -173,8 +173,8 @@ pub unsafe extern "C" fn gran_model_export(m: GranModel, path: *const c_char, st
     guard(|| {
         let model = MODELS.get(m)?;
         let storage = match precision(storage, "storage")? {
-            crate::nn::precision::Precision::Fp32 => crate::io::checkpoint::Storage::F32,
-            crate::nn::precision::Precision::Bf16 => crate::io::checkpoint::Storage::Bf16,
+            crate::nn::precision::Precision::Fp32 => crate::io::Storage::F32,
+            crate::nn::precision::Precision::Bf16 => crate::io::Storage::Bf16,
         };
         crate::io::export::export(&model, &arg_path(path, "path")?, storage)
     })
@@ -250,7 +250,7 @@ pub unsafe extern "C" fn gran_model_load(
         let path = arg_path(path, "path")?;
         let device = if device.is_null() { None } else { Some(arg_ref(device, "device")?.to_spec()?) };
         let out = arg_mut(out, "out")?;
-        let model = crate::io::checkpoint::load(&path, device)?;
+        let model = crate::io::load(&path, device)?;
         *out = MODELS.insert(model);
         Ok(())
     })

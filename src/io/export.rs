@@ -3,7 +3,7 @@
 //! has one, else the raw one), stored as float32 or bfloat16. No discriminator, no optimizer
 //! state: a fraction of a training checkpoint's size.
 //!
-//! `checkpoint::load` recognises an export by its format tag and gives a sampling-only model
+//! `crate::io::load` recognises an export by its format tag and gives a sampling-only model
 //! (`Model::inference_only`): sampling, step pictures, latents and the evaluator work, and give
 //! the images the full model gives (float32 storage: the same bits; bfloat16: the weights
 //! rounded to 8 significant bits); training, scoring with the discriminator, GAM and saving a
@@ -11,15 +11,14 @@
 //! checks: the header alone first, the configuration, the whole tensor table against the
 //! generator's layout and the file's length, then a checksum and every value.
 
-use crate::io::checkpoint::{self, Checksum, Header, Storage};
+use super::container::{self, field, Header, Storage, TensorBytes};
 use crate::device::DeviceSpec;
-use crate::nn::ema::Choice;
 use crate::error::{Error, Result};
 use crate::model::Model;
-use std::collections::BTreeMap;
+use crate::nn::ema::Choice;
 use std::fs;
 use std::path::Path;
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 pub(crate) const FORMAT_TAG: &str = "gran-generator";
 const FORMAT_VERSION: &str = "1";
@@ -28,8 +27,7 @@ const FORMAT_VERSION: &str = "1";
 /// generator when the model has one (with its own statistics), else the raw one. The tensors
 /// carry the raw generator's names ("g.dec.fc.weight"), so both kinds load the same way.
 pub fn export(model: &Model, path: &Path, storage: Storage) -> Result<()> {
-    let cfg = model.config();
-    let mut tensors: BTreeMap<String, (Vec<usize>, Vec<u8>)> = BTreeMap::new();
+    let mut tensors = TensorBytes::new();
     let (step, source) = {
         let st = model.read_fresh()?;
         let (params, buffers, source) = match &st.ema {
@@ -38,28 +36,18 @@ pub fn export(model: &Model, path: &Path, storage: Storage) -> Result<()> {
         };
         for n in params.iter().chain(buffers) {
             let name = n.name.strip_prefix(crate::nn::ema::PREFIX).unwrap_or(&n.name).to_string();
-            tensors.insert(name, checkpoint::tensor_bytes_as(&n.tensor, storage)?);
+            tensors.insert(name, container::tensor_bytes(&n.tensor, storage)?);
         }
         (st.step, source)
     };
-    let mut sum = Checksum::new();
-    for (name, (_, bytes)) in &tensors {
-        sum.update(name.as_bytes());
-        sum.update(bytes);
-    }
-    let mut meta: BTreeMap<String, String> = BTreeMap::new();
-    let tags = [
+    let tags = vec![
         ("format", FORMAT_TAG.to_string()),
         ("version", FORMAT_VERSION.to_string()),
         ("step", step.to_string()),
         ("generator", source.to_string()),
         ("storage", storage_name(storage).to_string()),
     ];
-    for (k, v) in tags.into_iter().chain(checkpoint::config_meta(cfg)).chain([("checksum", format!("{:016x}", sum.0))])
-    {
-        meta.insert(k.to_string(), v);
-    }
-    checkpoint::write_atomic(path, &checkpoint::serialize_as(&tensors, &meta, storage)?)
+    container::write(path, &tensors, tags, model.config(), storage)
 }
 
 fn storage_name(s: Storage) -> &'static str {
@@ -69,34 +57,38 @@ fn storage_name(s: Storage) -> &'static str {
     }
 }
 
-/// Loads the export whose header `checkpoint::load` has read (`file` is positioned after it).
-pub(crate) fn load(path: &Path, header: Header, file: fs::File, len: u64, device: Option<DeviceSpec>) -> Result<Model> {
-    let not_ours =
-        |why: String| Error::format(format!("{} is not a valid gran generator export: {why}", path.display()));
+/// Loads the export whose header crate::io::load has read (`file` is positioned after it).
+pub(crate) fn load(
+    path: &Path,
+    header: Header,
+    file: fs::File,
+    len: u64,
+    device: Option<DeviceSpec>,
+    not_ours: &dyn Fn(String) -> Error,
+) -> Result<Model> {
     let meta = &header.meta;
-    let version: String = checkpoint::field(meta, "version")?;
+    let version: String = field(meta, "version")?;
     if version != FORMAT_VERSION {
         return Err(Error::format(format!(
             "{}: generator export version {version} is not supported (this library reads version {FORMAT_VERSION})",
             path.display()
         )));
     }
-    let storage = match checkpoint::field::<String>(meta, "storage")?.as_str() {
+    let storage = match field::<String>(meta, "storage")?.as_str() {
         "fp32" => Storage::F32,
         "bf16" => Storage::Bf16,
         s => return Err(not_ours(format!("unknown storage '{s}'"))),
     };
-    let cfg = checkpoint::config_from(meta, device, &not_ours)?;
-    let step: u64 = checkpoint::field(meta, "step")?;
-    let expected_sum = u64::from_str_radix(&checkpoint::field::<String>(meta, "checksum")?, 16)
-        .map_err(|_| not_ours("bad checksum field".into()))?;
+    let cfg = container::config_from(meta, device, not_ours)?;
+    let step: u64 = field(meta, "step")?;
+    let expected_sum = container::declared_checksum(meta, not_ours)?;
     // The generator's part of a model's layout: its parameters and statistics ("g.").
     let mut layout: Vec<(String, Vec<i64>)> =
         Model::layout(&cfg, false)?.into_iter().filter(|(n, _)| n.starts_with("g.")).collect();
     layout.sort_by(|a, b| a.0.cmp(&b.0));
-    let ranges = checkpoint::check_table_as(&header, &layout, len, storage, &not_ours)?;
+    let ranges = container::check_table(&header, &layout, len, storage, not_ours)?;
     let data =
-        checkpoint::read_checked_data(file, path, len, &header, &layout, &ranges, expected_sum, storage, &not_ours)?;
+        container::read_checked_data(file, path, len, &header, &layout, &ranges, expected_sum, storage, not_ours)?;
 
     let model = Model::new_inference_uninit(&cfg)?;
     {
@@ -104,18 +96,7 @@ pub(crate) fn load(path: &Path, header: Header, file: fs::File, len: u64, device
         let mut named: Vec<(String, Tensor)> =
             state.g_params.iter().chain(&state.g_buffers).map(|n| (n.name.clone(), n.tensor.shallow_clone())).collect();
         named.sort_by(|a, b| a.0.cmp(&b.0));
-        let _no_grad = tch::no_grad_guard();
-        for (((name, t), (expected, _)), &(start, end)) in named.iter().zip(&layout).zip(&ranges) {
-            if name != expected {
-                return Err(Error::internal(format!("generator tensor '{name}' where the layout has '{expected}'")));
-            }
-            let kind = match storage {
-                Storage::F32 => Kind::Float,
-                Storage::Bf16 => Kind::BFloat16,
-            };
-            let src = Tensor::f_from_data_size(&data[start..end], t.size().as_slice(), kind)?;
-            t.shallow_clone().f_copy_(&src)?;
-        }
+        container::fill(&named, &layout, &ranges, &data, storage)?;
         state.step = step;
     }
     model.set_generator_choice(Choice::Raw);

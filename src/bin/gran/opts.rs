@@ -4,26 +4,9 @@ use clap::ValueEnum;
 use gran::{DeviceSpec, Precision};
 use std::path::PathBuf;
 
-/// "auto", "cpu", "cuda" (device 0) or "cuda:N".
+/// "auto", "cpu", "cuda" (device 0) or "cuda:N" (clap's parser of a device argument).
 pub fn parse_device(s: &str) -> Result<DeviceSpec, String> {
-    match s {
-        "auto" => Ok(DeviceSpec::Auto),
-        "cpu" => Ok(DeviceSpec::Cpu),
-        "cuda" => Ok(DeviceSpec::Cuda(0)),
-        _ => s
-            .strip_prefix("cuda:")
-            .and_then(|n| n.parse::<u32>().ok())
-            .map(DeviceSpec::Cuda)
-            .ok_or_else(|| format!("'{s}' is not a device: auto, cpu, cuda or cuda:N")),
-    }
-}
-
-pub fn device_name(d: DeviceSpec) -> String {
-    match d {
-        DeviceSpec::Auto => "auto".into(),
-        DeviceSpec::Cpu => "cpu".into(),
-        DeviceSpec::Cuda(i) => format!("cuda:{i}"),
-    }
+    s.parse::<DeviceSpec>().map_err(|e| e.message)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

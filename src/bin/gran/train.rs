@@ -3,7 +3,7 @@
 //! run at a step boundary.
 
 use crate::data::{self, Split};
-use crate::opts::{device_name, parse_device, DataArgs, PrecisionArg, ScheduleArg};
+use crate::opts::{parse_device, DataArgs, PrecisionArg, ScheduleArg};
 use crate::output::Out;
 use crate::progress::{self, Reporter};
 use gran::{checkpoint, DeviceSpec, Error, ErrorKind, Model, ModelConfig, Result, TrainConfig};
@@ -141,7 +141,7 @@ pub fn config_json(c: &ModelConfig) -> serde_json::Value {
     serde_json::json!({
         "height": c.height, "width": c.width, "channels": c.channels, "steps": c.steps,
         "z_dim": c.z_dim, "hidden_dim": c.hidden_dim, "width_scale": c.width_scale,
-        "leaky_relu": c.leaky_relu, "seed": c.seed, "device": device_name(c.device),
+        "leaky_relu": c.leaky_relu, "seed": c.seed, "device": c.device.to_string(),
     })
 }
 
@@ -215,7 +215,7 @@ pub fn run(a: &Args, out: &Out) -> Result<()> {
         c.width,
         c.channels,
         c.width_scale,
-        device_name(c.device),
+        c.device,
         pg,
         pd,
         model.step()
