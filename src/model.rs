@@ -106,7 +106,7 @@ pub struct Model {
     /// Loaded from a generator export: sampling only.
     inference_only: bool,
     /// Captured sampling graphs (CUDA only; crate::infer::graphed).
-    pub(crate) graphs: Mutex<crate::infer::graphed::GraphCache>,
+    pub(crate) graphs: Mutex<crate::infer::graph_cache::GraphCache>,
     /// Counts the write-lock acquisitions: weights read under one read lock belong to one value.
     generation: AtomicU64,
     /// The lean inference forms (crate::infer::lean) of the raw generator and of the averaged one

@@ -86,7 +86,7 @@ impl Model {
             }
             let host = Tensor::f_from_slice(chunk)?.f_view([n as i64, z_dim as i64])?;
             // Small batches on CUDA: through a captured graph of this batch size (the same
-            // kernels without their launch overhead; crate::infer::graphed::GraphCache).
+            // kernels without their launch overhead; crate::infer::graph_cache::GraphCache).
             if !steps {
                 let mut graphs = self.graphs.lock();
                 if graphs.applies(self.device(), n) {

@@ -210,7 +210,7 @@ impl<'a> Trainer<'a> {
             Some(format!("the model is on {device:?}, and only CUDA devices capture"))
         } else if !crate::sys::cuda_graph::supported() {
             Some("this build of gran has no CUDA graph support".to_string())
-        } else if !crate::infer::graphed::enabled_by_environment() {
+        } else if !crate::infer::graph_cache::enabled_by_environment() {
             Some("GRAN_CUDA_GRAPHS=0 is set".to_string())
         } else {
             None

@@ -69,7 +69,7 @@ pub fn one_line(s: &str) -> String {
 
 /// Prints `e` as one line (and as JSON with --json) and exits with its code.
 pub fn fail(command: &str, e: &Error, out: &Out) -> ! {
-    crate::progress::clear();
+    crate::term::clear();
     let message = one_line(&e.message);
     let code = code(e.kind);
     eprintln!("gran {command}: {message}");
@@ -139,4 +139,33 @@ mod tests {
     fn messages_are_folded_to_one_line() {
         assert_eq!(one_line("a\n  b\tc\n"), "a b c");
     }
+}
+
+/// Ends the process quietly when a reader closes its pipe (`gran info m.safetensors | head -1`),
+/// as Unix tools do: SIGPIPE's default action instead of Rust's "ignore", which would turn the
+/// next write into a panic.
+pub fn quiet_on_closed_pipe() {
+    // SAFETY: sets the disposition of one signal before any thread is started.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+/// A panic (a bug in gran, never a user's error) prints one line and exits with the internal
+/// error's code; RUST_BACKTRACE set keeps Rust's own report with its backtrace.
+pub fn one_line_panics() {
+    if std::env::var_os("RUST_BACKTRACE").is_some_and(|v| v != "0") {
+        return;
+    }
+    std::panic::set_hook(Box::new(|info| {
+        crate::term::clear();
+        let what = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic".into());
+        let place = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+        eprintln!("gran: internal error{place}: {} (a bug: please report it; RUST_BACKTRACE=1 shows where)", one_line(&what));
+    }));
 }

@@ -35,7 +35,7 @@ pub fn run(a: &Args, out: &Out) -> Result<()> {
         StorageArg::Fp32 => Storage::F32,
         StorageArg::Bf16 => Storage::Bf16,
     };
-    crate::train::make_parent(&a.out)?;
+    crate::output::make_parent(&a.out)?;
     checkpoint::export(&m, &a.out, storage)?;
     let size = |p: &PathBuf| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
     let (from, to) = (size(&a.model), size(&a.out));

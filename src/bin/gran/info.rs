@@ -4,7 +4,7 @@
 use crate::data::{self, Split};
 use crate::opts::{DataArgs, Format};
 use crate::output::Out;
-use crate::train::config_json;
+use crate::output::config_json;
 use gran::{checkpoint, DeviceSpec, Error, ErrorKind, Result};
 use std::io::Read;
 use std::path::{Path, PathBuf};

@@ -5,8 +5,8 @@
 //!
 //! One module per subcommand (`train`, `sample` with `steps`, `gam`, `eval`, `info`, `export`), and the
 //! concepts they share: `opts` (device, precision, data options), `data` (finding and loading a
-//! dataset), `progress` (bar, plain lines or JSON lines), `output` (results as text or JSON) and
-//! `exit` (exit codes and one-line errors).
+//! dataset), `progress` (bar, plain lines or JSON lines), `term` (stderr around the bar),
+//! `output` (results as text or JSON, output files) and `exit` (exit codes, one-line errors).
 
 mod data;
 mod eval;
@@ -18,6 +18,7 @@ mod opts;
 mod output;
 mod progress;
 mod sample;
+mod term;
 mod train;
 
 use clap::{Parser, Subcommand};
@@ -69,6 +70,8 @@ enum Command {
 }
 
 fn main() {
+    exit::quiet_on_closed_pipe();
+    exit::one_line_panics();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => exit::usage(e),

@@ -1,6 +1,8 @@
 //! Results: plain text on stdout, or with --json one JSON object per result.
 
+use gran::{Error, ModelConfig, Result};
 use serde_json::Value;
+use std::path::Path;
 
 pub struct Out {
     pub json: bool,
@@ -27,7 +29,24 @@ impl Out {
     /// --quiet or --json.
     pub fn note(&self, text: &str) {
         if !self.quiet && !self.json {
-            crate::progress::println(text);
+            crate::term::println(text);
         }
     }
+}
+
+/// Creates the folder a file is to be written in, when it does not exist yet.
+pub fn make_parent(path: &Path) -> Result<()> {
+    match path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(dir) => std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e)),
+        None => Ok(()),
+    }
+}
+
+/// A model's configuration as the JSON results give it.
+pub fn config_json(c: &ModelConfig) -> serde_json::Value {
+    serde_json::json!({
+        "height": c.height, "width": c.width, "channels": c.channels, "steps": c.steps,
+        "z_dim": c.z_dim, "hidden_dim": c.hidden_dim, "width_scale": c.width_scale,
+        "leaky_relu": c.leaky_relu, "seed": c.seed, "device": c.device.to_string(),
+    })
 }

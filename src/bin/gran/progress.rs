@@ -1,36 +1,17 @@
 //! Training progress, three ways: an indicatif bar (rate, ETA, losses) when stderr is a
 //! terminal; plain lines on stderr every `--report-every` steps when it is not (a log file, a
 //! pipe); with --json, one JSON object per report on stdout. Library warnings go to stderr
-//! above the bar.
+//! above the bar (crate::term).
 
 use gran::train::Progress;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
-use parking_lot::Mutex;
 use std::io::IsTerminal;
 use std::time::Instant;
-
-/// The bar being drawn, if any: messages are printed above it.
-static BAR: Mutex<Option<ProgressBar>> = Mutex::new(None);
-
-/// Prints a line for people on stderr, above the bar when one is drawn.
-pub fn println(text: &str) {
-    match BAR.lock().as_ref() {
-        Some(bar) => bar.println(text),
-        None => eprintln!("{text}"),
-    }
-}
-
-/// Removes the bar (before an error line, so that the line stands alone).
-pub fn clear() {
-    if let Some(bar) = BAR.lock().take() {
-        bar.finish_and_clear();
-    }
-}
 
 /// Library warnings (e.g. "the discriminator wins outright") on stderr.
 pub fn install_log_sink() {
     gran::log::set_sink(
-        Some(std::sync::Arc::new(|_level, message: &str| println(&format!("gran: warning: {message}")))),
+        Some(std::sync::Arc::new(|_level, message: &str| crate::term::println(&format!("gran: warning: {message}")))),
         gran::log::Level::Warn,
     );
 }
@@ -79,7 +60,7 @@ impl Reporter {
                 })
                 .progress_chars("=> "),
             );
-            *BAR.lock() = Some(bar.clone());
+            crate::term::show(&bar);
             Mode::Bar(bar)
         } else {
             Mode::Lines
@@ -154,7 +135,7 @@ impl Reporter {
     pub fn finish(&mut self) {
         if let Mode::Bar(bar) = &self.mode {
             bar.abandon();
-            BAR.lock().take();
+            crate::term::forget();
             // The bar leaves the cursor on its last line: what follows starts on a line of its own.
             eprintln!();
         }

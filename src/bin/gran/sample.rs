@@ -2,7 +2,7 @@
 
 use crate::opts::RunArgs;
 use crate::output::Out;
-use crate::train::make_parent;
+use crate::output::make_parent;
 use gran::{png, Error, Result};
 use std::path::PathBuf;
 

@@ -4,11 +4,12 @@
 
 use crate::data::{self, Split};
 use crate::opts::{parse_device, DataArgs, PrecisionArg, ScheduleArg};
-use crate::output::Out;
+use crate::output::{config_json, make_parent, Out};
 use crate::progress::{self, Reporter};
+use crate::term;
 use gran::{checkpoint, DeviceSpec, Error, ErrorKind, Model, ModelConfig, Result, TrainConfig};
 use parking_lot::Mutex;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -117,11 +118,11 @@ static TRAINING: Mutex<Option<Arc<Model>>> = Mutex::new(None);
 fn install_ctrl_c() -> Result<()> {
     ctrlc::set_handler(|| {
         if STOP.swap(true, Ordering::SeqCst) {
-            progress::clear();
+            term::clear();
             eprintln!("gran train: interrupted again: exiting without writing the checkpoint");
             std::process::exit(crate::exit::INTERRUPTED);
         }
-        progress::println("gran train: Ctrl-C: stopping at the end of this step (Ctrl-C again to quit at once)");
+        term::println("gran train: Ctrl-C: stopping at the end of this step (Ctrl-C again to quit at once)");
         if let Some(m) = TRAINING.lock().as_ref() {
             m.cancel();
         }
@@ -130,21 +131,6 @@ fn install_ctrl_c() -> Result<()> {
 }
 
 /// Creates the folder a file goes into.
-pub fn make_parent(path: &Path) -> Result<()> {
-    match path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        Some(dir) => std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e)),
-        None => Ok(()),
-    }
-}
-
-pub fn config_json(c: &ModelConfig) -> serde_json::Value {
-    serde_json::json!({
-        "height": c.height, "width": c.width, "channels": c.channels, "steps": c.steps,
-        "z_dim": c.z_dim, "hidden_dim": c.hidden_dim, "width_scale": c.width_scale,
-        "leaky_relu": c.leaky_relu, "seed": c.seed, "device": c.device.to_string(),
-    })
-}
-
 pub fn run(a: &Args, out: &Out) -> Result<()> {
     // Data-parallel: join the group first (every rank waits here for the others), and let
     // rank 0 alone speak.
