@@ -2,12 +2,14 @@
 //! with fresh latents; non-saturating losses computed from logits; Adam for each network.
 //!
 //! `settings` holds what a caller chooses and what a run reports, `run` the run itself,
-//! `step_graph` the training step captured as a CUDA graph, `snapshot` the in-memory copy a run
+//! `step` what one step reports and why it failed, `step_graph` the training step captured as a
+//! CUDA graph, `snapshot` the in-memory copy a run
 //! rolls back to.
 
 mod run;
 mod settings;
 mod snapshot;
+mod step;
 mod step_graph;
 
 /// The run itself, for tests that inspect a run before it starts.

@@ -21,6 +21,7 @@ use crate::train::snapshot::Snapshot;
 use crate::train::step_graph::{StepGraph, StepInputs, StepValues};
 use crate::sys::torch_ext::non_finite;
 use crate::train::settings::{Progress, TrainConfig};
+use crate::train::step::{DominanceWindow, StepFailure, StepSummary, SummaryParts};
 use std::sync::Arc;
 use std::time::Instant;
 use tch::{Device, Kind, Reduction, Tensor};
@@ -28,15 +29,25 @@ use tch::{Device, Kind, Reduction, Tensor};
 /// Steps between two comparisons of the ranks' states in a process group (also at a run's end).
 const DIGEST_EVERY: u64 = 100;
 
-/// Mean D loss below which the discriminator is said to win outright.
-const D_WINS_LOSS: f64 = 0.05;
-
 /// Running sums between two reports.
 #[derive(Default)]
 struct Window {
     steps: u64,
-    sums: [f64; 4],
+    d_loss: f64,
+    g_loss: f64,
+    d_real: f64,
+    d_fake: f64,
     started: Option<Instant>,
+}
+
+impl Window {
+    fn add(&mut self, s: &StepSummary) {
+        self.steps += 1;
+        self.d_loss += s.d_loss;
+        self.g_loss += s.g_loss;
+        self.d_real += s.d_real;
+        self.d_fake += s.d_fake;
+    }
 }
 
 /// A step's inputs: the real minibatch and the latents of the D and G updates, on the device.
@@ -91,6 +102,8 @@ pub struct Trainer<'a> {
     window: Window,
     run_start: Instant,
     last: Progress,
+    /// Whether the discriminator wins outright, over the run's last steps.
+    dominance: DominanceWindow,
     warned: bool,
     /// Seconds spent in the step's all-reduces so far (a process group only).
     reduce_secs: std::cell::Cell<f64>,
@@ -192,6 +205,7 @@ impl<'a> Trainer<'a> {
             window: Window::default(),
             run_start: Instant::now(),
             last: Progress { step: first, total_steps: end, ..Default::default() },
+            dominance: DominanceWindow::default(),
             warned: false,
             reduce_secs: std::cell::Cell::new(0.0),
             backup: Snapshot::default(),
@@ -240,8 +254,9 @@ impl<'a> Trainer<'a> {
             // In a group a cancel travels with the step's reduction: every rank completes this
             // step and stops after it.
             self.window.started.get_or_insert_with(Instant::now);
-            let (sums, stop) = self.step(step, cancel)?;
-            self.after_step(step, sums, on_progress)?;
+            let summary = self.step(step, cancel)?;
+            let stop = summary.stop_requested;
+            self.after_step(step, &summary, on_progress)?;
             if stop {
                 return Err(Error::new(
                     ErrorKind::Cancelled,
@@ -292,7 +307,7 @@ impl<'a> Trainer<'a> {
     ///
     /// In a process group, `stop` (this rank was asked to stop) travels with the step's
     /// reduction; the second value returned says whether any rank asked.
-    fn step(&mut self, step: u64, stop: bool) -> Result<([f64; 4], bool)> {
+    fn step(&mut self, step: u64, stop: bool) -> Result<StepSummary> {
         let b = self.batch(step)?;
         let mut state = self.model.write();
         let st = &mut *state;
@@ -313,21 +328,19 @@ impl<'a> Trainer<'a> {
         // the counts back below.
         (st.opt_d.t, st.opt_g.t) = (adam_d_t.saturating_add(1), adam_g_t.saturating_add(1));
         let failure = match &outcome {
-            Err(e) => Some(e.clone()),
-            Ok(sums) => [("discriminator loss", sums[0]), ("generator loss", sums[1])]
-                .into_iter()
-                .find(|(_, v)| !v.is_finite())
-                .map(|(what, value)| diverged(step, what, value))
-                .or_else(|| (sums[4] != 0.0).then(|| diverged(step, "largest weight after the update", f64::INFINITY))),
+            Err(e) => Some(StepFailure::Error(e.clone())),
+            Ok(summary) => summary.divergence().map(StepFailure::Diverged),
         };
-        if let Some(e) = failure {
+        if let Some(f) = failure {
             // The updates skipped themselves where a loss or gradient was not finite; put back
             // what changed regardless.
             self.backup.restore(&at_risk(st))?;
             (st.opt_d.t, st.opt_g.t) = (adam_d_t, adam_g_t);
-            return Err(generator_check(st, e)?);
+            let g: Vec<&Tensor> = st.opt_g.tensors().collect();
+            let generator_finite = non_finite(&g)?.f_double_value(&[])? == 0.0;
+            return Err(f.into_error(step, generator_finite));
         }
-        let sums = outcome?;
+        let summary = outcome?;
         st.step = step + 1;
         if self.cfg.ema_decay > 0.0 {
             // The first completed step of a run with averaging gives the model its averaged
@@ -342,15 +355,18 @@ impl<'a> Trainer<'a> {
             ema.update(&st.g_params, decay)?;
             ema.batch = self.cfg.batch_size;
         }
-        Ok(([sums[0], sums[1], sums[2], sums[3]], sums.get(5).is_some_and(|&s| s > 0.0)))
+        Ok(summary)
     }
 
     /// After step `step` completed: the report window, the checkpoint, the progress report.
-    fn after_step(&mut self, step: u64, sums: [f64; 4], on_progress: &mut dyn FnMut(&Progress) -> bool) -> Result<()> {
-        for (a, b) in self.window.sums.iter_mut().zip(sums) {
-            *a += b;
-        }
-        self.window.steps += 1;
+    fn after_step(
+        &mut self,
+        step: u64,
+        summary: &StepSummary,
+        on_progress: &mut dyn FnMut(&Progress) -> bool,
+    ) -> Result<()> {
+        self.window.add(summary);
+        self.dominance.push(summary.d_loss);
         let (done, first, end) = (step + 1, self.first, self.end);
         if let (Some(path), true) = (&self.cfg.checkpoint_path, crate::dist::leads(self.group.as_deref())) {
             if done == end || (self.cfg.checkpoint_every > 0 && (done - first) % self.cfg.checkpoint_every == 0) {
@@ -368,13 +384,13 @@ impl<'a> Trainer<'a> {
             step: done,
             total_steps: end,
             epoch: step / self.per_epoch,
-            d_loss: w.sums[0] / k,
-            g_loss: w.sums[1] / k,
-            d_real: w.sums[2] / k,
-            d_fake: w.sums[3] / k,
+            d_loss: w.d_loss / k,
+            g_loss: w.g_loss / k,
+            d_real: w.d_real / k,
+            d_fake: w.d_fake / k,
             elapsed_s: self.run_start.elapsed().as_secs_f64(),
             images_per_s: if secs > 0.0 { k * self.batch as f64 / secs } else { 0.0 },
-            d_dominates: w.sums[0] / k < D_WINS_LOSS,
+            d_dominates: self.dominance.dominates(),
             allreduce_s: self.reduce_secs.get(),
         };
         let last = &self.last;
@@ -383,9 +399,11 @@ impl<'a> Trainer<'a> {
             log(
                 Level::Warn,
                 &format!(
-                    "step {done}: the discriminator wins outright (D loss {:.4}, D(G(z)) {:.4}); \
-                     the generator learns little: lower lr_d, narrow D or add d_weight_decay",
-                    last.d_loss, last.d_fake
+                    "step {done}: the discriminator wins outright (mean D loss {:.4} over the last {} steps, \
+                     D(G(z)) {:.4}); the generator learns little: lower lr_d, narrow D or add d_weight_decay",
+                    self.dominance.mean().unwrap_or(0.0),
+                    DominanceWindow::STEPS,
+                    last.d_fake
                 ),
             );
         }
@@ -422,9 +440,8 @@ impl<'a> Trainer<'a> {
     }
 
     /// The step's updates on `st`, eagerly or through the captured graph (captured here once the
-    /// warm-up is over; a capture that fails is logged and the run goes on eagerly). Returns,
-    /// in one host read: the D loss, the G loss, the mean D(x), the mean D(G(z)), and 1.0 if any
-    /// weight or Adam moment of either network is not finite after the updates (else 0.0).
+    /// warm-up is over; a capture that fails is logged and the run goes on eagerly). Returns
+    /// the step's summary, read from the device in one transfer.
     fn execute(
         &mut self,
         st: &mut State,
@@ -432,7 +449,7 @@ impl<'a> Trainer<'a> {
         adam_d: &AdamSettings,
         adam_g: &AdamSettings,
         stop: bool,
-    ) -> Result<Vec<f64>> {
+    ) -> Result<StepSummary> {
         let values = StepValues {
             real: &b.real,
             zd: &b.zd,
@@ -480,9 +497,8 @@ impl<'a> Trainer<'a> {
                 self.update(st, &inputs, adam_d, adam_g)?
             }
         };
-        // The step's one host read: both losses, the mean D outputs, the finiteness flag and
-        // whether a rank asked to stop.
-        Ok(Vec::<f64>::try_from(&summary.f_to_kind(Kind::Double)?.f_to_device(Device::Cpu)?)?)
+        // The step's one host read.
+        StepSummary::read(&summary)
     }
 
     /// `f` (an all-reduce), its time added to the run's.
@@ -494,10 +510,8 @@ impl<'a> Trainer<'a> {
     }
 
     /// One discriminator and one generator update on `st`, reading the step's inputs from `i`
-    /// (and nothing from the host: this is what a captured step records). Returns the summary
-    /// on the device: the D loss, the G loss, the mean D(x), the mean D(G(z)), and 1.0 if any
-    /// weight or Adam moment of either network is not finite after the updates (else 0.0); in
-    /// a group, then whether any rank asked to stop.
+    /// (and nothing from the host: this is what a captured step records). Returns the step's
+    /// summary packed on the device (`StepSummary::pack`).
     ///
     /// Each Adam update gets a flag on the device (1.0: a loss or gradient so far is not
     /// finite) and the fused kernel skips itself when it is set, without the host waiting to
@@ -551,15 +565,14 @@ impl<'a> Trainer<'a> {
         // float32): whether any weight or moment is not finite after the updates, computed on
         // the device, goes with the summary.
         let updated: Vec<&Tensor> = st.opt_d.tensors().chain(st.opt_g.tensors()).collect();
-        let largest = non_finite(&updated)?.f_to_kind(Kind::Float)?;
-        tch::no_grad(|| -> Result<Tensor> {
-            let mut parts = vec![d_loss.f_to_kind(Kind::Float)?];
-            for t in &report {
-                parts.push(t.f_to_kind(Kind::Float)?);
-            }
-            parts.push(largest);
-            parts.extend(stop);
-            Ok(Tensor::f_stack(&parts, 0)?)
+        let [g_loss, d_real, d_fake] = report;
+        StepSummary::pack(SummaryParts {
+            d_loss,
+            g_loss,
+            d_real,
+            d_fake,
+            non_finite_weights: non_finite(&updated)?,
+            stop,
         })
     }
 
@@ -685,25 +698,6 @@ fn digest(model: &Model) -> Result<[f64; 2]> {
     Ok([v[0], v[1]])
 }
 
-/// After a failed step was put back: `diverged` as it is when the generator is finite (the
-/// promise: the weights of the last complete step). An update of G that overflowed float32
-/// from finite gradients cannot be taken back (G is not copied each step); that case, reachable
-/// only with learning rates near float32's range, is said plainly instead.
-fn generator_check(st: &crate::model::State, diverged: Error) -> Result<Error> {
-    let g: Vec<&Tensor> = st.opt_g.tensors().collect();
-    if non_finite(&g)?.f_double_value(&[])? == 0.0 {
-        return Ok(diverged);
-    }
-    Ok(Error::new(
-        ErrorKind::Diverged,
-        format!(
-            "{}; but the generator's update overflowed float32 (a learning rate too large?) and its \
-             weights are no longer finite: load the last checkpoint",
-            diverged.message.split("; the model keeps").next().unwrap_or(&diverged.message)
-        ),
-    ))
-}
-
 /// The update count after `t` (an error at the largest count, before anything changes).
 fn next_count(t: u64) -> Result<u64> {
     t.checked_add(1).ok_or_else(|| Error::invalid("Adam's update count is at its maximum"))
@@ -723,11 +717,4 @@ fn to_device_async(t: Tensor, device: tch::Device) -> Result<Tensor> {
     } else {
         Ok(t)
     }
-}
-
-fn diverged(step: u64, what: &str, value: f64) -> Error {
-    Error::new(
-        ErrorKind::Diverged,
-        format!("training diverged at step {step}: the {what} is {value}; the model keeps the weights of step {step}"),
-    )
 }
