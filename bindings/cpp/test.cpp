@@ -477,12 +477,12 @@ int main() {
         gran::Dataset data = training_data();
         gran::Model m = gran::Model::create(tiny_config());
         gran::TrainConfig tc = tiny_train();
-        tc.iterations = 15;
+        tc.iterations = 30;
         tc.lr_d = 0.01;
         tc.lr_g = 1e-6;
         m.train(data, tc);
         gran::set_log_callback(nullptr);
-        EXPECT(m.step() == 15);
+        EXPECT(m.step() == 30);
         EXPECT(warnings.size() == 1);
         EXPECT(warnings[0].find("discriminator") != std::string::npos);
         m.train(data, tc);  // logging is off again

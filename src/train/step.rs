@@ -90,7 +90,7 @@ pub(crate) struct DominanceWindow {
 
 impl DominanceWindow {
     /// Steps the mean is taken over.
-    pub(crate) const STEPS: usize = 100;
+    pub(crate) const STEPS: usize = 20;
     /// Mean D loss below which the discriminator is said to win outright.
     pub(crate) const LOSS: f64 = 0.05;
 
@@ -197,11 +197,11 @@ mod tests {
         assert!(!w.dominates() && w.mean().is_none(), "a window not yet full never judges");
         w.push(0.01);
         assert!(w.dominates());
-        // A few high losses raise the mean above the line: 10 steps at 0.5 and 90 at 0.01.
+        // A few high losses raise the mean above the line: 10 steps at 0.5 and 10 at 0.01.
         for _ in 0..10 {
             w.push(0.5);
         }
-        assert!((w.mean().unwrap() - (10.0 * 0.5 + 90.0 * 0.01) / 100.0).abs() < 1e-12);
+        assert!((w.mean().unwrap() - (10.0 * 0.5 + 10.0 * 0.01) / 20.0).abs() < 1e-12);
         assert!(!w.dominates());
     }
 

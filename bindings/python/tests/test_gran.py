@@ -131,8 +131,8 @@ class LibraryTests(unittest.TestCase):
         gran.set_log_callback(on_log, "warn")
         try:
             with gran.Model.create(**TINY) as m, load_data() as d:
-                m.train(d, batch_size=16, iterations=15, lr_d=0.01, lr_g=1e-6, seed=1, report_every=5)
-                self.assertEqual(m.step, 15)
+                m.train(d, batch_size=16, iterations=30, lr_d=0.01, lr_g=1e-6, seed=1, report_every=5)
+                self.assertEqual(m.step, 30)
         finally:
             gran.set_log_callback(None)
         self.assertEqual(len(seen), 1, seen)
