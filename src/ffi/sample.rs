@@ -185,9 +185,7 @@ pub unsafe extern "C" fn gran_generate(
         let z_dim = model.config().z_dim as usize;
         let z = arg_floats(z, limits::mul(count, z_dim, "the latents")?, "z")?;
         // Every latent is checked before any image is drawn.
-        if let Some(i) = z.iter().position(|v| !v.is_finite()) {
-            return Err(Error::invalid(format!("latent value {i} is {}: must be finite", z[i])));
-        }
+        crate::infer::sample::check_latents(z, 0)?;
         let out = arg_bytes_mut(out as *mut u8, needed, "out")?;
         let mut latents = |first: usize, chunk: &mut [f32]| {
             chunk.copy_from_slice(&z[first * z_dim..first * z_dim + chunk.len()]);

@@ -74,9 +74,7 @@ impl<'m> GraphedSampler<'m> {
                 self.count * z_dim
             )));
         }
-        if let Some(i) = z.iter().position(|v| !v.is_finite()) {
-            return Err(Error::invalid(format!("latent value {i} is {}: must be finite", z[i])));
-        }
+        crate::infer::sample::check_latents(z, 0)?;
         if self.model.precision() != self.precision {
             return Err(Error::invalid("the model's precision changed since the graph was captured: capture again"));
         }

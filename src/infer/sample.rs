@@ -26,6 +26,15 @@ pub struct Samples {
     pub canvases: Option<Tensor>,
 }
 
+/// `InvalidArgument` naming the first latent of `z` that is not finite (`offset`: the index of
+/// `z[0]` among the caller's latents).
+pub(crate) fn check_latents(z: &[f32], offset: usize) -> Result<()> {
+    match z.iter().position(|v| !v.is_finite()) {
+        Some(i) => Err(Error::invalid(format!("latent value {} is {}: must be finite", offset + i, z[i]))),
+        None => Ok(()),
+    }
+}
+
 impl Model {
     /// Writes the latents of images `start .. start + out.len() / z_dim` of `seed` to `out`
     /// (row-major, z_dim values per image).
@@ -77,13 +86,7 @@ impl Model {
             let n = CHUNK.min(count - first);
             let chunk = &mut z[..n * z_dim];
             latents(first, chunk)?;
-            if let Some(i) = chunk.iter().position(|v| !v.is_finite()) {
-                return Err(Error::invalid(format!(
-                    "latent value {} is {}: must be finite",
-                    first * z_dim + i,
-                    chunk[i]
-                )));
-            }
+            check_latents(chunk, first * z_dim)?;
             let host = Tensor::f_from_slice(chunk)?.f_view([n as i64, z_dim as i64])?;
             // Small batches on CUDA: through a captured graph of this batch size (the same
             // kernels without their launch overhead; crate::infer::graph_cache::GraphCache).

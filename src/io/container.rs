@@ -36,6 +36,13 @@ impl Storage {
             Storage::Bf16 => Dtype::BF16,
         }
     }
+    /// The libtorch kind of the stored values.
+    pub(crate) fn kind(self) -> Kind {
+        match self {
+            Storage::F32 => Kind::Float,
+            Storage::Bf16 => Kind::BFloat16,
+        }
+    }
     pub(crate) fn bytes_per_value(self) -> usize {
         match self {
             Storage::F32 => 4,
@@ -100,11 +107,7 @@ fn tensor_checksum<'a>(tensors: impl Iterator<Item = (&'a str, &'a [u8])>) -> u6
 
 /// A tensor's shape and little-endian bytes in `storage` (bfloat16: rounded to nearest even).
 pub(crate) fn tensor_bytes(t: &Tensor, storage: Storage) -> Result<(Vec<usize>, Vec<u8>)> {
-    let kind = match storage {
-        Storage::F32 => Kind::Float,
-        Storage::Bf16 => Kind::BFloat16,
-    };
-    let t = t.f_detach()?.f_to_device(Device::Cpu)?.f_to_kind(Kind::Float)?.f_to_kind(kind)?.f_contiguous()?;
+    let t = t.f_detach()?.f_to_device(Device::Cpu)?.f_to_kind(Kind::Float)?.f_to_kind(storage.kind())?.f_contiguous()?;
     let shape: Vec<usize> = t.size().iter().map(|&d| d as usize).collect();
     let n = t.numel();
     let len = limits::mul(n, storage.bytes_per_value(), "a checkpoint tensor")?;
@@ -383,10 +386,7 @@ pub(crate) fn fill(
     data: &[u8],
     storage: Storage,
 ) -> Result<()> {
-    let kind = match storage {
-        Storage::F32 => Kind::Float,
-        Storage::Bf16 => Kind::BFloat16,
-    };
+    let kind = storage.kind();
     let _no_grad = tch::no_grad_guard();
     for (((name, t), (expected, _)), &(start, end)) in named.iter().zip(layout).zip(ranges) {
         if name != expected {

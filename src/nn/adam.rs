@@ -5,16 +5,9 @@ use crate::error::{Error, Result};
 use crate::nn::layers::Named;
 use tch::{Kind, Tensor};
 
-/// Per-call settings of one optimizer.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) struct AdamSettings {
-    pub(crate) lr: f64,
-    pub(crate) beta1: f64,
-    pub(crate) beta2: f64,
-    pub(crate) eps: f64,
-    /// L2 coefficient added to the gradient of parameters marked `decay`.
-    pub(crate) weight_decay: f64,
-}
+/// Adam's hyper-parameters: those of the fused kernel (`weight_decay` is the L2 coefficient
+/// added to the gradient of parameters marked `decay`).
+pub(crate) use crate::sys::torch_ext::AdamArgs as AdamSettings;
 
 /// The checkpoint names of the first and second moments of parameter `param`.
 pub(crate) fn moment_names(prefix: &str, param: &str) -> [String; 2] {
@@ -143,7 +136,7 @@ fn fused_adam(group: &[(&Slot, &Tensor)], inputs: &DeviceInputs, cfg: &AdamSetti
         inputs.step,
         inputs.skip_if,
         inputs.lr,
-        &crate::sys::torch_ext::AdamArgs { lr: cfg.lr, beta1: cfg.beta1, beta2: cfg.beta2, weight_decay, eps: cfg.eps },
+        &AdamSettings { weight_decay, ..*cfg },
     )
 }
 

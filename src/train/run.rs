@@ -152,15 +152,9 @@ impl<'a> Trainer<'a> {
             None => (batch, 0),
         };
         let device = model.device();
-        let per_epoch = (count / batch) as u64;
-        let steps = if cfg.iterations > 0 { cfg.iterations } else { u64::from(cfg.epochs) * per_epoch };
+        let per_epoch = cfg.steps_per_epoch(count);
         let first = model.step();
-        let end = first.checked_add(steps).ok_or_else(|| {
-            Error::invalid(format!(
-                "the model's step counter {first} plus {steps} steps passes the largest step counter ({})",
-                u64::MAX
-            ))
-        })?;
+        let end = cfg.run_end(first, count)?;
         let images = data.stored_images(device)?;
         if let Some(g) = &group {
             if g.backend() == crate::dist::Backend::Nccl && !device.is_cuda() {

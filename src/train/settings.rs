@@ -167,6 +167,27 @@ fn check_adam(name: &str, lr: f64, b1: f64, b2: f64) -> Result<()> {
 }
 
 impl TrainConfig {
+    /// Training steps per epoch over `count` images.
+    pub fn steps_per_epoch(&self, count: usize) -> u64 {
+        (count / (self.batch_size.max(1) as usize)) as u64
+    }
+
+    /// The step counter a run from `first` over `count` images ends at: `iterations` steps, or
+    /// `epochs` passes over the data. `InvalidArgument` when it passes the largest counter.
+    pub fn run_end(&self, first: u64, count: usize) -> Result<u64> {
+        let steps = if self.iterations > 0 {
+            self.iterations
+        } else {
+            u64::from(self.epochs).saturating_mul(self.steps_per_epoch(count))
+        };
+        first.checked_add(steps).ok_or_else(|| {
+            Error::invalid(format!(
+                "the model's step counter {first} plus {steps} steps passes the largest step counter ({})",
+                u64::MAX
+            ))
+        })
+    }
+
     pub fn validate(&self) -> Result<()> {
         if self.batch_size < 2 {
             return Err(Error::invalid(format!(

@@ -231,8 +231,7 @@ pub fn run(a: &Args, out: &Out) -> Result<()> {
     };
     cfg.validate()?;
     let first = model.step();
-    let per_epoch = (data.count() / a.batch_size.max(1) as usize) as u64;
-    let end = first + if cfg.iterations > 0 { cfg.iterations } else { cfg.epochs as u64 * per_epoch };
+    let end = cfg.run_end(first, data.count())?;
 
     install_ctrl_c()?;
     *TRAINING.lock() = Some(model.clone());
