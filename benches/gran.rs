@@ -12,7 +12,7 @@ use std::hint::black_box;
 use tch::{Kind, Tensor};
 
 fn config(steps: u32) -> ModelConfig {
-    ModelConfig { steps, device: DeviceSpec::Cpu, ..Default::default() }
+    ModelConfig { drawing_steps: steps, device: DeviceSpec::Cpu, ..Default::default() }
 }
 
 fn ffi_boundary(c: &mut Criterion) {

@@ -37,7 +37,7 @@ fn main() {
     let device = if a[7] == "cuda" { DeviceSpec::Cuda(0) } else { DeviceSpec::Cpu };
     let (warmup, reps) = (num(8) as usize, num(9) as usize);
     let cfg =
-        ModelConfig { height: size, width: size, channels, steps, width_scale: scale, device, ..Default::default() };
+        ModelConfig { height: size, width: size, channels, drawing_steps: steps, width_scale: scale, device, ..Default::default() };
     let model = Model::new(&cfg).expect("model");
     model.set_precision(precision);
     let (pg, pd) = model.parameter_counts();

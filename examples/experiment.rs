@@ -120,7 +120,7 @@ fn main() {
                 height: train_d.height(),
                 width: train_d.width(),
                 channels: train_d.channels(),
-                steps,
+                drawing_steps: steps,
                 width_scale: scale,
                 device: DeviceSpec::Auto,
                 seed,

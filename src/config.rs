@@ -15,7 +15,7 @@ pub struct ModelConfig {
     /// 1 (grey) or 3 (RGB).
     pub channels: u32,
     /// Drawing steps T >= 1; T = 1 is the single-step DCGAN-style baseline.
-    pub steps: u32,
+    pub drawing_steps: u32,
     pub z_dim: u32,
     pub hidden_dim: u32,
     /// Multiplies every reference channel count of the convolutional layers (1.0 = the paper's).
@@ -35,7 +35,7 @@ impl Default for ModelConfig {
             height: 28,
             width: 28,
             channels: 1,
-            steps: 3,
+            drawing_steps: 3,
             z_dim: 100,
             hidden_dim: 100,
             width_scale: 1.0,
@@ -81,8 +81,8 @@ impl ModelConfig {
         if self.channels != 1 && self.channels != 3 {
             return Err(Error::invalid(format!("channels is {}: must be 1 or 3", self.channels)));
         }
-        if self.steps == 0 || self.steps > MAX_STEPS {
-            return Err(Error::invalid(format!("steps is {}: must be 1..={MAX_STEPS}", self.steps)));
+        if self.drawing_steps == 0 || self.drawing_steps > MAX_STEPS {
+            return Err(Error::invalid(format!("drawing_steps is {}: must be 1..={MAX_STEPS}", self.drawing_steps)));
         }
         if self.z_dim == 0 || self.z_dim > MAX_DIM {
             return Err(Error::invalid(format!("z_dim is {}: must be 1..={MAX_DIM}", self.z_dim)));
@@ -141,7 +141,7 @@ mod tests {
             (ModelConfig { height: 30, width: 30, ..Default::default() }, "image size"),
             (ModelConfig { height: 28, width: 32, ..Default::default() }, "image size"),
             (ModelConfig { channels: 2, ..Default::default() }, "channels"),
-            (ModelConfig { steps: 0, ..Default::default() }, "steps"),
+            (ModelConfig { drawing_steps: 0, ..Default::default() }, "drawing_steps"),
             (ModelConfig { z_dim: 0, ..Default::default() }, "z_dim"),
             (ModelConfig { width_scale: f32::NAN, ..Default::default() }, "width_scale"),
         ] {

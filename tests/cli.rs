@@ -114,12 +114,12 @@ fn train_resume_sample_steps_gam_eval_info() {
         (r["command"].as_str(), r["first_step"].as_u64(), r["step"].as_u64()),
         (Some("train"), Some(0), Some(6))
     );
-    assert_eq!((r["config"]["steps"].as_u64(), r["config"]["height"].as_u64()), (Some(2), Some(28)));
+    assert_eq!((r["config"]["drawing_steps"].as_u64(), r["config"]["height"].as_u64()), (Some(2), Some(28)));
     assert_eq!(r["images"], 256);
 
     // The checkpoint loads, in the library and in `gran info`.
     let m = gran::checkpoint::load(Path::new(&a), Some(gran::DeviceSpec::Cpu)).unwrap();
-    assert_eq!((m.step(), m.config().steps, m.config().z_dim), (6, 2, 8));
+    assert_eq!((m.step(), m.config().drawing_steps, m.config().z_dim), (6, 2, 8));
     let info = result_json(&ok(&["info", &a, "--json"]));
     assert_eq!((info["kind"].as_str(), info["step"].as_u64()), (Some("checkpoint"), Some(6)));
     assert_eq!(info["config"]["width_scale"].as_f64(), Some(0.0625));

@@ -11,7 +11,7 @@ mod common;
 
 fn tiny() -> ModelConfig {
     ModelConfig {
-        steps: 3,
+        drawing_steps: 3,
         width_scale: 0.125,
         z_dim: 16,
         hidden_dim: 16,

@@ -12,7 +12,7 @@ mod common;
 use common::{synthetic, test_device};
 
 fn config() -> ModelConfig {
-    ModelConfig { steps: 3, width_scale: 0.25, device: test_device(), seed: 3, ..Default::default() }
+    ModelConfig { drawing_steps: 3, width_scale: 0.25, device: test_device(), seed: 3, ..Default::default() }
 }
 
 fn temp_dir(name: &str) -> PathBuf {
@@ -63,7 +63,7 @@ fn exports_are_small_and_draw_the_same_images() {
     let e = checkpoint::load(&f32_path, Some(test_device())).unwrap();
     assert!(e.inference_only() && !m.inference_only());
     assert_eq!(e.step(), m.step());
-    assert_eq!(e.config().steps, 3);
+    assert_eq!(e.config().drawing_steps, 3);
     // float32: the averaged generator's images and step pictures, bit for bit.
     let got = e.sample(7, 20, true).unwrap();
     assert_eq!(max_abs_diff(&full.images, &got.images), 0.0);

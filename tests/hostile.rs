@@ -180,7 +180,7 @@ fn scratch(name: &str) -> PathBuf {
 
 fn tiny(z_dim: u32) -> ModelConfig {
     ModelConfig {
-        steps: 1,
+        drawing_steps: 1,
         width_scale: 0.0625,
         z_dim,
         hidden_dim: 8,

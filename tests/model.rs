@@ -402,7 +402,7 @@ fn training_on_mnist_moves_samples_toward_the_data() {
     let real = data.float_images(tch::Device::Cpu).unwrap();
     let (data_mean, data_std) = (real.mean(Kind::Float).double_value(&[]), real.std(true).double_value(&[]));
     let m =
-        Model::new(&ModelConfig { steps: 3, width_scale: 0.25, device: test_device(), ..Default::default() }).unwrap();
+        Model::new(&ModelConfig { drawing_steps: 3, width_scale: 0.25, device: test_device(), ..Default::default() }).unwrap();
     let s0 = m.sample(1, 256, false).unwrap().images;
     let (m0, s0) = (s0.mean(Kind::Float).double_value(&[]), s0.std(true).double_value(&[]));
     assert!((m0 - 0.5).abs() < 0.05 && s0 < 0.05, "initial samples: mean {m0}, std {s0}");

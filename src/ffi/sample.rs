@@ -60,16 +60,16 @@ unsafe fn sample_into(
     format: GranPixelFormat,
     out: *mut c_void,
     out_bytes: usize,
-    steps: bool,
+    with_canvases: bool,
 ) -> Result<()> {
     let model = MODELS.get(m)?;
     let (format, count) = (pixel_format(format)?, check_count(count)?);
     let per_image = image_bytes(&model, format)?;
-    let pictures = if steps { limits::mul(count, model.config().steps as usize, "the canvases")? } else { count };
+    let pictures = if with_canvases { limits::mul(count, model.config().drawing_steps as usize, "the canvases")? } else { count };
     let needed = limits::mul(pictures, per_image, "the output")?;
     check_room(out_bytes, needed, "out")?;
     let out = arg_bytes_mut(out as *mut u8, needed, "out")?;
-    model.sample_chunked(seed, count, steps, &mut chunk_writer(out, format, per_image, count))
+    model.sample_chunked(seed, count, with_canvases, &mut chunk_writer(out, format, per_image, count))
 }
 
 fn check_count(count: u32) -> Result<usize> {

@@ -47,7 +47,7 @@ impl Affine {
 
 /// A generator prepared for eval-mode drawing (see the module documentation).
 pub(crate) struct LeanGenerator {
-    steps: usize,
+    drawing_steps: usize,
     base: i64,
     c0: i64,
     /// h_z's linear layer with its batch norm folded in.
@@ -199,7 +199,7 @@ impl LeanGenerator {
     /// prepare again.
     pub(crate) fn new(g: &Generator) -> Result<LeanGenerator> {
         let _no_grad = tch::no_grad_guard();
-        let steps = g.steps;
+        let steps = g.drawing_steps;
         let channels = |a: (Tensor, Tensor)| -> Result<Affine> {
             Ok(Affine { scale: a.0.f_view([-1, 1, 1])?, shift: a.1.f_view([-1, 1, 1])? })
         };
@@ -233,7 +233,7 @@ impl LeanGenerator {
             .map(|t| g.enc_bn.folded(t, g.enc_fc.b.as_ref()).map(features))
             .collect::<Result<Vec<_>>>()?;
         Ok(LeanGenerator {
-            steps,
+            drawing_steps: steps,
             base: g.base,
             c0: g.c0,
             hz_w,
@@ -285,9 +285,9 @@ impl LeanGenerator {
         let mut sum: Option<Tensor> = None;
         let mut canvases = Vec::new();
         let mut deltas = Vec::new();
-        for t in 0..self.steps {
+        for t in 0..self.drawing_steps {
             let dc = self.decode(&u, hc.as_ref(), t)?;
-            if t + 1 < self.steps {
+            if t + 1 < self.drawing_steps {
                 hc = Some(self.encode(&dc, t)?);
             }
             // The canvas sums in float32 (as Generator::forward). Kept steps are not summed into
@@ -329,7 +329,7 @@ mod tests {
     /// A generator with every batch-norm statistic, scale and bias moved away from its initial
     /// value (so that a fold that dropped one would show), for `steps` drawing steps.
     fn perturbed(steps: u32, width_scale: f32) -> Generator {
-        perturbed_at(ModelConfig { steps, width_scale, ..Default::default() })
+        perturbed_at(ModelConfig { drawing_steps: steps, width_scale, ..Default::default() })
     }
 
     fn perturbed_at(cfg: ModelConfig) -> Generator {
@@ -392,7 +392,7 @@ mod tests {
     #[test]
     fn colour_images_come_out_in_the_plain_layout() {
         let cfg =
-            ModelConfig { height: 32, width: 32, channels: 3, steps: 2, width_scale: 0.125, ..Default::default() };
+            ModelConfig { height: 32, width: 32, channels: 3, drawing_steps: 2, width_scale: 0.125, ..Default::default() };
         let g = perturbed_at(cfg);
         let lean = LeanGenerator::new(&g).unwrap();
         let z = Tensor::randn([3, 100], (Kind::Float, Device::Cpu));

@@ -22,7 +22,7 @@ pub(crate) const CHUNK: usize = 256;
 pub struct Samples {
     /// [N, C, H, W] in [0, 1].
     pub images: Tensor,
-    /// With `steps`: [T, N, C, H, W], the canvas after each drawing step.
+    /// With `with_canvases`: [T, N, C, H, W], the canvas after each drawing step.
     pub canvases: Option<Tensor>,
 }
 
@@ -64,7 +64,7 @@ impl Model {
     pub(crate) fn generate_chunked(
         &self,
         count: usize,
-        steps: bool,
+        with_canvases: bool,
         latents: &mut dyn FnMut(usize, &mut [f32]) -> Result<()>,
         sink: &mut dyn FnMut(usize, &Samples) -> Result<()>,
     ) -> Result<()> {
@@ -90,7 +90,7 @@ impl Model {
             let host = Tensor::f_from_slice(chunk)?.f_view([n as i64, z_dim as i64])?;
             // Small batches on CUDA: through a captured graph of this batch size (the same
             // kernels without their launch overhead; crate::infer::graph_cache::GraphCache).
-            if !steps {
+            if !with_canvases {
                 let mut graphs = self.graphs.lock();
                 if graphs.applies(self.device(), n) {
                     let forward = |z: &Tensor| {
@@ -107,10 +107,10 @@ impl Model {
             let zt = host.f_to_device(self.device())?;
             // Images and canvases are float32 in either precision (the canvas sums in float32).
             let d = precision.run(self.device(), || match &lean {
-                Some(lean) => lean.forward(&zt, steps),
-                None => gen.forward(&zt, BnMode::Eval, steps),
+                Some(lean) => lean.forward(&zt, with_canvases),
+                None => gen.forward(&zt, BnMode::Eval, with_canvases),
             })?;
-            let canvases = if steps { Some(Tensor::f_stack(&d.canvases, 0)?.f_to_device(Device::Cpu)?) } else { None };
+            let canvases = if with_canvases { Some(Tensor::f_stack(&d.canvases, 0)?.f_to_device(Device::Cpu)?) } else { None };
             sink(first, &Samples { images: d.image.f_to_device(Device::Cpu)?, canvases })?;
             first += n;
         }
@@ -122,18 +122,18 @@ impl Model {
         &self,
         seed: u64,
         count: usize,
-        steps: bool,
+        with_canvases: bool,
         sink: &mut dyn FnMut(usize, &Samples) -> Result<()>,
     ) -> Result<()> {
         let mut latents = |first: usize, z: &mut [f32]| {
             self.latents_into(seed, first as u64, z);
             Ok(())
         };
-        self.generate_chunked(count, steps, &mut latents, sink)
+        self.generate_chunked(count, with_canvases, &mut latents, sink)
     }
 
     /// Images from caller latents `z` ([count * z_dim] row-major).
-    pub fn generate(&self, z: &[f32], count: usize, steps: bool) -> Result<Samples> {
+    pub fn generate(&self, z: &[f32], count: usize, with_canvases: bool) -> Result<Samples> {
         let z_dim = self.config().z_dim as usize;
         if count == 0 {
             return Err(Error::invalid("count is 0: ask for at least one image"));
@@ -148,12 +148,12 @@ impl Model {
             out.copy_from_slice(&z[first * z_dim..first * z_dim + out.len()]);
             Ok(())
         };
-        collect(count, steps, |sink| self.generate_chunked(count, steps, &mut latents, sink))
+        collect(count, with_canvases, |sink| self.generate_chunked(count, with_canvases, &mut latents, sink))
     }
 
     /// `count` images of `seed` (and, with `steps`, their canvases after every step).
-    pub fn sample(&self, seed: u64, count: usize, steps: bool) -> Result<Samples> {
-        collect(count, steps, |sink| self.sample_chunked(seed, count, steps, sink))
+    pub fn sample(&self, seed: u64, count: usize, with_canvases: bool) -> Result<Samples> {
+        collect(count, with_canvases, |sink| self.sample_chunked(seed, count, with_canvases, sink))
     }
 
     /// D(x) for each image of `images` ([N, C, H, W], u8 0..255 or float in [0, 1], any device),
@@ -208,12 +208,12 @@ impl Model {
 /// Runs a chunked drawing and joins its chunks into one [`Samples`] (`count` images).
 fn collect(
     count: usize,
-    steps: bool,
+    with_canvases: bool,
     run: impl FnOnce(&mut dyn FnMut(usize, &Samples) -> Result<()>) -> Result<()>,
 ) -> Result<Samples> {
     let chunks = count.div_ceil(CHUNK);
     let mut images = limits::vec_with_capacity(chunks, "the chunks of a sample")?;
-    let mut canvases = limits::vec_with_capacity(if steps { chunks } else { 0 }, "the chunks of a sample")?;
+    let mut canvases = limits::vec_with_capacity(if with_canvases { chunks } else { 0 }, "the chunks of a sample")?;
     run(&mut |_, s: &Samples| {
         images.push(s.images.shallow_clone());
         if let Some(c) = &s.canvases {
@@ -223,7 +223,7 @@ fn collect(
     })?;
     Ok(Samples {
         images: Tensor::f_cat(&images, 0)?,
-        canvases: if steps { Some(Tensor::f_cat(&canvases, 1)?) } else { None },
+        canvases: if with_canvases { Some(Tensor::f_cat(&canvases, 1)?) } else { None },
     })
 }
 

@@ -10,7 +10,7 @@ use tch::{Kind, Tensor};
 
 /// The fields are the crate's to read (crate::infer::lean folds them into an inference form).
 pub struct Generator {
-    pub(crate) steps: usize,
+    pub(crate) drawing_steps: usize,
     pub(crate) hidden: i64,
     pub(crate) base: i64,
     pub(crate) c0: i64,
@@ -37,7 +37,7 @@ pub struct Drawing {
 
 impl Generator {
     pub(crate) fn new(b: &mut Builder, cfg: &ModelConfig, arch: &Architecture) -> Result<Self> {
-        let steps = cfg.steps as usize;
+        let steps = cfg.drawing_steps as usize;
         let hidden = cfg.hidden_dim as i64;
         let (base, c0) = (arch.base, arch.dec[0]);
         let hz_fc = b.linear("g.hz.fc", cfg.z_dim as i64, hidden, true, false)?;
@@ -60,7 +60,7 @@ impl Generator {
         }
         let enc_fc = b.linear("g.enc.fc", c0 * base * base, hidden, true, false)?;
         let enc_bn = b.batch_norm("g.enc.bn", hidden, steps)?;
-        Ok(Generator { steps, hidden, base, c0, hz_fc, hz_bn, dec_fc, dec_bn, dec_convs, enc_convs, enc_fc, enc_bn })
+        Ok(Generator { drawing_steps: steps, hidden, base, c0, hz_fc, hz_bn, dec_fc, dec_bn, dec_convs, enc_convs, enc_fc, enc_bn })
     }
 
     /// Decoder g: [h_z, h_c] -> dC (linear output, the image's channels).
@@ -105,10 +105,10 @@ impl Generator {
         let mut sum: Option<Tensor> = None;
         let mut canvases = Vec::new();
         let mut deltas = Vec::new();
-        for t in 0..self.steps {
+        for t in 0..self.drawing_steps {
             let dc = self.decode(&hz, &hc, mode, t)?;
             // h_c[T+1] is never used: the last step skips the encoder.
-            if t + 1 < self.steps {
+            if t + 1 < self.drawing_steps {
                 hc = self.encode(&dc, mode, t)?;
             }
             if keep_canvases {

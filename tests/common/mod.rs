@@ -41,7 +41,7 @@ pub fn mnist_dir() -> PathBuf {
 /// test device.
 pub fn tiny(steps: u32) -> gran::ModelConfig {
     gran::ModelConfig {
-        steps,
+        drawing_steps: steps,
         width_scale: 0.125,
         z_dim: 16,
         hidden_dim: 16,

@@ -89,7 +89,7 @@ pub fn run(a: &Args, out: &Out) -> Result<()> {
         text += &format!(
             "{} (T={}, step {}): Frechet distance {:.2}, classifier score {:.2}, classes (%) [{}]",
             path.display(),
-            model.config().steps,
+            model.config().drawing_steps,
             model.step(),
             q.frechet_distance,
             q.classifier_score,
@@ -105,7 +105,7 @@ pub fn run(a: &Args, out: &Out) -> Result<()> {
         let mut v = quality_json(&q);
         v["model"] = path.display().to_string().into();
         v["step"] = model.step().into();
-        v["steps"] = model.config().steps.into();
+        v["drawing_steps"] = model.config().drawing_steps.into();
         results.push(v);
     }
     let value = serde_json::json!({

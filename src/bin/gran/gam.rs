@@ -62,7 +62,7 @@ pub fn run(a: &Args, out: &Out) -> Result<()> {
     let finite = |x: f64| if x.is_finite() { Some(x) } else { None };
     let value = serde_json::json!({
         "model_a": a.a.display().to_string(), "model_b": a.b.display().to_string(),
-        "step_a": ma.step(), "step_b": mb.step(), "steps_a": ca.steps, "steps_b": cb.steps,
+        "step_a": ma.step(), "step_b": mb.step(), "drawing_steps_a": ca.drawing_steps, "drawing_steps_b": cb.drawing_steps,
         "test_error_a": r.test_error_a, "test_error_b": r.test_error_b,
         "sample_error_a": r.sample_error_a, "sample_error_b": r.sample_error_b,
         "r_test": finite(r.r_test), "r_sample": finite(r.r_sample),
@@ -102,10 +102,10 @@ pub fn run(a: &Args, out: &Out) -> Result<()> {
              verdict: {verdict}\n\
              accuracy form (the authors' battle.py): r_test {:.3}, r_sample {:.3}: {acc_rank}",
             a.a.display(),
-            ca.steps,
+            ca.drawing_steps,
             ma.step(),
             a.b.display(),
-            cb.steps,
+            cb.drawing_steps,
             mb.step(),
             r.test_count,
             r.sample_count,

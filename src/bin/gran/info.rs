@@ -64,7 +64,7 @@ pub fn run(a: &Args, out: &Out) -> Result<()> {
                 c.height,
                 c.width,
                 c.channels,
-                c.steps,
+                c.drawing_steps,
                 c.z_dim,
                 c.hidden_dim,
                 c.width_scale,

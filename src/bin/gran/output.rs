@@ -45,7 +45,7 @@ pub fn make_parent(path: &Path) -> Result<()> {
 /// A model's configuration as the JSON results give it.
 pub fn config_json(c: &ModelConfig) -> serde_json::Value {
     serde_json::json!({
-        "height": c.height, "width": c.width, "channels": c.channels, "steps": c.steps,
+        "height": c.height, "width": c.width, "channels": c.channels, "drawing_steps": c.drawing_steps,
         "z_dim": c.z_dim, "hidden_dim": c.hidden_dim, "width_scale": c.width_scale,
         "leaky_relu": c.leaky_relu, "seed": c.seed, "device": c.device.to_string(),
     })

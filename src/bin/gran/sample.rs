@@ -115,9 +115,9 @@ pub fn run_steps(a: &StepsArgs, out: &Out) -> Result<()> {
     let s = canvases.size();
     let rows = canvases.f_transpose(0, 1)?.f_contiguous()?.f_view([s[0] * s[1], s[2], s[3], s[4]])?;
     make_parent(&a.out)?;
-    png::write_grid(&a.out, &rows, c.steps)?;
+    png::write_grid(&a.out, &rows, c.drawing_steps)?;
     let value = serde_json::json!({
-        "model": a.model.display().to_string(), "count": a.count, "seed": a.seed, "steps": c.steps,
+        "model": a.model.display().to_string(), "count": a.count, "seed": a.seed, "drawing_steps": c.drawing_steps,
         "height": c.height, "width": c.width, "channels": c.channels, "file": a.out.display().to_string(),
     });
     out.result("steps", value, || {
@@ -125,7 +125,7 @@ pub fn run_steps(a: &StepsArgs, out: &Out) -> Result<()> {
             "wrote {} ({} rows of images x {} columns, the canvas after each drawing step)",
             a.out.display(),
             a.count,
-            c.steps
+            c.drawing_steps
         )
     });
     Ok(())

@@ -179,7 +179,7 @@ pub fn run(a: &Args, out: &Out) -> Result<()> {
                 height: data.height(),
                 width: data.width(),
                 channels: data.channels(),
-                steps: a.drawing_steps,
+                drawing_steps: a.drawing_steps,
                 z_dim: a.z_dim,
                 hidden_dim: a.hidden_dim,
                 width_scale: a.width_scale,
@@ -196,7 +196,7 @@ pub fn run(a: &Args, out: &Out) -> Result<()> {
     let (pg, pd) = model.parameter_counts();
     out.note(&format!(
         "model: T={} {}x{}x{} width scale {} on {}, {} + {} parameters (G + D), at step {}",
-        c.steps,
+        c.drawing_steps,
         c.height,
         c.width,
         c.channels,
