@@ -5,17 +5,10 @@ use super::boundary::{arg_bytes, arg_bytes_mut, arg_floats, arg_floats_mut, arg_
 use super::model::MODELS;
 use super::status::GranStatus;
 use super::types::{pixel_format, GranModel, GranPixelFormat};
-use crate::data::pixels::{self, PixelFormat};
+use crate::data::pixels;
 use crate::error::{Error, ErrorKind, Result};
 use crate::limits;
-use crate::model::Model;
-use crate::infer::sample::{Samples, CHUNK};
 use std::ffi::{c_char, c_void};
-
-fn image_bytes(model: &Model, format: PixelFormat) -> Result<usize> {
-    let c = model.config();
-    pixels::bytes_per_image(format, c.channels, c.height, c.width)
-}
 
 /// BUFFER_TOO_SMALL unless the caller's `have` bytes hold `needed`; checked before any work.
 fn check_room(have: usize, needed: usize, what: &str) -> Result<()> {
@@ -23,30 +16,6 @@ fn check_room(have: usize, needed: usize, what: &str) -> Result<()> {
         return Err(Error::new(ErrorKind::BufferTooSmall, format!("{what} has {have} bytes; {needed} are needed")));
     }
     Ok(())
-}
-
-/// Writes each chunk of a chunked drawing into its place in `out`: images `first ..` of the
-/// chunk at `first * per_image`, and with canvases, step t's block at `(t * count + first) *
-/// per_image` (the [T][count][image] layout).
-fn chunk_writer<'a>(
-    out: &'a mut [u8],
-    format: PixelFormat,
-    per_image: usize,
-    count: usize,
-) -> impl FnMut(usize, &Samples) -> Result<()> + 'a {
-    move |first, s| {
-        let n = s.images.size()[0] as usize;
-        match &s.canvases {
-            None => pixels::write_from_tensor(&s.images, format, &mut out[first * per_image..]),
-            Some(c) => {
-                for t in 0..c.size()[0] {
-                    let at = (t as usize * count + first) * per_image;
-                    pixels::write_from_tensor(&c.f_get(t)?, format, &mut out[at..at + n * per_image])?;
-                }
-                Ok(())
-            }
-        }
-    }
 }
 
 /// `gran_sample` (the images) or `gran_sample_steps` (the canvases after every step).
@@ -64,12 +33,10 @@ unsafe fn sample_into(
 ) -> Result<()> {
     let model = MODELS.get(m)?;
     let (format, count) = (pixel_format(format)?, check_count(count)?);
-    let per_image = image_bytes(&model, format)?;
-    let pictures = if with_canvases { limits::mul(count, model.config().drawing_steps as usize, "the canvases")? } else { count };
-    let needed = limits::mul(pictures, per_image, "the output")?;
+    let needed = model.pixel_bytes(format, count, with_canvases)?;
     check_room(out_bytes, needed, "out")?;
     let out = arg_bytes_mut(out as *mut u8, needed, "out")?;
-    model.sample_chunked(seed, count, with_canvases, &mut chunk_writer(out, format, per_image, count))
+    model.sample_pixels(seed, count, with_canvases, format, out)
 }
 
 fn check_count(count: u32) -> Result<usize> {
@@ -179,19 +146,11 @@ pub unsafe extern "C" fn gran_generate(
     guard(|| {
         let model = MODELS.get(m)?;
         let (format, count) = (pixel_format(format)?, check_count(count)?);
-        let per_image = image_bytes(&model, format)?;
-        let needed = limits::mul(count, per_image, "the output")?;
+        let needed = model.pixel_bytes(format, count, false)?;
         check_room(out_bytes, needed, "out")?;
-        let z_dim = model.config().z_dim as usize;
-        let z = arg_floats(z, limits::mul(count, z_dim, "the latents")?, "z")?;
-        // Every latent is checked before any image is drawn.
-        crate::infer::sample::check_latents(z, 0)?;
+        let z = arg_floats(z, limits::mul(count, model.config().z_dim as usize, "the latents")?, "z")?;
         let out = arg_bytes_mut(out as *mut u8, needed, "out")?;
-        let mut latents = |first: usize, chunk: &mut [f32]| {
-            chunk.copy_from_slice(&z[first * z_dim..first * z_dim + chunk.len()]);
-            Ok(())
-        };
-        model.generate_chunked(count, false, &mut latents, &mut chunk_writer(out, format, per_image, count))
+        model.generate_pixels(z, count, format, out)
     })
 }
 
@@ -216,31 +175,13 @@ pub unsafe extern "C" fn gran_discriminate(
     guard(|| {
         let model = MODELS.get(m)?;
         let (format, count) = (pixel_format(format)?, check_count(count)?);
-        let per_image = image_bytes(&model, format)?;
-        let data = arg_bytes(pixels as *const u8, limits::mul(count, per_image, "the pixels")?, "pixels")?;
+        let len = limits::mul(count, model.image_bytes(format)?, "the pixels")?;
+        let data = arg_bytes(pixels as *const u8, len, "pixels")?;
         let out = arg_floats_mut(probabilities, count, "probabilities")?;
-        let c = model.config();
-        // Chunk by chunk (each image is scored alone, with running statistics): memory does not
-        // grow with the count. Nothing is written unless every chunk succeeds.
-        let mut scores = limits::vec_with_capacity(count, "the probabilities")?;
-        for (k, chunk) in data.chunks(CHUNK * per_image).enumerate() {
-            let n = chunk.len() / per_image;
-            let images = pixels::to_tensor(chunk, n, c.channels, c.height, c.width, format)
-                .map_err(|e| offset_message(e, k * CHUNK))?;
-            scores.extend(model.discriminate(&images)?);
-        }
-        out.copy_from_slice(&scores);
+        // Nothing is written unless every chunk succeeds.
+        out.copy_from_slice(&model.discriminate_pixels(data, count, format)?);
         Ok(())
     })
-}
-
-/// A chunk's error, with the chunk's first image index added so that "value i" messages point
-/// into the caller's whole buffer.
-fn offset_message(mut e: Error, first_image: usize) -> Error {
-    if first_image > 0 {
-        e.message = format!("{} (in the chunk of images from {first_image})", e.message);
-    }
-    e
 }
 
 /// Writes `count` images (in `format`, height x width x channels) to `path` as one PNG grid with

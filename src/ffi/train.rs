@@ -5,8 +5,8 @@ use super::dataset::DATASETS;
 use super::model::MODELS;
 use super::status::GranStatus;
 use super::types::{lr_schedule, precision, GranDataset, GranModel, GranProgress, GranTrainConfig};
-use crate::error::ErrorKind;
-use crate::train::{train, TrainConfig};
+use crate::error::Result;
+use crate::train::{train_reporting, Group, TrainConfig};
 
 /// Fills `cfg` with the defaults: 2000 iterations, batch 64, Adam lr 8e-4 (G) and 3.2e-3 (D) with
 /// betas (0.5, 0.999), no weight decay, seed 0, a report every 100 steps, no callback, no
@@ -66,57 +66,58 @@ pub unsafe extern "C" fn gran_train(
         let model = MODELS.get(m)?;
         let data = DATASETS.get(d)?;
         let c = read_versioned(cfg, "cfg")?;
-        let tc = TrainConfig {
-            iterations: c.iterations,
-            epochs: c.epochs,
-            batch_size: c.batch_size,
-            lr_g: c.lr_g,
-            lr_d: c.lr_d,
-            beta1_g: c.beta1_g,
-            beta2_g: c.beta2_g,
-            beta1_d: c.beta1_d,
-            beta2_d: c.beta2_d,
-            d_weight_decay: c.d_weight_decay,
-            seed: c.seed,
-            report_every: c.report_every,
-            checkpoint_path: arg_opt_path(c.checkpoint_path, "cfg->checkpoint_path")?,
-            checkpoint_every: c.checkpoint_every,
-            precision: precision(c.precision, "cfg->precision")?,
-            ema_decay: c.ema_decay,
-            ema_start: c.ema_start,
-            lr_schedule: lr_schedule(c.lr_schedule, "cfg->lr_schedule")?,
-            cuda_graph: c.cuda_graph != 0,
-            group: match c.process_group {
-                0 => None,
-                g => Some(crate::train::Group(super::dist::GROUPS.get(g)?)),
-            },
-        };
+        let tc = c.to_core()?;
         if !last.is_null() {
             // Refuse a bad output struct before training rather than after.
             check_versioned_out(last, "last")?;
         }
-        let mut final_report = GranProgress::defaults();
         let mut report = |p: &crate::train::Progress| -> bool {
-            final_report = GranProgress::from_core(p);
+            let report = GranProgress::from_core(p);
             match c.on_progress {
                 // SAFETY: the application guarantees the callback and its user data.
-                Some(cb) => unsafe { cb(&final_report, c.user_data) != 0 },
+                Some(cb) => unsafe { cb(&report, c.user_data) != 0 },
                 None => false,
             }
         };
-        let result = train(&model, &data, &tc, &mut report);
-        // `last` is written on success, and for a run that ran and then stopped (cancelled or
-        // diverged: the step it stopped at); never for a run refused at the start.
-        let ran = match &result {
-            Ok(_) => true,
-            Err(e) => matches!(e.kind, ErrorKind::Cancelled | ErrorKind::Diverged),
-        };
-        if !last.is_null() && ran {
-            if result.is_err() {
-                final_report.step = model.step();
-            }
-            write_versioned(last, &final_report, "last")?;
+        let (result, stopped_at) = train_reporting(&model, &data, &tc, &mut report);
+        if let (false, Some(p)) = (last.is_null(), stopped_at) {
+            write_versioned(last, &GranProgress::from_core(&p), "last")?;
         }
         result.map(|_| ())
     })
+}
+
+impl GranTrainConfig {
+    /// The core settings these C settings describe, each field checked as it is converted (the
+    /// values themselves are checked by `TrainConfig::validate`).
+    ///
+    /// # Safety
+    /// `checkpoint_path` is NULL or a NUL-terminated string valid for the call.
+    unsafe fn to_core(&self) -> Result<TrainConfig> {
+        Ok(TrainConfig {
+            iterations: self.iterations,
+            epochs: self.epochs,
+            batch_size: self.batch_size,
+            lr_g: self.lr_g,
+            lr_d: self.lr_d,
+            beta1_g: self.beta1_g,
+            beta2_g: self.beta2_g,
+            beta1_d: self.beta1_d,
+            beta2_d: self.beta2_d,
+            d_weight_decay: self.d_weight_decay,
+            seed: self.seed,
+            report_every: self.report_every,
+            checkpoint_path: arg_opt_path(self.checkpoint_path, "cfg->checkpoint_path")?,
+            checkpoint_every: self.checkpoint_every,
+            precision: precision(self.precision, "cfg->precision")?,
+            ema_decay: self.ema_decay,
+            ema_start: self.ema_start,
+            lr_schedule: lr_schedule(self.lr_schedule, "cfg->lr_schedule")?,
+            cuda_graph: self.cuda_graph != 0,
+            group: match self.process_group {
+                0 => None,
+                g => Some(Group(super::dist::GROUPS.get(g)?)),
+            },
+        })
+    }
 }

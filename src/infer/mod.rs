@@ -4,4 +4,5 @@
 pub(crate) mod graph_cache;
 pub(crate) mod graphed;
 pub(crate) mod lean;
+mod pixels;
 pub(crate) mod sample;

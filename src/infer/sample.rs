@@ -58,7 +58,7 @@ impl Model {
 
     /// Draws `count` images chunk by chunk, at most [`CHUNK`] at a time: `latents(first, z)` fills
     /// the latents of images `first .. first + z.len() / z_dim`, and `sink(first, &samples)`
-    /// receives that chunk's images (and canvases with `steps`) on the CPU. Memory does not grow
+    /// receives that chunk's images (and canvases with `with_canvases`) on the CPU. Memory does not grow
     /// with `count`. The model's weights are read-locked for the whole call, so every image
     /// comes from the same weights.
     pub(crate) fn generate_chunked(
@@ -151,7 +151,7 @@ impl Model {
         collect(count, with_canvases, |sink| self.generate_chunked(count, with_canvases, &mut latents, sink))
     }
 
-    /// `count` images of `seed` (and, with `steps`, their canvases after every step).
+    /// `count` images of `seed` (and, with `with_canvases`, their canvases after every step).
     pub fn sample(&self, seed: u64, count: usize, with_canvases: bool) -> Result<Samples> {
         collect(count, with_canvases, |sink| self.sample_chunked(seed, count, with_canvases, sink))
     }

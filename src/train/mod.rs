@@ -32,3 +32,20 @@ pub fn train(
 ) -> Result<Progress> {
     crate::train::run::Trainer::new(model, data, cfg)?.run(on_progress)
 }
+
+/// [`train`], and the report of where the run stopped: the final report when it completed; for
+/// a run that stopped early (cancelled, or diverged and put back to its last complete step), the
+/// last report's means with `step` the model's step counter and `total_steps` the step the run
+/// would have ended at; `None` when the run was refused before its first step or failed
+/// otherwise (an I/O error, say).
+pub fn train_reporting(
+    model: &Model,
+    data: &Dataset,
+    cfg: &TrainConfig,
+    on_progress: &mut dyn FnMut(&Progress) -> bool,
+) -> (Result<Progress>, Option<Progress>) {
+    match crate::train::run::Trainer::new(model, data, cfg) {
+        Ok(trainer) => trainer.run_reporting(on_progress),
+        Err(e) => (Err(e), None),
+    }
+}

@@ -239,7 +239,27 @@ impl<'a> Trainer<'a> {
 
     /// Runs every step of the run. `on_progress` is called every `report_every` steps and after
     /// the last one, with no lock held; returning `true` stops the run with `Cancelled`.
-    pub fn run(mut self, on_progress: &mut dyn FnMut(&Progress) -> bool) -> Result<Progress> {
+    pub fn run(self, on_progress: &mut dyn FnMut(&Progress) -> bool) -> Result<Progress> {
+        self.run_reporting(on_progress).0
+    }
+
+    /// [`Trainer::run`], and the report of where the run stopped (see crate::train::train_reporting).
+    pub(crate) fn run_reporting(
+        mut self,
+        on_progress: &mut dyn FnMut(&Progress) -> bool,
+    ) -> (Result<Progress>, Option<Progress>) {
+        let result = self.steps(on_progress);
+        let last = match &result {
+            Ok(p) => Some(p.clone()),
+            Err(e) if matches!(e.kind, ErrorKind::Cancelled | ErrorKind::Diverged) => {
+                Some(Progress { step: self.model.step(), ..self.last.clone() })
+            }
+            Err(_) => None,
+        };
+        (result, last)
+    }
+
+    fn steps(&mut self, on_progress: &mut dyn FnMut(&Progress) -> bool) -> Result<Progress> {
         for step in self.first..self.end {
             let cancel = self.model.cancel_requested();
             if cancel && self.group.is_none() {
@@ -258,7 +278,7 @@ impl<'a> Trainer<'a> {
                 ));
             }
         }
-        Ok(self.last)
+        Ok(self.last.clone())
     }
 
     /// Step `step`'s minibatch (from the epoch's permutation) and latents, on the device.
