@@ -667,7 +667,8 @@ struct GamConfig : GranGamConfig {
 };
 
 /// What gam() reports: verdict (GRAN_GAM_TIE, _A_WINS, _B_WINS, _UNDECIDED), the four error
-/// rates, r_test, r_sample and the counts.
+/// rates, r_test, r_sample, the counts, and the accuracy form (accuracy_r_test,
+/// accuracy_r_sample, accuracy_ranking: GRAN_GAM_EVEN, _A_FIRST, _B_FIRST).
 using GamResult = GranGamResult;
 
 /// Compares models `a` and `b` with the Generative Adversarial Metric on held-out images `test`

@@ -422,6 +422,8 @@ int main() {
         EXPECT(ab.test_error_a == ba.test_error_b && ab.sample_error_a == ba.sample_error_b);
         if (ab.verdict == GRAN_GAM_A_WINS) EXPECT(ba.verdict == GRAN_GAM_B_WINS);
         if (ab.verdict == GRAN_GAM_TIE || ab.verdict == GRAN_GAM_UNDECIDED) EXPECT(ba.verdict == ab.verdict);
+        EXPECT(ab.accuracy_r_sample == (1.0 - ab.sample_error_a) / (1.0 - ab.sample_error_b));
+        if (ab.accuracy_ranking == GRAN_GAM_A_FIRST) EXPECT(ba.accuracy_ranking == GRAN_GAM_B_FIRST);
         gc.samples = 0;
         expect_error(GRAN_STATUS_INVALID_ARGUMENT, [&] { gran::gam(a, b, test, gc); }, "gam with 0 samples");
         gran::Model gone;

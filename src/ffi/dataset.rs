@@ -132,6 +132,8 @@ pub unsafe extern "C" fn gran_dataset_info_init(out: *mut GranDatasetInfo) {
 /// Writes the dataset's image count, size, channels and whether it has labels to `*out` (no more
 /// than `out->struct_size` bytes: set it first).
 ///
+/// Errors: INVALID_HANDLE, INVALID_ARGUMENT (NULL out, `out->struct_size` below 8).
+///
 /// Thread safety: any thread.
 ///
 /// # Safety
@@ -154,6 +156,8 @@ pub unsafe extern "C" fn gran_dataset_info(d: GranDataset, out: *mut GranDataset
 
 /// Frees a dataset. 0 is accepted and does nothing; a handle already freed is INVALID_HANDLE.
 /// Safe while a training run or an evaluation uses it: they keep it until they end.
+///
+/// Errors: INVALID_HANDLE.
 ///
 /// Thread safety: any thread.
 #[no_mangle]

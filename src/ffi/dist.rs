@@ -129,6 +129,8 @@ pub unsafe extern "C" fn gran_process_group_info(
 /// within their timeout). 0 is accepted and does nothing; a handle already freed is
 /// INVALID_HANDLE. A training run using the group keeps it until the run ends.
 ///
+/// Errors: INVALID_HANDLE.
+///
 /// Thread safety: any thread.
 #[no_mangle]
 pub extern "C" fn gran_process_group_free(g: GranProcessGroup) -> GranStatus {

@@ -193,6 +193,8 @@ pub unsafe extern "C" fn gran_evaluator_accuracy(e: GranEvaluator, labelled: Gra
 /// Frees an evaluator. 0 does nothing; a handle already freed is INVALID_HANDLE. Safe while other
 /// threads use it (they keep it until their call ends).
 ///
+/// Errors: INVALID_HANDLE.
+///
 /// Thread safety: any thread.
 #[no_mangle]
 pub extern "C" fn gran_evaluator_free(e: GranEvaluator) -> GranStatus {
@@ -247,6 +249,9 @@ pub unsafe extern "C" fn gran_evaluate_model(
 
 /// Evaluates the images of dataset `images` (for example real data, or images made elsewhere)
 /// like `gran_evaluate_model`.
+///
+/// Errors: as `gran_evaluate_model` (INVALID_HANDLE, INVALID_ARGUMENT for images of another
+/// size than the evaluator's or a NULL out, OUT_OF_MEMORY).
 ///
 /// Thread safety: any thread.
 ///

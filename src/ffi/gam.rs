@@ -5,7 +5,7 @@ use super::dataset::DATASETS;
 use super::model::MODELS;
 use super::status::GranStatus;
 use super::types::{GranDataset, GranModel};
-use crate::metrics::gam::{gam, GamConfig, Verdict};
+use crate::metrics::gam::{gam, GamConfig, Ranking, Verdict};
 
 /// The outcome of a GAM comparison.
 pub type GranGamVerdict = u32;
@@ -17,6 +17,15 @@ pub const GRAN_GAM_A_WINS: GranGamVerdict = 1;
 pub const GRAN_GAM_B_WINS: GranGamVerdict = 2;
 /// |r_test - 1| > tolerance: the discriminators differ on real data, the comparison is unfair.
 pub const GRAN_GAM_UNDECIDED: GranGamVerdict = 3;
+
+/// Which model the accuracy form of GAM (the authors' `battle.py`) ranks first.
+pub type GranGamRanking = u32;
+/// accuracy_r_sample = 1.
+pub const GRAN_GAM_EVEN: GranGamRanking = 0;
+/// accuracy_r_sample > 1: A's discriminator catches B's samples more often than the reverse.
+pub const GRAN_GAM_A_FIRST: GranGamRanking = 1;
+/// accuracy_r_sample < 1: B ranks first.
+pub const GRAN_GAM_B_FIRST: GranGamRanking = 2;
 
 /// GAM settings. Fill with `gran_gam_config_init`.
 #[repr(C)]
@@ -36,7 +45,7 @@ pub struct GranGamConfig {
     /// other model's samples) in chunks of at most this many images, batch norm normalised by
     /// each chunk's own statistics: the condition the discriminators were trained in, and how
     /// the paper scored GAM. 0: each image alone, with running statistics (the scores that
-    /// gran_discriminate gives); measured on MNIST, that calls up to 70% of real digits fake.
+    /// gran_discriminate gives), which call many real images fake (docs/RESULTS.md).
     pub score_batch: u32,
 }
 
@@ -53,8 +62,11 @@ unsafe impl Versioned for GranGamConfig {
     }
 }
 
-/// A GAM result: all four error rates, both ratios, the counts and the verdict.
-/// Ratios with a zero denominator: 0/0 is 1, x/0 (x > 0) is +infinity.
+/// A GAM result: all four error rates, both ratios, the counts and the verdict, then the same
+/// comparison in the accuracy form of the authors' `battle.py` (ratios of 1 - error, and a
+/// ranking that is decided even where the verdict is not). Ratios with a zero denominator: 0/0
+/// is 1, x/0 (x > 0) is +infinity. A caller compiled against an older, shorter struct gets its
+/// prefix (`struct_size`).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct GranGamResult {
@@ -76,6 +88,14 @@ pub struct GranGamResult {
     /// Held-out images used, and samples drawn from each generator.
     pub test_count: u64,
     pub sample_count: u64,
+    /// (1 - test_error_a) / (1 - test_error_b).
+    pub accuracy_r_test: f64,
+    /// (1 - sample_error_a) / (1 - sample_error_b).
+    pub accuracy_r_sample: f64,
+    /// GRAN_GAM_EVEN, GRAN_GAM_A_FIRST or GRAN_GAM_B_FIRST, from accuracy_r_sample.
+    pub accuracy_ranking: GranGamRanking,
+    /// Zero.
+    pub reserved: u32,
 }
 
 unsafe impl Versioned for GranGamResult {
@@ -115,7 +135,7 @@ pub unsafe extern "C" fn gran_gam_result_init(out: *mut GranGamResult) {
 
 /// Compares models `a` and `b` with GAM (Im et al. 2016) on the held-out images of `test`: each
 /// model's discriminator judges the held-out data and the other model's samples (scored as
-/// `cfg->score_batch` says). Writes all four error rates, r_test, r_sample, the counts and the verdict to `*out`
+/// `cfg->score_batch` says). Writes all four error rates, r_test, r_sample, the counts, the verdict and the accuracy form to `*out`
 /// (no more than `out->struct_size` bytes: set it first). `cfg` NULL uses the defaults.
 /// Swapping `a` and `b` swaps the verdict and inverts both ratios.
 ///
@@ -165,6 +185,13 @@ pub unsafe extern "C" fn gran_gam(
             r_sample: r.r_sample,
             test_count: r.test_count as u64,
             sample_count: r.sample_count as u64,
+            accuracy_r_test: r.accuracy.r_test,
+            accuracy_r_sample: r.accuracy.r_sample,
+            accuracy_ranking: match r.accuracy.ranking {
+                Ranking::Even => GRAN_GAM_EVEN,
+                Ranking::AFirst => GRAN_GAM_A_FIRST,
+                Ranking::BFirst => GRAN_GAM_B_FIRST,
+            },
             ..GranGamResult::defaults()
         };
         write_versioned(out, &result, "out")

@@ -52,6 +52,8 @@ pub unsafe extern "C" fn gran_model_create(cfg: *const GranModelConfig, out: *mu
 /// first, e.g. with `gran_model_config_init`). `out->device` is the concrete device the model
 /// lives on (never AUTO).
 ///
+/// Errors: INVALID_HANDLE, INVALID_ARGUMENT (NULL out, `out->struct_size` below 8).
+///
 /// Thread safety: any thread, also while the model trains.
 ///
 /// # Safety
@@ -65,6 +67,8 @@ pub unsafe extern "C" fn gran_model_config(m: GranModel, out: *mut GranModelConf
 }
 
 /// Writes the number of training steps `m` has completed to `*out`.
+///
+/// Errors: INVALID_HANDLE, INVALID_ARGUMENT (NULL out).
 ///
 /// Thread safety: any thread, also while the model trains.
 ///
@@ -102,6 +106,8 @@ pub extern "C" fn gran_model_set_precision(m: GranModel, precision: GranPrecisio
 
 /// Writes the precision of `m`'s sampling and scoring (`gran_model_set_precision`) to `*out`.
 ///
+/// Errors: INVALID_HANDLE, INVALID_ARGUMENT (NULL out).
+///
 /// Thread safety: any thread.
 ///
 /// # Safety
@@ -137,6 +143,8 @@ pub extern "C" fn gran_model_set_generator(m: GranModel, generator: GranGenerato
 /// Writes 1 to `*out` when `m` has an averaged generator (it was trained with
 /// `ema_decay` > 0, or loaded from a checkpoint of such a model), else 0.
 ///
+/// Errors: INVALID_HANDLE, INVALID_ARGUMENT (NULL out).
+///
 /// Thread safety: any thread.
 ///
 /// # Safety
@@ -154,8 +162,8 @@ pub unsafe extern "C" fn gran_model_has_averaged(m: GranModel, out: *mut i32) ->
 /// and the weights and batch-norm statistics of one generator (the averaged generator when the
 /// model has one, else the raw one), each value stored as `storage` says:
 /// `GRAN_PRECISION_FP32` (the same images as the model, bit for bit) or `GRAN_PRECISION_BF16`
-/// (half the size; the weights rounded to bfloat16, images within a few 1/255 steps, measured
-/// in tests/export.rs). No discriminator and no optimizer state: a few times smaller than the
+/// (half the size; the weights rounded to bfloat16, so pixels differ from the float32 model's
+/// by a few 1/255 steps: BENCHMARKS.md). No discriminator and no optimizer state: a few times smaller than the
 /// checkpoint. `gran_model_load` reads it as a sampling-only model (`gran_model_inference_only`):
 /// sampling, step pictures, latents, generate and the evaluator work; training, discriminate,
 /// GAM and `gran_model_save` return INVALID_ARGUMENT. The write is atomic, as `gran_model_save`.
@@ -182,6 +190,8 @@ pub unsafe extern "C" fn gran_model_export(m: GranModel, path: *const c_char, st
 
 /// Writes 1 to `*out` when `m` was loaded from a generator export (`gran_model_export`):
 /// sampling only. Else 0.
+///
+/// Errors: INVALID_HANDLE, INVALID_ARGUMENT (NULL out).
 ///
 /// Thread safety: any thread.
 ///
@@ -261,6 +271,8 @@ pub unsafe extern "C" fn gran_model_load(
 /// INVALID_HANDLE at once, calls in flight finish, a training run in progress is cancelled
 /// (its `gran_train` returns CANCELLED), and the memory goes when the last call ends.
 ///
+/// Errors: INVALID_HANDLE.
+///
 /// Thread safety: any thread.
 #[no_mangle]
 pub extern "C" fn gran_model_free(m: GranModel) -> GranStatus {
@@ -275,6 +287,8 @@ pub extern "C" fn gran_model_free(m: GranModel) -> GranStatus {
 /// Asks a training run in progress on `m` to stop: `gran_train` returns CANCELLED before its
 /// next step, with the model intact (holding the weights of the last completed step). Returns
 /// OK also when the model is not training (then nothing happens: a later run is not affected).
+///
+/// Errors: INVALID_HANDLE.
 ///
 /// Thread safety: any thread, including the progress callback.
 #[no_mangle]

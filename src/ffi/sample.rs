@@ -78,6 +78,8 @@ pub unsafe extern "C" fn gran_sample(
 /// Like `gran_sample`, but writes the canvas after each of the T drawing steps: `out` holds
 /// [T][count][image] (T * count images; the last block equals `gran_sample`'s output).
 ///
+/// Errors: as `gran_sample` (BUFFER_TOO_SMALL counts T * count images).
+///
 /// Thread safety: as `gran_sample`.
 ///
 /// # Safety

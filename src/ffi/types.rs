@@ -144,8 +144,7 @@ pub const GRAN_PRECISION_FP32: GranPrecision = 0;
 /// loss scaling is needed. Faster where the hardware has bfloat16 units (CUDA GPUs from Ampere
 /// on, CPUs with AVX-512 BF16 or AMX); works, more slowly, elsewhere. Results differ from
 /// float32 in the low bits: a bfloat16 run does not repeat a float32 run bit for bit (it does
-/// repeat itself). Measured on digits (README): sampling scores as in float32; training held
-/// its quality for T = 1 and 3 but came out worse for T = 5.
+/// repeat itself). How it compares in quality: docs/RESULTS.md.
 pub const GRAN_PRECISION_BF16: GranPrecision = 1;
 
 pub(crate) fn precision(p: GranPrecision, name: &str) -> Result<Precision> {

@@ -64,6 +64,7 @@ static void test_gam_defaults(void) {
     CHECK(c.samples == 1000 && c.seed == 0 && c.tolerance == 0.2 && c.score_batch == 100);
     gran_gam_config_init(NULL);
     CHECK(GRAN_GAM_TIE == 0 && GRAN_GAM_A_WINS == 1 && GRAN_GAM_B_WINS == 2 && GRAN_GAM_UNDECIDED == 3);
+    CHECK(GRAN_GAM_EVEN == 0 && GRAN_GAM_A_FIRST == 1 && GRAN_GAM_B_FIRST == 2);
 }
 
 static void check_gam_result(const GranGamResult *r, uint64_t test_count, uint64_t samples, double tolerance) {
@@ -77,6 +78,13 @@ static void check_gam_result(const GranGamResult *r, uint64_t test_count, uint64
     else if (r->r_sample < 1.0) CHECK(r->verdict == GRAN_GAM_A_WINS);
     else if (r->r_sample > 1.0) CHECK(r->verdict == GRAN_GAM_B_WINS);
     else CHECK(r->verdict == GRAN_GAM_TIE);
+    /* The accuracy form: ratios of 1 - error, and its ranking. */
+    CHECK(r->accuracy_r_test == gam_ratio(1.0 - r->test_error_a, 1.0 - r->test_error_b));
+    CHECK(r->accuracy_r_sample == gam_ratio(1.0 - r->sample_error_a, 1.0 - r->sample_error_b));
+    if (r->accuracy_r_sample > 1.0) CHECK(r->accuracy_ranking == GRAN_GAM_A_FIRST);
+    else if (r->accuracy_r_sample < 1.0) CHECK(r->accuracy_ranking == GRAN_GAM_B_FIRST);
+    else CHECK(r->accuracy_ranking == GRAN_GAM_EVEN);
+    CHECK(r->reserved == 0);
 }
 
 /* r and its swap: 1/r, with 0 and +infinity exchanged. */
@@ -102,6 +110,9 @@ static void test_gam_results(void) {
     CHECK(ab.test_error_a == ba.test_error_b && ab.test_error_b == ba.test_error_a);
     CHECK(ab.sample_error_a == ba.sample_error_b && ab.sample_error_b == ba.sample_error_a);
     CHECK(inverse(ab.r_test, ba.r_test) && inverse(ab.r_sample, ba.r_sample));
+    CHECK(inverse(ab.accuracy_r_test, ba.accuracy_r_test) && inverse(ab.accuracy_r_sample, ba.accuracy_r_sample));
+    if (ab.accuracy_ranking == GRAN_GAM_A_FIRST) CHECK(ba.accuracy_ranking == GRAN_GAM_B_FIRST);
+    if (ab.accuracy_ranking == GRAN_GAM_EVEN) CHECK(ba.accuracy_ranking == GRAN_GAM_EVEN);
     if (ab.verdict == GRAN_GAM_A_WINS) CHECK(ba.verdict == GRAN_GAM_B_WINS);
     if (ab.verdict == GRAN_GAM_B_WINS) CHECK(ba.verdict == GRAN_GAM_A_WINS);
     if (ab.verdict == GRAN_GAM_TIE || ab.verdict == GRAN_GAM_UNDECIDED) CHECK(ba.verdict == ab.verdict);

@@ -1041,12 +1041,15 @@ class Evaluator(_Owned):
 
 _VERDICTS = {_lib.GRAN_GAM_TIE: "tie", _lib.GRAN_GAM_A_WINS: "a_wins", _lib.GRAN_GAM_B_WINS: "b_wins",
              _lib.GRAN_GAM_UNDECIDED: "undecided"}
+_RANKINGS = {_lib.GRAN_GAM_EVEN: "even", _lib.GRAN_GAM_A_FIRST: "a_first", _lib.GRAN_GAM_B_FIRST: "b_first"}
 
 
 @dataclass(frozen=True)
 class GamResult:
     """The outcome of gam() (GranGamResult). `verdict` is 'tie', 'a_wins', 'b_wins' or
-    'undecided' (|r_test - 1| above the tolerance: the comparison is unfair)."""
+    'undecided' (|r_test - 1| above the tolerance: the comparison is unfair). The accuracy_*
+    fields are the same comparison in the authors' accuracy form (ratios of 1 - error);
+    `accuracy_ranking` is 'a_first', 'b_first' or 'even'."""
 
     verdict: str
     test_error_a: float
@@ -1057,6 +1060,9 @@ class GamResult:
     r_sample: float
     test_count: int
     sample_count: int
+    accuracy_r_test: float
+    accuracy_r_sample: float
+    accuracy_ranking: str
 
 
 def gam(a: Model, b: Model, test: Dataset, *, samples: Optional[int] = None, seed: Optional[int] = None,
@@ -1083,6 +1089,8 @@ def gam(a: Model, b: Model, test: Dataset, *, samples: Optional[int] = None, see
         verdict=_VERDICTS.get(out.verdict, str(out.verdict)), test_error_a=out.test_error_a,
         test_error_b=out.test_error_b, sample_error_a=out.sample_error_a, sample_error_b=out.sample_error_b,
         r_test=out.r_test, r_sample=out.r_sample, test_count=out.test_count, sample_count=out.sample_count,
+        accuracy_r_test=out.accuracy_r_test, accuracy_r_sample=out.accuracy_r_sample,
+        accuracy_ranking=_RANKINGS.get(out.accuracy_ranking, str(out.accuracy_ranking)),
     )
 
 

@@ -68,6 +68,10 @@ GRAN_GAM_TIE = 0
 GRAN_GAM_A_WINS = 1
 GRAN_GAM_B_WINS = 2
 GRAN_GAM_UNDECIDED = 3
+GranGamRanking = c_uint32
+GRAN_GAM_EVEN = 0
+GRAN_GAM_A_FIRST = 1
+GRAN_GAM_B_FIRST = 2
 
 GRAN_BACKEND_AUTO = 0
 GRAN_BACKEND_GLOO = 1
@@ -163,6 +167,10 @@ class GranGamResult(Structure):
         ("r_sample", c_double),
         ("test_count", c_uint64),
         ("sample_count", c_uint64),
+        ("accuracy_r_test", c_double),
+        ("accuracy_r_sample", c_double),
+        ("accuracy_ranking", GranGamRanking),
+        ("reserved", c_uint32),
     ]
 
 

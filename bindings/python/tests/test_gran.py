@@ -387,6 +387,10 @@ class ModelTests(unittest.TestCase):
             self.assertEqual((ab.test_error_a, ab.sample_error_a), (ba.test_error_b, ba.sample_error_b))
             swapped = {"a_wins": "b_wins", "b_wins": "a_wins", "tie": "tie", "undecided": "undecided"}
             self.assertEqual(ba.verdict, swapped[ab.verdict])
+            self.assertIn(ab.accuracy_ranking, ("a_first", "b_first", "even"))
+            self.assertAlmostEqual(ab.accuracy_r_sample, (1 - ab.sample_error_a) / (1 - ab.sample_error_b), places=12)
+            self.assertEqual(ba.accuracy_ranking,
+                             {"a_first": "b_first", "b_first": "a_first", "even": "even"}[ab.accuracy_ranking])
             with self.assertRaises(gran.InvalidArgumentError):
                 gran.gam(self.model, other, test, samples=0)
             with self.assertRaises(gran.InvalidArgumentError):
