@@ -67,7 +67,7 @@ endif
 # Where pip put libtorch (include/ and lib/): found without importing torch (seconds faster and
 # no warnings), evaluated once, and only when a recipe needs it (after the venv exists).
 LIBTORCH = $(eval LIBTORCH := $(shell $(VENV)/bin/python -c 'import importlib.util, os; print(os.path.dirname(importlib.util.find_spec("torch").origin))'))$(LIBTORCH)
-CARGO_ENV = LIBTORCH=$(LIBTORCH) LIBTORCH_CXX11_ABI=1
+CARGO_ENV = LIBTORCH=$(LIBTORCH) LIBTORCH_CXX11_ABI=1 GRAN_REQUIRE_GLOO=1
 
 LIB     := target/release/libgran.so
 VERSION := $(shell sed -n 's/^version *= *"\([^"]*\)".*/\1/p' Cargo.toml | head -n1)

@@ -87,12 +87,15 @@ fn process_groups(
     lib: &str,
 ) {
     println!("cargo:rerun-if-env-changed=GRAN_GLOO_INCLUDE");
+    println!("cargo:rerun-if-env-changed=GRAN_REQUIRE_GLOO");
     let gloo = std::env::var("GRAN_GLOO_INCLUDE")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|_| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/gloo/usr/include"));
     let mut build = cc::Build::new();
     if gloo.join("gloo/config.h").exists() {
         build.include(&gloo).define("GRAN_GLOO", None).define("USE_C10D_GLOO", None);
+    } else if std::env::var_os("GRAN_REQUIRE_GLOO").is_some_and(|v| v == "1") {
+        panic!("GRAN_REQUIRE_GLOO=1 but there are no gloo headers at {} (make setup fetches them)", gloo.display());
     } else {
         println!(
             "cargo:warning=no gloo headers at {}: gran is built without process groups (make setup fetches them)",
