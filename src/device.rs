@@ -26,9 +26,9 @@ pub fn deterministic() -> bool {
 }
 
 /// gran's promise that a seed gives the same images and that resuming from a checkpoint gives
-/// the weights of a run that never stopped needs cuDNN's deterministic engines on CUDA (measured
-/// on an H200: without them, two identical float32 sampling calls differed in their last bits,
-/// and so did a resumed run from one that never stopped). So the
+/// the weights of a run that never stopped needs cuDNN's deterministic engines on CUDA (without
+/// them, two identical float32 sampling calls can differ in their last bits, and so can a
+/// resumed run from one that never stopped). So the
 /// first time a model is placed on a CUDA device, gran turns the flag on, unless the host
 /// program already chose with `set_deterministic`. Nothing is set for CPU-only use.
 fn apply_cuda_policy() {

@@ -16,9 +16,9 @@
 //!
 //! Scoring. A discriminator is trained on minibatches of one kind (all real, or all generated),
 //! each normalised by its own batch statistics; its running statistics are a blend of the two
-//! kinds that it never saw as such. Scored image by image with running statistics, measured
-//! discriminators called 29-70% of held-out digits fake (docs/RESULTS.md), so r_test was rarely
-//! near 1 and GAM rarely decided. By default GAM therefore scores as the paper's `battle.py` did
+//! kinds that it never saw as such. Scored image by image with running statistics, trained
+//! discriminators call many held-out real images fake (docs/RESULTS.md), so r_test is rarely
+//! near 1 and GAM rarely decides. By default GAM therefore scores as the paper's `battle.py` did
 //! and as D was trained: each set (held-out images, the other model's samples) on its own, in
 //! chunks of `score_batch` images normalised by their own statistics. `score_batch = 0` scores
 //! image by image with running statistics instead. The samples themselves are drawn as users

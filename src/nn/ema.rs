@@ -4,8 +4,7 @@
 //! After every training step, `avg <- decay * avg + (1 - decay) * w` for each generator
 //! parameter (before the run's `ema_start` step: `avg <- w`). The raw generator's running
 //! statistics belong to the raw weights: borrowed by averaged weights they normalise with the
-//! wrong means and variances (measured in a PyTorch version of this model: better than the raw
-//! weights at 2,000 steps, worse at 3,000). So the averaged generator's statistics are
+//! wrong means and variances (docs/RESULTS.md, "Generator averaging"). So the averaged generator's statistics are
 //! re-estimated from its own weights, as BigGAN's "standing statistics": a fixed set of
 //! latents ([`STANDING_BATCHES`] batches of the run's batch size, the same latents every time)
 //! goes through it with batch statistics, and each batch-norm slot keeps the cumulative average

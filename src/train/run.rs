@@ -591,9 +591,8 @@ impl<'a> Trainer<'a> {
     }
 
     /// The discriminator's loss and gradients for the step: real and generated minibatches in
-    /// separate passes, each normalised by its own batch statistics (as in DCGAN). Measured on
-    /// mnist10k against one mixed batch: a lower Frechet distance for both seeds tried (459 vs
-    /// 529, 555 vs 725 at 2000 steps). The logits come out as float32 (a no-op in float32:
+    /// separate passes, each normalised by its own batch statistics (as in DCGAN; better samples
+    /// than one mixed batch: docs/RESULTS.md). The logits come out as float32 (a no-op in float32:
     /// `to_kind` returns a tensor already of the kind as it is) and the losses and backward
     /// passes run outside the precision region.
     fn discriminator_gradients(&self, st: &mut State, i: &StepInputs) -> Result<DiscriminatorGradients> {
