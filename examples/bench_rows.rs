@@ -36,8 +36,15 @@ fn main() {
         (num(2) as u32, num(3) as u32, num(4) as u32, num(5) as usize, num(6) as f32);
     let device = if a[7] == "cuda" { DeviceSpec::Cuda(0) } else { DeviceSpec::Cpu };
     let (warmup, reps) = (num(8) as usize, num(9) as usize);
-    let cfg =
-        ModelConfig { height: size, width: size, channels, drawing_steps: steps, width_scale: scale, device, ..Default::default() };
+    let cfg = ModelConfig {
+        height: size,
+        width: size,
+        channels,
+        drawing_steps: steps,
+        width_scale: scale,
+        device,
+        ..Default::default()
+    };
     let model = Model::new(&cfg).expect("model");
     model.set_precision(precision);
     let (pg, pd) = model.parameter_counts();

@@ -25,10 +25,10 @@
 //! target/release/examples/experiment --distributed ...`.
 
 use gran::data::idx::load_idx;
-use gran::{Evaluator, EvaluatorConfig};
-use gran::{gam, GamConfig, Verdict};
 use gran::train::LrSchedule;
+use gran::{gam, GamConfig, Verdict};
 use gran::{train, DeviceSpec, ErrorKind, Model, ModelConfig, Precision, TrainConfig};
+use gran::{Evaluator, EvaluatorConfig};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};

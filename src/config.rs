@@ -99,7 +99,6 @@ impl ModelConfig {
         Ok(())
     }
 
-
     /// Layer sizes from the reference table of model.md, scaled by `width_scale`.
     pub(crate) fn architecture(&self) -> Result<Architecture> {
         self.validate()?;

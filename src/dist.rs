@@ -175,7 +175,6 @@ impl ProcessGroup {
         self.settings.local_rank
     }
 
-
     /// Each tensor replaced in place by its element-wise maximum over the ranks (contiguous
     /// tensors of one device and float kind).
     pub(crate) fn all_reduce_max(&self, tensors: &[&Tensor]) -> Result<()> {

@@ -33,7 +33,9 @@ pub use infer::graph_cache::GraphCache;
 pub use infer::graphed::GraphedSampler;
 pub use infer::sample::{Samples, Scoring};
 pub use metrics::evaluator::{frechet_distance, Evaluator, EvaluatorConfig, Quality};
-pub use metrics::gam::{gam, AccuracyForm, GamConfig, GamResult, Ranking, Verdict, DEFAULT_SCORE_BATCH, DEFAULT_TOLERANCE};
+pub use metrics::gam::{
+    gam, AccuracyForm, GamConfig, GamResult, Ranking, Verdict, DEFAULT_SCORE_BATCH, DEFAULT_TOLERANCE,
+};
 pub use model::Model;
 pub use nn::ema::{Choice, STANDING_BATCHES};
 pub use nn::layers::{BnMode, Named};
@@ -44,8 +46,8 @@ pub use train::{train, Progress, TrainConfig};
 /// Files: training checkpoints and generator exports.
 pub mod checkpoint {
     pub use crate::io::checkpoint::save;
-    pub use crate::io::{checksum, load, Storage};
     pub use crate::io::export::export;
+    pub use crate::io::{checksum, load, Storage};
 }
 
 /// Image grids as PNG files.

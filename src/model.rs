@@ -5,15 +5,15 @@
 //! take the read lock, so they run concurrently with each other and with a training run, and
 //! always see the weights between two steps, never half-updated.
 
-use crate::nn::adam::Adam;
 use crate::config::ModelConfig;
 use crate::device::DeviceSpec;
+use crate::error::{Error, ErrorKind, Result};
+use crate::infer::lean::LeanGenerator;
+use crate::nn::adam::Adam;
 use crate::nn::discriminator::Discriminator;
 use crate::nn::ema::{Averaged, Choice};
-use crate::error::{Error, ErrorKind, Result};
 use crate::nn::generator::Generator;
 use crate::nn::layers::{Builder, Fill, Named};
-use crate::infer::lean::LeanGenerator;
 use crate::nn::precision::Precision;
 use parking_lot::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -2,9 +2,9 @@
 //! refused cleanly and the eager path is untouched; on CUDA (gpu/check.sh), graphed sampling
 //! gives what eager sampling gives, for new latents at each replay and after training.
 
-use gran::{CudaGraph, GraphedSampler};
 use gran::data::Dataset;
 use gran::{train, ErrorKind, Model, ModelConfig, TrainConfig};
+use gran::{CudaGraph, GraphedSampler};
 use tch::{Device, Tensor};
 
 mod common;

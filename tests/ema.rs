@@ -3,10 +3,10 @@
 //! by default and the raw generator on request.
 
 use gran::checkpoint;
-use gran::{Choice, STANDING_BATCHES};
 use gran::rng::{stream, Stream};
 use gran::train::LrSchedule;
 use gran::{train, Model, Precision, TrainConfig};
+use gran::{Choice, STANDING_BATCHES};
 use tch::{Kind, Tensor};
 
 mod common;

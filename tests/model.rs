@@ -3,8 +3,8 @@
 
 use gran::checkpoint;
 use gran::data::Dataset;
-use gran::Choice;
 use gran::BnMode;
+use gran::Choice;
 use gran::{train, DeviceSpec, ErrorKind, Model, ModelConfig, Precision, TrainConfig};
 use std::path::PathBuf;
 use tch::{Kind, Tensor};
@@ -404,7 +404,8 @@ fn training_on_mnist_moves_samples_toward_the_data() {
     let real = data.float_images(tch::Device::Cpu).unwrap();
     let (data_mean, data_std) = (real.mean(Kind::Float).double_value(&[]), real.std(true).double_value(&[]));
     let m =
-        Model::new(&ModelConfig { drawing_steps: 3, width_scale: 0.25, device: test_device(), ..Default::default() }).unwrap();
+        Model::new(&ModelConfig { drawing_steps: 3, width_scale: 0.25, device: test_device(), ..Default::default() })
+            .unwrap();
     let s0 = m.sample(1, 256, false).unwrap().images;
     let (m0, s0) = (s0.mean(Kind::Float).double_value(&[]), s0.std(true).double_value(&[]));
     assert!((m0 - 0.5).abs() < 0.05 && s0 < 0.05, "initial samples: mean {m0}, std {s0}");
@@ -425,8 +426,17 @@ fn training_on_mnist_moves_samples_toward_the_data() {
     let (d_real, d_fake) = (score(&real), score(&s));
     let mean = |v: &[f32]| v.iter().map(|&p| f64::from(p)).sum::<f64>() / v.len() as f64;
     let wrong = d_real.iter().filter(|&&p| p <= 0.5).count() + d_fake.iter().filter(|&&p| p > 0.5).count();
-    println!("D: mean {:.3} on held-out digits, {:.3} on samples; {wrong} of 512 on the wrong side", mean(&d_real), mean(&d_fake));
-    assert!(mean(&d_real) > mean(&d_fake), "D scores samples ({}) above real digits ({})", mean(&d_fake), mean(&d_real));
+    println!(
+        "D: mean {:.3} on held-out digits, {:.3} on samples; {wrong} of 512 on the wrong side",
+        mean(&d_real),
+        mean(&d_fake)
+    );
+    assert!(
+        mean(&d_real) > mean(&d_fake),
+        "D scores samples ({}) above real digits ({})",
+        mean(&d_fake),
+        mean(&d_real)
+    );
     assert!(wrong > 0, "D tells every sample from every real digit: the generator fools it not at all");
 }
 

@@ -391,8 +391,14 @@ mod tests {
 
     #[test]
     fn colour_images_come_out_in_the_plain_layout() {
-        let cfg =
-            ModelConfig { height: 32, width: 32, channels: 3, drawing_steps: 2, width_scale: 0.125, ..Default::default() };
+        let cfg = ModelConfig {
+            height: 32,
+            width: 32,
+            channels: 3,
+            drawing_steps: 2,
+            width_scale: 0.125,
+            ..Default::default()
+        };
         let g = perturbed_at(cfg);
         let lean = LeanGenerator::new(&g).unwrap();
         let z = Tensor::randn([3, 100], (Kind::Float, Device::Cpu));

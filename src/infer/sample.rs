@@ -9,9 +9,9 @@
 //! computed in (the kernels chosen depend on the batch size).
 
 use crate::error::{Error, Result};
-use crate::nn::layers::BnMode;
 use crate::limits;
 use crate::model::Model;
+use crate::nn::layers::BnMode;
 use crate::rng::{stream, Stream};
 use tch::{Device, Kind, Tensor};
 
@@ -79,8 +79,11 @@ impl Model {
         let state = if choice == crate::nn::ema::Choice::Averaged { self.read_fresh()? } else { self.read() };
         let gen = state.generator(choice);
         let averaged = choice == crate::nn::ema::Choice::Averaged && state.ema.is_some();
-        let lean =
-            if crate::infer::lean::enabled_by_environment() { Some(self.lean_generator(&state, averaged)?) } else { None };
+        let lean = if crate::infer::lean::enabled_by_environment() {
+            Some(self.lean_generator(&state, averaged)?)
+        } else {
+            None
+        };
         let mut first = 0;
         while first < count {
             let n = CHUNK.min(count - first);
@@ -110,7 +113,8 @@ impl Model {
                 Some(lean) => lean.forward(&zt, with_canvases),
                 None => gen.forward(&zt, BnMode::Eval, with_canvases),
             })?;
-            let canvases = if with_canvases { Some(Tensor::f_stack(&d.canvases, 0)?.f_to_device(Device::Cpu)?) } else { None };
+            let canvases =
+                if with_canvases { Some(Tensor::f_stack(&d.canvases, 0)?.f_to_device(Device::Cpu)?) } else { None };
             sink(first, &Samples { images: d.image.f_to_device(Device::Cpu)?, canvases })?;
             first += n;
         }

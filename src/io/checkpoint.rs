@@ -9,11 +9,10 @@
 //! tensor data is read; then a checksum over all tensor bytes and every value, before a model is
 //! built: any file that is not an intact gran checkpoint is a `Format` error.
 
-use super::container::{self, field, Header, Storage, TensorBytes};
+use super::container::{self, field, Opened, Storage, TensorBytes};
 use crate::device::DeviceSpec;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::model::Model;
-use std::fs;
 use std::path::Path;
 
 pub(crate) const FORMAT_TAG: &str = "gran-checkpoint";
@@ -50,24 +49,10 @@ pub fn save(model: &Model, path: &Path) -> Result<()> {
 /// tensor data is read; the checksum and every value (finite weights, statistics and moments;
 /// non-negative variances and second moments; Adam's update counts equal to the step counter)
 /// before a model is built.
-pub(crate) fn load(
-    path: &Path,
-    header: Header,
-    file: fs::File,
-    len: u64,
-    device: Option<DeviceSpec>,
-    not_ours: &dyn Fn(String) -> Error,
-) -> Result<Model> {
-    let meta = &header.meta;
-    let version: String = field(meta, "version")?;
-    if version != FORMAT_VERSION {
-        return Err(Error::format(format!(
-            "{}: checkpoint format version {version} is not supported (this library reads version {FORMAT_VERSION})",
-            path.display()
-        )));
-    }
+pub(crate) fn load(file: Opened, device: Option<DeviceSpec>) -> Result<Model> {
+    file.check_version(FORMAT_VERSION, "checkpoint format")?;
+    let (meta, not_ours) = (file.meta(), file.not_ours);
     let cfg = container::config_from(meta, device, not_ours)?;
-    let expected_sum = container::declared_checksum(meta, not_ours)?;
     let step: u64 = field(meta, "step")?;
     let (adam_g_t, adam_d_t): (u64, u64) = (field(meta, "adam_g_t")?, field(meta, "adam_d_t")?);
     if adam_g_t != step || adam_d_t != step {
@@ -95,18 +80,12 @@ pub(crate) fn load(
         Some(_) => Some(field(meta, "averaged_stats_step")?),
         None => None,
     };
-    let mut layout = Model::layout(&cfg, averaged)?;
-    layout.sort_by(|a, b| a.0.cmp(&b.0));
-    let ranges = container::check_table(&header, &layout, len, Storage::F32, not_ours)?;
-    let data =
-        container::read_checked_data(file, path, len, &header, &layout, &ranges, expected_sum, Storage::F32, not_ours)?;
+    let data = file.read_tensors(Model::layout(&cfg, averaged)?, Storage::F32)?;
 
     let model = Model::new_uninit_with(&cfg, averaged)?;
     {
         let mut state = model.write();
-        let mut named = state.named_tensors();
-        named.sort_by(|a, b| a.0.cmp(&b.0));
-        container::fill(&named, &layout, &ranges, &data, Storage::F32)?;
+        data.fill(state.named_tensors())?;
         state.step = step;
         state.opt_g.t = adam_g_t;
         state.opt_d.t = adam_d_t;

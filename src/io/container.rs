@@ -107,7 +107,8 @@ fn tensor_checksum<'a>(tensors: impl Iterator<Item = (&'a str, &'a [u8])>) -> u6
 
 /// A tensor's shape and little-endian bytes in `storage` (bfloat16: rounded to nearest even).
 pub(crate) fn tensor_bytes(t: &Tensor, storage: Storage) -> Result<(Vec<usize>, Vec<u8>)> {
-    let t = t.f_detach()?.f_to_device(Device::Cpu)?.f_to_kind(Kind::Float)?.f_to_kind(storage.kind())?.f_contiguous()?;
+    let t =
+        t.f_detach()?.f_to_device(Device::Cpu)?.f_to_kind(Kind::Float)?.f_to_kind(storage.kind())?.f_contiguous()?;
     let shape: Vec<usize> = t.size().iter().map(|&d| d as usize).collect();
     let n = t.numel();
     let len = limits::mul(n, storage.bytes_per_value(), "a checkpoint tensor")?;
@@ -213,7 +214,7 @@ pub(crate) fn read_header(file: &mut fs::File, len: u64, not_ours: &dyn Fn(Strin
 /// `storage`'s dtype, shapes, byte ranges that tile the data exactly) and that the file is
 /// exactly as long as that: before a byte of tensor data is read or a model is built. Returns
 /// the byte range of each tensor of `layout`, in its order.
-pub(crate) fn check_table(
+fn check_table(
     header: &Header,
     layout: &[(String, Vec<i64>)],
     file_len: u64,
@@ -263,7 +264,7 @@ pub(crate) fn check_table(
 /// checksum against `expected_sum` and every value (`check_values`): nothing is built from
 /// data that fails either.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn read_checked_data(
+fn read_checked_data(
     file: fs::File,
     path: &Path,
     len: u64,
@@ -275,7 +276,8 @@ pub(crate) fn read_checked_data(
     not_ours: &dyn Fn(String) -> Error,
 ) -> Result<Vec<u8>> {
     let data = limits::read_exact_len(file, len - header.data_start, path)?;
-    let sum = tensor_checksum(layout.iter().zip(ranges).map(|((name, _), &(start, end))| (name.as_str(), &data[start..end])));
+    let sum =
+        tensor_checksum(layout.iter().zip(ranges).map(|((name, _), &(start, end))| (name.as_str(), &data[start..end])));
     if sum != expected_sum {
         return Err(not_ours("checksum mismatch: the tensor data is corrupt".into()));
     }
@@ -288,12 +290,7 @@ pub(crate) fn read_checked_data(
 /// Checks the values of every tensor (native floats from the file's little-endian bytes): all
 /// finite; batch-norm running variances and Adam's second moments also >= 0.
 /// (`storage`: how the file stores them).
-fn check_values(
-    name: &str,
-    bytes: &[u8],
-    storage: Storage,
-    not_ours: &dyn Fn(String) -> Error,
-) -> Result<()> {
+fn check_values(name: &str, bytes: &[u8], storage: Storage, not_ours: &dyn Fn(String) -> Error) -> Result<()> {
     let non_negative = name.contains(".running_var.") || crate::nn::adam::is_second_moment(name);
     for (i, v) in storage.floats(bytes).enumerate() {
         if !v.is_finite() || (non_negative && v < 0.0) {
@@ -352,7 +349,6 @@ pub(crate) fn config_meta(cfg: &ModelConfig) -> Vec<(&'static str, String)> {
     ]
 }
 
-
 /// Writes `tensors` (in `storage`) to `path` atomically, with `tags`, the configuration's fields
 /// and the checksum in the metadata.
 pub(crate) fn write(
@@ -373,13 +369,13 @@ pub(crate) fn write(
 }
 
 /// The checksum a file's metadata declares.
-pub(crate) fn declared_checksum(meta: &HashMap<String, String>, not_ours: &dyn Fn(String) -> Error) -> Result<u64> {
+fn declared_checksum(meta: &HashMap<String, String>, not_ours: &dyn Fn(String) -> Error) -> Result<u64> {
     u64::from_str_radix(&field::<String>(meta, "checksum")?, 16).map_err(|_| not_ours("bad checksum field".into()))
 }
 
 /// Copies the checked `data` into a model's tensors: `named` (sorted by name) against `layout`
 /// (sorted the same way) and the byte `ranges` of each.
-pub(crate) fn fill(
+fn fill(
     named: &[(String, Tensor)],
     layout: &[(String, Vec<i64>)],
     ranges: &[(usize, usize)],
@@ -396,4 +392,70 @@ pub(crate) fn fill(
         t.shallow_clone().f_copy_(&src)?;
     }
     Ok(())
+}
+
+/// A gran file opened and its header read (crate::io::load); its tensor data not yet.
+pub(crate) struct Opened<'a> {
+    pub(crate) path: &'a Path,
+    pub(crate) header: Header,
+    pub(crate) file: fs::File,
+    pub(crate) len: u64,
+    /// The `Format` error for a file that is not what its loader reads.
+    pub(crate) not_ours: &'a dyn Fn(String) -> Error,
+}
+
+impl Opened<'_> {
+    pub(crate) fn meta(&self) -> &HashMap<String, String> {
+        &self.header.meta
+    }
+
+    /// `Format` unless the file is of version `supported` of the format `kind` names.
+    pub(crate) fn check_version(&self, supported: &str, kind: &str) -> Result<()> {
+        let version: String = field(self.meta(), "version")?;
+        if version != supported {
+            return Err(Error::format(format!(
+                "{}: {kind} version {version} is not supported (this library reads version {supported})",
+                self.path.display()
+            )));
+        }
+        Ok(())
+    }
+
+    /// The tensor data, checked: the table against `layout` (the tensors a configuration
+    /// implies, in any order) and the file's length first, then the data's checksum and every
+    /// value, all before anything is built from it.
+    pub(crate) fn read_tensors(self, mut layout: Vec<(String, Vec<i64>)>, storage: Storage) -> Result<CheckedData> {
+        let expected_sum = declared_checksum(self.meta(), self.not_ours)?;
+        layout.sort_by(|a, b| a.0.cmp(&b.0));
+        let ranges = check_table(&self.header, &layout, self.len, storage, self.not_ours)?;
+        let data = read_checked_data(
+            self.file,
+            self.path,
+            self.len,
+            &self.header,
+            &layout,
+            &ranges,
+            expected_sum,
+            storage,
+            self.not_ours,
+        )?;
+        Ok(CheckedData { layout, ranges, data, storage })
+    }
+}
+
+/// A file's tensor data after every check, ready to fill a model.
+pub(crate) struct CheckedData {
+    /// Sorted by name.
+    layout: Vec<(String, Vec<i64>)>,
+    ranges: Vec<(usize, usize)>,
+    data: Vec<u8>,
+    storage: Storage,
+}
+
+impl CheckedData {
+    /// Copies the data into a model's tensors, `named` (those of the layout, in any order).
+    pub(crate) fn fill(&self, mut named: Vec<(String, Tensor)>) -> Result<()> {
+        named.sort_by(|a, b| a.0.cmp(&b.0));
+        fill(&named, &self.layout, &self.ranges, &self.data, self.storage)
+    }
 }

@@ -11,14 +11,12 @@
 //! checks: the header alone first, the configuration, the whole tensor table against the
 //! generator's layout and the file's length, then a checksum and every value.
 
-use super::container::{self, field, Header, Storage, TensorBytes};
+use super::container::{self, field, Opened, Storage, TensorBytes};
 use crate::device::DeviceSpec;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::model::Model;
 use crate::nn::ema::Choice;
-use std::fs;
 use std::path::Path;
-use tch::Tensor;
 
 pub(crate) const FORMAT_TAG: &str = "gran-generator";
 const FORMAT_VERSION: &str = "1";
@@ -58,22 +56,9 @@ fn storage_name(s: Storage) -> &'static str {
 }
 
 /// Loads the export whose header crate::io::load has read (`file` is positioned after it).
-pub(crate) fn load(
-    path: &Path,
-    header: Header,
-    file: fs::File,
-    len: u64,
-    device: Option<DeviceSpec>,
-    not_ours: &dyn Fn(String) -> Error,
-) -> Result<Model> {
-    let meta = &header.meta;
-    let version: String = field(meta, "version")?;
-    if version != FORMAT_VERSION {
-        return Err(Error::format(format!(
-            "{}: generator export version {version} is not supported (this library reads version {FORMAT_VERSION})",
-            path.display()
-        )));
-    }
+pub(crate) fn load(file: Opened, device: Option<DeviceSpec>) -> Result<Model> {
+    file.check_version(FORMAT_VERSION, "generator export")?;
+    let (meta, not_ours) = (file.meta(), file.not_ours);
     let storage = match field::<String>(meta, "storage")?.as_str() {
         "fp32" => Storage::F32,
         "bf16" => Storage::Bf16,
@@ -81,22 +66,16 @@ pub(crate) fn load(
     };
     let cfg = container::config_from(meta, device, not_ours)?;
     let step: u64 = field(meta, "step")?;
-    let expected_sum = container::declared_checksum(meta, not_ours)?;
     // The generator's part of a model's layout: its parameters and statistics ("g.").
-    let mut layout: Vec<(String, Vec<i64>)> =
-        Model::layout(&cfg, false)?.into_iter().filter(|(n, _)| n.starts_with("g.")).collect();
-    layout.sort_by(|a, b| a.0.cmp(&b.0));
-    let ranges = container::check_table(&header, &layout, len, storage, not_ours)?;
-    let data =
-        container::read_checked_data(file, path, len, &header, &layout, &ranges, expected_sum, storage, not_ours)?;
+    let layout = Model::layout(&cfg, false)?.into_iter().filter(|(n, _)| n.starts_with("g.")).collect();
+    let data = file.read_tensors(layout, storage)?;
 
     let model = Model::new_inference_uninit(&cfg)?;
     {
         let mut state = model.write();
-        let mut named: Vec<(String, Tensor)> =
-            state.g_params.iter().chain(&state.g_buffers).map(|n| (n.name.clone(), n.tensor.shallow_clone())).collect();
-        named.sort_by(|a, b| a.0.cmp(&b.0));
-        container::fill(&named, &layout, &ranges, &data, storage)?;
+        data.fill(
+            state.g_params.iter().chain(&state.g_buffers).map(|n| (n.name.clone(), n.tensor.shallow_clone())).collect(),
+        )?;
         state.step = step;
     }
     model.set_generator_choice(Choice::Raw);

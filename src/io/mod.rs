@@ -12,6 +12,7 @@ pub use container::{checksum, Storage};
 use crate::device::DeviceSpec;
 use crate::error::{Error, Result};
 use crate::model::Model;
+use container::Opened;
 use std::path::Path;
 
 /// Loads a training checkpoint or a generator export (told apart by the format tag in its
@@ -25,13 +26,13 @@ pub fn load(path: &Path, device: Option<DeviceSpec>) -> Result<Model> {
     let not_ours = |why: String| Error::format(format!("{} is not a valid gran checkpoint: {why}", path.display()));
     let (mut file, len) = crate::limits::open_regular(path)?;
     let header = container::read_header(&mut file, len, &not_ours)?;
+    let not_export =
+        |why: String| Error::format(format!("{} is not a valid gran generator export: {why}", path.display()));
     match header.meta.get("format").map(String::as_str) {
-        Some(export::FORMAT_TAG) => {
-            let not_export =
-                |why: String| Error::format(format!("{} is not a valid gran generator export: {why}", path.display()));
-            export::load(path, header, file, len, device, &not_export)
+        Some(export::FORMAT_TAG) => export::load(Opened { path, header, file, len, not_ours: &not_export }, device),
+        Some(checkpoint::FORMAT_TAG) => {
+            checkpoint::load(Opened { path, header, file, len, not_ours: &not_ours }, device)
         }
-        Some(checkpoint::FORMAT_TAG) => checkpoint::load(path, header, file, len, device, &not_ours),
         _ => Err(not_ours("no gran format tag".into())),
     }
 }

@@ -5,9 +5,9 @@
 //! check: each sample's distance to its nearest training image against the held-out images'
 //! own nearest-training distances.
 
-use crate::nn::adam::{Adam, AdamSettings};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
+use crate::nn::adam::{Adam, AdamSettings};
 use crate::nn::layers::{BatchNorm, BnMode, Builder, Conv, Linear};
 use crate::rng::{stream, Stream};
 use tch::{Device, Kind, Reduction, Tensor};

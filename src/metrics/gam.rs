@@ -26,9 +26,9 @@
 
 use crate::data::Dataset;
 use crate::error::{Error, Result};
+use crate::infer::sample::{Scoring, CHUNK};
 use crate::limits::{MAX_METRIC_SAMPLES, MAX_SCORE_BATCH};
 use crate::model::Model;
-use crate::infer::sample::{Scoring, CHUNK};
 use tch::Tensor;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -286,7 +286,10 @@ mod tests {
         assert_eq!(AccuracyForm::new(0.1, 0.1, 0.75, 0.5).ranking, Ranking::BFirst);
         assert_eq!(AccuracyForm::new(0.1, 0.1, 0.3, 0.3).ranking, Ranking::Even);
         // Every sample fools the other's discriminator on both sides: 0/0 is 1, even.
-        assert_eq!(AccuracyForm::new(0.0, 0.0, 1.0, 1.0), AccuracyForm { r_test: 1.0, r_sample: 1.0, ranking: Ranking::Even });
+        assert_eq!(
+            AccuracyForm::new(0.0, 0.0, 1.0, 1.0),
+            AccuracyForm { r_test: 1.0, r_sample: 1.0, ranking: Ranking::Even }
+        );
         assert_eq!(AccuracyForm::new(0.0, 0.0, 0.5, 1.0).r_sample, f64::INFINITY);
     }
 

@@ -60,7 +60,20 @@ impl Generator {
         }
         let enc_fc = b.linear("g.enc.fc", c0 * base * base, hidden, true, false)?;
         let enc_bn = b.batch_norm("g.enc.bn", hidden, steps)?;
-        Ok(Generator { drawing_steps: steps, hidden, base, c0, hz_fc, hz_bn, dec_fc, dec_bn, dec_convs, enc_convs, enc_fc, enc_bn })
+        Ok(Generator {
+            drawing_steps: steps,
+            hidden,
+            base,
+            c0,
+            hz_fc,
+            hz_bn,
+            dec_fc,
+            dec_bn,
+            dec_convs,
+            enc_convs,
+            enc_fc,
+            enc_bn,
+        })
     }
 
     /// Decoder g: [h_z, h_c] -> dC (linear output, the image's channels).

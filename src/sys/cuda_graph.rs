@@ -58,7 +58,9 @@ impl Drop for Capturing<'_> {
     fn drop(&mut self) {
         if !self.1 {
             // SAFETY: as in end(); the graph is then unusable and dropped by the caller.
-            let _ = call(ErrorKind::Internal, "CUDA graph capture", |e, n| unsafe { grn_cuda_graph_capture_end(self.0.raw, e, n) });
+            let _ = call(ErrorKind::Internal, "CUDA graph capture", |e, n| unsafe {
+                grn_cuda_graph_capture_end(self.0.raw, e, n)
+            });
         }
     }
 }
@@ -85,10 +87,14 @@ impl CudaGraph {
         }
         let mut raw = std::ptr::null_mut();
         // SAFETY: `raw` receives a new graph on success.
-        call(ErrorKind::Internal, "CUDA graph creation", |e, n| unsafe { grn_cuda_graph_new(index as c_int, &mut raw, e, n) })?;
+        call(ErrorKind::Internal, "CUDA graph creation", |e, n| unsafe {
+            grn_cuda_graph_new(index as c_int, &mut raw, e, n)
+        })?;
         let graph = CudaGraph { raw };
         // SAFETY: a live graph.
-        call(ErrorKind::Internal, "CUDA graph capture", |e, n| unsafe { grn_cuda_graph_capture_begin(graph.raw, e, n) })?;
+        call(ErrorKind::Internal, "CUDA graph capture", |e, n| unsafe {
+            grn_cuda_graph_capture_begin(graph.raw, e, n)
+        })?;
         let capturing = Capturing(&graph, false);
         let out = f();
         let ended = capturing.end();

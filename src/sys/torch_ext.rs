@@ -134,9 +134,7 @@ fn new_tensor(what: &str, f: impl FnOnce(*mut *mut C_tensor, *mut c_char, usize)
 pub(crate) fn leaky_relu_(x: &mut Tensor, negative_slope: f64) -> Result<Tensor> {
     // SAFETY: `x` is a live tensor for the call; the shim writes a new handle to `out` or at most
     // `len` bytes to `err`.
-    new_tensor("leaky ReLU", |out, err, len| unsafe {
-        grn_leaky_relu_(handle(x), negative_slope, out, err, len)
-    })
+    new_tensor("leaky ReLU", |out, err, len| unsafe { grn_leaky_relu_(handle(x), negative_slope, out, err, len) })
 }
 
 /// 1.0 if any value of `xs` (undefined tensors are skipped) is NaN or infinite, else 0.0: a 0-d
@@ -153,9 +151,7 @@ pub(crate) fn non_finite(xs: &[&Tensor]) -> Result<Tensor> {
 /// not block the host. An error (no crash) where there is no CUDA driver.
 pub(crate) fn pin_memory(x: &Tensor) -> Result<Tensor> {
     // SAFETY: as in `leaky_relu_`.
-    new_tensor("pinning host memory", |out, err, len| unsafe {
-        grn_pin_memory(handle(x), out, err, len)
-    })
+    new_tensor("pinning host memory", |out, err, len| unsafe { grn_pin_memory(handle(x), out, err, len) })
 }
 
 /// The geometry of a square transposed convolution: stride, padding, output padding.
@@ -232,17 +228,7 @@ pub(crate) fn conv_packed(
     // SAFETY: every handle is a live tensor (or null for no bias) borrowed for the call; the
     // shim writes a new handle to `out` or at most `len` bytes to `err`.
     new_tensor("a prepacked convolution", |out, err, len| unsafe {
-        grn_conv_packed(
-            handle(x),
-            handle(packed),
-            b,
-            stride,
-            padding,
-            relu as c_int,
-            out,
-            err,
-            len,
-        )
+        grn_conv_packed(handle(x), handle(packed), b, stride, padding, relu as c_int, out, err, len)
     })
 }
 

@@ -9,19 +9,19 @@
 //! run saved at step N, loaded and continued therefore gives exactly the weights of a run that
 //! never stopped.
 
-use crate::nn::adam::{AdamSettings, DeviceInputs};
 use crate::data::Dataset;
 use crate::dist::ProcessGroup;
 use crate::error::{Error, ErrorKind, Result};
-use crate::nn::layers::BnMode;
 use crate::log::{log, Level};
 use crate::model::{Model, State, TrainingGuard};
+use crate::nn::adam::{AdamSettings, DeviceInputs};
+use crate::nn::layers::BnMode;
 use crate::rng::{stream, Stream};
-use crate::train::snapshot::Snapshot;
-use crate::train::step_graph::{StepGraph, StepInputs, StepValues};
 use crate::sys::torch_ext::non_finite;
 use crate::train::settings::{Progress, TrainConfig};
+use crate::train::snapshot::Snapshot;
 use crate::train::step::{DominanceWindow, StepFailure, StepSummary, SummaryParts};
+use crate::train::step_graph::{StepGraph, StepInputs, StepValues};
 use std::sync::Arc;
 use std::time::Instant;
 use tch::{Device, Kind, Reduction, Tensor};

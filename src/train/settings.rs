@@ -1,7 +1,6 @@
 //! A training run's settings (`TrainConfig`, `LrSchedule`, the defaults) and its reports
 //! (`Progress`).
 
-
 use crate::error::{Error, Result};
 use crate::nn::precision::Precision;
 use std::path::PathBuf;
@@ -219,4 +218,3 @@ impl TrainConfig {
         Ok(())
     }
 }
-

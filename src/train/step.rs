@@ -142,9 +142,9 @@ impl StepFailure {
             StepFailure::Diverged(Divergence::Loss { network, value }) => {
                 format!("training diverged at step {step}: the {network} loss is {value}")
             }
-            StepFailure::Diverged(Divergence::Weights) => format!(
-                "training diverged at step {step}: a weight or Adam moment is not finite after the update"
-            ),
+            StepFailure::Diverged(Divergence::Weights) => {
+                format!("training diverged at step {step}: a weight or Adam moment is not finite after the update")
+            }
         };
         let message = if generator_finite {
             format!("{cause}; the model keeps the weights of step {step}")
@@ -181,7 +181,14 @@ mod tests {
         let s = StepSummary::read(&packed).unwrap();
         assert_eq!(
             s,
-            StepSummary { d_loss: 1.25, g_loss: 0.5, d_real: 0.75, d_fake: 0.25, weights_finite: true, stop_requested: true }
+            StepSummary {
+                d_loss: 1.25,
+                g_loss: 0.5,
+                d_real: 0.75,
+                d_fake: 0.25,
+                weights_finite: true,
+                stop_requested: true
+            }
         );
         assert_eq!(s.divergence(), None);
         assert!(!summary(&[1.0, 1.0, 0.5, 0.5, 0.0]).stop_requested);

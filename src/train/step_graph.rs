@@ -16,8 +16,8 @@
 //! the trainer runs the step eagerly wherever a graph is not used: on the CPU, with
 //! `cuda_graph` off (the default), with `GRAN_CUDA_GRAPHS=0`, or after a capture that failed.
 
-use crate::sys::cuda_graph::CudaGraph;
 use crate::error::Result;
+use crate::sys::cuda_graph::CudaGraph;
 use tch::{Device, Kind, Tensor};
 
 /// What a step reads on the device besides the model. The eager step builds them fresh each

@@ -4,8 +4,8 @@
 use crate::data::{self, Split};
 use crate::opts::{DataArgs, RunArgs};
 use crate::output::Out;
-use gran::{Evaluator, EvaluatorConfig, Quality};
 use gran::{Error, Result};
+use gran::{Evaluator, EvaluatorConfig, Quality};
 use std::path::PathBuf;
 
 #[derive(clap::Args)]

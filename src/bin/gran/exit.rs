@@ -166,6 +166,9 @@ pub fn one_line_panics() {
             .or_else(|| info.payload().downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "a panic".into());
         let place = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
-        eprintln!("gran: internal error{place}: {} (a bug: please report it; RUST_BACKTRACE=1 shows where)", one_line(&what));
+        eprintln!(
+            "gran: internal error{place}: {} (a bug: please report it; RUST_BACKTRACE=1 shows where)",
+            one_line(&what)
+        );
     }));
 }

@@ -3,8 +3,8 @@
 
 use crate::data::{self, Split};
 use crate::opts::{DataArgs, Format};
-use crate::output::Out;
 use crate::output::config_json;
+use crate::output::Out;
 use gran::{checkpoint, DeviceSpec, Error, ErrorKind, Result};
 use std::io::Read;
 use std::path::{Path, PathBuf};

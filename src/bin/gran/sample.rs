@@ -1,8 +1,8 @@
 //! `gran sample` (a PNG grid, or one PNG per image) and `gran steps` (the step-by-step picture).
 
 use crate::opts::RunArgs;
-use crate::output::Out;
 use crate::output::make_parent;
+use crate::output::Out;
 use gran::{png, Error, Result};
 use std::path::PathBuf;
 
