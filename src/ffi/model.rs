@@ -211,11 +211,14 @@ pub unsafe extern "C" fn gran_model_inference_only(m: GranModel, out: *mut i32) 
 /// folder, flushed, then renamed; a crash or a full disk leaves any previous file intact.
 /// Temporary files are named `.<file name>.<pid>.<n>.tmp`; those left by a writer that was killed
 /// are removed by the next save to the same path once their process is gone, so they never
-/// accumulate.
+/// accumulate. `path` names a regular file or nothing yet; a symbolic link is followed and its
+/// target replaced (the link stays a link); a link to nothing, a folder, a FIFO, a device or a
+/// socket is IO, and the node is left untouched. The same holds for every file gran writes
+/// (exports, training checkpoints, PNG grids).
 ///
 /// Errors: INVALID_ARGUMENT (NULL or non-UTF-8 path; a model loaded from a generator export,
 /// which has no training state to save: `gran_model_export` writes those), IO (folder
-/// missing, disk full, ...), OUT_OF_MEMORY.
+/// missing, disk full, a path that is not a regular file, ...), OUT_OF_MEMORY.
 ///
 /// Thread safety: any thread, also while the model trains (the file holds the weights between
 /// two optimizer steps) and while other threads sample.

@@ -187,7 +187,8 @@ pub unsafe extern "C" fn gran_discriminate(
 }
 
 /// Writes `count` images (in `format`, height x width x channels) to `path` as one PNG grid with
-/// `columns` columns and a 2-pixel border (grey for 1 channel, RGB for 3), atomically.
+/// `columns` columns and a 2-pixel border (grey for 1 channel, RGB for 3), atomically, to a path
+/// as `gran_model_save` accepts.
 ///
 /// Limits: image sides 1 ..= 16384 pixels, a grid of at most 2^31 - 1 pixels per side and
 /// 1 GiB of pixels, all checked before `pixels` is read.

@@ -402,7 +402,8 @@ pub struct GranTrainConfig {
     /// Passed to `on_progress` as is.
     pub user_data: *mut c_void,
     /// When not NULL: a checkpoint written atomically every `checkpoint_every` steps (0: only
-    /// at the end) and at the end of the run. The string is read during the call only.
+    /// at the end) and at the end of the run, to a path as `gran_model_save` accepts (a
+    /// symbolic link's target is replaced). The string is read during the call only.
     pub checkpoint_path: *const c_char,
     pub checkpoint_every: u64,
     /// Precision of the training passes: `GRAN_PRECISION_FP32` (default) or
