@@ -344,10 +344,15 @@ fn divergence_stops_training_with_the_last_finite_weights() {
     for lr in [1e30, 2e18] {
         let m = Model::new(&tiny(1)).unwrap();
         let cfg = TrainConfig { lr_g: lr, lr_d: lr, ..short(50) };
-        let e = train(&m, &synthetic(32), &cfg, &mut |_| false).err().unwrap();
+        let (result, last) = gran::train::train_reporting(&m, &synthetic(32), &cfg, &mut |_| false);
+        let e = result.err().unwrap();
         assert_eq!(e.kind, ErrorKind::Diverged, "{}", e.message);
         assert!(e.message.contains(&format!("step {}", m.step())), "{}", e.message);
         assert!(m.step() < 50);
+        // The report of where the run stopped: the model's step, and the run's end (also when
+        // it diverged at its first step, before any report).
+        let last = last.expect("a run that diverged reports where it stopped");
+        assert_eq!((last.step, last.total_steps), (m.step(), 50), "lr {lr}");
         for (name, t) in m.read().named_tensors() {
             assert!(t.isfinite().all().int64_value(&[]) == 1, "{name} is not finite");
         }

@@ -41,7 +41,10 @@ pub unsafe extern "C" fn gran_progress_init(out: *mut GranProgress) {
 /// with fresh latents; non-saturating losses; Adam. Continues from the model's step counter, so
 /// save, load and train on gives the same weights as never stopping (same `cfg`, same data).
 /// Blocks until the run ends. When `last` is not NULL, the final report is written to it (no more
-/// than `last->struct_size` bytes: set it first), also when the run is cancelled or diverges.
+/// than `last->struct_size` bytes: set it first), also when the run is cancelled or diverges:
+/// then `step` is the step counter the model holds, `total_steps` where the run would have
+/// ended, and the means are those of the last report (zero before the first). Nothing is
+/// written for a run refused before its first step or ended by another error.
 ///
 /// Errors: INVALID_ARGUMENT (bad settings, images that do not match the model's size, a model
 /// loaded from a generator export), BUSY

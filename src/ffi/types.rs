@@ -318,7 +318,8 @@ pub struct GranProgress {
     pub d_dominates: u32,
     /// The model's step counter after the last completed step.
     pub step: u64,
-    /// The step counter this run ends at.
+    /// The step counter this run ends at (for a run that stopped early, cancelled or diverged:
+    /// where it would have ended).
     pub total_steps: u64,
     /// Epoch of the last completed step.
     pub epoch: u64,

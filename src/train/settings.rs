@@ -133,7 +133,8 @@ impl Default for TrainConfig {
 pub struct Progress {
     /// The model's step counter after the last completed step.
     pub step: u64,
-    /// The step counter this run ends at.
+    /// The step counter this run ends at (for a run that stopped early: where it would have
+    /// ended).
     pub total_steps: u64,
     /// Epoch of the last completed step (step / batches per epoch).
     pub epoch: u64,
