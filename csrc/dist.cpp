@@ -15,13 +15,21 @@
 // the host process down: TORCH_NCCL_BLOCKING_WAIT=1 (wait() throws on a timeout or a failed
 // peer) and TORCH_NCCL_ASYNC_ERROR_HANDLING=0 (the watchdog does not abort).
 //
+// Quiet: c10d and its backends report through libtorch's C++ log (LOG(WARNING), e.g. a
+// rendezvous retrying, with C++ stack traces), which writes to the process's stderr. A host's
+// stderr belongs to the host, and every failure reaches the caller as a status and a message,
+// so the first group made raises libtorch's log threshold (FLAGS_caffe2_log_level) to FATAL,
+// unless the program chose a level itself with TORCH_CPP_LOG_LEVEL.
+//
 // Each call returns 0, or 1 with a message in `err` (NUL-terminated, at most `err_len` bytes).
 #include <ATen/ATen.h>
+#include <c10/util/Logging.h>
 
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
 #include <memory>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -93,6 +101,15 @@ c10d::AllreduceOptions reduce_options(Group *group, int op) {
 #else
 struct Group {};
 #endif
+
+// Raises libtorch's C++ log threshold to FATAL once, unless TORCH_CPP_LOG_LEVEL chose one.
+void quiet_libtorch_log() {
+    static std::once_flag once;
+    std::call_once(once, [] {
+        const char *chosen = std::getenv("TORCH_CPP_LOG_LEVEL");
+        if (chosen == nullptr || *chosen == '\0') FLAGS_caffe2_log_level = c10::GLOG_FATAL;
+    });
+}
 }  // namespace
 
 // Backends: 1 Gloo, 2 NCCL (gran's GRAN_BACKEND_* values; AUTO is resolved by the caller).
@@ -112,6 +129,7 @@ extern "C" int grn_dist_backend_built(int backend) {
 extern "C" int grn_dist_new(int backend, int rank, int world, const char *host, int port, int64_t timeout_ms,
                             int device, void **out, char *err, size_t err_len) {
     try {
+        quiet_libtorch_log();
 #if defined(GRAN_GLOO) || defined(GRAN_NCCL)
         if (!grn_dist_backend_built(backend))
             throw std::runtime_error(backend == 2 ? "this build of gran has no NCCL (no nccl.h or CUDA headers at build time)"

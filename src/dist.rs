@@ -18,6 +18,36 @@ use tch::{Kind, Tensor};
 /// go in as few buckets as fit, each one flat tensor, all started before any is waited for.
 pub(crate) const BUCKET_ELEMENTS: i64 = 4 << 20;
 
+/// How long joining a group may take beyond its timeout (the rendezvous and the backend's
+/// connections are bounded together by the timeout plus this).
+pub const JOIN_MARGIN: Duration = Duration::from_millis(500);
+
+/// Joins a group on a thread of its own and waits for it at most `limit`. c10d bounds most of
+/// a rendezvous by the timeout, but not every wait: a peer that accepts the connection and then
+/// stays silent (a stuck or wrong service on the port) would block its handshake without end.
+/// Past `limit` the join is a `Distributed` error; the attempt is left to end on its thread
+/// (its connection closes when the peer closes it), and a group it makes after all is freed.
+fn join_within(rendezvous: Rendezvous, what: String, limit: Duration) -> Result<C10dGroup> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let attempt = what.clone();
+    std::thread::Builder::new()
+        .name("gran-rendezvous".into())
+        .spawn(move || {
+            let _ = tx.send(C10dGroup::join(&rendezvous, &attempt));
+        })
+        .map_err(|e| Error::io("starting the rendezvous thread", e))?;
+    match rx.recv_timeout(limit) {
+        Ok(joined) => joined,
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Err(Error::new(
+            ErrorKind::Distributed,
+            format!("{what} failed: no complete rendezvous within {} ms", limit.as_millis()),
+        )),
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+            Err(Error::internal(format!("{what}: the rendezvous thread ended without an answer")))
+        }
+    }
+}
+
 /// The largest world size gran accepts (a sanity bound on a value read from the environment).
 pub const MAX_WORLD: u32 = 4096;
 
@@ -149,12 +179,12 @@ impl ProcessGroup {
             backend: backend.code(),
             rank: settings.rank,
             world_size: settings.world_size,
-            host: &settings.master_addr,
+            host: settings.master_addr.clone(),
             port: settings.master_port,
             timeout_ms: settings.timeout.as_millis() as i64,
             device: settings.local_rank,
         };
-        let c10d = C10dGroup::join(&rendezvous, &what)?;
+        let c10d = join_within(rendezvous, what, settings.timeout + JOIN_MARGIN)?;
         Ok(ProcessGroup { c10d, settings: settings.clone(), backend })
     }
 

@@ -44,12 +44,19 @@ pub unsafe extern "C" fn gran_process_group_config_init(cfg: *mut GranProcessGro
 /// rendezvous at master_addr:master_port and every rank waits (at most `cfg->timeout_ms`) until
 /// all have arrived. Every process of the group makes its own, then trains with it.
 ///
+/// The call returns within `cfg->timeout_ms` plus 0.5 s whatever the peers do (absent, silent,
+/// slow, answering garbage): past that it is DISTRIBUTED, and the abandoned attempt ends on a
+/// thread of its own (its connection closes when the peer closes it). The first group made
+/// raises libtorch's C++ log threshold to FATAL (unless the environment sets
+/// TORCH_CPP_LOG_LEVEL), so that c10d's and its backends' messages stay off the host's stderr:
+/// their failures reach the caller as statuses.
+///
 /// Errors: INVALID_ARGUMENT (NULL pointers, a rank not below the world size, a world size of 0
 /// or above 4096, a port of 0 or above 65535, a timeout of 0 or above 24 h, an unknown
-/// backend); DISTRIBUTED (the rendezvous timed out, the port is taken, a peer is unreachable,
-/// or the backend is not in this build).
+/// backend); DISTRIBUTED (the rendezvous timed out, the port is taken, a peer is unreachable
+/// or answers nonsense, or the backend is not in this build).
 ///
-/// Thread safety: any thread; it blocks until the group is complete.
+/// Thread safety: any thread; it blocks until the group is complete or the time is up.
 ///
 /// # Safety
 /// `cfg` points to a GranProcessGroupConfig (at least `struct_size` bytes) whose `master_addr`

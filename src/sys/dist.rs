@@ -77,12 +77,13 @@ pub(crate) fn backend_built(backend: c_int) -> bool {
 }
 
 /// Where and how to join a group, as the shim takes it.
-pub(crate) struct Rendezvous<'a> {
+#[derive(Clone)]
+pub(crate) struct Rendezvous {
     /// Shim code of the backend (1: Gloo, 2: NCCL).
     pub(crate) backend: c_int,
     pub(crate) rank: u32,
     pub(crate) world_size: u32,
-    pub(crate) host: &'a str,
+    pub(crate) host: String,
     pub(crate) port: u16,
     pub(crate) timeout_ms: i64,
     /// The CUDA device of this rank (NCCL).
@@ -114,7 +115,7 @@ impl C10dGroup {
     /// Joins the group: waits (at most the timeout) until all ranks have met at the store.
     /// `what` names the attempt in the error.
     pub(crate) fn join(r: &Rendezvous, what: &str) -> Result<C10dGroup> {
-        let host = std::ffi::CString::new(r.host).map_err(|_| Error::invalid("NUL in address"))?;
+        let host = std::ffi::CString::new(r.host.as_str()).map_err(|_| Error::invalid("NUL in address"))?;
         let mut raw = std::ptr::null_mut();
         // SAFETY: `host` is a NUL-terminated string for the call; `raw` receives the group.
         failed(what, |e, n| unsafe {
