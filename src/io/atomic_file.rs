@@ -107,13 +107,6 @@ fn temporary_of(file: &str, name: &str) -> Option<i32> {
     pid.parse().ok()
 }
 
-/// Whether process `pid` exists (a process of another user counts as existing).
-fn alive(pid: i32) -> bool {
-    // SAFETY: signal 0 only checks that the process exists and may be signalled.
-    pid > 0
-        && (unsafe { libc::kill(pid, 0) } == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH))
-}
-
 /// Removes the temporary files of target `name` in `dir` whose writing process is gone.
 /// Best effort: a folder that cannot be listed, or a file that cannot be removed, is left.
 fn remove_stale_temporaries(dir: &Path, name: &str) {
@@ -122,7 +115,7 @@ fn remove_stale_temporaries(dir: &Path, name: &str) {
     for entry in entries.flatten() {
         let file = entry.file_name();
         if let Some(pid) = file.to_str().and_then(|f| temporary_of(f, name)) {
-            if pid != me && !alive(pid) {
+            if pid != me && !crate::sys::os::process_exists(pid) {
                 let _ = fs::remove_file(entry.path());
             }
         }

@@ -1,5 +1,6 @@
 //! The one unsafe layer: every call into the C++ shims of csrc/ (libtorch operators tch does
-//! not bind, CUDA graphs, c10d process groups). What it exports is safe Rust; no other module
+//! not bind, CUDA graphs, c10d process groups) and into the operating system beside the
+//! standard library. What it exports is safe Rust; no other module
 //! outside `ffi` declares an `extern` function or holds a raw pointer or tensor handle.
 //!
 //! Every shim follows one convention: it returns 0 on success, or non-zero with a
@@ -9,6 +10,7 @@
 
 pub(crate) mod cuda_graph;
 pub(crate) mod dist;
+pub(crate) mod os;
 pub(crate) mod torch_ext;
 
 use crate::error::{Error, ErrorKind, Result};
