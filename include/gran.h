@@ -272,7 +272,7 @@ typedef struct GranGamConfig {
    * other model's samples) in chunks of at most this many images, batch norm normalised by
    * each chunk's own statistics: the condition the discriminators were trained in, and how
    * the paper scored GAM. 0: each image alone, with running statistics (the scores that
-   * gran_discriminate gives); measured on MNIST, that calls up to 70% of real digits fake.
+   * gran_discriminate gives), which call many real images fake (docs/RESULTS.md).
    */
   uint32_t score_batch;
 } GranGamConfig;
@@ -283,8 +283,16 @@ typedef struct GranGamConfig {
 typedef uint32_t GranGamVerdict;
 
 /**
- * A GAM result: all four error rates, both ratios, the counts and the verdict.
- * Ratios with a zero denominator: 0/0 is 1, x/0 (x > 0) is +infinity.
+ * Which model the accuracy form of GAM (the authors' `battle.py`) ranks first.
+ */
+typedef uint32_t GranGamRanking;
+
+/**
+ * A GAM result: all four error rates, both ratios, the counts and the verdict, then the same
+ * comparison in the accuracy form of the authors' `battle.py` (ratios of 1 - error, and a
+ * ranking that is decided even where the verdict is not). Ratios with a zero denominator: 0/0
+ * is 1, x/0 (x > 0) is +infinity. A caller compiled against an older, shorter struct gets its
+ * prefix (`struct_size`).
  */
 typedef struct GranGamResult {
   /**
@@ -319,6 +327,22 @@ typedef struct GranGamResult {
    */
   uint64_t test_count;
   uint64_t sample_count;
+  /**
+   * (1 - test_error_a) / (1 - test_error_b).
+   */
+  double accuracy_r_test;
+  /**
+   * (1 - sample_error_a) / (1 - sample_error_b).
+   */
+  double accuracy_r_sample;
+  /**
+   * GRAN_GAM_EVEN, GRAN_GAM_A_FIRST or GRAN_GAM_B_FIRST, from accuracy_r_sample.
+   */
+  GranGamRanking accuracy_ranking;
+  /**
+   * Zero.
+   */
+  uint32_t reserved;
 } GranGamResult;
 
 /**
@@ -391,8 +415,9 @@ typedef struct GranProgress {
    */
   uint32_t struct_size;
   /**
-   * Non-zero when the discriminator wins outright (D loss below 0.05): the generator then
-   * learns little; lower `lr_d`, narrow the model or add `d_weight_decay`.
+   * Non-zero when the discriminator wins outright (its loss averaged over the run's last 20
+   * steps is below 0.05; 0 before the run has made 20 steps): the generator then learns
+   * little; lower `lr_d`, narrow the model or add `d_weight_decay`.
    */
   uint32_t d_dominates;
   /**
@@ -400,7 +425,8 @@ typedef struct GranProgress {
    */
   uint64_t step;
   /**
-   * The step counter this run ends at.
+   * The step counter this run ends at (for a run that stopped early, cancelled or diverged:
+   * where it would have ended).
    */
   uint64_t total_steps;
   /**
@@ -497,7 +523,8 @@ typedef struct GranTrainConfig {
   void *user_data;
   /**
    * When not NULL: a checkpoint written atomically every `checkpoint_every` steps (0: only
-   * at the end) and at the end of the run. The string is read during the call only.
+   * at the end) and at the end of the run, to a path as `gran_model_save` accepts (a
+   * symbolic link's target is replaced). The string is read during the call only.
    */
   const char *checkpoint_path;
   uint64_t checkpoint_every;
@@ -575,6 +602,21 @@ typedef void (*GranLogCallback)(GranLogLevel level,
  * |r_test - 1| > tolerance: the discriminators differ on real data, the comparison is unfair.
  */
 #define GRAN_GAM_UNDECIDED 3
+
+/**
+ * accuracy_r_sample = 1.
+ */
+#define GRAN_GAM_EVEN 0
+
+/**
+ * accuracy_r_sample > 1: A's discriminator catches B's samples more often than the reverse.
+ */
+#define GRAN_GAM_A_FIRST 1
+
+/**
+ * accuracy_r_sample < 1: B ranks first.
+ */
+#define GRAN_GAM_B_FIRST 2
 
 /**
  * Success.
@@ -702,8 +744,7 @@ typedef void (*GranLogCallback)(GranLogLevel level,
  * loss scaling is needed. Faster where the hardware has bfloat16 units (CUDA GPUs from Ampere
  * on, CPUs with AVX-512 BF16 or AMX); works, more slowly, elsewhere. Results differ from
  * float32 in the low bits: a bfloat16 run does not repeat a float32 run bit for bit (it does
- * repeat itself). Measured on digits (README): sampling scores as in float32; training held
- * its quality for T = 1 and 3 but came out worse for T = 5.
+ * repeat itself). How it compares in quality: docs/RESULTS.md.
  */
 #define GRAN_PRECISION_BF16 1
 
@@ -832,6 +873,8 @@ void gran_dataset_info_init(struct GranDatasetInfo *out);
  * Writes the dataset's image count, size, channels and whether it has labels to `*out` (no more
  * than `out->struct_size` bytes: set it first).
  *
+ * Errors: INVALID_HANDLE, INVALID_ARGUMENT (NULL out, `out->struct_size` below 8).
+ *
  * Thread safety: any thread.
  *
  * # Safety
@@ -843,6 +886,8 @@ GranStatus gran_dataset_info(GranDataset d,
 /**
  * Frees a dataset. 0 is accepted and does nothing; a handle already freed is INVALID_HANDLE.
  * Safe while a training run or an evaluation uses it: they keep it until they end.
+ *
+ * Errors: INVALID_HANDLE.
  *
  * Thread safety: any thread.
  */
@@ -864,12 +909,19 @@ void gran_process_group_config_init(struct GranProcessGroupConfig *cfg);
  * rendezvous at master_addr:master_port and every rank waits (at most `cfg->timeout_ms`) until
  * all have arrived. Every process of the group makes its own, then trains with it.
  *
+ * The call returns within `cfg->timeout_ms` plus 0.5 s whatever the peers do (absent, silent,
+ * slow, answering garbage): past that it is DISTRIBUTED, and the abandoned attempt ends on a
+ * thread of its own (its connection closes when the peer closes it). The first group made
+ * raises libtorch's C++ log threshold to FATAL (unless the environment sets
+ * TORCH_CPP_LOG_LEVEL), so that c10d's and its backends' messages stay off the host's stderr:
+ * their failures reach the caller as statuses.
+ *
  * Errors: INVALID_ARGUMENT (NULL pointers, a rank not below the world size, a world size of 0
  * or above 4096, a port of 0 or above 65535, a timeout of 0 or above 24 h, an unknown
- * backend); DISTRIBUTED (the rendezvous timed out, the port is taken, a peer is unreachable,
- * or the backend is not in this build).
+ * backend); DISTRIBUTED (the rendezvous timed out, the port is taken, a peer is unreachable
+ * or answers nonsense, or the backend is not in this build).
  *
- * Thread safety: any thread; it blocks until the group is complete.
+ * Thread safety: any thread; it blocks until the group is complete or the time is up.
  *
  * # Safety
  * `cfg` points to a GranProcessGroupConfig (at least `struct_size` bytes) whose `master_addr`
@@ -913,6 +965,8 @@ GranStatus gran_process_group_info(GranProcessGroup g,
  * Frees a process group (leaving it: its connections close, and peers still using it fail
  * within their timeout). 0 is accepted and does nothing; a handle already freed is
  * INVALID_HANDLE. A training run using the group keeps it until the run ends.
+ *
+ * Errors: INVALID_HANDLE.
  *
  * Thread safety: any thread.
  */
@@ -975,6 +1029,8 @@ GranStatus gran_evaluator_accuracy(GranEvaluator e,
  * Frees an evaluator. 0 does nothing; a handle already freed is INVALID_HANDLE. Safe while other
  * threads use it (they keep it until their call ends).
  *
+ * Errors: INVALID_HANDLE.
+ *
  * Thread safety: any thread.
  */
 GranStatus gran_evaluator_free(GranEvaluator e);
@@ -1006,6 +1062,9 @@ GranStatus gran_evaluate_model(GranEvaluator e,
 /**
  * Evaluates the images of dataset `images` (for example real data, or images made elsewhere)
  * like `gran_evaluate_model`.
+ *
+ * Errors: as `gran_evaluate_model` (INVALID_HANDLE, INVALID_ARGUMENT for images of another
+ * size than the evaluator's or a NULL out, OUT_OF_MEMORY).
  *
  * Thread safety: any thread.
  *
@@ -1044,7 +1103,7 @@ void gran_gam_result_init(struct GranGamResult *out);
 /**
  * Compares models `a` and `b` with GAM (Im et al. 2016) on the held-out images of `test`: each
  * model's discriminator judges the held-out data and the other model's samples (scored as
- * `cfg->score_batch` says). Writes all four error rates, r_test, r_sample, the counts and the verdict to `*out`
+ * `cfg->score_batch` says). Writes all four error rates, r_test, r_sample, the counts, the verdict and the accuracy form to `*out`
  * (no more than `out->struct_size` bytes: set it first). `cfg` NULL uses the defaults.
  * Swapping `a` and `b` swaps the verdict and inverts both ratios.
  *
@@ -1101,6 +1160,8 @@ GranStatus gran_model_create(const struct GranModelConfig *cfg,
  * first, e.g. with `gran_model_config_init`). `out->device` is the concrete device the model
  * lives on (never AUTO).
  *
+ * Errors: INVALID_HANDLE, INVALID_ARGUMENT (NULL out, `out->struct_size` below 8).
+ *
  * Thread safety: any thread, also while the model trains.
  *
  * # Safety
@@ -1111,6 +1172,8 @@ GranStatus gran_model_config(GranModel m,
 
 /**
  * Writes the number of training steps `m` has completed to `*out`.
+ *
+ * Errors: INVALID_HANDLE, INVALID_ARGUMENT (NULL out).
  *
  * Thread safety: any thread, also while the model trains.
  *
@@ -1140,6 +1203,8 @@ GranStatus gran_model_set_precision(GranModel m,
 /**
  * Writes the precision of `m`'s sampling and scoring (`gran_model_set_precision`) to `*out`.
  *
+ * Errors: INVALID_HANDLE, INVALID_ARGUMENT (NULL out).
+ *
  * Thread safety: any thread.
  *
  * # Safety
@@ -1167,6 +1232,8 @@ GranStatus gran_model_set_generator(GranModel m,
  * Writes 1 to `*out` when `m` has an averaged generator (it was trained with
  * `ema_decay` > 0, or loaded from a checkpoint of such a model), else 0.
  *
+ * Errors: INVALID_HANDLE, INVALID_ARGUMENT (NULL out).
+ *
  * Thread safety: any thread.
  *
  * # Safety
@@ -1180,8 +1247,8 @@ GranStatus gran_model_has_averaged(GranModel m,
  * and the weights and batch-norm statistics of one generator (the averaged generator when the
  * model has one, else the raw one), each value stored as `storage` says:
  * `GRAN_PRECISION_FP32` (the same images as the model, bit for bit) or `GRAN_PRECISION_BF16`
- * (half the size; the weights rounded to bfloat16, images within a few 1/255 steps, measured
- * in tests/export.rs). No discriminator and no optimizer state: a few times smaller than the
+ * (half the size; the weights rounded to bfloat16, so pixels differ from the float32 model's
+ * by a few 1/255 steps: BENCHMARKS.md). No discriminator and no optimizer state: a few times smaller than the
  * checkpoint. `gran_model_load` reads it as a sampling-only model (`gran_model_inference_only`):
  * sampling, step pictures, latents, generate and the evaluator work; training, discriminate,
  * GAM and `gran_model_save` return INVALID_ARGUMENT. The write is atomic, as `gran_model_save`.
@@ -1203,6 +1270,8 @@ GranStatus gran_model_export(GranModel m,
  * Writes 1 to `*out` when `m` was loaded from a generator export (`gran_model_export`):
  * sampling only. Else 0.
  *
+ * Errors: INVALID_HANDLE, INVALID_ARGUMENT (NULL out).
+ *
  * Thread safety: any thread.
  *
  * # Safety
@@ -1217,11 +1286,14 @@ GranStatus gran_model_inference_only(GranModel m,
  * folder, flushed, then renamed; a crash or a full disk leaves any previous file intact.
  * Temporary files are named `.<file name>.<pid>.<n>.tmp`; those left by a writer that was killed
  * are removed by the next save to the same path once their process is gone, so they never
- * accumulate.
+ * accumulate. `path` names a regular file or nothing yet; a symbolic link is followed and its
+ * target replaced (the link stays a link); a link to nothing, a folder, a FIFO, a device or a
+ * socket is IO, and the node is left untouched. The same holds for every file gran writes
+ * (exports, training checkpoints, PNG grids).
  *
  * Errors: INVALID_ARGUMENT (NULL or non-UTF-8 path; a model loaded from a generator export,
  * which has no training state to save: `gran_model_export` writes those), IO (folder
- * missing, disk full, ...), OUT_OF_MEMORY.
+ * missing, disk full, a path that is not a regular file, ...), OUT_OF_MEMORY.
  *
  * Thread safety: any thread, also while the model trains (the file holds the weights between
  * two optimizer steps) and while other threads sample.
@@ -1264,6 +1336,8 @@ GranStatus gran_model_load(const char *path,
  * INVALID_HANDLE at once, calls in flight finish, a training run in progress is cancelled
  * (its `gran_train` returns CANCELLED), and the memory goes when the last call ends.
  *
+ * Errors: INVALID_HANDLE.
+ *
  * Thread safety: any thread.
  */
 GranStatus gran_model_free(GranModel m);
@@ -1272,6 +1346,8 @@ GranStatus gran_model_free(GranModel m);
  * Asks a training run in progress on `m` to stop: `gran_train` returns CANCELLED before its
  * next step, with the model intact (holding the weights of the last completed step). Returns
  * OK also when the model is not training (then nothing happens: a later run is not affected).
+ *
+ * Errors: INVALID_HANDLE.
  *
  * Thread safety: any thread, including the progress callback.
  */
@@ -1306,6 +1382,8 @@ GranStatus gran_sample(GranModel m,
 /**
  * Like `gran_sample`, but writes the canvas after each of the T drawing steps: `out` holds
  * [T][count][image] (T * count images; the last block equals `gran_sample`'s output).
+ *
+ * Errors: as `gran_sample` (BUFFER_TOO_SMALL counts T * count images).
  *
  * Thread safety: as `gran_sample`.
  *
@@ -1378,7 +1456,8 @@ GranStatus gran_discriminate(GranModel m,
 
 /**
  * Writes `count` images (in `format`, height x width x channels) to `path` as one PNG grid with
- * `columns` columns and a 2-pixel border (grey for 1 channel, RGB for 3), atomically.
+ * `columns` columns and a 2-pixel border (grey for 1 channel, RGB for 3), atomically, to a path
+ * as `gran_model_save` accepts.
  *
  * Limits: image sides 1 ..= 16384 pixels, a grid of at most 2^31 - 1 pixels per side and
  * 1 GiB of pixels, all checked before `pixels` is read.
@@ -1428,7 +1507,10 @@ void gran_progress_init(struct GranProgress *out);
  * with fresh latents; non-saturating losses; Adam. Continues from the model's step counter, so
  * save, load and train on gives the same weights as never stopping (same `cfg`, same data).
  * Blocks until the run ends. When `last` is not NULL, the final report is written to it (no more
- * than `last->struct_size` bytes: set it first), also when the run is cancelled or diverges.
+ * than `last->struct_size` bytes: set it first), also when the run is cancelled or diverges:
+ * then `step` is the step counter the model holds, `total_steps` where the run would have
+ * ended, and the means are those of the last report (zero before the first). Nothing is
+ * written for a run refused before its first step or ended by another error.
  *
  * Errors: INVALID_ARGUMENT (bad settings, images that do not match the model's size, a model
  * loaded from a generator export), BUSY
