@@ -217,7 +217,7 @@ fn train_resume_sample_steps_gam_eval_info() {
     // Steps: 4 rows of images, T = 2 columns.
     let steps = p("steps.png");
     let r = result_json(&ok(&["steps", &b, "-o", &steps, "-n", "4", "--device", "cpu", "--json"]));
-    assert_eq!(r["steps"], 2);
+    assert_eq!(r["drawing_steps"], 2);
     assert_eq!(png_size(Path::new(&steps)), (2 * 28 + 2, 4 * 28 + 3 * 2));
 
     // GAM on 50 held-out digits.
