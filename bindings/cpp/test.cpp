@@ -422,7 +422,8 @@ int main() {
         EXPECT(ab.test_error_a == ba.test_error_b && ab.sample_error_a == ba.sample_error_b);
         if (ab.verdict == GRAN_GAM_A_WINS) EXPECT(ba.verdict == GRAN_GAM_B_WINS);
         if (ab.verdict == GRAN_GAM_TIE || ab.verdict == GRAN_GAM_UNDECIDED) EXPECT(ba.verdict == ab.verdict);
-        EXPECT(ab.accuracy_r_sample == (1.0 - ab.sample_error_a) / (1.0 - ab.sample_error_b));
+        if (ab.sample_error_b < 1.0)
+            EXPECT(ab.accuracy_r_sample == (1.0 - ab.sample_error_a) / (1.0 - ab.sample_error_b));
         if (ab.accuracy_ranking == GRAN_GAM_A_FIRST) EXPECT(ba.accuracy_ranking == GRAN_GAM_B_FIRST);
         gc.samples = 0;
         expect_error(GRAN_STATUS_INVALID_ARGUMENT, [&] { gran::gam(a, b, test, gc); }, "gam with 0 samples");
@@ -479,12 +480,12 @@ int main() {
         gran::Dataset data = training_data();
         gran::Model m = gran::Model::create(tiny_config());
         gran::TrainConfig tc = tiny_train();
-        tc.iterations = 30;
+        tc.iterations = 60;
         tc.lr_d = 0.01;
         tc.lr_g = 1e-6;
         m.train(data, tc);
         gran::set_log_callback(nullptr);
-        EXPECT(m.step() == 30);
+        EXPECT(m.step() == 60);
         EXPECT(warnings.size() == 1);
         EXPECT(warnings[0].find("discriminator") != std::string::npos);
         m.train(data, tc);  // logging is off again

@@ -312,8 +312,8 @@ pub struct GranProgress {
     /// sizeof(GranProgress). For `gran_train`'s `last` output, set it before the call, e.g. with
     /// `gran_progress_init`.
     pub struct_size: u32,
-    /// Non-zero when the discriminator wins outright (its loss averaged over the run's last 20
-    /// steps is below 0.05; 0 before the run has made 20 steps): the generator then learns
+    /// Non-zero when the discriminator wins outright (its loss averaged over the run's last 50
+    /// steps is below 0.05; 0 before the run has made 50 steps): the generator then learns
     /// little; lower `lr_d`, narrow the model or add `d_weight_decay`.
     pub d_dominates: u32,
     /// The model's step counter after the last completed step.

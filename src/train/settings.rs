@@ -149,8 +149,8 @@ pub struct Progress {
     /// Data-parallel runs: seconds of this run so far spent in the gradient all-reduces
     /// (waiting for the other processes included); 0 in one process.
     pub allreduce_s: f64,
-    /// The discriminator wins outright (its loss averaged over the run's last 20 steps below
-    /// 0.05; false before 20 steps): the generator gets no useful gradient.
+    /// The discriminator wins outright (its loss averaged over the run's last 50 steps below
+    /// 0.05; false before 50 steps): the generator gets no useful gradient.
     pub d_dominates: bool,
 }
 

@@ -80,7 +80,7 @@ impl StepSummary {
 /// Whether the discriminator wins outright: its loss, averaged over the last
 /// [`DominanceWindow::STEPS`] steps of a run, below [`DominanceWindow::LOSS`]. Judged over a
 /// window of steps and not over one report (a run reporting every step would otherwise judge
-/// single steps: early in a default run D's loss dips below the line for a few steps and
+/// single steps: early in a default run D's loss stays below the line for up to 20 steps and
 /// training recovers by itself).
 #[derive(Debug, Default)]
 pub(crate) struct DominanceWindow {
@@ -90,7 +90,7 @@ pub(crate) struct DominanceWindow {
 
 impl DominanceWindow {
     /// Steps the mean is taken over.
-    pub(crate) const STEPS: usize = 20;
+    pub(crate) const STEPS: usize = 50;
     /// Mean D loss below which the discriminator is said to win outright.
     pub(crate) const LOSS: f64 = 0.05;
 
@@ -204,11 +204,11 @@ mod tests {
         assert!(!w.dominates() && w.mean().is_none(), "a window not yet full never judges");
         w.push(0.01);
         assert!(w.dominates());
-        // A few high losses raise the mean above the line: 10 steps at 0.5 and 10 at 0.01.
+        // A few high losses raise the mean above the line: 10 steps at 0.5 and 40 at 0.01.
         for _ in 0..10 {
             w.push(0.5);
         }
-        assert!((w.mean().unwrap() - (10.0 * 0.5 + 10.0 * 0.01) / 20.0).abs() < 1e-12);
+        assert!((w.mean().unwrap() - (10.0 * 0.5 + 40.0 * 0.01) / 50.0).abs() < 1e-12);
         assert!(!w.dominates());
     }
 
