@@ -182,3 +182,38 @@ fn damaged_exports_are_format_errors() {
     assert!(e.message.contains("g.hz.fc.bias") && e.message.contains("finite"), "{}", e.message);
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// Saves, exports and PNG grids through the paths a program may hand them: a symbolic link's
+/// target is replaced and the link stays (so it still loads); a device, a FIFO and a folder are
+/// `Io` and left as they were.
+#[test]
+fn saves_and_exports_respect_links_and_refuse_nodes_that_are_not_files() {
+    use std::os::unix::fs::{symlink, FileTypeExt};
+    let m = Model::new(&ModelConfig { width_scale: 0.125, ..config() }).unwrap();
+    let dir = temp_dir("paths");
+    let real = dir.join("run-7.safetensors");
+    checkpoint::save(&m, &real).unwrap();
+    let before = std::fs::read(&real).unwrap();
+    symlink("run-7.safetensors", dir.join("latest")).unwrap();
+    train(&m, &synthetic(32), &TrainConfig { iterations: 1, batch_size: 16, ..Default::default() }, &mut |_| false)
+        .unwrap();
+    checkpoint::save(&m, &dir.join("latest")).unwrap();
+    assert!(std::fs::symlink_metadata(dir.join("latest")).unwrap().file_type().is_symlink(), "the link stays a link");
+    assert_ne!(std::fs::read(&real).unwrap(), before, "its target holds the new checkpoint");
+    assert_eq!(checkpoint::load(&dir.join("latest"), None).unwrap().step(), 1);
+    checkpoint::export(&m, &dir.join("latest"), Storage::F32).unwrap();
+    assert!(checkpoint::load(&real, None).unwrap().inference_only());
+
+    let images = m.sample(1, 4, false).unwrap().images;
+    let fifo = dir.join("fifo");
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    for target in [std::path::Path::new("/dev/full"), &fifo, &dir] {
+        let kind = |r: gran::Result<()>| r.unwrap_err().kind;
+        assert_eq!(kind(checkpoint::save(&m, target)), ErrorKind::Io, "{}", target.display());
+        assert_eq!(kind(checkpoint::export(&m, target, Storage::Bf16)), ErrorKind::Io, "{}", target.display());
+        assert_eq!(kind(gran::png::write_grid(target, &images, 2)), ErrorKind::Io, "{}", target.display());
+    }
+    assert!(std::fs::symlink_metadata("/dev/full").unwrap().file_type().is_char_device(), "/dev/full is untouched");
+    assert!(std::fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
