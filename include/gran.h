@@ -415,8 +415,8 @@ typedef struct GranProgress {
    */
   uint32_t struct_size;
   /**
-   * Non-zero when the discriminator wins outright (its loss averaged over the run's last 20
-   * steps is below 0.05; 0 before the run has made 20 steps): the generator then learns
+   * Non-zero when the discriminator wins outright (its loss averaged over the run's last 50
+   * steps is below 0.05; 0 before the run has made 50 steps): the generator then learns
    * little; lower `lr_d`, narrow the model or add `d_weight_decay`.
    */
   uint32_t d_dominates;
