@@ -70,6 +70,23 @@ fn scaled(reference: i64, scale: f32) -> i64 {
 }
 
 impl ModelConfig {
+    /// Every field by name, as text (`DeviceSpec`'s text form for the device): what files store
+    /// and what the command-line tool reports.
+    pub fn fields(&self) -> [(&'static str, String); 10] {
+        [
+            ("height", self.height.to_string()),
+            ("width", self.width.to_string()),
+            ("channels", self.channels.to_string()),
+            ("drawing_steps", self.drawing_steps.to_string()),
+            ("z_dim", self.z_dim.to_string()),
+            ("hidden_dim", self.hidden_dim.to_string()),
+            ("width_scale", self.width_scale.to_string()),
+            ("leaky_relu", self.leaky_relu.to_string()),
+            ("device", self.device.to_string()),
+            ("seed", self.seed.to_string()),
+        ]
+    }
+
     /// Checks every field; the message names the field and the accepted range.
     pub fn validate(&self) -> Result<()> {
         if self.height != self.width || !SUPPORTED_SIZES.contains(&self.height) {

@@ -334,19 +334,9 @@ pub(crate) fn config_from(
 }
 
 /// The configuration fields every gran file's metadata holds.
-pub(crate) fn config_meta(cfg: &ModelConfig) -> Vec<(&'static str, String)> {
-    vec![
-        ("height", cfg.height.to_string()),
-        ("width", cfg.width.to_string()),
-        ("channels", cfg.channels.to_string()),
-        ("steps", cfg.drawing_steps.to_string()),
-        ("z_dim", cfg.z_dim.to_string()),
-        ("hidden_dim", cfg.hidden_dim.to_string()),
-        ("width_scale", cfg.width_scale.to_string()),
-        ("leaky_relu", cfg.leaky_relu.to_string()),
-        ("device", cfg.device.to_string()),
-        ("seed", cfg.seed.to_string()),
-    ]
+/// (The drawing steps are stored as "steps", the name files have always used.)
+fn config_meta(cfg: &ModelConfig) -> Vec<(&'static str, String)> {
+    cfg.fields().into_iter().map(|(name, value)| (if name == "drawing_steps" { "steps" } else { name }, value)).collect()
 }
 
 /// Writes `tensors` (in `storage`) to `path` atomically, with `tags`, the configuration's fields

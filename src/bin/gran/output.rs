@@ -42,11 +42,12 @@ pub fn make_parent(path: &Path) -> Result<()> {
     }
 }
 
-/// A model's configuration as the JSON results give it.
+/// A model's configuration as the JSON results give it: its fields, numbers and booleans as
+/// such, the device as text.
 pub fn config_json(c: &ModelConfig) -> serde_json::Value {
-    serde_json::json!({
-        "height": c.height, "width": c.width, "channels": c.channels, "drawing_steps": c.drawing_steps,
-        "z_dim": c.z_dim, "hidden_dim": c.hidden_dim, "width_scale": c.width_scale,
-        "leaky_relu": c.leaky_relu, "seed": c.seed, "device": c.device.to_string(),
-    })
+    let fields = c.fields().into_iter().map(|(name, text)| {
+        let value = serde_json::from_str::<Value>(&text).unwrap_or(Value::String(text));
+        (name.to_string(), value)
+    });
+    Value::Object(fields.collect())
 }
