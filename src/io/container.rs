@@ -336,7 +336,10 @@ pub(crate) fn config_from(
 /// The configuration fields every gran file's metadata holds.
 /// (The drawing steps are stored as "steps", the name files have always used.)
 fn config_meta(cfg: &ModelConfig) -> Vec<(&'static str, String)> {
-    cfg.fields().into_iter().map(|(name, value)| (if name == "drawing_steps" { "steps" } else { name }, value)).collect()
+    cfg.fields()
+        .into_iter()
+        .map(|(name, value)| (if name == "drawing_steps" { "steps" } else { name }, value))
+        .collect()
 }
 
 /// Writes `tensors` (in `storage`) to `path` atomically, with `tags`, the configuration's fields
