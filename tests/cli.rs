@@ -417,3 +417,27 @@ fn ctrl_c_stops_training_at_a_step_boundary_and_writes_the_checkpoint() {
     assert!(last.contains(&format!("at step {};", m.step())), "{last} vs step {}", m.step());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A reader that closes its end of the pipe (`gran info ... | head -1`) ends the tool quietly,
+/// as Unix tools end: by SIGPIPE (or, had it written everything first, success), never a panic
+/// or a line on stderr.
+#[test]
+fn a_closed_pipe_ends_the_tool_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let mut child = gran_command(&["info", &data_dir()])
+        .env("RUST_BACKTRACE", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The read end closes before the tool (still loading libtorch) writes its first line.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success() || out.status.signal() == Some(libc::SIGPIPE),
+        "ended with {:?}: {}",
+        out.status,
+        text(&out.stderr)
+    );
+    assert_eq!(text(&out.stderr), "", "the tool wrote to stderr");
+}
