@@ -10,7 +10,7 @@
 //! group (what is reduced when) is in crate::train::run.
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::sys::dist::{backend_built, C10dGroup, PendingWork, ReduceOp, Rendezvous};
+use crate::sys::dist::{C10dGroup, Engine, PendingWork, ReduceOp, Rendezvous};
 use std::time::Duration;
 use tch::{Kind, Tensor};
 
@@ -62,16 +62,17 @@ pub enum Backend {
 }
 
 impl Backend {
-    fn code(self) -> std::os::raw::c_int {
+    /// The engine a group of this backend runs on (`Auto` once resolved; unresolved, Gloo's).
+    fn engine(self) -> Engine {
         match self {
-            Backend::Auto | Backend::Gloo => 1,
-            Backend::Nccl => 2,
+            Backend::Auto | Backend::Gloo => Engine::Gloo,
+            Backend::Nccl => Engine::Nccl,
         }
     }
 
     /// Whether this build of gran has the backend.
     pub fn built(self) -> bool {
-        backend_built(self.code())
+        self.engine().built()
     }
 }
 
@@ -176,7 +177,7 @@ impl ProcessGroup {
             settings.rank, settings.world_size, settings.master_addr, settings.master_port
         );
         let rendezvous = Rendezvous {
-            backend: backend.code(),
+            engine: backend.engine(),
             rank: settings.rank,
             world_size: settings.world_size,
             host: settings.master_addr.clone(),

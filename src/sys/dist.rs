@@ -70,17 +70,32 @@ impl ReduceOp {
     }
 }
 
-/// Whether this build has the backend of shim code `backend` (1: Gloo, 2: NCCL).
-pub(crate) fn backend_built(backend: c_int) -> bool {
-    // SAFETY: no pointers; returns a constant.
-    unsafe { grn_dist_backend_built(backend) != 0 }
+/// The c10d backend a group runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Engine {
+    Gloo,
+    Nccl,
+}
+
+impl Engine {
+    fn code(self) -> c_int {
+        match self {
+            Engine::Gloo => 1,
+            Engine::Nccl => 2,
+        }
+    }
+
+    /// Whether this build has the engine.
+    pub(crate) fn built(self) -> bool {
+        // SAFETY: no pointers; returns a constant.
+        unsafe { grn_dist_backend_built(self.code()) != 0 }
+    }
 }
 
 /// Where and how to join a group, as the shim takes it.
 #[derive(Clone)]
 pub(crate) struct Rendezvous {
-    /// Shim code of the backend (1: Gloo, 2: NCCL).
-    pub(crate) backend: c_int,
+    pub(crate) engine: Engine,
     pub(crate) rank: u32,
     pub(crate) world_size: u32,
     pub(crate) host: String,
@@ -120,7 +135,7 @@ impl C10dGroup {
         // SAFETY: `host` is a NUL-terminated string for the call; `raw` receives the group.
         failed(what, |e, n| unsafe {
             grn_dist_new(
-                r.backend,
+                r.engine.code(),
                 r.rank as c_int,
                 r.world_size as c_int,
                 host.as_ptr(),
