@@ -619,6 +619,38 @@ typedef void (*GranLogCallback)(GranLogLevel level,
 #define GRAN_GAM_B_FIRST 2
 
 /**
+ * NCCL where CUDA is available (and NCCL is in this build), else Gloo. A model on the CPU of
+ * a machine with GPUs trains with `GRAN_BACKEND_GLOO`.
+ */
+#define GRAN_BACKEND_AUTO 0
+
+/**
+ * c10d's Gloo: CPU tensors over TCP.
+ */
+#define GRAN_BACKEND_GLOO 1
+
+/**
+ * c10d's NCCL: models on CUDA, each process on the GPU of its `local_rank`.
+ */
+#define GRAN_BACKEND_NCCL 2
+
+/**
+ * The same rates throughout (the default).
+ */
+#define GRAN_LR_CONSTANT 0
+
+/**
+ * The authors' decay: lr / (1 + epoch / 50).
+ */
+#define GRAN_LR_INVERSE_EPOCH 1
+
+/**
+ * Linear decay to zero at the run's last step: lr * (1 - step / end), where `end` is the step
+ * counter the call ends at (a run resumed with its remaining steps has the same end).
+ */
+#define GRAN_LR_LINEAR 2
+
+/**
  * Success.
  */
 #define GRAN_STATUS_OK 0
@@ -688,22 +720,6 @@ typedef void (*GranLogCallback)(GranLogLevel level,
 #define GRAN_STATUS_DISTRIBUTED 12
 
 /**
- * NCCL where CUDA is available (and NCCL is in this build), else Gloo. A model on the CPU of
- * a machine with GPUs trains with `GRAN_BACKEND_GLOO`.
- */
-#define GRAN_BACKEND_AUTO 0
-
-/**
- * c10d's Gloo: CPU tensors over TCP.
- */
-#define GRAN_BACKEND_GLOO 1
-
-/**
- * c10d's NCCL: models on CUDA, each process on the GPU of its `local_rank`.
- */
-#define GRAN_BACKEND_NCCL 2
-
-/**
  * The CPU.
  */
 #define GRAN_DEVICE_CPU 0
@@ -747,22 +763,6 @@ typedef void (*GranLogCallback)(GranLogLevel level,
  * repeat itself). How it compares in quality: docs/RESULTS.md.
  */
 #define GRAN_PRECISION_BF16 1
-
-/**
- * The same rates throughout (the default).
- */
-#define GRAN_LR_CONSTANT 0
-
-/**
- * The authors' decay: lr / (1 + epoch / 50).
- */
-#define GRAN_LR_INVERSE_EPOCH 1
-
-/**
- * Linear decay to zero at the run's last step: lr * (1 - step / end), where `end` is the step
- * counter the call ends at (a run resumed with its remaining steps has the same end).
- */
-#define GRAN_LR_LINEAR 2
 
 /**
  * The averaged generator when the model has one, else the raw one (the default).

@@ -22,7 +22,9 @@ pub mod data;
 pub mod dist;
 pub mod ffi;
 pub mod log;
-pub mod rng;
+/// The counter-based random numbers behind every latent, initial weight and minibatch (shared
+/// with libgran_runtime).
+pub use gran_common::rng;
 pub mod train;
 
 pub use config::ModelConfig;

@@ -7,7 +7,7 @@ use super::dataset::DATASETS;
 use super::model::MODELS;
 use super::registry::Registry;
 use super::status::GranStatus;
-use super::types::{GranDataset, GranDevice, GranModel};
+use super::types::{DeviceSpecs, GranDataset, GranDevice, GranModel};
 use crate::data::Dataset;
 use crate::error::Result;
 use crate::metrics::evaluator::{Evaluator, EvaluatorConfig, Quality, MAX_CLASSES};

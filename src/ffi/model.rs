@@ -4,7 +4,8 @@ use super::boundary::{arg_mut, arg_path, arg_ref, guard, read_versioned, write_v
 use super::registry::Registry;
 use super::status::GranStatus;
 use super::types::{
-    from_precision, generator_choice, precision, GranDevice, GranGenerator, GranModel, GranModelConfig, GranPrecision,
+    from_precision, generator_choice, precision, DeviceSpecs, GranDevice, GranGenerator, GranModel, GranModelConfig,
+    GranPrecision, ModelConfigs,
 };
 use crate::model::Model;
 use std::ffi::c_char;

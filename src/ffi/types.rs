@@ -7,10 +7,14 @@ use crate::data::pixels::PixelFormat;
 use crate::device::DeviceSpec;
 use crate::error::{Error, Result};
 use crate::nn::precision::Precision;
+pub use gran_common::abi::{
+    GranDevice, GranDeviceKind, GranGenerator, GranLogCallback, GranLogLevel, GranModel, GranModelConfig,
+    GranPixelFormat, GranPrecision, GRAN_DEVICE_AUTO, GRAN_DEVICE_CPU, GRAN_DEVICE_CUDA, GRAN_GENERATOR_AVERAGED,
+    GRAN_GENERATOR_RAW, GRAN_LOG_DEBUG, GRAN_LOG_ERROR, GRAN_LOG_INFO, GRAN_LOG_WARN, GRAN_PIXEL_FORMAT_F32_CHW,
+    GRAN_PIXEL_FORMAT_U8_CHW, GRAN_PIXEL_FORMAT_U8_HWC, GRAN_PRECISION_BF16, GRAN_PRECISION_FP32,
+};
 use std::ffi::{c_char, c_void};
 
-/// A model: an opaque identifier, never 0 when valid, never reused.
-pub type GranModel = u64;
 /// A dataset: an opaque identifier, never 0 when valid, never reused.
 pub type GranDataset = u64;
 /// A process group for data-parallel training (`gran_process_group_create`): an opaque
@@ -79,25 +83,14 @@ unsafe impl Versioned for GranProcessGroupConfig {
     }
 }
 
-/// Where a model runs. See `GranDevice`.
-pub type GranDeviceKind = u32;
-/// The CPU.
-pub const GRAN_DEVICE_CPU: GranDeviceKind = 0;
-/// CUDA device `index`.
-pub const GRAN_DEVICE_CUDA: GranDeviceKind = 1;
-/// CUDA device 0 when CUDA is available, else the CPU.
-pub const GRAN_DEVICE_AUTO: GranDeviceKind = 2;
-
-/// A device: a kind and, for `GRAN_DEVICE_CUDA`, the device index.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct GranDevice {
-    pub kind: GranDeviceKind,
-    pub index: i32,
+/// Conversions between the C device and the core's.
+pub(crate) trait DeviceSpecs: Sized {
+    fn to_spec(self) -> Result<DeviceSpec>;
+    fn from_spec(d: DeviceSpec) -> Self;
 }
 
-impl GranDevice {
-    pub(crate) fn to_spec(self) -> Result<DeviceSpec> {
+impl DeviceSpecs for GranDevice {
+    fn to_spec(self) -> Result<DeviceSpec> {
         match self.kind {
             GRAN_DEVICE_CPU => Ok(DeviceSpec::Cpu),
             GRAN_DEVICE_AUTO => Ok(DeviceSpec::Auto),
@@ -107,7 +100,7 @@ impl GranDevice {
         }
     }
 
-    pub(crate) fn from_spec(d: DeviceSpec) -> Self {
+    fn from_spec(d: DeviceSpec) -> Self {
         match d {
             DeviceSpec::Cpu => GranDevice { kind: GRAN_DEVICE_CPU, index: 0 },
             DeviceSpec::Cuda(i) => GranDevice { kind: GRAN_DEVICE_CUDA, index: i as i32 },
@@ -115,15 +108,6 @@ impl GranDevice {
         }
     }
 }
-
-/// How pixels are laid out in caller memory.
-pub type GranPixelFormat = u32;
-/// Bytes 0..255, interleaved: image, row, column, channel (what image tools use).
-pub const GRAN_PIXEL_FORMAT_U8_HWC: GranPixelFormat = 0;
-/// Bytes 0..255, planar: image, channel, row, column.
-pub const GRAN_PIXEL_FORMAT_U8_CHW: GranPixelFormat = 1;
-/// 32-bit floats in [0, 1], planar: image, channel, row, column.
-pub const GRAN_PIXEL_FORMAT_F32_CHW: GranPixelFormat = 2;
 
 pub(crate) fn pixel_format(f: GranPixelFormat) -> Result<PixelFormat> {
     match f {
@@ -133,19 +117,6 @@ pub(crate) fn pixel_format(f: GranPixelFormat) -> Result<PixelFormat> {
         _ => Err(Error::invalid(format!("pixel format {f} is unknown (U8_HWC 0, U8_CHW 1, F32_CHW 2)"))),
     }
 }
-
-/// The precision the networks compute in. See `GranTrainConfig.precision` and
-/// `gran_model_set_precision`.
-pub type GranPrecision = u32;
-/// float32 throughout (the default).
-pub const GRAN_PRECISION_FP32: GranPrecision = 0;
-/// bfloat16 mixed precision (autocast): convolutions and linear layers in bfloat16; weights,
-/// gradients, optimizer state, batch-norm statistics, losses and output images in float32. No
-/// loss scaling is needed. Faster where the hardware has bfloat16 units (CUDA GPUs from Ampere
-/// on, CPUs with AVX-512 BF16 or AMX); works, more slowly, elsewhere. Results differ from
-/// float32 in the low bits: a bfloat16 run does not repeat a float32 run bit for bit (it does
-/// repeat itself). How it compares in quality: docs/RESULTS.md.
-pub const GRAN_PRECISION_BF16: GranPrecision = 1;
 
 pub(crate) fn precision(p: GranPrecision, name: &str) -> Result<Precision> {
     match p {
@@ -185,13 +156,6 @@ fn from_lr_schedule(s: crate::train::LrSchedule) -> GranLrSchedule {
     }
 }
 
-/// Which generator a model samples with (`gran_model_set_generator`).
-pub type GranGenerator = u32;
-/// The averaged generator when the model has one, else the raw one (the default).
-pub const GRAN_GENERATOR_AVERAGED: GranGenerator = 0;
-/// The generator's weights as trained, step by step, with its own running statistics.
-pub const GRAN_GENERATOR_RAW: GranGenerator = 1;
-
 pub(crate) fn generator_choice(g: GranGenerator, name: &str) -> Result<crate::nn::ema::Choice> {
     match g {
         GRAN_GENERATOR_AVERAGED => Ok(crate::nn::ema::Choice::Averaged),
@@ -207,50 +171,14 @@ pub(crate) fn from_precision(p: Precision) -> GranPrecision {
     }
 }
 
-/// Message severity for the log callback.
-pub type GranLogLevel = u32;
-pub const GRAN_LOG_DEBUG: GranLogLevel = 0;
-pub const GRAN_LOG_INFO: GranLogLevel = 1;
-pub const GRAN_LOG_WARN: GranLogLevel = 2;
-pub const GRAN_LOG_ERROR: GranLogLevel = 3;
-
-/// The shape and initial weights of a model. Fill with `gran_model_config_init`, then change
-/// what you need.
-#[repr(C)]
-#[derive(Debug, Clone, Copy)]
-pub struct GranModelConfig {
-    /// sizeof(GranModelConfig), set by `gran_model_config_init`.
-    pub struct_size: u32,
-    /// Image height and width: equal, and one of 28, 32, 64, 128. Default 28.
-    pub height: u32,
-    pub width: u32,
-    /// 1 (grey) or 3 (RGB). Default 1.
-    pub channels: u32,
-    /// Drawing steps T, 1..=64; 1 is the single-step DCGAN-style baseline. Default 3.
-    pub steps: u32,
-    /// Latent size, 1..=4096. Default 100.
-    pub z_dim: u32,
-    /// Size of h_z and h_c, 1..=4096. Default 100.
-    pub hidden_dim: u32,
-    /// Multiplies the paper's channel counts, (0, 8]. Default 1.0 (the paper's widths).
-    pub width_scale: f32,
-    /// Non-zero: leaky ReLU (0.2) in the discriminator (DCGAN); 0: plain ReLU (the authors'
-    /// code). Default 1, chosen by measurement (README.md).
-    pub leaky_relu: u32,
-    /// Where the model lives. Default AUTO.
-    pub device: GranDevice,
-    /// Seed of the initial weights. Default 0.
-    pub seed: u64,
+/// Conversions between the C model configuration and the core's.
+pub(crate) trait ModelConfigs: Sized {
+    fn from_core(c: &ModelConfig) -> Self;
+    fn to_core(&self) -> Result<ModelConfig>;
 }
 
-unsafe impl Versioned for GranModelConfig {
-    fn defaults() -> Self {
-        Self::from_core(&ModelConfig::default())
-    }
-}
-
-impl GranModelConfig {
-    pub(crate) fn from_core(c: &ModelConfig) -> Self {
+impl ModelConfigs for GranModelConfig {
+    fn from_core(c: &ModelConfig) -> Self {
         GranModelConfig {
             struct_size: std::mem::size_of::<Self>() as u32,
             height: c.height,
@@ -266,7 +194,7 @@ impl GranModelConfig {
         }
     }
 
-    pub(crate) fn to_core(&self) -> Result<ModelConfig> {
+    fn to_core(&self) -> Result<ModelConfig> {
         let c = ModelConfig {
             height: self.height,
             width: self.width,
@@ -365,11 +293,6 @@ impl GranProgress {
 pub type GranProgressCallback =
     Option<unsafe extern "C" fn(progress: *const GranProgress, user_data: *mut c_void) -> i32>;
 
-/// Receives library messages at or above the level given to `gran_set_log_callback`. May be
-/// called from any thread that calls into gran; `message` is valid only during the call.
-pub type GranLogCallback =
-    Option<unsafe extern "C" fn(level: GranLogLevel, message: *const c_char, user_data: *mut c_void)>;
-
 /// Training settings. Fill with `gran_train_config_init`, then change what you need.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
@@ -465,5 +388,16 @@ unsafe impl Versioned for GranTrainConfig {
             cuda_graph: u32::from(d.cuda_graph),
             process_group: 0,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_c_defaults_are_the_cores() {
+        assert_eq!(GranModelConfig::from_core(&ModelConfig::default()), GranModelConfig::DEFAULT);
+        assert_eq!(GranModelConfig::DEFAULT.to_core().unwrap(), ModelConfig::default());
     }
 }

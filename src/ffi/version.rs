@@ -1,15 +1,11 @@
 //! Library-wide functions: versions, error messages, devices, logging.
 
 use super::boundary::guard_value;
-use super::status::{copy_last_error, status_name, GranStatus};
-use super::types::{GranLogCallback, GranLogLevel, GRAN_LOG_DEBUG, GRAN_LOG_ERROR, GRAN_LOG_INFO, GRAN_LOG_WARN};
-use crate::log::{set_sink, Level};
-use std::ffi::{c_char, c_void, CString};
-use std::sync::Arc;
-
-/// The ABI version this header describes. Compare with `gran_abi_version()` at run time: the
-/// library only changes the meaning of an existing function, type or field with a new value.
-pub const GRAN_ABI_VERSION: u32 = 1;
+use super::status::{status_name, GranStatus};
+use super::types::{GranLogCallback, GranLogLevel};
+pub use gran_common::abi::GRAN_ABI_VERSION;
+use gran_common::boundary::copy_last_error;
+use std::ffi::{c_char, c_void};
 
 /// The ABI version of the loaded library (`GRAN_ABI_VERSION` of the header it was built from).
 ///
@@ -84,30 +80,6 @@ pub extern "C" fn gran_deterministic() -> i32 {
     guard_value(0, || crate::device::deterministic() as i32)
 }
 
-struct CLogSink {
-    cb: unsafe extern "C" fn(GranLogLevel, *const c_char, *mut c_void),
-    user_data: *mut c_void,
-}
-
-// SAFETY: the application that installs the callback promises (see gran_set_log_callback) that
-// it may be called from any thread with this user_data.
-unsafe impl Send for CLogSink {}
-unsafe impl Sync for CLogSink {}
-
-impl CLogSink {
-    fn call(&self, level: Level, msg: &str) {
-        let text = CString::new(msg.replace('\0', " ")).unwrap_or_default();
-        let lvl = match level {
-            Level::Debug => GRAN_LOG_DEBUG,
-            Level::Info => GRAN_LOG_INFO,
-            Level::Warn => GRAN_LOG_WARN,
-            Level::Error => GRAN_LOG_ERROR,
-        };
-        // SAFETY: cb and user_data come from the application, which guarantees them.
-        unsafe { (self.cb)(lvl, text.as_ptr(), self.user_data) }
-    }
-}
-
 /// Installs the log callback: gran reports warnings (for example a discriminator that wins
 /// outright during training) and other messages at `min_level` and above to `cb`. Logging is
 /// off by default: the library prints nothing. Pass NULL to turn it off again. A `min_level`
@@ -117,17 +89,5 @@ impl CLogSink {
 /// concurrently, with this `user_data`. It may call gran functions, including this one.
 #[no_mangle]
 pub extern "C" fn gran_set_log_callback(cb: GranLogCallback, user_data: *mut c_void, min_level: GranLogLevel) {
-    guard_value((), || {
-        let level = match min_level {
-            GRAN_LOG_DEBUG => Level::Debug,
-            GRAN_LOG_INFO => Level::Info,
-            GRAN_LOG_WARN => Level::Warn,
-            _ => Level::Error,
-        };
-        let sink = cb.map(|cb| {
-            let s = CLogSink { cb, user_data };
-            Arc::new(move |level: Level, msg: &str| s.call(level, msg)) as crate::log::Sink
-        });
-        set_sink(sink, level);
-    })
+    guard_value((), || gran_common::log::set_c_callback(cb, user_data, min_level))
 }

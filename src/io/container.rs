@@ -10,6 +10,7 @@ use crate::config::ModelConfig;
 use crate::device::DeviceSpec;
 use crate::error::{Error, Result};
 use crate::limits::{self, MAX_CHECKPOINT_HEADER};
+use gran_common::checksum::tensor_checksum;
 use safetensors::tensor::{Dtype, Metadata};
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
@@ -65,44 +66,10 @@ impl Storage {
     }
 }
 
-/// A 64-bit checksum of a byte stream (word-wise multiply-xorshift; detects corruption, not
-/// tampering).
-#[derive(Clone, Copy)]
-struct Checksum(u64);
-
-impl Checksum {
-    fn new() -> Self {
-        Checksum(0x243F_6A88_85A3_08D3)
-    }
-    fn update(&mut self, bytes: &[u8]) {
-        let mut h = self.0 ^ (bytes.len() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            let w = u64::from_le_bytes(c.try_into().expect("8 bytes"));
-            h = (h ^ w).wrapping_mul(0xFF51_AFD7_ED55_8CCD);
-            h ^= h >> 29;
-        }
-        for &b in chunks.remainder() {
-            h = (h ^ b as u64).wrapping_mul(0xC4CE_B9FE_1A85_EC53);
-        }
-        self.0 = h;
-    }
-}
-
 /// The checksum a checkpoint stores: over each tensor's name and little-endian bytes, in name
 /// order (as `tensors` must be given). Public so that tools editing checkpoints can restamp it.
 pub fn checksum<'a>(tensors: impl Iterator<Item = &'a (String, Vec<u8>)>) -> u64 {
     tensor_checksum(tensors.map(|(name, bytes)| (name.as_str(), bytes.as_slice())))
-}
-
-/// The checksum of (name, bytes) pairs, as [`checksum`] defines it.
-fn tensor_checksum<'a>(tensors: impl Iterator<Item = (&'a str, &'a [u8])>) -> u64 {
-    let mut sum = Checksum::new();
-    for (name, bytes) in tensors {
-        sum.update(name.as_bytes());
-        sum.update(bytes);
-    }
-    sum.0
 }
 
 /// A tensor's shape and little-endian bytes in `storage` (bfloat16: rounded to nearest even).

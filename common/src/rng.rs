@@ -7,12 +7,12 @@
 
 /// Stream identifiers, one per purpose, so that no two purposes ever share numbers.
 pub mod stream {
-    pub(crate) const INIT: u64 = 1;
-    pub(crate) const SAMPLE: u64 = 2;
-    pub(crate) const TRAIN_Z_D: u64 = 3;
-    pub(crate) const TRAIN_Z_G: u64 = 4;
-    pub(crate) const SHUFFLE: u64 = 5;
-    pub(crate) const EVAL: u64 = 6;
+    pub const INIT: u64 = 1;
+    pub const SAMPLE: u64 = 2;
+    pub const TRAIN_Z_D: u64 = 3;
+    pub const TRAIN_Z_G: u64 = 4;
+    pub const SHUFFLE: u64 = 5;
+    pub const EVAL: u64 = 6;
     /// Latents of the averaged generator's standing batch-norm statistics (crate::nn::ema).
     pub const STANDING: u64 = 7;
 }
@@ -43,22 +43,26 @@ impl Stream {
 
     /// 64 random bits at `counter`.
     #[inline]
-    pub(crate) fn bits(&self, counter: u64) -> u64 {
+    pub fn bits(&self, counter: u64) -> u64 {
         splitmix64(self.key ^ splitmix64(counter))
     }
 
     /// Uniform in the open interval (0, 1).
     #[inline]
-    pub(crate) fn uniform(&self, counter: u64) -> f64 {
+    pub fn uniform(&self, counter: u64) -> f64 {
         ((self.bits(counter) >> 11) as f64 + 0.5) * (1.0 / (1u64 << 53) as f64)
     }
 
     /// Standard normal at `counter` (Box-Muller on two independent uniforms).
+    ///
+    /// The logarithm and cosine are `libm`'s, not the platform's: IEEE arithmetic plus the
+    /// same portable code give the same bits on every target, WebAssembly included (platform
+    /// libms may differ in the last place).
     #[inline]
-    pub(crate) fn normal(&self, counter: u64) -> f32 {
+    pub fn normal(&self, counter: u64) -> f32 {
         let u1 = self.uniform(counter.wrapping_mul(2));
         let u2 = self.uniform(counter.wrapping_mul(2).wrapping_add(1));
-        ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
+        ((-2.0 * libm::log(u1)).sqrt() * libm::cos(std::f64::consts::TAU * u2)) as f32
     }
 
     /// `n` normals at counters `start .. start + n`.
@@ -73,7 +77,7 @@ impl Stream {
     }
 
     /// A permutation of `0..n` (Fisher-Yates driven by this stream).
-    pub(crate) fn permutation(&self, n: usize) -> Vec<i64> {
+    pub fn permutation(&self, n: usize) -> Vec<i64> {
         let mut p: Vec<i64> = (0..n as i64).collect();
         for i in (1..n).rev() {
             let j = self.below(i as u64, i as u64 + 1) as usize;

@@ -1,0 +1,14 @@
+//! What libgran (the training library, on libtorch) and libgran_runtime (the dependency-free
+//! sampling library) share, so that the two never drift apart: the counter-based random
+//! numbers behind every latent, the checksum gran files carry, the plain types and constants
+//! of the C interface both headers declare, and the C boundary's machinery (panic guard, last
+//! error, pointer checks, versioned structs, handle registries, the log sink).
+//!
+//! Pure Rust with no platform code: it builds for WebAssembly as it does natively.
+
+pub mod abi;
+pub mod boundary;
+pub mod checksum;
+pub mod log;
+pub mod registry;
+pub mod rng;
