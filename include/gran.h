@@ -1610,6 +1610,25 @@ void gran_set_log_callback(GranLogCallback cb,
                            void *user_data,
                            GranLogLevel min_level);
 
+/**
+ * Sets how many threads libtorch's CPU operators use within one call (its intra-op threads,
+ * PyTorch's `torch.set_num_threads`), 1 ..= 256. libtorch's default is the machine's cores.
+ * libgran_runtime has the same function for its own threads.
+ *
+ * Errors: INVALID_ARGUMENT for `threads` outside 1 ..= 256.
+ *
+ * Thread safety: any thread; it is libtorch's process-wide setting, so it also applies to any
+ * other use of libtorch in the process. Calls already running keep their threads.
+ */
+GranStatus gran_set_num_threads(int32_t threads);
+
+/**
+ * The threads libtorch's CPU operators use (`gran_set_num_threads`).
+ *
+ * Thread safety: any thread.
+ */
+int32_t gran_num_threads(void);
+
 #ifdef __cplusplus
 }  // extern "C"
 #endif  // __cplusplus

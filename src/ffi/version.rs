@@ -1,6 +1,6 @@
 //! Library-wide functions: versions, error messages, devices, logging.
 
-use super::boundary::guard_value;
+use super::boundary::{guard, guard_value};
 use super::status::{status_name, GranStatus};
 use super::types::{GranLogCallback, GranLogLevel};
 pub use gran_common::abi::GRAN_ABI_VERSION;
@@ -90,4 +90,34 @@ pub extern "C" fn gran_deterministic() -> i32 {
 #[no_mangle]
 pub extern "C" fn gran_set_log_callback(cb: GranLogCallback, user_data: *mut c_void, min_level: GranLogLevel) {
     guard_value((), || gran_common::log::set_c_callback(cb, user_data, min_level))
+}
+
+/// Sets how many threads libtorch's CPU operators use within one call (its intra-op threads,
+/// PyTorch's `torch.set_num_threads`), 1 ..= 256. libtorch's default is the machine's cores.
+/// libgran_runtime has the same function for its own threads.
+///
+/// Errors: INVALID_ARGUMENT for `threads` outside 1 ..= 256.
+///
+/// Thread safety: any thread; it is libtorch's process-wide setting, so it also applies to any
+/// other use of libtorch in the process. Calls already running keep their threads.
+#[no_mangle]
+pub extern "C" fn gran_set_num_threads(threads: i32) -> GranStatus {
+    guard(|| {
+        if !(1..=MAX_THREADS).contains(&threads) {
+            return Err(crate::error::Error::invalid(format!("threads is {threads}: must be 1..={MAX_THREADS}")));
+        }
+        tch::set_num_threads(threads);
+        Ok(())
+    })
+}
+
+/// The most threads `gran_set_num_threads` accepts.
+const MAX_THREADS: i32 = 256;
+
+/// The threads libtorch's CPU operators use (`gran_set_num_threads`).
+///
+/// Thread safety: any thread.
+#[no_mangle]
+pub extern "C" fn gran_num_threads() -> i32 {
+    guard_value(1, tch::get_num_threads)
 }

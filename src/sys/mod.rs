@@ -10,7 +10,6 @@
 
 pub(crate) mod cuda_graph;
 pub(crate) mod dist;
-pub(crate) mod os;
 pub(crate) mod torch_ext;
 
 use crate::error::{Error, ErrorKind, Result};

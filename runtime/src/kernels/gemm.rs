@@ -1,0 +1,123 @@
+//! Matrix products through the `gemm` crate (pure Rust, runtime-dispatched AVX2/FMA kernels on
+//! x86-64, portable kernels elsewhere, WebAssembly included), always on the calling thread.
+//! Chosen by measurement against `matrixmultiply`: BENCHMARKS.md, "Runtime".
+
+/// A read-only strided matrix view: element (i, j) at `data[i * rs + j * cs]`.
+#[derive(Clone, Copy)]
+pub(crate) struct Mat<'a> {
+    pub(crate) data: &'a [f32],
+    pub(crate) rows: usize,
+    pub(crate) cols: usize,
+    pub(crate) rs: usize,
+    pub(crate) cs: usize,
+}
+
+/// A writable strided matrix view.
+pub(crate) struct MatMut<'a> {
+    pub(crate) data: &'a mut [f32],
+    pub(crate) rows: usize,
+    pub(crate) cols: usize,
+    pub(crate) rs: usize,
+    pub(crate) cs: usize,
+}
+
+impl<'a> Mat<'a> {
+    /// A row-major `rows x cols` matrix.
+    pub(crate) fn rows(data: &'a [f32], rows: usize, cols: usize) -> Self {
+        Mat { data, rows, cols, rs: cols, cs: 1 }
+    }
+    /// The transpose of a row-major `cols x rows` matrix, as `rows x cols`.
+    pub(crate) fn transposed(data: &'a [f32], rows: usize, cols: usize) -> Self {
+        Mat { data, rows, cols, rs: 1, cs: rows }
+    }
+}
+
+impl<'a> MatMut<'a> {
+    pub(crate) fn rows(data: &'a mut [f32], rows: usize, cols: usize) -> Self {
+        MatMut { data, rows, cols, rs: cols, cs: 1 }
+    }
+}
+
+/// The index one past the last element a strided view can touch (0 for an empty one).
+fn extent(rows: usize, cols: usize, rs: usize, cs: usize) -> usize {
+    if rows == 0 || cols == 0 {
+        0
+    } else {
+        (rows - 1) * rs + (cols - 1) * cs + 1
+    }
+}
+
+/// `c = a * b` (`accumulate`: `c += a * b`).
+///
+/// Panics (a bug, turned into GRAN_STATUS_INTERNAL at the boundary) when the shapes disagree or
+/// a view reaches past its slice: the bounds are checked here, before the unchecked kernel.
+pub(crate) fn gemm(a: Mat, b: Mat, c: MatMut, accumulate: bool) {
+    assert!(a.cols == b.rows && a.rows == c.rows && b.cols == c.cols, "matrix product of mismatched shapes");
+    assert!(extent(a.rows, a.cols, a.rs, a.cs) <= a.data.len(), "left operand out of bounds");
+    assert!(extent(b.rows, b.cols, b.rs, b.cs) <= b.data.len(), "right operand out of bounds");
+    assert!(extent(c.rows, c.cols, c.rs, c.cs) <= c.data.len(), "output out of bounds");
+    if c.rows == 0 || c.cols == 0 {
+        return;
+    }
+    // SAFETY: every index the kernel touches is below the extents checked above, and `c` is
+    // borrowed mutably (no aliasing with `a` or `b`). Strides fit in isize: each is bounded by
+    // a slice length. gemm computes dst = alpha * dst + beta * lhs * rhs, reading dst only
+    // when asked to.
+    unsafe {
+        gemm::gemm(
+            c.rows,
+            c.cols,
+            a.cols,
+            c.data.as_mut_ptr(),
+            c.cs as isize,
+            c.rs as isize,
+            accumulate,
+            a.data.as_ptr(),
+            a.cs as isize,
+            a.rs as isize,
+            b.data.as_ptr(),
+            b.cs as isize,
+            b.rs as isize,
+            1.0f32,
+            1.0f32,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn products_match_the_definition_for_every_layout() {
+        let (m, k, n) = (5, 7, 3);
+        let a: Vec<f32> = (0..m * k).map(|i| (i as f32 * 0.37).sin()).collect();
+        let b: Vec<f32> = (0..k * n).map(|i| (i as f32 * 0.11).cos()).collect();
+        let mut want = vec![0f32; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                want[i * n + j] = (0..k).map(|p| a[i * k + p] * b[p * n + j]).sum();
+            }
+        }
+        let mut c = vec![0f32; m * n];
+        gemm(Mat::rows(&a, m, k), Mat::rows(&b, k, n), MatMut::rows(&mut c, m, n), false);
+        assert!(c.iter().zip(&want).all(|(x, y)| (x - y).abs() < 1e-5));
+        // b stored transposed ([n, k] row-major) gives the same product.
+        let bt: Vec<f32> = (0..n * k).map(|i| b[(i % k) * n + i / k]).collect();
+        let mut c2 = vec![1f32; m * n];
+        gemm(Mat::rows(&a, m, k), Mat::transposed(&bt, k, n), MatMut::rows(&mut c2, m, n), true);
+        assert!(c2.iter().zip(&want).all(|(x, y)| (x - 1.0 - y).abs() < 1e-5));
+    }
+
+    #[test]
+    #[should_panic(expected = "out of bounds")]
+    fn a_view_past_its_slice_is_refused() {
+        let a = vec![0f32; 5];
+        let mut c = vec![0f32; 4];
+        gemm(Mat::rows(&a, 2, 3), Mat::rows(&a, 3, 2), MatMut::rows(&mut c, 2, 2), false);
+    }
+}

@@ -1,0 +1,149 @@
+//! A generator's configuration, as gran files store it in their metadata, and the layer sizes
+//! it implies: the same table as libgran's (src/config.rs, from shared/design/model.md).
+
+use crate::error::{format, Result};
+use std::collections::HashMap;
+
+/// The generator's shape, as read from a file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub height: u32,
+    pub width: u32,
+    pub channels: u32,
+    /// Drawing steps T.
+    pub steps: u32,
+    pub z_dim: u32,
+    pub hidden_dim: u32,
+    pub width_scale: f32,
+    /// Not used for drawing (the discriminator's); reported back through the configuration.
+    pub leaky_relu: bool,
+    /// The seed of the trained model's initial weights, reported back.
+    pub seed: u64,
+}
+
+/// The layer sizes a configuration implies.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Architecture {
+    /// The decoder's first feature map is `base x base` (7 for 28x28, 4 otherwise).
+    pub(crate) base: usize,
+    /// Decoder channels: `dec[0]` at the base size, then one per transposed convolution; the
+    /// last is the image's channel count.
+    pub(crate) dec: Vec<usize>,
+}
+
+const MAX_STEPS: u32 = 64;
+const MAX_DIM: u32 = 4096;
+const MAX_WIDTH_SCALE: f32 = 8.0;
+
+fn field<T: std::str::FromStr>(meta: &HashMap<String, String>, key: &str) -> Result<T> {
+    let v = meta.get(key).ok_or_else(|| format(format!("the file lacks the field '{key}'")))?;
+    v.parse().map_err(|_| format(format!("the file's field '{key}' has a bad value '{v}'")))
+}
+
+impl Config {
+    /// The configuration fields of a gran file's metadata, checked as libgran checks them.
+    pub(crate) fn from_meta(meta: &HashMap<String, String>) -> Result<Config> {
+        let device: String = field(meta, "device")?;
+        // Where it was trained: not used for drawing, but checked as libgran checks it.
+        let device_ok = device == "cpu"
+            || device == "cuda"
+            || device.strip_prefix("cuda:").is_some_and(|i| i.parse::<u32>().is_ok());
+        if !device_ok {
+            return Err(format("the file's field 'device' has a bad value"));
+        }
+        let c = Config {
+            height: field(meta, "height")?,
+            width: field(meta, "width")?,
+            channels: field(meta, "channels")?,
+            steps: field(meta, "steps")?,
+            z_dim: field(meta, "z_dim")?,
+            hidden_dim: field(meta, "hidden_dim")?,
+            width_scale: field(meta, "width_scale")?,
+            leaky_relu: field(meta, "leaky_relu")?,
+            seed: field(meta, "seed")?,
+        };
+        c.check().map_err(|why| format(format!("bad configuration: {why}")))?;
+        Ok(c)
+    }
+
+    fn check(&self) -> std::result::Result<(), String> {
+        if self.height != self.width || ![28, 32, 64, 128].contains(&self.height) {
+            return Err(format!("image size {}x{} is not supported", self.height, self.width));
+        }
+        if self.channels != 1 && self.channels != 3 {
+            return Err(format!("channels is {}: must be 1 or 3", self.channels));
+        }
+        if self.steps == 0 || self.steps > MAX_STEPS {
+            return Err(format!("drawing_steps is {}: must be 1..={MAX_STEPS}", self.steps));
+        }
+        if self.z_dim == 0 || self.z_dim > MAX_DIM {
+            return Err(format!("z_dim is {}: must be 1..={MAX_DIM}", self.z_dim));
+        }
+        if self.hidden_dim == 0 || self.hidden_dim > MAX_DIM {
+            return Err(format!("hidden_dim is {}: must be 1..={MAX_DIM}", self.hidden_dim));
+        }
+        if !(self.width_scale.is_finite() && self.width_scale > 0.0 && self.width_scale <= MAX_WIDTH_SCALE) {
+            return Err(format!("width_scale is {}: must be in (0, {MAX_WIDTH_SCALE}]", self.width_scale));
+        }
+        Ok(())
+    }
+
+    /// Layer sizes from the reference table, scaled by `width_scale` (as libgran rounds them).
+    pub(crate) fn architecture(&self) -> Architecture {
+        let scaled = |r: usize| ((r as f64 * self.width_scale as f64).round() as usize).max(1);
+        let (base, reference): (usize, &[usize]) = match self.height {
+            28 => (7, &[256, 128]),
+            32 => (4, &[1024, 512, 256]),
+            64 => (4, &[172, 1376, 688, 344]),
+            _ => (4, &[172, 1376, 688, 344, 172]),
+        };
+        let mut dec: Vec<usize> = reference.iter().map(|&r| scaled(r)).collect();
+        dec.push(self.channels as usize);
+        Architecture { base, dec }
+    }
+
+    /// Values in one image (channels x height x width).
+    pub fn image_len(&self) -> usize {
+        (self.channels * self.height * self.width) as usize
+    }
+}
+
+/// The names and shapes of a generator's tensors ("g." + ...), as libgran names them.
+pub(crate) fn generator_layout(c: &Config) -> Vec<(String, Vec<usize>)> {
+    let a = c.architecture();
+    let (h, z, t) = (c.hidden_dim as usize, c.z_dim as usize, c.steps as usize);
+    let f = a.dec[0] * a.base * a.base;
+    let mut out = Vec::new();
+    let bn = |out: &mut Vec<(String, Vec<usize>)>, name: &str, ch: usize, slots: usize| {
+        out.push((format!("{name}.weight"), vec![ch]));
+        out.push((format!("{name}.bias"), vec![ch]));
+        for s in 0..slots {
+            out.push((format!("{name}.running_mean.{s}"), vec![ch]));
+            out.push((format!("{name}.running_var.{s}"), vec![ch]));
+        }
+    };
+    out.push(("g.hz.fc.weight".into(), vec![h, z]));
+    out.push(("g.hz.fc.bias".into(), vec![h]));
+    bn(&mut out, "g.hz.bn", h, 1);
+    out.push(("g.dec.fc.weight".into(), vec![f, 2 * h]));
+    out.push(("g.dec.fc.bias".into(), vec![f]));
+    bn(&mut out, "g.dec.bn", f, t);
+    for (i, w) in a.dec.windows(2).enumerate() {
+        out.push((format!("g.dec.conv{i}.weight"), vec![w[0], w[1], 5, 5]));
+        out.push((format!("g.dec.conv{i}.bias"), vec![w[1]]));
+    }
+    let rev: Vec<usize> = a.dec.iter().rev().copied().collect();
+    let n_enc = rev.len() - 1;
+    for (i, w) in rev.windows(2).enumerate() {
+        out.push((format!("g.enc.conv{i}.weight"), vec![w[1], w[0], 5, 5]));
+        if i + 1 == n_enc {
+            out.push((format!("g.enc.conv{i}.bias"), vec![w[1]]));
+        } else {
+            bn(&mut out, &format!("g.enc.bn{i}"), w[1], t);
+        }
+    }
+    out.push(("g.enc.fc.weight".into(), vec![h, f]));
+    out.push(("g.enc.fc.bias".into(), vec![h]));
+    bn(&mut out, "g.enc.bn", h, t);
+    out
+}

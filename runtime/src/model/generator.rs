@@ -1,0 +1,342 @@
+//! The generator prepared for drawing, and the drawing itself.
+//!
+//! Batch norm runs in eval mode, so every one is a fixed affine map per channel and per drawing
+//! step; they are folded once at load as libgran's lean path folds them (src/infer/lean.rs):
+//! h_z's into its linear layer, the others into a per-step (scale, shift) that also takes in
+//! the preceding layer's bias. The decoder's input `[h_z, h_c[t]]` is never concatenated: its
+//! h_z half is multiplied once per image, and step 0's h_c (zero) not at all.
+//!
+//! Step t decodes into dC[t]; the encoder reads dC[t] into h_c[t+1]; the canvas after step t is
+//! sigmoid(dC[0] + ... + dC[t]), and the image is the last canvas.
+
+use super::config::Config;
+use crate::error::{format, zeros, Result};
+use crate::kernels::{conv5x5_s2, deconv5x5_s2, gemm, Geometry, Mat, MatMut};
+use std::collections::HashMap;
+
+const BN_EPS: f32 = 1e-5;
+
+/// A per-channel affine map: `x * scale + shift`.
+struct Affine {
+    scale: Vec<f32>,
+    shift: Vec<f32>,
+}
+
+/// One decoder (transposed) convolution: weight `[cin, cout, 5, 5]`, bias `[cout]`.
+struct Deconv {
+    cin: usize,
+    cout: usize,
+    weight: Vec<f32>,
+    bias: Vec<f32>,
+}
+
+/// One encoder convolution: weight `[cout, cin, 5, 5]`; per step its batch norm (with the
+/// convolution's bias), or for the last one (no batch norm) its bias.
+struct EncConv {
+    cin: usize,
+    cout: usize,
+    weight: Vec<f32>,
+    post: EncPost,
+}
+
+enum EncPost {
+    PerStep(Vec<Affine>),
+    Bias(Vec<f32>),
+}
+
+/// A generator's weights, folded for drawing.
+pub(crate) struct Generator {
+    steps: usize,
+    z_dim: usize,
+    hidden: usize,
+    base: usize,
+    c0: usize,
+    channels: usize,
+    size: usize,
+    /// h_z's linear layer with its batch norm folded in: `[hidden, z_dim]`, `[hidden]`.
+    hz_w: Vec<f32>,
+    hz_b: Vec<f32>,
+    /// The decoder's linear layer split by input, each half transposed: `[hidden, features]`.
+    dec_wz: Vec<f32>,
+    dec_wc: Vec<f32>,
+    /// Per step: the decoder's batch norm with the linear layer's bias.
+    dec_affine: Vec<Affine>,
+    dec_convs: Vec<Deconv>,
+    enc_convs: Vec<EncConv>,
+    /// `[hidden, features]`.
+    enc_fc_w: Vec<f32>,
+    /// Per step (0 .. T-1): the encoder's final batch norm with its linear layer's bias.
+    enc_affine: Vec<Affine>,
+}
+
+/// Tensors by name, taken out as they are used.
+struct Tensors(HashMap<String, Vec<f32>>);
+
+impl Tensors {
+    fn take(&mut self, name: &str) -> Result<Vec<f32>> {
+        self.0.remove(name).ok_or_else(|| format(format!("tensor '{name}' is missing")))
+    }
+
+    /// Batch norm `name` at `slot` in eval mode as (scale, shift), taking in `bias` when given:
+    /// `bn(x + bias) = x * scale + shift`.
+    fn folded(&self, name: &str, slot: usize, bias: Option<&[f32]>) -> Result<Affine> {
+        let get = |n: String| self.0.get(&n).ok_or_else(|| format(format!("tensor '{n}' is missing")));
+        let (gamma, beta) = (get(format!("{name}.weight"))?, get(format!("{name}.bias"))?);
+        let (mean, var) = (get(format!("{name}.running_mean.{slot}"))?, get(format!("{name}.running_var.{slot}"))?);
+        let scale: Vec<f32> = gamma.iter().zip(var).map(|(g, v)| g / (v + BN_EPS).sqrt()).collect();
+        let shift = (0..scale.len())
+            .map(|i| {
+                let centre = bias.map_or(0.0, |b| b[i]) - mean[i];
+                beta[i] + centre * scale[i]
+            })
+            .collect();
+        Ok(Affine { scale, shift })
+    }
+}
+
+impl Generator {
+    /// Folds the tensors of a generator (named as libgran names them, "g.*", shapes already
+    /// checked against `config`).
+    pub(crate) fn new(config: &Config, tensors: HashMap<String, Vec<f32>>) -> Result<Generator> {
+        let mut t = Tensors(tensors);
+        let arch = config.architecture();
+        let (steps, z_dim, hidden) = (config.steps as usize, config.z_dim as usize, config.hidden_dim as usize);
+        let (base, c0) = (arch.base, arch.dec[0]);
+        let features = c0 * base * base;
+
+        let hz_bias = t.take("g.hz.fc.bias")?;
+        let hz = t.folded("g.hz.bn", 0, Some(&hz_bias))?;
+        let mut hz_w = t.take("g.hz.fc.weight")?;
+        for (row, s) in hz_w.chunks_exact_mut(z_dim).zip(&hz.scale) {
+            row.iter_mut().for_each(|v| *v *= s);
+        }
+        let dec_w = t.take("g.dec.fc.weight")?;
+        let dec_b = t.take("g.dec.fc.bias")?;
+        let mut wz = zeros(features * hidden, "the decoder's weights")?;
+        let mut wc = zeros(features * hidden, "the decoder's weights")?;
+        for f in 0..features {
+            for j in 0..hidden {
+                wz[j * features + f] = dec_w[f * 2 * hidden + j];
+                wc[j * features + f] = dec_w[f * 2 * hidden + hidden + j];
+            }
+        }
+        let dec_affine = (0..steps).map(|s| t.folded("g.dec.bn", s, Some(&dec_b))).collect::<Result<Vec<_>>>()?;
+        let mut dec_convs = Vec::new();
+        for (i, w) in arch.dec.windows(2).enumerate() {
+            let weight = t.take(&format!("g.dec.conv{i}.weight"))?;
+            let bias = t.take(&format!("g.dec.conv{i}.bias"))?;
+            dec_convs.push(Deconv { cin: w[0], cout: w[1], weight, bias });
+        }
+        let rev: Vec<usize> = arch.dec.iter().rev().copied().collect();
+        let n_enc = rev.len() - 1;
+        let mut enc_convs = Vec::new();
+        for (i, w) in rev.windows(2).enumerate() {
+            let weight = t.take(&format!("g.enc.conv{i}.weight"))?;
+            let post = if i + 1 == n_enc {
+                EncPost::Bias(t.take(&format!("g.enc.conv{i}.bias"))?)
+            } else {
+                // The last step skips the encoder: statistics for steps 0 .. T-1 only.
+                EncPost::PerStep(
+                    (0..steps - 1).map(|s| t.folded(&format!("g.enc.bn{i}"), s, None)).collect::<Result<_>>()?,
+                )
+            };
+            enc_convs.push(EncConv { cin: w[0], cout: w[1], weight, post });
+        }
+        let enc_fc_w = t.take("g.enc.fc.weight")?;
+        let enc_b = t.take("g.enc.fc.bias")?;
+        let enc_affine = (0..steps - 1).map(|s| t.folded("g.enc.bn", s, Some(&enc_b))).collect::<Result<Vec<_>>>()?;
+        Ok(Generator {
+            steps,
+            z_dim,
+            hidden,
+            base,
+            c0,
+            channels: config.channels as usize,
+            size: config.height as usize,
+            hz_w,
+            hz_b: hz.shift,
+            dec_wz: wz,
+            dec_wc: wc,
+            dec_affine,
+            dec_convs,
+            enc_convs,
+            enc_fc_w,
+            enc_affine,
+        })
+    }
+
+    pub(crate) fn steps(&self) -> usize {
+        self.steps
+    }
+
+    pub(crate) fn z_dim(&self) -> usize {
+        self.z_dim
+    }
+
+    /// Values of one image.
+    pub(crate) fn image_len(&self) -> usize {
+        self.channels * self.size * self.size
+    }
+
+    /// The floats of activations one image needs at most, in any layer: what bounds a chunk.
+    pub(crate) fn largest_activation(&self) -> usize {
+        let mut side = self.base;
+        let mut most = self.c0 * side * side;
+        for d in &self.dec_convs {
+            side *= 2;
+            most = most.max(d.cout * side * side);
+        }
+        most
+    }
+
+    /// Draws `n` images from latents `z` (`n * z_dim`, row-major). `canvas(t, sum)` receives the
+    /// sum of the steps so far after step t (`[C][n][H][W]`, before the sigmoid) when `every_step`,
+    /// else only after the last step.
+    pub(crate) fn draw(
+        &self,
+        z: &[f32],
+        n: usize,
+        every_step: bool,
+        canvas: &mut dyn FnMut(usize, &[f32]) -> Result<()>,
+        s: &mut Scratch,
+    ) -> Result<()> {
+        let (h, f) = (self.hidden, self.c0 * self.base * self.base);
+        let plane = self.size * self.size;
+        s.reserve(self, n)?;
+        // h_z = tanh(W z + b), then its part of the decoder's input, u = h_z W_z.
+        gemm(
+            Mat::rows(z, n, self.z_dim),
+            Mat::transposed(&self.hz_w, self.z_dim, h),
+            MatMut::rows(&mut s.hz[..n * h], n, h),
+            false,
+        );
+        for (row, _) in s.hz[..n * h].chunks_exact_mut(h).zip(0..n) {
+            for (v, b) in row.iter_mut().zip(&self.hz_b) {
+                *v = (*v + b).tanh();
+            }
+        }
+        gemm(
+            Mat::rows(&s.hz[..n * h], n, h),
+            Mat::rows(&self.dec_wz, h, f),
+            MatMut::rows(&mut s.u[..n * f], n, f),
+            false,
+        );
+        let sum_len = self.channels * n * plane;
+        for t in 0..self.steps {
+            // The decoder's linear layer: u (+ h_c W_c), its batch norm, ReLU, into [c0][n][b][b].
+            s.pre[..n * f].copy_from_slice(&s.u[..n * f]);
+            if t > 0 {
+                gemm(
+                    Mat::rows(&s.hc[..n * h], n, h),
+                    Mat::rows(&self.dec_wc, h, f),
+                    MatMut::rows(&mut s.pre[..n * f], n, f),
+                    true,
+                );
+            }
+            let a = &self.dec_affine[t];
+            let bb = self.base * self.base;
+            for img in 0..n {
+                for (i, &v) in s.pre[img * f..(img + 1) * f].iter().enumerate() {
+                    let (c, p) = (i / bb, i % bb);
+                    s.act_a[c * n * bb + img * bb + p] = (v * a.scale[i] + a.shift[i]).max(0.0);
+                }
+            }
+            // The transposed convolutions, ReLU after all but the last.
+            let mut g = Geometry { n, h: self.base, w: self.base };
+            let last = self.dec_convs.len() - 1;
+            for (i, d) in self.dec_convs.iter().enumerate() {
+                let (x, y) = (&s.act_a, &mut s.act_b);
+                g = deconv5x5_s2(&x[..d.cin * g.plane()], d.cin, g, &d.weight, &d.bias, d.cout, y, &mut s.cols)?;
+                if i < last {
+                    y[..d.cout * g.plane()].iter_mut().for_each(|v| *v = v.max(0.0));
+                }
+                std::mem::swap(&mut s.act_a, &mut s.act_b);
+            }
+            // act_a holds dC[t] ([C][n][H][W]): add it to the canvas.
+            let dc = &s.act_a[..sum_len];
+            if t == 0 {
+                s.sum[..sum_len].copy_from_slice(dc);
+            } else {
+                s.sum[..sum_len].iter_mut().zip(dc).for_each(|(c, d)| *c += d);
+            }
+            if every_step || t + 1 == self.steps {
+                canvas(t, &s.sum[..sum_len])?;
+            }
+            if t + 1 < self.steps {
+                self.encode(n, t, s)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// h_c[t+1] from dC[t] (in `s.act_a`), into `s.hc`.
+    fn encode(&self, n: usize, t: usize, s: &mut Scratch) -> Result<()> {
+        let mut g = Geometry { n, h: self.size, w: self.size };
+        for c in &self.enc_convs {
+            let (x, y) = (&s.act_a, &mut s.act_b);
+            g = conv5x5_s2(&x[..c.cin * g.plane()], c.cin, g, &c.weight, c.cout, y, &mut s.cols)?;
+            let p = g.plane();
+            for (ch, out) in y[..c.cout * p].chunks_exact_mut(p).enumerate() {
+                let (scale, shift) = match &c.post {
+                    EncPost::PerStep(a) => (a[t].scale[ch], a[t].shift[ch]),
+                    EncPost::Bias(b) => (1.0, b[ch]),
+                };
+                out.iter_mut().for_each(|v| *v = (*v * scale + shift).max(0.0));
+            }
+            std::mem::swap(&mut s.act_a, &mut s.act_b);
+        }
+        // [c0][n][b][b] to [n][features], then h_c = tanh(bn(W x + b)).
+        let (h, bb) = (self.hidden, self.base * self.base);
+        let f = self.c0 * bb;
+        for c in 0..self.c0 {
+            for img in 0..n {
+                s.pre[img * f + c * bb..][..bb].copy_from_slice(&s.act_a[c * n * bb + img * bb..][..bb]);
+            }
+        }
+        gemm(
+            Mat::rows(&s.pre[..n * f], n, f),
+            Mat::transposed(&self.enc_fc_w, f, h),
+            MatMut::rows(&mut s.hc[..n * h], n, h),
+            false,
+        );
+        let a = &self.enc_affine[t];
+        for row in s.hc[..n * h].chunks_exact_mut(h) {
+            for (j, v) in row.iter_mut().enumerate() {
+                *v = (*v * a.scale[j] + a.shift[j]).tanh();
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Working memory of one drawing thread, grown to the largest chunk it has drawn.
+#[derive(Default)]
+pub(crate) struct Scratch {
+    hz: Vec<f32>,
+    u: Vec<f32>,
+    pre: Vec<f32>,
+    hc: Vec<f32>,
+    act_a: Vec<f32>,
+    act_b: Vec<f32>,
+    sum: Vec<f32>,
+    cols: Vec<f32>,
+}
+
+impl Scratch {
+    fn reserve(&mut self, g: &Generator, n: usize) -> Result<()> {
+        let grow = |v: &mut Vec<f32>, len: usize| -> Result<()> {
+            if v.len() < len {
+                *v = zeros(len, "the drawing's working memory")?;
+            }
+            Ok(())
+        };
+        let f = g.c0 * g.base * g.base;
+        grow(&mut self.hz, n * g.hidden)?;
+        grow(&mut self.u, n * f)?;
+        grow(&mut self.pre, n * f)?;
+        grow(&mut self.hc, n * g.hidden)?;
+        grow(&mut self.act_a, n * g.largest_activation())?;
+        grow(&mut self.act_b, n * g.largest_activation())?;
+        grow(&mut self.sum, n * g.image_len())
+    }
+}

@@ -1,0 +1,106 @@
+//! A loaded model: its configuration and its generator(s), folded for drawing.
+
+mod config;
+mod file;
+mod generator;
+
+pub use config::Config;
+pub use file::Storage;
+pub(crate) use generator::{Generator, Scratch};
+
+use crate::error::{self, Result};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// What `gran_model_load` gives in the runtime: a model that draws.
+pub struct Model {
+    config: Config,
+    step: u64,
+    storage: Storage,
+    export: bool,
+    raw: Generator,
+    averaged: Option<Generator>,
+    /// Draw with the raw generator even when an averaged one is there.
+    use_raw: AtomicBool,
+}
+
+impl Model {
+    /// Loads a generator export or a training checkpoint from `path` (see [`Model::from_bytes`]).
+    pub fn load(path: &Path) -> Result<Model> {
+        let io = |e| error::io(format!("reading {}", path.display()), e);
+        let meta = std::fs::metadata(path).map_err(io)?;
+        if !meta.is_file() {
+            return Err(error::with_status(
+                gran_common::abi::GRAN_STATUS_IO,
+                format!("{} is not a regular file", path.display()),
+            ));
+        }
+        let mut f = std::fs::File::open(path).map_err(io)?;
+        Self::read(&mut f, meta.len(), &path.display().to_string())
+    }
+
+    /// Loads a generator export or a training checkpoint held in memory (what WebAssembly
+    /// passes): the generator export's weights, or a checkpoint's generator (its averaged one
+    /// when it has one, as libgran samples by default; `set_raw` chooses the other).
+    pub fn from_bytes(bytes: &[u8]) -> Result<Model> {
+        Self::read(&mut std::io::Cursor::new(bytes), bytes.len() as u64, "the model bytes")
+    }
+
+    fn read(src: &mut dyn file::Source, len: u64, what: &str) -> Result<Model> {
+        let loaded = file::load(src, len).map_err(|mut e| {
+            if e.status == gran_common::abi::GRAN_STATUS_FORMAT {
+                e.message = format!("{what} is not a valid gran generator export or checkpoint: {}", e.message);
+            }
+            e
+        })?;
+        let raw = Generator::new(&loaded.config, loaded.raw)?;
+        let averaged = loaded.averaged.map(|t| Generator::new(&loaded.config, t)).transpose()?;
+        Ok(Model {
+            config: loaded.config,
+            step: loaded.step,
+            storage: loaded.storage,
+            export: loaded.export,
+            raw,
+            averaged,
+            use_raw: AtomicBool::new(false),
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The training step the weights are from.
+    pub fn step(&self) -> u64 {
+        self.step
+    }
+
+    pub fn storage(&self) -> Storage {
+        self.storage
+    }
+
+    /// Whether the file was a generator export (else a training checkpoint).
+    pub fn is_export(&self) -> bool {
+        self.export
+    }
+
+    /// Whether the model has an averaged generator besides the raw one (a checkpoint of a run
+    /// with weight averaging).
+    pub fn has_averaged(&self) -> bool {
+        self.averaged.is_some()
+    }
+
+    /// Chooses the raw generator (`true`) or the averaged one when there is one (`false`, the
+    /// default).
+    pub fn set_raw(&self, raw: bool) {
+        self.use_raw.store(raw, Ordering::Relaxed);
+    }
+
+    /// The generator drawing uses now.
+    pub(crate) fn generator(&self) -> &Generator {
+        match &self.averaged {
+            Some(a) if !self.use_raw.load(Ordering::Relaxed) => a,
+            _ => &self.raw,
+        }
+    }
+}
