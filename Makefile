@@ -15,8 +15,9 @@
 #   colour-data    data/colour32: 32x32x3 crops of the CC0 / public-domain photographs in the
 #                  scikit-image wheel (PyPI), in CIFAR-10's format (examples/colour_patches.rs)
 #   experiment     docs/RESULTS.md's MNIST tables (EXPERIMENT_ARGS)
-#   test           test-rust, check-symbols, test-c, test-bindings, test-install, gpu-check-dry
-#   test-rust      cargo test --release
+#   test           test-rust, check-symbols, test-c, test-runtime, test-bindings, test-install,
+#                  gpu-check-dry
+#   test-rust      cargo test --release over the workspace (libgran, gran-common, the runtime)
 #   test-c         the C tests (tests/c) under AddressSanitizer + UBSan, examples/demo.c on a
 #                  tiny model, and the header compiled as C (c99/c11/c17) and C++ (c++11 .. c++20)
 #   check-symbols  libgran.so exports gran_* symbols only, exactly those of include/gran.h
@@ -27,7 +28,17 @@
 #                  library, device tests, C tests, examples; under 64 MiB), run there by
 #                  gpu/check.sh (DEVELOPERS.md, "On a GPU")
 #   gpu-check-dry  gpu/check.sh here, on the CPU, with a small budget (GPU_DRY_BUDGET seconds)
-#   header         regenerate include/gran.h from src/ffi (cbindgen)
+#   header         regenerate include/gran.h and include/gran_runtime.h (cbindgen)
+#   runtime        libgran_runtime (target/release/libgran_runtime.so and .a): sampling without
+#                  libtorch (runtime/), built stripped with LTO (the `ship` profile)
+#   wasm           the runtime for WebAssembly (target/wasm/gran_runtime.wasm); installs the
+#                  wasm32-unknown-unknown target with rustup when it is missing
+#   runtime-demo   examples/runtime_demo.c linked against libgran_runtime only: a PNG grid
+#   test-runtime   the runtime's C test under ASan/UBSan, its exported symbols, runtime_demo (no
+#                  libtorch in its ldd), and the WebAssembly module in Node (when wasm builds)
+#   wheel          a wheel of the Python binding with libgran_runtime inside (target/wheels)
+#   web-check      examples/web in headless Chromium (Debian's package, installed when missing):
+#                  a screenshot in docs/img/web_runtime.png
 #   install        PREFIX=/usr/local (and DESTDIR=) : bin/gran, lib/libgran.so.$(VERSION) with its
 #                  links, include/gran.h (and gran.hpp), lib/pkgconfig/gran.pc,
 #                  lib/cmake/gran/granConfig*.cmake (imported target gran::gran)
@@ -79,7 +90,7 @@ LIB_RUNPATH = $(shell readelf -d $(LIB) 2>/dev/null | sed -n 's/.*(RUNPATH).*\[\
 ABI_VERSION = $(shell sed -n 's/^\#define GRAN_ABI_VERSION \([0-9]*\).*/\1/p' include/gran.h)
 
 .PHONY: all setup build lib cli demo demo-ddp demo-c bench bench-rust colour-data experiment test test-rust test-c check-header check-symbols test-bindings \
-        test-install install header clean gpu-check gpu-check-dry
+        test-install install header clean gpu-check gpu-check-dry runtime wasm runtime-demo test-runtime wheel web-check
 
 all: build
 
@@ -165,8 +176,8 @@ demo-c: lib
 	    -Ltarget/release -lgran -Wl,-rpath,$(CURDIR)/target/release
 	$(DEMO_BIN) --data data/mnist10k --out $(OUT) $(DEMO_C_ARGS)
 
-test: test-rust check-symbols test-c test-bindings test-install gpu-check-dry
-	@echo "make test: 6 passed, 0 failed"  # suites: rust, symbols, C, bindings, install, GPU check (dry run)
+test: test-rust check-symbols test-c test-runtime test-bindings test-install gpu-check-dry
+	@echo "make test: 7 passed, 0 failed"  # suites: rust, symbols, C, runtime, bindings, install, GPU check (dry run)
 
 # Side by side with the PyTorch reference of the same model (bench/): medians and ratios.
 BENCH_ARGS ?= --quick
@@ -196,11 +207,64 @@ bench-rust: $(DEPS)
 
 # One libtorch thread per test: cargo runs the tests in parallel, and libgomp's spinning
 # workers make oversubscribed runs many times slower.
-test-rust: $(DEPS)
-	OMP_NUM_THREADS=1 $(CARGO_ENV) $(CARGO) test --release
+test-rust: $(DEPS) runtime
+	OMP_NUM_THREADS=1 $(CARGO_ENV) $(CARGO) test --release --workspace
 
 header: $(DEPS)
 	GRAN_BLESS=1 $(CARGO_ENV) $(CARGO) test --release --test header
+	GRAN_BLESS=1 $(CARGO) test --release -p gran-runtime --test header
+
+# ---------------------------------------------------------------------------------------------
+# libgran_runtime (runtime/): pure Rust, no libtorch. Built with the `ship` profile (stripped,
+# LTO) and copied beside libgran in target/release, with its soname link.
+
+RUNTIME_LIB := target/release/libgran_runtime.so
+WASM_DIR    := target/wasm
+WASM        := $(WASM_DIR)/gran_runtime.wasm
+
+runtime:
+	$(CARGO) build --profile ship -p gran-runtime
+	@mkdir -p target/release
+	cp target/ship/libgran_runtime.so target/ship/libgran_runtime.a target/release/
+	ln -sfn libgran_runtime.so target/release/libgran_runtime.so.0
+
+# rustup installs the target when this toolchain lacks it; without rustup (or offline) the
+# target fails with the reason, and test-runtime leaves the WebAssembly checks out.
+wasm:
+	@rustc --print target-libdir --target wasm32-unknown-unknown >/dev/null 2>&1 && \
+	    [ -d "$$(rustc --print target-libdir --target wasm32-unknown-unknown)" ] && \
+	    ls "$$(rustc --print target-libdir --target wasm32-unknown-unknown)" | grep -q libstd \
+	    || rustup target add wasm32-unknown-unknown
+	$(CARGO) build --profile ship -p gran-runtime --target wasm32-unknown-unknown
+	@mkdir -p $(WASM_DIR)
+	cp target/wasm32-unknown-unknown/ship/gran_runtime.wasm $(WASM)
+
+RUNTIME_DEMO := target/release/runtime_demo
+runtime-demo: runtime
+	$(CC) -std=c99 -O2 -Wall -Wextra -Werror -pedantic -Iinclude examples/runtime_demo.c -o $(RUNTIME_DEMO) \
+	    -Ltarget/release -lgran_runtime -Wl,-rpath,$(CURDIR)/target/release
+	$(RUNTIME_DEMO) runtime/tests/data/tiny_t3_bf16.safetensors $(OUT)/runtime_demo.png
+
+# The runtime's exports are gran_* only, exactly the functions of include/gran_runtime.h.
+check-runtime-symbols: runtime
+	@nm -D --defined-only $(RUNTIME_LIB) | awk '{print $$NF}' | sed 's/@.*//' | LC_ALL=C sort -u > target/runtime-symbols.exported
+	@sed -n 's/^[A-Za-z][A-Za-z0-9_ ]*[ *]\(gran_[a-z0-9_]*\)(.*/\1/p' include/gran_runtime.h | LC_ALL=C sort -u > target/runtime-symbols.declared
+	@grep -vxE '$(LINKER_SYMBOLS)' target/runtime-symbols.exported > target/runtime-symbols.ours || true
+	@if ! diff target/runtime-symbols.ours target/runtime-symbols.declared > target/runtime-symbols.diff; then \
+	    echo "check-runtime-symbols: $(RUNTIME_LIB) exports differ from include/gran_runtime.h ('<' exported only, '>' declared only):"; \
+	    sed 's/^/    /' target/runtime-symbols.diff; exit 1; fi
+	@echo "check-runtime-symbols: $$(wc -l < target/runtime-symbols.declared) gran_ functions exported, nothing else"
+
+test-runtime: runtime check-runtime-symbols
+	RUNTIME_LIB=$(RUNTIME_LIB) CC="$(CC)" CXX="$(CXX)" SANITIZE="$(SANITIZE)" bash tests/runtime/test.sh
+	@if $(MAKE) --no-print-directory wasm; then bash bindings/js/check.sh $(WASM); \
+	else echo "test-runtime: the wasm32-unknown-unknown target is not available here: WebAssembly checks skipped"; fi
+
+wheel: runtime
+	$(PYTHON) bindings/python/build_wheel.py --library $(RUNTIME_LIB) --out target/wheels
+
+web-check: wasm
+	bash examples/web/check.sh $(WASM) docs/img/web_runtime.png
 
 # ---------------------------------------------------------------------------------------------
 # C tests
