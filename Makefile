@@ -41,7 +41,9 @@
 #                  a screenshot in docs/img/web_runtime.png
 #   install        PREFIX=/usr/local (and DESTDIR=) : bin/gran, lib/libgran.so.$(VERSION) with its
 #                  links, include/gran.h (and gran.hpp), lib/pkgconfig/gran.pc,
-#                  lib/cmake/gran/granConfig*.cmake (imported target gran::gran)
+#                  lib/cmake/gran/granConfig*.cmake (imported target gran::gran); the runtime:
+#                  lib/libgran_runtime.so.$(VERSION) (links, .a), include/gran_runtime.h,
+#                  lib/pkgconfig/gran-runtime.pc
 #   clean          cargo clean, and $(OUT)
 
 TORCH_VERSION := 2.11.0
@@ -378,7 +380,7 @@ gpu-check-dry: gpu-check
 # Installation. Nothing of libtorch is copied: the library keeps its absolute RUNPATH to the
 # libtorch it was built against (the .venv of this checkout), which must stay where it is.
 
-install: lib cli
+install: lib cli runtime
 	@[ -n "$(VERSION)" ] || { echo "install: no version in Cargo.toml"; exit 1; }
 	@[ -n "$(SOMAJOR)" ] && [ "$(SONAME)" = "libgran.so.$(SOMAJOR)" ] \
 	    || { echo "install: $(LIB) has soname '$(SONAME)', expected libgran.so.<major>"; exit 1; }
@@ -402,6 +404,13 @@ install: lib cli
 	        -e 's|@ABI_VERSION@|$(ABI_VERSION)|g' -e 's|@LIBTORCH_LIBDIR@|$(LIB_RUNPATH)|g' \
 	        cmake/$$f.cmake.in > $(DESTDIR)$(PREFIX)/lib/cmake/gran/$$f.cmake || exit 1; \
 	done
+	install -m 0755 $(RUNTIME_LIB) $(DESTDIR)$(PREFIX)/lib/libgran_runtime.so.$(VERSION)
+	ln -sfn libgran_runtime.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libgran_runtime.so.0
+	ln -sfn libgran_runtime.so.0 $(DESTDIR)$(PREFIX)/lib/libgran_runtime.so
+	install -m 0644 target/release/libgran_runtime.a $(DESTDIR)$(PREFIX)/lib/libgran_runtime.a
+	install -m 0644 include/gran_runtime.h $(DESTDIR)$(PREFIX)/include/gran_runtime.h
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' \
+	    pkgconfig/gran-runtime.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/gran-runtime.pc
 	@echo "install: libgran $(VERSION) and bin/gran in $(DESTDIR)$(PREFIX); they load libtorch from $(LIB_RUNPATH)"
 
 test-install: lib $(CMAKE_STAMP)

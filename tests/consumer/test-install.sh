@@ -105,4 +105,27 @@ grep 'gran ' "$tmp/cmake.log" | sed 's/^/test-install: cmake: /'
 "$CMAKE" --build "$tmp/build" >"$tmp/build.log" 2>&1 || { cat "$tmp/build.log" >&2; fail "cmake build"; }
 run_consumer "$tmp/build/consumer" "CMake"
 
+# 3. The runtime: its files, and bench/first_image.c (only gran_runtime.h calls) built with
+#    pkg-config gran-runtime, run without LD_LIBRARY_PATH: it loads the installed runtime and
+#    no libtorch.
+[ -f "$lib/libgran_runtime.so.$VERSION" ] || fail "no $lib/libgran_runtime.so.$VERSION"
+[ "$(readlink "$lib/libgran_runtime.so")" = "libgran_runtime.so.0" ] || fail "libgran_runtime.so link"
+[ -f "$lib/libgran_runtime.a" ] || fail "no libgran_runtime.a"
+cmp -s "$prefix/include/gran_runtime.h" "$root/include/gran_runtime.h" || fail "include/gran_runtime.h not installed"
+export PKG_CONFIG_PATH="$lib/pkgconfig"
+[ "$(pkg-config --modversion gran-runtime)" = "$VERSION" ] || fail "pkg-config --modversion gran-runtime"
+flags="$(pkg-config --cflags --libs gran-runtime)"
+cp "$root/bench/first_image.c" "$tmp/first_image.c"
+# shellcheck disable=SC2086 # the flags are words
+(cd "$tmp" && "$CONSUMER_CC" -std=c99 -Wall -Wextra -Werror -pedantic first_image.c $flags -o first-image) \
+    || fail "building against gran-runtime with pkg-config"
+unset PKG_CONFIG_PATH
+deps="$(env -u LD_LIBRARY_PATH ldd "$tmp/first-image")"
+grep -q "libgran_runtime.so.0 => $lib/libgran_runtime.so.0" <<<"$deps" || fail "the runtime resolves elsewhere: $deps"
+! grep -qE 'libtorch|libc10|libstdc\+\+|not found' <<<"$deps" || fail "the runtime program loads: $deps"
+(cd "$tmp" && env -u LD_LIBRARY_PATH ./first-image "$root/runtime/tests/data/tiny_t3_bf16.safetensors" one.png) \
+    || fail "the runtime program failed"
+[ "$(head -c 8 "$tmp/one.png" | od -An -tx1 | tr -d ' \n')" = "89504e470d0a1a0a" ] || fail "no PNG from the runtime"
+echo "test-install: gran-runtime consumer (pkg-config): a PNG, no libtorch loaded"
+
 echo "test-install: ok"
