@@ -1,4 +1,5 @@
-"""The Pythonic layer over libgran: Model, Dataset, write_png and library functions."""
+"""The Pythonic layer over libgran (or libgran_runtime): Model, Dataset, write_png and library
+functions."""
 
 from __future__ import annotations
 
@@ -44,7 +45,7 @@ from ._lib import (
     GranQuality,
     GranTrainConfig,
 )
-from .errors import InvalidArgumentError, error_for
+from .errors import InvalidArgumentError, SamplingOnlyError, error_for
 
 # numpy is optional: without it, images come back as bytes (U8 formats) or lists of floats.
 # GRAN_NO_NUMPY=1 behaves as if it were not installed.
@@ -55,7 +56,18 @@ if os.environ.get("GRAN_NO_NUMPY", "") in ("", "0"):
     except ImportError:  # pragma: no cover - depends on the environment
         _np = None
 
-_LIB, LIBRARY_PATH = _lib.load()
+_LIB, LIBRARY_PATH, LIBRARY_KIND = _lib.load()
+
+
+def sampling_only() -> bool:
+    """True when the loaded library is libgran_runtime (LIBRARY_KIND): models load and sample;
+    everything else raises SamplingOnlyError."""
+    return LIBRARY_KIND == _lib.LIBGRAN_RUNTIME
+
+
+def _require_libgran(api: str) -> None:
+    if sampling_only():
+        raise SamplingOnlyError(api, LIBRARY_PATH)
 
 
 def have_numpy() -> bool:
@@ -200,8 +212,29 @@ def abi_version() -> int:
 
 
 def cuda_device_count() -> int:
-    """Number of usable CUDA devices (0 without CUDA)."""
+    """Number of usable CUDA devices (0 without CUDA, and always 0 with libgran_runtime, which
+    draws on the CPU)."""
+    if sampling_only():
+        return 0
     return int(_LIB.gran_cuda_device_count())
+
+
+def set_num_threads(threads: int) -> None:
+    """How many CPU threads later calls use, 1 ..= 256. libgran: libtorch's intra-op threads
+    (process-wide, as torch.set_num_threads; libtorch's default is the machine's cores).
+    libgran_runtime: the threads a drawing call splits its images between (default 1)."""
+    try:
+        n = operator.index(threads)
+    except TypeError:
+        raise TypeError(f"threads must be an integer, not {type(threads).__name__}") from None
+    if not 1 <= n <= 256:
+        raise _invalid(f"threads is {n}: must be in 1 ..= 256")
+    _check(_LIB.gran_set_num_threads(n))
+
+
+def num_threads() -> int:
+    """The CPU threads calls use now (set_num_threads)."""
+    return int(_LIB.gran_num_threads())
 
 
 def set_deterministic(on: bool) -> None:
@@ -816,6 +849,7 @@ class Model(_Owned):
         on_progress(progress) is called with each report on this thread; a true return value
         stops training (CancelledError). An exception raised in it stops training and is
         re-raised here. Raises CancelledError, BusyError, DivergedError, ... on failure."""
+        _require_libgran("Model.train")
         if not isinstance(dataset, Dataset):
             with Dataset.from_array(dataset) as tmp:
                 return self.train(tmp, iterations=iterations, epochs=epochs, batch_size=batch_size, lr_g=lr_g,

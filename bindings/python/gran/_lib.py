@@ -1,4 +1,10 @@
-"""Loading libgran and the ctypes mirror of include/gran.h (structs, constants, prototypes).
+"""Loading the library and the ctypes mirror of include/gran.h (structs, constants, prototypes).
+
+Two libraries implement this C API: libgran (everything: create, train, sample, evaluate; on
+libtorch) and libgran_runtime (sampling only, pure Rust, a few hundred kilobytes), whose header
+include/gran_runtime.h is a declaration-for-declaration subset of gran.h. load() tells them
+apart by whether the library exports gran_train, and stands in for every function
+libgran_runtime lacks with one that raises errors.SamplingOnlyError.
 
 Every struct below matches the C header field by field (order and types); the test suite
 checks ctypes.sizeof and every offset against the C compiler's.
@@ -342,7 +348,51 @@ PROTOTYPES = {
     "gran_set_deterministic": (None, [c_int32]),
     "gran_deterministic": (c_int32, []),
     "gran_set_log_callback": (None, [GranLogCallback, c_void_p, GranLogLevel]),
+    "gran_set_num_threads": (_st, [c_int32]),
+    "gran_num_threads": (c_int32, []),
 }
+
+# The functions of include/gran_runtime.h: all that libgran_runtime exports.
+RUNTIME_FUNCTIONS = frozenset({
+    "gran_model_config_init", "gran_model_config", "gran_model_step", "gran_model_set_generator",
+    "gran_model_has_averaged", "gran_model_inference_only", "gran_model_load", "gran_model_free",
+    "gran_sample", "gran_sample_steps", "gran_latents", "gran_generate", "gran_write_png",
+    "gran_abi_version", "gran_version", "gran_last_error", "gran_status_string",
+    "gran_set_log_callback", "gran_set_num_threads", "gran_num_threads",
+})
+
+LIBGRAN = "libgran"
+LIBGRAN_RUNTIME = "libgran_runtime"
+
+# What a missing C function is called in this package, for SamplingOnlyError's message: the
+# first prefix that matches.
+_API_NAMES = (
+    ("gran_model_create", "Model.create / Model.from_config"),
+    ("gran_train", "Model.train"),
+    ("gran_progress_init", "Model.train"),
+    ("gran_cancel", "Model.cancel"),
+    ("gran_model_save", "Model.save"),
+    ("gran_model_export", "Model.export"),
+    ("gran_model_set_precision", "Model.precision"),
+    ("gran_model_precision", "Model.precision"),
+    ("gran_discriminate", "Model.discriminate"),
+    ("gran_dataset_", "Dataset"),
+    ("gran_evaluat", "Evaluator"),
+    ("gran_quality_init", "Evaluator"),
+    ("gran_gam", "gam"),
+    ("gran_process_group_", "ProcessGroup"),
+    ("gran_set_deterministic", "set_deterministic"),
+    ("gran_deterministic", "deterministic"),
+    ("gran_cuda_device_count", "cuda_device_count"),
+)
+
+
+def api_name(function):
+    """The package's name for C function `function` ("gran_train" -> "Model.train")."""
+    for prefix, name in _API_NAMES:
+        if function.startswith(prefix):
+            return name
+    return function
 
 # ----------------------------------------------------------------------------------------------
 # Finding and loading the shared library
@@ -350,28 +400,33 @@ PROTOTYPES = {
 
 if sys.platform == "darwin":
     _NAMES = ["libgran.dylib", "libgran.0.dylib"]
+    _RUNTIME_NAMES = ["libgran_runtime.dylib", "libgran_runtime.0.dylib"]
 elif sys.platform == "win32":
     _NAMES = ["gran.dll"]
+    _RUNTIME_NAMES = ["gran_runtime.dll"]
 else:
     _NAMES = ["libgran.so", "libgran.so.0"]
+    _RUNTIME_NAMES = ["libgran_runtime.so", "libgran_runtime.so.0"]
 
 
 def candidate_paths():
-    """Where the library is looked for, in order (GRAN_LIBRARY excepted)."""
+    """Where the library is looked for, in order (GRAN_LIBRARY excepted): next to this package
+    (a wheel ships one of them there), then the repository's target/release (a source
+    checkout); libgran before libgran_runtime in each."""
     here = Path(__file__).resolve().parent
-    out = [here / n for n in _NAMES]
+    out = [here / n for n in _NAMES + _RUNTIME_NAMES]
     # bindings/python/gran -> repository root
     repo = here.parent.parent.parent
-    out += [repo / "target" / "release" / n for n in _NAMES]
+    out += [repo / "target" / "release" / n for n in _NAMES + _RUNTIME_NAMES]
     return out
 
 
 def find_library():
-    """The path or name of libgran to load.
+    """The path or name of the library to load (libgran or libgran_runtime).
 
-    Order: the GRAN_LIBRARY environment variable (a path); libgran next to this package; the
-    repository's target/release (for a source checkout); ctypes.util.find_library("gran");
-    finally the bare soname, left to the system loader.
+    Order: the GRAN_LIBRARY environment variable (a path); the library next to this package;
+    the repository's target/release (for a source checkout); ctypes.util.find_library("gran"),
+    then "gran_runtime"; finally libgran's bare soname, left to the system loader.
     """
     env = os.environ.get("GRAN_LIBRARY")
     if env:
@@ -379,36 +434,57 @@ def find_library():
     for p in candidate_paths():
         if p.is_file():
             return str(p)
-    found = ctypes.util.find_library("gran")
-    if found:
-        return found
+    for name in ("gran", "gran_runtime"):
+        found = ctypes.util.find_library(name)
+        if found:
+            return found
     return _NAMES[-1] if sys.platform.startswith("linux") else _NAMES[0]
 
 
+def _sampling_only(name, path):
+    """Stands in for C function `name`, which libgran_runtime at `path` does not have."""
+
+    def unavailable(*_args, **_kwargs):
+        from .errors import SamplingOnlyError
+
+        raise SamplingOnlyError(api_name(name), path)
+
+    unavailable.__name__ = name
+    return unavailable
+
+
 def load(path=None):
-    """Loads libgran (from `path`, else find_library()) and declares every prototype."""
+    """Loads the library (from `path`, else find_library()) and declares every prototype.
+
+    Returns (library, path, kind): kind is LIBGRAN, or LIBGRAN_RUNTIME for a library without
+    gran_train, whose missing functions then raise errors.SamplingOnlyError when called.
+    """
     path = path or find_library()
     try:
         lib = ctypes.CDLL(path)
     except OSError as e:
         raise ImportError(
-            f"gran: cannot load the shared library {path!r} ({e}). Build it (make build), or set "
-            "GRAN_LIBRARY to the path of libgran.so."
+            f"gran: cannot load the shared library {path!r} ({e}). Build it (make build, or make "
+            "runtime for the sampling-only libgran_runtime), or set GRAN_LIBRARY to its path."
         ) from e
+    kind = LIBGRAN if hasattr(lib, "gran_train") else LIBGRAN_RUNTIME
     missing = []
     for name, (restype, argtypes) in PROTOTYPES.items():
         try:
             fn = getattr(lib, name)
         except AttributeError:
-            missing.append(name)
+            if kind == LIBGRAN_RUNTIME and name not in RUNTIME_FUNCTIONS:
+                setattr(lib, name, _sampling_only(name, path))
+            else:
+                missing.append(name)
             continue
         fn.restype = restype
         fn.argtypes = argtypes
     if missing:
-        raise ImportError(f"gran: {path!r} lacks {', '.join(missing)}: not a compatible libgran")
+        raise ImportError(f"gran: {path!r} lacks {', '.join(missing)}: not a compatible {kind}")
     abi = lib.gran_abi_version()
     if abi != GRAN_ABI_VERSION:
         raise ImportError(
             f"gran: {path!r} has ABI version {abi}; these bindings were written for {GRAN_ABI_VERSION}"
         )
-    return lib, path
+    return lib, path, kind

@@ -3,6 +3,8 @@
 Where a Python built-in exception means the same thing, the class derives from it too, so
 generic handlers work: InvalidArgumentError and BufferTooSmallError are ValueErrors,
 InvalidHandleError is a ValueError, GranIOError is an OSError, OutOfMemoryError a MemoryError.
+SamplingOnlyError (a NotImplementedError) is the one GranError without a status: the loaded
+library does not have the function at all.
 """
 
 from __future__ import annotations
@@ -80,6 +82,26 @@ class InternalError(GranError):
 
 class DistributedError(GranError):
     """GRAN_STATUS_DISTRIBUTED: a peer process failed, hung or was unreachable, or the ranks disagree."""
+
+
+class SamplingOnlyError(GranError, NotImplementedError):
+    """The loaded library is libgran_runtime, which only draws images from trained models:
+    `api` (training, datasets, evaluation, GAM, discriminate, save, export, ...) needs libgran.
+    `status` is None: no library function ran. `api` names the call, `library` the loaded file."""
+
+    def __init__(self, api: str, library: str):
+        message = (
+            f"{api} is not available: the loaded library ({library}) is libgran_runtime, which only "
+            "samples (Model.load, sample, sample_steps, latents, generate, config, write_png). "
+            "Creating and training models, datasets, evaluation, GAM, discriminate, save and export "
+            "need libgran: set GRAN_LIBRARY to the path of libgran.so."
+        )
+        super().__init__(None, message)  # type: ignore[arg-type]
+        self.api = api
+        self.library = library
+
+    def __str__(self) -> str:
+        return self.message
 
 
 STATUS_NAMES = {

@@ -3,6 +3,10 @@
 Run from anywhere: python -m unittest discover -s bindings/python/tests
 (the package is imported from bindings/python; the library is found as gran documents).
 numpy-dependent tests are skipped without numpy; NoNumpyTests simulate its absence.
+
+With libgran_runtime loaded (GRAN_LIBRARY=target/release/libgran_runtime.so), the tests that
+create or train models skip with a reason starting with NEEDS_LIBGRAN; ModelFileTests and
+SamplingOnlyTests run against either library, on the runtime's test models.
 """
 
 from __future__ import annotations
@@ -33,6 +37,14 @@ np = _core._np
 MNIST = REPO / "data" / "mnist10k" / "train-images-idx3-ubyte.gz"
 MNIST_LABELS = REPO / "data" / "mnist10k" / "train-labels-idx1-ubyte.gz"
 HEADER = REPO / "include" / "gran.h"
+RUNTIME_HEADER = REPO / "include" / "gran_runtime.h"
+# Tiny trained models (28x28x1, T = 3, z_dim 16): a bfloat16 generator export and the
+# training checkpoint it was exported from. Both libraries load them.
+MODELS = REPO / "runtime" / "tests" / "data"
+EXPORT = MODELS / "tiny_t3_bf16.safetensors"
+CHECKPOINT = MODELS / "tiny_t3_checkpoint.safetensors"
+RUNTIME = gran.LIBRARY_KIND == gran.LIBGRAN_RUNTIME
+NEEDS_LIBGRAN = "needs libgran"
 
 TINY = dict(width_scale=0.125, z_dim=16, hidden_dim=16, steps=2, device="cpu", seed=5)
 TRAIN = dict(batch_size=16, iterations=20, seed=1)
@@ -71,20 +83,67 @@ def needs_numpy(f):
     return unittest.skipIf(np is None, "numpy is not installed")(f)
 
 
+def needs_libgran(f):
+    """For tests that create, train or evaluate: libgran_runtime only samples."""
+    return unittest.skipIf(RUNTIME, f"{NEEDS_LIBGRAN} (loaded: libgran_runtime)")(f)
+
+
+def header_functions(path: Path) -> dict:
+    """{function name: parameter count} of the declarations in a C header."""
+    text = path.read_text()
+    text = re.sub(r"/\*.*?\*/", "", text, flags=re.S)
+    text = re.sub(r"//[^\n]*", "", text)
+    decls = {}
+    for m in re.finditer(r"\b(gran_\w+)\s*\(([^()]*)\)\s*;", text):
+        params = m.group(2).strip()
+        decls[m.group(1)] = 0 if params in ("", "void") else params.count(",") + 1
+    return decls
+
+
 class LibraryTests(unittest.TestCase):
     def test_versions(self):
         self.assertRegex(gran.version(), r"^\d+\.\d+")
         self.assertEqual(gran.abi_version(), gran.GRAN_ABI_VERSION)
         self.assertGreaterEqual(gran.cuda_device_count(), 0)
+        self.assertEqual(gran.status_string(gran.GRAN_STATUS_IO), "GRAN_STATUS_IO")
+        self.assertEqual(gran.status_string(999), "GRAN_STATUS_UNKNOWN")
+        self.assertTrue(os.path.exists(gran.LIBRARY_PATH) or "libgran" in gran.LIBRARY_PATH)
+
+    @needs_libgran
+    def test_deterministic(self):
         before = gran.deterministic()
         gran.set_deterministic(True)
         self.assertTrue(gran.deterministic())
         gran.set_deterministic(False)
         self.assertFalse(gran.deterministic())
         gran.set_deterministic(before)
-        self.assertEqual(gran.status_string(gran.GRAN_STATUS_IO), "GRAN_STATUS_IO")
-        self.assertEqual(gran.status_string(999), "GRAN_STATUS_UNKNOWN")
-        self.assertTrue(os.path.exists(gran.LIBRARY_PATH) or "libgran" in gran.LIBRARY_PATH)
+
+    def test_num_threads(self):
+        before = gran.num_threads()
+        self.assertGreaterEqual(before, 1)
+        try:
+            gran.set_num_threads(2)
+            self.assertEqual(gran.num_threads(), 2)
+            for bad in (0, -1, 257):
+                with self.assertRaises(gran.InvalidArgumentError):
+                    gran.set_num_threads(bad)
+            self.assertEqual(gran.num_threads(), 2)
+            with self.assertRaises(TypeError):
+                gran.set_num_threads(1.5)
+            # The C function checks the range itself, too.
+            self.assertEqual(_core._LIB.gran_set_num_threads(0), gran.GRAN_STATUS_INVALID_ARGUMENT)
+        finally:
+            gran.set_num_threads(before)
+        self.assertEqual(gran.num_threads(), before)
+
+    def test_library_kind(self):
+        self.assertIn(gran.LIBRARY_KIND, (gran.LIBGRAN, gran.LIBGRAN_RUNTIME))
+        self.assertEqual(gran.sampling_only(), RUNTIME)
+        expected = os.environ.get("GRAN_TEST_EXPECT_KIND")
+        if expected:
+            self.assertEqual(gran.LIBRARY_KIND, expected)
+        if RUNTIME:
+            self.assertEqual(gran.cuda_device_count(), 0)
 
     def test_find_library(self):
         with mock.patch.dict(os.environ, {"GRAN_LIBRARY": "/opt/x/libgran.so"}):
@@ -92,13 +151,23 @@ class LibraryTests(unittest.TestCase):
         env = {k: v for k, v in os.environ.items() if k != "GRAN_LIBRARY"}
         with mock.patch.dict(os.environ, env, clear=True):
             found = _lib.find_library()
-            built = REPO / "target" / "release" / "libgran.so"
-            if built.is_file() and not any(p.is_file() for p in _lib.candidate_paths()[:2]):
-                self.assertEqual(Path(found), built)
+            candidates = _lib.candidate_paths()
+            bundled = [p for p in candidates if p.parent == PKG_ROOT / "gran"]
+            self.assertEqual(candidates[:len(bundled)], bundled)  # next to the package first
+            if sys.platform.startswith("linux"):
+                self.assertEqual([p.name for p in bundled],
+                                 ["libgran.so", "libgran.so.0", "libgran_runtime.so", "libgran_runtime.so.0"])
+            built = [p for p in candidates[len(bundled):] if p.is_file()]
+            if built and not any(p.is_file() for p in bundled):
+                self.assertEqual(Path(found), built[0])
             with mock.patch.object(_lib, "candidate_paths", lambda: []), \
                     mock.patch.object(_lib.ctypes.util, "find_library", lambda name: None):
                 if sys.platform.startswith("linux"):
                     self.assertEqual(_lib.find_library(), "libgran.so.0")
+            with mock.patch.object(_lib, "candidate_paths", lambda: []), \
+                    mock.patch.object(_lib.ctypes.util, "find_library",
+                                      lambda name: "libgran_runtime.so.0" if name == "gran_runtime" else None):
+                self.assertEqual(_lib.find_library(), "libgran_runtime.so.0")
         with self.assertRaises(ImportError):
             _lib.load("/nonexistent/libgran.so")
 
@@ -120,6 +189,7 @@ class LibraryTests(unittest.TestCase):
         self.assertEqual(lib, gran.ModelConfig())
         self.assertEqual((lib.height, lib.channels, lib.steps, lib.z_dim, lib.device), (28, 1, 3, 100, "auto"))
 
+    @needs_libgran
     def test_log_callback_bridge(self):
         # A discriminator that wins outright (high lr_d, frozen G) makes the library warn.
         seen = []
@@ -147,6 +217,8 @@ class StructTests(unittest.TestCase):
         c = _lib.GranModelConfig()
         _core._LIB.gran_model_config_init(c)
         self.assertEqual(c.struct_size, sizeof(_lib.GranModelConfig))
+        if RUNTIME:
+            return
         t = _lib.GranTrainConfig()
         _core._LIB.gran_train_config_init(t)
         self.assertEqual(t.struct_size, sizeof(_lib.GranTrainConfig))
@@ -188,13 +260,7 @@ class StructTests(unittest.TestCase):
     def test_every_header_function_is_declared(self):
         if not HEADER.is_file():
             self.skipTest("no include/gran.h")
-        text = HEADER.read_text()
-        text = re.sub(r"/\*.*?\*/", "", text, flags=re.S)
-        text = re.sub(r"//[^\n]*", "", text)
-        decls = {}
-        for m in re.finditer(r"\b(gran_\w+)\s*\(([^()]*)\)\s*;", text):
-            params = m.group(2).strip()
-            decls[m.group(1)] = 0 if params in ("", "void") else params.count(",") + 1
+        decls = header_functions(HEADER)
         self.assertGreater(len(decls), 20)
         for name, nparams in decls.items():
             self.assertTrue(name in _lib.PROTOTYPES, f"{name} is in gran.h but not declared in gran._lib")
@@ -202,7 +268,19 @@ class StructTests(unittest.TestCase):
         for name in _lib.PROTOTYPES:
             self.assertTrue(name in decls, f"{name} is declared in gran._lib but not in gran.h")
 
+    def test_runtime_functions_are_gran_runtime_h(self):
+        if not RUNTIME_HEADER.is_file():
+            self.skipTest("no include/gran_runtime.h")
+        decls = header_functions(RUNTIME_HEADER)
+        self.assertEqual(set(decls), set(_lib.RUNTIME_FUNCTIONS))
+        for name, nparams in decls.items():
+            self.assertEqual(len(_lib.PROTOTYPES[name][1]), nparams, f"{name}: parameter count")
+        # With either library loaded, these are the library's own functions, never stand-ins.
+        for name in _lib.RUNTIME_FUNCTIONS:
+            self.assertIsInstance(getattr(_core._LIB, name), _core.ctypes._CFuncPtr, name)
 
+
+@needs_libgran
 class ModelTests(unittest.TestCase):
     """One tiny model trained once (20 iterations), then probed."""
 
@@ -411,6 +489,7 @@ class ModelTests(unittest.TestCase):
                 gran.gam(self.model, other, test, score_batch=-1)
 
 
+@needs_libgran
 class EvaluatorTests(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -465,6 +544,7 @@ class EvaluatorTests(unittest.TestCase):
         self.assertIn("closed", repr(ev))
 
 
+@needs_libgran
 class LifetimeTests(unittest.TestCase):
     def test_invalid_handle_after_close(self):
         m = gran.Model.create(**TINY)
@@ -505,6 +585,7 @@ class LifetimeTests(unittest.TestCase):
             _core._check(_core._LIB.gran_model_free(h3))
 
 
+@needs_libgran
 class TrainingControlTests(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -692,6 +773,7 @@ class TrainingControlTests(unittest.TestCase):
             self.assertEqual(last.step, self.model.step)
 
 
+@needs_libgran
 class ProcessGroupTests(unittest.TestCase):
     @staticmethod
     def free_port() -> int:
@@ -740,6 +822,7 @@ class ProcessGroupTests(unittest.TestCase):
             self.assertIn("RANK", str(cm.exception))
 
 
+@needs_libgran
 class DatasetTests(unittest.TestCase):
     def test_load_idx(self):
         if not MNIST.is_file():
@@ -813,6 +896,7 @@ class DatasetTests(unittest.TestCase):
             self.assertEqual(last.step, 3)
 
 
+@needs_libgran
 class NoNumpyTests(unittest.TestCase):
     """The package without numpy: bytes for U8 images, lists for floats."""
 
@@ -868,6 +952,221 @@ class NoNumpyTests(unittest.TestCase):
         r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(r.stdout.strip(), "ok")
+
+
+@unittest.skipUnless(EXPORT.is_file() and CHECKPOINT.is_file(), "runtime/tests/data is not present")
+class ModelFileTests(unittest.TestCase):
+    """Loading and sampling trained model files: the calls both libraries have."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory()
+        cls.dir = Path(cls.tmp.name)
+        cls.export = gran.Model.load(EXPORT, device="cpu")
+        cls.checkpoint = gran.Model.load(CHECKPOINT, device="cpu")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.export.close()
+        cls.checkpoint.close()
+        cls.tmp.cleanup()
+
+    def test_config_and_queries(self):
+        for m in (self.export, self.checkpoint):
+            c = m.config
+            self.assertEqual((c.height, c.width, c.channels, c.steps, c.z_dim, c.hidden_dim), (28, 28, 1, 3, 16, 16))
+            self.assertAlmostEqual(c.width_scale, 0.0625)
+            self.assertEqual(c.device, "cpu")
+            self.assertEqual(m.step, 60)
+            self.assertIn("28x28x1, T=3", repr(m))
+        self.assertTrue(self.export.inference_only)
+        self.assertFalse(self.export.has_averaged)
+        self.assertTrue(self.checkpoint.has_averaged)
+        # libgran trains a checkpoint further; libgran_runtime only draws from it.
+        self.assertEqual(self.checkpoint.inference_only, RUNTIME)
+
+    @needs_numpy
+    def test_sample_shapes_dtypes_ranges(self):
+        m = self.export
+        u8 = m.sample(6, seed=3)
+        self.assertEqual((u8.shape, u8.dtype), ((6, 28, 28, 1), np.uint8))
+        self.assertGreater(u8.std(), 0)
+        chw = m.sample(6, seed=3, format="u8_chw")
+        np.testing.assert_array_equal(chw.transpose(0, 2, 3, 1), u8)
+        f = m.sample(6, seed=3, format="f32")
+        self.assertEqual((f.shape, f.dtype), ((6, 1, 28, 28), np.float32))
+        self.assertTrue(np.all((f >= 0) & (f <= 1)))
+        self.assertLessEqual(np.abs(f.transpose(0, 2, 3, 1) * 255 - u8.astype(np.float32)).max(), 1.0)
+        np.testing.assert_array_equal(m.sample(2, seed=3), u8[:2])
+        self.assertFalse(np.array_equal(m.sample(6, seed=4), u8))
+        # The export is the checkpoint's averaged generator, stored in bfloat16.
+        a = self.checkpoint.sample(6, seed=3).astype(np.int16)
+        self.assertLessEqual(np.abs(a - u8.astype(np.int16)).mean(), 8.0)
+
+    @needs_numpy
+    def test_latents_generate_steps(self):
+        m = self.export
+        z = m.latents(4, seed=9)
+        self.assertEqual((z.shape, z.dtype), ((4, 16), np.float32))
+        np.testing.assert_array_equal(z, self.checkpoint.latents(4, seed=9))
+        np.testing.assert_array_equal(m.generate(z), m.sample(4, seed=9))
+        np.testing.assert_array_equal(m.generate(z[0]), m.sample(1, seed=9))
+        steps = m.sample_steps(4, seed=9)
+        self.assertEqual(steps.shape, (3, 4, 28, 28, 1))
+        np.testing.assert_array_equal(steps[-1], m.sample(4, seed=9))
+        self.assertEqual(m.sample_steps(2, seed=9, format="f32").shape, (3, 2, 1, 28, 28))
+        with self.assertRaises(gran.InvalidArgumentError):
+            m.generate(np.zeros(17, np.float32))
+        with self.assertRaises(gran.InvalidArgumentError):
+            m.generate(np.full((1, 16), np.nan, np.float32))
+
+    @needs_numpy
+    def test_generator_choice(self):
+        with gran.Model.load(CHECKPOINT, device="cpu") as m:
+            averaged = m.sample(4, seed=1)
+            m.generator = "raw"
+            self.assertEqual(m.generator, "raw")
+            raw = m.sample(4, seed=1)
+            self.assertFalse(np.array_equal(raw, averaged))
+            m.generator = "averaged"
+            np.testing.assert_array_equal(m.sample(4, seed=1), averaged)
+            with self.assertRaises(gran.InvalidArgumentError):
+                m.generator = "best"
+
+    def test_without_numpy(self):
+        m = self.export
+        with_np = m.sample(3, seed=4) if np is not None else None
+        with mock.patch.object(_core, "_np", None):
+            u8 = m.sample(3, seed=4)
+            self.assertIsInstance(u8, bytes)
+            self.assertEqual(len(u8), 3 * 784)
+            if with_np is not None:
+                self.assertEqual(u8, with_np.tobytes())
+            f = m.sample(3, seed=4, format="f32")
+            self.assertIsInstance(f, list)
+            self.assertTrue(all(0.0 <= v <= 1.0 for v in f))
+            z = m.latents(3, seed=4)
+            self.assertEqual(len(z), 3 * 16)
+            self.assertEqual(m.generate(z), u8)
+            self.assertEqual(m.sample_steps(3, seed=4)[-len(u8):], u8)
+            gran.write_png(self.dir / "nonumpy.png", u8, 3, height=28, width=28, channels=1)
+            self.assertEqual((self.dir / "nonumpy.png").read_bytes()[:8], b"\x89PNG\r\n\x1a\n")
+
+    def test_write_png(self):
+        imgs = self.export.sample(6, seed=1)
+        p = self.dir / "grid.png"
+        gran.write_png(p, imgs, columns=3, **({} if np is not None else dict(height=28, width=28, channels=1)))
+        data = p.read_bytes()
+        self.assertEqual(data[:8], b"\x89PNG\r\n\x1a\n")
+        width, height = struct.unpack(">II", data[16:24])
+        self.assertEqual((width, height), (3 * 28 + 2 * 2, 2 * 28 + 1 * 2))  # 2 pixels between images
+        with self.assertRaises(gran.InvalidArgumentError):
+            gran.write_png(self.dir / "x.png", imgs, columns=0, height=28, width=28, channels=1)
+        with self.assertRaises(gran.GranIOError):
+            gran.write_png(self.dir, imgs, height=28, width=28, channels=1)  # a folder
+
+    def test_errors(self):
+        with self.assertRaises(gran.GranIOError) as cm:
+            gran.Model.load(self.dir / "missing.safetensors")
+        self.assertIn("missing", cm.exception.message)
+        self.assertEqual(gran.last_error(), cm.exception.message)
+        garbage = self.dir / "garbage.safetensors"
+        garbage.write_bytes(b"\x00\x01 definitely not a model " * 10)
+        with self.assertRaises(gran.FormatError):
+            gran.Model.load(garbage)
+        truncated = self.dir / "truncated.safetensors"
+        truncated.write_bytes(EXPORT.read_bytes()[:-100])
+        with self.assertRaises(gran.FormatError):
+            gran.Model.load(truncated)
+        if gran.cuda_device_count() == 0:
+            with self.assertRaises(gran.DeviceError):
+                gran.Model.load(EXPORT, device="cuda")
+        for bad in (lambda: self.export.sample(0), lambda: self.export.sample(1, format="rgb565"),
+                    lambda: self.export.sample(1, seed=-1), lambda: self.export.latents(0)):
+            with self.assertRaises(gran.InvalidArgumentError):
+                bad()
+        m = gran.Model.load(EXPORT, device="cpu")
+        m.close()
+        m.close()
+        for call in (lambda: m.step, lambda: m.config, lambda: m.sample(1), lambda: m.latents(1)):
+            with self.assertRaises(gran.InvalidHandleError):
+                call()
+        self.assertIn("closed", repr(m))
+
+    def test_threads_draw_the_same_images(self):
+        before = gran.num_threads()
+        one = self.export.sample(8, seed=5, format="f32")
+        try:
+            gran.set_num_threads(2)
+            two = self.export.sample(8, seed=5, format="f32")
+        finally:
+            gran.set_num_threads(before)
+        if np is not None:
+            np.testing.assert_allclose(two, one, atol=1e-5)
+        else:
+            self.assertLessEqual(max(abs(a - b) for a, b in zip(one, two)), 1e-5)
+
+    def test_import_with_numpy_disabled(self):
+        code = ("import gran; assert not gran.have_numpy(); "
+                f"m = gran.Model.load({str(EXPORT)!r}, device='cpu'); "
+                "s = m.sample(2, seed=1); assert isinstance(s, bytes) and len(s) == 2 * 784, type(s); "
+                "print(gran.LIBRARY_KIND)")
+        env = dict(os.environ, GRAN_NO_NUMPY="1", PYTHONPATH=str(PKG_ROOT))
+        r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout.strip(), gran.LIBRARY_KIND)
+
+
+class SamplingOnlyTests(unittest.TestCase):
+    """libgran_runtime: every call beyond loading and sampling raises SamplingOnlyError, which
+    names the call, libgran_runtime and libgran; libgran has them all."""
+
+    def calls(self, model):
+        px = bytes(784)
+        return {
+            "Model.create": lambda: gran.Model.create(device="cpu"),
+            "Model.from_config": lambda: gran.Model.from_config(gran.ModelConfig(device="cpu")),
+            "Model.train": lambda: model.train(px),
+            "Model.save": lambda: model.save("never-written.gran"),
+            "Model.export": lambda: model.export("never-written.safetensors"),
+            "Model.discriminate": lambda: model.discriminate(px),
+            "Model.precision": lambda: model.precision,
+            "Model.cancel": lambda: model.cancel(),
+            "Dataset": lambda: gran.Dataset.from_pixels(px, 28, 28, 1),
+            "Dataset.load_idx": lambda: gran.Dataset.load_idx("never-read.idx"),
+            "Evaluator": lambda: gran.Evaluator.train(None),
+            "gam": lambda: gran.gam(model, model, None),
+            "ProcessGroup": lambda: gran.ProcessGroup.from_env(),
+            "set_deterministic": lambda: gran.set_deterministic(True),
+        }
+
+    def test_library_kind_decides(self):
+        if not CHECKPOINT.is_file():
+            self.skipTest("runtime/tests/data is not present")
+        with gran.Model.load(CHECKPOINT, device="cpu") as m:
+            if not RUNTIME:
+                self.assertEqual(gran.LIBRARY_KIND, gran.LIBGRAN)
+                self.assertEqual(m.precision, "fp32")  # a call libgran_runtime does not have
+                return
+            for name, call in self.calls(m).items():
+                with self.subTest(call=name):
+                    with self.assertRaises(gran.SamplingOnlyError) as cm:
+                        call()
+                    e = cm.exception
+                    self.assertIsInstance(e, gran.GranError)
+                    self.assertIsInstance(e, NotImplementedError)
+                    self.assertIsNone(e.status)
+                    self.assertEqual(e.library, gran.LIBRARY_PATH)
+                    self.assertIn("libgran_runtime", str(e))
+                    self.assertIn("only samples", str(e))
+                    self.assertIn("need libgran", str(e))
+                    self.assertIn("GRAN_LIBRARY", str(e))
+                    self.assertTrue(str(e).startswith(name.split(".")[0]), str(e))
+            with self.assertRaises(gran.SamplingOnlyError) as cm:
+                m.train(b"")
+            self.assertTrue(str(cm.exception).startswith("Model.train is not available"), str(cm.exception))
+            # The model still draws after the refused calls.
+            self.assertEqual(len(m.sample(1, seed=1, format="f32")), 1 if np is not None else 784)
 
 
 if __name__ == "__main__":
