@@ -56,7 +56,7 @@ pub unsafe extern "C" fn gran_model_config(m: GranModel, out: *mut GranModelConf
             seed: c.seed,
             ..GranModelConfig::defaults()
         };
-        Ok(write_versioned(out, &cfg, "out")?)
+        write_versioned(out, &cfg, "out")
     })
 }
 

@@ -122,12 +122,12 @@ pub(crate) fn deconv5x5_s2(
                         let line = &mut dst[img * ohw + oy as usize * og.w..][..og.w];
                         // ox = 2 ix - 2 + kx: the input columns that land inside the row.
                         let first = (PAD as usize).saturating_sub(kx).div_ceil(2);
-                        for ix in first..g.w {
+                        for (ix, &v) in row.iter().enumerate().skip(first) {
                             let ox = 2 * ix + kx - PAD as usize;
                             if ox >= og.w {
                                 break;
                             }
-                            line[ox] += row[ix];
+                            line[ox] += v;
                         }
                     }
                 }
