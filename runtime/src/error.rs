@@ -29,15 +29,18 @@ pub(crate) fn with_status(status: GranStatus, message: impl Into<String>) -> Err
     Error::new(status, message)
 }
 
+/// OUT_OF_MEMORY for `n` values of `T` that could not be allocated for `what`.
+pub(crate) fn out_of_memory<T>(n: usize, what: &str) -> Error {
+    Error::new(
+        GRAN_STATUS_OUT_OF_MEMORY,
+        format!("{what}: {n} values of {} bytes could not be allocated", std::mem::size_of::<T>()),
+    )
+}
+
 /// A zeroed buffer of `n` values, or OUT_OF_MEMORY (never an abort) when the system refuses it.
 pub(crate) fn zeros<T: Copy + Default>(n: usize, what: &str) -> Result<Vec<T>> {
     let mut v = Vec::new();
-    v.try_reserve_exact(n).map_err(|_| {
-        Error::new(
-            GRAN_STATUS_OUT_OF_MEMORY,
-            format!("{what}: {n} values of {} bytes could not be allocated", std::mem::size_of::<T>()),
-        )
-    })?;
+    v.try_reserve_exact(n).map_err(|_| out_of_memory::<T>(n, what))?;
     v.resize(n, T::default());
     Ok(v)
 }

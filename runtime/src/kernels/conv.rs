@@ -9,7 +9,7 @@
 //!   of output channels at a time.
 
 use super::gemm::{gemm, Mat, MatMut};
-use crate::error::{zeros, Result};
+use crate::error::{out_of_memory, zeros, Result};
 
 const K: usize = 5;
 const TAPS: usize = K * K;
@@ -50,23 +50,29 @@ pub(crate) fn conv5x5_s2(
     let block = (COLS_BUDGET / k).clamp(16, total.max(16)).min(total);
     ensure(cols, k * block)?;
     let (hw, ohw) = (g.h * g.w, oh * ow);
+    let mut pos: Vec<(usize, isize, isize)> = Vec::new();
+    pos.try_reserve_exact(block)
+        .map_err(|_| out_of_memory::<(usize, isize, isize)>(block, "a convolution's positions"))?;
     let mut p0 = 0;
     while p0 < total {
         let pb = block.min(total - p0);
+        // Where each output position of the block reads: its image's offset and the top-left
+        // input corner of its 5x5 window (possibly outside the image: padding).
+        pos.clear();
+        pos.extend((p0..p0 + pb).map(|p| {
+            let (img, rest) = (p / ohw, p % ohw);
+            (img * hw, (rest / ow * 2) as isize - PAD, (rest % ow * 2) as isize - PAD)
+        }));
         // im2col for output positions p0 .. p0 + pb.
         for ci in 0..cin {
             let plane = &x[ci * g.plane()..(ci + 1) * g.plane()];
             for ky in 0..K {
                 for kx in 0..K {
                     let row = &mut cols[((ci * K + ky) * K + kx) * pb..][..pb];
-                    for (j, v) in row.iter_mut().enumerate() {
-                        let p = p0 + j;
-                        let (img, rest) = (p / ohw, p % ohw);
-                        let (oy, ox) = (rest / ow, rest % ow);
-                        let iy = (oy * 2) as isize - PAD + ky as isize;
-                        let ix = (ox * 2) as isize - PAD + kx as isize;
-                        *v = if iy >= 0 && ix >= 0 && (iy as usize) < g.h && (ix as usize) < g.w {
-                            plane[img * hw + iy as usize * g.w + ix as usize]
+                    for (v, &(base, y0, x0)) in row.iter_mut().zip(pos.iter()) {
+                        let (iy, ix) = (y0 + ky as isize, x0 + kx as isize);
+                        *v = if (iy as usize) < g.h && (ix as usize) < g.w {
+                            plane[base + iy as usize * g.w + ix as usize]
                         } else {
                             0.0
                         };

@@ -36,20 +36,21 @@ impl Model {
             ));
         }
         let mut f = std::fs::File::open(path).map_err(io)?;
-        Self::read(&mut f, meta.len(), &path.display().to_string())
+        Self::read(&mut f, meta.len(), &format!("{} is", path.display()))
     }
 
     /// Loads a generator export or a training checkpoint held in memory (what WebAssembly
     /// passes): the generator export's weights, or a checkpoint's generator (its averaged one
     /// when it has one, as libgran samples by default; `set_raw` chooses the other).
     pub fn from_bytes(bytes: &[u8]) -> Result<Model> {
-        Self::read(&mut std::io::Cursor::new(bytes), bytes.len() as u64, "the model bytes")
+        Self::read(&mut std::io::Cursor::new(bytes), bytes.len() as u64, "these bytes are")
     }
 
-    fn read(src: &mut dyn file::Source, len: u64, what: &str) -> Result<Model> {
+    /// `subject`: what the message names ("PATH is", "these bytes are").
+    fn read(src: &mut dyn file::Source, len: u64, subject: &str) -> Result<Model> {
         let loaded = file::load(src, len).map_err(|mut e| {
             if e.status == gran_common::abi::GRAN_STATUS_FORMAT {
-                e.message = format!("{what} is not a valid gran generator export or checkpoint: {}", e.message);
+                e.message = format!("{subject} not a valid gran generator export or checkpoint: {}", e.message);
             }
             e
         })?;
