@@ -195,17 +195,20 @@ fn exports_draw_what_libgran_draws() {
 fn a_checkpoint_draws_with_either_generator() {
     let rt = Runtime::open();
     let dir = temp_dir("checkpoint");
-    let model = trained(28, 1, 3, 0.25);
-    let path = dir.join("model.gran");
-    checkpoint::save(&model, &path).unwrap();
-    let reference = checkpoint::load(&path, Some(DeviceSpec::Cpu)).unwrap();
-    assert!(reference.has_averaged());
-    let m = rt.load(&path);
-    compare(&rt, m, &reference, "checkpoint, averaged generator");
-    reference.set_generator_choice(Choice::Raw);
-    rt.check(unsafe { (rt.set_generator)(m, 1) });
-    compare(&rt, m, &reference, "checkpoint, raw generator");
-    rt.check(unsafe { (rt.free)(m) });
+    // Each size has its own discriminator and optimizer layout, which the runtime checks too.
+    for (size, channels, scale) in [(28, 1, 0.25), (32, 3, 0.125), (64, 3, 0.0625)] {
+        let model = trained(size, channels, 3, scale);
+        let path = dir.join(format!("model{size}.gran"));
+        checkpoint::save(&model, &path).unwrap();
+        let reference = checkpoint::load(&path, Some(DeviceSpec::Cpu)).unwrap();
+        assert!(reference.has_averaged());
+        let m = rt.load(&path);
+        compare(&rt, m, &reference, &format!("{size}x{size}x{channels} checkpoint, averaged generator"));
+        reference.set_generator_choice(Choice::Raw);
+        rt.check(unsafe { (rt.set_generator)(m, 1) });
+        compare(&rt, m, &reference, &format!("{size}x{size}x{channels} checkpoint, raw generator"));
+        rt.check(unsafe { (rt.free)(m) });
+    }
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -108,6 +108,55 @@ impl Config {
     }
 }
 
+/// The names and shapes of every tensor of a training checkpoint, as libgran writes them: the
+/// generator's, the discriminator's, both optimizers' moments, and with `averaged` the averaged
+/// generator's ("ema.g.*").
+pub(crate) fn checkpoint_layout(c: &Config, averaged: bool) -> Vec<(String, Vec<usize>)> {
+    let g = generator_layout(c);
+    let d = discriminator_layout(c);
+    let is_param = |n: &String| !n.contains(".running_");
+    let mut out = g.clone();
+    out.extend(d.iter().cloned());
+    for (prefix, set) in [("adam_g", &g), ("adam_d", &d)] {
+        for (name, shape) in set.iter().filter(|(n, _)| is_param(n)) {
+            out.push((format!("{prefix}.m.{name}"), shape.clone()));
+            out.push((format!("{prefix}.v.{name}"), shape.clone()));
+        }
+    }
+    if averaged {
+        out.extend(g.iter().map(|(n, s)| (format!("ema.{n}"), s.clone())));
+    }
+    out
+}
+
+/// The discriminator's tensors: 5x5 stride-2 convolutions without bias, each with a batch norm
+/// (one statistics slot), then a linear layer to 100 and one to the logit (no bias).
+fn discriminator_layout(c: &Config) -> Vec<(String, Vec<usize>)> {
+    let scaled = |r: usize| ((r as f64 * c.width_scale as f64).round() as usize).max(1);
+    let reference: &[usize] = match c.height {
+        28 => &[80, 40],
+        32 => &[1024, 512, 256],
+        64 => &[1024, 512, 256, 128],
+        _ => &[1024, 512, 256, 128, 64],
+    };
+    let (mut channels, mut size) = (c.channels as usize, c.height as usize);
+    let mut out = Vec::new();
+    for (i, &r) in reference.iter().enumerate() {
+        let o = scaled(r);
+        out.push((format!("d.conv{i}.weight"), vec![o, channels, 5, 5]));
+        for part in ["weight", "bias", "running_mean.0", "running_var.0"] {
+            out.push((format!("d.bn{i}.{part}"), vec![o]));
+        }
+        channels = o;
+        size = size.div_ceil(2);
+    }
+    const HIDDEN: usize = 100;
+    out.push(("d.fc.weight".into(), vec![HIDDEN, channels * size * size]));
+    out.push(("d.fc.bias".into(), vec![HIDDEN]));
+    out.push(("d.out.weight".into(), vec![1, HIDDEN]));
+    out
+}
+
 /// The names and shapes of a generator's tensors ("g." + ...), as libgran names them.
 pub(crate) fn generator_layout(c: &Config) -> Vec<(String, Vec<usize>)> {
     let a = c.architecture();

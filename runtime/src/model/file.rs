@@ -11,7 +11,7 @@
 //!
 //! Any file that is not an intact gran file is FORMAT; a file that cannot be read is IO.
 
-use super::config::{generator_layout, Config};
+use super::config::{checkpoint_layout, generator_layout, Config};
 use crate::error::{format, io, zeros, Result};
 use gran_common::checksum::Checksum;
 use std::collections::{BTreeMap, HashMap};
@@ -127,26 +127,29 @@ pub(crate) fn load(src: &mut dyn Source, len: u64) -> Result<Loaded> {
         .and_then(|v| u64::from_str_radix(v, 16).ok())
         .ok_or_else(|| format("no valid checksum field"))?;
 
-    // The table: the generator's tensors with their exact shapes (and the averaged one's),
-    // every entry in the file's storage, ranges that tile the data, the file's length.
-    let layout = generator_layout(&config);
-    let mut wanted: HashMap<String, Vec<usize>> = layout.iter().cloned().collect();
-    if averaged {
-        wanted.extend(layout.iter().map(|(n, s)| (format!("ema.{n}"), s.clone())));
-    }
-    if export && table.len() != layout.len() {
+    // The table: exactly the tensors the configuration implies (an export: the generator's; a
+    // checkpoint: both networks', both optimizers', the averaged generator's), each with its
+    // shape and the file's storage type; ranges that tile the data; the file's length.
+    let layout = if export { generator_layout(&config) } else { checkpoint_layout(&config, averaged) };
+    if table.len() != layout.len() {
         return Err(format(format!("{} tensors where {} were expected", table.len(), layout.len())));
     }
-    for name in wanted.keys() {
-        if !table.contains_key(name) {
-            return Err(format(format!("tensor '{name}' is missing")));
+    for (name, shape) in &layout {
+        let e = table.get(name).ok_or_else(|| format(format!("tensor '{name}' is missing")))?;
+        if e.dtype != storage.tag() || e.shape != *shape {
+            return Err(format(format!(
+                "tensor '{name}' is {} {:?}, expected {} {shape:?}",
+                e.dtype,
+                e.shape,
+                storage.tag()
+            )));
         }
     }
+    // What drawing keeps: the raw generator, and the averaged one's when there is one.
+    let wanted: std::collections::HashSet<&str> =
+        layout.iter().map(|(n, _)| n.as_str()).filter(|n| n.starts_with("g.") || n.starts_with("ema.g.")).collect();
     let mut ranges: Vec<(usize, usize)> = Vec::with_capacity(table.len());
     for (name, e) in &table {
-        if e.dtype != storage.tag() || wanted.get(name).is_some_and(|s| *s != e.shape) {
-            return Err(format(format!("tensor '{name}' is {} {:?}, not as expected", e.dtype, e.shape)));
-        }
         let values = e.shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
         if values.and_then(|v| v.checked_mul(storage.bytes())) != e.end.checked_sub(e.start) {
             return Err(format(format!("tensor '{name}' has the byte range {}..{}, not its shape", e.start, e.end)));
@@ -180,7 +183,7 @@ pub(crate) fn load(src: &mut dyn Source, len: u64) -> Result<Loaded> {
         sum.tensor(name, &bytes);
         let values = floats(&bytes, storage)?;
         check_values(name, &values)?;
-        if wanted.contains_key(name) {
+        if wanted.contains(name.as_str()) {
             match name.strip_prefix("ema.") {
                 Some(g) => ema.insert(g.to_string(), values),
                 None => raw.insert(name.clone(), values),
