@@ -117,12 +117,26 @@ struct Drawer<'a> {
 impl Drawer<'_> {
     /// Draws images `first .. end` into `part` (one slice per block, each for these images).
     fn run(&self, first: usize, end: usize, mut part: Vec<&mut [u8]>) -> Result<()> {
+        let z_dim = self.model.generator().z_dim();
+        let mut z = zeros::<f32>(self.chunk.min(end - first) * z_dim, "the latents of one chunk")?;
+        let mut scratch = self.model.take_scratch();
+        let result = self.draw_range(first, end, &mut part, &mut z, &mut scratch);
+        self.model.give_scratch(scratch);
+        result
+    }
+
+    fn draw_range(
+        &self,
+        first: usize,
+        end: usize,
+        part: &mut [&mut [u8]],
+        z: &mut [f32],
+        scratch: &mut Scratch,
+    ) -> Result<()> {
         let gen = self.model.generator();
         let (z_dim, c) = (gen.z_dim(), self.model.config().channels as usize);
         let plane = (self.model.config().height * self.model.config().width) as usize;
         let per = gen.image_len() * self.format.sample_bytes();
-        let mut z = zeros::<f32>(self.chunk.min(end - first) * z_dim, "the latents of one chunk")?;
-        let mut scratch = Scratch::default();
         let mut at = first;
         while at < end {
             let n = self.chunk.min(end - at);
@@ -141,7 +155,7 @@ impl Drawer<'_> {
                 }
                 Ok(())
             };
-            gen.draw(zc, n, every_step, &mut sink, &mut scratch)?;
+            gen.draw(zc, n, every_step, &mut sink, scratch)?;
             at += n;
         }
         Ok(())

@@ -5,11 +5,12 @@
 //! - [`conv5x5_s2`] (the encoder's, halving the size): im2col, then `W [cout, cin*25] x cols`,
 //!   a block of output positions at a time so the column buffer stays small;
 //! - [`deconv5x5_s2`] (the decoder's transposed convolution, output padding 1, doubling the
-//!   size): `W^T [cout*25, cin] x X [cin, N*h*w]`, then col2im adds each tap into place, a block
-//!   of output channels at a time.
+//!   size): `W^T [cout*25, cin] x X [cin, N*h*w]`, then col2im gathers the taps of each output
+//!   row (row by row, even and odd columns apart, so that its loops are contiguous), a block of
+//!   output channels at a time.
 
 use super::gemm::{gemm, Mat, MatMut};
-use crate::error::{out_of_memory, zeros, Result};
+use crate::error::{zeros, Result};
 
 const K: usize = 5;
 const TAPS: usize = K * K;
@@ -34,6 +35,9 @@ impl Geometry {
 
 /// The encoder's convolution: `x` `[cin][n][h][w]` into `out` `[cout][n][h/2][w/2]` (every
 /// value written), with `weight` `[cout, cin, 5, 5]`. Returns the output geometry.
+///
+/// The columns are built a block of whole output rows at a time: for each (input channel, tap)
+/// and output row, one input row read with stride 2, or zeros where the row is padding.
 pub(crate) fn conv5x5_s2(
     x: &[f32],
     cin: usize,
@@ -47,42 +51,41 @@ pub(crate) fn conv5x5_s2(
     let og = Geometry { n: g.n, h: oh, w: ow };
     let total = og.plane();
     let k = cin * TAPS;
-    let block = (COLS_BUDGET / k).clamp(16, total.max(16)).min(total);
-    ensure(cols, k * block)?;
-    let (hw, ohw) = (g.h * g.w, oh * ow);
-    let mut pos: Vec<(usize, isize, isize)> = Vec::new();
-    pos.try_reserve_exact(block)
-        .map_err(|_| out_of_memory::<(usize, isize, isize)>(block, "a convolution's positions"))?;
-    let mut p0 = 0;
-    while p0 < total {
-        let pb = block.min(total - p0);
-        // Where each output position of the block reads: its image's offset and the top-left
-        // input corner of its 5x5 window (possibly outside the image: padding).
-        pos.clear();
-        pos.extend((p0..p0 + pb).map(|p| {
-            let (img, rest) = (p / ohw, p % ohw);
-            (img * hw, (rest / ow * 2) as isize - PAD, (rest % ow * 2) as isize - PAD)
-        }));
-        // im2col for output positions p0 .. p0 + pb.
+    let rows_total = g.n * oh;
+    let rows_per_block = (COLS_BUDGET / (k * ow)).clamp(1, rows_total);
+    ensure(cols, k * rows_per_block * ow)?;
+    let mut r0 = 0;
+    while r0 < rows_total {
+        let rb = rows_per_block.min(rows_total - r0);
+        let pb = rb * ow;
         for ci in 0..cin {
             let plane = &x[ci * g.plane()..(ci + 1) * g.plane()];
             for ky in 0..K {
                 for kx in 0..K {
-                    let row = &mut cols[((ci * K + ky) * K + kx) * pb..][..pb];
-                    for (v, &(base, y0, x0)) in row.iter_mut().zip(pos.iter()) {
-                        let (iy, ix) = (y0 + ky as isize, x0 + kx as isize);
-                        *v = if (iy as usize) < g.h && (ix as usize) < g.w {
-                            plane[base + iy as usize * g.w + ix as usize]
-                        } else {
-                            0.0
-                        };
+                    let dst_row = &mut cols[((ci * K + ky) * K + kx) * pb..][..pb];
+                    // Output columns whose input column 2 ox - 2 + kx is inside the image.
+                    let first = (PAD as usize).saturating_sub(kx).div_ceil(2);
+                    let last = ((g.w + PAD as usize - kx).div_ceil(2)).min(ow);
+                    for (j, dst) in dst_row.chunks_exact_mut(ow).enumerate() {
+                        let (img, oy) = ((r0 + j) / oh, (r0 + j) % oh);
+                        let iy = (oy * 2 + ky) as isize - PAD;
+                        if iy < 0 || iy as usize >= g.h {
+                            dst.fill(0.0);
+                            continue;
+                        }
+                        let src = &plane[img * g.h * g.w + iy as usize * g.w..][..g.w];
+                        dst[..first].fill(0.0);
+                        for (ox, d) in dst.iter_mut().enumerate().take(last).skip(first) {
+                            *d = src[2 * ox + kx - PAD as usize];
+                        }
+                        dst[last.max(first)..].fill(0.0);
                     }
                 }
             }
         }
-        let c = MatMut { data: &mut out[p0..], rows: cout, cols: pb, rs: total, cs: 1 };
+        let c = MatMut { data: &mut out[r0 * ow..], rows: cout, cols: pb, rs: total, cs: 1 };
         gemm(Mat::rows(weight, cout, k), Mat::rows(&cols[..k * pb], k, pb), c, false);
-        p0 += pb;
+        r0 += rb;
     }
     Ok(og)
 }
@@ -106,6 +109,9 @@ pub(crate) fn deconv5x5_s2(
     let block = (COLS_BUDGET / (TAPS * q)).clamp(1, cout);
     ensure(cols, block * TAPS * q)?;
     let (hw, ohw) = (g.h * g.w, og.h * og.w);
+    let (mut even, mut odd) = (Vec::new(), Vec::new());
+    ensure(&mut even, g.w)?;
+    ensure(&mut odd, g.w)?;
     let mut c0 = 0;
     while c0 < cout {
         let cb = block.min(cout - c0);
@@ -113,28 +119,34 @@ pub(crate) fn deconv5x5_s2(
         let wt = Mat { data: &weight[c0 * TAPS..], rows: cb * TAPS, cols: cin, rs: 1, cs: cout * TAPS };
         gemm(wt, Mat::rows(&x[..cin * q], cin, q), MatMut::rows(&mut cols[..cb * TAPS * q], cb * TAPS, q), false);
         for co in c0..c0 + cb {
-            let dst = &mut out[co * oplane..(co + 1) * oplane];
-            dst.fill(bias[co]);
-            for tap in 0..TAPS {
-                let (ky, kx) = (tap / K, tap % K);
-                let src = &cols[((co - c0) * TAPS + tap) * q..][..q];
-                for img in 0..g.n {
-                    for iy in 0..g.h {
-                        let oy = (iy * 2) as isize - PAD + ky as isize;
-                        if oy < 0 || oy as usize >= og.h {
+            // Tap (ky, kx) of this channel, over every input position.
+            let tap = |ky: usize, kx: usize| &cols[((co - c0) * TAPS + ky * K + kx) * q..][..q];
+            for img in 0..g.n {
+                for oy in 0..og.h {
+                    // Output row oy, as its even and odd columns: each the sum of the input rows
+                    // and taps that land on it (ox = 2 ix - 2 + kx, oy = 2 iy - 2 + ky), so
+                    // every output value is written once and every loop runs over contiguous rows.
+                    even[..g.w].fill(bias[co]);
+                    odd[..g.w].fill(bias[co]);
+                    for ky in (oy % 2..K).step_by(2) {
+                        let iy2 = oy + PAD as usize;
+                        if iy2 < ky || (iy2 - ky) / 2 >= g.h {
                             continue;
                         }
-                        let row = &src[img * hw + iy * g.w..][..g.w];
-                        let line = &mut dst[img * ohw + oy as usize * og.w..][..og.w];
-                        // ox = 2 ix - 2 + kx: the input columns that land inside the row.
-                        let first = (PAD as usize).saturating_sub(kx).div_ceil(2);
-                        for (ix, &v) in row.iter().enumerate().skip(first) {
-                            let ox = 2 * ix + kx - PAD as usize;
-                            if ox >= og.w {
-                                break;
-                            }
-                            line[ox] += v;
-                        }
+                        let at = img * hw + (iy2 - ky) / 2 * g.w;
+                        let row = |kx: usize| &tap(ky, kx)[at..at + g.w];
+                        let w = g.w;
+                        // even[m] += c0[m + 1] + c2[m] + c4[m - 1]; odd[m] += c1[m + 1] + c3[m].
+                        add(&mut even[..w], row(2));
+                        add(&mut even[..w - 1], &row(0)[1..]);
+                        add(&mut even[1..w], &row(4)[..w - 1]);
+                        add(&mut odd[..w - 1], &row(1)[1..]);
+                        add(&mut odd[..w], row(3));
+                    }
+                    let line = &mut out[co * oplane + img * ohw + oy * og.w..][..og.w];
+                    for (pair, (&e, &o)) in line.chunks_exact_mut(2).zip(even.iter().zip(odd.iter())) {
+                        pair[0] = e;
+                        pair[1] = o;
                     }
                 }
             }
@@ -142,6 +154,14 @@ pub(crate) fn deconv5x5_s2(
         c0 += cb;
     }
     Ok(og)
+}
+
+/// `dst[i] += src[i]`.
+#[inline]
+fn add(dst: &mut [f32], src: &[f32]) {
+    for (d, s) in dst.iter_mut().zip(src) {
+        *d += s;
+    }
 }
 
 /// Grows a scratch buffer to `n` floats (fallibly).

@@ -11,6 +11,7 @@ pub(crate) use generator::{Generator, Scratch};
 use crate::error::{self, Result};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 
 /// What `gran_model_load` gives in the runtime: a model that draws.
 pub struct Model {
@@ -22,6 +23,9 @@ pub struct Model {
     averaged: Option<Generator>,
     /// Draw with the raw generator even when an averaged one is there.
     use_raw: AtomicBool,
+    /// Working memory of earlier drawing threads, reused by later calls (one per thread that
+    /// ran at once): a call does not allocate and fault in its buffers again.
+    scratch: Mutex<Vec<Scratch>>,
 }
 
 impl Model {
@@ -64,6 +68,7 @@ impl Model {
             raw,
             averaged,
             use_raw: AtomicBool::new(false),
+            scratch: Mutex::new(Vec::new()),
         })
     }
 
@@ -95,6 +100,16 @@ impl Model {
     /// default).
     pub fn set_raw(&self, raw: bool) {
         self.use_raw.store(raw, Ordering::Relaxed);
+    }
+
+    /// Working memory for one drawing thread: one that an earlier call left, or a new one.
+    pub(crate) fn take_scratch(&self) -> Scratch {
+        self.scratch.lock().unwrap_or_else(|p| p.into_inner()).pop().unwrap_or_default()
+    }
+
+    /// Returns working memory for later calls.
+    pub(crate) fn give_scratch(&self, s: Scratch) {
+        self.scratch.lock().unwrap_or_else(|p| p.into_inner()).push(s);
     }
 
     /// The generator drawing uses now.
