@@ -49,35 +49,29 @@ pub(crate) fn to_byte(v: f32) -> u8 {
     (v * 255.0).round_ties_even() as u8
 }
 
-/// Writes image `img` of a canvas sum `sum` (`[C][n][H*W]`, before the sigmoid) into `out`
+/// Writes image `img` of a canvas sum `sum` (`[n][H*W][C]`, before the sigmoid) into `out`
 /// (one image in `format`).
-pub(crate) fn write_image(
-    sum: &[f32],
-    n: usize,
-    img: usize,
-    channels: usize,
-    plane: usize,
-    format: PixelFormat,
-    out: &mut [u8],
-) {
-    for c in 0..channels {
-        let src = &sum[(c * n + img) * plane..][..plane];
-        match format {
-            PixelFormat::U8Hwc => {
-                for (p, &v) in src.iter().enumerate() {
-                    out[p * channels + c] = to_byte(sigmoid(v));
+pub(crate) fn write_image(sum: &[f32], img: usize, channels: usize, plane: usize, format: PixelFormat, out: &mut [u8]) {
+    let src = &sum[img * plane * channels..][..plane * channels];
+    match format {
+        PixelFormat::U8Hwc => {
+            for (o, &v) in out[..plane * channels].iter_mut().zip(src) {
+                *o = to_byte(sigmoid(v));
+            }
+        }
+        PixelFormat::U8Chw => {
+            for (p, px) in src.chunks_exact(channels).enumerate() {
+                for (c, &v) in px.iter().enumerate() {
+                    out[c * plane + p] = to_byte(sigmoid(v));
                 }
             }
-            PixelFormat::U8Chw => {
-                for (o, &v) in out[c * plane..][..plane].iter_mut().zip(src) {
-                    *o = to_byte(sigmoid(v));
-                }
-            }
-            PixelFormat::F32Chw => {
-                for (o, &v) in out[c * plane * 4..][..plane * 4].chunks_exact_mut(4).zip(src) {
+        }
+        PixelFormat::F32Chw => {
+            for (p, px) in src.chunks_exact(channels).enumerate() {
+                for (c, &v) in px.iter().enumerate() {
                     let v = sigmoid(v);
                     let v = if v.is_nan() { 0.0 } else { v.clamp(0.0, 1.0) };
-                    o.copy_from_slice(&v.to_ne_bytes());
+                    out[(c * plane + p) * 4..][..4].copy_from_slice(&v.to_ne_bytes());
                 }
             }
         }
@@ -98,15 +92,15 @@ mod tests {
 
     #[test]
     fn layouts_place_channels_as_named() {
-        // Two images of 2 channels x 2 pixels; the canvas sums are +-20 (sigmoid ~ 1 or 0).
-        let (n, ch, plane) = (2, 2, 2);
-        let mut sum = vec![-20f32; ch * n * plane];
-        sum[(n + 1) * plane] = 20.0; // channel 1, image 1, pixel 0
+        // Two images of 2 pixels x 2 channels; the canvas sums are +-20 (sigmoid ~ 1 or 0).
+        let (ch, plane) = (2, 2);
+        let mut sum = vec![-20f32; 2 * plane * ch];
+        sum[plane * ch + 1] = 20.0; // image 1, pixel 0, channel 1
         let mut hwc = vec![9u8; 4];
-        write_image(&sum, n, 1, ch, plane, PixelFormat::U8Hwc, &mut hwc);
+        write_image(&sum, 1, ch, plane, PixelFormat::U8Hwc, &mut hwc);
         assert_eq!(hwc, [0, 255, 0, 0]);
         let mut chw = vec![9u8; 4];
-        write_image(&sum, n, 1, ch, plane, PixelFormat::U8Chw, &mut chw);
+        write_image(&sum, 1, ch, plane, PixelFormat::U8Chw, &mut chw);
         assert_eq!(chw, [0, 0, 255, 0]);
     }
 }

@@ -151,7 +151,7 @@ impl Drawer<'_> {
                 let block = if every_step { &mut part[t] } else { &mut part[0] };
                 for img in 0..n {
                     let dst = &mut block[offset + img * per..offset + (img + 1) * per];
-                    write_image(sum, n, img, c, plane, self.format, dst);
+                    write_image(sum, img, c, plane, self.format, dst);
                 }
                 Ok(())
             };

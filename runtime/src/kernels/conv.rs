@@ -1,23 +1,26 @@
-//! The generator's two convolutions, both 5x5 with stride 2 and padding 2, as matrix products.
+//! The generator's two convolutions, both 5x5 with stride 2 and padding 2, as matrix products
+//! over activations laid out channels-last, `[N][H][W][C]`: the feature maps here are small
+//! (7x7 to 64x64) and the channels many, so every loop that is not a matrix product runs over
+//! a pixel's channels, contiguous.
 //!
-//! Activations are laid out channel-major over the whole batch, `[C][N][H][W]`, so that one
-//! matrix product covers every image of a chunk (its columns are images x positions):
-//! - [`conv5x5_s2`] (the encoder's, halving the size): im2col, then `W [cout, cin*25] x cols`,
-//!   a block of output positions at a time so the column buffer stays small;
+//! - [`conv5x5_s2`] (the encoder's, halving the size): im2col (each output position's 25 input
+//!   pixels, each `cin` contiguous values), then `cols [P, 25*cin] x W^T`, a block of output
+//!   rows at a time so the column buffer stays small.
 //! - [`deconv5x5_s2`] (the decoder's transposed convolution, output padding 1, doubling the
-//!   size): `W^T [cout*25, cin] x X [cin, N*h*w]`, then col2im gathers the taps of each output
-//!   row (row by row, even and odd columns apart, so that its loops are contiguous), a block of
-//!   output channels at a time.
+//!   size): `X [N*h*w, cin] x W [cin, 25*cb]` gives each input pixel's contribution through each
+//!   tap to a block of `cb` output channels; each output pixel then sums the (at most 9) taps
+//!   that land on it. Blocks of images and of output channels bound the buffer.
 
 use super::gemm::{gemm, Mat, MatMut};
 use crate::error::{zeros, Result};
 
 const K: usize = 5;
-const TAPS: usize = K * K;
-const PAD: isize = 2;
+/// Taps of a kernel.
+pub(crate) const TAPS: usize = K * K;
+const PAD: usize = 2;
 /// Floats a column buffer may hold (1 MiB): big enough for efficient products, small enough to
 /// stay in cache and to bound memory.
-const COLS_BUDGET: usize = 1 << 18;
+pub(crate) const COLS_BUDGET: usize = 1 << 18;
 
 /// A batch of feature maps: `n` images of `h x w`.
 #[derive(Clone, Copy, Debug)]
@@ -28,16 +31,15 @@ pub(crate) struct Geometry {
 }
 
 impl Geometry {
-    pub(crate) fn plane(&self) -> usize {
+    /// Pixels over the batch.
+    pub(crate) fn pixels(&self) -> usize {
         self.n * self.h * self.w
     }
 }
 
-/// The encoder's convolution: `x` `[cin][n][h][w]` into `out` `[cout][n][h/2][w/2]` (every
-/// value written), with `weight` `[cout, cin, 5, 5]`. Returns the output geometry.
-///
-/// The columns are built a block of whole output rows at a time: for each (input channel, tap)
-/// and output row, one input row read with stride 2, or zeros where the row is padding.
+/// The encoder's convolution: `x` `[n][h][w][cin]` into `out` `[n][h/2][w/2][cout]` (every
+/// value written), with `weight` `[cout][ky][kx][cin]` (libgran's `[cout, cin, 5, 5]`
+/// reordered). Returns the output geometry.
 pub(crate) fn conv5x5_s2(
     x: &[f32],
     cin: usize,
@@ -49,7 +51,6 @@ pub(crate) fn conv5x5_s2(
 ) -> Result<Geometry> {
     let (oh, ow) = (g.h.div_ceil(2), g.w.div_ceil(2));
     let og = Geometry { n: g.n, h: oh, w: ow };
-    let total = og.plane();
     let k = cin * TAPS;
     let rows_total = g.n * oh;
     let rows_per_block = (COLS_BUDGET / (k * ow)).clamp(1, rows_total);
@@ -58,110 +59,116 @@ pub(crate) fn conv5x5_s2(
     while r0 < rows_total {
         let rb = rows_per_block.min(rows_total - r0);
         let pb = rb * ow;
-        for ci in 0..cin {
-            let plane = &x[ci * g.plane()..(ci + 1) * g.plane()];
-            for ky in 0..K {
-                for kx in 0..K {
-                    let dst_row = &mut cols[((ci * K + ky) * K + kx) * pb..][..pb];
-                    // Output columns whose input column 2 ox - 2 + kx is inside the image.
-                    let first = (PAD as usize).saturating_sub(kx).div_ceil(2);
-                    let last = ((g.w + PAD as usize - kx).div_ceil(2)).min(ow);
-                    for (j, dst) in dst_row.chunks_exact_mut(ow).enumerate() {
-                        let (img, oy) = ((r0 + j) / oh, (r0 + j) % oh);
-                        let iy = (oy * 2 + ky) as isize - PAD;
-                        if iy < 0 || iy as usize >= g.h {
+        for (j, block) in cols[..pb * k].chunks_exact_mut(ow * k).enumerate() {
+            let (img, oy) = ((r0 + j) / oh, (r0 + j) % oh);
+            for (ox, col) in block.chunks_exact_mut(k).enumerate() {
+                for ky in 0..K {
+                    let iy = (oy * 2 + ky).wrapping_sub(PAD);
+                    for kx in 0..K {
+                        let ix = (ox * 2 + kx).wrapping_sub(PAD);
+                        let dst = &mut col[(ky * K + kx) * cin..][..cin];
+                        if iy < g.h && ix < g.w {
+                            dst.copy_from_slice(&x[((img * g.h + iy) * g.w + ix) * cin..][..cin]);
+                        } else {
                             dst.fill(0.0);
-                            continue;
                         }
-                        let src = &plane[img * g.h * g.w + iy as usize * g.w..][..g.w];
-                        dst[..first].fill(0.0);
-                        for (ox, d) in dst.iter_mut().enumerate().take(last).skip(first) {
-                            *d = src[2 * ox + kx - PAD as usize];
-                        }
-                        dst[last.max(first)..].fill(0.0);
                     }
                 }
             }
         }
-        let c = MatMut { data: &mut out[r0 * ow..], rows: cout, cols: pb, rs: total, cs: 1 };
-        gemm(Mat::rows(weight, cout, k), Mat::rows(&cols[..k * pb], k, pb), c, false);
+        let c = MatMut::rows(&mut out[r0 * ow * cout..(r0 * ow + pb) * cout], pb, cout);
+        gemm(Mat::rows(&cols[..pb * k], pb, k), Mat::transposed(weight, k, cout), c, false);
         r0 += rb;
     }
     Ok(og)
 }
 
-/// The decoder's transposed convolution: `x` `[cin][n][h][w]` into `out` `[cout][n][2h][2w]`,
-/// with `weight` `[cin, cout, 5, 5]` and `bias` `[cout]` (every value written). Returns the
-/// output geometry.
-#[allow(clippy::too_many_arguments)]
+/// How a transposed convolution's weight is laid out: `[cin][block][tap][co]`, the output
+/// channels in blocks of `block` (the last may be smaller), so that each block is one matrix
+/// `[cin, 25 * cb]` (row stride `25 * cout`).
+pub(crate) struct DeconvWeight {
+    pub(crate) cin: usize,
+    pub(crate) cout: usize,
+    pub(crate) block: usize,
+    pub(crate) data: Vec<f32>,
+}
+
+impl DeconvWeight {
+    /// From libgran's `[cin, cout, 5, 5]`, with blocks sized for inputs of `h x w`.
+    pub(crate) fn new(w: &[f32], cin: usize, cout: usize, h: usize, wd: usize) -> Result<DeconvWeight> {
+        // Per image, the contributions of a block take h * w * 25 * cb floats.
+        let block = (COLS_BUDGET / (h * wd * TAPS)).clamp(1, cout);
+        let mut data = zeros(cin * TAPS * cout, "a transposed convolution's weight")?;
+        for ci in 0..cin {
+            for co in 0..cout {
+                let (b0, cb) = (co / block * block, block.min(cout - co / block * block));
+                for tap in 0..TAPS {
+                    data[ci * TAPS * cout + b0 * TAPS + tap * cb + (co - b0)] = w[(ci * cout + co) * TAPS + tap];
+                }
+            }
+        }
+        Ok(DeconvWeight { cin, cout, block, data })
+    }
+}
+
+/// The decoder's transposed convolution: `x` `[n][h][w][cin]` into `out` `[n][2h][2w][cout]`
+/// (every value written), with `bias` `[cout]`. Returns the output geometry.
 pub(crate) fn deconv5x5_s2(
     x: &[f32],
-    cin: usize,
     g: Geometry,
-    weight: &[f32],
+    weight: &DeconvWeight,
     bias: &[f32],
-    cout: usize,
     out: &mut [f32],
     cols: &mut Vec<f32>,
 ) -> Result<Geometry> {
+    let (cin, cout) = (weight.cin, weight.cout);
     let og = Geometry { n: g.n, h: 2 * g.h, w: 2 * g.w };
-    let (q, oplane) = (g.plane(), og.plane());
-    let block = (COLS_BUDGET / (TAPS * q)).clamp(1, cout);
-    ensure(cols, block * TAPS * q)?;
-    let (hw, ohw) = (g.h * g.w, og.h * og.w);
-    let (mut even, mut odd) = (Vec::new(), Vec::new());
-    ensure(&mut even, g.w)?;
-    ensure(&mut odd, g.w)?;
+    let hw = g.h * g.w;
+    let images_per_pass = (COLS_BUDGET / (hw * TAPS * weight.block)).clamp(1, g.n);
+    ensure(cols, images_per_pass * hw * TAPS * weight.block)?;
     let mut c0 = 0;
     while c0 < cout {
-        let cb = block.min(cout - c0);
-        // The columns of channels c0 .. c0 + cb: W^T rows (co, tap) against every input position.
-        let wt = Mat { data: &weight[c0 * TAPS..], rows: cb * TAPS, cols: cin, rs: 1, cs: cout * TAPS };
-        gemm(wt, Mat::rows(&x[..cin * q], cin, q), MatMut::rows(&mut cols[..cb * TAPS * q], cb * TAPS, q), false);
-        for co in c0..c0 + cb {
-            // Tap (ky, kx) of this channel, over every input position.
-            let tap = |ky: usize, kx: usize| &cols[((co - c0) * TAPS + ky * K + kx) * q..][..q];
-            for img in 0..g.n {
+        let cb = weight.block.min(cout - c0);
+        let wb = Mat { data: &weight.data[c0 * TAPS..], rows: cin, cols: TAPS * cb, rs: TAPS * cout, cs: 1 };
+        let mut i0 = 0;
+        while i0 < g.n {
+            let nb = images_per_pass.min(g.n - i0);
+            let q = nb * hw;
+            let contributions = &mut cols[..q * TAPS * cb];
+            let xs = Mat::rows(&x[i0 * hw * cin..(i0 * hw + q) * cin], q, cin);
+            gemm(xs, wb, MatMut::rows(contributions, q, TAPS * cb), false);
+            let contributions = &cols[..q * TAPS * cb];
+            for img in 0..nb {
                 for oy in 0..og.h {
-                    // Output row oy, as its even and odd columns: each the sum of the input rows
-                    // and taps that land on it (ox = 2 ix - 2 + kx, oy = 2 iy - 2 + ky), so
-                    // every output value is written once and every loop runs over contiguous rows.
-                    even[..g.w].fill(bias[co]);
-                    odd[..g.w].fill(bias[co]);
-                    for ky in (oy % 2..K).step_by(2) {
-                        let iy2 = oy + PAD as usize;
-                        if iy2 < ky || (iy2 - ky) / 2 >= g.h {
-                            continue;
+                    for ox in 0..og.w {
+                        let dst = &mut out[(((i0 + img) * og.h + oy) * og.w + ox) * cout + c0..][..cb];
+                        dst.copy_from_slice(&bias[c0..c0 + cb]);
+                        // oy = 2 iy - 2 + ky: the taps of oy's parity, from the rows inside.
+                        for ky in ((oy % 2)..K).step_by(2) {
+                            let iy = (oy + PAD - ky) / 2;
+                            if oy + PAD < ky || iy >= g.h {
+                                continue;
+                            }
+                            for kx in ((ox % 2)..K).step_by(2) {
+                                let ix = (ox + PAD - kx) / 2;
+                                if ox + PAD < kx || ix >= g.w {
+                                    continue;
+                                }
+                                let src = &contributions
+                                    [((img * g.h + iy) * g.w + ix) * TAPS * cb + (ky * K + kx) * cb..][..cb];
+                                for (d, s) in dst.iter_mut().zip(src) {
+                                    *d += s;
+                                }
+                            }
                         }
-                        let at = img * hw + (iy2 - ky) / 2 * g.w;
-                        let row = |kx: usize| &tap(ky, kx)[at..at + g.w];
-                        let w = g.w;
-                        // even[m] += c0[m + 1] + c2[m] + c4[m - 1]; odd[m] += c1[m + 1] + c3[m].
-                        add(&mut even[..w], row(2));
-                        add(&mut even[..w - 1], &row(0)[1..]);
-                        add(&mut even[1..w], &row(4)[..w - 1]);
-                        add(&mut odd[..w - 1], &row(1)[1..]);
-                        add(&mut odd[..w], row(3));
-                    }
-                    let line = &mut out[co * oplane + img * ohw + oy * og.w..][..og.w];
-                    for (pair, (&e, &o)) in line.chunks_exact_mut(2).zip(even.iter().zip(odd.iter())) {
-                        pair[0] = e;
-                        pair[1] = o;
                     }
                 }
             }
+            i0 += nb;
         }
         c0 += cb;
     }
     Ok(og)
-}
-
-/// `dst[i] += src[i]`.
-#[inline]
-fn add(dst: &mut [f32], src: &[f32]) {
-    for (d, s) in dst.iter_mut().zip(src) {
-        *d += s;
-    }
 }
 
 /// Grows a scratch buffer to `n` floats (fallibly).
@@ -180,27 +187,40 @@ mod tests {
         (0..n).map(|i| ((i as f32 + seed) * 0.7316).sin()).collect()
     }
 
-    /// The definition of a 5x5 stride-2 padding-2 convolution, one output at a time.
+    /// `x` `[n][h][w][c]` at (img, y, x, ch), zero outside the image.
+    fn at(x: &[f32], g: Geometry, c: usize, img: usize, y: isize, xx: isize, ch: usize) -> f32 {
+        if y < 0 || xx < 0 || y as usize >= g.h || xx as usize >= g.w {
+            return 0.0;
+        }
+        x[((img * g.h + y as usize) * g.w + xx as usize) * c + ch]
+    }
+
+    /// The definition of a 5x5 stride-2 padding-2 convolution, libgran's weight `[cout, cin, 5, 5]`.
     fn conv_ref(x: &[f32], cin: usize, g: Geometry, w: &[f32], cout: usize) -> Vec<f32> {
         let (oh, ow) = (g.h.div_ceil(2), g.w.div_ceil(2));
-        let mut out = vec![0f32; cout * g.n * oh * ow];
-        for co in 0..cout {
-            for img in 0..g.n {
-                for oy in 0..oh {
-                    for ox in 0..ow {
+        let mut out = vec![0f32; g.n * oh * ow * cout];
+        for img in 0..g.n {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    for co in 0..cout {
                         let mut s = 0f32;
                         for ci in 0..cin {
                             for ky in 0..5 {
                                 for kx in 0..5 {
-                                    let (iy, ix) = (2 * oy as isize - 2 + ky, 2 * ox as isize - 2 + kx);
-                                    if iy >= 0 && ix >= 0 && (iy as usize) < g.h && (ix as usize) < g.w {
-                                        let xv = x[ci * g.plane() + img * g.h * g.w + iy as usize * g.w + ix as usize];
-                                        s += xv * w[((co * cin + ci) * 5 + ky as usize) * 5 + kx as usize];
-                                    }
+                                    let v = at(
+                                        x,
+                                        g,
+                                        cin,
+                                        img,
+                                        2 * oy as isize - 2 + ky as isize,
+                                        2 * ox as isize - 2 + kx as isize,
+                                        ci,
+                                    );
+                                    s += v * w[((co * cin + ci) * 5 + ky) * 5 + kx];
                                 }
                             }
                         }
-                        out[co * g.n * oh * ow + img * oh * ow + oy * ow + ox] = s;
+                        out[((img * oh + oy) * ow + ox) * cout + co] = s;
                     }
                 }
             }
@@ -208,29 +228,24 @@ mod tests {
         out
     }
 
-    /// The definition of the transposed convolution: each input scatters its 5x5 taps.
+    /// The definition of the transposed convolution (weight `[cin, cout, 5, 5]`): each input
+    /// scatters its 5x5 taps.
     fn deconv_ref(x: &[f32], cin: usize, g: Geometry, w: &[f32], b: &[f32], cout: usize) -> Vec<f32> {
         let (oh, ow) = (2 * g.h, 2 * g.w);
-        let mut out = vec![0f32; cout * g.n * oh * ow];
-        for co in 0..cout {
-            for img in 0..g.n {
-                for p in 0..oh * ow {
-                    out[co * g.n * oh * ow + img * oh * ow + p] = b[co];
-                }
-            }
-        }
-        for ci in 0..cin {
-            for img in 0..g.n {
-                for iy in 0..g.h {
-                    for ix in 0..g.w {
-                        let xv = x[ci * g.plane() + img * g.h * g.w + iy * g.w + ix];
+        let mut out: Vec<f32> = (0..g.n * oh * ow * cout).map(|i| b[i % cout]).collect();
+        for img in 0..g.n {
+            for iy in 0..g.h {
+                for ix in 0..g.w {
+                    for ci in 0..cin {
+                        let v = x[((img * g.h + iy) * g.w + ix) * cin + ci];
                         for co in 0..cout {
                             for ky in 0..5 {
                                 for kx in 0..5 {
-                                    let (oy, ox) = (2 * iy as isize - 2 + ky, 2 * ix as isize - 2 + kx);
+                                    let (oy, ox) =
+                                        (2 * iy as isize - 2 + ky as isize, 2 * ix as isize - 2 + kx as isize);
                                     if oy >= 0 && ox >= 0 && (oy as usize) < oh && (ox as usize) < ow {
-                                        out[co * g.n * oh * ow + img * oh * ow + oy as usize * ow + ox as usize] +=
-                                            xv * w[((ci * cout + co) * 5 + ky as usize) * 5 + kx as usize];
+                                        out[((img * oh + oy as usize) * ow + ox as usize) * cout + co] +=
+                                            v * w[((ci * cout + co) * 5 + ky) * 5 + kx];
                                     }
                                 }
                             }
@@ -240,45 +255,53 @@ mod tests {
             }
         }
         out
+    }
+
+    /// libgran's `[cout, cin, 5, 5]` as this module's `[cout][ky][kx][cin]`.
+    fn conv_weight(w: &[f32], cin: usize, cout: usize) -> Vec<f32> {
+        let mut o = vec![0f32; w.len()];
+        for co in 0..cout {
+            for ci in 0..cin {
+                for t in 0..TAPS {
+                    o[(co * TAPS + t) * cin + ci] = w[(co * cin + ci) * TAPS + t];
+                }
+            }
+        }
+        o
     }
 
     fn close(a: &[f32], b: &[f32]) -> bool {
         a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() <= 1e-4 * (1.0 + y.abs()))
     }
 
+    fn check(cin: usize, cout: usize, g: Geometry) {
+        let mut cols = Vec::new();
+        let x = values(g.pixels() * cin, 1.0);
+        let w = values(cout * cin * 25, 2.0);
+        let mut out = vec![f32::NAN; g.n * g.h.div_ceil(2) * g.w.div_ceil(2) * cout];
+        conv5x5_s2(&x, cin, g, &conv_weight(&w, cin, cout), cout, &mut out, &mut cols).unwrap();
+        assert!(close(&out, &conv_ref(&x, cin, g, &w, cout)), "conv {cin}->{cout} {g:?}");
+        let b = values(cout, 3.0);
+        let mut out = vec![f32::NAN; g.n * 4 * g.h * g.w * cout];
+        let dw = DeconvWeight::new(&w, cin, cout, g.h, g.w).unwrap();
+        deconv5x5_s2(&x, g, &dw, &b, &mut out, &mut cols).unwrap();
+        assert!(close(&out, &deconv_ref(&x, cin, g, &w, &b, cout)), "deconv {cin}->{cout} {g:?}");
+    }
+
     #[test]
     fn convolutions_match_their_definitions() {
-        let mut cols = Vec::new();
-        for (cin, cout, g) in [
-            (3, 4, Geometry { n: 2, h: 8, w: 8 }),
-            (2, 5, Geometry { n: 3, h: 7, w: 7 }),
-            (40, 3, Geometry { n: 1, h: 14, w: 14 }),
-        ] {
-            let x = values(cin * g.plane(), 1.0);
-            let w = values(cout * cin * 25, 2.0);
-            let mut out = vec![f32::NAN; cout * g.n * g.h.div_ceil(2) * g.w.div_ceil(2)];
-            conv5x5_s2(&x, cin, g, &w, cout, &mut out, &mut cols).unwrap();
-            assert!(close(&out, &conv_ref(&x, cin, g, &w, cout)), "conv {cin}->{cout} {g:?}");
-            let b = values(cout, 3.0);
-            let mut out = vec![f32::NAN; cout * g.n * 4 * g.h * g.w];
-            deconv5x5_s2(&x, cin, g, &w, &b, cout, &mut out, &mut cols).unwrap();
-            assert!(close(&out, &deconv_ref(&x, cin, g, &w, &b, cout)), "deconv {cin}->{cout} {g:?}");
-        }
+        check(3, 4, Geometry { n: 2, h: 8, w: 8 });
+        check(2, 5, Geometry { n: 3, h: 7, w: 7 });
+        check(40, 3, Geometry { n: 1, h: 14, w: 14 });
+        check(1, 9, Geometry { n: 2, h: 28, w: 28 });
     }
 
     #[test]
     fn blocks_smaller_than_the_work_give_the_same_result() {
-        // Enough positions and channels that both functions work in several blocks.
+        // Enough positions and channels that both functions work in several blocks of images,
+        // rows and output channels.
         let (cin, cout, g) = (48, 600, Geometry { n: 4, h: 16, w: 16 });
-        let x = values(cin * g.plane(), 5.0);
-        let w = values(cout * cin * 25, 6.0);
-        let b = values(cout, 7.0);
-        let mut cols = Vec::new();
-        let mut out = vec![f32::NAN; cout * g.n * 4 * g.h * g.w];
-        deconv5x5_s2(&x, cin, g, &w, &b, cout, &mut out, &mut cols).unwrap();
-        assert!(close(&out, &deconv_ref(&x, cin, g, &w, &b, cout)));
-        let mut out = vec![f32::NAN; cout * g.n * 64];
-        conv5x5_s2(&x, cin, g, &w, cout, &mut out, &mut cols).unwrap();
-        assert!(close(&out, &conv_ref(&x, cin, g, &w, cout)));
+        assert!(DeconvWeight::new(&values(cin * cout * 25, 0.0), cin, cout, g.h, g.w).unwrap().block < cout);
+        check(cin, cout, g);
     }
 }

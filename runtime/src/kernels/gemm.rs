@@ -59,6 +59,9 @@ pub(crate) fn gemm(a: Mat, b: Mat, c: MatMut, accumulate: bool) {
     if c.rows == 0 || c.cols == 0 {
         return;
     }
+    if cfg!(target_arch = "wasm32") && a.rows == 1 {
+        return vector_times_matrix(a, b, c, accumulate);
+    }
     // SAFETY: every index the kernel touches is below the extents checked above, and `c` is
     // borrowed mutably (no aliasing with `a` or `b`). Strides fit in isize: each is bounded by
     // a slice length. gemm computes dst = alpha * dst + beta * lhs * rhs, reading dst only
@@ -88,6 +91,50 @@ pub(crate) fn gemm(a: Mat, b: Mat, c: MatMut, accumulate: bool) {
     }
 }
 
+/// `c = a * b` for one row `a` (a linear layer for one image), in WebAssembly: gemm's general
+/// path costs there what its kernels save. Loops over contiguous slices that the compiler
+/// vectorises (simd128): a sum of rows of `b` when its rows are contiguous, else independent
+/// partial sums of each column.
+fn vector_times_matrix(a: Mat, b: Mat, c: MatMut, accumulate: bool) {
+    let x = |k: usize| a.data[k * a.cs];
+    let out = |j: usize| j * c.cs;
+    if b.cs == 1 {
+        let mut acc = vec![0f32; b.cols];
+        for k in 0..b.rows {
+            let (xk, row) = (x(k), &b.data[k * b.rs..k * b.rs + b.cols]);
+            for (s, &w) in acc.iter_mut().zip(row) {
+                *s += xk * w;
+            }
+        }
+        for (j, v) in acc.into_iter().enumerate() {
+            let d = &mut c.data[out(j)];
+            *d = if accumulate { *d + v } else { v };
+        }
+    } else if b.rs == 1 && a.cs == 1 {
+        let xs = &a.data[..b.rows];
+        for j in 0..b.cols {
+            let col = &b.data[j * b.cs..j * b.cs + b.rows];
+            let mut lanes = [0f32; 8];
+            let (xc, wc) = (xs.chunks_exact(8), col.chunks_exact(8));
+            let (xr, wr) = (xc.remainder(), wc.remainder());
+            for (xv, wv) in xc.zip(wc) {
+                for l in 0..8 {
+                    lanes[l] += xv[l] * wv[l];
+                }
+            }
+            let v = lanes.iter().sum::<f32>() + xr.iter().zip(wr).map(|(p, q)| p * q).sum::<f32>();
+            let d = &mut c.data[out(j)];
+            *d = if accumulate { *d + v } else { v };
+        }
+    } else {
+        for j in 0..b.cols {
+            let v: f32 = (0..b.rows).map(|k| x(k) * b.data[k * b.rs + j * b.cs]).sum();
+            let d = &mut c.data[out(j)];
+            *d = if accumulate { *d + v } else { v };
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,6 +158,21 @@ mod tests {
         let mut c2 = vec![1f32; m * n];
         gemm(Mat::rows(&a, m, k), Mat::transposed(&bt, k, n), MatMut::rows(&mut c2, m, n), true);
         assert!(c2.iter().zip(&want).all(|(x, y)| (x - 1.0 - y).abs() < 1e-5));
+    }
+
+    #[test]
+    fn one_row_products_match_the_general_ones() {
+        // The WebAssembly path, run here too.
+        let (k, n) = (37, 21);
+        let a: Vec<f32> = (0..k).map(|i| (i as f32 * 0.3).sin()).collect();
+        let b: Vec<f32> = (0..k * n).map(|i| (i as f32 * 0.17).cos()).collect();
+        for (bm, label) in [(Mat::rows(&b, k, n), "rows"), (Mat::transposed(&b, k, n), "columns")] {
+            let mut want = vec![0f32; n];
+            gemm(Mat::rows(&a, 1, k), bm, MatMut::rows(&mut want, 1, n), false);
+            let mut got = vec![1f32; n];
+            vector_times_matrix(Mat::rows(&a, 1, k), bm, MatMut::rows(&mut got, 1, n), true);
+            assert!(got.iter().zip(&want).all(|(g, w)| (g - 1.0 - w).abs() < 1e-4), "{label}");
+        }
     }
 
     #[test]

@@ -1,8 +1,8 @@
-//! The arithmetic of drawing: matrix products (one crate, behind one function), convolutions
-//! as matrix products with im2col / col2im, and the element-wise maps.
+//! The arithmetic of drawing: matrix products (one crate, behind one function), and the
+//! convolutions as matrix products over channels-last activations.
 
 mod conv;
 mod gemm;
 
-pub(crate) use conv::{conv5x5_s2, deconv5x5_s2, Geometry};
+pub(crate) use conv::{conv5x5_s2, deconv5x5_s2, DeconvWeight, Geometry, TAPS};
 pub(crate) use gemm::{gemm, Mat, MatMut};

@@ -8,13 +8,29 @@
 //!
 //! Step t decodes into dC[t]; the encoder reads dC[t] into h_c[t+1]; the canvas after step t is
 //! sigmoid(dC[0] + ... + dC[t]), and the image is the last canvas.
+//!
+//! Activations are channels-last (`[N][H][W][C]`, crate::kernels): the linear layers' features
+//! are reordered at load (libgran's feature `c * base^2 + p` becomes `p * c0 + c`), so the
+//! decoder's linear layer writes the first feature map in that layout, and the encoder's reads
+//! the last one, with no transposition while drawing.
 
 use super::config::Config;
 use crate::error::{format, zeros, Result};
-use crate::kernels::{conv5x5_s2, deconv5x5_s2, gemm, Geometry, Mat, MatMut};
+use crate::kernels::{conv5x5_s2, deconv5x5_s2, gemm, DeconvWeight, Geometry, Mat, MatMut, TAPS};
 use std::collections::HashMap;
 
 const BN_EPS: f32 = 1e-5;
+
+/// max(x, 0) as a comparison and a select: `f32::max` is a libm call in WebAssembly (its NaN
+/// rule differs from the instruction's), and a select vectorises everywhere.
+#[inline]
+fn relu(x: f32) -> f32 {
+    if x > 0.0 {
+        x
+    } else {
+        0.0
+    }
+}
 
 /// A per-channel affine map: `x * scale + shift`.
 struct Affine {
@@ -22,15 +38,13 @@ struct Affine {
     shift: Vec<f32>,
 }
 
-/// One decoder (transposed) convolution: weight `[cin, cout, 5, 5]`, bias `[cout]`.
+/// One decoder (transposed) convolution and its bias `[cout]`.
 struct Deconv {
-    cin: usize,
-    cout: usize,
-    weight: Vec<f32>,
+    weight: DeconvWeight,
     bias: Vec<f32>,
 }
 
-/// One encoder convolution: weight `[cout, cin, 5, 5]`; per step its batch norm (with the
+/// One encoder convolution: weight `[cout][ky][kx][cin]`; per step its batch norm (with the
 /// convolution's bias), or for the last one (no batch norm) its bias.
 struct EncConv {
     cin: usize,
@@ -56,14 +70,15 @@ pub(crate) struct Generator {
     /// h_z's linear layer with its batch norm folded in: `[hidden, z_dim]`, `[hidden]`.
     hz_w: Vec<f32>,
     hz_b: Vec<f32>,
-    /// The decoder's linear layer split by input, each half transposed: `[hidden, features]`.
+    /// The decoder's linear layer split by input, each half transposed: `[hidden, features]`
+    /// (features channels-last).
     dec_wz: Vec<f32>,
     dec_wc: Vec<f32>,
     /// Per step: the decoder's batch norm with the linear layer's bias.
     dec_affine: Vec<Affine>,
     dec_convs: Vec<Deconv>,
     enc_convs: Vec<EncConv>,
-    /// `[hidden, features]`.
+    /// `[hidden, features]` (features channels-last).
     enc_fc_w: Vec<f32>,
     /// Per step (0 .. T-1): the encoder's final batch norm with its linear layer's bias.
     enc_affine: Vec<Affine>,
@@ -104,6 +119,9 @@ impl Generator {
         let (base, c0) = (arch.base, arch.dec[0]);
         let features = c0 * base * base;
 
+        // libgran's feature c * base^2 + p is feature p * c0 + c here.
+        let bb = base * base;
+        let perm = |f: usize| (f % bb) * c0 + f / bb;
         let hz_bias = t.take("g.hz.fc.bias")?;
         let hz = t.folded("g.hz.bn", 0, Some(&hz_bias))?;
         let mut hz_w = t.take("g.hz.fc.weight")?;
@@ -116,22 +134,43 @@ impl Generator {
         let mut wc = zeros(features * hidden, "the decoder's weights")?;
         for f in 0..features {
             for j in 0..hidden {
-                wz[j * features + f] = dec_w[f * 2 * hidden + j];
-                wc[j * features + f] = dec_w[f * 2 * hidden + hidden + j];
+                wz[j * features + perm(f)] = dec_w[f * 2 * hidden + j];
+                wc[j * features + perm(f)] = dec_w[f * 2 * hidden + hidden + j];
             }
         }
-        let dec_affine = (0..steps).map(|s| t.folded("g.dec.bn", s, Some(&dec_b))).collect::<Result<Vec<_>>>()?;
+        let permuted = |a: Affine| {
+            let (mut scale, mut shift) = (vec![0f32; features], vec![0f32; features]);
+            for f in 0..features {
+                (scale[perm(f)], shift[perm(f)]) = (a.scale[f], a.shift[f]);
+            }
+            Affine { scale, shift }
+        };
+        let dec_affine =
+            (0..steps).map(|s| t.folded("g.dec.bn", s, Some(&dec_b)).map(permuted)).collect::<Result<Vec<_>>>()?;
         let mut dec_convs = Vec::new();
+        let mut side = base;
         for (i, w) in arch.dec.windows(2).enumerate() {
-            let weight = t.take(&format!("g.dec.conv{i}.weight"))?;
+            let raw = t.take(&format!("g.dec.conv{i}.weight"))?;
+            let weight = DeconvWeight::new(&raw, w[0], w[1], side, side)?;
             let bias = t.take(&format!("g.dec.conv{i}.bias"))?;
-            dec_convs.push(Deconv { cin: w[0], cout: w[1], weight, bias });
+            dec_convs.push(Deconv { weight, bias });
+            side *= 2;
         }
         let rev: Vec<usize> = arch.dec.iter().rev().copied().collect();
         let n_enc = rev.len() - 1;
         let mut enc_convs = Vec::new();
         for (i, w) in rev.windows(2).enumerate() {
-            let weight = t.take(&format!("g.enc.conv{i}.weight"))?;
+            // [cout, cin, 5, 5] as [cout][ky][kx][cin].
+            let raw = t.take(&format!("g.enc.conv{i}.weight"))?;
+            let (cin, cout) = (w[0], w[1]);
+            let mut weight = zeros(raw.len(), "an encoder convolution's weight")?;
+            for co in 0..cout {
+                for ci in 0..cin {
+                    for tap in 0..TAPS {
+                        weight[(co * TAPS + tap) * cin + ci] = raw[(co * cin + ci) * TAPS + tap];
+                    }
+                }
+            }
             let post = if i + 1 == n_enc {
                 EncPost::Bias(t.take(&format!("g.enc.conv{i}.bias"))?)
             } else {
@@ -142,7 +181,13 @@ impl Generator {
             };
             enc_convs.push(EncConv { cin: w[0], cout: w[1], weight, post });
         }
-        let enc_fc_w = t.take("g.enc.fc.weight")?;
+        let raw = t.take("g.enc.fc.weight")?;
+        let mut enc_fc_w = zeros(raw.len(), "the encoder's weights")?;
+        for (dst, src) in enc_fc_w.chunks_exact_mut(features).zip(raw.chunks_exact(features)) {
+            for (f, &v) in src.iter().enumerate() {
+                dst[perm(f)] = v;
+            }
+        }
         let enc_b = t.take("g.enc.fc.bias")?;
         let enc_affine = (0..steps - 1).map(|s| t.folded("g.enc.bn", s, Some(&enc_b))).collect::<Result<Vec<_>>>()?;
         Ok(Generator {
@@ -184,14 +229,14 @@ impl Generator {
         let mut most = self.c0 * side * side;
         for d in &self.dec_convs {
             side *= 2;
-            most = most.max(d.cout * side * side);
+            most = most.max(d.weight.cout * side * side);
         }
         most
     }
 
     /// Draws `n` images from latents `z` (`n * z_dim`, row-major). `canvas(t, sum)` receives the
-    /// sum of the steps so far after step t (`[C][n][H][W]`, before the sigmoid) when `every_step`,
-    /// else only after the last step.
+    /// sum of the steps so far after step t (`[n][H][W][C]`, before the sigmoid) when
+    /// `every_step`, else only after the last step.
     pub(crate) fn draw(
         &self,
         z: &[f32],
@@ -234,11 +279,9 @@ impl Generator {
                 );
             }
             let a = &self.dec_affine[t];
-            let bb = self.base * self.base;
-            for img in 0..n {
-                for (i, &v) in s.pre[img * f..(img + 1) * f].iter().enumerate() {
-                    let (c, p) = (i / bb, i % bb);
-                    s.act_a[c * n * bb + img * bb + p] = (v * a.scale[i] + a.shift[i]).max(0.0);
+            for (dst, src) in s.act_a[..n * f].chunks_exact_mut(f).zip(s.pre[..n * f].chunks_exact(f)) {
+                for (((d, &v), &sc), &sh) in dst.iter_mut().zip(src).zip(&a.scale).zip(&a.shift) {
+                    *d = relu(v * sc + sh);
                 }
             }
             // The transposed convolutions, ReLU after all but the last.
@@ -246,13 +289,13 @@ impl Generator {
             let last = self.dec_convs.len() - 1;
             for (i, d) in self.dec_convs.iter().enumerate() {
                 let (x, y) = (&s.act_a, &mut s.act_b);
-                g = deconv5x5_s2(&x[..d.cin * g.plane()], d.cin, g, &d.weight, &d.bias, d.cout, y, &mut s.cols)?;
+                g = deconv5x5_s2(&x[..d.weight.cin * g.pixels()], g, &d.weight, &d.bias, y, &mut s.cols)?;
                 if i < last {
-                    y[..d.cout * g.plane()].iter_mut().for_each(|v| *v = v.max(0.0));
+                    y[..d.weight.cout * g.pixels()].iter_mut().for_each(|v| *v = relu(*v));
                 }
                 std::mem::swap(&mut s.act_a, &mut s.act_b);
             }
-            // act_a holds dC[t] ([C][n][H][W]): add it to the canvas.
+            // act_a holds dC[t] ([n][H][W][C]): add it to the canvas.
             let dc = &s.act_a[..sum_len];
             if t == 0 {
                 s.sum[..sum_len].copy_from_slice(dc);
@@ -274,27 +317,22 @@ impl Generator {
         let mut g = Geometry { n, h: self.size, w: self.size };
         for c in &self.enc_convs {
             let (x, y) = (&s.act_a, &mut s.act_b);
-            g = conv5x5_s2(&x[..c.cin * g.plane()], c.cin, g, &c.weight, c.cout, y, &mut s.cols)?;
-            let p = g.plane();
-            for (ch, out) in y[..c.cout * p].chunks_exact_mut(p).enumerate() {
-                let (scale, shift) = match &c.post {
-                    EncPost::PerStep(a) => (a[t].scale[ch], a[t].shift[ch]),
-                    EncPost::Bias(b) => (1.0, b[ch]),
-                };
-                out.iter_mut().for_each(|v| *v = (*v * scale + shift).max(0.0));
+            g = conv5x5_s2(&x[..c.cin * g.pixels()], c.cin, g, &c.weight, c.cout, y, &mut s.cols)?;
+            let (scale, shift): (&[f32], &[f32]) = match &c.post {
+                EncPost::PerStep(a) => (&a[t].scale, &a[t].shift),
+                EncPost::Bias(b) => (&s.ones[..c.cout], b),
+            };
+            for px in y[..c.cout * g.pixels()].chunks_exact_mut(c.cout) {
+                for ((v, &sc), &sh) in px.iter_mut().zip(scale).zip(shift) {
+                    *v = relu(*v * sc + sh);
+                }
             }
             std::mem::swap(&mut s.act_a, &mut s.act_b);
         }
-        // [c0][n][b][b] to [n][features], then h_c = tanh(bn(W x + b)).
-        let (h, bb) = (self.hidden, self.base * self.base);
-        let f = self.c0 * bb;
-        for c in 0..self.c0 {
-            for img in 0..n {
-                s.pre[img * f + c * bb..][..bb].copy_from_slice(&s.act_a[c * n * bb + img * bb..][..bb]);
-            }
-        }
+        // act_a is [n][base][base][c0]: the encoder's linear layer's input as it is.
+        let (h, f) = (self.hidden, self.c0 * self.base * self.base);
         gemm(
-            Mat::rows(&s.pre[..n * f], n, f),
+            Mat::rows(&s.act_a[..n * f], n, f),
             Mat::transposed(&self.enc_fc_w, f, h),
             MatMut::rows(&mut s.hc[..n * h], n, h),
             false,
@@ -320,6 +358,8 @@ pub(crate) struct Scratch {
     act_b: Vec<f32>,
     sum: Vec<f32>,
     cols: Vec<f32>,
+    /// 1.0 for every channel: the scale of a convolution followed by its bias alone.
+    ones: Vec<f32>,
 }
 
 impl Scratch {
@@ -337,6 +377,11 @@ impl Scratch {
         grow(&mut self.hc, n * g.hidden)?;
         grow(&mut self.act_a, n * g.largest_activation())?;
         grow(&mut self.act_b, n * g.largest_activation())?;
-        grow(&mut self.sum, n * g.image_len())
+        grow(&mut self.sum, n * g.image_len())?;
+        let widest = g.enc_convs.iter().map(|c| c.cout).max().unwrap_or(0);
+        if self.ones.len() < widest {
+            self.ones = vec![1.0; widest];
+        }
+        Ok(())
     }
 }
