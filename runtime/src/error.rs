@@ -45,6 +45,14 @@ pub(crate) fn zeros<T: Copy + Default>(n: usize, what: &str) -> Result<Vec<T>> {
     Ok(v)
 }
 
+/// An empty buffer with room for `n` values, or OUT_OF_MEMORY: for buffers filled by `extend`
+/// or a read, which then need no zeroing first.
+pub(crate) fn with_capacity<T>(n: usize, what: &str) -> Result<Vec<T>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).map_err(|_| out_of_memory::<T>(n, what))?;
+    Ok(v)
+}
+
 /// `a * b`, or INVALID_ARGUMENT naming `what` when it does not fit in a `usize`.
 pub(crate) fn mul(a: usize, b: usize, what: &str) -> Result<usize> {
     a.checked_mul(b).ok_or_else(|| invalid(format!("{what}: {a} x {b} is past what memory can hold")))

@@ -12,7 +12,7 @@
 //! Any file that is not an intact gran file is FORMAT; a file that cannot be read is IO.
 
 use super::config::{checkpoint_layout, generator_layout, Config};
-use crate::error::{format, io, zeros, Result};
+use crate::error::{format, io, with_capacity, zeros, Result};
 use gran_common::checksum::Checksum;
 use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Seek, SeekFrom};
@@ -177,9 +177,14 @@ pub(crate) fn load(src: &mut dyn Source, len: u64) -> Result<Loaded> {
     let mut raw = HashMap::new();
     let mut ema = HashMap::new();
     for (name, e) in &table {
-        let mut bytes = zeros::<u8>(e.end - e.start, "a tensor of the file")?;
+        let len = e.end - e.start;
+        let mut bytes = with_capacity::<u8>(len, "a tensor of the file")?;
         src.seek(SeekFrom::Start(data_start + e.start as u64)).map_err(read_err)?;
-        src.read_exact(&mut bytes).map_err(read_err)?;
+        // Read into the reserved room (no zeroing first); the table said the file holds it.
+        src.take(len as u64).read_to_end(&mut bytes).map_err(read_err)?;
+        if bytes.len() != len {
+            return Err(format("the file ended inside its tensor data"));
+        }
         sum.tensor(name, &bytes);
         let values = floats(&bytes, storage)?;
         check_values(name, &values)?;
@@ -238,17 +243,11 @@ fn parse_header(json: &[u8]) -> Result<(HashMap<String, String>, BTreeMap<String
 
 /// Little-endian values as float32 (bfloat16: the upper half of a float32's bits).
 fn floats(bytes: &[u8], storage: Storage) -> Result<Vec<f32>> {
-    let mut out = zeros::<f32>(bytes.len() / storage.bytes(), "a tensor's values")?;
+    let mut out = with_capacity::<f32>(bytes.len() / storage.bytes(), "a tensor's values")?;
     match storage {
-        Storage::F32 => {
-            for (o, c) in out.iter_mut().zip(bytes.chunks_exact(4)) {
-                *o = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
-            }
-        }
+        Storage::F32 => out.extend(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))),
         Storage::Bf16 => {
-            for (o, c) in out.iter_mut().zip(bytes.chunks_exact(2)) {
-                *o = f32::from_bits(u32::from(u16::from_le_bytes([c[0], c[1]])) << 16);
-            }
+            out.extend(bytes.chunks_exact(2).map(|c| f32::from_bits(u32::from(u16::from_le_bytes([c[0], c[1]])) << 16)))
         }
     }
     Ok(out)

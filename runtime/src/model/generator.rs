@@ -121,7 +121,7 @@ impl Generator {
 
         // libgran's feature c * base^2 + p is feature p * c0 + c here.
         let bb = base * base;
-        let perm = |f: usize| (f % bb) * c0 + f / bb;
+        let perm: Vec<usize> = (0..features).map(|f| (f % bb) * c0 + f / bb).collect();
         let hz_bias = t.take("g.hz.fc.bias")?;
         let hz = t.folded("g.hz.bn", 0, Some(&hz_bias))?;
         let mut hz_w = t.take("g.hz.fc.weight")?;
@@ -130,18 +130,27 @@ impl Generator {
         }
         let dec_w = t.take("g.dec.fc.weight")?;
         let dec_b = t.take("g.dec.fc.bias")?;
-        let mut wz = zeros(features * hidden, "the decoder's weights")?;
-        let mut wc = zeros(features * hidden, "the decoder's weights")?;
-        for f in 0..features {
-            for j in 0..hidden {
-                wz[j * features + perm(f)] = dec_w[f * 2 * hidden + j];
-                wc[j * features + perm(f)] = dec_w[f * 2 * hidden + hidden + j];
+        // The two halves transposed to [hidden, features'], in tiles (both sides stay in cache).
+        let half = |offset: usize| -> Result<Vec<f32>> {
+            let mut w = zeros(features * hidden, "the decoder's weights")?;
+            const TILE: usize = 32;
+            for f0 in (0..features).step_by(TILE) {
+                for j0 in (0..hidden).step_by(TILE) {
+                    for f in f0..(f0 + TILE).min(features) {
+                        let (row, to) = (&dec_w[f * 2 * hidden + offset..][..hidden], perm[f]);
+                        for j in j0..(j0 + TILE).min(hidden) {
+                            w[j * features + to] = row[j];
+                        }
+                    }
+                }
             }
-        }
+            Ok(w)
+        };
+        let (wz, wc) = (half(0)?, half(hidden)?);
         let permuted = |a: Affine| {
             let (mut scale, mut shift) = (vec![0f32; features], vec![0f32; features]);
             for f in 0..features {
-                (scale[perm(f)], shift[perm(f)]) = (a.scale[f], a.shift[f]);
+                (scale[perm[f]], shift[perm[f]]) = (a.scale[f], a.shift[f]);
             }
             Affine { scale, shift }
         };
@@ -184,8 +193,8 @@ impl Generator {
         let raw = t.take("g.enc.fc.weight")?;
         let mut enc_fc_w = zeros(raw.len(), "the encoder's weights")?;
         for (dst, src) in enc_fc_w.chunks_exact_mut(features).zip(raw.chunks_exact(features)) {
-            for (f, &v) in src.iter().enumerate() {
-                dst[perm(f)] = v;
+            for (&to, &v) in perm.iter().zip(src) {
+                dst[to] = v;
             }
         }
         let enc_b = t.take("g.enc.fc.bias")?;
