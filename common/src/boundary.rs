@@ -161,6 +161,26 @@ fn check_extent<T>(p: *const T, len: usize, name: &str) -> Result<(), Failure> {
     Ok(())
 }
 
+/// An image count from C: INVALID_ARGUMENT for 0.
+pub fn check_count(count: u32) -> Result<usize, Failure> {
+    if count == 0 {
+        return Err(Failure::invalid("count is 0: ask for at least one image"));
+    }
+    Ok(count as usize)
+}
+
+/// BUFFER_TOO_SMALL unless the caller's `have` bytes hold `needed` (the message says how many
+/// are needed); checked before any work.
+pub fn check_room(have: usize, needed: usize, what: &str) -> Result<(), Failure> {
+    if have < needed {
+        return Err(Failure::new(
+            crate::abi::GRAN_STATUS_BUFFER_TOO_SMALL,
+            format!("{what} has {have} bytes; {needed} are needed"),
+        ));
+    }
+    Ok(())
+}
+
 /// Versioned parameter structs: every one starts with `uint32_t struct_size`.
 ///
 /// # Safety

@@ -10,12 +10,9 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::limits;
 use std::ffi::{c_char, c_void};
 
-/// BUFFER_TOO_SMALL unless the caller's `have` bytes hold `needed`; checked before any work.
+/// gran_common's image-count and buffer-size checks, with the core's error type.
 fn check_room(have: usize, needed: usize, what: &str) -> Result<()> {
-    if have < needed {
-        return Err(Error::new(ErrorKind::BufferTooSmall, format!("{what} has {have} bytes; {needed} are needed")));
-    }
-    Ok(())
+    Ok(gran_common::boundary::check_room(have, needed, what)?)
 }
 
 /// `gran_sample` (the images) or `gran_sample_steps` (the canvases after every step).
@@ -40,10 +37,7 @@ unsafe fn sample_into(
 }
 
 fn check_count(count: u32) -> Result<usize> {
-    if count == 0 {
-        return Err(Error::invalid("count is 0: ask for at least one image"));
-    }
-    Ok(count as usize)
+    Ok(gran_common::boundary::check_count(count)?)
 }
 
 /// Draws `count` images with latents from `seed` and writes them to `out` in `format`

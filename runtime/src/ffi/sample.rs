@@ -3,27 +3,12 @@
 
 use super::guard;
 use super::model::MODELS;
-use crate::error::{invalid, mul, with_status, Result};
+use crate::error::{mul, with_status, Result};
 use crate::pixels::PixelFormat;
 use crate::sample::Latents;
 use gran_common::abi::{GranModel, GranPixelFormat, GranStatus, GRAN_STATUS_BUFFER_TOO_SMALL};
-use gran_common::boundary::{arg_slice, arg_slice_mut};
+use gran_common::boundary::{arg_slice, arg_slice_mut, check_count, check_room};
 use std::ffi::{c_char, c_void};
-
-fn check_count(count: u32) -> Result<usize> {
-    if count == 0 {
-        return Err(invalid("count is 0: ask for at least one image"));
-    }
-    Ok(count as usize)
-}
-
-/// BUFFER_TOO_SMALL unless the caller's `have` bytes hold `needed`; checked before any work.
-fn check_room(have: usize, needed: usize, what: &str) -> Result<()> {
-    if have < needed {
-        return Err(with_status(GRAN_STATUS_BUFFER_TOO_SMALL, format!("{what} has {have} bytes; {needed} are needed")));
-    }
-    Ok(())
-}
 
 /// `gran_sample` or `gran_sample_steps`.
 ///
