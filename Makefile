@@ -259,7 +259,8 @@ check-runtime-symbols: runtime
 
 test-runtime: runtime check-runtime-symbols
 	RUNTIME_LIB=$(RUNTIME_LIB) CC="$(CC)" CXX="$(CXX)" SANITIZE="$(SANITIZE)" bash tests/runtime/test.sh
-	@if $(MAKE) --no-print-directory wasm; then bash bindings/js/check.sh $(WASM); \
+	@if ! command -v node >/dev/null; then echo "test-runtime: node is not installed: WebAssembly checks skipped"; \
+	elif $(MAKE) --no-print-directory wasm; then bash bindings/js/check.sh $(WASM); \
 	else echo "test-runtime: the wasm32-unknown-unknown target is not available here: WebAssembly checks skipped"; fi
 
 wheel: runtime
