@@ -43,7 +43,7 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1}
 # 1. The C test, with the sanitizers.
 echo "== tests/runtime/test_runtime.c ($CC ${SANITIZE:-without sanitizers})"
 # shellcheck disable=SC2086 # SANITIZE is a list of flags
-if "$CC" -std=c99 -g -O1 -Wall -Wextra -Werror -pedantic $SANITIZE -Iinclude \
+if "$CC" -std=c99 -g -O1 -Wall -Wextra -Werror -pedantic $SANITIZE -Iinclude -Itests/c \
         tests/runtime/test_runtime.c -o "$OUT/test_runtime" "${LINK[@]}" -lpthread -lm; then
     if "$OUT/test_runtime"; then pass "C test"; else fail "C test"; fi
 else

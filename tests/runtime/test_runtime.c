@@ -14,80 +14,11 @@
 
 #include "gran_runtime.h"
 
-#include <errno.h>
-#include <math.h>
-#include <pthread.h>
-#include <signal.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/stat.h>
-#include <sys/types.h>
-#include <sys/wait.h>
-#include <time.h>
-#include <unistd.h>
+#include "check_core.h"
 
 /* ---------------------------------------------------------------------------------------- */
 /* Checks                                                                                    */
 
-static const char *g_test = "(none)";
-
-static void print_last_error(void) {
-    char msg[1024];
-    size_t n = gran_last_error(msg, sizeof msg);
-    fprintf(stderr, "    gran_last_error (%zu bytes): %s\n", n, n ? msg : "(empty)");
-}
-
-/* Ends the test's process at once: threads may be running, so nothing is cleaned up. */
-static void fail_now(const char *file, int line, const char *what) {
-    fprintf(stderr, "%s:%d: FAILED in %s: %s\n", file, line, g_test, what);
-    print_last_error();
-    fflush(NULL);
-    _Exit(1);
-}
-
-#define CHECK(cond)                                                                               \
-    do {                                                                                          \
-        if (!(cond)) fail_now(__FILE__, __LINE__, "CHECK(" #cond ")");                            \
-    } while (0)
-
-#define CHECK_MSG(cond, ...)                                                                      \
-    do {                                                                                          \
-        if (!(cond)) {                                                                            \
-            fprintf(stderr, __VA_ARGS__);                                                         \
-            fprintf(stderr, "\n");                                                                \
-            fail_now(__FILE__, __LINE__, "CHECK(" #cond ")");                                     \
-        }                                                                                         \
-    } while (0)
-
-/* `expr` must return `want`; a failure must also leave a gran_last_error message. */
-#define CHECK_STATUS(expr, want)                                                                  \
-    do {                                                                                          \
-        GranStatus got_ = (expr), want_ = (want);                                                 \
-        if (got_ != want_) {                                                                      \
-            fprintf(stderr, "%s:%d: %s\n    returned %s (%d), expected %s (%d)\n", __FILE__,      \
-                    __LINE__, #expr, gran_status_string(got_), (int)got_,                         \
-                    gran_status_string(want_), (int)want_);                                       \
-            fail_now(__FILE__, __LINE__, "CHECK_STATUS");                                         \
-        }                                                                                         \
-        if (want_ != GRAN_STATUS_OK && gran_last_error(NULL, 0) == 0)                             \
-            fail_now(__FILE__, __LINE__, "a failure without a message: " #expr);                 \
-    } while (0)
-
-#define CHECK_OK(expr) CHECK_STATUS(expr, GRAN_STATUS_OK)
-
-/* The calling thread's last error must contain `needle`. */
-#define CHECK_ERROR_HAS(needle)                                                                   \
-    do {                                                                                          \
-        char eb_[1024];                                                                           \
-        gran_last_error(eb_, sizeof eb_);                                                         \
-        if (strstr(eb_, (needle)) == NULL) {                                                      \
-            fprintf(stderr, "%s:%d: the last error lacks \"%s\": %s\n", __FILE__, __LINE__,       \
-                    (needle), eb_);                                                               \
-            fail_now(__FILE__, __LINE__, "CHECK_ERROR_HAS(" #needle ")");                         \
-        }                                                                                         \
-    } while (0)
 
 /* ---------------------------------------------------------------------------------------- */
 /* Fixtures                                                                                  */
@@ -811,10 +742,6 @@ static void test_threads_concurrent(void) {
 /* ---------------------------------------------------------------------------------------- */
 /* Runner                                                                                    */
 
-typedef struct {
-    const char *name;
-    void (*fn)(void);
-} TestCase;
 
 static const TestCase TESTS[] = {
     {"versions", test_versions},
@@ -831,14 +758,6 @@ static const TestCase TESTS[] = {
     {"threads_concurrent", test_threads_concurrent},
 };
 
-static void on_watchdog(int sig) {
-    static const char msg[] = "\nWATCHDOG: a test ran past its time limit: ";
-    (void)sig;
-    if (write(2, msg, sizeof msg - 1) < 0 || write(2, g_test, strlen(g_test)) < 0 || write(2, "\n", 1) < 0) {
-    }
-    _Exit(2);
-}
-
 static void remove_tmp(void) {
     char cmd[600];
     if (g_tmp[0] == '\0') return;
@@ -848,47 +767,7 @@ static void remove_tmp(void) {
 }
 
 int main(int argc, char **argv) {
-    size_t i, n = sizeof TESTS / sizeof TESTS[0];
-    int j, passed = 0, failed = 0;
-    for (j = 1; j < argc; j++) {
-        for (i = 0; i < n; i++)
-            if (strcmp(argv[j], TESTS[i].name) == 0) break;
-        if (i == n) {
-            fprintf(stderr, "%s: no test named %s\n", argv[0], argv[j]);
-            return 2;
-        }
-    }
-    for (i = 0; i < n; i++) {
-        int wanted = argc <= 1, status = 0;
-        pid_t pid;
-        for (j = 1; j < argc; j++)
-            if (strcmp(argv[j], TESTS[i].name) == 0) wanted = 1;
-        if (!wanted) continue;
-        fflush(NULL);
-        pid = fork();
-        CHECK(pid >= 0);
-        if (pid == 0) {
-            g_test = TESTS[i].name;
-            signal(SIGALRM, on_watchdog);
-            alarm(120);
-            TESTS[i].fn();
-            remove_tmp();
-            alarm(0);
-            fflush(NULL);
-            exit(0); /* through exit(): LeakSanitizer checks this test's process */
-        }
-        while (waitpid(pid, &status, 0) < 0) CHECK(errno == EINTR);
-        if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
-            passed++;
-            printf("  %-24s ok\n", TESTS[i].name);
-        } else {
-            failed++;
-            if (WIFSIGNALED(status))
-                printf("  %-24s FAILED (signal %d)\n", TESTS[i].name, WTERMSIG(status));
-            else
-                printf("  %-24s FAILED (exit status %d)\n", TESTS[i].name, WEXITSTATUS(status));
-        }
-    }
-    printf("runtime-c: %d passed, %d failed\n", passed, failed);
-    return failed == 0 ? 0 : 1;
+    int status = run_tests(TESTS, sizeof TESTS / sizeof TESTS[0], argc, argv, remove_tmp, 120);
+    printf("runtime-c: %d passed, %d failed\n", g_tests_ran - g_tests_failed, g_tests_failed);
+    return status;
 }
