@@ -99,10 +99,21 @@ fn vector_times_matrix(a: Mat, b: Mat, c: MatMut, accumulate: bool) {
     let x = |k: usize| a.data[k * a.cs];
     let out = |j: usize| j * c.cs;
     if b.cs == 1 {
+        // Four rows of `b` at a time: the partial sums are read and written a quarter as often.
         let mut acc = vec![0f32; b.cols];
-        for k in 0..b.rows {
-            let (xk, row) = (x(k), &b.data[k * b.rs..k * b.rs + b.cols]);
-            for (s, &w) in acc.iter_mut().zip(row) {
+        let row = |k: usize| &b.data[k * b.rs..k * b.rs + b.cols];
+        let mut k = 0;
+        while k + 4 <= b.rows {
+            let (x0, x1, x2, x3) = (x(k), x(k + 1), x(k + 2), x(k + 3));
+            let (r0, r1, r2, r3) = (row(k), row(k + 1), row(k + 2), row(k + 3));
+            for ((((s, &w0), &w1), &w2), &w3) in acc.iter_mut().zip(r0).zip(r1).zip(r2).zip(r3) {
+                *s += x0 * w0 + x1 * w1 + x2 * w2 + x3 * w3;
+            }
+            k += 4;
+        }
+        for k in k..b.rows {
+            let xk = x(k);
+            for (s, &w) in acc.iter_mut().zip(row(k)) {
                 *s += xk * w;
             }
         }
