@@ -134,8 +134,10 @@ pub unsafe extern "C" fn gran_model_inference_only(m: GranModel, out: *mut i32) 
 }
 
 /// Loads a generator export (`gran export`, `gran_model_export`; float32 or bfloat16) or the
-/// generator of a training checkpoint (`gran_model_save`; its averaged generator when it has
-/// one) and writes the new model's handle to `*out`. Free it with `gran_model_free`.
+/// generators of a training checkpoint (`gran_model_save`: the raw one, and the averaged one
+/// when the file has it with statistics estimated for its weights, as gran_model_save writes
+/// them; sampling uses the averaged one, see `gran_model_set_generator`) and writes the new
+/// model's handle to `*out`. Free it with `gran_model_free`.
 /// `device`: NULL, CPU or AUTO (this library draws on the CPU).
 ///
 /// The file is checked before the work it would justify, as libgran checks it: its header
