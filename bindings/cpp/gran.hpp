@@ -17,7 +17,10 @@
 // are move-only RAII owners of their handle; a moved-from (or default-constructed) object holds
 // handle 0, which every call rejects with GRAN_STATUS_INVALID_HANDLE: using it is safe.
 //
-// Link with -lgran. C++17; no other dependency than the C header.
+// Link with -lgran. A program that only loads models and draws (Model::load, sample,
+// sample_steps, latents, generate, write_png) may link -lgran_runtime instead, the library
+// without libtorch (include/gran_runtime.h): the wrappers it does not call are never emitted
+// (tests/runtime/test_cpp.cpp). C++17; no other dependency than the C header.
 #ifndef GRAN_HPP
 #define GRAN_HPP
 
