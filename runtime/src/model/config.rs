@@ -35,7 +35,8 @@ const MAX_STEPS: u32 = 64;
 const MAX_DIM: u32 = 4096;
 const MAX_WIDTH_SCALE: f32 = 8.0;
 
-fn field<T: std::str::FromStr>(meta: &HashMap<String, String>, key: &str) -> Result<T> {
+/// Field `key` of a file's metadata, parsed; FORMAT when it is missing or malformed.
+pub(crate) fn field<T: std::str::FromStr>(meta: &HashMap<String, String>, key: &str) -> Result<T> {
     let v = meta.get(key).ok_or_else(|| format(format!("the file lacks the field '{key}'")))?;
     v.parse().map_err(|_| format(format!("the file's field '{key}' has a bad value '{v}'")))
 }

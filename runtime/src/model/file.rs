@@ -11,7 +11,7 @@
 //!
 //! Any file that is not an intact gran file is FORMAT; a file that cannot be read is IO.
 
-use super::config::{checkpoint_layout, generator_layout, Config};
+use super::config::{checkpoint_layout, field, generator_layout, Config};
 use crate::error::{format, io, with_capacity, zeros, Result};
 use gran_common::checksum::Checksum;
 use std::collections::{BTreeMap, HashMap};
@@ -67,14 +67,73 @@ struct Entry {
     end: usize,
 }
 
+/// A header's metadata and tensor table, and where the tensor data starts.
+struct Header {
+    meta: HashMap<String, String>,
+    /// Sorted by name: the checksum's order.
+    table: BTreeMap<String, Entry>,
+    data_start: u64,
+}
+
+/// What kind of gran file a header describes.
+struct Kind {
+    export: bool,
+    storage: Storage,
+    /// A checkpoint with an averaged generator.
+    averaged: bool,
+}
+
 /// Reads and checks a gran file of `len` bytes from `src`.
 pub(crate) fn load(src: &mut dyn Source, len: u64) -> Result<Loaded> {
-    let read_err = |e| io("reading the model file", e);
+    let Header { meta, table, data_start } = read_header(src, len)?;
+    let kind = file_kind(&meta)?;
+    let config = Config::from_meta(&meta)?;
+    let step: u64 = field(&meta, "step")?;
+    if !kind.export {
+        let (g, d): (u64, u64) = (field(&meta, "adam_g_t")?, field(&meta, "adam_d_t")?);
+        if g != step || d != step {
+            return Err(format(format!(
+                "Adam's update counts ({g} for G, {d} for D) differ from the step counter {step}"
+            )));
+        }
+    }
+    let expected_sum = meta
+        .get("checksum")
+        .and_then(|v| u64::from_str_radix(v, 16).ok())
+        .ok_or_else(|| format("no valid checksum field"))?;
+    // Exactly the tensors the configuration implies: an export, the generator's; a checkpoint,
+    // both networks', both optimizers' and the averaged generator's.
+    let layout = if kind.export { generator_layout(&config) } else { checkpoint_layout(&config, kind.averaged) };
+    check_table(&table, &layout, kind.storage, data_start, len)?;
+
+    // The data, in name order (the checksum's order), one tensor in memory at a time besides
+    // what drawing keeps: the raw generator, and the averaged one.
+    let mut sum = Checksum::default();
+    let (mut raw, mut ema) = (HashMap::new(), HashMap::new());
+    for (name, e) in &table {
+        let values = read_tensor(src, name, e, data_start, kind.storage, &mut sum)?;
+        if let Some(g) = name.strip_prefix("ema.").filter(|g| g.starts_with("g.")) {
+            ema.insert(g.to_string(), values);
+        } else if name.starts_with("g.") {
+            raw.insert(name.clone(), values);
+        }
+    }
+    if sum.value() != expected_sum {
+        return Err(format("checksum mismatch: the tensor data is corrupt"));
+    }
+    // libgran estimates an averaged generator's statistics when they are not those of its
+    // weights (files written before they were saved fresh); the runtime samples only fresh ones.
+    let fresh = kind.averaged && meta.get("averaged_stats_step").is_some_and(|s| s.parse::<u64>() == Ok(step));
+    Ok(Loaded { config, step, storage: kind.storage, raw, averaged: fresh.then_some(ema), export: kind.export })
+}
+
+/// The header length (at most [`MAX_HEADER`] and within the file), then the JSON header alone.
+fn read_header(src: &mut dyn Source, len: u64) -> Result<Header> {
     if len < 8 {
         return Err(format(format!("{len} bytes: shorter than a safetensors header")));
     }
     let mut word = [0u8; 8];
-    src.read_exact(&mut word).map_err(read_err)?;
+    src.read_exact(&mut word).map_err(read_error)?;
     let n = u64::from_le_bytes(word);
     if n > MAX_HEADER || n > len - 8 {
         return Err(format(format!(
@@ -82,12 +141,18 @@ pub(crate) fn load(src: &mut dyn Source, len: u64) -> Result<Loaded> {
         )));
     }
     let mut json = zeros::<u8>(n as usize, "the file's header")?;
-    src.read_exact(&mut json).map_err(read_err)?;
+    src.read_exact(&mut json).map_err(read_error)?;
     let (meta, table) = parse_header(&json)?;
-    let data_start = 8 + n;
+    Ok(Header { meta, table, data_start: 8 + n })
+}
 
-    let tag = meta.get("format").map(String::as_str);
-    let export = match tag {
+fn read_error(e: std::io::Error) -> crate::error::Error {
+    io("reading the model file", e)
+}
+
+/// The format tag and version, the storage, and whether a checkpoint has an averaged generator.
+fn file_kind(meta: &HashMap<String, String>) -> Result<Kind> {
+    let export = match meta.get("format").map(String::as_str) {
         Some("gran-generator") => true,
         Some("gran-checkpoint") => false,
         _ => return Err(format("no gran format tag")),
@@ -97,44 +162,36 @@ pub(crate) fn load(src: &mut dyn Source, len: u64) -> Result<Loaded> {
         let kind = if export { "generator export" } else { "checkpoint format" };
         return Err(format(format!("{kind} version {version} is not supported (this library reads version 1)")));
     }
-    let storage = if export {
-        match meta.get("storage").map(String::as_str) {
-            Some("fp32") => Storage::F32,
-            Some("bf16") => Storage::Bf16,
-            s => return Err(format(format!("unknown storage '{}'", s.unwrap_or("")))),
-        }
-    } else {
-        Storage::F32
-    };
-    let config = Config::from_meta(&meta)?;
-    let step: u64 = parse_field(&meta, "step")?;
-    let mut averaged = false;
     if !export {
-        let (g, d): (u64, u64) = (parse_field(&meta, "adam_g_t")?, parse_field(&meta, "adam_d_t")?);
-        if g != step || d != step {
-            return Err(format(format!(
-                "Adam's update counts ({g} for G, {d} for D) differ from the step counter {step}"
-            )));
-        }
-        averaged = match meta.get("averaged").map(String::as_str) {
+        let averaged = match meta.get("averaged").map(String::as_str) {
             None => false,
             Some("1") => true,
             Some(v) => return Err(format(format!("bad 'averaged' field '{v}'"))),
         };
+        return Ok(Kind { export, storage: Storage::F32, averaged });
     }
-    let expected_sum = meta
-        .get("checksum")
-        .and_then(|v| u64::from_str_radix(v, 16).ok())
-        .ok_or_else(|| format("no valid checksum field"))?;
+    let storage = match meta.get("storage").map(String::as_str) {
+        Some("fp32") => Storage::F32,
+        Some("bf16") => Storage::Bf16,
+        s => return Err(format(format!("unknown storage '{}'", s.unwrap_or("")))),
+    };
+    Ok(Kind { export, storage, averaged: false })
+}
 
-    // The table: exactly the tensors the configuration implies (an export: the generator's; a
-    // checkpoint: both networks', both optimizers', the averaged generator's), each with its
-    // shape and the file's storage type; ranges that tile the data; the file's length.
-    let layout = if export { generator_layout(&config) } else { checkpoint_layout(&config, averaged) };
+/// The table against `layout`: the same names, each with its shape and `storage`'s type, byte
+/// ranges that fit their shapes and tile the data exactly, and the file ending where the data
+/// does. Before a byte of tensor data is read.
+fn check_table(
+    table: &BTreeMap<String, Entry>,
+    layout: &[(String, Vec<usize>)],
+    storage: Storage,
+    data_start: u64,
+    len: u64,
+) -> Result<()> {
     if table.len() != layout.len() {
         return Err(format(format!("{} tensors where {} were expected", table.len(), layout.len())));
     }
-    for (name, shape) in &layout {
+    for (name, shape) in layout {
         let e = table.get(name).ok_or_else(|| format(format!("tensor '{name}' is missing")))?;
         if e.dtype != storage.tag() || e.shape != *shape {
             return Err(format(format!(
@@ -145,11 +202,8 @@ pub(crate) fn load(src: &mut dyn Source, len: u64) -> Result<Loaded> {
             )));
         }
     }
-    // What drawing keeps: the raw generator, and the averaged one's when there is one.
-    let wanted: std::collections::HashSet<&str> =
-        layout.iter().map(|(n, _)| n.as_str()).filter(|n| n.starts_with("g.") || n.starts_with("ema.g.")).collect();
     let mut ranges: Vec<(usize, usize)> = Vec::with_capacity(table.len());
-    for (name, e) in &table {
+    for (name, e) in table {
         let values = e.shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
         if values.and_then(|v| v.checked_mul(storage.bytes())) != e.end.checked_sub(e.start) {
             return Err(format(format!("tensor '{name}' has the byte range {}..{}, not its shape", e.start, e.end)));
@@ -170,43 +224,31 @@ pub(crate) fn load(src: &mut dyn Source, len: u64) -> Result<Loaded> {
             data_start as u128 + at as u128
         )));
     }
-
-    // The data, in name order (the checksum's order), one tensor in memory at a time besides
-    // the generator's.
-    let mut sum = Checksum::default();
-    let mut raw = HashMap::new();
-    let mut ema = HashMap::new();
-    for (name, e) in &table {
-        let len = e.end - e.start;
-        let mut bytes = with_capacity::<u8>(len, "a tensor of the file")?;
-        src.seek(SeekFrom::Start(data_start + e.start as u64)).map_err(read_err)?;
-        // Read into the reserved room (no zeroing first); the table said the file holds it.
-        src.take(len as u64).read_to_end(&mut bytes).map_err(read_err)?;
-        if bytes.len() != len {
-            return Err(format("the file ended inside its tensor data"));
-        }
-        sum.tensor(name, &bytes);
-        let values = floats(&bytes, storage)?;
-        check_values(name, &values)?;
-        if wanted.contains(name.as_str()) {
-            match name.strip_prefix("ema.") {
-                Some(g) => ema.insert(g.to_string(), values),
-                None => raw.insert(name.clone(), values),
-            };
-        }
-    }
-    if sum.value() != expected_sum {
-        return Err(format("checksum mismatch: the tensor data is corrupt"));
-    }
-    // libgran estimates an averaged generator's statistics when they are not those of its
-    // weights (files written before they were saved fresh); the runtime samples only fresh ones.
-    let fresh = averaged && meta.get("averaged_stats_step").is_some_and(|s| s.parse::<u64>() == Ok(step));
-    Ok(Loaded { config, step, storage, raw, averaged: fresh.then_some(ema), export })
+    Ok(())
 }
 
-fn parse_field<T: std::str::FromStr>(meta: &HashMap<String, String>, key: &str) -> Result<T> {
-    let v = meta.get(key).ok_or_else(|| format(format!("the file lacks the field '{key}'")))?;
-    v.parse().map_err(|_| format(format!("the file's field '{key}' has a bad value '{v}'")))
+/// One tensor's data (its range checked by [`check_table`]): taken into the checksum, and
+/// returned as float32 values, each checked.
+fn read_tensor(
+    src: &mut dyn Source,
+    name: &str,
+    e: &Entry,
+    data_start: u64,
+    storage: Storage,
+    sum: &mut Checksum,
+) -> Result<Vec<f32>> {
+    let len = e.end - e.start;
+    let mut bytes = with_capacity::<u8>(len, "a tensor of the file")?;
+    src.seek(SeekFrom::Start(data_start + e.start as u64)).map_err(read_error)?;
+    // Read into the reserved room (no zeroing first); the table said the file holds it.
+    src.take(len as u64).read_to_end(&mut bytes).map_err(read_error)?;
+    if bytes.len() != len {
+        return Err(format("the file ended inside its tensor data"));
+    }
+    sum.tensor(name, &bytes);
+    let values = floats(&bytes, storage)?;
+    check_values(name, &values)?;
+    Ok(values)
 }
 
 /// The header's metadata and tensor table (sorted by name). Strict: every tensor entry is an
