@@ -23,6 +23,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+#[path = "support/child.rs"]
+mod child;
+
 /// A case that runs longer than this is a hang.
 const HANG_LIMIT: Duration = Duration::from_secs(120);
 
@@ -51,20 +54,7 @@ fn main() {
         if name == "save_forever" {
             save_forever(Path::new(&args[i + 2]));
         }
-        match case.map(|f| f()) {
-            Some(Ok(detail)) => {
-                println!("OK {detail}");
-                std::process::exit(0)
-            }
-            Some(Err(why)) => {
-                println!("FAIL {why}");
-                std::process::exit(1)
-            }
-            None => {
-                println!("FAIL no case {name}");
-                std::process::exit(2)
-            }
-        }
+        child::report(name, case.map(|f| f()));
     }
     // The harness's own filter: `cargo test --test hostile -- NAME` runs the cases matching NAME.
     let filter = args.iter().skip(1).find(|a| !a.starts_with('-')).cloned().unwrap_or_default();
@@ -89,37 +79,9 @@ fn main() {
     std::process::exit(if failed == 0 { 0 } else { 1 });
 }
 
-/// Runs case `name` in a child process: its result, or a failure for a signal, a non-zero exit
-/// or a run past [`HANG_LIMIT`] (then the child is killed).
+/// Runs case `name` in a child process (tests/support/child.rs), under [`HANG_LIMIT`].
 fn in_child(name: &str, extra: &[&str]) -> Result<String, String> {
-    let mut child = Command::new(std::env::current_exe().map_err(|e| e.to_string())?)
-        .args(["--case", name])
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .map_err(|e| e.to_string())?;
-    let started = Instant::now();
-    loop {
-        match child.try_wait().map_err(|e| e.to_string())? {
-            Some(status) => {
-                let mut out = String::new();
-                std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut out).ok();
-                let last = out.lines().last().unwrap_or("").to_string();
-                return match (status.code(), last.strip_prefix("OK ")) {
-                    (Some(0), Some(detail)) => Ok(format!("{detail} ({:.1} s)", started.elapsed().as_secs_f64())),
-                    (Some(code), _) => Err(format!("exit code {code}: {out}")),
-                    (None, _) => Err(format!("killed by a signal ({status}): {out}")),
-                };
-            }
-            None if started.elapsed() > HANG_LIMIT => {
-                child.kill().ok();
-                child.wait().ok();
-                return Err(format!("still running after {} s: a hang", HANG_LIMIT.as_secs()));
-            }
-            None => std::thread::sleep(Duration::from_millis(20)),
-        }
-    }
+    child::in_child(name, extra, HANG_LIMIT)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -20,8 +20,11 @@ use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use std::ffi::{c_char, c_void, CStr, CString};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
+
+#[path = "../../tests/support/child.rs"]
+mod child;
 
 /// A case that runs longer than this is a hang.
 const HANG_LIMIT: Duration = Duration::from_secs(90);
@@ -52,20 +55,7 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == "--case") {
         let name = args.get(i + 1).map(String::as_str).unwrap_or("");
-        match CASES.iter().find(|(n, _)| *n == name).map(|c| c.1()) {
-            Some(Ok(detail)) => {
-                println!("OK {detail}");
-                std::process::exit(0)
-            }
-            Some(Err(why)) => {
-                println!("FAIL {why}");
-                std::process::exit(1)
-            }
-            None => {
-                println!("FAIL no case {name}");
-                std::process::exit(2)
-            }
-        }
+        child::report(name, CASES.iter().find(|(n, _)| *n == name).map(|c| c.1()));
     }
     // The harness's own filter: the first argument that is not an option.
     let filter = args.iter().skip(1).find(|a| !a.starts_with('-')).cloned().unwrap_or_default();
@@ -87,42 +77,9 @@ fn main() {
     std::process::exit(if failed == 0 { 0 } else { 1 });
 }
 
-/// Runs case `name` in a child process: its result, or a failure for a signal, a non-zero exit
-/// or a run past [`HANG_LIMIT`] (then the child is killed).
+/// Runs case `name` in a child process (tests/support/child.rs), under [`HANG_LIMIT`].
 fn in_child(name: &str) -> Result<String, String> {
-    let mut child = Command::new(std::env::current_exe().map_err(|e| e.to_string())?)
-        .args(["--case", name])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .map_err(|e| e.to_string())?;
-    // Read stdout on a thread so that a chatty child never blocks on a full pipe.
-    let mut stdout = child.stdout.take().expect("piped stdout");
-    let reader = std::thread::spawn(move || {
-        let mut out = String::new();
-        std::io::Read::read_to_string(&mut stdout, &mut out).ok();
-        out
-    });
-    let started = Instant::now();
-    loop {
-        match child.try_wait().map_err(|e| e.to_string())? {
-            Some(status) => {
-                let out = reader.join().unwrap_or_default();
-                let last = out.lines().last().unwrap_or("").to_string();
-                return match (status.code(), last.strip_prefix("OK ")) {
-                    (Some(0), Some(detail)) => Ok(format!("{detail} ({:.1} s)", started.elapsed().as_secs_f64())),
-                    (Some(code), _) => Err(format!("exit code {code}: {out}")),
-                    (None, _) => Err(format!("killed by a signal ({status}): {out}")),
-                };
-            }
-            None if started.elapsed() > HANG_LIMIT => {
-                child.kill().ok();
-                child.wait().ok();
-                return Err(format!("still running after {} s: a hang", HANG_LIMIT.as_secs()));
-            }
-            None => std::thread::sleep(Duration::from_millis(10)),
-        }
-    }
+    child::in_child(name, &[], HANG_LIMIT)
 }
 
 // ---------------------------------------------------------------------------------------------
