@@ -4,7 +4,7 @@
 //! the chunks or the threads.
 
 use crate::error::{invalid, mul, zeros, Result};
-use crate::model::{Model, Scratch};
+use crate::model::{Generator, Model, Scratch};
 use crate::pixels::{write_image, PixelFormat};
 use gran_common::rng::{stream, Stream};
 
@@ -86,7 +86,7 @@ impl Model {
         }
         let chunk = (CHUNK_FLOATS / gen.largest_activation()).clamp(1, MAX_CHUNK);
         let job = |first: usize, end: usize, part: Vec<&mut [u8]>| -> Result<()> {
-            Drawer { model: self, latents, format, every_step, chunk }.run(first, end, part)
+            Drawer { model: self, gen, latents, format, every_step, chunk }.run(first, end, part)
         };
         if threads == 1 {
             return job(0, count, parts.pop().expect("one part"));
@@ -108,6 +108,8 @@ impl Model {
 /// One thread's share of a drawing call.
 struct Drawer<'a> {
     model: &'a Model,
+    /// The generator the call started with (every thread draws with it).
+    gen: &'a Generator,
     latents: Latents<'a>,
     format: PixelFormat,
     every_step: bool,
@@ -117,7 +119,7 @@ struct Drawer<'a> {
 impl Drawer<'_> {
     /// Draws images `first .. end` into `part` (one slice per block, each for these images).
     fn run(&self, first: usize, end: usize, mut part: Vec<&mut [u8]>) -> Result<()> {
-        let z_dim = self.model.generator().z_dim();
+        let z_dim = self.gen.z_dim();
         let mut z = zeros::<f32>(self.chunk.min(end - first) * z_dim, "the latents of one chunk")?;
         let mut scratch = self.model.take_scratch();
         let result = self.draw_range(first, end, &mut part, &mut z, &mut scratch);
@@ -133,7 +135,7 @@ impl Drawer<'_> {
         z: &mut [f32],
         scratch: &mut Scratch,
     ) -> Result<()> {
-        let gen = self.model.generator();
+        let gen = self.gen;
         let (z_dim, c) = (gen.z_dim(), self.model.config().channels as usize);
         let plane = (self.model.config().height * self.model.config().width) as usize;
         let per = gen.image_len() * self.format.sample_bytes();
