@@ -12,8 +12,9 @@
 #   demo-c         the same job as a C program linked against libgran (examples/demo.c)
 #   bench          gran against the PyTorch reference (BENCH_ARGS, default --quick)
 #   bench-rust     criterion benchmarks of the Rust side (C-boundary cost, sampling, training)
-#   colour-data    data/colour32: 32x32x3 crops of the CC0 / public-domain photographs in the
-#                  scikit-image wheel (PyPI), in CIFAR-10's format (examples/colour_patches.rs)
+#   colour-data    data/colour32 and data/colour64: 32x32x3 and 64x64x3 crops of the CC0 /
+#                  public-domain photographs in the scikit-image wheel (PyPI), in CIFAR-10's
+#                  record layout (examples/colour_patches.rs)
 #   experiment     docs/RESULTS.md's MNIST tables (EXPERIMENT_ARGS)
 #   test           test-rust, check-symbols, test-c, test-runtime, test-bindings, test-install,
 #                  gpu-check-dry
@@ -189,7 +190,10 @@ bench: build
 SKIMAGE_VERSION := 0.26.0
 COLOUR_PHOTOS   := astronaut.png chelsea.png coffee.png hubble_deep_field.jpg retina.jpg rocket.jpg
 
-colour-data: data/colour32/test_batch.bin
+colour-data: data/colour32/test_batch.bin data/colour64/test_batch.bin
+
+data/colour64/test_batch.bin: data/colour32/test_batch.bin
+	$(CARGO_ENV) $(CARGO) run --release --example colour_patches -- target/colour-src data/colour64 64
 
 data/colour32/test_batch.bin: examples/colour_patches.rs $(DEPS)
 	rm -rf target/colour-src && mkdir -p target/colour-src

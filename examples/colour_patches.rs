@@ -13,7 +13,11 @@
 //! overlaps a training one. Crops come from three zooms (shorter side resized to 64, 96 and 128
 //! pixels), at positions from a fixed-seed generator: the output is the same on every run.
 //!
-//!   cargo run --release --example colour_patches -- <folder with the photos> <output folder>
+//!   cargo run --release --example colour_patches -- <folder with the photos> <output folder> [64]
+//!
+//! With `64`: 64x64x3 crops (zooms twice as large), 500 training and 100 held-out a photograph
+//! (3,000 and 600: a small set), in records of 1 + 3 * 64 * 64 bytes laid out as CIFAR-10's
+//! (`data/colour64`; the experiment example reads them).
 
 use image::imageops::FilterType;
 use image::{DynamicImage, GenericImageView, RgbImage};
@@ -21,10 +25,10 @@ use std::path::Path;
 
 const PHOTOS: [&str; 6] =
     ["astronaut.png", "chelsea.png", "coffee.png", "hubble_deep_field.jpg", "retina.jpg", "rocket.jpg"];
-const SIDE: u32 = 32;
-const TRAIN_PER_PHOTO: usize = 1500;
-const TEST_PER_PHOTO: usize = 167;
-const ZOOMS: [u32; 3] = [64, 96, 128];
+/// Crops per photograph (training, held out) and the zooms' shorter sides, for 32x32 crops.
+const PER_PHOTO_32: (usize, usize) = (1500, 167);
+const PER_PHOTO_64: (usize, usize) = (500, 100);
+const ZOOMS_32: [u32; 3] = [64, 96, 128];
 
 /// SplitMix64: a small, fixed generator (the crops must not depend on a library's version).
 struct Rng(u64);
@@ -42,24 +46,26 @@ impl Rng {
     }
 }
 
-/// `count` crops of `part` (already split off its photograph), as CIFAR-10 records.
-fn crops(part: &DynamicImage, label: u8, count: usize, rng: &mut Rng, out: &mut Vec<u8>) {
-    let zoomed: Vec<RgbImage> = ZOOMS
+/// `count` crops of `side` x `side` from `part` (already split off its photograph), as
+/// CIFAR-10 records.
+fn crops(part: &DynamicImage, side: u32, label: u8, count: usize, rng: &mut Rng, out: &mut Vec<u8>) {
+    let zoomed: Vec<RgbImage> = ZOOMS_32
         .iter()
-        .map(|&short| {
+        .map(|&short| short * side / 32)
+        .map(|short| {
             let (w, h) = part.dimensions();
             let s = short as f64 / w.min(h) as f64;
-            let (nw, nh) = (((w as f64 * s).round() as u32).max(SIDE), ((h as f64 * s).round() as u32).max(SIDE));
+            let (nw, nh) = (((w as f64 * s).round() as u32).max(side), ((h as f64 * s).round() as u32).max(side));
             part.resize_exact(nw, nh, FilterType::Lanczos3).to_rgb8()
         })
         .collect();
     for i in 0..count {
         let img = &zoomed[i % zoomed.len()];
-        let (x, y) = (rng.below(img.width() - SIDE + 1), rng.below(img.height() - SIDE + 1));
+        let (x, y) = (rng.below(img.width() - side + 1), rng.below(img.height() - side + 1));
         out.push(label);
         for c in 0..3 {
-            for yy in 0..SIDE {
-                for xx in 0..SIDE {
+            for yy in 0..side {
+                for xx in 0..side {
                     out.push(img.get_pixel(x + xx, y + yy)[c]);
                 }
             }
@@ -69,10 +75,16 @@ fn crops(part: &DynamicImage, label: u8, count: usize, rng: &mut Rng, out: &mut 
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    if args.len() != 3 {
-        eprintln!("usage: colour_patches <folder with {}> <output folder>", PHOTOS.join(", "));
+    let side: u32 = match args.get(3).map(String::as_str) {
+        None | Some("32") => 32,
+        Some("64") => 64,
+        Some(_) => 0,
+    };
+    if !(3..=4).contains(&args.len()) || side == 0 {
+        eprintln!("usage: colour_patches <folder with {}> <output folder> [32|64]", PHOTOS.join(", "));
         std::process::exit(2);
     }
+    let (train_per_photo, test_per_photo) = if side == 64 { PER_PHOTO_64 } else { PER_PHOTO_32 };
     let (src, dst) = (Path::new(&args[1]), Path::new(&args[2]));
     let mut rng = Rng(20160216);
     let (mut train, mut test) = (Vec::new(), Vec::new());
@@ -80,12 +92,12 @@ fn main() {
         let photo = image::open(src.join(name)).unwrap_or_else(|e| panic!("{}: {e}", src.join(name).display()));
         let (w, h) = photo.dimensions();
         let split = w * 4 / 5;
-        crops(&photo.crop_imm(0, 0, split, h), label as u8, TRAIN_PER_PHOTO, &mut rng, &mut train);
-        crops(&photo.crop_imm(split, 0, w - split, h), label as u8, TEST_PER_PHOTO, &mut rng, &mut test);
+        crops(&photo.crop_imm(0, 0, split, h), side, label as u8, train_per_photo, &mut rng, &mut train);
+        crops(&photo.crop_imm(split, 0, w - split, h), side, label as u8, test_per_photo, &mut rng, &mut test);
         println!("{name}: {w}x{h}, label {label}");
     }
     // Shuffle the records so that minibatches mix the photographs.
-    let record = (1 + 3 * SIDE * SIDE) as usize;
+    let record = (1 + 3 * side * side) as usize;
     for data in [&mut train, &mut test] {
         let n = data.len() / record;
         for i in (1..n).rev() {
@@ -98,5 +110,10 @@ fn main() {
     std::fs::create_dir_all(dst).expect("creating the output folder");
     std::fs::write(dst.join("data_batch_1.bin"), &train).expect("writing data_batch_1.bin");
     std::fs::write(dst.join("test_batch.bin"), &test).expect("writing test_batch.bin");
-    println!("{}: {} training and {} held-out 32x32x3 crops", dst.display(), train.len() / record, test.len() / record);
+    println!(
+        "{}: {} training and {} held-out {side}x{side}x3 crops",
+        dst.display(),
+        train.len() / record,
+        test.len() / record
+    );
 }

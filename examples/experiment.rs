@@ -6,7 +6,8 @@
 //!       [--t 1,3,5] [--lr-d X] [--lr-g X] [--trace N] [--no-gam] [--data mnist10k|colour32]
 //!       [--precision fp32|bf16] [--seconds S] [--out DIR] [--evaluator-epochs N]
 //!       [--ema-decay X] [--ema-start N] [--lr-schedule constant|inverse-epoch|linear]
-//!       [--beta1 X] [--batch-size N] [--distributed]
+//!       [--beta1 X] [--batch-size N] [--distributed] [--train-count N]
+//!       [--augment off|ada|P] [--augment-target X] [--augment-speed N] [--flip] [--r1 G] [--r1-every N]
 //!
 //! `--trace N` prints the training losses and D's mean outputs every N steps (to see when and how
 //! a run goes wrong); `--no-gam` skips the GAM table; `--data colour32` uses the 32x32x3 crops of
@@ -23,6 +24,12 @@
 //! data-parallel across the processes it starts (`--batch-size` stays the global batch):
 //! `OMP_NUM_THREADS=1 .venv/bin/torchrun --no-python --nproc-per-node=2 --local-ranks-filter 0
 //! target/release/examples/experiment --distributed ...`.
+//!
+//! `--data shapes` is the synthetic set of tests/support/shapes.rs (3,000 training and 1,000
+//! held-out 32x32x3 images, 6 classes); `--data colour64` the 64x64 crops of `make colour-data`.
+//! `--train-count N` trains on the first N training images (the evaluator still learns from
+//! all of them). `--augment` sets the discriminator's augmentation: `off`, `ada` (adaptive, the
+//! default) or a fixed probability; `--r1 G` adds the R1 penalty every `--r1-every` steps.
 
 use gran::data::idx::load_idx;
 use gran::train::LrSchedule;
@@ -32,6 +39,19 @@ use gran::{Evaluator, EvaluatorConfig};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
+
+#[path = "../tests/support/shapes.rs"]
+mod shapes;
+
+/// `make colour-data`'s 64x64x3 crops: records of a label byte and 3 * 64 * 64 bytes.
+fn colour64(path: &Path) -> gran::data::Dataset {
+    let bytes = std::fs::read(path).expect("run `make colour-data` first");
+    let record = 1 + 3 * 64 * 64;
+    let labels: Vec<u8> = bytes.chunks_exact(record).map(|r| r[0]).collect();
+    let pixels: Vec<u8> = bytes.chunks_exact(record).flat_map(|r| r[1..].iter().copied()).collect();
+    let t = tch::Tensor::from_slice(&pixels).view([labels.len() as i64, 3, 64, 64]);
+    gran::data::Dataset::new(t, Some(labels)).expect("colour64")
+}
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -74,9 +94,13 @@ fn main() {
     let budget = if seconds > 0.0 { format!("{seconds} s per model") } else { format!("iterations {iterations}") };
     println!("# data {data_name}, {budget}, width scale {scale}, lr_d {lr_d}, lr_g {lr_g}, T {t_list:?}, seeds {seeds:?}, precision {precision:?}");
     println!("# ema_decay {ema_decay}, ema_start {ema_start}, lr_schedule {lr_schedule:?}, beta1 {beta1}, batch {batch_size}");
-    let (train_d, test_d) = if data_name == "colour32" {
+    let (train_d, test_d) = if data_name == "colour64" {
+        (colour64(&dir.join("data_batch_1.bin")), colour64(&dir.join("test_batch.bin")))
+    } else if data_name == "colour32" {
         let load = |f: &str| gran::data::cifar::load_cifar10(&dir.join(f)).expect("run `make colour-data` first");
         (load("data_batch_1.bin"), load("test_batch.bin"))
+    } else if data_name == "shapes" {
+        (shapes::shapes_dataset(3000, 32, 1), shapes::shapes_dataset(1000, 32, 2))
     } else {
         let load = |w: &str| {
             load_idx(
@@ -87,6 +111,30 @@ fn main() {
         };
         (load("train"), load("t10k"))
     };
+    let train_count: usize = opt("--train-count", "0").parse().expect("--train-count");
+    let fit_d = if train_count > 0 {
+        train_d.subset(0, train_count).unwrap()
+    } else {
+        train_d.subset(0, train_d.count()).unwrap()
+    };
+    let augment = match opt("--augment", "ada").as_str() {
+        "off" => gran::train::Augment::Off,
+        "ada" => gran::train::Augment::Adaptive {
+            target: opt("--augment-target", &gran::train::DEFAULT_AUGMENT_TARGET.to_string())
+                .parse()
+                .expect("--augment-target"),
+        },
+        p => gran::train::Augment::Fixed(p.parse().expect("--augment off|ada|P")),
+    };
+    let augment_speed: f64 =
+        opt("--augment-speed", &defaults.augment_speed.to_string()).parse().expect("--augment-speed");
+    let r1_gamma: f64 = opt("--r1", &defaults.r1_gamma.to_string()).parse().expect("--r1");
+    let r1_every: u32 = opt("--r1-every", &defaults.r1_every.to_string()).parse().expect("--r1-every");
+    let augment_flip = args.iter().any(|a| a == "--flip");
+    println!(
+        "# training images {}, augment {augment:?} (speed {augment_speed}, flip {augment_flip}), r1 {r1_gamma} every {r1_every}",
+        fit_d.count()
+    );
     // --distributed (under torchrun): every model trains data-parallel in the group torchrun
     // describes (--batch-size is the global batch). Every rank runs the whole program (the
     // evaluator and the scores too: the same numbers); show one with torchrun --local-ranks-filter 0.
@@ -134,7 +182,7 @@ fn main() {
             let mut last = None;
             let run = train(
                 &m,
-                &train_d,
+                &fit_d,
                 &TrainConfig {
                     iterations,
                     seed,
@@ -148,14 +196,19 @@ fn main() {
                     beta1_g: beta1,
                     beta1_d: beta1,
                     batch_size,
+                    augment,
+                    augment_speed,
+                    augment_flip,
+                    r1_gamma,
+                    r1_every,
                     group: group.clone().map(gran::train::Group),
                     ..Default::default()
                 },
                 &mut |p| {
                     if trace > 0 && p.step % trace == 0 {
                         println!(
-                            "  T={steps} seed {seed} step {:>6}: D loss {:.3}  G loss {:.3}  D(x) {:.3}  D(G(z)) {:.3}",
-                            p.step, p.d_loss, p.g_loss, p.d_real, p.d_fake
+                            "  T={steps} seed {seed} step {:>6}: D loss {:.3}  G loss {:.3}  D(x) {:.3}  D(G(z)) {:.3}  p {:.3}",
+                            p.step, p.d_loss, p.g_loss, p.d_real, p.d_fake, p.augment_p
                         );
                     }
                     last = Some(p.clone());
@@ -169,6 +222,11 @@ fn main() {
                 Err(e) => panic!("training T={steps} seed {seed}: {}", e.message),
             };
             let secs = t0.elapsed().as_secs_f64();
+            println!(
+                "  T={steps} seed {seed}: augment p at the end {:.3}, {:.1} ms per step",
+                p.augment_p,
+                1e3 * secs / m.step().max(1) as f64
+            );
             if seconds > 0.0 {
                 println!(
                     "  T={steps} seed {seed}: {} steps in {secs:.1} s ({:.1} steps/s, {:.0} images/s)",

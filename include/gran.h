@@ -451,6 +451,11 @@ typedef struct GranProgress {
    * Real images per second over the report window.
    */
   double images_per_second;
+  /**
+   * The probability each augmentation of the discriminator's inputs has now (tuned by the
+   * run under `GRAN_AUGMENT_ADAPTIVE`); 0 when the run does not augment.
+   */
+  double augment_p;
 } GranProgress;
 
 /**
@@ -466,6 +471,11 @@ typedef int32_t (*GranProgressCallback)(const struct GranProgress *progress,
  * at each step, a function of the step alone (a resumed run follows the same schedule).
  */
 typedef uint32_t GranLrSchedule;
+
+/**
+ * How training augments what the discriminator sees (`GranTrainConfig.augment`).
+ */
+typedef uint32_t GranAugment;
 
 /**
  * Training settings. Fill with `gran_train_config_init`, then change what you need.
@@ -568,6 +578,46 @@ typedef struct GranTrainConfig {
    * DISTRIBUTED within the group's timeout, with the weights of their last complete step.
    */
   GranProcessGroup process_group;
+  /**
+   * Augmentation of every image the discriminator sees, real and generated, inside the
+   * step (differentiable: G learns through it, and does not learn to draw augmented
+   * images): integer translation, cutout and, for colour images, brightness, saturation and
+   * contrast, each with a probability p per image. It keeps D from memorising a small
+   * dataset. `GRAN_AUGMENT_ADAPTIVE` (default): p starts where the model's last run left it
+   * (0 for a new model; checkpoints keep it) and rises while D is too sure of the real
+   * images; `GRAN_AUGMENT_FIXED`: p = `augment_p`; `GRAN_AUGMENT_OFF`. Progress reports
+   * carry p.
+   */
+  GranAugment augment;
+  /**
+   * Nonzero: horizontal flips among the augmentations (for data where a mirror image is as
+   * good as the image: not digits or text). Default 0.
+   */
+  uint32_t augment_flip;
+  /**
+   * The probability under `GRAN_AUGMENT_FIXED`, in [0, 1]. Default 0.
+   */
+  double augment_p;
+  /**
+   * The target of `GRAN_AUGMENT_ADAPTIVE`, in (0, 1): the mean sign of D's logits on real
+   * images it holds p to. Default 0.6 (ADA's).
+   */
+  double augment_target;
+  /**
+   * `GRAN_AUGMENT_ADAPTIVE`: images over which p may move from 0 to 1; at least 1.
+   * Default 20000.
+   */
+  double augment_speed;
+  /**
+   * Weight gamma of the R1 penalty on real images, gamma / 2 * E||grad D(x)||^2; 0: off
+   * (the default). A run with it does not capture CUDA graphs.
+   */
+  double r1_gamma;
+  /**
+   * Steps between R1 penalties, each weighted by this (lazy regularisation); >= 1 when
+   * `r1_gamma` is set. Default 16.
+   */
+  uint32_t r1_every;
 } GranTrainConfig;
 
 /**
@@ -649,6 +699,22 @@ typedef void (*GranLogCallback)(GranLogLevel level,
  * counter the call ends at (a run resumed with its remaining steps has the same end).
  */
 #define GRAN_LR_LINEAR 2
+
+/**
+ * No augmentation.
+ */
+#define GRAN_AUGMENT_OFF 0
+
+/**
+ * Each augmentation with the fixed probability `augment_p`.
+ */
+#define GRAN_AUGMENT_FIXED 1
+
+/**
+ * With a probability the run tunes so that D's real logits are positive `augment_target`
+ * of the time on average (ADA); the default.
+ */
+#define GRAN_AUGMENT_ADAPTIVE 2
 
 /**
  * Success.

@@ -34,6 +34,9 @@ pub struct State {
     pub ema: Option<Averaged>,
     /// Completed training steps (one D and one G update each).
     pub(crate) step: u64,
+    /// Where adaptive augmentation stands (crate::train::augment): saved in checkpoints, so a
+    /// resumed run continues it exactly.
+    pub(crate) augment: crate::train::Adaptive,
 }
 
 // SAFETY: `State` holds libtorch tensors, which tch marks `Send` but not `Sync`. Shared access
@@ -208,7 +211,19 @@ impl Model {
         let opt_d = Adam::new(&d_params)?;
         let mut config = config.clone();
         config.device = DeviceSpec::of(device);
-        let state = State { gen, disc, g_params, g_buffers, d_params, d_buffers, opt_g, opt_d, ema: None, step: 0 };
+        let state = State {
+            gen,
+            disc,
+            g_params,
+            g_buffers,
+            d_params,
+            d_buffers,
+            opt_g,
+            opt_d,
+            ema: None,
+            step: 0,
+            augment: Default::default(),
+        };
         Ok(Model {
             config,
             device,
@@ -276,6 +291,12 @@ impl Model {
     /// Training steps completed so far.
     pub fn step(&self) -> u64 {
         self.state.read().step
+    }
+
+    /// Where adaptive augmentation stands: the probability the model's next adaptive run
+    /// starts from, and what it gathered since its last adjustment (crate::train::augment).
+    pub fn augment_state(&self) -> crate::train::Adaptive {
+        self.state.read().augment
     }
 
     /// Trainable parameter counts of (generator, discriminator).

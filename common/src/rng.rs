@@ -15,6 +15,8 @@ pub mod stream {
     pub const EVAL: u64 = 6;
     /// Latents of the averaged generator's standing batch-norm statistics (crate::nn::ema).
     pub const STANDING: u64 = 7;
+    /// Parameters of the discriminator's input augmentation (gran's crate::train::augment).
+    pub const AUGMENT: u64 = 8;
 }
 
 #[inline]

@@ -4,7 +4,7 @@ use super::boundary::{arg_opt_path, check_versioned_out, guard, read_versioned, 
 use super::dataset::DATASETS;
 use super::model::MODELS;
 use super::status::GranStatus;
-use super::types::{lr_schedule, precision, GranDataset, GranModel, GranProgress, GranTrainConfig};
+use super::types::{augment, lr_schedule, precision, GranDataset, GranModel, GranProgress, GranTrainConfig};
 use crate::error::Result;
 use crate::train::{train_reporting, Group, TrainConfig};
 
@@ -121,6 +121,11 @@ impl GranTrainConfig {
                 0 => None,
                 g => Some(Group(super::dist::GROUPS.get(g)?)),
             },
+            augment: augment(self.augment, self.augment_p, self.augment_target, "cfg->augment")?,
+            augment_speed: self.augment_speed,
+            augment_flip: self.augment_flip != 0,
+            r1_gamma: self.r1_gamma,
+            r1_every: self.r1_every,
         })
     }
 }

@@ -156,6 +156,36 @@ fn from_lr_schedule(s: crate::train::LrSchedule) -> GranLrSchedule {
     }
 }
 
+/// How training augments what the discriminator sees (`GranTrainConfig.augment`).
+pub type GranAugment = u32;
+/// No augmentation.
+pub const GRAN_AUGMENT_OFF: GranAugment = 0;
+/// Each augmentation with the fixed probability `augment_p`.
+pub const GRAN_AUGMENT_FIXED: GranAugment = 1;
+/// With a probability the run tunes so that D's real logits are positive `augment_target`
+/// of the time on average (ADA); the default.
+pub const GRAN_AUGMENT_ADAPTIVE: GranAugment = 2;
+
+pub(crate) fn augment(kind: GranAugment, p: f64, target: f64, name: &str) -> Result<crate::train::Augment> {
+    use crate::train::Augment;
+    match kind {
+        GRAN_AUGMENT_OFF => Ok(Augment::Off),
+        GRAN_AUGMENT_FIXED => Ok(Augment::Fixed(p)),
+        GRAN_AUGMENT_ADAPTIVE => Ok(Augment::Adaptive { target }),
+        _ => Err(Error::invalid(format!("{name} is {kind}: unknown augmentation (OFF 0, FIXED 1, ADAPTIVE 2)"))),
+    }
+}
+
+/// The C form of an augmentation setting: (kind, fixed p, adaptive target).
+fn from_augment(a: crate::train::Augment) -> (GranAugment, f64, f64) {
+    use crate::train::{Augment, DEFAULT_AUGMENT_TARGET};
+    match a {
+        Augment::Off => (GRAN_AUGMENT_OFF, 0.0, DEFAULT_AUGMENT_TARGET),
+        Augment::Fixed(p) => (GRAN_AUGMENT_FIXED, p, DEFAULT_AUGMENT_TARGET),
+        Augment::Adaptive { target } => (GRAN_AUGMENT_ADAPTIVE, 0.0, target),
+    }
+}
+
 pub(crate) fn generator_choice(g: GranGenerator, name: &str) -> Result<crate::nn::ema::Choice> {
     match g {
         GRAN_GENERATOR_AVERAGED => Ok(crate::nn::ema::Choice::Averaged),
@@ -261,6 +291,9 @@ pub struct GranProgress {
     pub elapsed_seconds: f64,
     /// Real images per second over the report window.
     pub images_per_second: f64,
+    /// The probability each augmentation of the discriminator's inputs has now (tuned by the
+    /// run under `GRAN_AUGMENT_ADAPTIVE`); 0 when the run does not augment.
+    pub augment_p: f64,
 }
 
 unsafe impl Versioned for GranProgress {
@@ -283,6 +316,7 @@ impl GranProgress {
             d_fake: p.d_fake,
             elapsed_seconds: p.elapsed_s,
             images_per_second: p.images_per_s,
+            augment_p: p.augment_p,
         }
     }
 }
@@ -358,6 +392,32 @@ pub struct GranTrainConfig {
     /// stops every rank at the same step; a rank that fails makes the others return
     /// DISTRIBUTED within the group's timeout, with the weights of their last complete step.
     pub process_group: GranProcessGroup,
+    /// Augmentation of every image the discriminator sees, real and generated, inside the
+    /// step (differentiable: G learns through it, and does not learn to draw augmented
+    /// images): integer translation, cutout and, for colour images, brightness, saturation and
+    /// contrast, each with a probability p per image. It keeps D from memorising a small
+    /// dataset. `GRAN_AUGMENT_ADAPTIVE` (default): p starts where the model's last run left it
+    /// (0 for a new model; checkpoints keep it) and rises while D is too sure of the real
+    /// images; `GRAN_AUGMENT_FIXED`: p = `augment_p`; `GRAN_AUGMENT_OFF`. Progress reports
+    /// carry p.
+    pub augment: GranAugment,
+    /// Nonzero: horizontal flips among the augmentations (for data where a mirror image is as
+    /// good as the image: not digits or text). Default 0.
+    pub augment_flip: u32,
+    /// The probability under `GRAN_AUGMENT_FIXED`, in [0, 1]. Default 0.
+    pub augment_p: f64,
+    /// The target of `GRAN_AUGMENT_ADAPTIVE`, in (0, 1): the mean sign of D's logits on real
+    /// images it holds p to. Default 0.6 (ADA's).
+    pub augment_target: f64,
+    /// `GRAN_AUGMENT_ADAPTIVE`: images over which p may move from 0 to 1; at least 1.
+    /// Default 20000.
+    pub augment_speed: f64,
+    /// Weight gamma of the R1 penalty on real images, gamma / 2 * E||grad D(x)||^2; 0: off
+    /// (the default). A run with it does not capture CUDA graphs.
+    pub r1_gamma: f64,
+    /// Steps between R1 penalties, each weighted by this (lazy regularisation); >= 1 when
+    /// `r1_gamma` is set. Default 16.
+    pub r1_every: u32,
 }
 
 unsafe impl Versioned for GranTrainConfig {
@@ -387,6 +447,13 @@ unsafe impl Versioned for GranTrainConfig {
             lr_schedule: from_lr_schedule(d.lr_schedule),
             cuda_graph: u32::from(d.cuda_graph),
             process_group: 0,
+            augment: from_augment(d.augment).0,
+            augment_flip: u32::from(d.augment_flip),
+            augment_p: from_augment(d.augment).1,
+            augment_target: from_augment(d.augment).2,
+            augment_speed: d.augment_speed,
+            r1_gamma: d.r1_gamma,
+            r1_every: d.r1_every,
         }
     }
 }

@@ -31,6 +31,13 @@ pub fn save(model: &Model, path: &Path) -> Result<()> {
         tags.push(("step", st.step.to_string()));
         tags.push(("adam_g_t", st.opt_g.t.to_string()));
         tags.push(("adam_d_t", st.opt_d.t.to_string()));
+        if st.augment != Default::default() {
+            // Absent where no run augmented adaptively (and in files of earlier versions).
+            // Rust prints a float as the shortest text that reads back as the same bits.
+            tags.push(("augment_p", st.augment.p.to_string()));
+            tags.push(("augment_sign_sum", st.augment.sign_sum.to_string()));
+            tags.push(("augment_sign_steps", st.augment.steps.to_string()));
+        }
         if let Some(ema) = &st.ema {
             // Absent in files without an averaged generator (and in those of earlier versions).
             tags.push(("averaged", "1".into()));
@@ -80,6 +87,15 @@ pub(crate) fn load(file: Opened, device: Option<DeviceSpec>) -> Result<Model> {
         Some(_) => Some(field(meta, "averaged_stats_step")?),
         None => None,
     };
+    let augment = match meta.get("augment_p") {
+        None => crate::train::Adaptive::default(),
+        Some(_) => crate::train::Adaptive {
+            p: field(meta, "augment_p")?,
+            sign_sum: field(meta, "augment_sign_sum")?,
+            steps: field(meta, "augment_sign_steps")?,
+        },
+    };
+    augment.validate().map_err(|e| not_ours(e.message))?;
     let data = file.read_tensors(Model::layout(&cfg, averaged)?, Storage::F32)?;
 
     let model = Model::new_uninit_with(&cfg, averaged)?;
@@ -89,6 +105,7 @@ pub(crate) fn load(file: Opened, device: Option<DeviceSpec>) -> Result<Model> {
         state.step = step;
         state.opt_g.t = adam_g_t;
         state.opt_d.t = adam_d_t;
+        state.augment = augment;
         if let Some(ema) = &mut state.ema {
             (ema.stats_step, ema.stats_batch, ema.batch) = (stats_step, stats_batch, stats_batch.max(2));
         }

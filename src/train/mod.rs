@@ -6,12 +6,14 @@
 //! CUDA graph, `snapshot` the in-memory copy a run
 //! rolls back to.
 
+mod augment;
 mod run;
 mod settings;
 mod snapshot;
 mod step;
 mod step_graph;
 
+pub use augment::Adaptive;
 /// The run itself, for tests that inspect a run before it starts.
 #[doc(hidden)]
 pub use run::Trainer;

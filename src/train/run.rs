@@ -18,6 +18,7 @@ use crate::nn::adam::{AdamSettings, DeviceInputs};
 use crate::nn::layers::BnMode;
 use crate::rng::{stream, Stream};
 use crate::sys::torch_ext::non_finite;
+use crate::train::augment::{Adaptive, Augment, Augmenter, Params, Pass};
 use crate::train::settings::{Progress, TrainConfig};
 use crate::train::snapshot::Snapshot;
 use crate::train::step::{DominanceWindow, StepFailure, StepSummary, SummaryParts};
@@ -50,11 +51,13 @@ impl Window {
     }
 }
 
-/// A step's inputs: the real minibatch and the latents of the D and G updates, on the device.
+/// A step's inputs: the real minibatch, the latents of the D and G updates and, in a run that
+/// augments, the three passes' augmentation parameters, on the device.
 struct Batch {
     real: Tensor,
     zd: Tensor,
     zg: Tensor,
+    augment: Option<[Params; 3]>,
 }
 
 /// Eager steps a run with `cuda_graph` takes before it captures one: libraries' lazy set-up
@@ -109,6 +112,9 @@ pub struct Trainer<'a> {
     reduce_secs: std::cell::Cell<f64>,
     backup: Snapshot,
     execution: Execution,
+    /// The run's augmentation of D's inputs (`None`: off), and where adaptive p stands.
+    augmenter: Option<Augmenter>,
+    adaptive: Adaptive,
 }
 
 impl<'a> Trainer<'a> {
@@ -156,6 +162,12 @@ impl<'a> Trainer<'a> {
         let first = model.step();
         let end = cfg.run_end(first, count)?;
         let images = data.stored_images(device)?;
+        let augmenter =
+            (cfg.augment != Augment::Off).then(|| Augmenter::new(mc.height, mc.channels, cfg.augment_flip, cfg.seed));
+        let adaptive = match cfg.augment {
+            Augment::Fixed(p) => Adaptive { p, ..Default::default() },
+            _ => model.augment_state(),
+        };
         if let Some(g) = &group {
             if g.backend() == crate::dist::Backend::Nccl && !device.is_cuda() {
                 return Err(Error::invalid(
@@ -204,6 +216,8 @@ impl<'a> Trainer<'a> {
             reduce_secs: std::cell::Cell::new(0.0),
             backup: Snapshot::default(),
             execution: Self::execution(cfg, device, cfg.group.is_some()),
+            augmenter,
+            adaptive,
         })
     }
 
@@ -212,7 +226,9 @@ impl<'a> Trainer<'a> {
         if !cfg.cuda_graph {
             return Execution::Eager;
         }
-        let why_not = if distributed {
+        let why_not = if cfg.r1_gamma > 0.0 {
+            Some("the R1 penalty runs every r1_every steps, and a graph replays one kind of step".to_string())
+        } else if distributed {
             Some("data-parallel steps reduce across processes between their phases".to_string())
         } else if !device.is_cuda() {
             Some(format!("the model is on {device:?}, and only CUDA devices capture"))
@@ -303,7 +319,18 @@ impl<'a> Trainer<'a> {
             };
             to_device_async(z, self.device)
         };
-        Ok(Batch { real, zd: latent(&self.z_d)?, zg: latent(&self.z_g)? })
+        let augment = match &self.augmenter {
+            Some(a) => {
+                let p = self.adaptive.p;
+                let pass = |pass: Pass| -> Result<Params> {
+                    let drawn = a.draw(step, pass, p, self.offset, self.local)?;
+                    Ok(Params { values: to_device_async(drawn.values, self.device)?, ops: drawn.ops })
+                };
+                Some([pass(Pass::DiscriminatorReal)?, pass(Pass::DiscriminatorFake)?, pass(Pass::GeneratorFake)?])
+            }
+            None => None,
+        };
+        Ok(Batch { real, zd: latent(&self.z_d)?, zg: latent(&self.z_g)?, augment })
     }
 
     /// Step `step`: one D and one G update under the write lock, then the averaged generator's.
@@ -337,7 +364,7 @@ impl<'a> Trainer<'a> {
         let f = self.cfg.lr_schedule.factor(step, self.end, self.per_epoch);
         let adam_d = AdamSettings { lr: self.adam_d.lr * f, ..self.adam_d };
         let adam_g = AdamSettings { lr: self.adam_g.lr * f, ..self.adam_g };
-        let outcome = self.execute(st, &b, &adam_d, &adam_g, stop);
+        let outcome = self.execute(step, st, &b, &adam_d, &adam_g, stop);
         // Each update counts, applied or skipped (as Adam::step counts); a failed step puts
         // the counts back below.
         (st.opt_d.t, st.opt_g.t) = (adam_d_t.saturating_add(1), adam_g_t.saturating_add(1));
@@ -356,6 +383,12 @@ impl<'a> Trainer<'a> {
         }
         let summary = outcome?;
         st.step = step + 1;
+        if self.augmenter.is_some() {
+            if let Augment::Adaptive { target } = self.cfg.augment {
+                self.adaptive.observe(summary.real_sign, target, self.batch, self.cfg.augment_speed);
+            }
+            st.augment = self.adaptive;
+        }
         if self.cfg.ema_decay > 0.0 {
             // The first completed step of a run with averaging gives the model its averaged
             // generator (a run that completes no step leaves the model as it was).
@@ -406,15 +439,19 @@ impl<'a> Trainer<'a> {
             images_per_s: if secs > 0.0 { k * self.batch as f64 / secs } else { 0.0 },
             d_dominates: self.dominance.dominates(),
             allreduce_s: self.reduce_secs.get(),
+            augment_p: if self.augmenter.is_some() { self.adaptive.p } else { 0.0 },
         };
         let last = &self.last;
-        if last.d_dominates && !self.warned {
+        // With adaptive augmentation a winning discriminator is what raises p: the hint is
+        // for when even p = 1 does not hold it back.
+        let adapting = matches!(self.cfg.augment, Augment::Adaptive { .. }) && self.adaptive.p < 1.0;
+        if last.d_dominates && !self.warned && !adapting {
             self.warned = true;
             log(
                 Level::Warn,
                 &format!(
                     "step {done}: the discriminator wins outright (mean D loss {:.4} over the last {} steps, \
-                     D(G(z)) {:.4}); the generator learns little: lower lr_d, narrow D or add d_weight_decay",
+                     D(G(z)) {:.4}); the generator learns little: lower lr_d, narrow D, add r1_gamma or d_weight_decay",
                     self.dominance.mean().unwrap_or(0.0),
                     DominanceWindow::STEPS,
                     last.d_fake
@@ -458,6 +495,7 @@ impl<'a> Trainer<'a> {
     /// the step's summary, read from the device in one transfer.
     fn execute(
         &mut self,
+        step: u64,
         st: &mut State,
         b: &Batch,
         adam_d: &AdamSettings,
@@ -472,9 +510,12 @@ impl<'a> Trainer<'a> {
             lr_g: adam_g.lr,
             t_d: next_count(st.opt_d.t)?,
             t_g: next_count(st.opt_g.t)?,
+            augment: b.augment.as_ref(),
         };
         if let Execution::Warming(0) = self.execution {
-            let captured = StepGraph::capture(self.device, &values, |inputs| self.update(st, inputs, adam_d, adam_g));
+            let all = self.augmenter.as_ref().map(Augmenter::ops).unwrap_or_default();
+            let captured =
+                StepGraph::capture(self.device, &values, all, |inputs| self.update(st, inputs, adam_d, adam_g));
             self.execution = match captured {
                 Ok(graph) => {
                     log(Level::Info, "cuda_graph: the training step is captured; later steps replay it");
@@ -507,12 +548,32 @@ impl<'a> Trainer<'a> {
                         Some(_) => Some(Tensor::f_full([], f64::from(u8::from(stop)), (Kind::Float, self.device))?),
                         None => None,
                     },
+                    augment: b.augment.as_ref().map(|a| a.each_ref().map(Params::shallow_clone)),
+                    r1: self.r1_weight(step),
                 };
                 self.update(st, &inputs, adam_d, adam_g)?
             }
         };
         // The step's one host read.
         StepSummary::read(&summary)
+    }
+
+    /// The weight of step `step`'s R1 penalty: gamma / 2 scaled by the interval on every
+    /// `r1_every`-th step of the model, `None` on the others and when R1 is off.
+    fn r1_weight(&self, step: u64) -> Option<f64> {
+        let every = u64::from(self.cfg.r1_every);
+        (self.cfg.r1_gamma > 0.0 && every > 0 && step % every == 0).then(|| self.cfg.r1_gamma / 2.0 * every as f64)
+    }
+
+    /// `x` as the discriminator sees it in `pass`: augmented when the run augments.
+    fn augmented(&self, x: &Tensor, i: &StepInputs, pass: Pass) -> Result<Tensor> {
+        match (&self.augmenter, &i.augment) {
+            (Some(a), Some(params)) => {
+                let p = &params[pass as usize];
+                a.apply(x, &p.values, p.ops)
+            }
+            _ => Ok(x.shallow_clone()),
+        }
     }
 
     /// `f` (an all-reduce), its time added to the run's.
@@ -556,18 +617,23 @@ impl<'a> Trainer<'a> {
         )?;
 
         // Generator step (non-saturating): gradients for G's parameters only.
-        let g_logits = self
-            .cfg
-            .precision
-            .run(self.device, || Ok(st.disc.forward(&fake, BnMode::TrainFrozenStats)?.f_to_kind(Kind::Float)?))?;
+        let g_logits = self.cfg.precision.run(self.device, || {
+            let seen = self.augmented(&fake, i, Pass::GeneratorFake)?;
+            Ok(st.disc.forward(&seen, BnMode::TrainFrozenStats)?.f_to_kind(Kind::Float)?)
+        })?;
         let g_loss = g_logits.f_binary_cross_entropy_with_logits::<Tensor>(&self.ones, None, None, Reduction::Mean)?;
         let g_grads = st.opt_g.gradients(&g_loss)?;
-        let (d_real, d_fake) = tch::no_grad(|| -> Result<(Tensor, Tensor)> {
-            Ok((d.real_logits.f_sigmoid()?.f_mean(Kind::Float)?, d.fake_logits.f_sigmoid()?.f_mean(Kind::Float)?))
+        let (d_real, d_fake, real_sign) = tch::no_grad(|| -> Result<(Tensor, Tensor, Tensor)> {
+            Ok((
+                d.real_logits.f_sigmoid()?.f_mean(Kind::Float)?,
+                d.fake_logits.f_sigmoid()?.f_mean(Kind::Float)?,
+                d.real_logits.f_sign()?.f_mean(Kind::Float)?,
+            ))
         })?;
-        // The report's values from this phase: G's loss and the mean D outputs (in a group,
-        // averaged over the ranks, with whether any rank asked to stop).
-        let mut report = [g_loss.detach(), d_real, d_fake];
+        // The report's values from this phase: G's loss, the mean D outputs and the mean sign
+        // of D's real logits (in a group, averaged over the ranks, with whether any rank asked
+        // to stop).
+        let mut report = [g_loss.detach(), d_real, d_fake, real_sign];
         let (g_grads, stop) = match &self.group {
             Some(g) => self.reduce_generator_step(g, st, i, g_grads, &mut report)?,
             None => (g_grads, None),
@@ -579,12 +645,13 @@ impl<'a> Trainer<'a> {
         // float32): whether any weight or moment is not finite after the updates, computed on
         // the device, goes with the summary.
         let updated: Vec<&Tensor> = st.opt_d.tensors().chain(st.opt_g.tensors()).collect();
-        let [g_loss, d_real, d_fake] = report;
+        let [g_loss, d_real, d_fake, real_sign] = report;
         StepSummary::pack(SummaryParts {
             d_loss,
             g_loss,
             d_real,
             d_fake,
+            real_sign,
             non_finite_weights: non_finite(&updated)?,
             stop,
         })
@@ -594,19 +661,39 @@ impl<'a> Trainer<'a> {
     /// separate passes, each normalised by its own batch statistics (as in DCGAN; better samples
     /// than one mixed batch: docs/RESULTS.md). The logits come out as float32 (a no-op in float32:
     /// `to_kind` returns a tensor already of the kind as it is) and the losses and backward
-    /// passes run outside the precision region.
+    /// passes run outside the precision region. Both minibatches are augmented when the run
+    /// augments. On a step with an R1 penalty, its gradient joins the loss's (the reported loss
+    /// is the classification loss alone): the penalty is on the gradient of D's real logits
+    /// with respect to the real images before augmentation, as in StyleGAN2-ADA.
     fn discriminator_gradients(&self, st: &mut State, i: &StepInputs) -> Result<DiscriminatorGradients> {
+        let real = match i.r1 {
+            Some(_) => i.real.detach().f_set_requires_grad(true)?,
+            None => i.real.shallow_clone(),
+        };
         let (real_logits, fake_logits) = self.cfg.precision.run(self.device, || {
             let fake = tch::no_grad(|| st.gen.forward(&i.zd, BnMode::TrainFrozenStats, false))?.image;
-            let logits =
-                |x: &Tensor| -> Result<Tensor> { Ok(st.disc.forward(x, BnMode::Train)?.f_to_kind(Kind::Float)?) };
-            Ok((logits(&i.real)?, logits(&fake)?))
+            let logits = |x: &Tensor, pass: Pass| -> Result<Tensor> {
+                let seen = self.augmented(x, i, pass)?;
+                Ok(st.disc.forward(&seen, BnMode::Train)?.f_to_kind(Kind::Float)?)
+            };
+            Ok((logits(&real, Pass::DiscriminatorReal)?, logits(&fake, Pass::DiscriminatorFake)?))
         })?;
         let loss =
             real_logits.f_binary_cross_entropy_with_logits::<Tensor>(&self.ones, None, None, Reduction::Mean)?.f_add(
                 &fake_logits.f_binary_cross_entropy_with_logits::<Tensor>(&self.zeros, None, None, Reduction::Mean)?,
             )?;
-        let grads = st.opt_d.gradients(&loss)?;
+        let grads = match i.r1 {
+            Some(weight) => {
+                let g = Tensor::f_run_backward(&[real_logits.f_sum(Kind::Float)?], &[&real], true, true)?.remove(0);
+                let penalty = g
+                    .f_square()?
+                    .f_sum_dim_intlist(&[1i64, 2, 3][..], false, Kind::Float)?
+                    .f_mean(Kind::Float)?
+                    .f_mul_scalar(weight)?;
+                st.opt_d.gradients(&loss.f_add(&penalty)?)?
+            }
+            None => st.opt_d.gradients(&loss)?,
+        };
         Ok(DiscriminatorGradients { loss, grads, real_logits, fake_logits })
     }
 

@@ -3,6 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::nn::precision::Precision;
+pub use crate::train::augment::{Augment, DEFAULT_AUGMENT_SPEED, DEFAULT_AUGMENT_TARGET};
 use std::path::PathBuf;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -44,6 +45,18 @@ pub struct TrainConfig {
     /// and replay it (crate::train::step_graph): the same operations without their launch overhead.
     /// Off by default. Elsewhere, or if the capture fails, the steps run eagerly (logged).
     pub cuda_graph: bool,
+    /// Augmentation of every image the discriminator sees, real and generated
+    /// (crate::train::augment): off, a fixed probability, or adaptive (the default).
+    pub augment: Augment,
+    /// Adaptive augmentation: images over which p may move from 0 to 1.
+    pub augment_speed: f64,
+    /// Horizontal flips among the augmentations (not for digits or text). Off by default.
+    pub augment_flip: bool,
+    /// Weight gamma of the R1 penalty, gamma / 2 * E ||grad_x D(x)||^2 on real images
+    /// (Mescheder et al. 2018); 0: off.
+    pub r1_gamma: f64,
+    /// Steps between R1 penalties, each scaled by this (StyleGAN2's lazy regularisation).
+    pub r1_every: u32,
     /// Data-parallel training in this process group (crate::dist): `batch_size` is the global
     /// batch, each rank takes its share of every minibatch, gradients are averaged every step.
     /// `None`: one process.
@@ -101,6 +114,10 @@ pub const DEFAULT_LR_D: f64 = 3.2e-3;
 pub const DEFAULT_EMA_DECAY: f64 = 0.99;
 pub const DEFAULT_EMA_START: u64 = 200;
 
+/// Default R1 weight and interval (docs/RESULTS.md, "Your own images").
+pub const DEFAULT_R1_GAMMA: f64 = 0.0;
+pub const DEFAULT_R1_EVERY: u32 = 16;
+
 impl Default for TrainConfig {
     fn default() -> Self {
         TrainConfig {
@@ -123,6 +140,11 @@ impl Default for TrainConfig {
             ema_start: DEFAULT_EMA_START,
             lr_schedule: LrSchedule::Constant,
             cuda_graph: false,
+            augment: Augment::Adaptive { target: DEFAULT_AUGMENT_TARGET },
+            augment_speed: DEFAULT_AUGMENT_SPEED,
+            augment_flip: false,
+            r1_gamma: DEFAULT_R1_GAMMA,
+            r1_every: DEFAULT_R1_EVERY,
             group: None,
         }
     }
@@ -152,6 +174,8 @@ pub struct Progress {
     /// The discriminator wins outright (its loss averaged over the run's last 50 steps below
     /// 0.05; false before 50 steps): the generator gets no useful gradient.
     pub d_dominates: bool,
+    /// The augmentation probability of the last step (crate::train::augment; 0 when off).
+    pub augment_p: f64,
 }
 
 fn check_adam(name: &str, lr: f64, b1: f64, b2: f64) -> Result<()> {
@@ -205,6 +229,13 @@ impl TrainConfig {
         }
         if !(0.0..1.0).contains(&self.ema_decay) {
             return Err(Error::invalid(format!("ema_decay is {}: must be in [0, 1)", self.ema_decay)));
+        }
+        crate::train::augment::validate(self.augment, self.augment_speed)?;
+        if !(self.r1_gamma.is_finite() && self.r1_gamma >= 0.0) {
+            return Err(Error::invalid(format!("r1_gamma is {}: must be >= 0", self.r1_gamma)));
+        }
+        if self.r1_gamma > 0.0 && self.r1_every == 0 {
+            return Err(Error::invalid("r1_every is 0: must be at least 1 when r1_gamma is set"));
         }
         if let Some(Group(g)) = &self.group {
             let world = g.world_size();

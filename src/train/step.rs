@@ -16,6 +16,9 @@ pub(crate) struct StepSummary {
     pub(crate) d_real: f64,
     /// Mean D(G(z)) on the discriminator step's generated minibatch.
     pub(crate) d_fake: f64,
+    /// Mean sign of D's logits on the (augmented) real minibatch: adaptive augmentation's
+    /// measure of how sure D is of the real images (crate::train::augment).
+    pub(crate) real_sign: f64,
     /// Whether every weight and Adam moment of both networks is finite after the updates.
     pub(crate) weights_finite: bool,
     /// Data-parallel runs: whether any rank asked the group to stop after this step.
@@ -29,6 +32,7 @@ pub(crate) struct SummaryParts {
     pub(crate) g_loss: Tensor,
     pub(crate) d_real: Tensor,
     pub(crate) d_fake: Tensor,
+    pub(crate) real_sign: Tensor,
     /// 1.0 where a weight or moment is not finite after the updates, else 0.0.
     pub(crate) non_finite_weights: Tensor,
     /// A group's stop flag (positive: some rank asked); `None` in one process.
@@ -36,11 +40,14 @@ pub(crate) struct SummaryParts {
 }
 
 impl StepSummary {
-    /// The summary tensor of a step, on the device (float32, 5 or 6 values).
+    /// The summary tensor of a step, on the device (float32, 6 or 7 values).
     pub(crate) fn pack(p: SummaryParts) -> Result<Tensor> {
         tch::no_grad(|| -> Result<Tensor> {
-            let mut values = Vec::with_capacity(6);
-            for t in [&p.d_loss, &p.g_loss, &p.d_real, &p.d_fake, &p.non_finite_weights].into_iter().chain(&p.stop) {
+            let mut values = Vec::with_capacity(7);
+            for t in [&p.d_loss, &p.g_loss, &p.d_real, &p.d_fake, &p.real_sign, &p.non_finite_weights]
+                .into_iter()
+                .chain(&p.stop)
+            {
                 values.push(t.f_to_kind(Kind::Float)?);
             }
             Ok(Tensor::f_stack(&values, 0)?)
@@ -50,7 +57,7 @@ impl StepSummary {
     /// Reads a packed summary (one transfer to the host).
     pub(crate) fn read(packed: &Tensor) -> Result<StepSummary> {
         let v = Vec::<f64>::try_from(&packed.f_to_kind(Kind::Double)?.f_to_device(Device::Cpu)?)?;
-        if !(5..=6).contains(&v.len()) {
+        if !(6..=7).contains(&v.len()) {
             return Err(Error::internal(format!("a step summary of {} values", v.len())));
         }
         Ok(StepSummary {
@@ -58,8 +65,9 @@ impl StepSummary {
             g_loss: v[1],
             d_real: v[2],
             d_fake: v[3],
-            weights_finite: v[4] == 0.0,
-            stop_requested: v.get(5).is_some_and(|&s| s > 0.0),
+            real_sign: v[4],
+            weights_finite: v[5] == 0.0,
+            stop_requested: v.get(6).is_some_and(|&s| s > 0.0),
         })
     }
 
@@ -174,6 +182,7 @@ mod tests {
             g_loss: scalar(0.5),
             d_real: scalar(0.75),
             d_fake: scalar(0.25),
+            real_sign: scalar(-0.5),
             non_finite_weights: scalar(0.0),
             stop: Some(scalar(0.5)),
         })
@@ -186,12 +195,13 @@ mod tests {
                 g_loss: 0.5,
                 d_real: 0.75,
                 d_fake: 0.25,
+                real_sign: -0.5,
                 weights_finite: true,
                 stop_requested: true
             }
         );
         assert_eq!(s.divergence(), None);
-        assert!(!summary(&[1.0, 1.0, 0.5, 0.5, 0.0]).stop_requested);
+        assert!(!summary(&[1.0, 1.0, 0.5, 0.5, 0.2, 0.0]).stop_requested);
         assert!(StepSummary::read(&Tensor::from_slice(&[1.0f32, 2.0])).is_err());
     }
 
@@ -214,13 +224,13 @@ mod tests {
 
     #[test]
     fn failures_are_decided_by_kind() {
-        match summary(&[f32::NAN, 1.0, 0.5, 0.5, 0.0]).divergence() {
+        match summary(&[f32::NAN, 1.0, 0.5, 0.5, 0.2, 0.0]).divergence() {
             Some(Divergence::Loss { network: "discriminator", value }) => assert!(value.is_nan()),
             other => panic!("{other:?}"),
         }
-        let g = summary(&[1.0, f32::INFINITY, 0.5, 0.5, 0.0]).divergence().unwrap();
+        let g = summary(&[1.0, f32::INFINITY, 0.5, 0.5, 0.2, 0.0]).divergence().unwrap();
         assert_eq!(g, Divergence::Loss { network: "generator", value: f64::INFINITY });
-        assert_eq!(summary(&[1.0, 1.0, 0.5, 0.5, 1.0]).divergence(), Some(Divergence::Weights));
+        assert_eq!(summary(&[1.0, 1.0, 0.5, 0.5, 0.2, 1.0]).divergence(), Some(Divergence::Weights));
 
         let kept = StepFailure::Diverged(g).into_error(7, true);
         assert_eq!(kept.kind, ErrorKind::Diverged);

@@ -18,6 +18,7 @@
 
 use crate::error::Result;
 use crate::sys::cuda_graph::CudaGraph;
+use crate::train::augment::{Ops, Params};
 use tch::{Device, Kind, Tensor};
 
 /// What a step reads on the device besides the model. The eager step builds them fresh each
@@ -37,6 +38,12 @@ pub(crate) struct StepInputs {
     /// Data-parallel runs: 1.0 when this rank asks the group to stop after the step (float
     /// scalar); `None` in one process.
     pub(crate) stop: Option<Tensor>,
+    /// The augmentation parameters of D's real pass, D's generated pass and G's pass (indexed
+    /// by `augment::Pass`); `None` in a run without augmentation.
+    pub(crate) augment: Option<[Params; 3]>,
+    /// The weight of this step's R1 penalty; `None` on steps without one (and in captured
+    /// steps: a run with R1 runs eagerly).
+    pub(crate) r1: Option<f64>,
 }
 
 /// The values of one step that change between replays.
@@ -48,6 +55,7 @@ pub(crate) struct StepValues<'a> {
     pub(crate) lr_g: f64,
     pub(crate) t_d: u64,
     pub(crate) t_g: u64,
+    pub(crate) augment: Option<&'a [Params; 3]>,
 }
 
 /// A captured training step and its static inputs.
@@ -61,10 +69,14 @@ impl StepGraph {
     /// Records `update` (the step's operations, given the static inputs; returns the summary
     /// tensor) into a graph on `device`, with static inputs shaped as `like`'s. Nothing is
     /// computed by the capture: the step then runs with `replay`. On a device other than CUDA,
-    /// or a build without CUDA graphs, a `Device` error before `update` is called.
+    /// or a build without CUDA graphs, a `Device` error before `update` is called. The graph
+    /// runs every augmentation of `ops` on every image (the parameters make an image's
+    /// operations identities where it has none), since which images have one changes from
+    /// step to step.
     pub(crate) fn capture(
         device: Device,
         like: &StepValues,
+        ops: Ops,
         update: impl FnOnce(&StepInputs) -> Result<Tensor>,
     ) -> Result<StepGraph> {
         let scalar = || Tensor::f_zeros([], (Kind::Float, device));
@@ -77,6 +89,15 @@ impl StepGraph {
             t_d: scalar()?,
             t_g: scalar()?,
             stop: None,
+            augment: match like.augment {
+                Some(passes) => Some([
+                    Params { values: passes[0].values.f_to_device(device)?, ops },
+                    Params { values: passes[1].values.f_to_device(device)?, ops },
+                    Params { values: passes[2].values.f_to_device(device)?, ops },
+                ]),
+                None => None,
+            },
+            r1: None,
         };
         let (graph, summary) = CudaGraph::capture(device, || update(&inputs))?;
         Ok(StepGraph { inputs, summary, graph })
@@ -89,6 +110,11 @@ impl StepGraph {
         i.real.shallow_clone().f_copy_(v.real)?;
         i.zd.shallow_clone().f_copy_(v.zd)?;
         i.zg.shallow_clone().f_copy_(v.zg)?;
+        if let (Some(stat), Some(now)) = (&i.augment, v.augment) {
+            for (s, n) in stat.iter().zip(now) {
+                s.values.shallow_clone().f_copy_(&n.values)?;
+            }
+        }
         for (t, value) in [(&i.lr_d, v.lr_d), (&i.lr_g, v.lr_g)] {
             let _ = t.as_ref().expect("static rates").shallow_clone().f_fill_(value)?;
         }
@@ -108,9 +134,9 @@ mod tests {
     fn capture_is_refused_on_the_cpu() {
         let x = Tensor::zeros([2, 1, 4, 4], (Kind::Float, Device::Cpu));
         let z = Tensor::zeros([2, 3], (Kind::Float, Device::Cpu));
-        let v = StepValues { real: &x, zd: &z, zg: &z, lr_d: 0.1, lr_g: 0.1, t_d: 1, t_g: 1 };
+        let v = StepValues { real: &x, zd: &z, zg: &z, lr_d: 0.1, lr_g: 0.1, t_d: 1, t_g: 1, augment: None };
         let mut called = false;
-        let e = StepGraph::capture(Device::Cpu, &v, |_| {
+        let e = StepGraph::capture(Device::Cpu, &v, Ops::default(), |_| {
             called = true;
             Ok(Tensor::zeros([5], (Kind::Float, Device::Cpu)))
         })

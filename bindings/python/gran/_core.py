@@ -151,6 +151,19 @@ def _precision(p: Any) -> int:
 _SCHEDULES = {"constant": GRAN_LR_CONSTANT, "inverse-epoch": GRAN_LR_INVERSE_EPOCH, "linear": GRAN_LR_LINEAR}
 
 
+_AUGMENTS = {"off": _lib.GRAN_AUGMENT_OFF, "fixed": _lib.GRAN_AUGMENT_FIXED, "ada": _lib.GRAN_AUGMENT_ADAPTIVE}
+
+
+def _augment(a: Any) -> int:
+    """'ada' | 'fixed' | 'off' (or the GRAN_AUGMENT_ constants) -> GranAugment."""
+    if isinstance(a, str):
+        try:
+            return _AUGMENTS[a.lower()]
+        except KeyError:
+            raise _invalid(f"augment {a!r} is unknown: use 'ada', 'fixed' or 'off'") from None
+    return _uint("augment", a, 32)
+
+
 def _lr_schedule(s: Any) -> int:
     """'constant' | 'inverse-epoch' | 'linear' (or the GRAN_LR_ constants) -> GranLrSchedule."""
     if isinstance(s, str):
@@ -350,13 +363,14 @@ class Progress:
     elapsed_seconds: float
     images_per_second: float
     d_dominates: bool
+    augment_p: float = 0.0
 
     @classmethod
     def _from_c(cls, p: GranProgress) -> "Progress":
         return cls(
             step=p.step, total_steps=p.total_steps, epoch=p.epoch, d_loss=p.d_loss, g_loss=p.g_loss,
             d_real=p.d_real, d_fake=p.d_fake, elapsed_seconds=p.elapsed_seconds,
-            images_per_second=p.images_per_second, d_dominates=bool(p.d_dominates),
+            images_per_second=p.images_per_second, d_dominates=bool(p.d_dominates), augment_p=p.augment_p,
         )
 
 
@@ -710,7 +724,8 @@ class Dataset(_Owned):
 # ----------------------------------------------------------------------------------------------
 
 _TRAIN_FIELDS = ("batch_size", "iterations", "epochs", "lr_g", "beta1_g", "beta2_g", "lr_d", "beta1_d",
-                 "beta2_d", "d_weight_decay", "seed", "report_every", "checkpoint_every", "ema_decay", "ema_start")
+                 "beta2_d", "d_weight_decay", "seed", "report_every", "checkpoint_every", "ema_decay", "ema_start",
+                 "augment_p", "augment_target", "augment_speed", "r1_gamma", "r1_every")
 
 
 class Model(_Owned):
@@ -832,7 +847,10 @@ class Model(_Owned):
               report_every: Optional[int] = None, checkpoint_path: Any = None,
               checkpoint_every: Optional[int] = None, precision: Any = None,
               ema_decay: Optional[float] = None, ema_start: Optional[int] = None, lr_schedule: Any = None,
-              cuda_graph: bool = False, process_group: Optional["ProcessGroup"] = None, on_progress: Optional[Callable[[Progress], Any]] = None) -> Progress:
+              cuda_graph: bool = False, process_group: Optional["ProcessGroup"] = None,
+              augment: Any = None, augment_p: Optional[float] = None, augment_target: Optional[float] = None,
+              augment_speed: Optional[float] = None, augment_flip: bool = False, r1_gamma: Optional[float] = None,
+              r1_every: Optional[int] = None, on_progress: Optional[Callable[[Progress], Any]] = None) -> Progress:
         """Trains on `dataset` (a Dataset, or a numpy array for Dataset.from_array), continuing
         from the model's step counter, and returns the final progress report. Settings left at
         None take the library's defaults (2000 iterations, batch 64, Adam 8e-4 / 3.2e-3, betas
@@ -845,6 +863,12 @@ class Model(_Owned):
         as one CUDA graph after 3 eager steps and replay it (elsewhere the steps run eagerly).
         process_group: train data-parallel in that ProcessGroup (every rank calls train with the
         same settings; batch_size is the global batch; rank 0 alone writes checkpoint_path).
+        augment: what the discriminator sees is augmented (translation, cutout, colour; flips
+        with augment_flip=True): 'ada' (default: a probability the run tunes to hold the mean
+        sign of D's real outputs at augment_target, 0.6, moving by at most 1 over augment_speed
+        images; the model keeps it), 'fixed' (probability augment_p) or 'off'. r1_gamma: weight
+        of the R1 gradient penalty on real images every r1_every steps (default 0: off).
+        Progress reports carry augment_p.
 
         on_progress(progress) is called with each report on this thread; a true return value
         stops training (CancelledError). An exception raised in it stops training and is
@@ -858,7 +882,9 @@ class Model(_Owned):
                                   checkpoint_path=checkpoint_path, checkpoint_every=checkpoint_every,
                                   precision=precision, ema_decay=ema_decay, ema_start=ema_start,
                                   lr_schedule=lr_schedule, cuda_graph=cuda_graph, process_group=process_group,
-                                  on_progress=on_progress)
+                                  augment=augment, augment_p=augment_p, augment_target=augment_target,
+                                  augment_speed=augment_speed, augment_flip=augment_flip, r1_gamma=r1_gamma,
+                                  r1_every=r1_every, on_progress=on_progress)
         cfg = GranTrainConfig()
         _LIB.gran_train_config_init(byref(cfg))
         if epochs is not None and iterations is None:
@@ -866,9 +892,10 @@ class Model(_Owned):
         given = dict(batch_size=batch_size, iterations=iterations, epochs=epochs, lr_g=lr_g, beta1_g=beta1_g,
                      beta2_g=beta2_g, lr_d=lr_d, beta1_d=beta1_d, beta2_d=beta2_d, d_weight_decay=d_weight_decay,
                      seed=seed, report_every=report_every, checkpoint_every=checkpoint_every,
-                     ema_decay=ema_decay, ema_start=ema_start)
+                     ema_decay=ema_decay, ema_start=ema_start, augment_p=augment_p, augment_target=augment_target,
+                     augment_speed=augment_speed, r1_gamma=r1_gamma, r1_every=r1_every)
         ints = {"batch_size": 32, "epochs": 32, "iterations": 64, "seed": 64, "report_every": 64,
-                "checkpoint_every": 64, "ema_start": 64}
+                "checkpoint_every": 64, "ema_start": 64, "r1_every": 32}
         for name in _TRAIN_FIELDS:
             v = given[name]
             if v is None:
@@ -879,6 +906,9 @@ class Model(_Owned):
         if lr_schedule is not None:
             cfg.lr_schedule = _lr_schedule(lr_schedule)
         cfg.cuda_graph = 1 if cuda_graph else 0
+        if augment is not None:
+            cfg.augment = _augment(augment)
+        cfg.augment_flip = 1 if augment_flip else 0
         if process_group is not None:
             if not isinstance(process_group, ProcessGroup):
                 raise _invalid("process_group must be a ProcessGroup")

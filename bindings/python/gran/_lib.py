@@ -67,6 +67,10 @@ GRAN_LR_CONSTANT = 0
 GRAN_LR_INVERSE_EPOCH = 1
 GRAN_LR_LINEAR = 2
 
+GRAN_AUGMENT_OFF = 0
+GRAN_AUGMENT_FIXED = 1
+GRAN_AUGMENT_ADAPTIVE = 2
+
 GRAN_GENERATOR_AVERAGED = 0
 GRAN_GENERATOR_RAW = 1
 
@@ -209,6 +213,7 @@ class GranProgress(Structure):
         ("d_fake", c_double),
         ("elapsed_seconds", c_double),
         ("images_per_second", c_double),
+        ("augment_p", c_double),
     ]
 
 
@@ -244,6 +249,13 @@ class GranTrainConfig(Structure):
         ("lr_schedule", GranLrSchedule),
         ("cuda_graph", c_uint32),
         ("process_group", GranProcessGroup),
+        ("augment", c_uint32),
+        ("augment_flip", c_uint32),
+        ("augment_p", c_double),
+        ("augment_target", c_double),
+        ("augment_speed", c_double),
+        ("r1_gamma", c_double),
+        ("r1_every", c_uint32),
     ]
 
 

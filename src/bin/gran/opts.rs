@@ -75,6 +75,16 @@ impl From<ScheduleArg> for gran::train::LrSchedule {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum AugmentArg {
+    /// A probability the run tunes from how sure the discriminator is of the real images (ADA)
+    Ada,
+    /// The fixed probability --augment-p
+    Fixed,
+    /// No augmentation
+    Off,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Format {
     /// Recognised from the folder's files or the file's content
     Auto,

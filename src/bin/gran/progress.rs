@@ -31,6 +31,8 @@ pub struct Reporter {
     first: u64,
     end: u64,
     batch: u64,
+    /// The augmentation probability of the last step.
+    augment_p: f64,
     /// Sums of (d_loss, g_loss, d_real, d_fake) and steps since the last line.
     sums: [f64; 4],
     steps: u64,
@@ -73,6 +75,7 @@ impl Reporter {
             end,
             batch: batch as u64,
             sums: [0.0; 4],
+            augment_p: 0.0,
             steps: 0,
             since: now,
             started: now,
@@ -85,11 +88,12 @@ impl Reporter {
             *s += v;
         }
         self.steps += 1;
+        self.augment_p = p.augment_p;
         if let Mode::Bar(bar) = &self.mode {
             bar.set_position(p.step - self.first);
             bar.set_message(format!(
-                "D loss {:.3}  G loss {:.3}  D(x) {:.2}  D(G(z)) {:.2}",
-                p.d_loss, p.g_loss, p.d_real, p.d_fake
+                "D loss {:.3}  G loss {:.3}  D(x) {:.2}  D(G(z)) {:.2}  p {:.2}",
+                p.d_loss, p.g_loss, p.d_real, p.d_fake, p.augment_p
             ));
         }
         let done = p.step - self.first;
@@ -110,10 +114,11 @@ impl Reporter {
         let elapsed = self.started.elapsed().as_secs_f64();
         let done = (step - self.first) as f64;
         let eta = if done > 0.0 { elapsed / done * (self.end - step) as f64 } else { 0.0 };
+        let p = self.augment_p;
         match &self.mode {
             Mode::Lines => eprintln!(
-                "step {step}/{}  D loss {d:.3}  G loss {g:.3}  D(x) {dr:.2}  D(G(z)) {df:.2}  {rate:.0} img/s  \
-                 elapsed {}  ETA {}",
+                "step {step}/{}  D loss {d:.3}  G loss {g:.3}  D(x) {dr:.2}  D(G(z)) {df:.2}  p {p:.2}  \
+                 {rate:.0} img/s  elapsed {}  ETA {}",
                 self.end,
                 clock(elapsed),
                 clock(eta)
@@ -121,7 +126,7 @@ impl Reporter {
             Mode::Json => println!(
                 "{}",
                 serde_json::json!({"type": "progress", "step": step, "total_steps": self.end,
-                    "d_loss": d, "g_loss": g, "d_real": dr, "d_fake": df, "images_per_s": rate,
+                    "d_loss": d, "g_loss": g, "d_real": dr, "d_fake": df, "augment_p": p, "images_per_s": rate,
                     "elapsed_s": elapsed, "eta_s": eta})
             ),
             Mode::Bar(_) | Mode::Quiet => {}

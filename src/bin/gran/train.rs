@@ -3,7 +3,7 @@
 //! run at a step boundary.
 
 use crate::data::{self, Split};
-use crate::opts::{parse_device, DataArgs, PrecisionArg, ScheduleArg};
+use crate::opts::{parse_device, AugmentArg, DataArgs, PrecisionArg, ScheduleArg};
 use crate::output::{config_json, make_parent, Out};
 use crate::progress::{self, Reporter};
 use crate::term;
@@ -95,6 +95,28 @@ pub struct Args {
     /// On a CUDA device, capture the training step as a CUDA graph and replay it
     #[arg(long, help_heading = "Training")]
     pub cuda_graph: bool,
+    /// Augmentation of every image the discriminator sees (translation, cutout, colour): keeps
+    /// it from memorising a small dataset
+    #[arg(long, value_enum, default_value_t = AugmentArg::Ada, help_heading = "Augmentation")]
+    pub augment: AugmentArg,
+    /// The probability of each augmentation with --augment fixed
+    #[arg(long, value_name = "P", default_value_t = 0.0, help_heading = "Augmentation")]
+    pub augment_p: f64,
+    /// --augment ada: the mean sign of D's outputs on real images that p is tuned to hold
+    #[arg(long, value_name = "X", default_value_t = gran::train::DEFAULT_AUGMENT_TARGET, help_heading = "Augmentation")]
+    pub augment_target: f64,
+    /// --augment ada: images over which p may move from 0 to 1
+    #[arg(long, value_name = "N", default_value_t = gran::train::DEFAULT_AUGMENT_SPEED, help_heading = "Augmentation")]
+    pub augment_speed: f64,
+    /// Horizontal flips among the augmentations (not for digits or text)
+    #[arg(long, help_heading = "Augmentation")]
+    pub flip: bool,
+    /// Weight of the R1 gradient penalty on real images (0: off)
+    #[arg(long, value_name = "G", default_value_t = gran::train::DEFAULT_R1_GAMMA, help_heading = "Augmentation")]
+    pub r1_gamma: f64,
+    /// Steps between R1 penalties (lazy regularisation)
+    #[arg(long, value_name = "N", default_value_t = gran::train::DEFAULT_R1_EVERY, help_heading = "Augmentation")]
+    pub r1_every: u32,
     /// Train data-parallel with the processes torchrun starts (RANK, WORLD_SIZE, MASTER_ADDR,
     /// MASTER_PORT): --batch-size is the global batch; rank 0 prints and writes the checkpoint
     #[arg(long, help_heading = "Distributed")]
@@ -226,6 +248,15 @@ pub fn run(a: &Args, out: &Out) -> Result<()> {
         ema_start: a.ema_start,
         lr_schedule: a.lr_schedule.into(),
         cuda_graph: a.cuda_graph,
+        augment: match a.augment {
+            AugmentArg::Ada => gran::train::Augment::Adaptive { target: a.augment_target },
+            AugmentArg::Fixed => gran::train::Augment::Fixed(a.augment_p),
+            AugmentArg::Off => gran::train::Augment::Off,
+        },
+        augment_speed: a.augment_speed,
+        augment_flip: a.flip,
+        r1_gamma: a.r1_gamma,
+        r1_every: a.r1_every,
         group: group.clone().map(gran::train::Group),
         ..TrainConfig::default()
     };
@@ -269,6 +300,7 @@ pub fn run(a: &Args, out: &Out) -> Result<()> {
     let value = serde_json::json!({
         "checkpoint": path.display().to_string(), "first_step": first, "step": last.step,
         "d_loss": last.d_loss, "g_loss": last.g_loss, "d_real": last.d_real, "d_fake": last.d_fake,
+        "augment_p": last.augment_p,
         "elapsed_s": last.elapsed_s, "images": data.count(), "config": config_json(&c),
     });
     if let Some(g) = &group {
@@ -283,7 +315,7 @@ pub fn run(a: &Args, out: &Out) -> Result<()> {
     out.result("train", value, || {
         format!(
             "trained steps {first} -> {} in {} ({:.0} img/s); last step: D loss {:.3}, G loss {:.3}, D(x) {:.2}, \
-             D(G(z)) {:.2}\ncheckpoint: {}",
+             D(G(z)) {:.2}, augmentation p {:.2}\ncheckpoint: {}",
             last.step,
             progress::clock(last.elapsed_s),
             (last.step - first) as f64 * a.batch_size as f64 / last.elapsed_s.max(1e-9),
@@ -291,6 +323,7 @@ pub fn run(a: &Args, out: &Out) -> Result<()> {
             last.g_loss,
             last.d_real,
             last.d_fake,
+            last.augment_p,
             path.display()
         )
     });
