@@ -128,11 +128,11 @@ fn main() {
     };
     let augment_speed: f64 =
         opt("--augment-speed", &defaults.augment_speed.to_string()).parse().expect("--augment-speed");
-    let r1_gamma: f64 = opt("--r1", &defaults.r1_gamma.to_string()).parse().expect("--r1");
+    let r1_gamma: Option<f64> = args.iter().any(|a| a == "--r1").then(|| opt("--r1", "").parse().expect("--r1"));
     let r1_every: u32 = opt("--r1-every", &defaults.r1_every.to_string()).parse().expect("--r1-every");
     let augment_flip = args.iter().any(|a| a == "--flip");
     println!(
-        "# training images {}, augment {augment:?} (speed {augment_speed}, flip {augment_flip}), r1 {r1_gamma} every {r1_every}",
+        "# training images {}, augment {augment:?} (speed {augment_speed}, flip {augment_flip}), r1 {r1_gamma:?} (None: by image size) every {r1_every}",
         fit_d.count()
     );
     // --distributed (under torchrun): every model trains data-parallel in the group torchrun

@@ -609,13 +609,14 @@ typedef struct GranTrainConfig {
    */
   double augment_speed;
   /**
-   * Weight gamma of the R1 penalty on real images, gamma / 2 * E||grad D(x)||^2; 0: off
-   * (the default). A run with it does not capture CUDA graphs.
+   * Weight gamma of the R1 penalty on real images, gamma / 2 * E||grad D(x)||^2; 0: off;
+   * negative (the default, -1): by image size, 0 for 28x28 and 10 for 32x32 and larger
+   * (docs/RESULTS.md, section 11). A run with a penalty does not capture CUDA graphs.
    */
   double r1_gamma;
   /**
-   * Steps between R1 penalties, each weighted by this (lazy regularisation); >= 1 when
-   * `r1_gamma` is set. Default 16.
+   * Steps between R1 penalties, each weighted by this (lazy regularisation); >= 1 unless
+   * `r1_gamma` is 0. Default 4.
    */
   uint32_t r1_every;
 } GranTrainConfig;

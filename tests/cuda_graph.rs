@@ -111,7 +111,8 @@ fn state_of(m: &Model) -> Vec<(String, Tensor)> {
 /// A captured training step (`TrainConfig::cuda_graph`) trains as the eager step does: on the
 /// CPU the setting runs the eager path (bit-identical to it being off); on CUDA (gpu/check.sh)
 /// the replayed steps give the eager run's weights and Adam state to float tolerance, through a
-/// learning-rate schedule (the rates are refilled before each replay) and past the warm-up.
+/// learning-rate schedule (the rates are refilled before each replay), with augmentation (its
+/// parameters too) and past the warm-up.
 #[test]
 fn a_captured_training_step_trains_as_the_eager_one() {
     let run = |graph: bool| {
@@ -123,6 +124,8 @@ fn a_captured_training_step_trains_as_the_eager_one() {
             lr_schedule: gran::train::LrSchedule::Linear,
             ema_start: 2,
             cuda_graph: graph,
+            // The augmentation parameters are static inputs of the captured step.
+            augment: gran::train::Augment::Fixed(0.5),
             ..Default::default()
         };
         let mut losses = Vec::new();

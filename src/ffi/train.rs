@@ -124,7 +124,8 @@ impl GranTrainConfig {
             augment: augment(self.augment, self.augment_p, self.augment_target, "cfg->augment")?,
             augment_speed: self.augment_speed,
             augment_flip: self.augment_flip != 0,
-            r1_gamma: self.r1_gamma,
+            // Negative: by image size; NaN is refused by TrainConfig::validate.
+            r1_gamma: (!(self.r1_gamma < 0.0)).then_some(self.r1_gamma),
             r1_every: self.r1_every,
         })
     }

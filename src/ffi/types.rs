@@ -412,11 +412,12 @@ pub struct GranTrainConfig {
     /// `GRAN_AUGMENT_ADAPTIVE`: images over which p may move from 0 to 1; at least 1.
     /// Default 20000.
     pub augment_speed: f64,
-    /// Weight gamma of the R1 penalty on real images, gamma / 2 * E||grad D(x)||^2; 0: off
-    /// (the default). A run with it does not capture CUDA graphs.
+    /// Weight gamma of the R1 penalty on real images, gamma / 2 * E||grad D(x)||^2; 0: off;
+    /// negative (the default, -1): by image size, 0 for 28x28 and 10 for 32x32 and larger
+    /// (docs/RESULTS.md, section 11). A run with a penalty does not capture CUDA graphs.
     pub r1_gamma: f64,
-    /// Steps between R1 penalties, each weighted by this (lazy regularisation); >= 1 when
-    /// `r1_gamma` is set. Default 16.
+    /// Steps between R1 penalties, each weighted by this (lazy regularisation); >= 1 unless
+    /// `r1_gamma` is 0. Default 4.
     pub r1_every: u32,
 }
 
@@ -452,7 +453,7 @@ unsafe impl Versioned for GranTrainConfig {
             augment_p: from_augment(d.augment).1,
             augment_target: from_augment(d.augment).2,
             augment_speed: d.augment_speed,
-            r1_gamma: d.r1_gamma,
+            r1_gamma: d.r1_gamma.unwrap_or(-1.0),
             r1_every: d.r1_every,
         }
     }

@@ -115,6 +115,8 @@ pub struct Trainer<'a> {
     /// The run's augmentation of D's inputs (`None`: off), and where adaptive p stands.
     augmenter: Option<Augmenter>,
     adaptive: Adaptive,
+    /// The R1 weight of the run (the setting, or the image size's default).
+    r1_gamma: f64,
 }
 
 impl<'a> Trainer<'a> {
@@ -162,6 +164,7 @@ impl<'a> Trainer<'a> {
         let first = model.step();
         let end = cfg.run_end(first, count)?;
         let images = data.stored_images(device)?;
+        let r1_gamma = cfg.r1_gamma.unwrap_or_else(|| crate::train::r1_gamma_for(mc.height));
         let augmenter =
             (cfg.augment != Augment::Off).then(|| Augmenter::new(mc.height, mc.channels, cfg.augment_flip, cfg.seed));
         let adaptive = match cfg.augment {
@@ -215,18 +218,19 @@ impl<'a> Trainer<'a> {
             warned: false,
             reduce_secs: std::cell::Cell::new(0.0),
             backup: Snapshot::default(),
-            execution: Self::execution(cfg, device, cfg.group.is_some()),
+            execution: Self::execution(cfg, r1_gamma, device, cfg.group.is_some()),
+            r1_gamma,
             augmenter,
             adaptive,
         })
     }
 
     /// Eager, or captured after a warm-up where the run asks for a graph and one can be made.
-    fn execution(cfg: &TrainConfig, device: Device, distributed: bool) -> Execution {
+    fn execution(cfg: &TrainConfig, r1_gamma: f64, device: Device, distributed: bool) -> Execution {
         if !cfg.cuda_graph {
             return Execution::Eager;
         }
-        let why_not = if cfg.r1_gamma > 0.0 {
+        let why_not = if r1_gamma > 0.0 {
             Some("the R1 penalty runs every r1_every steps, and a graph replays one kind of step".to_string())
         } else if distributed {
             Some("data-parallel steps reduce across processes between their phases".to_string())
@@ -562,7 +566,7 @@ impl<'a> Trainer<'a> {
     /// `r1_every`-th step of the model, `None` on the others and when R1 is off.
     fn r1_weight(&self, step: u64) -> Option<f64> {
         let every = u64::from(self.cfg.r1_every);
-        (self.cfg.r1_gamma > 0.0 && every > 0 && step % every == 0).then(|| self.cfg.r1_gamma / 2.0 * every as f64)
+        (self.r1_gamma > 0.0 && every > 0 && step % every == 0).then(|| self.r1_gamma / 2.0 * every as f64)
     }
 
     /// `x` as the discriminator sees it in `pass`: augmented when the run augments.

@@ -184,6 +184,8 @@ static void test_config_defaults(void) {
     CHECK(t.d_weight_decay == 0.0 && t.seed == 0 && t.report_every == 100);
     CHECK(t.on_progress == NULL && t.user_data == NULL && t.checkpoint_path == NULL);
     CHECK(t.precision == GRAN_PRECISION_FP32);
+    CHECK(t.augment == GRAN_AUGMENT_ADAPTIVE && t.augment_flip == 0 && t.augment_p == 0.0);
+    CHECK(t.augment_target == 0.6 && t.augment_speed == 20000.0 && t.r1_gamma == -1.0 && t.r1_every == 4);
     /* NULL: nothing happens. */
     gran_model_config_init(NULL);
     gran_train_config_init(NULL);
@@ -204,6 +206,7 @@ static void test_abi_layout(void) {
     CHECK(offsetof(GranProgress, d_dominates) == 4 && offsetof(GranProgress, step) == 8);
     CHECK(offsetof(GranProgress, total_steps) == 16 && offsetof(GranProgress, epoch) == 24);
     CHECK(offsetof(GranProgress, d_loss) == 32 && offsetof(GranProgress, images_per_second) == 72);
+    CHECK(offsetof(GranProgress, augment_p) == 80 && sizeof(GranProgress) == 88);
     CHECK(offsetof(GranTrainConfig, batch_size) == 4 && offsetof(GranTrainConfig, iterations) == 8);
     CHECK(offsetof(GranTrainConfig, epochs) == 16 && offsetof(GranTrainConfig, lr_g) == 24);
     CHECK(offsetof(GranTrainConfig, lr_d) == 48 && offsetof(GranTrainConfig, d_weight_decay) == 72);
@@ -215,7 +218,11 @@ static void test_abi_layout(void) {
         CHECK(offsetof(GranTrainConfig, precision) == 128);
         CHECK(offsetof(GranTrainConfig, ema_decay) == 136 && offsetof(GranTrainConfig, ema_start) == 144);
         CHECK(offsetof(GranTrainConfig, lr_schedule) == 152 && offsetof(GranTrainConfig, cuda_graph) == 156);
-        CHECK(offsetof(GranTrainConfig, process_group) == 160 && sizeof(GranTrainConfig) == 168);
+        CHECK(offsetof(GranTrainConfig, process_group) == 160 && offsetof(GranTrainConfig, augment) == 168);
+        CHECK(offsetof(GranTrainConfig, augment_flip) == 172 && offsetof(GranTrainConfig, augment_p) == 176);
+        CHECK(offsetof(GranTrainConfig, augment_target) == 184 && offsetof(GranTrainConfig, augment_speed) == 192);
+        CHECK(offsetof(GranTrainConfig, r1_gamma) == 200 && offsetof(GranTrainConfig, r1_every) == 208);
+        CHECK(sizeof(GranTrainConfig) == 216);
     }
     CHECK(sizeof(GranPrecision) == 4);
 }
@@ -324,6 +331,14 @@ static void test_invalid_train_args(void) {
     t = tiny_train(2); t.ema_decay = 1.0;      EXPECT_TRAIN_INVALID(g_model, g_data, "ema_decay");
     t = tiny_train(2); t.ema_decay = NAN;      EXPECT_TRAIN_INVALID(g_model, g_data, "ema_decay");
     t = tiny_train(2); t.lr_schedule = 3;      EXPECT_TRAIN_INVALID(g_model, g_data, "lr_schedule");
+    t = tiny_train(2); t.augment = 3;          EXPECT_TRAIN_INVALID(g_model, g_data, "augment");
+    t = tiny_train(2); t.augment = GRAN_AUGMENT_FIXED; t.augment_p = 1.5;
+    EXPECT_TRAIN_INVALID(g_model, g_data, "probability");
+    t = tiny_train(2); t.augment_target = 0.0; EXPECT_TRAIN_INVALID(g_model, g_data, "target");
+    t = tiny_train(2); t.augment_speed = NAN;  EXPECT_TRAIN_INVALID(g_model, g_data, "speed");
+    t = tiny_train(2); t.r1_gamma = NAN;       EXPECT_TRAIN_INVALID(g_model, g_data, "r1_gamma");
+    t = tiny_train(2); t.r1_gamma = 1.0; t.r1_every = 0;
+    EXPECT_TRAIN_INVALID(g_model, g_data, "r1_every");
     /* Images that do not match the model: 32x32 grey, and 28x28 RGB. */
     CHECK_OK(gran_dataset_from_pixels(px, 20, 32, 32, 1, GRAN_PIXEL_FORMAT_U8_HWC, &d32));
     CHECK_OK(gran_dataset_from_pixels(px, 20, 28, 28, 3, GRAN_PIXEL_FORMAT_U8_HWC, &d3));

@@ -669,6 +669,22 @@ class TrainingControlTests(unittest.TestCase):
             self.model.train(self.data, lr_schedule=7, **TRAIN)
         self.assertEqual(self.model.step, TRAIN["iterations"])
 
+    def test_augmentation(self):
+        reports = []
+        last = self.model.train(self.data, augment="fixed", augment_p=0.7, augment_flip=True, r1_gamma=1.0,
+                                r1_every=4, on_progress=reports.append, **dict(TRAIN, report_every=5))
+        self.assertEqual(last.augment_p, 0.7)
+        self.assertEqual([r.augment_p for r in reports], [0.7] * 4)
+        # Adaptive continues from where the model is; off reports 0.
+        last = self.model.train(self.data, augment="ada", augment_speed=100, lr_d=1e-2, **TRAIN)
+        self.assertNotEqual(last.augment_p, 0.7)
+        self.assertEqual(self.model.train(self.data, augment="off", **TRAIN).augment_p, 0.0)
+        for bad in (dict(augment="mirror"), dict(augment=9), dict(augment="fixed", augment_p=2.0),
+                    dict(augment_target=1.0), dict(augment_speed=0.0), dict(r1_gamma=float("nan"))):
+            with self.assertRaises(gran.InvalidArgumentError, msg=str(bad)):
+                self.model.train(self.data, **bad, **TRAIN)
+        self.assertEqual(self.model.step, 3 * TRAIN["iterations"])
+
     def test_export(self):
         self.model.train(self.data, ema_decay=0.5, ema_start=2, **TRAIN)
         with tempfile.TemporaryDirectory() as d:

@@ -111,9 +111,10 @@ pub struct Args {
     /// Horizontal flips among the augmentations (not for digits or text)
     #[arg(long, help_heading = "Augmentation")]
     pub flip: bool,
-    /// Weight of the R1 gradient penalty on real images (0: off)
-    #[arg(long, value_name = "G", default_value_t = gran::train::DEFAULT_R1_GAMMA, help_heading = "Augmentation")]
-    pub r1_gamma: f64,
+    /// Weight of the R1 gradient penalty on real images (0: off) [default: 0 for 28x28
+    /// images, 10 for 32x32 and larger]
+    #[arg(long, value_name = "G", help_heading = "Augmentation")]
+    pub r1_gamma: Option<f64>,
     /// Steps between R1 penalties (lazy regularisation)
     #[arg(long, value_name = "N", default_value_t = gran::train::DEFAULT_R1_EVERY, help_heading = "Augmentation")]
     pub r1_every: u32,
