@@ -138,40 +138,34 @@ _PRECISIONS = {"fp32": GRAN_PRECISION_FP32, "float32": GRAN_PRECISION_FP32,
                "bf16": GRAN_PRECISION_BF16, "bfloat16": GRAN_PRECISION_BF16}
 
 
+def _named(what: str, value: Any, names: dict, use: str) -> int:
+    """A setting given by name (a key of `names`, any case) or as its C constant -> the constant."""
+    if isinstance(value, str):
+        try:
+            return names[value.lower()]
+        except KeyError:
+            raise _invalid(f"{what} {value!r} is unknown: use {use}") from None
+    return _uint(what, value, 32)
+
+
 def _precision(p: Any) -> int:
     """'fp32' | 'bf16' (or the GRAN_PRECISION_ constants) -> GranPrecision."""
-    if isinstance(p, str):
-        try:
-            return _PRECISIONS[p.lower()]
-        except KeyError:
-            raise _invalid(f"precision {p!r} is unknown: use 'fp32' or 'bf16'") from None
-    return _uint("precision", p, 32)
+    return _named("precision", p, _PRECISIONS, "'fp32' or 'bf16'")
 
 
 _SCHEDULES = {"constant": GRAN_LR_CONSTANT, "inverse-epoch": GRAN_LR_INVERSE_EPOCH, "linear": GRAN_LR_LINEAR}
-
 
 _AUGMENTS = {"off": _lib.GRAN_AUGMENT_OFF, "fixed": _lib.GRAN_AUGMENT_FIXED, "ada": _lib.GRAN_AUGMENT_ADAPTIVE}
 
 
 def _augment(a: Any) -> int:
     """'ada' | 'fixed' | 'off' (or the GRAN_AUGMENT_ constants) -> GranAugment."""
-    if isinstance(a, str):
-        try:
-            return _AUGMENTS[a.lower()]
-        except KeyError:
-            raise _invalid(f"augment {a!r} is unknown: use 'ada', 'fixed' or 'off'") from None
-    return _uint("augment", a, 32)
+    return _named("augment", a, _AUGMENTS, "'ada', 'fixed' or 'off'")
 
 
 def _lr_schedule(s: Any) -> int:
     """'constant' | 'inverse-epoch' | 'linear' (or the GRAN_LR_ constants) -> GranLrSchedule."""
-    if isinstance(s, str):
-        try:
-            return _SCHEDULES[s.lower()]
-        except KeyError:
-            raise _invalid(f"lr_schedule {s!r} is unknown: use 'constant', 'inverse-epoch' or 'linear'") from None
-    return _uint("lr_schedule", s, 32)
+    return _named("lr_schedule", s, _SCHEDULES, "'constant', 'inverse-epoch' or 'linear'")
 
 
 def _device(spec: Any) -> GranDevice:
