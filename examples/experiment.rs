@@ -112,11 +112,9 @@ fn main() {
         (load("train"), load("t10k"))
     };
     let train_count: usize = opt("--train-count", "0").parse().expect("--train-count");
-    let fit_d = if train_count > 0 {
-        train_d.subset(0, train_count).unwrap()
-    } else {
-        train_d.subset(0, train_d.count()).unwrap()
-    };
+    // The images the models train on: the first --train-count, or all without a copy.
+    let subset = (train_count > 0).then(|| train_d.subset(0, train_count).unwrap());
+    let fit_d = subset.as_ref().unwrap_or(&train_d);
     let augment = match opt("--augment", "ada").as_str() {
         "off" => gran::train::Augment::Off,
         "ada" => gran::train::Augment::Adaptive {
@@ -182,7 +180,7 @@ fn main() {
             let mut last = None;
             let run = train(
                 &m,
-                &fit_d,
+                fit_d,
                 &TrainConfig {
                     iterations,
                     seed,
