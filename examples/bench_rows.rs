@@ -7,7 +7,8 @@
 //!
 //! With GRAN_BENCH_CUDA_GRAPH=1 a sample row draws through a CUDA graph captured before the
 //! timed loop (gran::GraphedSampler); on a device where that is refused, the
-//! message and exit status 3.
+//! message and exit status 3. With GRAN_BENCH_RECOMPUTE=1 a train row recomputes each drawing
+//! step in the backward pass (TrainConfig::recompute).
 
 use gran::data::Dataset;
 use gran::{train, DeviceSpec, Model, ModelConfig, Precision, TrainConfig};
@@ -64,6 +65,7 @@ fn main() {
             report_every: 1,
             precision,
             cuda_graph: graphed,
+            recompute: std::env::var("GRAN_BENCH_RECOMPUTE").is_ok_and(|v| v == "1"),
             ..Default::default()
         };
         let mut last = Instant::now();

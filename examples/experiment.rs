@@ -8,6 +8,7 @@
 //!       [--ema-decay X] [--ema-start N] [--lr-schedule constant|inverse-epoch|linear]
 //!       [--beta1 X] [--batch-size N] [--distributed] [--train-count N]
 //!       [--augment off|ada|P] [--augment-target X] [--augment-speed N] [--flip] [--r1 G] [--r1-every N]
+//!       [--recompute]
 //!
 //! `--trace N` prints the training losses and D's mean outputs every N steps (to see when and how
 //! a run goes wrong); `--no-gam` skips the GAM table; `--data colour32` uses the 32x32x3 crops of
@@ -30,6 +31,7 @@
 //! `--train-count N` trains on the first N training images (the evaluator still learns from
 //! all of them). `--augment` sets the discriminator's augmentation: `off`, `ada` (adaptive, the
 //! default) or a fixed probability; `--r1 G` adds the R1 penalty every `--r1-every` steps.
+//! `--recompute` trains with per-step recomputation of the generator (TrainConfig::recompute).
 
 use gran::data::idx::load_idx;
 use gran::train::LrSchedule;
@@ -129,6 +131,7 @@ fn main() {
     let r1_gamma: Option<f64> = args.iter().any(|a| a == "--r1").then(|| opt("--r1", "").parse().expect("--r1"));
     let r1_every: u32 = opt("--r1-every", &defaults.r1_every.to_string()).parse().expect("--r1-every");
     let augment_flip = args.iter().any(|a| a == "--flip");
+    let recompute = args.iter().any(|a| a == "--recompute");
     println!(
         "# training images {}, augment {augment:?} (speed {augment_speed}, flip {augment_flip}), r1 {r1_gamma:?} (None: by image size) every {r1_every}",
         fit_d.count()
@@ -199,6 +202,7 @@ fn main() {
                     augment_flip,
                     r1_gamma,
                     r1_every,
+                    recompute,
                     group: group.clone().map(gran::train::Group),
                     ..Default::default()
                 },

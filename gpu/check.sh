@@ -20,6 +20,8 @@
 #                                 compilation time apart
 #   cuda-graphs sampling through a captured CUDA graph (gran::cuda_graph) against eager sampling,
 #               batch 1 and 64 (on the CPU: the capture must be refused cleanly)
+#   recompute   training T = 1 and T = 16 at the paper's widths, batch 256, with and without
+#               per-step recomputation: peak device memory (nvidia-smi) and time per step
 #   mnist       T = 3 at the paper's widths on data/mnist10k for about 2 minutes, scored by the
 #               evaluator; its sample grid is OUT/mnist_t3_samples.png
 # and the peak device memory of each stage (nvidia-smi, whole device) and of each PyTorch row.
@@ -265,6 +267,39 @@ print(f"training T=3 b64: eager {e * 1e3:.2f} ms, graph {g * 1e3:.2f} ms, eager/
     return $status
 }
 
+stage_recompute() {
+    local status=0 t mode summary="" scale=1 batch=256 warm=3 reps=10
+    [ "$DEVICE" = cpu ] && scale=0.125 batch=8 warm=1 reps=1
+    for t in 1 16; do
+        for mode in stored recompute; do
+            echo "== train 28x28x1 T=$t batch $batch width scale $scale, $mode"
+            local mem="$WORK/recompute-$t-$mode.mem"
+            if [ "$DEVICE" = cuda ]; then
+                nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 100 > "$mem" 2> /dev/null &
+            fi
+            local smi=$!
+            (cd "$ROOT" && GRAN_BENCH_RECOMPUTE=$([ $mode = recompute ] && echo 1 || echo 0) "$BIN/bin/bench_rows" \
+                train 28 1 $t $batch $scale "$DEVICE" $warm $reps fp32) > "$WORK/recompute-$t-$mode.json" 2> "$WORK/recompute-$t-$mode.err"
+            local rc=$?
+            [ "$DEVICE" = cuda ] && { kill $smi 2> /dev/null; wait $smi 2> /dev/null; }
+            cat "$WORK/recompute-$t-$mode.json" "$WORK/recompute-$t-$mode.err"
+            [ $rc -eq 0 ] || { status=1; summary="$summary T=$t $mode: exit $rc;"; continue; }
+            summary="$summary T=$t $mode $("$PY" -c '
+import json, statistics, sys
+times = json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])["times"]
+try:
+    peak = max(int(l) for l in open(sys.argv[2]) if l.strip().isdigit())
+    peak = f"{peak} MiB"
+except (OSError, ValueError):
+    peak = "n/a"
+print(f"{statistics.median(times) * 1e3:.1f} ms/step, peak {peak};")
+' "$WORK/recompute-$t-$mode.json" "$mem")"
+        done
+    done
+    note "${summary# }"
+    return $status
+}
+
 stage_mnist() {
     local seconds scale epochs
     if [ "$DEVICE" = cuda ]; then
@@ -306,6 +341,7 @@ if [ "${1:-}" = --stage ]; then
         compile-fp32) bench fp32 compile ;;
         compile-bf16) bench bf16 compile ;;
         cuda-graphs) stage_cuda_graphs ;;
+        recompute) stage_recompute ;;
         mnist) stage_mnist ;;
         *) echo "no stage $STAGE"; exit 2 ;;
     esac
@@ -354,14 +390,14 @@ export LD_LIBRARY_PATH="$TORCH_LIB:$BIN/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 [ "$DEVICE" = cpu ] && export CUDA_VISIBLE_DEVICES=""
 export DEVICE BIN WORK OUT PY ROOT
 
-# Shares of the budget (seconds of a 565 s budget on CUDA; of a 310 s one on the CPU), scaled
+# Shares of the budget (seconds of a 655 s budget on CUDA; of a 340 s one on the CPU), scaled
 # to the budget given. The CUDA shares follow the first run on an H200 (2026-11-29): start-up
 # of CUDA in each process dominates the test and benchmark stages.
-STAGES=(device rust-tests c-tests bench-fp32 bench-bf16 compile-fp32 compile-bf16 cuda-graphs mnist)
+STAGES=(device rust-tests c-tests bench-fp32 bench-bf16 compile-fp32 compile-bf16 cuda-graphs recompute mnist)
 if [ "$DEVICE" = cuda ]; then
-    SHARES=(10 50 110 70 40 95 55 45 130)
+    SHARES=(10 50 110 70 40 95 55 45 50 130)
 else
-    SHARES=(10 45 50 35 35 45 45 20 45)
+    SHARES=(10 45 50 35 35 45 45 20 20 45)
 fi
 # --stages REGEX: only the stages it matches (a rerun of what failed); the others get no share.
 declare -A ASKED=()

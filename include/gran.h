@@ -619,6 +619,18 @@ typedef struct GranTrainConfig {
    * `r1_gamma` is 0. Default 4.
    */
   uint32_t r1_every;
+  /**
+   * Unused: keeps `recompute` off the padding that callers built against a header without it
+   * passed (their `struct_size` is 216).
+   */
+  uint32_t reserved0;
+  /**
+   * Nonzero: per-step recomputation of the generator. Training memory stays flat in the
+   * number of drawing steps (only what one step hands the next is kept; the backward pass
+   * recomputes each step) for one more forward pass of the generator per step; the same
+   * gradients to float tolerance. Default 0.
+   */
+  uint32_t recompute;
 } GranTrainConfig;
 
 /**
@@ -1545,6 +1557,39 @@ GranStatus gran_write_png(const char *path,
                           uint32_t channels,
                           GranPixelFormat format,
                           uint32_t columns);
+
+/**
+ * Writes an animation to `path` as a looping GIF, atomically, to a path as `gran_model_save`
+ * accepts: `frames` frames, each a grid of `count` images (in `format`, height x width x
+ * channels) tiled as `gran_write_png` tiles them. `pixels` holds the frames one after the
+ * other (`frames * count` images). Each frame shows for `delay_ms` milliseconds, the last
+ * for `hold_ms` (GIF keeps 10 ms steps; browsers show delays under 20 ms as 100 ms). Grey
+ * images keep their exact grey levels; colour frames are reduced to 256 colours each.
+ * With the canvases of `gran_sample_steps` (frame t: the canvas after drawing step t) it is
+ * the drawing as an animation.
+ *
+ * Limits: those of `gran_write_png` for each frame; 1 ..= 4096 frames and 1 GiB of pixels
+ * in all; delays of 1 ..= 655350 ms; all checked before `pixels` is read.
+ *
+ * Errors: INVALID_ARGUMENT (NULL pointers, a count, frame count, columns or delay out of
+ * range, sizes past the limits, bad values), IO, OUT_OF_MEMORY.
+ *
+ * Thread safety: any thread.
+ *
+ * # Safety
+ * `path` is a NUL-terminated string; `pixels` points to frames * count images in `format`.
+ */
+GranStatus gran_write_gif(const char *path,
+                          const void *pixels,
+                          uint32_t frames,
+                          uint32_t count,
+                          uint32_t height,
+                          uint32_t width,
+                          uint32_t channels,
+                          GranPixelFormat format,
+                          uint32_t columns,
+                          uint32_t delay_ms,
+                          uint32_t hold_ms);
 
 /**
  * Fills `cfg` with the defaults: 2000 iterations, batch 64, Adam lr 8e-4 (G) and 3.2e-3 (D) with

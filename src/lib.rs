@@ -34,6 +34,7 @@ pub use error::{Error, ErrorKind, Result};
 pub use infer::graph_cache::GraphCache;
 pub use infer::graphed::GraphedSampler;
 pub use infer::sample::{Samples, Scoring};
+pub use infer::walk::{slerp, MAX_WALK_FRAMES};
 pub use metrics::evaluator::{frechet_distance, Evaluator, EvaluatorConfig, Quality};
 pub use metrics::gam::{
     gam, AccuracyForm, GamConfig, GamResult, Ranking, Verdict, DEFAULT_SCORE_BATCH, DEFAULT_TOLERANCE,
@@ -55,6 +56,11 @@ pub mod checkpoint {
 /// Image grids as PNG files.
 pub mod png {
     pub use crate::io::png::{encode_grid, write_grid, write_grid_pixels};
+}
+
+/// Sequences of image grids as looping GIF files.
+pub mod gif {
+    pub use crate::io::gif::{write_animation, write_animation_pixels, MAX_DELAY_MS, MAX_FRAMES};
 }
 
 /// Whether autocast is on for CUDA (`cuda`) or the CPU on this thread (for tests that check a

@@ -85,6 +85,27 @@ const TINY: [&str; 14] = [
     "cpu",
 ];
 
+/// Each frame of a GIF: its size and delay in milliseconds.
+fn gif_frames(path: &str) -> Vec<((u32, u32), u32)> {
+    use image::AnimationDecoder;
+    let file = BufReader::new(std::fs::File::open(path).unwrap());
+    let frames = image::codecs::gif::GifDecoder::new(file).unwrap().into_frames().collect_frames().unwrap();
+    frames.iter().map(|f| (f.buffer().dimensions(), f.delay().numer_denom_ms().0 / f.delay().numer_denom_ms().1)).collect()
+}
+
+/// The grey levels of a GIF's first frame.
+fn gif_first_frame_grey(path: &str) -> Vec<u8> {
+    use image::AnimationDecoder;
+    let file = BufReader::new(std::fs::File::open(path).unwrap());
+    let frame = image::codecs::gif::GifDecoder::new(file).unwrap().into_frames().next().unwrap().unwrap();
+    image::DynamicImage::ImageRgba8(frame.into_buffer()).to_luma8().into_raw()
+}
+
+/// The grey levels of a PNG.
+fn png_grey(path: &str) -> Vec<u8> {
+    image::open(path).unwrap().to_luma8().into_raw()
+}
+
 fn train_tiny(data: &str, out: &str, iterations: &str, extra: &[&str]) -> String {
     let mut args = vec!["--threads", "1", "train", "--data", data, "-o", out, "-n", iterations, "--seed", "5"];
     args.extend(TINY);
@@ -219,6 +240,23 @@ fn train_resume_sample_steps_gam_eval_info() {
     let r = result_json(&ok(&["steps", &b, "-o", &steps, "-n", "4", "--device", "cpu", "--json"]));
     assert_eq!(r["drawing_steps"], 2);
     assert_eq!(png_size(Path::new(&steps)), (2 * 28 + 2, 4 * 28 + 3 * 2));
+    // The drawing as a GIF alone: T = 2 frames of a 2 x 2 grid, the last held; no PNG.
+    let anim = p("steps.gif");
+    let r = result_json(&ok(&["steps", &b, "--animate", &anim, "-n", "4", "--delay", "300", "--device", "cpu", "--json"]));
+    assert_eq!(r["files"], serde_json::json!([anim]));
+    assert_eq!(gif_frames(&anim), vec![((2 * 28 + 2, 2 * 28 + 2), 300), ((2 * 28 + 2, 2 * 28 + 2), 2000)]);
+    // A latent walk from seed 0 to seed 1 and back: 5 + 3 frames; its first frame is `sample`'s.
+    let walk = p("walk.gif");
+    let r = result_json(&ok(&["walk", &b, "-o", &walk, "--frames", "5", "--bounce", "-n", "4", "--device", "cpu", "--json"]));
+    assert_eq!((r["frames"].as_u64(), r["from_seed"].as_u64(), r["to_seed"].as_u64()), (Some(8), Some(0), Some(1)));
+    let frames = gif_frames(&walk);
+    assert_eq!(frames.len(), 8);
+    assert!(frames.iter().all(|&(size, ms)| size == (2 * 28 + 2, 2 * 28 + 2) && ms == 80), "{frames:?}");
+    let first = p("walk_first.png");
+    ok(&["sample", &b, "-o", &first, "-n", "4", "--seed", "0", "--device", "cpu"]);
+    assert_eq!(gif_first_frame_grey(&walk), png_grey(&first));
+    let line = fails(&["walk", &b, "--frames", "1"], 2);
+    assert!(line.contains("--frames"), "{line}");
 
     // GAM on 50 held-out digits.
     let r = result_json(&ok(&[

@@ -82,6 +82,7 @@ fn config(iterations: u64, group: &Arc<ProcessGroup>) -> TrainConfig {
         report_every: 1,
         seed: 7,
         group: Some(Group(group.clone())),
+        recompute: std::env::var("GRAN_DDP_RECOMPUTE").is_ok(),
         ..Default::default()
     }
 }
@@ -237,6 +238,27 @@ fn two_ranks_hold_identical_weights_and_resume_in_one_process() {
     assert_eq!(wait_all(&mut ranks, Duration::from_secs(300)), [Some(0), Some(0)]);
     for r in 0..2 {
         assert_eq!(read(&dir.join(format!("rank{r}.txt"))).lines().next(), Some("5"), "rank {r}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Per-step recomputation in a group: both ranks train (the generator's recomputed gradients
+/// are averaged like the stored pass's) and end bit-identical.
+#[test]
+fn two_ranks_train_with_recomputation() {
+    require_gloo();
+    let dir = scratch("recompute");
+    let port = free_port();
+    let env = [("GRAN_DDP_RECOMPUTE", "1".to_string())];
+    let mut ranks: Vec<Child> = (0..2).map(|r| spawn("train", r, port, &dir, &env)).collect();
+    assert_eq!(wait_all(&mut ranks, Duration::from_secs(300)), [Some(0), Some(0)]);
+    for r in 0..2 {
+        assert_eq!(read(&dir.join(format!("rank{r}.txt"))).lines().collect::<Vec<_>>(), ["4", "true", "ok"], "rank {r}");
+    }
+    let (a, b) = (tensors(&dir.join("rank0.safetensors")), tensors(&dir.join("rank1.safetensors")));
+    assert!(!a.is_empty() && a.len() == b.len());
+    for ((n, x), (m, y)) in a.iter().zip(&b) {
+        assert!(n == m && x.equal(y), "{n} differs between the ranks");
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -716,6 +716,16 @@ inline void write_png(const std::string &path, const std::vector<float> &pixels,
     write_png(path, pixels.data(), count, height, width, channels, GRAN_PIXEL_FORMAT_F32_CHW, columns);
 }
 
+/// Writes `frames` frames of `count` images each at `pixels` (one frame after the other, as
+/// sample_steps returns the canvases) as a looping GIF: each frame a grid of `columns` columns
+/// shown `delay_ms` milliseconds, the last `hold_ms` (gran_write_gif; libgran only).
+inline void write_gif(const std::string &path, const void *pixels, uint32_t frames, uint32_t count, uint32_t height,
+                      uint32_t width, uint32_t channels, GranPixelFormat format, uint32_t columns,
+                      uint32_t delay_ms = 400, uint32_t hold_ms = 2000) {
+    detail::check(gran_write_gif(path.c_str(), pixels, frames, count, height, width, channels, format, columns,
+                                 delay_ms, hold_ms));
+}
+
 }  // namespace gran
 
 #endif  // GRAN_HPP

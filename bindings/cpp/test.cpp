@@ -221,6 +221,12 @@ int main() {
         gran::write_png(dir + "/gridf.png", f, 8, 28, 28, 1, 4);
         expect_error(GRAN_STATUS_INVALID_ARGUMENT, [&] { gran::write_png(dir + "/x.png", a, 9, 28, 28, 1, 4); },
                      "write_png with too few pixels");
+        gran::write_gif(dir + "/drawing.gif", steps.data(), 2, 8, 28, 28, 1, GRAN_PIXEL_FORMAT_U8_HWC, 4, 300);
+        EXPECT(file_exists(dir + "/drawing.gif"));
+        expect_error(GRAN_STATUS_INVALID_ARGUMENT,
+                     [&] { gran::write_gif(dir + "/y.gif", steps.data(), 2, 8, 28, 28, 1, GRAN_PIXEL_FORMAT_U8_HWC, 4, 0); },
+                     "write_gif with a delay of 0");
+        EXPECT(!file_exists(dir + "/y.gif"));
     });
 
     run("bfloat16 training and sampling", [&] {

@@ -215,3 +215,58 @@ pub unsafe extern "C" fn gran_write_png(
         crate::io::png::write_grid_pixels(&path, data, count, height, width, channels, format, columns)
     })
 }
+
+/// Writes an animation to `path` as a looping GIF, atomically, to a path as `gran_model_save`
+/// accepts: `frames` frames, each a grid of `count` images (in `format`, height x width x
+/// channels) tiled as `gran_write_png` tiles them. `pixels` holds the frames one after the
+/// other (`frames * count` images). Each frame shows for `delay_ms` milliseconds, the last
+/// for `hold_ms` (GIF keeps 10 ms steps; browsers show delays under 20 ms as 100 ms). Grey
+/// images keep their exact grey levels; colour frames are reduced to 256 colours each.
+/// With the canvases of `gran_sample_steps` (frame t: the canvas after drawing step t) it is
+/// the drawing as an animation.
+///
+/// Limits: those of `gran_write_png` for each frame; 1 ..= 4096 frames and 1 GiB of pixels
+/// in all; delays of 1 ..= 655350 ms; all checked before `pixels` is read.
+///
+/// Errors: INVALID_ARGUMENT (NULL pointers, a count, frame count, columns or delay out of
+/// range, sizes past the limits, bad values), IO, OUT_OF_MEMORY.
+///
+/// Thread safety: any thread.
+///
+/// # Safety
+/// `path` is a NUL-terminated string; `pixels` points to frames * count images in `format`.
+#[no_mangle]
+pub unsafe extern "C" fn gran_write_gif(
+    path: *const c_char,
+    pixels: *const c_void,
+    frames: u32,
+    count: u32,
+    height: u32,
+    width: u32,
+    channels: u32,
+    format: GranPixelFormat,
+    columns: u32,
+    delay_ms: u32,
+    hold_ms: u32,
+) -> GranStatus {
+    guard(|| {
+        let path = arg_path(path, "path")?;
+        let (format, count) = (pixel_format(format)?, check_count(count)?);
+        pixels::check_dims(count, channels, height, width)?;
+        let frames = frames as usize;
+        crate::io::gif::check_animation(frames, count, (height, width, channels), columns, delay_ms, hold_ms)?;
+        let images = limits::mul(frames, count, "the images")?;
+        let len = pixels::bytes_for(format, images, channels, height, width)?;
+        let data = arg_bytes(pixels as *const u8, len, "pixels")?;
+        crate::io::gif::write_animation_pixels(
+            &path,
+            data,
+            frames,
+            count,
+            (height, width, channels),
+            format,
+            columns,
+            (delay_ms, hold_ms),
+        )
+    })
+}

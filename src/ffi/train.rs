@@ -127,6 +127,7 @@ impl GranTrainConfig {
             // Negative: by image size; NaN is refused by TrainConfig::validate.
             r1_gamma: (!(self.r1_gamma < 0.0)).then_some(self.r1_gamma),
             r1_every: self.r1_every,
+            recompute: self.recompute != 0,
         })
     }
 }

@@ -419,6 +419,14 @@ pub struct GranTrainConfig {
     /// Steps between R1 penalties, each weighted by this (lazy regularisation); >= 1 unless
     /// `r1_gamma` is 0. Default 4.
     pub r1_every: u32,
+    /// Unused: keeps `recompute` off the padding that callers built against a header without it
+    /// passed (their `struct_size` is 216).
+    pub reserved0: u32,
+    /// Nonzero: per-step recomputation of the generator. Training memory stays flat in the
+    /// number of drawing steps (only what one step hands the next is kept; the backward pass
+    /// recomputes each step) for one more forward pass of the generator per step; the same
+    /// gradients to float tolerance. Default 0.
+    pub recompute: u32,
 }
 
 unsafe impl Versioned for GranTrainConfig {
@@ -455,6 +463,8 @@ unsafe impl Versioned for GranTrainConfig {
             augment_speed: d.augment_speed,
             r1_gamma: d.r1_gamma.unwrap_or(-1.0),
             r1_every: d.r1_every,
+            reserved0: 0,
+            recompute: u32::from(d.recompute),
         }
     }
 }

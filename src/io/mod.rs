@@ -1,10 +1,11 @@
 //! Files: training checkpoints and generator exports (one safetensors container), atomic
-//! replacement, PNG grids.
+//! replacement, PNG grids, GIF animations.
 
 pub(crate) mod atomic_file;
 pub(crate) mod checkpoint;
 mod container;
 pub(crate) mod export;
+pub(crate) mod gif;
 pub(crate) mod png;
 
 pub use container::{checksum, Storage};

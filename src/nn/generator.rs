@@ -81,7 +81,7 @@ impl Generator {
     /// Here and in the encoder the activations run in place (`relu_`, `tanh_`): they follow a
     /// batch norm, a convolution or a linear layer, whose backward passes need their inputs, not
     /// their outputs, so autograd keeps its graph and a step allocates one activation less per layer.
-    fn decode(&self, hz: &Tensor, hc: &Tensor, mode: BnMode, t: usize) -> Result<Tensor> {
+    pub(super) fn decode(&self, hz: &Tensor, hc: &Tensor, mode: BnMode, t: usize) -> Result<Tensor> {
         let x = Tensor::f_cat(&[hz, hc], 1)?;
         let x = self.dec_bn.forward(&self.dec_fc.forward(&x)?, mode, t)?.f_relu_()?;
         let mut x = x.f_view([-1, self.c0, self.base, self.base])?;
@@ -96,7 +96,7 @@ impl Generator {
     }
 
     /// Encoder f: dC -> h_c for the next step.
-    fn encode(&self, dc: &Tensor, mode: BnMode, t: usize) -> Result<Tensor> {
+    pub(super) fn encode(&self, dc: &Tensor, mode: BnMode, t: usize) -> Result<Tensor> {
         let mut x = dc.shallow_clone();
         for (conv, bn) in &self.enc_convs {
             x = conv.forward(&x)?;
@@ -109,11 +109,16 @@ impl Generator {
         Ok(self.enc_bn.forward(&x, mode, t)?.f_tanh_()?)
     }
 
+    /// The latent code h_z: z [N, z_dim] -> [N, hidden], once per image.
+    pub(super) fn latent_code(&self, z: &Tensor, mode: BnMode) -> Result<Tensor> {
+        Ok(self.hz_bn.forward(&self.hz_fc.forward(z)?, mode, 0)?.f_tanh_()?)
+    }
+
     /// Draws images from latents z [N, z_dim]. With `keep_canvases`, also returns the canvas after
     /// every step and each step's output (for the step-by-step pictures).
     pub fn forward(&self, z: &Tensor, mode: BnMode, keep_canvases: bool) -> Result<Drawing> {
         let n = z.size()[0];
-        let hz = self.hz_bn.forward(&self.hz_fc.forward(z)?, mode, 0)?.f_tanh_()?;
+        let hz = self.latent_code(z, mode)?;
         let mut hc = Tensor::f_zeros([n, self.hidden], (z.kind(), z.device()))?;
         let mut sum: Option<Tensor> = None;
         let mut canvases = Vec::new();

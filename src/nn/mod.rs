@@ -7,3 +7,4 @@ pub(crate) mod ema;
 pub(crate) mod generator;
 pub(crate) mod layers;
 pub(crate) mod precision;
+pub(crate) mod recompute;

@@ -7,6 +7,7 @@
 //! rolls back to.
 
 mod augment;
+mod generator_pass;
 mod run;
 mod settings;
 mod snapshot;

@@ -19,6 +19,7 @@ use crate::nn::layers::BnMode;
 use crate::rng::{stream, Stream};
 use crate::sys::torch_ext::non_finite;
 use crate::train::augment::{Adaptive, Augment, Augmenter, Params, Pass};
+use crate::train::generator_pass::GeneratorPass;
 use crate::train::settings::{Progress, TrainConfig};
 use crate::train::snapshot::Snapshot;
 use crate::train::step::{DominanceWindow, StepFailure, StepSummary, SummaryParts};
@@ -608,7 +609,7 @@ impl<'a> Trainer<'a> {
             Some(g) => Some(self.timed(|| g.start_mean(&d_values))?),
             None => None,
         };
-        let fake = self.cfg.precision.run(self.device, || Ok(st.gen.forward(&i.zg, BnMode::Train, false)?.image))?;
+        let fake = GeneratorPass::forward(&st.gen, &i.zg, self.cfg.precision, self.cfg.recompute)?;
         if let Some(p) = pending {
             d_values = self.timed(|| p.finish())?;
         }
@@ -622,11 +623,11 @@ impl<'a> Trainer<'a> {
 
         // Generator step (non-saturating): gradients for G's parameters only.
         let g_logits = self.cfg.precision.run(self.device, || {
-            let seen = self.augmented(&fake, i, Pass::GeneratorFake)?;
+            let seen = self.augmented(fake.image(), i, Pass::GeneratorFake)?;
             Ok(st.disc.forward(&seen, BnMode::TrainFrozenStats)?.f_to_kind(Kind::Float)?)
         })?;
         let g_loss = g_logits.f_binary_cross_entropy_with_logits::<Tensor>(&self.ones, None, None, Reduction::Mean)?;
-        let g_grads = st.opt_g.gradients(&g_loss)?;
+        let g_grads = fake.gradients(st, &g_loss, self.cfg.precision)?;
         let (d_real, d_fake, real_sign) = tch::no_grad(|| -> Result<(Tensor, Tensor, Tensor)> {
             Ok((
                 d.real_logits.f_sigmoid()?.f_mean(Kind::Float)?,

@@ -57,6 +57,11 @@ pub struct TrainConfig {
     pub r1_gamma: Option<f64>,
     /// Steps between R1 penalties, each scaled by this (StyleGAN2's lazy regularisation).
     pub r1_every: u32,
+    /// Per-step recomputation of the generator (crate::nn::recompute): the forward pass keeps
+    /// only what one drawing step hands the next, and the backward pass recomputes each step,
+    /// so training memory stays flat in the number of drawing steps T, for one more forward
+    /// pass of the generator per step. The same gradients to float tolerance. Off by default.
+    pub recompute: bool,
     /// Data-parallel training in this process group (crate::dist): `batch_size` is the global
     /// batch, each rank takes its share of every minibatch, gradients are averaged every step.
     /// `None`: one process.
@@ -156,6 +161,7 @@ impl Default for TrainConfig {
             augment_flip: false,
             r1_gamma: None,
             r1_every: DEFAULT_R1_EVERY,
+            recompute: false,
             group: None,
         }
     }

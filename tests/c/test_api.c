@@ -186,6 +186,7 @@ static void test_config_defaults(void) {
     CHECK(t.precision == GRAN_PRECISION_FP32);
     CHECK(t.augment == GRAN_AUGMENT_ADAPTIVE && t.augment_flip == 0 && t.augment_p == 0.0);
     CHECK(t.augment_target == 0.6 && t.augment_speed == 20000.0 && t.r1_gamma == -1.0 && t.r1_every == 4);
+    CHECK(t.reserved0 == 0 && t.recompute == 0);
     /* NULL: nothing happens. */
     gran_model_config_init(NULL);
     gran_train_config_init(NULL);
@@ -222,7 +223,7 @@ static void test_abi_layout(void) {
         CHECK(offsetof(GranTrainConfig, augment_flip) == 172 && offsetof(GranTrainConfig, augment_p) == 176);
         CHECK(offsetof(GranTrainConfig, augment_target) == 184 && offsetof(GranTrainConfig, augment_speed) == 192);
         CHECK(offsetof(GranTrainConfig, r1_gamma) == 200 && offsetof(GranTrainConfig, r1_every) == 208);
-        CHECK(sizeof(GranTrainConfig) == 216);
+        CHECK(offsetof(GranTrainConfig, recompute) == 216 && sizeof(GranTrainConfig) == 224);
     }
     CHECK(sizeof(GranPrecision) == 4);
 }
@@ -1465,6 +1466,42 @@ static void test_write_png(void) {
     CHECK_STATUS(gran_write_png(path, f, 6, 28, 28, 1, GRAN_PIXEL_FORMAT_F32_CHW, 3), GRAN_STATUS_INVALID_ARGUMENT);
 }
 
+/* The drawing as a GIF: the T = 2 canvases of 3 images from gran_sample_steps as 2 frames of a
+ * 3-column grid (3 x 28 + 2 x 2 = 88 by 28 pixels in the logical screen descriptor). */
+static void test_write_gif(void) {
+    unsigned char px[2 * 3 * 784];
+    unsigned char *file;
+    size_t len;
+    char dir[600], path[600];
+    fixtures();
+    path_join(dir, sizeof dir, g_tmp, "gif");
+    CHECK(mkdir(dir, 0700) == 0);
+    path_join(path, sizeof path, dir, "drawing.gif");
+    CHECK_OK(gran_sample_steps(g_model, 1, 3, GRAN_PIXEL_FORMAT_U8_HWC, px, sizeof px));
+    CHECK_OK(gran_write_gif(path, px, 2, 3, 28, 28, 1, GRAN_PIXEL_FORMAT_U8_HWC, 3, 300, 1500));
+    file = read_file(path, &len);
+    CHECK(len > 13 && memcmp(file, "GIF89a", 6) == 0);
+    CHECK(file[6] == 88 && file[7] == 0 && file[8] == 28 && file[9] == 0);
+    free(file);
+    CHECK(count_entries(dir) == 1);
+    /* Refused before anything is written: no frames, a delay of 0 or past GIF's range, no
+     * columns, a NULL path or pixels. */
+    path_join(path, sizeof path, dir, "refused.gif");
+    CHECK_STATUS(gran_write_gif(path, px, 0, 3, 28, 28, 1, GRAN_PIXEL_FORMAT_U8_HWC, 3, 300, 1500),
+                 GRAN_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(gran_write_gif(path, px, 2, 3, 28, 28, 1, GRAN_PIXEL_FORMAT_U8_HWC, 3, 0, 1500),
+                 GRAN_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(gran_write_gif(path, px, 2, 3, 28, 28, 1, GRAN_PIXEL_FORMAT_U8_HWC, 3, 300, 700000),
+                 GRAN_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(gran_write_gif(path, px, 2, 3, 28, 28, 1, GRAN_PIXEL_FORMAT_U8_HWC, 0, 300, 1500),
+                 GRAN_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(gran_write_gif(NULL, px, 2, 3, 28, 28, 1, GRAN_PIXEL_FORMAT_U8_HWC, 3, 300, 1500),
+                 GRAN_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(gran_write_gif(path, NULL, 2, 3, 28, 28, 1, GRAN_PIXEL_FORMAT_U8_HWC, 3, 300, 1500),
+                 GRAN_STATUS_INVALID_ARGUMENT);
+    CHECK(!file_exists(path) && count_entries(dir) == 1);
+}
+
 /* ---------------------------------------------------------------------------------------- */
 /* Real data                                                                                 */
 
@@ -1753,6 +1790,7 @@ int main(int argc, char **argv) {
         {"discriminate", test_discriminate},
         {"save_load_roundtrip", test_save_load_roundtrip},
         {"write_png", test_write_png},
+        {"write_gif", test_write_gif},
         {"mnist", test_mnist},
         {"dataset_formats", test_dataset_formats},
         {"result_initialisers", test_result_initialisers},

@@ -44,6 +44,7 @@ from ._core import (
     set_num_threads,
     status_string,
     version,
+    write_gif,
     write_png,
 )
 from ._lib import (
@@ -108,7 +109,7 @@ __all__ = [
     "LIBRARY_KIND", "LIBRARY_PATH", "LIBGRAN", "LIBGRAN_RUNTIME", "Dataset", "DatasetInfo", "ProcessGroup", "Evaluator", "GamResult", "Model", "ModelConfig", "Progress", "Quality", "abi_version",
     "cuda_device_count", "deterministic", "gam", "have_numpy", "last_error", "num_threads", "sampling_only", "set_deterministic", "set_log_callback",
     "set_num_threads", "status_string", "version",
-    "write_png", "GRAN_ABI_VERSION", "GRAN_BACKEND_AUTO", "GRAN_BACKEND_GLOO", "GRAN_BACKEND_NCCL", "GRAN_GAM_A_WINS", "GRAN_GAM_B_WINS", "GRAN_GAM_TIE",
+    "write_gif", "write_png", "GRAN_ABI_VERSION", "GRAN_BACKEND_AUTO", "GRAN_BACKEND_GLOO", "GRAN_BACKEND_NCCL", "GRAN_GAM_A_WINS", "GRAN_GAM_B_WINS", "GRAN_GAM_TIE",
     "GRAN_GAM_UNDECIDED", "GRAN_GAM_EVEN", "GRAN_GAM_A_FIRST", "GRAN_GAM_B_FIRST", "GRAN_MAX_CLASSES", "GRAN_PIXEL_FORMAT_F32_CHW", "GRAN_PIXEL_FORMAT_U8_CHW",
     "GRAN_PIXEL_FORMAT_U8_HWC", "GRAN_GENERATOR_AVERAGED", "GRAN_GENERATOR_RAW", "GRAN_LR_CONSTANT",
     "GRAN_LR_INVERSE_EPOCH", "GRAN_LR_LINEAR", "GRAN_PRECISION_BF16", "GRAN_PRECISION_FP32", "GRAN_STATUS_BUFFER_TOO_SMALL", "GRAN_STATUS_BUSY",

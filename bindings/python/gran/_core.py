@@ -844,7 +844,8 @@ class Model(_Owned):
               cuda_graph: bool = False, process_group: Optional["ProcessGroup"] = None,
               augment: Any = None, augment_p: Optional[float] = None, augment_target: Optional[float] = None,
               augment_speed: Optional[float] = None, augment_flip: bool = False, r1_gamma: Optional[float] = None,
-              r1_every: Optional[int] = None, on_progress: Optional[Callable[[Progress], Any]] = None) -> Progress:
+              r1_every: Optional[int] = None, recompute: bool = False,
+              on_progress: Optional[Callable[[Progress], Any]] = None) -> Progress:
         """Trains on `dataset` (a Dataset, or a numpy array for Dataset.from_array), continuing
         from the model's step counter, and returns the final progress report. Settings left at
         None take the library's defaults (2000 iterations, batch 64, Adam 8e-4 / 3.2e-3, betas
@@ -863,7 +864,9 @@ class Model(_Owned):
         images; the model keeps it), 'fixed' (probability augment_p) or 'off'. r1_gamma: weight
         of the R1 gradient penalty on real images every r1_every steps (default 4); 0: off;
         None: by image size (0 for 28x28, 10 for 32x32 and larger).
-        Progress reports carry augment_p.
+        Progress reports carry augment_p. recompute=True: per-step recomputation of the
+        generator, training memory flat in the number of drawing steps for one more forward pass
+        of the generator per step (the same gradients to float tolerance).
 
         on_progress(progress) is called with each report on this thread; a true return value
         stops training (CancelledError). An exception raised in it stops training and is
@@ -879,7 +882,7 @@ class Model(_Owned):
                                   lr_schedule=lr_schedule, cuda_graph=cuda_graph, process_group=process_group,
                                   augment=augment, augment_p=augment_p, augment_target=augment_target,
                                   augment_speed=augment_speed, augment_flip=augment_flip, r1_gamma=r1_gamma,
-                                  r1_every=r1_every, on_progress=on_progress)
+                                  r1_every=r1_every, recompute=recompute, on_progress=on_progress)
         cfg = GranTrainConfig()
         _LIB.gran_train_config_init(byref(cfg))
         if epochs is not None and iterations is None:
@@ -904,6 +907,7 @@ class Model(_Owned):
         if augment is not None:
             cfg.augment = _augment(augment)
         cfg.augment_flip = 1 if augment_flip else 0
+        cfg.recompute = 1 if recompute else 0
         if process_group is not None:
             if not isinstance(process_group, ProcessGroup):
                 raise _invalid("process_group must be a ProcessGroup")
@@ -1171,3 +1175,17 @@ def write_png(path: Any, images: Any, columns: int = 8, *, format: Any = None, h
     ptr, n, h, w, c, f, keep = _images_in(images, format, size)
     _check(_LIB.gran_write_png(_path(path), ptr, _uint("count", n, 32), h, w, c, f, _uint("columns", columns, 32)))
 
+
+def write_gif(path: Any, frames: Any, columns: int = 8, delay_ms: int = 400, hold_ms: int = 2000) -> None:
+    """Writes an animation as a looping GIF: frame t is a grid of images with `columns`
+    columns, shown delay_ms milliseconds (the last hold_ms). `frames`: a numpy array with one
+    more leading axis than write_png takes, as sample_steps() returns it: (T, N, H, W, C) uint8
+    or (T, N, C, H, W) floats in [0, 1]. Needs libgran (not libgran_runtime)."""
+    _require_libgran("write_gif")
+    if _np is None or not isinstance(frames, _np.ndarray) or frames.ndim not in (4, 5):
+        raise _invalid("frames must be a numpy array (frames, images, ...) as sample_steps() returns")
+    t = frames.shape[0]
+    ptr, n, h, w, c, f, keep = _images_in(frames.reshape((-1,) + frames.shape[2:]), None, None)
+    _check(_LIB.gran_write_gif(_path(path), ptr, _uint("frames", t, 32), _uint("count", n // max(t, 1), 32), h, w, c,
+                               f, _uint("columns", columns, 32), _uint("delay_ms", delay_ms, 32),
+                               _uint("hold_ms", hold_ms, 32)))

@@ -256,6 +256,8 @@ class GranTrainConfig(Structure):
         ("augment_speed", c_double),
         ("r1_gamma", c_double),
         ("r1_every", c_uint32),
+        ("reserved0", c_uint32),
+        ("recompute", c_uint32),
     ]
 
 
@@ -341,6 +343,11 @@ PROTOTYPES = {
     "gran_write_png": (
         _st,
         [c_char_p, c_void_p, c_uint32, c_uint32, c_uint32, c_uint32, GranPixelFormat, c_uint32],
+    ),
+    "gran_write_gif": (
+        _st,
+        [c_char_p, c_void_p, c_uint32, c_uint32, c_uint32, c_uint32, c_uint32, GranPixelFormat, c_uint32, c_uint32,
+         c_uint32],
     ),
     # training
     "gran_train_config_init": (None, [POINTER(GranTrainConfig)]),

@@ -453,6 +453,19 @@ class ModelTests(unittest.TestCase):
         with self.assertRaises(gran.InvalidArgumentError):
             gran.write_png(self.dir / "x.png", imgs, columns=0)
 
+    @needs_numpy
+    def test_write_gif(self):
+        steps = self.model.sample_steps(4, seed=1)
+        p = self.dir / "drawing.gif"
+        gran.write_gif(p, steps, columns=2, delay_ms=300)
+        head = p.read_bytes()[:10]
+        # GIF89a, then the logical screen: 2 x 28 + 2 pixels square.
+        self.assertEqual((head[:6], head[6:8], head[8:10]), (b"GIF89a", (58).to_bytes(2, "little"),
+                                                            (58).to_bytes(2, "little")))
+        with self.assertRaises(gran.InvalidArgumentError):
+            gran.write_gif(self.dir / "x.gif", steps, delay_ms=0)
+        self.assertFalse((self.dir / "x.gif").exists())
+
 
     def test_gam(self):
         held_out = REPO / "data" / "mnist10k" / "t10k-images-idx3-ubyte.gz"

@@ -3,8 +3,8 @@
 //! errors, `Model` values that a Ctrl-C handler can share, and tensors that go straight to
 //! PNG files, with no handle registry or status codes to translate back).
 //!
-//! One module per subcommand (`train`, `sample` with `steps`, `gam`, `eval`, `info`, `export`), and the
-//! concepts they share: `opts` (device, precision, data options), `data` (finding and loading a
+//! One module per subcommand (`train`, `sample` with `steps`, `gam`, `eval`, `info`, `export`,
+//! `walk`), and the concepts they share: `opts` (device, precision, data options), `data` (finding and loading a
 //! dataset), `progress` (bar, plain lines or JSON lines), `term` (stderr around the bar),
 //! `output` (results as text or JSON, output files) and `exit` (exit codes, one-line errors).
 
@@ -20,6 +20,7 @@ mod progress;
 mod sample;
 mod term;
 mod train;
+mod walk;
 
 use clap::{Parser, Subcommand};
 use output::Out;
@@ -57,7 +58,10 @@ enum Command {
     /// Draw images from a model: a PNG grid, or one PNG per image
     Sample(sample::SampleArgs),
     /// The step-by-step picture: rows are images, columns the canvas after each drawing step
+    /// (--animate: the drawing as a GIF)
     Steps(sample::StepsArgs),
+    /// A latent walk as a looping GIF: images turning into the images of another seed
+    Walk(walk::Args),
     /// GAM: two models judge each other's samples and the held-out data
     Gam(gam::Args),
     /// Score models with a classifier trained on labelled data (Frechet distance, classifier
@@ -85,6 +89,7 @@ fn main() {
         Command::Train(a) => ("train", train::run(a, &out)),
         Command::Sample(a) => ("sample", sample::run_sample(a, &out)),
         Command::Steps(a) => ("steps", sample::run_steps(a, &out)),
+        Command::Walk(a) => ("walk", walk::run(a, &out)),
         Command::Gam(a) => ("gam", gam::run(a, &out)),
         Command::Eval(a) => ("eval", eval::run(a, &out)),
         Command::Info(a) => ("info", info::run(a, &out)),

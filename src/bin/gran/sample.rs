@@ -1,9 +1,10 @@
-//! `gran sample` (a PNG grid, or one PNG per image) and `gran steps` (the step-by-step picture).
+//! `gran sample` (a PNG grid, or one PNG per image) and `gran steps` (the step-by-step picture,
+//! and the drawing as a GIF).
 
 use crate::opts::RunArgs;
 use crate::output::make_parent;
 use crate::output::Out;
-use gran::{png, Error, Result};
+use gran::{gif, png, Error, Result};
 use std::path::PathBuf;
 
 /// The most images one command draws.
@@ -41,10 +42,25 @@ pub struct StepsArgs {
     /// A gran checkpoint
     #[arg(value_name = "MODEL")]
     pub model: PathBuf,
-    /// The PNG to write
-    #[arg(short, long, value_name = "FILE", default_value = "steps.png")]
-    pub out: PathBuf,
-    /// Number of images (rows)
+    /// The PNG to write [default: steps.png, unless --animate is given]
+    #[arg(short, long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Also (or, without -o, only) write the drawing as a looping GIF: frame t is the grid of
+    /// the canvases after drawing step t
+    #[arg(long, value_name = "FILE")]
+    pub animate: Option<PathBuf>,
+    /// Milliseconds each frame of --animate shows
+    #[arg(long, value_name = "MS", default_value_t = 400, requires = "animate",
+          value_parser = clap::value_parser!(u32).range(1..=gif::MAX_DELAY_MS as i64))]
+    pub delay: u32,
+    /// Milliseconds the last frame of --animate (the finished images) shows
+    #[arg(long, value_name = "MS", default_value_t = 2000, requires = "animate",
+          value_parser = clap::value_parser!(u32).range(1..=gif::MAX_DELAY_MS as i64))]
+    pub hold: u32,
+    /// Images per row of the --animate grid [default: the square root of the count, rounded up]
+    #[arg(long, value_name = "N", requires = "animate", value_parser = clap::value_parser!(u32).range(1..))]
+    pub columns: Option<u32>,
+    /// Number of images (rows of the PNG)
     #[arg(short = 'n', long, value_name = "N", default_value_t = 8,
           value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub count: u32,
@@ -55,7 +71,7 @@ pub struct StepsArgs {
     pub run: RunArgs,
 }
 
-fn square_columns(n: u32) -> u32 {
+pub fn square_columns(n: u32) -> u32 {
     (n as f64).sqrt().ceil().max(1.0) as u32
 }
 
@@ -111,22 +127,51 @@ pub fn run_steps(a: &StepsArgs, out: &Out) -> Result<()> {
         .sample(a.seed, a.count as usize, true)?
         .canvases
         .ok_or_else(|| Error::internal("sampling with steps gave no canvases"))?;
-    // [T, N, C, H, W] -> [N, T, C, H, W]: one row per image, one column per step.
-    let s = canvases.size();
-    let rows = canvases.f_transpose(0, 1)?.f_contiguous()?.f_view([s[0] * s[1], s[2], s[3], s[4]])?;
-    make_parent(&a.out)?;
-    png::write_grid(&a.out, &rows, c.drawing_steps)?;
+    let png_path = match (&a.out, &a.animate) {
+        (Some(p), _) => Some(p.clone()),
+        (None, None) => Some(PathBuf::from("steps.png")),
+        (None, Some(_)) => None,
+    };
+    let mut files = Vec::new();
+    if let Some(path) = &png_path {
+        // [T, N, C, H, W] -> [N, T, C, H, W]: one row per image, one column per step.
+        let s = canvases.size();
+        let rows = canvases.f_transpose(0, 1)?.f_contiguous()?.f_view([s[0] * s[1], s[2], s[3], s[4]])?;
+        make_parent(path)?;
+        png::write_grid(path, &rows, c.drawing_steps)?;
+        files.push(path.display().to_string());
+    }
+    let columns = a.columns.unwrap_or_else(|| square_columns(a.count));
+    if let Some(path) = &a.animate {
+        let frames: Vec<_> = (0..c.drawing_steps as i64).map(|t| canvases.f_get(t)).collect::<std::result::Result<_, _>>()?;
+        make_parent(path)?;
+        gif::write_animation(path, &frames, columns, a.delay, a.hold)?;
+        files.push(path.display().to_string());
+    }
     let value = serde_json::json!({
         "model": a.model.display().to_string(), "count": a.count, "seed": a.seed, "drawing_steps": c.drawing_steps,
-        "height": c.height, "width": c.width, "channels": c.channels, "file": a.out.display().to_string(),
+        "height": c.height, "width": c.width, "channels": c.channels, "files": files,
     });
     out.result("steps", value, || {
-        format!(
-            "wrote {} ({} rows of images x {} columns, the canvas after each drawing step)",
-            a.out.display(),
-            a.count,
-            c.drawing_steps
-        )
+        let mut lines = Vec::new();
+        if let Some(p) = &png_path {
+            lines.push(format!(
+                "wrote {} ({} rows of images x {} columns, the canvas after each drawing step)",
+                p.display(),
+                a.count,
+                c.drawing_steps
+            ));
+        }
+        if let Some(p) = &a.animate {
+            lines.push(format!(
+                "wrote {} ({} frames of {} images, {} per row: the canvas after each drawing step)",
+                p.display(),
+                c.drawing_steps,
+                a.count,
+                columns
+            ));
+        }
+        lines.join("\n")
     });
     Ok(())
 }

@@ -95,6 +95,10 @@ pub struct Args {
     /// On a CUDA device, capture the training step as a CUDA graph and replay it
     #[arg(long, help_heading = "Training")]
     pub cuda_graph: bool,
+    /// Recompute each drawing step in the backward pass instead of keeping its activations:
+    /// training memory flat in T, for one more forward pass of the generator per step
+    #[arg(long, help_heading = "Training")]
+    pub recompute: bool,
     /// Augmentation of every image the discriminator sees (translation, cutout, colour): keeps
     /// it from memorising a small dataset
     #[arg(long, value_enum, default_value_t = AugmentArg::Ada, help_heading = "Augmentation")]
@@ -249,6 +253,7 @@ pub fn run(a: &Args, out: &Out) -> Result<()> {
         ema_start: a.ema_start,
         lr_schedule: a.lr_schedule.into(),
         cuda_graph: a.cuda_graph,
+        recompute: a.recompute,
         augment: match a.augment {
             AugmentArg::Ada => gran::train::Augment::Adaptive { target: a.augment_target },
             AugmentArg::Fixed => gran::train::Augment::Fixed(a.augment_p),
