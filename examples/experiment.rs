@@ -8,7 +8,7 @@
 //!       [--ema-decay X] [--ema-start N] [--lr-schedule constant|inverse-epoch|linear]
 //!       [--beta1 X] [--batch-size N] [--distributed] [--train-count N]
 //!       [--augment off|ada|P] [--augment-target X] [--augment-speed N] [--flip] [--r1 G] [--r1-every N]
-//!       [--recompute]
+//!       [--recompute] [--save]
 //!
 //! `--trace N` prints the training losses and D's mean outputs every N steps (to see when and how
 //! a run goes wrong); `--no-gam` skips the GAM table; `--data colour32` uses the 32x32x3 crops of
@@ -31,7 +31,8 @@
 //! `--train-count N` trains on the first N training images (the evaluator still learns from
 //! all of them). `--augment` sets the discriminator's augmentation: `off`, `ada` (adaptive, the
 //! default) or a fixed probability; `--r1 G` adds the R1 penalty every `--r1-every` steps.
-//! `--recompute` trains with per-step recomputation of the generator (TrainConfig::recompute).
+//! `--recompute` trains with per-step recomputation of the generator (TrainConfig::recompute);
+//! `--save` writes each trained model beside its sample grid (`.gran` checkpoints).
 
 use gran::data::idx::load_idx;
 use gran::train::LrSchedule;
@@ -132,6 +133,7 @@ fn main() {
     let r1_every: u32 = opt("--r1-every", &defaults.r1_every.to_string()).parse().expect("--r1-every");
     let augment_flip = args.iter().any(|a| a == "--flip");
     let recompute = args.iter().any(|a| a == "--recompute");
+    let save = args.iter().any(|a| a == "--save");
     println!(
         "# training images {}, augment {augment:?} (speed {augment_speed}, flip {augment_flip}), r1 {r1_gamma:?} (None: by image size) every {r1_every}",
         fit_d.count()
@@ -289,6 +291,10 @@ fn main() {
             let grid = format!("{out_dir}/experiment_{data_name}_t{steps}_seed{seed}.png");
             std::fs::create_dir_all(&out_dir).unwrap();
             gran::png::write_grid(Path::new(&grid), &m.sample(seed, 64, false).unwrap().images, 8).unwrap();
+            if save {
+                let path = format!("{out_dir}/experiment_{data_name}_t{steps}_seed{seed}.gran");
+                gran::checkpoint::save(&m, Path::new(&path)).unwrap();
+            }
             models.insert((seed, steps), m);
         }
     }
