@@ -38,6 +38,7 @@
 
 #if defined(GRAN_GLOO) || defined(GRAN_NCCL)
 #include <torch/csrc/distributed/c10d/Backend.hpp>
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #endif
 #ifdef GRAN_GLOO
@@ -124,10 +125,14 @@ extern "C" int grn_dist_backend_built(int backend) {
     return 0;
 }
 
-// A group of `world` processes of which this is `rank`, meeting at host:port (rank 0 listens
-// there). `device` is the CUDA device index of this rank's tensors for NCCL (ignored for Gloo).
+// A group of `world` processes of which this is `rank`, meeting at host:port. With
+// `agent_attempt` < 0 rank 0 serves the store there; otherwise a launcher's agent serves it
+// (torchrun) and every rank connects, keying the rendezvous under the restart attempt's prefix
+// as torch.distributed does ("/worker/attempt_N"), so that a restarted group does not read the
+// keys of the attempt before it. `device` is the CUDA device index of this rank's tensors for
+// NCCL (ignored for Gloo).
 extern "C" int grn_dist_new(int backend, int rank, int world, const char *host, int port, int64_t timeout_ms,
-                            int device, void **out, char *err, size_t err_len) {
+                            int device, int agent_attempt, void **out, char *err, size_t err_len) {
     try {
         quiet_libtorch_log();
 #if defined(GRAN_GLOO) || defined(GRAN_NCCL)
@@ -137,11 +142,13 @@ extern "C" int grn_dist_new(int backend, int rank, int world, const char *host, 
         auto timeout = std::chrono::milliseconds(timeout_ms);
         c10d::TCPStoreOptions so;
         so.port = static_cast<std::uint16_t>(port);
-        so.isServer = rank == 0;
+        so.isServer = agent_attempt < 0 && rank == 0;
         so.numWorkers = static_cast<std::size_t>(world);
-        so.waitWorkers = true;
+        so.waitWorkers = agent_attempt < 0;
         so.timeout = timeout;
-        auto store = c10::make_intrusive<c10d::TCPStore>(std::string(host), so);
+        c10::intrusive_ptr<c10d::Store> store = c10::make_intrusive<c10d::TCPStore>(std::string(host), so);
+        if (agent_attempt >= 0)
+            store = c10::make_intrusive<c10d::PrefixStore>("/worker/attempt_" + std::to_string(agent_attempt), store);
         auto group = std::make_unique<Group>();
         group->store = store;
         group->timeout = timeout;

@@ -90,6 +90,12 @@ pub struct GroupSettings {
     pub timeout: Duration,
     /// The CUDA device of this rank (NCCL; torchrun's LOCAL_RANK).
     pub local_rank: u32,
+    /// `Some(attempt)`: a launcher's agent serves the rendezvous store at the master address
+    /// (torchrun: TORCHELASTIC_USE_AGENT_STORE=True, TORCHELASTIC_RESTART_COUNT=attempt), so
+    /// every rank connects to it and keys the rendezvous under the attempt, as torch.distributed
+    /// does: a group that torchrun restarts (--max-restarts) meets afresh. `None`: rank 0 serves
+    /// the store.
+    pub agent_attempt: Option<u32>,
 }
 
 impl GroupSettings {
@@ -108,6 +114,16 @@ impl GroupSettings {
             text.trim().parse::<u64>().map_err(|_| Error::invalid(format!("{name}={text:?} is not a whole number")))
         };
         let local = std::env::var("LOCAL_RANK").ok().map(|v| num("LOCAL_RANK", v)).transpose()?.unwrap_or(0);
+        let agent_attempt = match std::env::var("TORCHELASTIC_USE_AGENT_STORE").as_deref() {
+            Ok("True") => {
+                let attempt = std::env::var("TORCHELASTIC_RESTART_COUNT").unwrap_or_else(|_| "0".into());
+                Some(
+                    u32::try_from(num("TORCHELASTIC_RESTART_COUNT", attempt)?)
+                        .map_err(|_| Error::invalid("TORCHELASTIC_RESTART_COUNT is too large"))?,
+                )
+            }
+            _ => None,
+        };
         let s = GroupSettings {
             backend,
             rank: u32::try_from(num("RANK", var("RANK")?)?).map_err(|_| Error::invalid("RANK is too large"))?,
@@ -118,6 +134,7 @@ impl GroupSettings {
                 .map_err(|_| Error::invalid("MASTER_PORT is not a port (0..65535)"))?,
             timeout,
             local_rank: u32::try_from(local).map_err(|_| Error::invalid("LOCAL_RANK is too large"))?,
+            agent_attempt,
         };
         s.validate()?;
         Ok(s)
@@ -184,6 +201,7 @@ impl ProcessGroup {
             port: settings.master_port,
             timeout_ms: settings.timeout.as_millis() as i64,
             device: settings.local_rank,
+            agent_attempt: settings.agent_attempt,
         };
         let c10d = join_within(rendezvous, what, settings.timeout + JOIN_MARGIN)?;
         Ok(ProcessGroup { c10d, settings: settings.clone(), backend })
@@ -323,6 +341,7 @@ mod tests {
             master_port: 29500,
             timeout: Duration::from_secs(5),
             local_rank: 0,
+            agent_attempt: None,
         }
     }
 

@@ -158,6 +158,20 @@ fn train_resume_sample_steps_gam_eval_info() {
     assert_eq!(result_json(&ok(&["info", &plain, "--json"]))["averaged_generator"], false);
     fails(&["train", "--quiet", "--data", &data, "-o", &plain, "--ema-decay", "1"], 11);
 
+    // --resume-if-exists counts --iterations from step 0: the file at step 6 trains 4 more to
+    // reach 10 (below), and a model other than the file's is refused with the file untouched.
+    let again = p("again.safetensors");
+    std::fs::copy(&a, &again).unwrap();
+    let r = result_json(&train_tiny(&data, &again, "6", &["--json", "--resume-if-exists"]));
+    assert_eq!((r["step"].as_u64(), r["trained"].as_bool()), (Some(6), Some(false)), "{r}");
+    let mut other = vec!["--threads", "1", "train", "--data", &data, "-o", &again, "-n", "10", "--seed", "5"];
+    other.extend(TINY);
+    other.extend(["-T", "3", "--resume-if-exists", "--quiet"]);
+    let line = fails(&other, 11);
+    assert!(line.contains("holds another model") && line.contains("T=2") && line.contains("T=3"), "{line}");
+    let r = result_json(&train_tiny(&data, &again, "10", &["--json", "--resume-if-exists"]));
+    assert_eq!((r["first_step"].as_u64(), r["step"].as_u64()), (Some(6), Some(10)));
+
     // Resume for 4 more steps: the same checkpoint, byte for byte, as 10 steps in one go.
     std::fs::copy(&a, &b).unwrap();
     let r = result_json(&ok(&[
@@ -180,6 +194,7 @@ fn train_resume_sample_steps_gam_eval_info() {
     assert_eq!(r["checkpoint"].as_str(), Some(b.as_str()), "--resume writes back to its file by default");
     train_tiny(&data, &straight, "10", &["--quiet"]);
     assert!(std::fs::read(&b).unwrap() == std::fs::read(&straight).unwrap(), "resumed != uninterrupted");
+    assert!(std::fs::read(&again).unwrap() == std::fs::read(&straight).unwrap(), "--resume-if-exists != uninterrupted");
 
     // Samples: an 10-image grid of 5 columns (28-pixel tiles, 2-pixel borders), and one PNG each.
     let grid = p("grid.png");
@@ -448,7 +463,7 @@ fn ctrl_c_stops_training_at_a_step_boundary_and_writes_the_checkpoint() {
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(130), "stderr after SIGINT: {rest:?}");
     let last = rest.last().expect("a last line");
-    assert!(last.starts_with("gran train: stopped by Ctrl-C at step ") && last.contains("--resume"), "{last}");
+    assert!(last.starts_with("gran train: stopped by an interrupt (Ctrl-C or SIGTERM) at step ") && last.contains("--resume"), "{last}");
     // The checkpoint holds the last completed step and loads.
     let m = gran::checkpoint::load(&ckpt, Some(gran::DeviceSpec::Cpu)).unwrap();
     assert!(m.step() > 0 && m.step() < 1_000_000, "step {}", m.step());

@@ -138,13 +138,16 @@ fn rank() {
             };
             train(&model, &data, &cfg, &mut |_| false).map(|_| ())
         }
-        "kill" => train(&model, &data, &config(iterations, &group), &mut |p| {
-            if r == 1 && p.step == 3 {
-                std::process::exit(0);
-            }
-            false
-        })
-        .map(|_| ()),
+        "kill" => {
+            let cfg = TrainConfig { checkpoint_path: Some(dir.join("kept.safetensors")), ..config(iterations, &group) };
+            train(&model, &data, &cfg, &mut |p| {
+                if r == 1 && p.step == 3 {
+                    std::process::exit(0);
+                }
+                false
+            })
+            .map(|_| ())
+        }
         "hang" => train(&model, &data, &config(iterations, &group), &mut |p| {
             if r == 1 && p.step == 3 {
                 // Alive but stuck (a debugger, a deadlock, a swapped-out host) past the timeout.
@@ -278,6 +281,10 @@ fn a_rank_that_dies_makes_the_other_fail_within_the_timeout_with_its_weights_int
     assert!((3..=4).contains(&step), "rank 0 kept the weights of step {step}");
     assert_eq!(lines[1], "true", "rank 0's weights are finite");
     assert!(lines[2].starts_with("Distributed:"), "{}", lines[2]);
+    // Rank 0 wrote the step it kept to the run's checkpoint before returning, and said so.
+    assert!(lines[2].contains(&format!("holds step {step}, the last the group completed")), "{}", lines[2]);
+    let kept = checkpoint::load(&dir.join("kept.safetensors"), Some(common::test_device())).unwrap();
+    assert_eq!(kept.step(), step);
     assert!(!dir.join("rank1.txt").exists());
     // Within the timeout (5 s) plus the start-up of two processes.
     assert!(start.elapsed() < Duration::from_secs(200), "{:?}", start.elapsed());
@@ -440,6 +447,7 @@ fn the_averaged_gradient_is_the_mean_of_the_half_batch_gradients() {
                     master_port: port,
                     timeout: Duration::from_secs(30),
                     local_rank: 0,
+                    agent_attempt: None,
                 };
                 let group = ProcessGroup::new(&s).unwrap();
                 group.mean(&[g, tch::Tensor::new()]).unwrap().remove(0)

@@ -78,6 +78,7 @@ pub unsafe extern "C" fn gran_process_group_create(
             master_port: port(c.master_port)?,
             timeout: Duration::from_millis(c.timeout_ms),
             local_rank: c.local_rank,
+            agent_attempt: None,
         };
         register(out, &s)
     })

@@ -50,7 +50,11 @@ pub unsafe extern "C" fn gran_progress_init(out: *mut GranProgress) {
 /// loaded from a generator export), BUSY
 /// (the model is already training), CANCELLED (`gran_cancel`, the callback returned non-zero, or
 /// the model was freed), DIVERGED (a NaN or infinite loss: the model keeps the weights of the
-/// last finite step), IO (checkpoint writes), OUT_OF_MEMORY, DEVICE.
+/// last finite step), IO (checkpoint writes), OUT_OF_MEMORY, DEVICE, DISTRIBUTED (in a process
+/// group: a process died, hung past the group's timeout, or the ranks' weights differ). When a
+/// process died or hung, the model holds the last step the group completed, and rank 0 writes
+/// it to `checkpoint_path` (when set) before returning: a restarted group loads it and loses no
+/// completed step.
 ///
 /// Thread safety: any thread; one run per model at a time (BUSY otherwise). Other threads may
 /// sample, score, run GAM on and save the model during the run.

@@ -20,6 +20,7 @@ extern "C" {
         port: c_int,
         timeout_ms: i64,
         device: c_int,
+        agent_attempt: c_int,
         out: *mut *mut c_void,
         err: *mut c_char,
         err_len: usize,
@@ -103,6 +104,8 @@ pub(crate) struct Rendezvous {
     pub(crate) timeout_ms: i64,
     /// The CUDA device of this rank (NCCL).
     pub(crate) device: u32,
+    /// `Some(attempt)`: a launcher's agent serves the store (crate::dist::GroupSettings).
+    pub(crate) agent_attempt: Option<u32>,
 }
 
 /// A joined c10d process group (freed on drop).
@@ -142,6 +145,7 @@ impl C10dGroup {
                 c_int::from(r.port),
                 r.timeout_ms,
                 r.device as c_int,
+                r.agent_attempt.map_or(-1, |a| a.min(c_int::MAX as u32) as c_int),
                 &mut raw,
                 e,
                 n,

@@ -289,7 +289,10 @@ impl<'a> Trainer<'a> {
             // In a group a cancel travels with the step's reduction: every rank completes this
             // step and stops after it.
             self.window.started.get_or_insert_with(Instant::now);
-            let summary = self.step(step, cancel)?;
+            let summary = match self.step(step, cancel) {
+                Err(e) if e.kind == ErrorKind::Distributed => return Err(self.keep_completed(e)),
+                other => other?,
+            };
             let stop = summary.stop_requested;
             self.after_step(step, &summary, on_progress)?;
             if stop {
@@ -300,6 +303,25 @@ impl<'a> Trainer<'a> {
             }
         }
         Ok(self.last.clone())
+    }
+
+    /// A collective of the group failed (a process died or hung past the timeout): the model
+    /// holds the last step the group completed (a failed step puts back what it changed), so
+    /// rank 0 writes it to the run's checkpoint, if it has one, before the run returns `e`,
+    /// which then says so. A restarted group continues from there (`gran train
+    /// --resume-if-exists`) and loses no completed step. Only a collective's failure: when the
+    /// ranks' states differ, nothing is written.
+    fn keep_completed(&self, e: Error) -> Error {
+        let Some(path) = self.cfg.checkpoint_path.as_ref().filter(|_| crate::dist::leads(self.group.as_deref()))
+        else {
+            return e;
+        };
+        let step = self.model.step();
+        let message = match crate::io::checkpoint::save(self.model, path) {
+            Ok(()) => format!("{}; {} holds step {step}, the last the group completed", e.message, path.display()),
+            Err(w) => format!("{}; writing step {step} to {} failed: {}", e.message, path.display(), w.message),
+        };
+        Error::new(ErrorKind::Distributed, message)
     }
 
     /// Step `step`'s minibatch (from the epoch's permutation) and latents, on the device.
@@ -470,7 +492,7 @@ impl<'a> Trainer<'a> {
             // (a digest of every tensor compared)?
             let check = done == end || (done - first) % DIGEST_EVERY == 0;
             let d = if check { digest(self.model)? } else { [0.0; 2] };
-            let (same, any_stop) = agree(g, &d, stop)?;
+            let (same, any_stop) = agree(g, &d, stop).map_err(|e| self.keep_completed(e))?;
             if !same {
                 return Err(Error::new(
                     ErrorKind::Distributed,

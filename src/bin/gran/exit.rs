@@ -6,7 +6,7 @@ use gran::{Error, ErrorKind};
 
 /// Bad command line: unknown option, missing or malformed value (clap's code).
 pub const USAGE: i32 = 2;
-/// Training stopped by Ctrl-C at a step boundary; the checkpoint was written.
+/// Training stopped by Ctrl-C or SIGTERM at a step boundary; the checkpoint was written.
 pub const INTERRUPTED: i32 = 130;
 
 /// The exit code of a failure of `kind`: 10 + the C API's `GranStatus` value, except Ctrl-C.
@@ -40,7 +40,7 @@ Exit status:
    20    training diverged (NaN or infinite loss); the checkpoint is not updated
    21    internal error (a bug, or an unexpected libtorch failure)
    22    distributed training failed (a peer died, hung or was unreachable)
-  130    training stopped by Ctrl-C at a step boundary; the checkpoint was written
+  130    training stopped by Ctrl-C or SIGTERM at a step boundary; the checkpoint was written
 Errors are one line on stderr. With --json, stdout also gets {\"type\":\"error\",...}.
 Codes 11-22 are 10 + the C API's GranStatus value.";
 

@@ -32,6 +32,12 @@ pub struct Args {
     /// state and step counter); --iterations more steps
     #[arg(long, value_name = "FILE", conflicts_with_all = MODEL_OPTIONS, help_heading = "Checkpoint")]
     pub resume: Option<PathBuf>,
+    /// Continue from the checkpoint --out names when it exists (it must hold the model the
+    /// options describe), else start a new model. --iterations (or --epochs) then counts from
+    /// the run's first step, so the same command run again ends at the same step: what a
+    /// restarted group needs (torchrun --max-restarts)
+    #[arg(long, conflicts_with = "resume", help_heading = "Checkpoint")]
+    pub resume_if_exists: bool,
 
     /// Drawing steps T (1: the single-step DCGAN-style baseline)
     #[arg(short = 'T', long = "drawing-steps", value_name = "T", default_value_t = 3, help_heading = "Model")]
@@ -137,11 +143,39 @@ pub struct Args {
     pub checkpoint_every: u64,
 }
 
+/// --resume-if-exists: `found`, the configuration of the checkpoint at `path`, must be the one
+/// the options describe (`wanted`); the image size, from the data, and the device aside.
+fn same_model(found: &ModelConfig, wanted: &ModelConfig, path: &std::path::Path) -> Result<()> {
+    let shape = |c: &ModelConfig| {
+        (c.height, c.width, c.channels, c.drawing_steps, c.z_dim, c.hidden_dim, c.width_scale, c.leaky_relu, c.seed)
+    };
+    if shape(found) != shape(wanted) {
+        return Err(Error::invalid(format!(
+            "{} holds another model than the options describe (T={} z {} hidden {} width scale {} seed {}, \
+             against T={} z {} hidden {} width scale {} seed {}): give its options, another --out, or --resume",
+            path.display(),
+            found.drawing_steps,
+            found.z_dim,
+            found.hidden_dim,
+            found.width_scale,
+            found.seed,
+            wanted.drawing_steps,
+            wanted.z_dim,
+            wanted.hidden_dim,
+            wanted.width_scale,
+            wanted.seed
+        )));
+    }
+    Ok(())
+}
+
 /// Set by the first Ctrl-C; the model to stop.
 static STOP: AtomicBool = AtomicBool::new(false);
 static TRAINING: Mutex<Option<Arc<Model>>> = Mutex::new(None);
 
-/// Ctrl-C (SIGINT) asks the run to stop before its next step; a second one exits at once.
+/// Ctrl-C (SIGINT), SIGTERM or SIGHUP asks the run to stop before its next step and write its
+/// checkpoint; a second one exits at once. SIGTERM is how torchrun stops the other processes
+/// of a group when one fails, and how job schedulers end a job.
 fn install_ctrl_c() -> Result<()> {
     ctrlc::set_handler(|| {
         if STOP.swap(true, Ordering::SeqCst) {
@@ -149,12 +183,12 @@ fn install_ctrl_c() -> Result<()> {
             eprintln!("gran train: interrupted again: exiting without writing the checkpoint");
             std::process::exit(crate::exit::INTERRUPTED);
         }
-        term::println("gran train: Ctrl-C: stopping at the end of this step (Ctrl-C again to quit at once)");
+        term::println("gran train: interrupted: stopping at the end of this step (interrupt again to quit at once)");
         if let Some(m) = TRAINING.lock().as_ref() {
             m.cancel();
         }
     })
-    .map_err(|e| Error::internal(format!("cannot install the Ctrl-C handler: {e}")))
+    .map_err(|e| Error::internal(format!("cannot install the interrupt handler: {e}")))
 }
 
 /// Creates the folder a file goes into.
@@ -188,7 +222,12 @@ pub fn run(a: &Args, out: &Out) -> Result<()> {
         }
         _ => a.device,
     };
-    let resumed = match &a.resume {
+    let path = a.out.clone().or_else(|| a.resume.clone()).unwrap_or_else(|| DEFAULT_OUT.into());
+    let resume = match &a.resume {
+        Some(p) => Some(p.clone()),
+        None => (a.resume_if_exists && path.exists()).then(|| path.clone()),
+    };
+    let resumed = match &resume {
         Some(path) => Some(Arc::new(checkpoint::load(path, device)?)),
         None => None,
     };
@@ -199,24 +238,30 @@ pub fn run(a: &Args, out: &Out) -> Result<()> {
     out.note(&format!("data: {} ({})", data::describe(data), loaded.source));
 
     let seed = a.seed.or(resumed.as_ref().map(|m| m.config().seed)).unwrap_or(0);
+    let described = ModelConfig {
+        height: data.height(),
+        width: data.width(),
+        channels: data.channels(),
+        drawing_steps: a.drawing_steps,
+        z_dim: a.z_dim,
+        hidden_dim: a.hidden_dim,
+        width_scale: a.width_scale,
+        leaky_relu: !a.plain_relu,
+        device: device.unwrap_or(DeviceSpec::Auto),
+        seed: a.init_seed.unwrap_or(seed),
+    };
     let model = match resumed {
-        Some(m) => m,
+        Some(m) => {
+            if a.resume_if_exists {
+                same_model(m.config(), &described, &path)?;
+            }
+            m
+        }
         None => {
-            let cfg = ModelConfig {
-                height: data.height(),
-                width: data.width(),
-                channels: data.channels(),
-                drawing_steps: a.drawing_steps,
-                z_dim: a.z_dim,
-                hidden_dim: a.hidden_dim,
-                width_scale: a.width_scale,
-                leaky_relu: !a.plain_relu,
-                device: device.unwrap_or(DeviceSpec::Auto),
-                seed: a.init_seed.unwrap_or(seed),
-            };
-            cfg.validate()
+            described
+                .validate()
                 .map_err(|e| Error::invalid(format!("{} (the model takes its image size from the data)", e.message)))?;
-            Arc::new(Model::new(&cfg)?)
+            Arc::new(Model::new(&described)?)
         }
     };
     let c = model.config().clone();
@@ -234,11 +279,32 @@ pub fn run(a: &Args, out: &Out) -> Result<()> {
         model.step()
     ));
 
-    let path = a.out.clone().or_else(|| a.resume.clone()).unwrap_or_else(|| DEFAULT_OUT.into());
     make_parent(&path)?;
+    // --resume-if-exists: the run ends at --iterations (or --epochs) counted from step 0.
+    let (iterations, epochs) = match (a.resume_if_exists, a.epochs) {
+        (false, Some(e)) => (0, e),
+        (false, None) => (a.iterations, 0),
+        (true, e) => {
+            let per_epoch = (data.count() / a.batch_size.max(1) as usize) as u64;
+            let end = e.map_or(a.iterations, |e| u64::from(e).saturating_mul(per_epoch));
+            (end.saturating_sub(model.step()), 0)
+        }
+    };
+    if iterations == 0 && epochs == 0 {
+        let value = serde_json::json!({
+            "checkpoint": path.display().to_string(), "first_step": model.step(), "step": model.step(),
+            "trained": false, "config": config_json(&c),
+        });
+        if gran::dist::leads(group.as_deref()) {
+            out.result("train", value, || {
+                format!("{} is at step {}: the run is complete, nothing to train", path.display(), model.step())
+            });
+        }
+        return Ok(());
+    }
     let cfg = TrainConfig {
-        iterations: if a.epochs.is_some() { 0 } else { a.iterations },
-        epochs: a.epochs.unwrap_or(0),
+        iterations,
+        epochs,
         batch_size: a.batch_size,
         lr_g: a.lr_g,
         lr_d: a.lr_d,
@@ -291,7 +357,7 @@ pub fn run(a: &Args, out: &Out) -> Result<()> {
             return Err(Error::new(
                 ErrorKind::Cancelled,
                 format!(
-                    "stopped by Ctrl-C at step {}; checkpoint written to {} (continue with: gran train --resume {})",
+                    "stopped by an interrupt (Ctrl-C or SIGTERM) at step {}; checkpoint written to {} (continue with: gran train --resume {})",
                     model.step(),
                     path.display(),
                     path.display()
