@@ -77,6 +77,16 @@ typedef uint32_t GranPixelFormat;
 typedef uint64_t GranDataset;
 
 /**
+ * Where `gran_dataset_load_image_files` takes labels from.
+ */
+typedef uint32_t GranLabels;
+
+/**
+ * How `gran_dataset_load_image_files` brings an image to the asked size.
+ */
+typedef uint32_t GranFit;
+
+/**
  * What `gran_dataset_info` reports.
  */
 typedef struct GranDatasetInfo {
@@ -714,6 +724,31 @@ typedef void (*GranLogCallback)(GranLogLevel level,
 #define GRAN_LR_LINEAR 2
 
 /**
+ * `dataset.json` at the top of the folder or archive when there is one (StyleGAN2-ADA's).
+ */
+#define GRAN_LABELS_AUTO 0
+
+/**
+ * Each image's first-level folder, indexed in name order (torchvision's ImageFolder).
+ */
+#define GRAN_LABELS_CLASS_FOLDERS 1
+
+/**
+ * No labels.
+ */
+#define GRAN_LABELS_NONE 2
+
+/**
+ * Resized to exactly the size (the aspect ratio is not kept).
+ */
+#define GRAN_FIT_STRETCH 0
+
+/**
+ * The largest centred crop of the size's aspect ratio, then resized.
+ */
+#define GRAN_FIT_CENTER_CROP 1
+
+/**
  * No augmentation.
  */
 #define GRAN_AUGMENT_OFF 0
@@ -921,10 +956,13 @@ GranStatus gran_dataset_load_cifar10(const char *path,
                                      GranDataset *out);
 
 /**
- * Loads every PNG and JPEG file directly in folder `dir` (sorted by name), converted to
- * `channels` (1: grey, 3: RGB) and resized to height x width (the aspect ratio is not kept).
- * Errors: IO, FORMAT (a file that does not decode, named in the message), INVALID_ARGUMENT
- * (no images, bad sizes).
+ * Loads every PNG and JPEG file in `dir`, a folder (at any depth) or a `.zip` archive, in name
+ * order folder by folder, converted to `channels` (1: grey, 3: RGB) and resized to
+ * height x width (the aspect ratio is not kept); labelled by a `dataset.json` at its top
+ * (StyleGAN2-ADA's `{"labels": [[name, label], ...]}`) when there is one. The same as
+ * `gran_dataset_load_image_files` with GRAN_LABELS_AUTO and GRAN_FIT_STRETCH.
+ * Errors: IO, FORMAT (a file that does not decode, named in the message; a bad archive or
+ * dataset.json), INVALID_ARGUMENT (no images, bad sizes).
  *
  * Thread safety: any thread.
  *
@@ -936,6 +974,45 @@ GranStatus gran_dataset_load_images(const char *dir,
                                     uint32_t width,
                                     uint32_t channels,
                                     GranDataset *out);
+
+/**
+ * Loads the PNG and JPEG files of `path` (a folder, at any depth, or a `.zip` archive) as
+ * `gran_dataset_load_images` does, with labels from `labels` (GRAN_LABELS_AUTO: dataset.json
+ * when present; GRAN_LABELS_CLASS_FOLDERS: the index of each image's first-level folder, in
+ * name order, as torchvision's ImageFolder; GRAN_LABELS_NONE) and images brought to
+ * height x width by `fit` (GRAN_FIT_STRETCH, or GRAN_FIT_CENTER_CROP: the largest centred
+ * crop of the target's aspect ratio, then resized).
+ * Errors: as `gran_dataset_load_images`; INVALID_ARGUMENT also for an unknown `labels` or
+ * `fit`, more than 256 class folders, or an image outside the class folders.
+ *
+ * Thread safety: any thread.
+ *
+ * # Safety
+ * `path` is a NUL-terminated string; `out` points to a GranDataset.
+ */
+GranStatus gran_dataset_load_image_files(const char *path,
+                                         uint32_t height,
+                                         uint32_t width,
+                                         uint32_t channels,
+                                         GranLabels labels,
+                                         GranFit fit,
+                                         GranDataset *out);
+
+/**
+ * Loads a numpy `.npy` array of uint8 images, (N, H, W, C) or (N, C, H, W) with C 1 or 3, or
+ * (N, H, W), C order (what `np.save` writes and `gran pack` makes), with its labels from
+ * `NAME.labels.npy` beside it when that exists (N integers in 0..=255). The header is checked
+ * before the data is read: its size must be the file's.
+ * Errors: IO, FORMAT (not a .npy gran reads: the reason is named), INVALID_ARGUMENT,
+ * OUT_OF_MEMORY.
+ *
+ * Thread safety: any thread.
+ *
+ * # Safety
+ * `path` is a NUL-terminated string; `out` points to a GranDataset.
+ */
+GranStatus gran_dataset_load_npy(const char *path,
+                                 GranDataset *out);
 
 /**
  * Prepares `out` for `gran_dataset_info`: zeroes every field and sets `struct_size`. Does
@@ -1628,7 +1705,11 @@ void gran_progress_init(struct GranProgress *out);
  * loaded from a generator export), BUSY
  * (the model is already training), CANCELLED (`gran_cancel`, the callback returned non-zero, or
  * the model was freed), DIVERGED (a NaN or infinite loss: the model keeps the weights of the
- * last finite step), IO (checkpoint writes), OUT_OF_MEMORY, DEVICE.
+ * last finite step), IO (checkpoint writes), OUT_OF_MEMORY, DEVICE, DISTRIBUTED (in a process
+ * group: a process died, hung past the group's timeout, or the ranks' weights differ). When a
+ * process died or hung, the model holds the last step the group completed, and rank 0 writes
+ * it to `checkpoint_path` (when set) before returning: a restarted group loads it and loses no
+ * completed step.
  *
  * Thread safety: any thread; one run per model at a time (BUSY otherwise). Other threads may
  * sample, score, run GAM on and save the model during the run.

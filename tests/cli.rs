@@ -113,6 +113,56 @@ fn train_tiny(data: &str, out: &str, iterations: &str, extra: &[&str]) -> String
     ok(&args)
 }
 
+/// `gran pack`: a StyleGAN2-ADA zip (labels from its dataset.json) and MNIST IDX files become
+/// .npy arrays that load as the sources do, with their labels beside them.
+#[test]
+fn pack_writes_npy_that_loads_as_its_source() {
+    use std::io::Write;
+    let dir = scratch("pack");
+    let zip_path = dir.join("set.zip");
+    let mut z = zip::ZipWriter::new(std::fs::File::create(&zip_path).unwrap());
+    let opts = zip::write::SimpleFileOptions::default();
+    let mut json = Vec::new();
+    for i in 0..3u8 {
+        let name = format!("00000/img{i:08}.png");
+        let img = image::RgbImage::from_fn(6, 6, |x, y| image::Rgb([40 * i, x as u8 * 30, y as u8 * 30]));
+        let mut png = std::io::Cursor::new(Vec::new());
+        img.write_to(&mut png, image::ImageFormat::Png).unwrap();
+        z.start_file(name.as_str(), opts).unwrap();
+        z.write_all(png.get_ref()).unwrap();
+        json.push(serde_json::json!([name, 5 - i]));
+    }
+    z.start_file("dataset.json", opts).unwrap();
+    z.write_all(serde_json::json!({ "labels": json }).to_string().as_bytes()).unwrap();
+    z.finish().unwrap();
+
+    let npy = dir.join("set.npy");
+    let r = result_json(&ok(&["pack", &zip_path.display().to_string(), "-o", &npy.display().to_string(), "--json"]));
+    assert_eq!((r["count"].as_u64(), r["height"].as_u64(), r["channels"].as_u64()), (Some(3), Some(6), Some(3)));
+    assert_eq!(r["labels_from"], "dataset.json");
+    let packed = gran::data::load_npy(&npy).unwrap();
+    let shape = gran::data::ImageShape { height: 6, width: 6, channels: 3, fit: gran::data::Fit::Stretch };
+    let source = gran::data::load_image_source(&zip_path, shape, gran::data::FolderLabels::Auto).unwrap();
+    assert!(packed.images().equal(source.images()));
+    assert_eq!(packed.labels(), Some(&[5u8, 4, 3][..]));
+
+    let mnist = dir.join("mnist.npy");
+    ok(&["pack", &data_dir(), "-o", &mnist.display().to_string(), "--limit", "20", "--quiet"]);
+    let packed = gran::data::load_npy(&mnist).unwrap();
+    let idx = gran::data::load_idx(
+        &Path::new(&data_dir()).join("train-images-idx3-ubyte.gz"),
+        Some(&Path::new(&data_dir()).join("train-labels-idx1-ubyte.gz")),
+    )
+    .unwrap()
+    .subset(0, 20)
+    .unwrap();
+    assert!(packed.images().equal(idx.images()) && packed.labels() == idx.labels());
+    // A name without .npy is refused.
+    let line = fails(&["pack", &data_dir(), "-o", &dir.join("x.bin").display().to_string()], 11);
+    assert!(line.contains(".npy"), "{line}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn train_resume_sample_steps_gam_eval_info() {
     let dir = scratch("flow");

@@ -288,6 +288,117 @@ fn image_folder_errors() {
     assert_eq!(kind_of(load_images(&tmp.path("missing"), 8, 8, 3)), ErrorKind::Io);
 }
 
+// ------------------------------------------------------- folder trees, zips, class folders, npy
+
+fn png_bytes(img: &image::RgbImage) -> Vec<u8> {
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png).expect("png");
+    out.into_inner()
+}
+
+/// A zip in StyleGAN2-ADA's dataset_tool layout: images in numbered folders, dataset.json labels
+/// (listed in another order than the archive's entries).
+fn stylegan_zip(path: &Path, labels: Option<&str>) {
+    let mut z = zip::ZipWriter::new(std::fs::File::create(path).unwrap());
+    let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+    for (name, rgb) in [("00001/img00001000.png", [0, 0, 255]), ("00000/img00000000.png", [255, 0, 0]), ("00000/img00000001.png", [0, 255, 0])] {
+        z.start_file(name, opts).unwrap();
+        z.write_all(&png_bytes(&solid(4, 4, rgb))).unwrap();
+    }
+    z.start_file("readme.txt", opts).unwrap();
+    z.write_all(b"not an image").unwrap();
+    if let Some(json) = labels {
+        z.start_file("dataset.json", opts).unwrap();
+        z.write_all(json.as_bytes()).unwrap();
+    }
+    z.finish().unwrap();
+}
+
+#[test]
+fn a_stylegan_zip_loads_in_name_order_with_its_labels() {
+    use gran::data::{load_image_source, Fit, FolderLabels, ImageShape};
+    let tmp = TempDir::new("zip");
+    let json = r#"{"labels": [["00001/img00001000.png", 2], ["00000/img00000000.png", 0], ["00000/img00000001.png", 7]]}"#;
+    let zip = tmp.path("set.zip");
+    stylegan_zip(&zip, Some(json));
+    let shape = ImageShape { height: 4, width: 4, channels: 3, fit: Fit::Stretch };
+    let d = load_image_source(&zip, shape, FolderLabels::Auto).unwrap();
+    assert_eq!(d.count(), 3);
+    assert_eq!(d.labels(), Some(&[0u8, 7, 2][..]));
+    // Red, green, blue: the order of the names, exact (PNG, no resize).
+    for (n, c) in [(0, 0), (1, 1), (2, 2)] {
+        assert_eq!(byte_at(d.images(), &[n, c, 3, 3]), 255, "image {n}");
+    }
+    assert!(load_image_source(&zip, shape, FolderLabels::None).unwrap().labels().is_none());
+
+    // Unzipped, the same set loads the same from the folder tree (dataset.json included).
+    let dir = tmp.path("unzipped");
+    for (i, rgb) in [[255, 0, 0], [0, 255, 0]].iter().enumerate() {
+        std::fs::create_dir_all(dir.join("00000")).unwrap();
+        solid(4, 4, *rgb).save(dir.join(format!("00000/img0000000{i}.png"))).unwrap();
+    }
+    std::fs::create_dir_all(dir.join("00001")).unwrap();
+    solid(4, 4, [0, 0, 255]).save(dir.join("00001/img00001000.png")).unwrap();
+    std::fs::write(dir.join("dataset.json"), json).unwrap();
+    let f = load_images(&dir, 4, 4, 3).unwrap();
+    assert!(f.images().equal(d.images()) && f.labels() == d.labels());
+
+    // A label file that misses an image, or holds a label past a byte, and archives that are not.
+    stylegan_zip(&zip, Some(r#"{"labels": [["00000/img00000000.png", 0]]}"#));
+    let e = load_image_source(&zip, shape, FolderLabels::Auto).unwrap_err();
+    assert!(e.kind == ErrorKind::Format && e.message.contains("no label for 00000/img00000001.png"), "{}", e.message);
+    stylegan_zip(&zip, Some(r#"{"labels": [["00000/img00000000.png", 300]]}"#));
+    assert!(load_image_source(&zip, shape, FolderLabels::Auto).unwrap_err().message.contains("0..=255"));
+    stylegan_zip(&zip, Some(r#"{"labels": null}"#));
+    assert!(load_image_source(&zip, shape, FolderLabels::Auto).unwrap().labels().is_none());
+    let not_zip = tmp.write("fake.zip", b"PK\x03\x04 and then nothing");
+    assert_eq!(kind_of(load_image_source(&not_zip, shape, FolderLabels::Auto)), ErrorKind::Format);
+    let empty = tmp.path("empty.zip");
+    zip::ZipWriter::new(std::fs::File::create(&empty).unwrap()).finish().unwrap();
+    let e = load_image_source(&empty, shape, FolderLabels::Auto).unwrap_err();
+    assert!(e.kind == ErrorKind::InvalidArgument && e.message.contains("no .png"), "{}", e.message);
+}
+
+#[test]
+fn class_folders_label_by_folder_and_centre_crops_keep_the_middle() {
+    use gran::data::{load_image_source, Fit, FolderLabels, ImageShape};
+    let tmp = TempDir::new("classes");
+    // Classes "cat" and "cat-x" ("cat" sorts first as a folder name), images at depth 2 too.
+    for (class, file, rgb) in [("cat-x", "a.png", [0, 0, 255]), ("cat", "deep/b.png", [255, 0, 0]), ("cat", "a.png", [0, 255, 0])] {
+        let p = tmp.path(class).join(file);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        solid(4, 4, rgb).save(p).unwrap();
+    }
+    let shape = ImageShape { height: 4, width: 4, channels: 3, fit: Fit::Stretch };
+    let d = load_image_source(&tmp.0, shape, FolderLabels::Classes).unwrap();
+    // cat/a.png (green), cat/deep/b.png (red), cat-x/a.png (blue).
+    assert_eq!(d.labels(), Some(&[0u8, 0, 1][..]));
+    assert_eq!((byte_at(d.images(), &[0, 1, 0, 0]), byte_at(d.images(), &[1, 0, 0, 0]), byte_at(d.images(), &[2, 2, 0, 0])), (255, 255, 255));
+    // An image outside the class folders is refused under class labels.
+    solid(4, 4, [1, 1, 1]).save(tmp.path("stray.png")).unwrap();
+    let e = load_image_source(&tmp.0, shape, FolderLabels::Classes).unwrap_err();
+    assert!(e.kind == ErrorKind::InvalidArgument && e.message.contains("stray.png"), "{}", e.message);
+
+    // A 6x2 image: red, then white 2x2 in the middle, then blue. The centre crop to a square
+    // keeps the white middle; stretching keeps all three.
+    let crop = TempDir::new("crop");
+    let mut img = solid(6, 2, [255, 0, 0]);
+    for y in 0..2 {
+        for x in 2..4 {
+            img.put_pixel(x, y, image::Rgb([255, 255, 255]));
+        }
+        for x in 4..6 {
+            img.put_pixel(x, y, image::Rgb([0, 0, 255]));
+        }
+    }
+    img.save(crop.path("wide.png")).unwrap();
+    let sq = ImageShape { height: 2, width: 2, channels: 3, fit: Fit::CenterCrop };
+    let c = load_image_source(&crop.0, sq, FolderLabels::Auto).unwrap();
+    assert!(c.images().equal(&Tensor::full([1, 3, 2, 2], 255, (Kind::Uint8, Device::Cpu))));
+    let s = load_image_source(&crop.0, ImageShape { fit: Fit::Stretch, ..sq }, FolderLabels::Auto).unwrap();
+    assert!(!s.images().equal(c.images()));
+}
+
 // -------------------------------------------------------------------------------------- pixels
 
 /// One 1x2 RGB image: pixel 0 is (10, 20, 30), pixel 1 is (40, 50, 60).

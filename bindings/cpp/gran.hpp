@@ -295,10 +295,26 @@ public:
         return Dataset(d);
     }
 
-    /// Every PNG/JPEG file in `dir`, converted to `channels` and resized to height x width.
+    /// Every PNG/JPEG file in `dir` (a folder, at any depth, or a .zip), converted to `channels`
+    /// and resized to height x width; labels from its dataset.json when present.
     static Dataset load_images(const std::string &dir, uint32_t height, uint32_t width, uint32_t channels) {
         GranDataset d = 0;
         detail::check(gran_dataset_load_images(dir.c_str(), height, width, channels, &d));
+        return Dataset(d);
+    }
+
+    /// As load_images, with the labels' source and the fit chosen (gran_dataset_load_image_files).
+    static Dataset load_image_files(const std::string &path, uint32_t height, uint32_t width, uint32_t channels,
+                                    GranLabels labels = GRAN_LABELS_AUTO, GranFit fit = GRAN_FIT_STRETCH) {
+        GranDataset d = 0;
+        detail::check(gran_dataset_load_image_files(path.c_str(), height, width, channels, labels, fit, &d));
+        return Dataset(d);
+    }
+
+    /// A .npy array of uint8 images, and NAME.labels.npy beside it when present.
+    static Dataset load_npy(const std::string &path) {
+        GranDataset d = 0;
+        detail::check(gran_dataset_load_npy(path.c_str(), &d));
         return Dataset(d);
     }
 

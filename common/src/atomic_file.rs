@@ -78,32 +78,91 @@ fn writable_target(path: &Path) -> Result<PathBuf> {
 
 /// Replaces the regular file (or nothing) at `path` with `bytes`, atomically.
 fn replace(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = path.file_name().ok_or_else(|| Error::invalid(format!("{}: not a file path", path.display())))?;
-    let name = name.to_string_lossy();
-    remove_stale_temporaries(&dir, &name);
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let tmp = dir.join(format!(".{name}.{}.{n}.tmp", std::process::id()));
-    let result = (|| -> std::io::Result<()> {
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        drop(f);
-        fs::rename(&tmp, path)?;
-        // Make the rename itself durable.
-        if let Ok(d) = fs::File::open(&dir) {
-            let _ = d.sync_all();
+    let mut w = AtomicWriter::beside(path)?;
+    w.write_all(bytes).map_err(|e| io_error(format!("writing {}", path.display()), e))?;
+    w.commit()
+}
+
+/// A file written in parts and put in place atomically: its bytes go to a temporary file beside
+/// the target, and [`AtomicWriter::commit`] flushes it to disk and renames it over the target
+/// (resolved as [`write_atomic`] resolves it). Dropped without a commit, the temporary file is
+/// removed and the target left as it was. For files too large to assemble in memory first.
+pub struct AtomicWriter {
+    file: std::io::BufWriter<fs::File>,
+    tmp: PathBuf,
+    target: PathBuf,
+    dir: PathBuf,
+    committed: bool,
+}
+
+impl AtomicWriter {
+    /// Starts a write that will replace `path`.
+    pub fn create(path: &Path) -> Result<AtomicWriter> {
+        let target = writable_target(path)?;
+        AtomicWriter::beside(&target)
+    }
+
+    /// Starts a write replacing `path`, already resolved.
+    fn beside(path: &Path) -> Result<AtomicWriter> {
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let name = path.file_name().ok_or_else(|| Error::invalid(format!("{}: not a file path", path.display())))?;
+        let name = name.to_string_lossy();
+        remove_stale_temporaries(&dir, &name);
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let tmp = dir.join(format!(".{name}.{}.{n}.tmp", std::process::id()));
+        let file = fs::File::create(&tmp).map_err(|e| io_error(format!("writing {}", path.display()), e))?;
+        Ok(AtomicWriter {
+            file: std::io::BufWriter::with_capacity(1 << 20, file),
+            tmp,
+            target: path.to_path_buf(),
+            dir,
+            committed: false,
+        })
+    }
+
+    /// Flushes the bytes written to disk and renames the file over the target.
+    pub fn commit(mut self) -> Result<()> {
+        let target = self.target.clone();
+        let result = (|| -> std::io::Result<()> {
+            self.file.flush()?;
+            self.file.get_ref().sync_all()?;
+            fs::rename(&self.tmp, &self.target)?;
+            // Make the rename itself durable.
+            if let Ok(d) = fs::File::open(&self.dir) {
+                let _ = d.sync_all();
+            }
+            Ok(())
+        })();
+        match result {
+            Ok(()) => {
+                self.committed = true;
+                Ok(())
+            }
+            Err(e) => Err(io_error(format!("writing {}", target.display()), e)),
         }
-        Ok(())
-    })();
-    result.map_err(|e| {
-        let _ = fs::remove_file(&tmp);
-        io_error(format!("writing {}", path.display()), e)
-    })
+    }
+}
+
+impl Write for AtomicWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.file.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
+impl Drop for AtomicWriter {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = fs::remove_file(&self.tmp);
+        }
+    }
 }
 
 /// The process id in a temporary file name of target `name`, if `file` is one.

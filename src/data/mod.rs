@@ -1,15 +1,19 @@
 //! Training data: the in-memory [`Dataset`] and its loaders (MNIST IDX, CIFAR-10 binary,
-//! folders of PNG/JPEG files, caller pixel buffers).
+//! PNG/JPEG files in folder trees and zip archives, numpy `.npy` arrays, caller pixel buffers).
 
 pub mod cifar;
 pub mod idx;
 pub mod images;
+pub mod npy;
 pub mod pixels;
+pub mod source;
 
 pub use cifar::load_cifar10;
 pub use idx::load_idx;
-pub use images::load_images;
+pub use images::{load_image_source, load_images, Fit, ImageShape};
+pub use npy::load_npy;
 pub use pixels::PixelFormat;
+pub use source::{FolderLabels, ImageSource};
 
 use crate::error::{Error, Result};
 use std::fmt;

@@ -4,7 +4,7 @@
 use super::boundary::{arg_bytes, arg_mut, arg_opt_path, arg_path, guard, write_versioned, Versioned};
 use super::registry::Registry;
 use super::status::GranStatus;
-use super::types::{pixel_format, GranDataset, GranDatasetInfo, GranPixelFormat};
+use super::types::{folder_labels, image_fit, pixel_format, GranDataset, GranDatasetInfo, GranFit, GranLabels, GranPixelFormat};
 use crate::data::{pixels, Dataset};
 use crate::error::Result;
 use std::ffi::{c_char, c_void};
@@ -92,10 +92,13 @@ pub unsafe extern "C" fn gran_dataset_load_cifar10(path: *const c_char, out: *mu
     })
 }
 
-/// Loads every PNG and JPEG file directly in folder `dir` (sorted by name), converted to
-/// `channels` (1: grey, 3: RGB) and resized to height x width (the aspect ratio is not kept).
-/// Errors: IO, FORMAT (a file that does not decode, named in the message), INVALID_ARGUMENT
-/// (no images, bad sizes).
+/// Loads every PNG and JPEG file in `dir`, a folder (at any depth) or a `.zip` archive, in name
+/// order folder by folder, converted to `channels` (1: grey, 3: RGB) and resized to
+/// height x width (the aspect ratio is not kept); labelled by a `dataset.json` at its top
+/// (StyleGAN2-ADA's `{"labels": [[name, label], ...]}`) when there is one. The same as
+/// `gran_dataset_load_image_files` with GRAN_LABELS_AUTO and GRAN_FIT_STRETCH.
+/// Errors: IO, FORMAT (a file that does not decode, named in the message; a bad archive or
+/// dataset.json), INVALID_ARGUMENT (no images, bad sizes).
 ///
 /// Thread safety: any thread.
 ///
@@ -112,6 +115,56 @@ pub unsafe extern "C" fn gran_dataset_load_images(
     guard(|| {
         let dir = arg_path(dir, "dir")?;
         register(out, || crate::data::images::load_images(&dir, height, width, channels))
+    })
+}
+
+/// Loads the PNG and JPEG files of `path` (a folder, at any depth, or a `.zip` archive) as
+/// `gran_dataset_load_images` does, with labels from `labels` (GRAN_LABELS_AUTO: dataset.json
+/// when present; GRAN_LABELS_CLASS_FOLDERS: the index of each image's first-level folder, in
+/// name order, as torchvision's ImageFolder; GRAN_LABELS_NONE) and images brought to
+/// height x width by `fit` (GRAN_FIT_STRETCH, or GRAN_FIT_CENTER_CROP: the largest centred
+/// crop of the target's aspect ratio, then resized).
+/// Errors: as `gran_dataset_load_images`; INVALID_ARGUMENT also for an unknown `labels` or
+/// `fit`, more than 256 class folders, or an image outside the class folders.
+///
+/// Thread safety: any thread.
+///
+/// # Safety
+/// `path` is a NUL-terminated string; `out` points to a GranDataset.
+#[no_mangle]
+pub unsafe extern "C" fn gran_dataset_load_image_files(
+    path: *const c_char,
+    height: u32,
+    width: u32,
+    channels: u32,
+    labels: GranLabels,
+    fit: GranFit,
+    out: *mut GranDataset,
+) -> GranStatus {
+    guard(|| {
+        let path = arg_path(path, "path")?;
+        let labels = folder_labels(labels)?;
+        let shape = crate::data::ImageShape { height, width, channels, fit: image_fit(fit)? };
+        register(out, || crate::data::load_image_source(&path, shape, labels))
+    })
+}
+
+/// Loads a numpy `.npy` array of uint8 images, (N, H, W, C) or (N, C, H, W) with C 1 or 3, or
+/// (N, H, W), C order (what `np.save` writes and `gran pack` makes), with its labels from
+/// `NAME.labels.npy` beside it when that exists (N integers in 0..=255). The header is checked
+/// before the data is read: its size must be the file's.
+/// Errors: IO, FORMAT (not a .npy gran reads: the reason is named), INVALID_ARGUMENT,
+/// OUT_OF_MEMORY.
+///
+/// Thread safety: any thread.
+///
+/// # Safety
+/// `path` is a NUL-terminated string; `out` points to a GranDataset.
+#[no_mangle]
+pub unsafe extern "C" fn gran_dataset_load_npy(path: *const c_char, out: *mut GranDataset) -> GranStatus {
+    guard(|| {
+        let path = arg_path(path, "path")?;
+        register(out, || crate::data::npy::load_npy(&path))
     })
 }
 

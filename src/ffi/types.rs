@@ -156,6 +156,40 @@ fn from_lr_schedule(s: crate::train::LrSchedule) -> GranLrSchedule {
     }
 }
 
+/// Where `gran_dataset_load_image_files` takes labels from.
+pub type GranLabels = u32;
+/// `dataset.json` at the top of the folder or archive when there is one (StyleGAN2-ADA's).
+pub const GRAN_LABELS_AUTO: GranLabels = 0;
+/// Each image's first-level folder, indexed in name order (torchvision's ImageFolder).
+pub const GRAN_LABELS_CLASS_FOLDERS: GranLabels = 1;
+/// No labels.
+pub const GRAN_LABELS_NONE: GranLabels = 2;
+
+pub(crate) fn folder_labels(l: GranLabels) -> Result<crate::data::FolderLabels> {
+    use crate::data::FolderLabels;
+    match l {
+        GRAN_LABELS_AUTO => Ok(FolderLabels::Auto),
+        GRAN_LABELS_CLASS_FOLDERS => Ok(FolderLabels::Classes),
+        GRAN_LABELS_NONE => Ok(FolderLabels::None),
+        other => Err(Error::invalid(format!("labels {other} is unknown: GRAN_LABELS_AUTO, _CLASS_FOLDERS or _NONE"))),
+    }
+}
+
+/// How `gran_dataset_load_image_files` brings an image to the asked size.
+pub type GranFit = u32;
+/// Resized to exactly the size (the aspect ratio is not kept).
+pub const GRAN_FIT_STRETCH: GranFit = 0;
+/// The largest centred crop of the size's aspect ratio, then resized.
+pub const GRAN_FIT_CENTER_CROP: GranFit = 1;
+
+pub(crate) fn image_fit(f: GranFit) -> Result<crate::data::Fit> {
+    match f {
+        GRAN_FIT_STRETCH => Ok(crate::data::Fit::Stretch),
+        GRAN_FIT_CENTER_CROP => Ok(crate::data::Fit::CenterCrop),
+        other => Err(Error::invalid(format!("fit {other} is unknown: GRAN_FIT_STRETCH or GRAN_FIT_CENTER_CROP"))),
+    }
+}
+
 /// How training augments what the discriminator sees (`GranTrainConfig.augment`).
 pub type GranAugment = u32;
 /// No augmentation.

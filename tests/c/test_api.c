@@ -1561,6 +1561,68 @@ static void test_dataset_formats(void) {
     CHECK_STATUS(gran_dataset_free(d3), GRAN_STATUS_INVALID_HANDLE);
 }
 
+/* A .npy file as np.save writes it: 3 grey 2x2 images (N, H, W) and 3 int64 labels beside it;
+ * a float array and a header that claims more data than the file holds are FORMAT. Image files
+ * with an unknown label source or fit are INVALID_ARGUMENT. */
+static void test_npy_and_image_files(void) {
+    static const char images_head[] = "{'descr': '|u1', 'fortran_order': False, 'shape': (3, 2, 2), }";
+    static const char labels_head[] = "{'descr': '<i8', 'fortran_order': False, 'shape': (3,), }";
+    char dir[600], path[600], labels[600];
+    unsigned char file[256];
+    const size_t head = 118; /* 10 + 118 = 128: numpy pads to a multiple of 64 */
+    size_t n, i;
+    int64_t label;
+    GranDataset d = 0;
+    GranDatasetInfo info;
+    fixtures();
+    path_join(dir, sizeof dir, g_tmp, "npy");
+    CHECK(mkdir(dir, 0700) == 0);
+    path_join(path, sizeof path, dir, "set.npy");
+    path_join(labels, sizeof labels, dir, "set.labels.npy");
+    /* magic, version 1.0, header length (little-endian), the dict padded with spaces to a
+     * newline. */
+    memcpy(file, "\x93NUMPY\x01\x00", 8);
+    file[8] = (unsigned char)head;
+    file[9] = 0;
+    n = 10;
+    memset(file + n, ' ', head);
+    memcpy(file + n, images_head, strlen(images_head));
+    file[n + head - 1] = '\n';
+    n += head;
+    for (i = 0; i < 12; i++) file[n + i] = (unsigned char)(i * 20);
+    write_file(path, file, n + 12);
+    CHECK_OK(gran_dataset_load_npy(path, &d));
+    info.struct_size = sizeof info;
+    CHECK_OK(gran_dataset_info(d, &info));
+    CHECK(info.count == 3 && info.height == 2 && info.width == 2 && info.channels == 1 && info.has_labels == 0);
+    CHECK_OK(gran_dataset_free(d));
+    memset(file + 10, ' ', head - 1);
+    memcpy(file + 10, labels_head, strlen(labels_head));
+    for (i = 0; i < 3; i++) {
+        label = (int64_t)(i + 4);
+        memcpy(file + 128 + 8 * i, &label, 8); /* little-endian on the machines gran supports */
+    }
+    write_file(labels, file, 128 + 24);
+    CHECK_OK(gran_dataset_load_npy(path, &d));
+    CHECK_OK(gran_dataset_info(d, &info));
+    CHECK(info.count == 3 && info.has_labels == 1);
+    CHECK_OK(gran_dataset_free(d));
+    /* The labels' header now describes 3 images of 2x2 bytes: 12 bytes, but 24 follow. */
+    memset(file + 10, ' ', head - 1);
+    memcpy(file + 10, images_head, strlen(images_head));
+    write_file(path, file, 128 + 24);
+    d = SENTINEL_HANDLE;
+    CHECK_STATUS(gran_dataset_load_npy(path, &d), GRAN_STATUS_FORMAT);
+    CHECK(d == SENTINEL_HANDLE);
+    CHECK_STATUS(gran_dataset_load_npy(NULL, &d), GRAN_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(gran_dataset_load_image_files(dir, 8, 8, 3, 7, GRAN_FIT_STRETCH, &d), GRAN_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(gran_dataset_load_image_files(dir, 8, 8, 3, GRAN_LABELS_AUTO, 9, &d), GRAN_STATUS_INVALID_ARGUMENT);
+    /* No image files in the folder. */
+    CHECK_STATUS(gran_dataset_load_image_files(dir, 8, 8, 3, GRAN_LABELS_NONE, GRAN_FIT_CENTER_CROP, &d),
+                 GRAN_STATUS_INVALID_ARGUMENT);
+    CHECK(d == SENTINEL_HANDLE);
+}
+
 /* ---------------------------------------------------------------------------------------- */
 
 /* After each test, in its process: frees the shared fixtures (a second free is INVALID_HANDLE)
@@ -1791,6 +1853,7 @@ int main(int argc, char **argv) {
         {"save_load_roundtrip", test_save_load_roundtrip},
         {"write_png", test_write_png},
         {"write_gif", test_write_gif},
+        {"npy_and_image_files", test_npy_and_image_files},
         {"mnist", test_mnist},
         {"dataset_formats", test_dataset_formats},
         {"result_initialisers", test_result_initialisers},

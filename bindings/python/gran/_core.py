@@ -683,11 +683,26 @@ class Dataset(_Owned):
         return cls._make(lambda out: _LIB.gran_dataset_load_cifar10(p, out))
 
     @classmethod
-    def load_images(cls, directory: Any, height: int, width: int, channels: int) -> "Dataset":
-        """Every PNG/JPEG in `directory`, converted to `channels` and resized to height x width."""
-        p = _path(directory)
+    def load_images(cls, path: Any, height: int, width: int, channels: int, labels: str = "auto",
+                    center_crop: bool = False) -> "Dataset":
+        """Every PNG/JPEG in `path`, a folder (at any depth) or a .zip (StyleGAN2-ADA's layout),
+        converted to `channels` and resized to height x width (center_crop=True: the largest
+        centred crop of that shape first). labels: 'auto' (dataset.json when present),
+        'class-folders' (the first-level folder, as torchvision's ImageFolder) or 'none'."""
+        p = _path(path)
         h, w, c = _uint("height", height, 32), _uint("width", width, 32), _uint("channels", channels, 32)
-        return cls._make(lambda out: _LIB.gran_dataset_load_images(p, h, w, c, out))
+        kinds = {"auto": 0, "class-folders": 1, "none": 2}
+        if labels not in kinds:
+            raise _invalid(f"labels {labels!r}: 'auto', 'class-folders' or 'none'")
+        fit = 1 if center_crop else 0
+        return cls._make(lambda out: _LIB.gran_dataset_load_image_files(p, h, w, c, kinds[labels], fit, out))
+
+    @classmethod
+    def load_npy(cls, path: Any) -> "Dataset":
+        """A .npy array of uint8 images, (N, H, W, C) or (N, C, H, W) with C 1 or 3, or (N, H, W),
+        as np.save writes it; labels from NAME.labels.npy beside it when present."""
+        p = _path(path)
+        return cls._make(lambda out: _LIB.gran_dataset_load_npy(p, out))
 
     # -- queries -------------------------------------------------------------------------------
 

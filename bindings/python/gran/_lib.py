@@ -301,6 +301,11 @@ PROTOTYPES = {
     "gran_dataset_load_idx": (_st, [c_char_p, c_char_p, POINTER(GranDataset)]),
     "gran_dataset_load_cifar10": (_st, [c_char_p, POINTER(GranDataset)]),
     "gran_dataset_load_images": (_st, [c_char_p, c_uint32, c_uint32, c_uint32, POINTER(GranDataset)]),
+    "gran_dataset_load_image_files": (
+        _st,
+        [c_char_p, c_uint32, c_uint32, c_uint32, c_uint32, c_uint32, POINTER(GranDataset)],
+    ),
+    "gran_dataset_load_npy": (_st, [c_char_p, POINTER(GranDataset)]),
     "gran_dataset_info_init": (None, [POINTER(GranDatasetInfo)]),
     "gran_dataset_info": (_st, [GranDataset, POINTER(GranDatasetInfo)]),
     "gran_dataset_free": (_st, [GranDataset]),

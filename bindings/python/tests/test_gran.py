@@ -897,6 +897,31 @@ class DatasetTests(unittest.TestCase):
             gran.Dataset.from_pixels(b"\x00" * 784 * 2, 28, 28, 2)  # channels 2
 
     @needs_numpy
+    def test_npy_and_image_files(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            tmp = Path(tmp)
+            images = (np.arange(4 * 8 * 8 * 3) % 251).astype(np.uint8).reshape(4, 8, 8, 3)
+            np.save(tmp / "set.npy", images)
+            with gran.Dataset.load_npy(tmp / "set.npy") as d:
+                self.assertEqual(d.info, gran.DatasetInfo(count=4, height=8, width=8, channels=3, has_labels=False))
+            np.save(tmp / "set.labels.npy", np.array([3, 1, 4, 1]))
+            with gran.Dataset.load_npy(tmp / "set.npy") as d:
+                self.assertTrue(d.info.has_labels)
+            np.save(tmp / "bad.npy", images.astype(np.float32))
+            with self.assertRaises(gran.FormatError):
+                gran.Dataset.load_npy(tmp / "bad.npy")
+            # Class folders (ImageFolder): two classes, an image each, written by write_png.
+            for k, name in enumerate(["cats", "dogs"]):
+                (tmp / "classes" / name).mkdir(parents=True)
+                gran.write_png(tmp / "classes" / name / "a.png", images[k:k + 1], columns=1)
+            with gran.Dataset.load_images(tmp / "classes", 8, 8, 3, labels="class-folders") as d:
+                self.assertEqual((d.info.count, d.info.has_labels), (2, True))
+            with gran.Dataset.load_images(tmp / "classes", 4, 4, 1, center_crop=True) as d:
+                self.assertEqual((d.info.count, d.info.height, d.info.has_labels), (2, 4, False))
+            with self.assertRaises(gran.InvalidArgumentError):
+                gran.Dataset.load_images(tmp / "classes", 8, 8, 3, labels="folders")
+
+    @needs_numpy
     def test_from_numpy(self):
         rng = np.random.default_rng(0)
         nhwc = rng.integers(0, 256, size=(7, 32, 32, 3), dtype=np.uint8)

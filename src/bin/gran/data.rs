@@ -1,7 +1,7 @@
 //! Finding and loading data: which loader of `gran::data` a path needs, and which split.
 
 use crate::opts::{DataArgs, Format};
-use gran::data::{load_cifar10, load_idx, load_images};
+use gran::data::{load_cifar10, load_idx, load_image_source, load_npy, Fit, FolderLabels, ImageShape};
 use gran::{Dataset, Error, ErrorKind, Result};
 use std::path::{Path, PathBuf};
 
@@ -71,6 +71,10 @@ pub fn detect(path: &Path) -> Result<Format> {
         }
     } else if path.extension().is_some_and(|e| e == "bin") {
         Ok(Format::Cifar)
+    } else if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("zip")) {
+        Ok(Format::Images)
+    } else if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("npy")) {
+        Ok(Format::Npy)
     } else {
         Ok(Format::Idx)
     }
@@ -109,13 +113,12 @@ pub fn load(args: &DataArgs, split: Split, shape: (u32, u32, u32)) -> Result<Loa
         }
         Format::Cifar => (load_cifar10(path)?, shown.to_string()),
         Format::Images => {
-            if !path.is_dir() {
-                return Err(Error::invalid(format!("{shown}: --format images needs a folder")));
-            }
             let side = args.image_size.unwrap_or(shape.0);
-            let channels = args.channels.unwrap_or(shape.2);
-            (load_images(path, side, side, channels)?, shown.to_string())
+            let shape = image_shape(args, side, args.channels.unwrap_or(shape.2));
+            let labels = if args.class_folders { FolderLabels::Classes } else { FolderLabels::Auto };
+            (load_image_source(path, shape, labels)?, shown.to_string())
         }
+        Format::Npy => (load_npy(path)?, shown.to_string()),
         Format::Auto => unreachable!("resolved above"),
     };
     let data = match args.limit {
@@ -123,6 +126,13 @@ pub fn load(args: &DataArgs, split: Split, shape: (u32, u32, u32)) -> Result<Loa
         _ => data,
     };
     Ok(Loaded { data, source })
+}
+
+/// The shape image files are decoded to: `side x side`, `channels`, cropped or stretched as
+/// `args` say.
+pub fn image_shape(args: &DataArgs, side: u32, channels: u32) -> ImageShape {
+    let fit = if args.center_crop { Fit::CenterCrop } else { Fit::Stretch };
+    ImageShape { height: side, width: side, channels, fit }
 }
 
 /// "9000 images of 28x28x1, labelled (10 classes)".

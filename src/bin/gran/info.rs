@@ -80,11 +80,20 @@ pub fn run(a: &Args, out: &Out) -> Result<()> {
     }
     // Data: each split the path holds.
     let format = data::detect(path)?;
-    let args = DataArgs { data: path.clone(), format, image_size: None, channels: None, limit: None };
+    let args = DataArgs {
+        data: path.clone(),
+        format,
+        image_size: None,
+        channels: None,
+        class_folders: false,
+        center_crop: false,
+        limit: None,
+    };
     let kind = match format {
         Format::Idx => "idx",
         Format::Cifar => "cifar10",
         Format::Images => "images",
+        Format::Npy => "npy",
         Format::Auto => unreachable!("detect resolves the format"),
     };
     let splits: &[Split] =
@@ -121,7 +130,7 @@ pub fn run(a: &Args, out: &Out) -> Result<()> {
             text += &format!("{label}: {} ({})\n", data::describe(&l.data), l.source);
         }
         if format == Format::Images {
-            text += "(image folders are resized when loaded: 32x32x3 here; --image-size and --channels choose)\n";
+            text += "(image files are resized when loaded: 32x32x3 here; --image-size and --channels choose)\n";
         }
         text
     });

@@ -4,7 +4,7 @@
 //! PNG files, with no handle registry or status codes to translate back).
 //!
 //! One module per subcommand (`train`, `sample` with `steps`, `gam`, `eval`, `info`, `export`,
-//! `walk`), and the concepts they share: `opts` (device, precision, data options), `data` (finding and loading a
+//! `walk`, `pack`), and the concepts they share: `opts` (device, precision, data options), `data` (finding and loading a
 //! dataset), `progress` (bar, plain lines or JSON lines), `term` (stderr around the bar),
 //! `output` (results as text or JSON, output files) and `exit` (exit codes, one-line errors).
 
@@ -16,6 +16,7 @@ mod gam;
 mod info;
 mod opts;
 mod output;
+mod pack;
 mod progress;
 mod sample;
 mod term;
@@ -71,6 +72,8 @@ enum Command {
     Info(info::Args),
     /// Write a checkpoint's generator to a smaller file to ship (sampling only)
     Export(export::Args),
+    /// Convert any dataset gran reads (image folder or zip, IDX, CIFAR-10) to one .npy array
+    Pack(pack::Args),
 }
 
 fn main() {
@@ -94,6 +97,7 @@ fn main() {
         Command::Eval(a) => ("eval", eval::run(a, &out)),
         Command::Info(a) => ("info", info::run(a, &out)),
         Command::Export(a) => ("export", export::run(a, &out)),
+        Command::Pack(a) => ("pack", pack::run(a, &out)),
     };
     match result {
         Ok(()) => {}

@@ -92,8 +92,12 @@ pub enum Format {
     Idx,
     /// CIFAR-10 binary: a folder with data_batch_N.bin / test_batch.bin, or one .bin file
     Cifar,
-    /// A folder of PNG/JPEG files, resized to --image-size
+    /// PNG/JPEG files in a folder (at any depth) or a zip archive (StyleGAN2-ADA's
+    /// dataset_tool.py layout; labels from its dataset.json), resized to --image-size
     Images,
+    /// A numpy .npy array of uint8 images, (N, H, W, C) or (N, C, H, W); labels from
+    /// NAME.labels.npy beside it (`gran pack` writes both)
+    Npy,
 }
 
 /// Where the images are. A folder holding a training and a held-out split gives `train` the
@@ -102,20 +106,29 @@ pub enum Format {
 #[command(next_help_heading = "Data")]
 pub struct DataArgs {
     /// A folder with MNIST IDX files (train-images-idx3-ubyte[.gz], t10k-...), a CIFAR-10 folder
-    /// or .bin file, an IDX image file, or a folder of PNG/JPEG images. A folder with both
-    /// splits gives `train` its training split and `gam`/`eval` the held-out one
+    /// or .bin file, an IDX image file, a folder or .zip of PNG/JPEG images, or a .npy array.
+    /// A folder with both splits gives `train` its training split and `gam`/`eval` the
+    /// held-out one
     #[arg(short, long, value_name = "PATH", default_value = "data/mnist10k")]
     pub data: PathBuf,
     /// What --data holds
     #[arg(long, value_enum, default_value_t = Format::Auto)]
     pub format: Format,
-    /// Image folders: resize every image to SIZE x SIZE (28, 32, 64 or 128 for a model)
+    /// Image folders and zips: resize every image to SIZE x SIZE (28, 32, 64 or 128 for a model)
     /// [default: the model's size; 32 for `train`]
     #[arg(long, value_name = "SIZE")]
     pub image_size: Option<u32>,
-    /// Image folders: 1 (grey) or 3 (RGB) [default: the model's; 3 for `train`]
+    /// Image folders and zips: 1 (grey) or 3 (RGB) [default: the model's; 3 for `train`]
     #[arg(long, value_name = "C")]
     pub channels: Option<u32>,
+    /// Image folders and zips: label each image by its class subfolder (one subfolder per
+    /// class, in name order, as torchvision's ImageFolder) instead of by dataset.json
+    #[arg(long)]
+    pub class_folders: bool,
+    /// Image folders and zips: crop each image to the largest centred square before resizing
+    /// (instead of stretching it)
+    #[arg(long)]
+    pub center_crop: bool,
     /// Use only the first N images of each set loaded
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub limit: Option<u64>,

@@ -1,0 +1,180 @@
+//! `gran pack`: any dataset gran reads, as one numpy `.npy` array of uint8 images (and a
+//! `.labels.npy` beside it), the packed form that loads fastest and that numpy reads.
+
+use crate::data::{self, Split};
+use crate::opts::{DataArgs, Format};
+use crate::output::{make_parent, Out};
+use gran::data::npy::{labels_path, write_labels, NpyWriter};
+use gran::data::{FolderLabels, ImageSource};
+use gran::{Error, Result};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+#[derive(clap::Args)]
+#[command(args_override_self = true)]
+pub struct Args {
+    /// Where the images are: a folder or .zip of PNG/JPEG files (StyleGAN2-ADA's layout), a
+    /// folder of MNIST IDX files or one IDX file, CIFAR-10, or a .npy array
+    #[arg(value_name = "SRC")]
+    pub src: PathBuf,
+    /// The .npy file to write (labels, when the source has them, go to NAME.labels.npy)
+    #[arg(short, long, value_name = "DST.npy")]
+    pub out: PathBuf,
+    /// What SRC holds
+    #[arg(long, value_enum, default_value_t = Format::Auto)]
+    pub format: Format,
+    /// Image files: resize every image to SIZE x SIZE [default: the first image's size, if square]
+    #[arg(long, value_name = "SIZE")]
+    pub image_size: Option<u32>,
+    /// Image files: 1 (grey) or 3 (RGB) [default: 3]
+    #[arg(long, value_name = "C")]
+    pub channels: Option<u32>,
+    /// Image files: crop each image to the largest centred square before resizing (instead of
+    /// stretching it)
+    #[arg(long)]
+    pub center_crop: bool,
+    /// Image files: label each image by its class subfolder (ImageFolder) instead of by
+    /// dataset.json
+    #[arg(long)]
+    pub class_folders: bool,
+    /// Pack only the first N images
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub limit: Option<u64>,
+}
+
+fn bar(out: &Out, n: usize) -> ProgressBar {
+    if out.quiet || out.json || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(n as u64), ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template("packing [{elapsed_precise}] {wide_bar:.cyan/blue} {pos}/{len} images  {per_sec}  ETA {eta}")
+            .expect("a valid template"),
+    );
+    bar
+}
+
+pub fn run(a: &Args, out: &Out) -> Result<()> {
+    if a.out.extension().is_none_or(|e| !e.eq_ignore_ascii_case("npy")) {
+        return Err(Error::invalid(format!("{}: the packed file's name ends in .npy", a.out.display())));
+    }
+    let format = match a.format {
+        Format::Auto => data::detect(&a.src)?,
+        f => f,
+    };
+    make_parent(&a.out)?;
+    let (count, shape, labels_from) = match format {
+        Format::Images => pack_files(a, out)?,
+        _ => pack_loaded(a, format, out)?,
+    };
+    let (h, w, c) = shape;
+    let labels = labels_from.is_some().then(|| labels_path(&a.out).display().to_string());
+    let value = serde_json::json!({
+        "source": a.src.display().to_string(), "file": a.out.display().to_string(), "count": count,
+        "height": h, "width": w, "channels": c, "labels": labels, "labels_from": labels_from,
+    });
+    out.result("pack", value, || {
+        let mut text = format!("wrote {} ({count} images of {h}x{w}x{c}, uint8, (N, H, W, C))", a.out.display());
+        if let (Some(l), Some(from)) = (&labels, labels_from) {
+            text += &format!("\nwrote {l} (labels from {from})");
+        }
+        text
+    });
+    Ok(())
+}
+
+/// Image files, one at a time: never more than one decoded image in memory.
+fn pack_files(a: &Args, out: &Out) -> Result<(usize, (u32, u32, u32), Option<&'static str>)> {
+    let channels = a.channels.unwrap_or(3);
+    let labels = if a.class_folders { FolderLabels::Classes } else { FolderLabels::Auto };
+    let mut source = ImageSource::open(&a.src, labels)?;
+    let n = a.limit.map_or(source.len(), |l| source.len().min(l as usize));
+    let side = match a.image_size {
+        Some(s) => s,
+        None => {
+            let first = source.read(0)?;
+            let (w, h) = image::load_from_memory(&first)
+                .map(|i| (i.width(), i.height()))
+                .map_err(|e| Error::format(format!("{}: cannot decode the image: {e}", source.name(0))))?;
+            if w != h && !a.center_crop {
+                return Err(Error::invalid(format!(
+                    "{} is {w}x{h}: give --image-size (and --center-crop to keep the aspect ratio)",
+                    source.name(0)
+                )));
+            }
+            w.min(h)
+        }
+    };
+    let args = DataArgs {
+        data: a.src.clone(),
+        format: Format::Images,
+        image_size: Some(side),
+        channels: Some(channels),
+        class_folders: a.class_folders,
+        center_crop: a.center_crop,
+        limit: a.limit,
+    };
+    let shape = data::image_shape(&args, side, channels);
+    shape.check()?;
+    out.note(&format!("{}: {} images ({n} packed) -> {side}x{side}x{channels}", a.src.display(), source.len()));
+    let mut writer = NpyWriter::create(&a.out, n, side, side, channels)?;
+    let progress = bar(out, n);
+    for i in 0..n {
+        let bytes = source.read(i)?;
+        writer.push(&gran::data::images::decode(&bytes, source.name(i), shape)?)?;
+        progress.inc(1);
+    }
+    progress.finish_and_clear();
+    let from = source.labels_from();
+    if let Some(l) = source.labels() {
+        write_labels(&labels_path(&a.out), &l[..n])?;
+    }
+    writer.finish()?;
+    Ok((n, (side, side, channels), from))
+}
+
+/// Formats of fixed-size images (IDX, CIFAR-10, .npy): loaded, then written in their own size.
+fn pack_loaded(a: &Args, format: Format, out: &Out) -> Result<(usize, (u32, u32, u32), Option<&'static str>)> {
+    let args = DataArgs {
+        data: a.src.clone(),
+        format,
+        image_size: None,
+        channels: None,
+        class_folders: false,
+        center_crop: false,
+        limit: a.limit,
+    };
+    let loaded = data::load(&args, Split::Train, (32, 32, 3))?;
+    let d = &loaded.data;
+    let (h, w, c) = (d.height(), d.width(), d.channels());
+    if a.image_size.is_some_and(|s| s != h || s != w) || a.channels.is_some_and(|x| x != c) {
+        return Err(Error::invalid(format!(
+            "{} holds {h}x{w}x{c} images: --image-size and --channels resize image files only",
+            a.src.display()
+        )));
+    }
+    out.note(&format!("{}: {}", loaded.source, data::describe(d)));
+    let mut writer = NpyWriter::create(&a.out, d.count(), h, w, c)?;
+    let progress = bar(out, d.count());
+    // [N, C, H, W] -> [N, H, W, C], a chunk at a time.
+    let hwc = d.images().f_permute([0, 2, 3, 1])?;
+    const CHUNK: i64 = 1024;
+    let mut start = 0i64;
+    while start < d.count() as i64 {
+        let k = CHUNK.min(d.count() as i64 - start);
+        let chunk = Vec::<u8>::try_from(&hwc.f_narrow(0, start, k)?.f_contiguous()?.f_view([-1])?)?;
+        for image in chunk.chunks_exact((h * w * c) as usize) {
+            writer.push(image)?;
+        }
+        progress.inc(k as u64);
+        start += k;
+    }
+    progress.finish_and_clear();
+    let from = d.labels().map(|_| "the source's labels");
+    if let Some(l) = d.labels() {
+        write_labels(&labels_path(&a.out), l)?;
+    }
+    writer.finish()?;
+    Ok((d.count(), (h, w, c), from))
+}
