@@ -273,15 +273,15 @@ stage_recompute() {
     for t in 1 16; do
         for mode in stored recompute; do
             echo "== train 28x28x1 T=$t batch $batch width scale $scale, $mode"
-            local mem="$WORK/recompute-$t-$mode.mem"
+            local mem="$WORK/recompute-$t-$mode.mem" smi=""
             if [ "$DEVICE" = cuda ]; then
                 nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 100 > "$mem" 2> /dev/null &
+                smi=$!
             fi
-            local smi=$!
             (cd "$ROOT" && GRAN_BENCH_RECOMPUTE=$([ $mode = recompute ] && echo 1 || echo 0) "$BIN/bin/bench_rows" \
                 train 28 1 $t $batch $scale "$DEVICE" $warm $reps fp32) > "$WORK/recompute-$t-$mode.json" 2> "$WORK/recompute-$t-$mode.err"
             local rc=$?
-            [ "$DEVICE" = cuda ] && { kill $smi 2> /dev/null; wait $smi 2> /dev/null; }
+            [ -n "$smi" ] && { kill "$smi" 2> /dev/null; wait "$smi" 2> /dev/null; }
             cat "$WORK/recompute-$t-$mode.json" "$WORK/recompute-$t-$mode.err"
             [ $rc -eq 0 ] || { status=1; summary="$summary T=$t $mode: exit $rc;"; continue; }
             summary="$summary T=$t $mode $("$PY" -c '

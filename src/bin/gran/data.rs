@@ -1,6 +1,6 @@
 //! Finding and loading data: which loader of `gran::data` a path needs, and which split.
 
-use crate::opts::{DataArgs, Format};
+use crate::opts::{DataArgs, Format, ImageFileArgs};
 use gran::data::{load_cifar10, load_idx, load_image_source, load_npy, Fit, FolderLabels, ImageShape};
 use gran::{Dataset, Error, ErrorKind, Result};
 use std::path::{Path, PathBuf};
@@ -113,9 +113,9 @@ pub fn load(args: &DataArgs, split: Split, shape: (u32, u32, u32)) -> Result<Loa
         }
         Format::Cifar => (load_cifar10(path)?, shown.to_string()),
         Format::Images => {
-            let side = args.image_size.unwrap_or(shape.0);
-            let shape = image_shape(args, side, args.channels.unwrap_or(shape.2));
-            let labels = if args.class_folders { FolderLabels::Classes } else { FolderLabels::Auto };
+            let side = args.files.image_size.unwrap_or(shape.0);
+            let shape = image_shape(&args.files, side, args.files.channels.unwrap_or(shape.2));
+            let labels = if args.files.class_folders { FolderLabels::Classes } else { FolderLabels::Auto };
             (load_image_source(path, shape, labels)?, shown.to_string())
         }
         Format::Npy => (load_npy(path)?, shown.to_string()),
@@ -130,7 +130,7 @@ pub fn load(args: &DataArgs, split: Split, shape: (u32, u32, u32)) -> Result<Loa
 
 /// The shape image files are decoded to: `side x side`, `channels`, cropped or stretched as
 /// `args` say.
-pub fn image_shape(args: &DataArgs, side: u32, channels: u32) -> ImageShape {
+pub fn image_shape(args: &ImageFileArgs, side: u32, channels: u32) -> ImageShape {
     let fit = if args.center_crop { Fit::CenterCrop } else { Fit::Stretch };
     ImageShape { height: side, width: side, channels, fit }
 }

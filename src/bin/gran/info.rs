@@ -80,15 +80,7 @@ pub fn run(a: &Args, out: &Out) -> Result<()> {
     }
     // Data: each split the path holds.
     let format = data::detect(path)?;
-    let args = DataArgs {
-        data: path.clone(),
-        format,
-        image_size: None,
-        channels: None,
-        class_folders: false,
-        center_crop: false,
-        limit: None,
-    };
+    let args = DataArgs { data: path.clone(), format, files: Default::default(), limit: None };
     let kind = match format {
         Format::Idx => "idx",
         Format::Cifar => "cifar10",

@@ -114,22 +114,29 @@ pub struct DataArgs {
     /// What --data holds
     #[arg(long, value_enum, default_value_t = Format::Auto)]
     pub format: Format,
-    /// Image folders and zips: resize every image to SIZE x SIZE (28, 32, 64 or 128 for a model)
-    /// [default: the model's size; 32 for `train`]
-    #[arg(long, value_name = "SIZE")]
-    pub image_size: Option<u32>,
-    /// Image folders and zips: 1 (grey) or 3 (RGB) [default: the model's; 3 for `train`]
-    #[arg(long, value_name = "C")]
-    pub channels: Option<u32>,
-    /// Image folders and zips: label each image by its class subfolder (one subfolder per
-    /// class, in name order, as torchvision's ImageFolder) instead of by dataset.json
-    #[arg(long)]
-    pub class_folders: bool,
-    /// Image folders and zips: crop each image to the largest centred square before resizing
-    /// (instead of stretching it)
-    #[arg(long)]
-    pub center_crop: bool,
+    #[command(flatten)]
+    pub files: ImageFileArgs,
     /// Use only the first N images of each set loaded
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub limit: Option<u64>,
+}
+
+/// How image files (folders and zips) are decoded.
+#[derive(clap::Args, Clone, Default)]
+pub struct ImageFileArgs {
+    /// Image files: resize every image to SIZE x SIZE (28, 32, 64 or 128 for a model)
+    /// [default: the model's size; 32 for `train`; the first image's for `pack`]
+    #[arg(long, value_name = "SIZE")]
+    pub image_size: Option<u32>,
+    /// Image files: 1 (grey) or 3 (RGB) [default: the model's; 3 for `train` and `pack`]
+    #[arg(long, value_name = "C")]
+    pub channels: Option<u32>,
+    /// Image files: label each image by its class subfolder (one subfolder per class, in name
+    /// order, as torchvision's ImageFolder) instead of by dataset.json
+    #[arg(long)]
+    pub class_folders: bool,
+    /// Image files: crop each image to the largest centred square before resizing (instead of
+    /// stretching it)
+    #[arg(long)]
+    pub center_crop: bool,
 }

@@ -2,7 +2,7 @@
 //! `.labels.npy` beside it), the packed form that loads fastest and that numpy reads.
 
 use crate::data::{self, Split};
-use crate::opts::{DataArgs, Format};
+use crate::opts::{DataArgs, Format, ImageFileArgs};
 use crate::output::{make_parent, Out};
 use gran::data::npy::{labels_path, write_labels, NpyWriter};
 use gran::data::{FolderLabels, ImageSource};
@@ -24,20 +24,8 @@ pub struct Args {
     /// What SRC holds
     #[arg(long, value_enum, default_value_t = Format::Auto)]
     pub format: Format,
-    /// Image files: resize every image to SIZE x SIZE [default: the first image's size, if square]
-    #[arg(long, value_name = "SIZE")]
-    pub image_size: Option<u32>,
-    /// Image files: 1 (grey) or 3 (RGB) [default: 3]
-    #[arg(long, value_name = "C")]
-    pub channels: Option<u32>,
-    /// Image files: crop each image to the largest centred square before resizing (instead of
-    /// stretching it)
-    #[arg(long)]
-    pub center_crop: bool,
-    /// Image files: label each image by its class subfolder (ImageFolder) instead of by
-    /// dataset.json
-    #[arg(long)]
-    pub class_folders: bool,
+    #[command(flatten)]
+    pub files: ImageFileArgs,
     /// Pack only the first N images
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub limit: Option<u64>,
@@ -86,18 +74,18 @@ pub fn run(a: &Args, out: &Out) -> Result<()> {
 
 /// Image files, one at a time: never more than one decoded image in memory.
 fn pack_files(a: &Args, out: &Out) -> Result<(usize, (u32, u32, u32), Option<&'static str>)> {
-    let channels = a.channels.unwrap_or(3);
-    let labels = if a.class_folders { FolderLabels::Classes } else { FolderLabels::Auto };
+    let channels = a.files.channels.unwrap_or(3);
+    let labels = if a.files.class_folders { FolderLabels::Classes } else { FolderLabels::Auto };
     let mut source = ImageSource::open(&a.src, labels)?;
     let n = a.limit.map_or(source.len(), |l| source.len().min(l as usize));
-    let side = match a.image_size {
+    let side = match a.files.image_size {
         Some(s) => s,
         None => {
             let first = source.read(0)?;
             let (w, h) = image::load_from_memory(&first)
                 .map(|i| (i.width(), i.height()))
                 .map_err(|e| Error::format(format!("{}: cannot decode the image: {e}", source.name(0))))?;
-            if w != h && !a.center_crop {
+            if w != h && !a.files.center_crop {
                 return Err(Error::invalid(format!(
                     "{} is {w}x{h}: give --image-size (and --center-crop to keep the aspect ratio)",
                     source.name(0)
@@ -106,16 +94,7 @@ fn pack_files(a: &Args, out: &Out) -> Result<(usize, (u32, u32, u32), Option<&'s
             w.min(h)
         }
     };
-    let args = DataArgs {
-        data: a.src.clone(),
-        format: Format::Images,
-        image_size: Some(side),
-        channels: Some(channels),
-        class_folders: a.class_folders,
-        center_crop: a.center_crop,
-        limit: a.limit,
-    };
-    let shape = data::image_shape(&args, side, channels);
+    let shape = data::image_shape(&a.files, side, channels);
     shape.check()?;
     out.note(&format!("{}: {} images ({n} packed) -> {side}x{side}x{channels}", a.src.display(), source.len()));
     let mut writer = NpyWriter::create(&a.out, n, side, side, channels)?;
@@ -136,19 +115,11 @@ fn pack_files(a: &Args, out: &Out) -> Result<(usize, (u32, u32, u32), Option<&'s
 
 /// Formats of fixed-size images (IDX, CIFAR-10, .npy): loaded, then written in their own size.
 fn pack_loaded(a: &Args, format: Format, out: &Out) -> Result<(usize, (u32, u32, u32), Option<&'static str>)> {
-    let args = DataArgs {
-        data: a.src.clone(),
-        format,
-        image_size: None,
-        channels: None,
-        class_folders: false,
-        center_crop: false,
-        limit: a.limit,
-    };
+    let args = DataArgs { data: a.src.clone(), format, files: Default::default(), limit: a.limit };
     let loaded = data::load(&args, Split::Train, (32, 32, 3))?;
     let d = &loaded.data;
     let (h, w, c) = (d.height(), d.width(), d.channels());
-    if a.image_size.is_some_and(|s| s != h || s != w) || a.channels.is_some_and(|x| x != c) {
+    if a.files.image_size.is_some_and(|s| s != h || s != w) || a.files.channels.is_some_and(|x| x != c) {
         return Err(Error::invalid(format!(
             "{} holds {h}x{w}x{c} images: --image-size and --channels resize image files only",
             a.src.display()
