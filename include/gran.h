@@ -1015,6 +1015,24 @@ GranStatus gran_dataset_load_npy(const char *path,
                                  GranDataset *out);
 
 /**
+ * Opens a numpy `.npy` array of uint8 images (as `gran_dataset_load_npy` reads it) without
+ * loading it: the header, and the labels of `NAME.labels.npy` when present, are read now;
+ * `gran_train` reads each minibatch from the file on a thread of its own, a few steps ahead,
+ * so memory does not grow with the dataset (the file must stay as it is while the dataset is
+ * used). The minibatches, and so the trained weights, are those of the loaded array. Functions
+ * that need every image (`gran_evaluate` on it as the reference) read it whole once.
+ * Errors: as `gran_dataset_load_npy`; a file that changes later makes the call reading it
+ * fail with IO.
+ *
+ * Thread safety: any thread.
+ *
+ * # Safety
+ * `path` is a NUL-terminated string; `out` points to a GranDataset.
+ */
+GranStatus gran_dataset_open_npy(const char *path,
+                                 GranDataset *out);
+
+/**
  * Prepares `out` for `gran_dataset_info`: zeroes every field and sets `struct_size`. Does
  * nothing when `out` is NULL.
  *

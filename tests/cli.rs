@@ -143,7 +143,7 @@ fn pack_writes_npy_that_loads_as_its_source() {
     let packed = gran::data::load_npy(&npy).unwrap();
     let shape = gran::data::ImageShape { height: 6, width: 6, channels: 3, fit: gran::data::Fit::Stretch };
     let source = gran::data::load_image_source(&zip_path, shape, gran::data::FolderLabels::Auto).unwrap();
-    assert!(packed.images().equal(source.images()));
+    assert!(packed.images().unwrap().equal(source.images().unwrap()));
     assert_eq!(packed.labels(), Some(&[5u8, 4, 3][..]));
 
     let mnist = dir.join("mnist.npy");
@@ -156,7 +156,7 @@ fn pack_writes_npy_that_loads_as_its_source() {
     .unwrap()
     .subset(0, 20)
     .unwrap();
-    assert!(packed.images().equal(idx.images()) && packed.labels() == idx.labels());
+    assert!(packed.images().unwrap().equal(idx.images().unwrap()) && packed.labels() == idx.labels());
     // A name without .npy is refused.
     let line = fails(&["pack", &data_dir(), "-o", &dir.join("x.bin").display().to_string()], 11);
     assert!(line.contains(".npy"), "{line}");

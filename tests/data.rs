@@ -68,8 +68,8 @@ fn mnist_train_and_test_sets() {
         load_idx(&mnist("train-images-idx3-ubyte.gz"), Some(&mnist("train-labels-idx1-ubyte.gz"))).expect("train");
     assert_eq!((train.count(), train.channels(), train.height(), train.width()), (9000, 1, 28, 28));
     assert_eq!(train.image_len(), 784);
-    assert_eq!(train.images().size(), vec![9000, 1, 28, 28]);
-    assert_eq!(train.images().kind(), Kind::Uint8);
+    assert_eq!(train.images().unwrap().size(), vec![9000, 1, 28, 28]);
+    assert_eq!(train.images().unwrap().kind(), Kind::Uint8);
     let labels = train.labels().expect("labels");
     assert_eq!(labels.len(), 9000);
     for class in 0..10u8 {
@@ -99,12 +99,12 @@ fn mnist_plain_equals_gzip() {
     let labels = tmp.write("labels.gz-not-really", &gunzip(&mnist("t10k-labels-idx1-ubyte.gz")));
     let plain = load_idx(&images, Some(&labels)).expect("plain");
     let gz = load_idx(&mnist("t10k-images-idx3-ubyte.gz"), Some(&mnist("t10k-labels-idx1-ubyte.gz"))).expect("gz");
-    assert!(plain.images().equal(gz.images()));
+    assert!(plain.images().unwrap().equal(gz.images().unwrap()));
     assert_eq!(plain.labels(), gz.labels());
 
     // Compression is recognised by content: a gzip file named without .gz loads too.
     let renamed = tmp.write("images-plain-name", &std::fs::read(mnist("t10k-images-idx3-ubyte.gz")).unwrap());
-    assert!(load_idx(&renamed, None).expect("renamed").images().equal(gz.images()));
+    assert!(load_idx(&renamed, None).expect("renamed").images().unwrap().equal(gz.images().unwrap()));
 }
 
 #[test]
@@ -159,8 +159,8 @@ fn mnist_corrupt_files_are_format_errors() {
     let mut tiny = header(2, 1, 2);
     tiny.extend_from_slice(&[0, 255, 128, 7]);
     let d = load_idx(&tmp.write("tiny", &tiny), None).expect("tiny");
-    assert_eq!(d.images().size(), vec![2, 1, 1, 2]);
-    assert_eq!(byte_at(d.images(), &[1, 0, 0, 1]), 7);
+    assert_eq!(d.images().unwrap().size(), vec![2, 1, 1, 2]);
+    assert_eq!(byte_at(d.images().unwrap(), &[1, 0, 0, 1]), 7);
 }
 
 #[test]
@@ -196,11 +196,11 @@ fn cifar_single_file() {
     let tmp = TempDir::new("cifar_file");
     let p = tmp.write("batch.bin", &cifar_records(&[3, 0, 9, 1, 5]));
     let d = load_cifar10(&p).expect("cifar");
-    assert_eq!(d.images().size(), vec![5, 3, 32, 32]);
-    assert_eq!(d.images().kind(), Kind::Uint8);
+    assert_eq!(d.images().unwrap().size(), vec![5, 3, 32, 32]);
+    assert_eq!(d.images().unwrap().kind(), Kind::Uint8);
     assert_eq!(d.labels(), Some(&[3u8, 0, 9, 1, 5][..]));
     for &(n, c, y, x) in &[(0i64, 0i64, 0i64, 0i64), (2, 1, 5, 30), (4, 2, 31, 31), (3, 2, 10, 0)] {
-        assert_eq!(byte_at(d.images(), &[n, c, y, x]), (n + c * 7 + y + x) % 256, "[{n},{c},{y},{x}]");
+        assert_eq!(byte_at(d.images().unwrap(), &[n, c, y, x]), (n + c * 7 + y + x) % 256, "[{n},{c},{y},{x}]");
     }
 }
 
@@ -231,7 +231,7 @@ fn cifar_folder() {
     assert_eq!(d.count(), 5);
     assert_eq!(d.labels(), Some(&[1u8, 2, 4, 5, 6][..]));
     // Record 0 of data_batch_3 (image 2 overall) was generated with i = 0.
-    assert_eq!(byte_at(d.images(), &[2, 1, 3, 4]), 7 + 3 + 4);
+    assert_eq!(byte_at(d.images().unwrap(), &[2, 1, 3, 4]), 7 + 3 + 4);
 }
 
 // --------------------------------------------------------------------------------- image files
@@ -250,13 +250,13 @@ fn image_folder() {
     std::fs::create_dir(tmp.path("sub.png")).expect("subfolder");
 
     let rgb = load_images(&tmp.0, 8, 8, 3).expect("rgb");
-    assert_eq!(rgb.images().size(), vec![3, 3, 8, 8]);
+    assert_eq!(rgb.images().unwrap().size(), vec![3, 3, 8, 8]);
     assert!(rgb.labels().is_none());
     let expect = [[255, 0, 0], [0, 255, 0], [0, 0, 255]];
     for (n, colour) in expect.iter().enumerate() {
         for (c, &v) in colour.iter().enumerate() {
             for &(y, x) in &[(0, 0), (4, 3), (7, 7)] {
-                let got = byte_at(rgb.images(), &[n as i64, c as i64, y, x]);
+                let got = byte_at(rgb.images().unwrap(), &[n as i64, c as i64, y, x]);
                 let tolerance = if n == 0 { 0 } else { 8 }; // PNG is exact, JPEG approximate
                 assert!((got - v).abs() <= tolerance, "image {n} channel {c} at ({y},{x}): {got}, expected {v}");
             }
@@ -264,9 +264,9 @@ fn image_folder() {
     }
 
     let grey = load_images(&tmp.0, 8, 8, 1).expect("grey");
-    assert_eq!(grey.images().size(), vec![3, 1, 8, 8]);
+    assert_eq!(grey.images().unwrap().size(), vec![3, 1, 8, 8]);
     // Rec. 709 luma of pure red: 0.2126 * 255.
-    assert_eq!(byte_at(grey.images(), &[0, 0, 5, 5]), 54);
+    assert_eq!(byte_at(grey.images().unwrap(), &[0, 0, 5, 5]), 54);
 }
 
 #[test]
@@ -327,7 +327,7 @@ fn a_stylegan_zip_loads_in_name_order_with_its_labels() {
     assert_eq!(d.labels(), Some(&[0u8, 7, 2][..]));
     // Red, green, blue: the order of the names, exact (PNG, no resize).
     for (n, c) in [(0, 0), (1, 1), (2, 2)] {
-        assert_eq!(byte_at(d.images(), &[n, c, 3, 3]), 255, "image {n}");
+        assert_eq!(byte_at(d.images().unwrap(), &[n, c, 3, 3]), 255, "image {n}");
     }
     assert!(load_image_source(&zip, shape, FolderLabels::None).unwrap().labels().is_none());
 
@@ -341,7 +341,7 @@ fn a_stylegan_zip_loads_in_name_order_with_its_labels() {
     solid(4, 4, [0, 0, 255]).save(dir.join("00001/img00001000.png")).unwrap();
     std::fs::write(dir.join("dataset.json"), json).unwrap();
     let f = load_images(&dir, 4, 4, 3).unwrap();
-    assert!(f.images().equal(d.images()) && f.labels() == d.labels());
+    assert!(f.images().unwrap().equal(d.images().unwrap()) && f.labels() == d.labels());
 
     // A label file that misses an image, or holds a label past a byte, and archives that are not.
     stylegan_zip(&zip, Some(r#"{"labels": [["00000/img00000000.png", 0]]}"#));
@@ -373,7 +373,7 @@ fn class_folders_label_by_folder_and_centre_crops_keep_the_middle() {
     let d = load_image_source(&tmp.0, shape, FolderLabels::Classes).unwrap();
     // cat/a.png (green), cat/deep/b.png (red), cat-x/a.png (blue).
     assert_eq!(d.labels(), Some(&[0u8, 0, 1][..]));
-    assert_eq!((byte_at(d.images(), &[0, 1, 0, 0]), byte_at(d.images(), &[1, 0, 0, 0]), byte_at(d.images(), &[2, 2, 0, 0])), (255, 255, 255));
+    assert_eq!((byte_at(d.images().unwrap(), &[0, 1, 0, 0]), byte_at(d.images().unwrap(), &[1, 0, 0, 0]), byte_at(d.images().unwrap(), &[2, 2, 0, 0])), (255, 255, 255));
     // An image outside the class folders is refused under class labels.
     solid(4, 4, [1, 1, 1]).save(tmp.path("stray.png")).unwrap();
     let e = load_image_source(&tmp.0, shape, FolderLabels::Classes).unwrap_err();
@@ -394,9 +394,9 @@ fn class_folders_label_by_folder_and_centre_crops_keep_the_middle() {
     img.save(crop.path("wide.png")).unwrap();
     let sq = ImageShape { height: 2, width: 2, channels: 3, fit: Fit::CenterCrop };
     let c = load_image_source(&crop.0, sq, FolderLabels::Auto).unwrap();
-    assert!(c.images().equal(&Tensor::full([1, 3, 2, 2], 255, (Kind::Uint8, Device::Cpu))));
+    assert!(c.images().unwrap().equal(&Tensor::full([1, 3, 2, 2], 255, (Kind::Uint8, Device::Cpu))));
     let s = load_image_source(&crop.0, ImageShape { fit: Fit::Stretch, ..sq }, FolderLabels::Auto).unwrap();
-    assert!(!s.images().equal(c.images()));
+    assert!(!s.images().unwrap().equal(c.images().unwrap()));
 }
 
 // -------------------------------------------------------------------------------------- pixels
@@ -519,7 +519,7 @@ fn dataset_checks_and_slices() {
     let sub = d.subset(1, 2).expect("subset");
     assert_eq!(sub.count(), 2);
     assert_eq!(sub.labels(), Some(&[1u8, 2][..]));
-    assert!(sub.images().equal(&floats.narrow(0, 1, 2)));
+    assert!(sub.images().unwrap().equal(&floats.narrow(0, 1, 2)));
     let slice = d.float_slice(3, 1, Device::Cpu).expect("slice");
     assert!(slice.equal(&floats.narrow(0, 3, 1)));
     for (start, count) in [(0, 0), (4, 1), (3, 2), (usize::MAX, 2)] {
@@ -595,4 +595,79 @@ fn png_grids() {
         ErrorKind::InvalidArgument
     );
     assert_eq!(kind_of(png::write_grid(&tmp.path("missing/grid.png"), &images, 2)), ErrorKind::Io);
+}
+
+// ------------------------------------------------------------------------------- streamed .npy
+
+/// 40 synthetic 28x28 grey images with labels, packed as gran pack writes them.
+fn packed_digits(dir: &TempDir) -> PathBuf {
+    let path = dir.path("set.npy");
+    let mut w = gran::data::npy::NpyWriter::create(&path, 40, 28, 28, 1).unwrap();
+    for i in 0..40u32 {
+        let img: Vec<u8> = (0..784u32).map(|p| ((p * 7 + i * 13) % 256) as u8).collect();
+        w.push(&img).unwrap();
+    }
+    w.finish().unwrap();
+    gran::data::npy::write_labels(&gran::data::npy::labels_path(&path), &(0..40u8).map(|i| i % 10).collect::<Vec<_>>())
+        .unwrap();
+    path
+}
+
+/// A streamed dataset reads what the in-memory one holds: slices, subsets (without a copy),
+/// the whole set, and it trains to bit-identical weights (the same minibatches, read from the
+/// file ahead of each step).
+#[test]
+fn a_streamed_npy_trains_exactly_as_in_memory() {
+    let tmp = TempDir::new("streamed");
+    let path = packed_digits(&tmp);
+    let memory = gran::data::load_npy(&path).unwrap();
+    let streamed = Dataset::open_npy(&path).unwrap();
+    assert!(streamed.streamed() && !memory.streamed());
+    assert_eq!((streamed.count(), streamed.labels()), (40, memory.labels()));
+    let a = memory.float_slice(5, 7, Device::Cpu).unwrap();
+    assert!(a.equal(&streamed.float_slice(5, 7, Device::Cpu).unwrap()));
+    let sub = streamed.subset(10, 20).unwrap();
+    assert!(sub.streamed() && sub.labels() == Some(&memory.labels().unwrap()[10..30]));
+    assert!(sub.images().unwrap().equal(&memory.images().unwrap().narrow(0, 10, 20)));
+    assert!(streamed.images().unwrap().equal(memory.images().unwrap()));
+    assert_eq!(kind_of(streamed.float_slice(39, 2, Device::Cpu)), ErrorKind::InvalidArgument);
+
+    let cfg = gran::TrainConfig { iterations: 7, batch_size: 8, report_every: 0, seed: 3, ..Default::default() };
+    let model_cfg = gran::ModelConfig {
+        drawing_steps: 2,
+        width_scale: 0.0625,
+        z_dim: 8,
+        hidden_dim: 8,
+        device: gran::DeviceSpec::Cpu,
+        seed: 2,
+        ..Default::default()
+    };
+    let trained = |data: &Dataset| {
+        let m = gran::Model::new(&model_cfg).unwrap();
+        gran::train(&m, data, &cfg, &mut |_| false).unwrap();
+        let tensors = m.read_fresh().unwrap().named_tensors();
+        tensors
+    };
+    // 7 steps of 8 over 40 images: past the first epoch's end.
+    for ((n, x), (_, y)) in trained(&memory).iter().zip(&trained(&Dataset::open_npy(&path).unwrap())) {
+        assert!(x.equal(y), "{n} differs between the streamed and the in-memory run");
+    }
+}
+
+/// A file cut short after it was opened fails the run with IO, whatever step needs the lost
+/// images, and the process lives on.
+#[test]
+fn a_streamed_file_cut_short_fails_the_run_cleanly() {
+    let tmp = TempDir::new("streamed_cut");
+    let path = packed_digits(&tmp);
+    let streamed = Dataset::open_npy(&path).unwrap();
+    let len = std::fs::metadata(&path).unwrap().len();
+    std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(len - 784 * 30).unwrap();
+    let m = gran::Model::new(&gran::ModelConfig { width_scale: 0.0625, device: gran::DeviceSpec::Cpu, ..Default::default() })
+        .unwrap();
+    let cfg = gran::TrainConfig { iterations: 10, batch_size: 8, report_every: 0, ..Default::default() };
+    let e = gran::train(&m, &streamed, &cfg, &mut |_| false).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Io, "{}", e.message);
+    assert!(e.message.contains("set.npy"), "{}", e.message);
+    assert_eq!(kind_of(streamed.images()), ErrorKind::Io);
 }

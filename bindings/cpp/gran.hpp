@@ -318,6 +318,13 @@ public:
         return Dataset(d);
     }
 
+    /// As load_npy, read from the file as training goes (gran_dataset_open_npy).
+    static Dataset open_npy(const std::string &path) {
+        GranDataset d = 0;
+        detail::check(gran_dataset_open_npy(path.c_str(), &d));
+        return Dataset(d);
+    }
+
     /// Image count, size, channels, whether there are labels.
     DatasetInfo info() const {
         DatasetInfo i;

@@ -26,12 +26,21 @@ use tch::{Device, Kind, Tensor};
 /// construction; [`Dataset::float_images`] and [`Dataset::float_slice`] give the `f32` view the
 /// models train on.
 pub struct Dataset {
-    images: Tensor,
+    images: Stored,
     labels: Option<Vec<u8>>,
     count: usize,
     height: u32,
     width: u32,
     channels: u32,
+}
+
+/// Where a dataset's pixels are.
+enum Stored {
+    /// In memory: a contiguous CPU `[N, C, H, W]` tensor, `Uint8` or `Float`.
+    Memory(Tensor),
+    /// In a `.npy` file, read on demand (images `start ..` of it); the whole set is read into
+    /// `all` only when something asks for all of it ([`Dataset::images`]).
+    File { npy: std::sync::Arc<npy::NpyImages>, start: usize, all: std::sync::OnceLock<Tensor> },
 }
 
 // SAFETY: a `Dataset` is never modified after `Dataset::new` returns: every method takes `&self`
@@ -70,7 +79,53 @@ impl Dataset {
             }
         }
         let images = images.f_detach()?.f_to_device(Device::Cpu)?.f_contiguous()?;
-        Ok(Dataset { images, labels, count, height, width, channels })
+        Ok(Dataset { images: Stored::Memory(images), labels, count, height, width, channels })
+    }
+
+    /// Opens a packed `.npy` image set (crate::data::npy) for training without loading it:
+    /// start-up reads its header (and its labels file, when there is one); training reads each
+    /// minibatch from the file, ahead of the step, so memory does not grow with the set.
+    /// Everything else reads what it asks for ([`Dataset::float_slice`], [`Dataset::subset`]
+    /// without a copy), or the whole set once ([`Dataset::images`]).
+    ///
+    /// # Errors
+    /// As `npy::load_npy`, for the header and the labels.
+    pub fn open_npy(path: &std::path::Path) -> Result<Dataset> {
+        let (npy, labels) = npy::open_images(path)?;
+        let (count, height, width, channels) = (npy.count, npy.height, npy.width, npy.channels);
+        let npy = std::sync::Arc::new(npy);
+        Ok(Dataset { images: Stored::File { npy, start: 0, all: std::sync::OnceLock::new() }, labels, count, height, width, channels })
+    }
+
+    /// For a streamed dataset: a handle that reads its images from another thread.
+    pub(crate) fn file_reader(&self) -> Option<FileReader> {
+        match &self.images {
+            Stored::File { npy, start, .. } => Some(FileReader { npy: npy.clone(), start: *start, count: self.count }),
+            Stored::Memory(_) => None,
+        }
+    }
+
+    /// Whether the pixels are read from a file on demand ([`Dataset::open_npy`]).
+    pub fn streamed(&self) -> bool {
+        matches!(self.images, Stored::File { .. })
+    }
+
+    /// Images `indices` (each below `count`) as stored, `[k, C, H, W]` on the CPU: read from
+    /// the file of a streamed dataset, gathered from memory otherwise.
+    pub(crate) fn read_images(&self, indices: &[usize]) -> Result<Tensor> {
+        if let Some(&i) = indices.iter().find(|&&i| i >= self.count) {
+            return Err(Error::invalid(format!("image {i} of a dataset of {} images", self.count)));
+        }
+        match &self.images {
+            Stored::Memory(t) => {
+                let idx: Vec<i64> = indices.iter().map(|&i| i as i64).collect();
+                Ok(t.f_index_select(0, &Tensor::f_from_slice(&idx)?)?)
+            }
+            Stored::File { npy, start, .. } => {
+                let shifted: Vec<usize> = indices.iter().map(|&i| i + start).collect();
+                npy.read(&shifted)
+            }
+        }
     }
 
     /// The number of images (at least 1).
@@ -104,9 +159,24 @@ impl Dataset {
     }
 
     /// The stored images: a contiguous CPU `[N, C, H, W]` tensor, `Uint8` or `Float`.
-    /// Treat it as read-only (see the `Sync` note on [`Dataset`]).
-    pub fn images(&self) -> &Tensor {
-        &self.images
+    /// Treat it as read-only (see the `Sync` note on [`Dataset`]). A streamed dataset reads the
+    /// whole set into memory the first time (and keeps it).
+    ///
+    /// # Errors
+    /// Streamed: `Io` when the file cannot be read, `OutOfMemory`.
+    pub fn images(&self) -> Result<&Tensor> {
+        match &self.images {
+            Stored::Memory(t) => Ok(t),
+            Stored::File { npy, start, all } => {
+                if let Some(t) = all.get() {
+                    return Ok(t);
+                }
+                let read = npy.read(&(*start..*start + self.count).collect::<Vec<_>>())?;
+                // Another thread may have read it meanwhile: either copy is the same.
+                let _ = all.set(read);
+                Ok(all.get().expect("set above"))
+            }
+        }
     }
 
     /// All images as `Float` in `[0, 1]` on `device`, shape `[N, C, H, W]`.
@@ -118,19 +188,28 @@ impl Dataset {
     /// # Errors
     /// libtorch failures: `Device` (e.g. CUDA unavailable), `OutOfMemory`.
     pub fn float_images(&self, device: Device) -> Result<Tensor> {
-        to_float(&self.images, device)
+        to_float(self.images()?, device)
     }
 
     /// The images on `device` as they are stored (bytes for images loaded as bytes: a quarter
-    /// of the float size), for [`Dataset::gather_float`] to take minibatches from.
-    pub(crate) fn stored_images(&self, device: Device) -> Result<Tensor> {
-        Ok(self.images.f_to_device(device)?)
+    /// of the float size), for [`Dataset::gather_float`] to take minibatches from; `None` for a
+    /// streamed dataset (its minibatches are read from its file).
+    pub(crate) fn stored_images(&self, device: Device) -> Result<Option<Tensor>> {
+        match &self.images {
+            Stored::Memory(t) => Ok(Some(t.f_to_device(device)?)),
+            Stored::File { .. } => Ok(None),
+        }
     }
 
     /// Images `idx` (a 1-d int64 tensor on their device) of `stored` (from
     /// [`Dataset::stored_images`]) as `Float` in `[0, 1]`: the values `float_images` gives.
     pub(crate) fn gather_float(stored: &Tensor, idx: &Tensor) -> Result<Tensor> {
         to_float(&stored.f_index_select(0, idx)?, stored.device())
+    }
+
+    /// Stored images (from [`Dataset::read_images`]) as `Float` in `[0, 1]` on `device`.
+    pub(crate) fn to_float(stored: &Tensor, device: Device) -> Result<Tensor> {
+        to_float(stored, device)
     }
 
     /// Images `start .. start + count` as `Float` in `[0, 1]` on `device`, shape
@@ -149,20 +228,36 @@ impl Dataset {
     /// # Errors
     /// `InvalidArgument` when `count` is 0 or the range runs past the last image.
     pub fn subset(&self, start: usize, count: usize) -> Result<Dataset> {
-        let images = self.range(start, count)?.f_detach_copy()?;
+        self.check_range(start, count)?;
+        let images = match &self.images {
+            Stored::Memory(_) => Stored::Memory(self.range(start, count)?.f_detach_copy()?),
+            // The same file, from a later image: nothing is read.
+            Stored::File { npy, start: first, .. } => {
+                Stored::File { npy: npy.clone(), start: first + start, all: std::sync::OnceLock::new() }
+            }
+        };
         let labels = self.labels.as_ref().map(|l| l[start..start + count].to_vec());
         Ok(Dataset { images, labels, count, height: self.height, width: self.width, channels: self.channels })
     }
 
-    /// A view of images `start .. start + count`, after checking the range.
-    fn range(&self, start: usize, count: usize) -> Result<Tensor> {
-        let end = start.checked_add(count).filter(|&e| count > 0 && e <= self.count).ok_or_else(|| {
-            Error::invalid(format!(
+    fn check_range(&self, start: usize, count: usize) -> Result<()> {
+        match start.checked_add(count) {
+            Some(e) if count > 0 && e <= self.count => Ok(()),
+            _ => Err(Error::invalid(format!(
                 "image range {start} + {count} is not within the dataset's {} images (count must be at least 1)",
                 self.count
-            ))
-        })?;
-        Ok(self.images.f_narrow(0, start as i64, (end - start) as i64)?)
+            ))),
+        }
+    }
+
+    /// Images `start .. start + count` as stored, after checking the range: a view of memory,
+    /// or read from the file.
+    fn range(&self, start: usize, count: usize) -> Result<Tensor> {
+        self.check_range(start, count)?;
+        match &self.images {
+            Stored::Memory(t) => Ok(t.f_narrow(0, start as i64, count as i64)?),
+            Stored::File { .. } => self.read_images(&(start..start + count).collect::<Vec<_>>()),
+        }
     }
 }
 
@@ -173,9 +268,26 @@ impl fmt::Debug for Dataset {
             .field("channels", &self.channels)
             .field("height", &self.height)
             .field("width", &self.width)
-            .field("kind", &self.images.f_kind().ok())
+            .field("streamed", &self.streamed())
             .field("labelled", &self.labels.is_some())
             .finish()
+    }
+}
+
+/// A streamed dataset's images, readable from any thread (crate::train::prefetch).
+pub(crate) struct FileReader {
+    npy: std::sync::Arc<npy::NpyImages>,
+    start: usize,
+    count: usize,
+}
+
+impl FileReader {
+    /// Images `indices` (each below the dataset's count) as stored, `Uint8` `[k, C, H, W]`.
+    pub(crate) fn read(&self, indices: &[usize]) -> Result<Tensor> {
+        if let Some(&i) = indices.iter().find(|&&i| i >= self.count) {
+            return Err(Error::invalid(format!("image {i} of a dataset of {} images", self.count)));
+        }
+        self.npy.read(&indices.iter().map(|&i| i + self.start).collect::<Vec<_>>())
     }
 }
 

@@ -200,6 +200,74 @@ pub fn load_npy(path: &Path) -> Result<Dataset> {
     Dataset::new(tensor, labels)
 }
 
+/// An images `.npy` file opened for reading images on demand (`Dataset::open_npy`): its header
+/// checked, its file kept open; each read is a positioned read (`pread`) of whole images, so
+/// nothing but the images asked for is ever in memory (not even in the page tables, as a memory
+/// map's pages would be).
+#[derive(Debug)]
+pub(crate) struct NpyImages {
+    file: std::fs::File,
+    path: PathBuf,
+    data_offset: u64,
+    pub(crate) count: usize,
+    pub(crate) channels: u32,
+    pub(crate) height: u32,
+    pub(crate) width: u32,
+    format: PixelFormat,
+}
+
+impl NpyImages {
+    /// Opens `path` and checks its header (the data itself is not read).
+    pub(crate) fn open(path: &Path) -> Result<NpyImages> {
+        let (mut file, len) = crate::limits::open_regular(path)?;
+        let h = read_header(&mut file, len, path)?;
+        if h.dtype != Dtype::U8 {
+            return Err(bad(path, "images must be uint8 ('|u1'): convert with images.astype(np.uint8)"));
+        }
+        let (count, channels, height, width, format) = image_layout(&h.shape, path)?;
+        pixels::check_dims(count, channels, height, width)?;
+        Ok(NpyImages { file, path: path.to_path_buf(), data_offset: h.data_offset, count, channels, height, width, format })
+    }
+
+    fn image_bytes(&self) -> usize {
+        (self.channels * self.height * self.width) as usize
+    }
+
+    /// Images `indices` (each below `count`) as a `Uint8` `[k, C, H, W]` tensor, read from the
+    /// file in the order given (runs of consecutive indices in one read each).
+    pub(crate) fn read(&self, indices: &[usize]) -> Result<tch::Tensor> {
+        use std::os::unix::fs::FileExt;
+        let size = self.image_bytes();
+        let mut data = crate::limits::vec_filled(crate::limits::mul(indices.len(), size, "a minibatch")?, 0u8, "a minibatch")?;
+        let mut k = 0;
+        while k < indices.len() {
+            let first = indices[k];
+            let mut run = 1;
+            while k + run < indices.len() && indices[k + run] == first + run {
+                run += 1;
+            }
+            if first + run > self.count {
+                return Err(Error::invalid(format!("image {} of a file of {} images", first + run - 1, self.count)));
+            }
+            let at = self.data_offset + (first * size) as u64;
+            self.file.read_exact_at(&mut data[k * size..(k + run) * size], at).map_err(|e| {
+                Error::io(format!("reading images {first}..{} of {}", first + run, self.path.display()), e)
+            })?;
+            k += run;
+        }
+        pixels::to_tensor(&data, indices.len(), self.channels, self.height, self.width, self.format)
+    }
+}
+
+/// Opens a packed image set for reading on demand: the header of `path` and, when it exists,
+/// the labels of `labels_path(path)` (small: read now).
+pub(crate) fn open_images(path: &Path) -> Result<(NpyImages, Option<Vec<u8>>)> {
+    let images = NpyImages::open(path)?;
+    let labels_file = labels_path(path);
+    let labels = if labels_file.is_file() { Some(load_labels(&labels_file, images.count)?) } else { None };
+    Ok((images, labels))
+}
+
 /// A labels file: `count` integers in 0..=255.
 fn load_labels(path: &Path, count: usize) -> Result<Vec<u8>> {
     let (mut file, len) = crate::limits::open_regular(path)?;
@@ -330,7 +398,7 @@ mod tests {
         assert_eq!((d.count(), d.channels(), d.height(), d.width()), (2, 3, 2, 3));
         assert_eq!(d.labels(), Some(&[7u8, 200][..]));
         // Image 1, channel 2, row 1, column 0: byte 18 + (1 * 3 + 0) * 3 + 2 = 29.
-        let t = d.images();
+        let t = d.images().unwrap();
         assert_eq!(t.int64_value(&[1, 2, 1, 0]), 29);
 
         // (N, C, H, W) and (N, H, W), as np.save writes them.
@@ -339,7 +407,7 @@ mod tests {
         bytes.extend(0..12u8);
         std::fs::write(&chw, &bytes).unwrap();
         let d = load_npy(&chw).unwrap();
-        assert_eq!((d.channels(), d.images().int64_value(&[0, 2, 1, 0])), (3, 10));
+        assert_eq!((d.channels(), d.images().unwrap().int64_value(&[0, 2, 1, 0])), (3, 10));
         let grey = temp("grey.npy");
         let mut bytes = npy_header("<u1", "(3, 2, 2)");
         bytes.extend(0..12u8);

@@ -269,7 +269,7 @@ pub unsafe extern "C" fn gran_evaluate_dataset(
         let (ev, images, reference) = (EVALUATORS.get(e)?, DATASETS.get(images)?, DATASETS.get(reference)?);
         let train = optional_dataset(train)?;
         check_versioned_out(out, "out")?;
-        let q = ev.quality(images.images(), &reference, train.as_deref())?;
+        let q = ev.quality(images.images()?, &reference, train.as_deref())?;
         write_versioned(out, &GranQuality::from_core(&q), "out")
     })
 }

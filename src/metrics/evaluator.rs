@@ -212,7 +212,7 @@ impl Evaluator {
     /// Share of `data`'s images classified as their label.
     pub fn accuracy(&self, data: &Dataset) -> Result<f64> {
         let labels = data.labels().ok_or_else(|| Error::invalid("accuracy needs a dataset with labels"))?;
-        let (_, p) = self.features_and_probabilities(data.images())?;
+        let (_, p) = self.features_and_probabilities(data.images()?)?;
         let predicted = Vec::<i64>::try_from(p.f_argmax(1, false)?)?;
         Ok(predicted.iter().zip(labels).filter(|(p, &l)| **p == l as i64).count() as f64 / labels.len() as f64)
     }
@@ -254,7 +254,7 @@ impl Evaluator {
         let mut start = 0;
         while start < n {
             let len = CHUNK.min(n - start);
-            real.add(&reference.images().f_narrow(0, start, len)?)?;
+            real.add(&reference.images()?.f_narrow(0, start, len)?)?;
             start += len;
         }
         let count = stats.n;
@@ -308,7 +308,7 @@ impl<'a> Stats<'a> {
     fn new(ev: &'a Evaluator, train: Option<&Dataset>) -> Result<Self> {
         let zeros = |shape: &[i64]| Tensor::f_zeros(shape, (Kind::Double, Device::Cpu));
         let train = match train {
-            Some(t) => Some(to_float(t.images(), Device::Cpu)?.f_flatten(1, -1)?),
+            Some(t) => Some(to_float(t.images()?, Device::Cpu)?.f_flatten(1, -1)?),
             None => None,
         };
         Ok(Stats {

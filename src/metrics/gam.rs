@@ -223,7 +223,7 @@ pub fn gam(a: &Model, b: &Model, test: &Dataset, cfg: &GamConfig) -> Result<GamR
         return Err(Error::invalid(format!("tolerance is {}: must be finite and >= 0", cfg.tolerance)));
     }
     let n = cfg.samples as usize;
-    let real = test.images();
+    let real = test.images()?;
     let is_fake = |p: f32| p <= 0.5;
     let scoring = match cfg.score_batch {
         0 => Scoring::RunningStatistics,

@@ -8,6 +8,7 @@
 
 mod augment;
 mod generator_pass;
+mod prefetch;
 mod run;
 mod settings;
 mod snapshot;

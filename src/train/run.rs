@@ -20,6 +20,7 @@ use crate::rng::{stream, Stream};
 use crate::sys::torch_ext::non_finite;
 use crate::train::augment::{Adaptive, Augment, Augmenter, Params, Pass};
 use crate::train::generator_pass::GeneratorPass;
+use crate::train::prefetch::{Plan, Prefetcher};
 use crate::train::settings::{Progress, TrainConfig};
 use crate::train::snapshot::Snapshot;
 use crate::train::step::{DominanceWindow, StepFailure, StepSummary, SummaryParts};
@@ -78,9 +79,8 @@ pub struct Trainer<'a> {
     cfg: &'a TrainConfig,
     _busy: TrainingGuard<'a>,
     device: Device,
-    /// The whole dataset on the model's device as it is stored (bytes for byte images: a quarter
-    /// of the memory floats would take); each minibatch is gathered and converted there.
-    images: Tensor,
+    /// Where the real minibatches come from.
+    minibatches: Minibatches,
     count: usize,
     /// The global batch; this process takes `local` images of it from `offset` on (all of it
     /// from 0 in one process).
@@ -164,7 +164,21 @@ impl<'a> Trainer<'a> {
         let per_epoch = cfg.steps_per_epoch(count);
         let first = model.step();
         let end = cfg.run_end(first, count)?;
-        let images = data.stored_images(device)?;
+        let minibatches = match data.stored_images(device)? {
+            Some(images) => Minibatches::Resident(images),
+            None => {
+                let reader = data.file_reader().ok_or_else(|| Error::internal("a dataset neither in memory nor in a file"))?;
+                let plan = Plan {
+                    shuffle: Stream::new(cfg.seed, stream::SHUFFLE),
+                    count,
+                    batch,
+                    local,
+                    offset,
+                    per_epoch,
+                };
+                Minibatches::Streamed(Prefetcher::start(reader, plan, first, end)?)
+            }
+        };
         let r1_gamma = cfg.r1_gamma.unwrap_or_else(|| crate::train::r1_gamma_for(mc.height));
         let augmenter =
             (cfg.augment != Augment::Off).then(|| Augmenter::new(mc.height, mc.channels, cfg.augment_flip, cfg.seed));
@@ -194,7 +208,7 @@ impl<'a> Trainer<'a> {
             cfg,
             _busy: busy,
             device,
-            images,
+            minibatches,
             count,
             batch,
             local,
@@ -253,9 +267,12 @@ impl<'a> Trainer<'a> {
         }
     }
 
-    /// Bytes the run's copy of the dataset takes on the device.
+    /// Bytes the run's copy of the dataset takes on the device (0 when it is streamed).
     pub fn data_bytes(&self) -> usize {
-        self.images.numel() * self.images.kind().elt_size_in_bytes()
+        match &self.minibatches {
+            Minibatches::Resident(images) => images.numel() * images.kind().elt_size_in_bytes(),
+            Minibatches::Streamed(_) => 0,
+        }
     }
 
     /// Runs every step of the run. `on_progress` is called every `report_every` steps and after
@@ -326,16 +343,23 @@ impl<'a> Trainer<'a> {
 
     /// Step `step`'s minibatch (from the epoch's permutation) and latents, on the device.
     fn batch(&mut self, step: u64) -> Result<Batch> {
-        let epoch = step / self.per_epoch;
-        if self.perm.as_ref().map(|p| p.0) != Some(epoch) {
-            let p = self.shuffle.sub(epoch).permutation(self.count);
-            self.perm = Some((epoch, to_device_async(Tensor::f_from_slice(&p)?, self.device)?));
-        }
-        let pos = ((step % self.per_epoch) as usize * self.batch) as i64;
-        // This process's share of the global minibatch (all of it in one process): the global
-        // minibatch depends on (seed, step) alone, whatever the world size.
-        let idx = self.perm.as_ref().expect("set above").1.f_narrow(0, pos + self.offset as i64, self.local as i64)?;
-        let real = Dataset::gather_float(&self.images, &idx)?;
+        let real = match &mut self.minibatches {
+            Minibatches::Resident(images) => {
+                let epoch = step / self.per_epoch;
+                if self.perm.as_ref().map(|p| p.0) != Some(epoch) {
+                    let p = self.shuffle.sub(epoch).permutation(self.count);
+                    self.perm = Some((epoch, to_device_async(Tensor::f_from_slice(&p)?, self.device)?));
+                }
+                let pos = ((step % self.per_epoch) as usize * self.batch) as i64;
+                // This process's share of the global minibatch (all of it in one process): the
+                // global minibatch depends on (seed, step) alone, whatever the world size.
+                let perm = &self.perm.as_ref().expect("set above").1;
+                let idx = perm.f_narrow(0, pos + self.offset as i64, self.local as i64)?;
+                Dataset::gather_float(images, &idx)?
+            }
+            // The same images, read from the file ahead of the step (crate::train::prefetch).
+            Minibatches::Streamed(reader) => Dataset::to_float(&reader.next(step)?, self.device)?,
+        };
         let latent = |s: &Stream| -> Result<Tensor> {
             let z = s.sub(step).normals(0, self.batch * self.z_dim as usize);
             let z = Tensor::f_from_slice(&z)?.f_view([self.batch as i64, self.z_dim])?;
@@ -758,6 +782,15 @@ impl<'a> Trainer<'a> {
         }
         Ok((mean, stop))
     }
+}
+
+/// Where a run's real minibatches come from.
+enum Minibatches {
+    /// The whole dataset on the model's device as it is stored (bytes for byte images: a quarter
+    /// of the memory floats would take); each minibatch is gathered and converted there.
+    Resident(Tensor),
+    /// A streamed dataset's minibatches, read from its file ahead of the step.
+    Streamed(Prefetcher),
 }
 
 /// What the discriminator phase hands on: its loss and gradients (this rank's), and the

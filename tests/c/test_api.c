@@ -1607,6 +1607,10 @@ static void test_npy_and_image_files(void) {
     CHECK_OK(gran_dataset_info(d, &info));
     CHECK(info.count == 3 && info.has_labels == 1);
     CHECK_OK(gran_dataset_free(d));
+    CHECK_OK(gran_dataset_open_npy(path, &d));
+    CHECK_OK(gran_dataset_info(d, &info));
+    CHECK(info.count == 3 && info.height == 2 && info.has_labels == 1);
+    CHECK_OK(gran_dataset_free(d));
     /* The labels' header now describes 3 images of 2x2 bytes: 12 bytes, but 24 follow. */
     memset(file + 10, ' ', head - 1);
     memcpy(file + 10, images_head, strlen(images_head));

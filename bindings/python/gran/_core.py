@@ -704,6 +704,14 @@ class Dataset(_Owned):
         p = _path(path)
         return cls._make(lambda out: _LIB.gran_dataset_load_npy(p, out))
 
+    @classmethod
+    def open_npy(cls, path: Any) -> "Dataset":
+        """As load_npy, without loading the images: training reads each minibatch from the file
+        ahead of the step, so memory does not grow with the dataset (the same weights as
+        load_npy). The file must stay as it is while the dataset is used."""
+        p = _path(path)
+        return cls._make(lambda out: _LIB.gran_dataset_open_npy(p, out))
+
     # -- queries -------------------------------------------------------------------------------
 
     @property

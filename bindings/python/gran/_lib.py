@@ -306,6 +306,7 @@ PROTOTYPES = {
         [c_char_p, c_uint32, c_uint32, c_uint32, c_uint32, c_uint32, POINTER(GranDataset)],
     ),
     "gran_dataset_load_npy": (_st, [c_char_p, POINTER(GranDataset)]),
+    "gran_dataset_open_npy": (_st, [c_char_p, POINTER(GranDataset)]),
     "gran_dataset_info_init": (None, [POINTER(GranDatasetInfo)]),
     "gran_dataset_info": (_st, [GranDataset, POINTER(GranDatasetInfo)]),
     "gran_dataset_free": (_st, [GranDataset]),

@@ -907,6 +907,8 @@ class DatasetTests(unittest.TestCase):
             np.save(tmp / "set.labels.npy", np.array([3, 1, 4, 1]))
             with gran.Dataset.load_npy(tmp / "set.npy") as d:
                 self.assertTrue(d.info.has_labels)
+            with gran.Dataset.open_npy(tmp / "set.npy") as d:
+                self.assertEqual((d.info.count, d.info.has_labels), (4, True))
             np.save(tmp / "bad.npy", images.astype(np.float32))
             with self.assertRaises(gran.FormatError):
                 gran.Dataset.load_npy(tmp / "bad.npy")

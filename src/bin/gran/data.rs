@@ -118,7 +118,8 @@ pub fn load(args: &DataArgs, split: Split, shape: (u32, u32, u32)) -> Result<Loa
             let labels = if args.files.class_folders { FolderLabels::Classes } else { FolderLabels::Auto };
             (load_image_source(path, shape, labels)?, shown.to_string())
         }
-        Format::Npy => (load_npy(path)?, shown.to_string()),
+        Format::Npy if args.in_memory => (load_npy(path)?, shown.to_string()),
+        Format::Npy => (Dataset::open_npy(path)?, format!("{shown}, read from the file as training goes")),
         Format::Auto => unreachable!("resolved above"),
     };
     let data = match args.limit {

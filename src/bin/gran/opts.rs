@@ -116,6 +116,9 @@ pub struct DataArgs {
     pub format: Format,
     #[command(flatten)]
     pub files: ImageFileArgs,
+    /// A .npy array: load it whole into memory instead of reading each minibatch from the file
+    #[arg(long)]
+    pub in_memory: bool,
     /// Use only the first N images of each set loaded
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub limit: Option<u64>,

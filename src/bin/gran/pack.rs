@@ -115,7 +115,7 @@ fn pack_files(a: &Args, out: &Out) -> Result<(usize, (u32, u32, u32), Option<&'s
 
 /// Formats of fixed-size images (IDX, CIFAR-10, .npy): loaded, then written in their own size.
 fn pack_loaded(a: &Args, format: Format, out: &Out) -> Result<(usize, (u32, u32, u32), Option<&'static str>)> {
-    let args = DataArgs { data: a.src.clone(), format, files: Default::default(), limit: a.limit };
+    let args = DataArgs { data: a.src.clone(), format, files: Default::default(), in_memory: false, limit: a.limit };
     let loaded = data::load(&args, Split::Train, (32, 32, 3))?;
     let d = &loaded.data;
     let (h, w, c) = (d.height(), d.width(), d.channels());
@@ -129,7 +129,7 @@ fn pack_loaded(a: &Args, format: Format, out: &Out) -> Result<(usize, (u32, u32,
     let mut writer = NpyWriter::create(&a.out, d.count(), h, w, c)?;
     let progress = bar(out, d.count());
     // [N, C, H, W] -> [N, H, W, C], a chunk at a time.
-    let hwc = d.images().f_permute([0, 2, 3, 1])?;
+    let hwc = d.images()?.f_permute([0, 2, 3, 1])?;
     const CHUNK: i64 = 1024;
     let mut start = 0i64;
     while start < d.count() as i64 {

@@ -1,0 +1,38 @@
+#!/bin/bash
+# Peak memory and start-up of `gran train` on a packed .npy of N images, read from the file
+# (the default) or loaded whole (--in-memory): docs/RESULTS.md, "Data at scale". Makes the sets
+# with numpy first (uniform noise, 64x64x3: 3,000 and 300,000 images, 37 MB and 3.7 GB):
+#   bash bench/stream_memory.sh [DIR]
+# Prints "images mode peak-MiB seconds-to-first-step" lines (one training step of T = 5 at width
+# scale 0.0625, batch 64, 30 steps; the first step's report marks the start-up's end).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DIR=${1:-/tmp/gran-stream}
+mkdir -p "$DIR"
+if [ ! -f "$DIR/big.npy" ]; then
+    .venv/bin/python - "$DIR" <<'PY'
+import sys, numpy as np
+d, n, chunk = sys.argv[1], 300000, 10000
+a = np.lib.format.open_memmap(f"{d}/big.npy", mode="w+", dtype=np.uint8, shape=(n, 64, 64, 3))
+rng = np.random.default_rng(0)
+for s in range(0, n, chunk):
+    a[s:s + chunk] = rng.integers(0, 256, size=(chunk, 64, 64, 3), dtype=np.uint8)
+a.flush()
+np.save(f"{d}/small.npy", np.ascontiguousarray(a[:3000]))
+PY
+fi
+for set in small big; do
+    for mode in streamed in-memory; do
+        flag=""; [ "$mode" = in-memory ] && flag=--in-memory
+        start=$(date +%s.%N)
+        # shellcheck disable=SC2086
+        OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} /usr/bin/time -v -o "$DIR/time" target/release/gran train \
+            --data "$DIR/$set.npy" $flag -T 5 --width-scale 0.0625 -b 64 -n 30 --report-every 1 --json \
+            -o "$DIR/m.safetensors" 2> /dev/null | while read -r line; do
+                case $line in *'"step":1,'*) echo "$(date +%s.%N)" > "$DIR/first" ;; esac
+            done
+        kib=$(awk -F: '/Maximum resident set size/ {gsub(/ /, "", $2); print $2}' "$DIR/time")
+        images=$([ $set = small ] && echo 3000 || echo 300000)
+        echo "$images $mode $((kib / 1024)) $(echo "$(cat "$DIR/first") - $start" | bc)"
+    done
+done
