@@ -371,7 +371,7 @@ test-bindings: lib
 # that the pipeline is known to work before a GPU is lent.
 
 GPU_DIR        := target/gpu
-GPU_DRY_BUDGET ?= 340
+GPU_DRY_BUDGET ?= 360
 
 gpu-check: $(DEPS)
 	@start=$$(date +%s); \
