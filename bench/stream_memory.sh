@@ -1,6 +1,6 @@
 #!/bin/bash
 # Peak memory and start-up of `gran train` on a packed .npy of N images, read from the file
-# (the default) or loaded whole (--in-memory): docs/RESULTS.md, "Data at scale". Makes the sets
+# (the default) or loaded whole (--stream off): docs/RESULTS.md, "Data at scale". Makes the sets
 # with numpy first (uniform noise, 64x64x3: 3,000 and 300,000 images, 37 MB and 3.7 GB):
 #   bash bench/stream_memory.sh [DIR]
 # Prints "images mode peak-MiB seconds-to-first-step" lines (one training step of T = 5 at width
@@ -23,7 +23,7 @@ PY
 fi
 for set in small big; do
     for mode in streamed in-memory; do
-        flag=""; [ "$mode" = in-memory ] && flag=--in-memory
+        flag=""; [ "$mode" = in-memory ] && flag="--stream off"
         start=$(date +%s.%N)
         # shellcheck disable=SC2086
         OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} /usr/bin/time -v -o "$DIR/time" target/release/gran train \

@@ -309,7 +309,7 @@ stage_stream() {
     (cd "$ROOT" && "$BIN/bin/gran" pack data/mnist10k -o "$WORK/mnist.npy" --quiet) || return 1
     for mode in streamed in-memory; do
         local flag=""
-        [ $mode = in-memory ] && flag=--in-memory
+        [ $mode = in-memory ] && flag="--stream off"
         echo "== train T=3 width scale $scale, $steps steps, $mode"
         # shellcheck disable=SC2086
         (cd "$ROOT" && "$BIN/bin/gran" train --data "$WORK/mnist.npy" $flag -T 3 --width-scale $scale -b 64 \

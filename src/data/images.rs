@@ -103,3 +103,30 @@ pub fn decode(bytes: &[u8], name: &str, shape: ImageShape) -> Result<Vec<u8>> {
         if same { c.into_raw() } else { imageops::resize(&c, w, h, FilterType::Triangle).into_raw() }
     })
 }
+
+/// Image files decoded as they are read (`Dataset::open_image_source`): one source, read by one
+/// thread at a time (a zip archive reads through one file position).
+pub(crate) struct DecodingReader {
+    source: parking_lot::Mutex<ImageSource>,
+    shape: ImageShape,
+}
+
+impl DecodingReader {
+    pub(crate) fn new(source: ImageSource, shape: ImageShape) -> DecodingReader {
+        DecodingReader { source: parking_lot::Mutex::new(source), shape }
+    }
+}
+
+impl super::ImageReader for DecodingReader {
+    fn read(&self, indices: &[usize]) -> Result<tch::Tensor> {
+        let s = self.shape;
+        let mut data = crate::limits::vec_with_capacity(crate::limits::mul(indices.len(), s.bytes(), "the images")?, "the images")?;
+        let mut source = self.source.lock();
+        for &i in indices {
+            let bytes = source.read(i)?;
+            data.extend_from_slice(&decode(&bytes, source.name(i), s)?);
+        }
+        pixels::to_tensor(&data, indices.len(), s.channels, s.height, s.width, PixelFormat::U8Hwc)
+    }
+}
+

@@ -38,9 +38,10 @@ pub struct Dataset {
 enum Stored {
     /// In memory: a contiguous CPU `[N, C, H, W]` tensor, `Uint8` or `Float`.
     Memory(Tensor),
-    /// In a `.npy` file, read on demand (images `start ..` of it); the whole set is read into
-    /// `all` only when something asks for all of it ([`Dataset::images`]).
-    File { npy: std::sync::Arc<npy::NpyImages>, start: usize, all: std::sync::OnceLock<Tensor> },
+    /// In a file, read on demand (images `start ..` of it): a `.npy` array, or image files
+    /// decoded as they are read; the whole set is read into `all` only when something asks
+    /// for all of it ([`Dataset::images`]).
+    File { npy: std::sync::Arc<dyn ImageReader>, start: usize, all: std::sync::OnceLock<Tensor> },
 }
 
 // SAFETY: a `Dataset` is never modified after `Dataset::new` returns: every method takes `&self`
@@ -93,8 +94,33 @@ impl Dataset {
     pub fn open_npy(path: &std::path::Path) -> Result<Dataset> {
         let (npy, labels) = npy::open_images(path)?;
         let (count, height, width, channels) = (npy.count, npy.height, npy.width, npy.channels);
-        let npy = std::sync::Arc::new(npy);
-        Ok(Dataset { images: Stored::File { npy, start: 0, all: std::sync::OnceLock::new() }, labels, count, height, width, channels })
+        Ok(Dataset::on_demand(std::sync::Arc::new(npy), labels, count, (height, width, channels)))
+    }
+
+    /// Opens the image files of a folder tree or a zip archive (as `load_image_source` reads
+    /// them) without decoding them: start-up lists the files (and reads the labels); training
+    /// decodes each minibatch's files to `shape` on the reading thread, ahead of the step. The
+    /// same minibatches, pixel for pixel, as the decoded set.
+    ///
+    /// # Errors
+    /// As `ImageSource::open`, and `InvalidArgument` for a bad `shape`.
+    pub fn open_image_source(path: &std::path::Path, shape: ImageShape, labels: FolderLabels) -> Result<Dataset> {
+        shape.check()?;
+        let source = ImageSource::open(path, labels)?;
+        let labels = source.labels().map(<[u8]>::to_vec);
+        let count = source.len();
+        let reader = images::DecodingReader::new(source, shape);
+        Ok(Dataset::on_demand(std::sync::Arc::new(reader), labels, count, (shape.height, shape.width, shape.channels)))
+    }
+
+    fn on_demand(
+        reader: std::sync::Arc<dyn ImageReader>,
+        labels: Option<Vec<u8>>,
+        count: usize,
+        (height, width, channels): (u32, u32, u32),
+    ) -> Dataset {
+        let images = Stored::File { npy: reader, start: 0, all: std::sync::OnceLock::new() };
+        Dataset { images, labels, count, height, width, channels }
     }
 
     /// For a streamed dataset: a handle that reads its images from another thread.
@@ -275,8 +301,14 @@ impl fmt::Debug for Dataset {
 }
 
 /// A streamed dataset's images, readable from any thread (crate::train::prefetch).
+/// Images read from a file on demand: `read` gives images `indices` as stored, `Uint8`
+/// `[k, C, H, W]` (crate::data::npy's arrays, crate::data::images's decoded files).
+pub(crate) trait ImageReader: Send + Sync {
+    fn read(&self, indices: &[usize]) -> Result<Tensor>;
+}
+
 pub(crate) struct FileReader {
-    npy: std::sync::Arc<npy::NpyImages>,
+    npy: std::sync::Arc<dyn ImageReader>,
     start: usize,
     count: usize,
 }

@@ -216,6 +216,12 @@ pub(crate) struct NpyImages {
     format: PixelFormat,
 }
 
+impl super::ImageReader for NpyImages {
+    fn read(&self, indices: &[usize]) -> Result<tch::Tensor> {
+        NpyImages::read(self, indices)
+    }
+}
+
 impl NpyImages {
     /// Opens `path` and checks its header (the data itself is not read).
     pub(crate) fn open(path: &Path) -> Result<NpyImages> {

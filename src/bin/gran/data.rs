@@ -1,6 +1,9 @@
 //! Finding and loading data: which loader of `gran::data` a path needs, and which split.
 
-use crate::opts::{DataArgs, Format, ImageFileArgs};
+use crate::opts::{DataArgs, Format, ImageFileArgs, Stream};
+
+/// How a streamed source is described.
+const STREAMED: &str = "read from the file as training goes";
 use gran::data::{load_cifar10, load_idx, load_image_source, load_npy, Fit, FolderLabels, ImageShape};
 use gran::{Dataset, Error, ErrorKind, Result};
 use std::path::{Path, PathBuf};
@@ -116,10 +119,13 @@ pub fn load(args: &DataArgs, split: Split, shape: (u32, u32, u32)) -> Result<Loa
             let side = args.files.image_size.unwrap_or(shape.0);
             let shape = image_shape(&args.files, side, args.files.channels.unwrap_or(shape.2));
             let labels = if args.files.class_folders { FolderLabels::Classes } else { FolderLabels::Auto };
-            (load_image_source(path, shape, labels)?, shown.to_string())
+            match args.stream {
+                Stream::On => (Dataset::open_image_source(path, shape, labels)?, format!("{shown}, {STREAMED}")),
+                _ => (load_image_source(path, shape, labels)?, shown.to_string()),
+            }
         }
-        Format::Npy if args.in_memory => (load_npy(path)?, shown.to_string()),
-        Format::Npy => (Dataset::open_npy(path)?, format!("{shown}, read from the file as training goes")),
+        Format::Npy if args.stream == Stream::Off => (load_npy(path)?, shown.to_string()),
+        Format::Npy => (Dataset::open_npy(path)?, format!("{shown}, {STREAMED}")),
         Format::Auto => unreachable!("resolved above"),
     };
     let data = match args.limit {

@@ -84,6 +84,14 @@ pub enum AugmentArg {
     Off,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Default)]
+pub enum Stream {
+    #[default]
+    Auto,
+    On,
+    Off,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Format {
     /// Recognised from the folder's files or the file's content
@@ -116,9 +124,11 @@ pub struct DataArgs {
     pub format: Format,
     #[command(flatten)]
     pub files: ImageFileArgs,
-    /// A .npy array: load it whole into memory instead of reading each minibatch from the file
-    #[arg(long)]
-    pub in_memory: bool,
+    /// Read each minibatch from the data's file during training instead of loading the set
+    /// first: auto streams .npy arrays and loads the rest; on streams image folders and zips
+    /// too (decoding each minibatch ahead of the step); off loads everything
+    #[arg(long, value_enum, default_value_t = Stream::Auto)]
+    pub stream: Stream,
     /// Use only the first N images of each set loaded
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub limit: Option<u64>,

@@ -115,7 +115,7 @@ fn pack_files(a: &Args, out: &Out) -> Result<(usize, (u32, u32, u32), Option<&'s
 
 /// Formats of fixed-size images (IDX, CIFAR-10, .npy): loaded, then written in their own size.
 fn pack_loaded(a: &Args, format: Format, out: &Out) -> Result<(usize, (u32, u32, u32), Option<&'static str>)> {
-    let args = DataArgs { data: a.src.clone(), format, files: Default::default(), in_memory: false, limit: a.limit };
+    let args = DataArgs { data: a.src.clone(), format, files: Default::default(), stream: crate::opts::Stream::Off, limit: a.limit };
     let loaded = data::load(&args, Split::Train, (32, 32, 3))?;
     let d = &loaded.data;
     let (h, w, c) = (d.height(), d.width(), d.channels());
