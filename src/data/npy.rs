@@ -182,22 +182,9 @@ fn image_layout(shape: &[usize], path: &Path) -> Result<(usize, u32, u32, u32, P
 /// (the reason is named), labels that are not 1-D, not one per image, or outside 0..=255;
 /// `InvalidArgument` for image sizes `Dataset` refuses; `OutOfMemory`.
 pub fn load_npy(path: &Path) -> Result<Dataset> {
-    let (mut file, len) = crate::limits::open_regular(path)?;
-    let h = read_header(&mut file, len, path)?;
-    if h.dtype != Dtype::U8 {
-        return Err(bad(path, "images must be uint8 ('|u1'): convert with images.astype(np.uint8)"));
-    }
-    let (n, c, height, width, format) = image_layout(&h.shape, path)?;
-    pixels::check_dims(n, c, height, width)?;
-    let bytes = (len - h.data_offset) as usize;
-    let mut data = crate::limits::vec_filled(bytes, 0u8, "the images")?;
-    file.seek(SeekFrom::Start(h.data_offset)).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-    file.read_exact(&mut data).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-    let tensor = pixels::to_tensor(&data, n, c, height, width, format)?;
-    drop(data);
-    let labels_file = labels_path(path);
-    let labels = if labels_file.is_file() { Some(load_labels(&labels_file, n)?) } else { None };
-    Dataset::new(tensor, labels)
+    let (images, labels) = open_images(path)?;
+    let all = images.read(&(0..images.count).collect::<Vec<_>>())?;
+    Dataset::new(all, labels)
 }
 
 /// An images `.npy` file opened for reading images on demand (`Dataset::open_npy`): its header
