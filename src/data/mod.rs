@@ -248,8 +248,18 @@ impl Dataset {
         to_float(&self.range(start, count)?, device)
     }
 
+    /// Images `start .. start + count` as stored (`Uint8` or `Float`, `[count, C, H, W]` on the
+    /// CPU): a view of memory, or read from the file of a streamed dataset.
+    ///
+    /// # Errors
+    /// `InvalidArgument` when `count` is 0 or the range runs past the last image; `Io` for a
+    /// streamed dataset's file.
+    pub fn stored_slice(&self, start: usize, count: usize) -> Result<Tensor> {
+        self.range(start, count)
+    }
+
     /// A new dataset of images `start .. start + count` (and their labels), holding its own
-    /// copy of the pixels.
+    /// copy of the pixels (a streamed dataset: the same file, nothing read).
     ///
     /// # Errors
     /// `InvalidArgument` when `count` is 0 or the range runs past the last image.

@@ -113,9 +113,11 @@ fn pack_files(a: &Args, out: &Out) -> Result<(usize, (u32, u32, u32), Option<&'s
     Ok((n, (side, side, channels), from))
 }
 
-/// Formats of fixed-size images (IDX, CIFAR-10, .npy): loaded, then written in their own size.
+/// Formats of fixed-size images (IDX, CIFAR-10, .npy), written in their own size, a chunk at a
+/// time (a .npy source is read a chunk at a time too; IDX and CIFAR-10 files load whole).
 fn pack_loaded(a: &Args, format: Format, out: &Out) -> Result<(usize, (u32, u32, u32), Option<&'static str>)> {
-    let args = DataArgs { data: a.src.clone(), format, files: Default::default(), stream: crate::opts::Stream::Off, limit: a.limit };
+    // A .npy source is read a chunk at a time, as training reads it; IDX and CIFAR-10 load whole.
+    let args = DataArgs { data: a.src.clone(), format, files: Default::default(), stream: crate::opts::Stream::Auto, limit: a.limit };
     let loaded = data::load(&args, Split::Train, (32, 32, 3))?;
     let d = &loaded.data;
     let (h, w, c) = (d.height(), d.width(), d.channels());
@@ -129,12 +131,12 @@ fn pack_loaded(a: &Args, format: Format, out: &Out) -> Result<(usize, (u32, u32,
     let mut writer = NpyWriter::create(&a.out, d.count(), h, w, c)?;
     let progress = bar(out, d.count());
     // [N, C, H, W] -> [N, H, W, C], a chunk at a time.
-    let hwc = d.images()?.f_permute([0, 2, 3, 1])?;
-    const CHUNK: i64 = 1024;
-    let mut start = 0i64;
-    while start < d.count() as i64 {
-        let k = CHUNK.min(d.count() as i64 - start);
-        let chunk = Vec::<u8>::try_from(&hwc.f_narrow(0, start, k)?.f_contiguous()?.f_view([-1])?)?;
+    const CHUNK: usize = 1024;
+    let mut start = 0;
+    while start < d.count() {
+        let k = CHUNK.min(d.count() - start);
+        let hwc = d.stored_slice(start, k)?.f_permute([0, 2, 3, 1])?;
+        let chunk = Vec::<u8>::try_from(&hwc.f_contiguous()?.f_view([-1])?)?;
         for image in chunk.chunks_exact((h * w * c) as usize) {
             writer.push(image)?;
         }
