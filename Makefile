@@ -190,9 +190,9 @@ bench: build
 SKIMAGE_VERSION := 0.26.0
 COLOUR_PHOTOS   := astronaut.png chelsea.png coffee.png hubble_deep_field.jpg retina.jpg rocket.jpg
 
-colour-data: data/colour32/test_batch.bin data/colour64/test_batch.bin
+colour-data: data/colour32/test_batch.bin data/colour64/test.npy
 
-data/colour64/test_batch.bin: data/colour32/test_batch.bin
+data/colour64/test.npy: data/colour32/test_batch.bin
 	$(CARGO_ENV) $(CARGO) run --release --example colour_patches -- target/colour-src data/colour64 64
 
 data/colour32/test_batch.bin: examples/colour_patches.rs $(DEPS)

@@ -16,8 +16,8 @@
 //!   cargo run --release --example colour_patches -- <folder with the photos> <output folder> [64]
 //!
 //! With `64`: 64x64x3 crops (zooms twice as large), 500 training and 100 held-out a photograph
-//! (3,000 and 600: a small set), in records of 1 + 3 * 64 * 64 bytes laid out as CIFAR-10's
-//! (`data/colour64`; the experiment example reads them).
+//! (3,000 and 600: a small set), as gran's packed numpy arrays: `data/colour64/train.npy` and
+//! `test.npy`, (N, 64, 64, 3) uint8, labels in `train.labels.npy` and `test.labels.npy`.
 
 use image::imageops::FilterType;
 use image::{DynamicImage, GenericImageView, RgbImage};
@@ -73,6 +73,27 @@ fn crops(part: &DynamicImage, side: u32, label: u8, count: usize, rng: &mut Rng,
     }
 }
 
+/// CIFAR-layout records (a label byte, then R, G, B planes) as `path` (uint8 (N, side, side, 3))
+/// and its labels file.
+fn write_npy(path: &Path, records: &[u8], side: u32) {
+    let plane = (side * side) as usize;
+    let n = records.len() / (1 + 3 * plane);
+    let mut w = gran::data::npy::NpyWriter::create(path, n, side, side, 3).expect("creating the .npy");
+    let mut labels = Vec::with_capacity(n);
+    let mut hwc = vec![0u8; 3 * plane];
+    for r in records.chunks_exact(1 + 3 * plane) {
+        labels.push(r[0]);
+        for p in 0..plane {
+            for c in 0..3 {
+                hwc[3 * p + c] = r[1 + c * plane + p];
+            }
+        }
+        w.push(&hwc).expect("writing an image");
+    }
+    w.finish().expect("writing the .npy");
+    gran::data::npy::write_labels(&gran::data::npy::labels_path(path), &labels).expect("writing the labels");
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let side: u32 = match args.get(3).map(String::as_str) {
@@ -108,8 +129,16 @@ fn main() {
         }
     }
     std::fs::create_dir_all(dst).expect("creating the output folder");
-    std::fs::write(dst.join("data_batch_1.bin"), &train).expect("writing data_batch_1.bin");
-    std::fs::write(dst.join("test_batch.bin"), &test).expect("writing test_batch.bin");
+    if side == 64 {
+        // gran's packed form (numpy's .npy, (N, 64, 64, 3), labels beside): what `gran train
+        // --data data/colour64/train.npy` reads.
+        for (name, data) in [("train", &train), ("test", &test)] {
+            write_npy(&dst.join(format!("{name}.npy")), data, side);
+        }
+    } else {
+        std::fs::write(dst.join("data_batch_1.bin"), &train).expect("writing data_batch_1.bin");
+        std::fs::write(dst.join("test_batch.bin"), &test).expect("writing test_batch.bin");
+    }
     println!(
         "{}: {} training and {} held-out {side}x{side}x3 crops",
         dst.display(),

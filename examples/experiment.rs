@@ -46,15 +46,6 @@ use std::time::{Duration, Instant};
 #[path = "../tests/support/shapes.rs"]
 mod shapes;
 
-/// `make colour-data`'s 64x64x3 crops: records of a label byte and 3 * 64 * 64 bytes.
-fn colour64(path: &Path) -> gran::data::Dataset {
-    let bytes = std::fs::read(path).expect("run `make colour-data` first");
-    let record = 1 + 3 * 64 * 64;
-    let labels: Vec<u8> = bytes.chunks_exact(record).map(|r| r[0]).collect();
-    let pixels: Vec<u8> = bytes.chunks_exact(record).flat_map(|r| r[1..].iter().copied()).collect();
-    let t = tch::Tensor::from_slice(&pixels).view([labels.len() as i64, 3, 64, 64]);
-    gran::data::Dataset::new(t, Some(labels)).expect("colour64")
-}
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -98,7 +89,8 @@ fn main() {
     println!("# data {data_name}, {budget}, width scale {scale}, lr_d {lr_d}, lr_g {lr_g}, T {t_list:?}, seeds {seeds:?}, precision {precision:?}");
     println!("# ema_decay {ema_decay}, ema_start {ema_start}, lr_schedule {lr_schedule:?}, beta1 {beta1}, batch {batch_size}");
     let (train_d, test_d) = if data_name == "colour64" {
-        (colour64(&dir.join("data_batch_1.bin")), colour64(&dir.join("test_batch.bin")))
+        let load = |f: &str| gran::data::load_npy(&dir.join(f)).expect("run `make colour-data` first");
+        (load("train.npy"), load("test.npy"))
     } else if data_name == "colour32" {
         let load = |f: &str| gran::data::cifar::load_cifar10(&dir.join(f)).expect("run `make colour-data` first");
         (load("data_batch_1.bin"), load("test_batch.bin"))
