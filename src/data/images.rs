@@ -118,7 +118,7 @@ impl DecodingReader {
 }
 
 impl super::ImageReader for DecodingReader {
-    fn read(&self, indices: &[usize]) -> Result<tch::Tensor> {
+    fn read_raw(&self, indices: &[usize]) -> Result<super::Raw> {
         let s = self.shape;
         let mut data = crate::limits::vec_with_capacity(crate::limits::mul(indices.len(), s.bytes(), "the images")?, "the images")?;
         let mut source = self.source.lock();
@@ -126,7 +126,8 @@ impl super::ImageReader for DecodingReader {
             let bytes = source.read(i)?;
             data.extend_from_slice(&decode(&bytes, source.name(i), s)?);
         }
-        pixels::to_tensor(&data, indices.len(), s.channels, s.height, s.width, PixelFormat::U8Hwc)
+        let (channels, height, width) = (s.channels, s.height, s.width);
+        Ok(super::Raw { pixels: data, count: indices.len(), channels, height, width, format: PixelFormat::U8Hwc })
     }
 }
 

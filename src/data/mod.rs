@@ -314,7 +314,32 @@ impl fmt::Debug for Dataset {
 /// Images read from a file on demand: `read` gives images `indices` as stored, `Uint8`
 /// `[k, C, H, W]` (crate::data::npy's arrays, crate::data::images's decoded files).
 pub(crate) trait ImageReader: Send + Sync {
-    fn read(&self, indices: &[usize]) -> Result<Tensor>;
+    /// Images `indices` as bytes: `Raw::pixels` in `Raw::format`. Pure Rust, no libtorch call:
+    /// the prefetch thread calls it, and libtorch operators there would start a second OpenMP
+    /// team beside training's, oversubscribing the cores.
+    fn read_raw(&self, indices: &[usize]) -> Result<Raw>;
+
+    /// Images `indices` as stored, `Uint8` `[k, C, H, W]`.
+    fn read(&self, indices: &[usize]) -> Result<Tensor> {
+        self.read_raw(indices)?.into_tensor()
+    }
+}
+
+/// Images read as bytes: `count` images of `channels x height x width` in `format`.
+pub(crate) struct Raw {
+    pub(crate) pixels: Vec<u8>,
+    pub(crate) count: usize,
+    pub(crate) channels: u32,
+    pub(crate) height: u32,
+    pub(crate) width: u32,
+    pub(crate) format: PixelFormat,
+}
+
+impl Raw {
+    /// A `Uint8` `[count, C, H, W]` tensor of the bytes.
+    pub(crate) fn into_tensor(self) -> Result<Tensor> {
+        pixels::to_tensor(&self.pixels, self.count, self.channels, self.height, self.width, self.format)
+    }
 }
 
 pub(crate) struct FileReader {
@@ -324,12 +349,12 @@ pub(crate) struct FileReader {
 }
 
 impl FileReader {
-    /// Images `indices` (each below the dataset's count) as stored, `Uint8` `[k, C, H, W]`.
-    pub(crate) fn read(&self, indices: &[usize]) -> Result<Tensor> {
+    /// Images `indices` (each below the dataset's count) as bytes (no libtorch call).
+    pub(crate) fn read_raw(&self, indices: &[usize]) -> Result<Raw> {
         if let Some(&i) = indices.iter().find(|&&i| i >= self.count) {
             return Err(Error::invalid(format!("image {i} of a dataset of {} images", self.count)));
         }
-        self.npy.read(&indices.iter().map(|&i| i + self.start).collect::<Vec<_>>())
+        self.npy.read_raw(&indices.iter().map(|&i| i + self.start).collect::<Vec<_>>())
     }
 }
 

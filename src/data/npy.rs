@@ -204,8 +204,8 @@ pub(crate) struct NpyImages {
 }
 
 impl super::ImageReader for NpyImages {
-    fn read(&self, indices: &[usize]) -> Result<tch::Tensor> {
-        NpyImages::read(self, indices)
+    fn read_raw(&self, indices: &[usize]) -> Result<super::Raw> {
+        NpyImages::read_raw(self, indices)
     }
 }
 
@@ -229,6 +229,11 @@ impl NpyImages {
     /// Images `indices` (each below `count`) as a `Uint8` `[k, C, H, W]` tensor, read from the
     /// file in the order given (runs of consecutive indices in one read each).
     pub(crate) fn read(&self, indices: &[usize]) -> Result<tch::Tensor> {
+        self.read_raw(indices)?.into_tensor()
+    }
+
+    /// Images `indices` as the file's bytes (no libtorch call).
+    pub(crate) fn read_raw(&self, indices: &[usize]) -> Result<super::Raw> {
         use std::os::unix::fs::FileExt;
         let size = self.image_bytes();
         let mut data = crate::limits::vec_filled(crate::limits::mul(indices.len(), size, "a minibatch")?, 0u8, "a minibatch")?;
@@ -248,7 +253,14 @@ impl NpyImages {
             })?;
             k += run;
         }
-        pixels::to_tensor(&data, indices.len(), self.channels, self.height, self.width, self.format)
+        Ok(super::Raw {
+            pixels: data,
+            count: indices.len(),
+            channels: self.channels,
+            height: self.height,
+            width: self.width,
+            format: self.format,
+        })
     }
 }
 

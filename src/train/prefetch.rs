@@ -7,7 +7,7 @@
 //! the images of step s are a function of (seed, step) alone and a resumed or data-parallel run
 //! reads exactly what it would in memory.
 
-use crate::data::FileReader;
+use crate::data::{FileReader, Raw};
 use crate::error::{Error, Result};
 use crate::rng::Stream;
 use std::sync::mpsc::{sync_channel, Receiver};
@@ -39,7 +39,7 @@ impl Plan {
 
 /// The reading thread and the queue it fills.
 pub(crate) struct Prefetcher {
-    queue: Option<Receiver<(u64, Result<Tensor>)>>,
+    queue: Option<Receiver<(u64, Result<Raw>)>>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -57,7 +57,8 @@ impl Prefetcher {
                         perm = Some((epoch, plan.shuffle.sub(epoch).permutation(plan.count)));
                     }
                     let indices = plan.indices(step, &perm.as_ref().expect("set above").1);
-                    let read = reader.read(&indices);
+                    // Bytes only: the tensor is made on the training thread (ImageReader::read_raw).
+                    let read = reader.read_raw(&indices);
                     let failed = read.is_err();
                     // The run ended (or failed): nobody waits for more.
                     if tx.send((step, read)).is_err() || failed {
@@ -73,7 +74,7 @@ impl Prefetcher {
     pub(crate) fn next(&mut self, step: u64) -> Result<Tensor> {
         let queue = self.queue.as_ref().ok_or_else(|| Error::internal("the minibatch reader is closed"))?;
         match queue.recv() {
-            Ok((s, read)) if s == step => read,
+            Ok((s, read)) if s == step => read?.into_tensor(),
             Ok((s, _)) => Err(Error::internal(format!("the minibatch reader gave step {s} for step {step}"))),
             Err(_) => Err(Error::internal(format!("the minibatch reader stopped before step {step}"))),
         }
