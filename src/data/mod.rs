@@ -41,7 +41,7 @@ enum Stored {
     /// In a file, read on demand (images `start ..` of it): a `.npy` array, or image files
     /// decoded as they are read; the whole set is read into `all` only when something asks
     /// for all of it ([`Dataset::images`]).
-    File { npy: std::sync::Arc<dyn ImageReader>, start: usize, all: std::sync::OnceLock<Tensor> },
+    File { reader: std::sync::Arc<dyn ImageReader>, start: usize, all: std::sync::OnceLock<Tensor> },
 }
 
 // SAFETY: a `Dataset` is never modified after `Dataset::new` returns: every method takes `&self`
@@ -119,14 +119,14 @@ impl Dataset {
         count: usize,
         (height, width, channels): (u32, u32, u32),
     ) -> Dataset {
-        let images = Stored::File { npy: reader, start: 0, all: std::sync::OnceLock::new() };
+        let images = Stored::File { reader, start: 0, all: std::sync::OnceLock::new() };
         Dataset { images, labels, count, height, width, channels }
     }
 
     /// For a streamed dataset: a handle that reads its images from another thread.
     pub(crate) fn file_reader(&self) -> Option<FileReader> {
         match &self.images {
-            Stored::File { npy, start, .. } => Some(FileReader { npy: npy.clone(), start: *start, count: self.count }),
+            Stored::File { reader, start, .. } => Some(FileReader { reader: reader.clone(), start: *start, count: self.count }),
             Stored::Memory(_) => None,
         }
     }
@@ -147,10 +147,7 @@ impl Dataset {
                 let idx: Vec<i64> = indices.iter().map(|&i| i as i64).collect();
                 Ok(t.f_index_select(0, &Tensor::f_from_slice(&idx)?)?)
             }
-            Stored::File { npy, start, .. } => {
-                let shifted: Vec<usize> = indices.iter().map(|&i| i + start).collect();
-                npy.read(&shifted)
-            }
+            Stored::File { .. } => self.file_reader().expect("a file").read_raw(indices)?.into_tensor(),
         }
     }
 
@@ -193,11 +190,11 @@ impl Dataset {
     pub fn images(&self) -> Result<&Tensor> {
         match &self.images {
             Stored::Memory(t) => Ok(t),
-            Stored::File { npy, start, all } => {
+            Stored::File { reader, start, all } => {
                 if let Some(t) = all.get() {
                     return Ok(t);
                 }
-                let read = npy.read(&(*start..*start + self.count).collect::<Vec<_>>())?;
+                let read = reader.read(&(*start..*start + self.count).collect::<Vec<_>>())?;
                 // Another thread may have read it meanwhile: either copy is the same.
                 let _ = all.set(read);
                 Ok(all.get().expect("set above"))
@@ -268,8 +265,8 @@ impl Dataset {
         let images = match &self.images {
             Stored::Memory(_) => Stored::Memory(self.range(start, count)?.f_detach_copy()?),
             // The same file, from a later image: nothing is read.
-            Stored::File { npy, start: first, .. } => {
-                Stored::File { npy: npy.clone(), start: first + start, all: std::sync::OnceLock::new() }
+            Stored::File { reader, start: first, .. } => {
+                Stored::File { reader: reader.clone(), start: first + start, all: std::sync::OnceLock::new() }
             }
         };
         let labels = self.labels.as_ref().map(|l| l[start..start + count].to_vec());
@@ -310,7 +307,6 @@ impl fmt::Debug for Dataset {
     }
 }
 
-/// A streamed dataset's images, readable from any thread (crate::train::prefetch).
 /// Images read from a file on demand: `read` gives images `indices` as stored, `Uint8`
 /// `[k, C, H, W]` (crate::data::npy's arrays, crate::data::images's decoded files).
 pub(crate) trait ImageReader: Send + Sync {
@@ -342,8 +338,9 @@ impl Raw {
     }
 }
 
+/// A streamed dataset's images, readable from any thread (crate::train::prefetch).
 pub(crate) struct FileReader {
-    npy: std::sync::Arc<dyn ImageReader>,
+    reader: std::sync::Arc<dyn ImageReader>,
     start: usize,
     count: usize,
 }
@@ -354,7 +351,7 @@ impl FileReader {
         if let Some(&i) = indices.iter().find(|&&i| i >= self.count) {
             return Err(Error::invalid(format!("image {i} of a dataset of {} images", self.count)));
         }
-        self.npy.read_raw(&indices.iter().map(|&i| i + self.start).collect::<Vec<_>>())
+        self.reader.read_raw(&indices.iter().map(|&i| i + self.start).collect::<Vec<_>>())
     }
 }
 
