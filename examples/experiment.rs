@@ -8,7 +8,7 @@
 //!       [--ema-decay X] [--ema-start N] [--lr-schedule constant|inverse-epoch|linear]
 //!       [--beta1 X] [--batch-size N] [--distributed] [--train-count N]
 //!       [--augment off|ada|P] [--augment-target X] [--augment-speed N] [--flip] [--r1 G] [--r1-every N]
-//!       [--recompute] [--save]
+//!       [--recompute] [--save] [--conditional]
 //!
 //! `--trace N` prints the training losses and D's mean outputs every N steps (to see when and how
 //! a run goes wrong); `--no-gam` skips the GAM table; `--data colour32` uses the 32x32x3 crops of
@@ -33,6 +33,9 @@
 //! default) or a fixed probability; `--r1 G` adds the R1 penalty every `--r1-every` steps.
 //! `--recompute` trains with per-step recomputation of the generator (TrainConfig::recompute);
 //! `--save` writes each trained model beside its sample grid (`.gran` checkpoints).
+//! `--conditional` trains class-conditional models on the data's labels and reports, per
+//! model, the evaluator's per-class accuracy on samples drawn over uniform classes (mean,
+//! worst class, and every class), and writes a grid of one row per class.
 
 use gran::data::idx::load_idx;
 use gran::train::LrSchedule;
@@ -126,6 +129,7 @@ fn main() {
     let augment_flip = args.iter().any(|a| a == "--flip");
     let recompute = args.iter().any(|a| a == "--recompute");
     let save = args.iter().any(|a| a == "--save");
+    let conditional = args.iter().any(|a| a == "--conditional");
     println!(
         "# training images {}, augment {augment:?} (speed {augment_speed}, flip {augment_flip}), r1 {r1_gamma:?} (None: by image size) every {r1_every}",
         fit_d.count()
@@ -167,6 +171,11 @@ fn main() {
                 width_scale: scale,
                 device: DeviceSpec::Auto,
                 seed,
+                classes: if conditional {
+                    fit_d.labels().expect("--conditional: the data has labels").iter().max().map_or(0, |&k| u32::from(k) + 1)
+                } else {
+                    0
+                },
                 ..Default::default()
             };
             let m = Model::new(&cfg).unwrap();
@@ -242,7 +251,16 @@ fn main() {
             };
             // Diagnostic: the same latents drawn with batch statistics (minibatches of 64, as in
             // training) instead of the running statistics that sampling uses.
-            let batch_fd = {
+            if let Some((mean, worst)) = q.accuracy_summary() {
+                let each: Vec<String> = q.class_accuracy.iter().map(|a| format!("{a:.3}")).collect();
+                println!(
+                    "  T={steps} seed {seed}: class accuracy mean {mean:.4}, worst {worst:.4}; per class {}",
+                    each.join(" ")
+                );
+            }
+            let batch_fd = if conditional {
+                f64::NAN
+            } else {
                 let z = m.latents(seed, 0, 1000).unwrap();
                 let st = m.read();
                 let _g = tch::no_grad_guard();
@@ -283,6 +301,15 @@ fn main() {
             let grid = format!("{out_dir}/experiment_{data_name}_t{steps}_seed{seed}.png");
             std::fs::create_dir_all(&out_dir).unwrap();
             gran::png::write_grid(Path::new(&grid), &m.sample(seed, 64, false).unwrap().images, 8).unwrap();
+            if conditional {
+                let n = 10usize;
+                let z = m.latents(seed, 0, n).unwrap();
+                let all: Vec<f32> = (0..cfg.classes).flat_map(|_| z.iter().copied()).collect();
+                let labels: Vec<u32> = (0..cfg.classes).flat_map(|k| std::iter::repeat(k).take(n)).collect();
+                let images = m.generate_classes(&all, labels.len(), gran::Classes::Each(&labels), false).unwrap().images;
+                let per_class = format!("{out_dir}/experiment_{data_name}_t{steps}_seed{seed}_per_class.png");
+                gran::png::write_grid(Path::new(&per_class), &images, n as u32).unwrap();
+            }
             if save {
                 let path = format!("{out_dir}/experiment_{data_name}_t{steps}_seed{seed}.gran");
                 gran::checkpoint::save(&m, Path::new(&path)).unwrap();

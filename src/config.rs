@@ -27,6 +27,9 @@ pub struct ModelConfig {
     pub device: DeviceSpec,
     /// Seed of the initial weights.
     pub seed: u64,
+    /// Classes of a class-conditional model (the generator draws the class it is given, the
+    /// discriminator judges an image as a member of its class); 0: unconditional.
+    pub classes: u32,
 }
 
 impl Default for ModelConfig {
@@ -42,6 +45,7 @@ impl Default for ModelConfig {
             leaky_relu: true,
             device: DeviceSpec::Auto,
             seed: 0,
+            classes: 0,
         }
     }
 }
@@ -50,6 +54,8 @@ impl Default for ModelConfig {
 pub(crate) const MAX_STEPS: u32 = 64;
 pub(crate) const MAX_DIM: u32 = 4096;
 pub(crate) const MAX_WIDTH_SCALE: f32 = 8.0;
+/// Labels are stored as one byte per image (crate::data), so at most 256 classes.
+pub const MAX_CLASSES: u32 = 256;
 
 /// The layer sizes a configuration implies.
 #[derive(Debug, Clone, PartialEq)]
@@ -72,7 +78,7 @@ fn scaled(reference: i64, scale: f32) -> i64 {
 impl ModelConfig {
     /// Every field by name, as text (`DeviceSpec`'s text form for the device): what files store
     /// and what the command-line tool reports.
-    pub fn fields(&self) -> [(&'static str, String); 10] {
+    pub fn fields(&self) -> [(&'static str, String); 11] {
         [
             ("height", self.height.to_string()),
             ("width", self.width.to_string()),
@@ -84,6 +90,7 @@ impl ModelConfig {
             ("leaky_relu", self.leaky_relu.to_string()),
             ("device", self.device.to_string()),
             ("seed", self.seed.to_string()),
+            ("classes", self.classes.to_string()),
         ]
     }
 
@@ -113,7 +120,18 @@ impl ModelConfig {
                 self.width_scale
             )));
         }
+        if self.classes == 1 || self.classes > MAX_CLASSES {
+            return Err(Error::invalid(format!(
+                "classes is {}: must be 0 (unconditional) or 2..={MAX_CLASSES}",
+                self.classes
+            )));
+        }
         Ok(())
+    }
+
+    /// Whether the model draws and judges images of a given class.
+    pub fn conditional(&self) -> bool {
+        self.classes > 0
     }
 
     /// Layer sizes from the reference table of model.md, scaled by `width_scale`.
@@ -160,6 +178,8 @@ mod tests {
             (ModelConfig { drawing_steps: 0, ..Default::default() }, "drawing_steps"),
             (ModelConfig { z_dim: 0, ..Default::default() }, "z_dim"),
             (ModelConfig { width_scale: f32::NAN, ..Default::default() }, "width_scale"),
+            (ModelConfig { classes: 1, ..Default::default() }, "classes"),
+            (ModelConfig { classes: MAX_CLASSES + 1, ..Default::default() }, "classes"),
         ] {
             let e = cfg.validate().unwrap_err();
             assert_eq!(e.kind, crate::error::ErrorKind::InvalidArgument);

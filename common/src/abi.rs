@@ -150,6 +150,11 @@ pub struct GranModelConfig {
     pub device: GranDevice,
     /// Seed of the initial weights. Default 0.
     pub seed: u64,
+    /// Classes of a class-conditional model, 2..=256: it draws the class it is asked for
+    /// (`gran_sample_class`) and trains on labelled data only. 0 (the default): unconditional.
+    pub classes: u32,
+    /// Ignored; keeps the struct free of padding.
+    pub reserved0: u32,
 }
 
 impl GranModelConfig {
@@ -167,6 +172,8 @@ impl GranModelConfig {
         leaky_relu: 1,
         device: GranDevice { kind: GRAN_DEVICE_AUTO, index: 0 },
         seed: 0,
+        classes: 0,
+        reserved0: 0,
     };
 }
 

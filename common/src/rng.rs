@@ -17,6 +17,14 @@ pub mod stream {
     pub const STANDING: u64 = 7;
     /// Parameters of the discriminator's input augmentation (gran's crate::train::augment).
     pub const AUGMENT: u64 = 8;
+    /// The classes a conditional model draws when a seeded request names none: image i of seed
+    /// s is of class `Stream::new(s, SAMPLE_CLASS).below(i, classes)` (libgran and the runtime).
+    pub const SAMPLE_CLASS: u64 = 9;
+    /// Classes of the generated minibatches of a conditional model's training steps (D's and
+    /// G's updates), and of the averaged generator's standing statistics.
+    pub const TRAIN_Y_D: u64 = 10;
+    pub const TRAIN_Y_G: u64 = 11;
+    pub const STANDING_CLASS: u64 = 12;
 }
 
 #[inline]

@@ -62,6 +62,19 @@ pub(crate) unsafe fn arg_bytes_mut<'a>(p: *mut u8, len: usize, name: &str) -> Re
     Ok(common::arg_slice_mut(p, len, name)?)
 }
 
+/// The classes of a request of `count` images (`common::arg_classes`), as the core takes
+/// them: one for all, or one per image.
+///
+/// # Safety
+/// `classes` is NULL or points to `classes_len` readable `uint32_t`s.
+pub(crate) unsafe fn arg_classes<'a>(classes: *const u32, classes_len: u32, count: usize) -> Result<crate::Classes<'a>> {
+    let list = common::arg_classes(classes, classes_len, count)?;
+    Ok(match list {
+        [k] => crate::Classes::All(*k),
+        list => crate::Classes::Each(list),
+    })
+}
+
 /// A slice of `len` floats (aligned, as C guarantees for a `float *`).
 ///
 /// # Safety

@@ -79,6 +79,10 @@ pub struct GranQuality {
     /// Share of the images the classifier assigns to each class; a collapsed model puts almost
     /// everything in a few classes.
     pub class_share: [f64; GRAN_MAX_CLASSES],
+    /// A class-conditional model's samples (`gran_evaluate_model`): for each class, the share
+    /// of the samples asked to be of it that the classifier assigns to it. NaN for a class no
+    /// sample asked for, and everywhere for an unconditional model or an image set.
+    pub class_accuracy: [f64; GRAN_MAX_CLASSES],
 }
 
 unsafe impl Versioned for GranQuality {
@@ -92,6 +96,7 @@ unsafe impl Versioned for GranQuality {
             nearest_train_distance: 0.0,
             reference_nearest_train_distance: 0.0,
             class_share: [0.0; GRAN_MAX_CLASSES],
+            class_accuracy: [f64::NAN; GRAN_MAX_CLASSES],
         }
     }
 }
@@ -108,6 +113,7 @@ impl GranQuality {
             ..GranQuality::defaults()
         };
         out.class_share[..q.class_shares.len()].copy_from_slice(&q.class_shares);
+        out.class_accuracy[..q.class_accuracy.len()].copy_from_slice(&q.class_accuracy);
         out
     }
 }

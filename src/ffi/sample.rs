@@ -1,13 +1,14 @@
 //! Exported inference functions: sampling, step-by-step canvases, latents, generation from
 //! caller latents, discriminator scores, and PNG grids.
 
-use super::boundary::{arg_bytes, arg_bytes_mut, arg_floats, arg_floats_mut, arg_path, guard};
+use super::boundary::{arg_bytes, arg_bytes_mut, arg_classes, arg_floats, arg_floats_mut, arg_path, guard};
 use super::model::MODELS;
 use super::status::GranStatus;
 use super::types::{pixel_format, GranModel, GranPixelFormat};
 use crate::data::pixels;
 use crate::error::{Error, ErrorKind, Result};
 use crate::limits;
+use crate::Classes;
 use std::ffi::{c_char, c_void};
 
 /// gran_common's image-count and buffer-size checks, with the core's error type.
@@ -19,10 +20,12 @@ fn check_room(have: usize, needed: usize, what: &str) -> Result<()> {
 ///
 /// # Safety
 /// `out` is NULL or points to `out_bytes` writable bytes.
+/// `classes`: `None` for the drawn classes, else the caller's pointer and length.
 unsafe fn sample_into(
     m: GranModel,
     seed: u64,
     count: u32,
+    classes: Option<(*const u32, u32)>,
     format: GranPixelFormat,
     out: *mut c_void,
     out_bytes: usize,
@@ -30,10 +33,14 @@ unsafe fn sample_into(
 ) -> Result<()> {
     let model = MODELS.get(m)?;
     let (format, count) = (pixel_format(format)?, check_count(count)?);
+    let classes = match classes {
+        Some((p, len)) => arg_classes(p, len, count)?,
+        None => Classes::Drawn,
+    };
     let needed = model.pixel_bytes(format, count, with_canvases)?;
     check_room(out_bytes, needed, "out")?;
     let out = arg_bytes_mut(out as *mut u8, needed, "out")?;
-    model.sample_pixels(seed, count, with_canvases, format, out)
+    model.sample_pixels(seed, count, with_canvases, classes, format, out)
 }
 
 fn check_count(count: u32) -> Result<usize> {
@@ -44,6 +51,9 @@ fn check_count(count: u32) -> Result<usize> {
 /// (count * height * width * channels values). Image i depends only on the weights, `seed` and i:
 /// the same for any `count` > i, and equal to `gran_generate` on the latents `gran_latents`
 /// gives for `seed`. Batch norm uses its running statistics (no batch effects).
+///
+/// A class-conditional model draws image i as a class drawn uniformly from (`seed`, i), also
+/// independent of `count`; `gran_sample_class` names the classes.
 ///
 /// Images are drawn 256 at a time straight into `out`: the library's own memory does not grow
 /// with `count`. Every argument is checked before the first image is drawn; a failure after
@@ -66,7 +76,37 @@ pub unsafe extern "C" fn gran_sample(
     out: *mut c_void,
     out_bytes: usize,
 ) -> GranStatus {
-    guard(|| sample_into(m, seed, count, format, out, out_bytes, false))
+    guard(|| sample_into(m, seed, count, None, format, out, out_bytes, false))
+}
+
+/// Like `gran_sample`, for a class-conditional model, with the classes named: `classes` holds
+/// one class for every image (`classes_len` 1) or one per image (`classes_len` == `count`),
+/// each in 0 .. classes-1 (`GranModelConfig.classes`). Image i depends only on the weights,
+/// `seed`, i and its class: not on `count` nor on the other images' classes. With the class
+/// `gran_sample` draws for it, it is `gran_sample`'s image i.
+///
+/// Every class is checked before the first image is drawn: a bad one leaves `out` untouched.
+///
+/// Errors: as `gran_sample`; INVALID_ARGUMENT also for NULL `classes`, a `classes_len` other
+/// than 1 or `count`, a class out of range (the message names the image), or an unconditional
+/// model (classes 0: use `gran_sample`).
+///
+/// Thread safety: as `gran_sample`.
+///
+/// # Safety
+/// `classes` points to `classes_len` readable uint32_t; `out` to `out_bytes` writable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn gran_sample_class(
+    m: GranModel,
+    seed: u64,
+    count: u32,
+    classes: *const u32,
+    classes_len: u32,
+    format: GranPixelFormat,
+    out: *mut c_void,
+    out_bytes: usize,
+) -> GranStatus {
+    guard(|| sample_into(m, seed, count, Some((classes, classes_len)), format, out, out_bytes, false))
 }
 
 /// Like `gran_sample`, but writes the canvas after each of the T drawing steps: `out` holds
@@ -87,7 +127,30 @@ pub unsafe extern "C" fn gran_sample_steps(
     out: *mut c_void,
     out_bytes: usize,
 ) -> GranStatus {
-    guard(|| sample_into(m, seed, count, format, out, out_bytes, true))
+    guard(|| sample_into(m, seed, count, None, format, out, out_bytes, true))
+}
+
+/// `gran_sample_steps` with the classes named, as `gran_sample_class` takes them: the canvases
+/// after each drawing step of images of those classes.
+///
+/// Errors: as `gran_sample_class` (BUFFER_TOO_SMALL counts T * count images).
+///
+/// Thread safety: as `gran_sample`.
+///
+/// # Safety
+/// `classes` points to `classes_len` readable uint32_t; `out` to `out_bytes` writable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn gran_sample_steps_class(
+    m: GranModel,
+    seed: u64,
+    count: u32,
+    classes: *const u32,
+    classes_len: u32,
+    format: GranPixelFormat,
+    out: *mut c_void,
+    out_bytes: usize,
+) -> GranStatus {
+    guard(|| sample_into(m, seed, count, Some((classes, classes_len)), format, out, out_bytes, true))
 }
 
 /// Writes the latents of images 0 .. count-1 of `seed` to `z` (count * z_dim floats, row-major):
@@ -123,8 +186,8 @@ pub unsafe extern "C" fn gran_latents(m: GranModel, seed: u64, count: u32, z: *m
 /// Images are drawn 256 at a time, as in `gran_sample` (the same rule for `out` on a failure
 /// after the arguments, all latents included, were checked).
 ///
-/// Errors: INVALID_ARGUMENT (count 0, NULL pointers, a non-finite latent), BUFFER_TOO_SMALL,
-/// OUT_OF_MEMORY.
+/// Errors: INVALID_ARGUMENT (count 0, NULL pointers, a non-finite latent, a class-conditional
+/// model: its images need classes, `gran_generate_class`), BUFFER_TOO_SMALL, OUT_OF_MEMORY.
 ///
 /// Thread safety: as `gran_sample`.
 ///
@@ -139,19 +202,64 @@ pub unsafe extern "C" fn gran_generate(
     out: *mut c_void,
     out_bytes: usize,
 ) -> GranStatus {
-    guard(|| {
-        let model = MODELS.get(m)?;
-        let (format, count) = (pixel_format(format)?, check_count(count)?);
-        let needed = model.pixel_bytes(format, count, false)?;
-        check_room(out_bytes, needed, "out")?;
-        let z = arg_floats(z, limits::mul(count, model.config().z_dim as usize, "the latents")?, "z")?;
-        let out = arg_bytes_mut(out as *mut u8, needed, "out")?;
-        model.generate_pixels(z, count, format, out)
-    })
+    guard(|| generate_into(m, z, count, None, format, out, out_bytes))
+}
+
+/// `gran_generate` for a class-conditional model: the images of caller latents `z` as the
+/// classes `classes` names (as `gran_sample_class` takes them).
+///
+/// Errors: as `gran_generate` and `gran_sample_class`.
+///
+/// Thread safety: as `gran_sample`.
+///
+/// # Safety
+/// `z` points to count * z_dim readable floats; `classes` to `classes_len` readable uint32_t;
+/// `out` to `out_bytes` writable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn gran_generate_class(
+    m: GranModel,
+    z: *const f32,
+    count: u32,
+    classes: *const u32,
+    classes_len: u32,
+    format: GranPixelFormat,
+    out: *mut c_void,
+    out_bytes: usize,
+) -> GranStatus {
+    guard(|| generate_into(m, z, count, Some((classes, classes_len)), format, out, out_bytes))
+}
+
+/// `gran_generate` or `gran_generate_class`.
+///
+/// # Safety
+/// As `gran_generate_class`, with `classes` `None` or the caller's pointer and length.
+unsafe fn generate_into(
+    m: GranModel,
+    z: *const f32,
+    count: u32,
+    classes: Option<(*const u32, u32)>,
+    format: GranPixelFormat,
+    out: *mut c_void,
+    out_bytes: usize,
+) -> Result<()> {
+    let model = MODELS.get(m)?;
+    let (format, count) = (pixel_format(format)?, check_count(count)?);
+    let classes = match classes {
+        Some((p, len)) => arg_classes(p, len, count)?,
+        None => Classes::Drawn,
+    };
+    let needed = model.pixel_bytes(format, count, false)?;
+    check_room(out_bytes, needed, "out")?;
+    let z = arg_floats(z, limits::mul(count, model.config().z_dim as usize, "the latents")?, "z")?;
+    let out = arg_bytes_mut(out as *mut u8, needed, "out")?;
+    model.generate_pixels(z, count, classes, format, out)
 }
 
 /// Writes D(x), the discriminator's probability that the image is real, for each of `count`
 /// images in `pixels` (in `format`, the model's size) to `probabilities` (count floats).
+///
+/// A class-conditional model judges each image as a member of the class its discriminator finds
+/// most real; `gran_discriminate_class` names the classes.
 ///
 /// Errors: INVALID_ARGUMENT (NULL pointers, count 0, floats outside [0, 1], a model loaded from
 /// a generator export: it has no discriminator).
@@ -168,16 +276,56 @@ pub unsafe extern "C" fn gran_discriminate(
     format: GranPixelFormat,
     probabilities: *mut f32,
 ) -> GranStatus {
-    guard(|| {
-        let model = MODELS.get(m)?;
-        let (format, count) = (pixel_format(format)?, check_count(count)?);
-        let len = limits::mul(count, model.image_bytes(format)?, "the pixels")?;
-        let data = arg_bytes(pixels as *const u8, len, "pixels")?;
-        let out = arg_floats_mut(probabilities, count, "probabilities")?;
-        // Nothing is written unless every chunk succeeds.
-        out.copy_from_slice(&model.discriminate_pixels(data, count, format)?);
-        Ok(())
-    })
+    guard(|| discriminate_into(m, pixels, count, None, format, probabilities))
+}
+
+/// D(x, y): `gran_discriminate` for a class-conditional model, each image judged as a member of
+/// its class in `classes` (as `gran_sample_class` takes them).
+///
+/// Errors: as `gran_discriminate` and `gran_sample_class`.
+///
+/// Thread safety: as `gran_sample`.
+///
+/// # Safety
+/// `pixels` points to count images in `format`; `classes` to `classes_len` readable uint32_t;
+/// `probabilities` to `count` writable floats.
+#[no_mangle]
+pub unsafe extern "C" fn gran_discriminate_class(
+    m: GranModel,
+    pixels: *const c_void,
+    count: u32,
+    classes: *const u32,
+    classes_len: u32,
+    format: GranPixelFormat,
+    probabilities: *mut f32,
+) -> GranStatus {
+    guard(|| discriminate_into(m, pixels, count, Some((classes, classes_len)), format, probabilities))
+}
+
+/// `gran_discriminate` or `gran_discriminate_class`.
+///
+/// # Safety
+/// As `gran_discriminate_class`, with `classes` `None` or the caller's pointer and length.
+unsafe fn discriminate_into(
+    m: GranModel,
+    pixels: *const c_void,
+    count: u32,
+    classes: Option<(*const u32, u32)>,
+    format: GranPixelFormat,
+    probabilities: *mut f32,
+) -> Result<()> {
+    let model = MODELS.get(m)?;
+    let (format, count) = (pixel_format(format)?, check_count(count)?);
+    let classes = match classes {
+        Some((p, len)) => arg_classes(p, len, count)?,
+        None => Classes::Drawn,
+    };
+    let len = limits::mul(count, model.image_bytes(format)?, "the pixels")?;
+    let data = arg_bytes(pixels as *const u8, len, "pixels")?;
+    let out = arg_floats_mut(probabilities, count, "probabilities")?;
+    // Nothing is written unless every chunk succeeds.
+    out.copy_from_slice(&model.discriminate_pixels(data, count, format, classes)?);
+    Ok(())
 }
 
 /// Writes `count` images (in `format`, height x width x channels) to `path` as one PNG grid with

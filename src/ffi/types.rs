@@ -255,6 +255,8 @@ impl ModelConfigs for GranModelConfig {
             leaky_relu: c.leaky_relu as u32,
             device: GranDevice::from_spec(c.device),
             seed: c.seed,
+            classes: c.classes,
+            reserved0: 0,
         }
     }
 
@@ -270,6 +272,7 @@ impl ModelConfigs for GranModelConfig {
             leaky_relu: self.leaky_relu != 0,
             device: self.device.to_spec()?,
             seed: self.seed,
+            classes: self.classes,
         };
         c.validate()?;
         Ok(c)

@@ -42,6 +42,12 @@ impl<'m> GraphedSampler<'m> {
         if count == 0 {
             return Err(Error::invalid("count is 0: a graph for at least one image"));
         }
+        if model.config().conditional() {
+            return Err(Error::invalid(
+                "graphed sampling takes latents only, and this model is class-conditional: sample eagerly \
+                 (Model::generate_classes)",
+            ));
+        }
         let _no_grad = tch::no_grad_guard();
         let precision = model.precision();
         let z = Tensor::f_zeros([count as i64, model.config().z_dim as i64], (Kind::Float, device))?;

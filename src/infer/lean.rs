@@ -12,7 +12,9 @@
 //!   tensors, and at one image reading weights, not arithmetic, is what costs (BENCHMARKS.md,
 //!   "Lean inference");
 //! - the decoder's input `[h_z, h_c[t]]` is never concatenated: its h_z half, the same at every
-//!   step, is multiplied once per image, and step 0's h_c (zero) not at all;
+//!   step, is multiplied once per image, and step 0's h_c (zero) not at all; a conditional
+//!   generator's `e(y)` part becomes one decoder vector per class, worked out once
+//!   (`embedding @ W_e`) and added by index;
 //! - on the CPU, the convolutions' weights are reordered once into oneDNN's blocked layout
 //!   (crate::sys::torch_ext::conv_prepack and conv_transpose_prepack; libtorch's conv2d and
 //!   conv_transpose2d reorder them on every call), and a ReLU that directly follows one runs
@@ -57,6 +59,9 @@ pub(crate) struct LeanGenerator {
     /// h_z and for h_c (copies).
     dec_wz: Tensor,
     dec_wc: Tensor,
+    /// A conditional generator's decoder term of each class, [classes, features]: e(y) times
+    /// the decoder weights' e(y) part.
+    dec_class: Option<Tensor>,
     /// Per step: the decoder's batch norm with the linear layer's bias.
     dec_affine: Vec<Affine>,
     dec_convs: Vec<Deconv>,
@@ -209,7 +214,12 @@ impl LeanGenerator {
         let hz_w = g.hz_fc.w.f_mul(&s.f_unsqueeze(1)?)?;
         let h = g.hidden;
         let dec_wz = share(&g.dec_fc.w).f_narrow(1, 0, h)?.f_tr()?.f_contiguous()?;
-        let dec_wc = share(&g.dec_fc.w).f_narrow(1, h, h)?.f_tr()?.f_contiguous()?;
+        let code = g.code_width();
+        let dec_wc = share(&g.dec_fc.w).f_narrow(1, code, h)?.f_tr()?.f_contiguous()?;
+        let dec_class = match &g.embed {
+            Some(e) => Some(share(&e.w).f_matmul(&share(&g.dec_fc.w).f_narrow(1, h, code - h)?.f_tr()?)?),
+            None => None,
+        };
         let dec_affine =
             (0..steps).map(|t| g.dec_bn.folded(t, g.dec_fc.b.as_ref()).map(features)).collect::<Result<Vec<_>>>()?;
         let n = g.dec_convs.len();
@@ -240,6 +250,7 @@ impl LeanGenerator {
             hz_b,
             dec_wz,
             dec_wc,
+            dec_class,
             dec_affine,
             dec_convs,
             enc_convs,
@@ -275,12 +286,23 @@ impl LeanGenerator {
         Ok(self.enc_affine[t].apply(&f)?.f_tanh_()?)
     }
 
-    /// Draws images from latents `z` [N, z_dim], as [`Generator::forward`] does in eval mode,
-    /// with the same outputs.
-    pub(crate) fn forward(&self, z: &Tensor, keep_canvases: bool) -> Result<Drawing> {
+    /// Draws images from latents `z` [N, z_dim] (and, for a conditional generator, classes
+    /// `labels`, int64 [N]), as [`Generator::forward_with`] does in eval mode, with the same
+    /// outputs.
+    pub(crate) fn forward(&self, z: &Tensor, labels: Option<&Tensor>, keep_canvases: bool) -> Result<Drawing> {
         let _no_grad = tch::no_grad_guard();
         let hz = z.f_linear(&self.hz_w, Some(&self.hz_b))?.f_tanh_()?;
-        let u = hz.f_matmul(&self.dec_wz)?;
+        let u = match (&self.dec_class, labels) {
+            (None, None) => hz.f_matmul(&self.dec_wz)?,
+            (Some(c), Some(y)) => c.f_index_select(0, y)?.f_to_kind(hz.kind())?.f_addmm(&hz, &self.dec_wz)?,
+            _ => {
+                return Err(crate::error::Error::invalid(if labels.is_some() {
+                    "this model is unconditional: it draws no class (its configuration has classes 0)"
+                } else {
+                    "this model is class-conditional: say which class each image is to be"
+                }))
+            }
+        };
         let mut hc: Option<Tensor> = None;
         let mut sum: Option<Tensor> = None;
         let mut canvases = Vec::new();
@@ -365,7 +387,7 @@ mod tests {
             let _no_grad = tch::no_grad_guard();
             for keep in [false, true] {
                 let want = g.forward(&z, BnMode::Eval, keep).unwrap();
-                let got = lean.forward(&z, keep).unwrap();
+                let got = lean.forward(&z, None, keep).unwrap();
                 // Images in [0, 1]; the fold reorders a few float operations per value.
                 assert!(max_diff(&want.image, &got.image) < 1e-5, "T={steps} keep={keep}");
                 assert_eq!((got.canvases.len(), got.deltas.len()), (want.canvases.len(), want.deltas.len()));
@@ -405,7 +427,7 @@ mod tests {
         let _no_grad = tch::no_grad_guard();
         for keep in [false, true] {
             let want = g.forward(&z, BnMode::Eval, keep).unwrap();
-            let got = lean.forward(&z, keep).unwrap();
+            let got = lean.forward(&z, None, keep).unwrap();
             assert_eq!(got.image.size(), [3, 3, 32, 32]);
             assert!(got.image.is_contiguous() && got.canvases.iter().all(|c| c.is_contiguous()));
             assert!(max_diff(&want.image, &got.image) < 1e-5);
@@ -413,12 +435,36 @@ mod tests {
     }
 
     #[test]
+    fn a_conditional_generator_draws_the_same_through_the_lean_path() {
+        let cfg = ModelConfig { drawing_steps: 3, width_scale: 0.25, classes: 10, ..Default::default() };
+        let g = perturbed_at(cfg);
+        let lean = LeanGenerator::new(&g).unwrap();
+        let z = Tensor::randn([7, 100], (Kind::Float, Device::Cpu));
+        let y = Tensor::from_slice(&[3i64, 0, 9, 3, 5, 1, 7]);
+        let _no_grad = tch::no_grad_guard();
+        for keep in [false, true] {
+            let want = g.forward_with(&z, Some(&y), BnMode::Eval, keep).unwrap();
+            let got = lean.forward(&z, Some(&y), keep).unwrap();
+            assert!(max_diff(&want.image, &got.image) < 1e-5, "keep={keep}");
+        }
+        // The class changes the image; an image depends on its own class only.
+        let other = lean.forward(&z, Some(&Tensor::from_slice(&[4i64, 0, 9, 3, 5, 1, 7])), false).unwrap().image;
+        let base = lean.forward(&z, Some(&y), false).unwrap().image;
+        assert!(max_diff(&other.narrow(0, 0, 1), &base.narrow(0, 0, 1)) > 1e-3);
+        assert!(max_diff(&other.narrow(0, 1, 6), &base.narrow(0, 1, 6)) < 1e-6);
+        // Labels are required by a conditional generator and refused by an unconditional one.
+        assert!(lean.forward(&z, None, false).is_err());
+        let plain = LeanGenerator::new(&perturbed(2, 0.25)).unwrap();
+        assert!(plain.forward(&z, Some(&y), false).is_err());
+    }
+
+    #[test]
     fn each_image_is_its_own_whatever_the_batch() {
         let g = perturbed(3, 0.25);
         let lean = LeanGenerator::new(&g).unwrap();
         let z = Tensor::randn([6, 100], (Kind::Float, Device::Cpu));
-        let all = lean.forward(&z, false).unwrap().image;
-        let one = lean.forward(&z.narrow(0, 4, 1), false).unwrap().image;
+        let all = lean.forward(&z, None, false).unwrap().image;
+        let one = lean.forward(&z.narrow(0, 4, 1), None, false).unwrap().image;
         assert!(max_diff(&all.narrow(0, 4, 1), &one) < 1e-6);
     }
 }

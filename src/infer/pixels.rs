@@ -4,6 +4,7 @@
 
 use crate::data::pixels::{self, PixelFormat};
 use crate::error::{Error, Result};
+use crate::infer::classes::Classes;
 use crate::infer::sample::{check_latents, Samples, CHUNK};
 use crate::limits;
 use crate::model::Model;
@@ -25,23 +26,31 @@ impl Model {
         limits::mul(pictures, self.image_bytes(format)?, "the output")
     }
 
-    /// Images 0 .. count-1 of `seed` (or their canvases, with `with_canvases`) written to `out`
-    /// (exactly `pixel_bytes(format, count, with_canvases)` bytes) in `format`.
+    /// Images 0 .. count-1 of `seed` of `classes` (or their canvases, with `with_canvases`)
+    /// written to `out` (exactly `pixel_bytes(format, count, with_canvases)` bytes) in `format`.
     pub(crate) fn sample_pixels(
         &self,
         seed: u64,
         count: usize,
         with_canvases: bool,
+        classes: Classes,
         format: PixelFormat,
         out: &mut [u8],
     ) -> Result<()> {
         let per_image = self.image_bytes(format)?;
-        self.sample_chunked(seed, count, with_canvases, &mut chunk_writer(out, format, per_image, count))
+        self.sample_chunked(seed, count, with_canvases, classes, &mut chunk_writer(out, format, per_image, count))
     }
 
     /// The images of caller latents `z` (count * z_dim, row-major; all checked before the first
     /// image is drawn) written to `out` in `format`.
-    pub(crate) fn generate_pixels(&self, z: &[f32], count: usize, format: PixelFormat, out: &mut [u8]) -> Result<()> {
+    pub(crate) fn generate_pixels(
+        &self,
+        z: &[f32],
+        count: usize,
+        classes: Classes,
+        format: PixelFormat,
+        out: &mut [u8],
+    ) -> Result<()> {
         let z_dim = self.config().z_dim as usize;
         if z.len() != limits::mul(count, z_dim, "the latents")? {
             return Err(Error::internal(format!("{} latents for {count} images of z_dim {z_dim}", z.len())));
@@ -52,21 +61,38 @@ impl Model {
             chunk.copy_from_slice(&z[first * z_dim..first * z_dim + chunk.len()]);
             Ok(())
         };
-        self.generate_chunked(count, false, &mut latents, &mut chunk_writer(out, format, per_image, count))
+        self.generate_chunked(count, false, classes, None, &mut latents, &mut chunk_writer(out, format, per_image, count))
     }
 
     /// D(x) for each of the `count` images of `data` (in `format`, the model's size), chunk by
     /// chunk (each image scored alone, with running statistics): memory does not grow with the
-    /// count. A bad value's message points into the whole buffer.
-    pub(crate) fn discriminate_pixels(&self, data: &[u8], count: usize, format: PixelFormat) -> Result<Vec<f32>> {
+    /// count. A bad value's message points into the whole buffer. A conditional model judges
+    /// each image as a member of its class in `classes` (`Classes::Drawn`: of its most real
+    /// class).
+    pub(crate) fn discriminate_pixels(
+        &self,
+        data: &[u8],
+        count: usize,
+        format: PixelFormat,
+        classes: Classes,
+    ) -> Result<Vec<f32>> {
         let per_image = self.image_bytes(format)?;
         let c = self.config();
+        classes.check(c.classes, count)?;
+        let mut labels = vec![0i64; CHUNK.min(count)];
         let mut scores = limits::vec_with_capacity(count, "the probabilities")?;
         for (k, chunk) in data[..limits::mul(count, per_image, "the pixels")?].chunks(CHUNK * per_image).enumerate() {
             let n = chunk.len() / per_image;
             let images = pixels::to_tensor(chunk, n, c.channels, c.height, c.width, format)
                 .map_err(|e| offset_message(e, k * CHUNK))?;
-            scores.extend(self.discriminate(&images)?);
+            let y = match classes {
+                Classes::Drawn => None,
+                _ => {
+                    classes.fill(c.classes, 0, k * CHUNK, &mut labels[..n]);
+                    Some(tch::Tensor::f_from_slice(&labels[..n])?)
+                }
+            };
+            scores.extend(self.discriminate_labelled(&images, y.as_ref(), crate::infer::sample::Scoring::RunningStatistics)?);
         }
         Ok(scores)
     }

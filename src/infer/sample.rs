@@ -9,6 +9,7 @@
 //! computed in (the kernels chosen depend on the batch size).
 
 use crate::error::{Error, Result};
+use crate::infer::classes::Classes;
 use crate::limits;
 use crate::model::Model;
 use crate::nn::layers::BnMode;
@@ -24,6 +25,8 @@ pub struct Samples {
     pub images: Tensor,
     /// With `with_canvases`: [T, N, C, H, W], the canvas after each drawing step.
     pub canvases: Option<Tensor>,
+    /// A conditional model's class of each image (int64 [N]); `None` for an unconditional one.
+    pub labels: Option<Tensor>,
 }
 
 /// `InvalidArgument` naming the first latent of `z` that is not finite (`offset`: the index of
@@ -57,22 +60,38 @@ impl Model {
     }
 
     /// Draws `count` images chunk by chunk, at most [`CHUNK`] at a time: `latents(first, z)` fills
-    /// the latents of images `first .. first + z.len() / z_dim`, and `sink(first, &samples)`
-    /// receives that chunk's images (and canvases with `with_canvases`) on the CPU. Memory does not grow
-    /// with `count`. The model's weights are read-locked for the whole call, so every image
-    /// comes from the same weights.
+    /// the latents of images `first .. first + z.len() / z_dim`, `classes` says each image's
+    /// class (checked first; `Classes::Drawn` draws them from `class_seed`, and a conditional
+    /// model refuses it without one), and `sink(first, &samples)` receives that chunk's images
+    /// (and canvases with `with_canvases`) on the CPU. Memory does not grow with `count`. The
+    /// model's weights are read-locked for the whole call, so every image comes from the same
+    /// weights.
     pub(crate) fn generate_chunked(
         &self,
         count: usize,
         with_canvases: bool,
+        classes: Classes,
+        class_seed: Option<u64>,
         latents: &mut dyn FnMut(usize, &mut [f32]) -> Result<()>,
         sink: &mut dyn FnMut(usize, &Samples) -> Result<()>,
     ) -> Result<()> {
         if count == 0 {
             return Err(Error::invalid("count is 0: ask for at least one image"));
         }
+        let n_classes = self.config().classes;
+        classes.check(n_classes, count)?;
+        let class_seed = match (n_classes, classes, class_seed) {
+            (0, ..) => None,
+            (_, Classes::Drawn, None) => {
+                return Err(Error::invalid(
+                    "this model is class-conditional: give a class for all the images or one per image",
+                ))
+            }
+            (_, _, s) => Some(s.unwrap_or(0)),
+        };
         let z_dim = self.config().z_dim as usize;
         let mut z = limits::vec_filled(CHUNK.min(count) * z_dim, 0f32, "the latents of one chunk")?;
+        let mut y = vec![0i64; if class_seed.is_some() { CHUNK.min(count) } else { 0 }];
         let _no_grad = tch::no_grad_guard();
         let precision = self.precision();
         let choice = self.generator_choice();
@@ -91,9 +110,17 @@ impl Model {
             latents(first, chunk)?;
             check_latents(chunk, first * z_dim)?;
             let host = Tensor::f_from_slice(chunk)?.f_view([n as i64, z_dim as i64])?;
+            let labels = match class_seed {
+                Some(seed) => {
+                    classes.fill(n_classes, seed, first, &mut y[..n]);
+                    Some(Tensor::f_from_slice(&y[..n])?)
+                }
+                None => None,
+            };
             // Small batches on CUDA: through a captured graph of this batch size (the same
             // kernels without their launch overhead; crate::infer::graph_cache::GraphCache).
-            if !with_canvases {
+            // Unconditional models only: the graphs take latents alone.
+            if !with_canvases && labels.is_none() {
                 let mut graphs = self.graphs.lock();
                 if graphs.applies(self.device(), n) {
                     let forward = |z: &Tensor| {
@@ -101,43 +128,53 @@ impl Model {
                     };
                     if let Some(images) = graphs.images((n, precision, averaged), self.device(), &host, &forward)? {
                         drop(graphs);
-                        sink(first, &Samples { images, canvases: None })?;
+                        sink(first, &Samples { images, canvases: None, labels: None })?;
                         first += n;
                         continue;
                     }
                 }
             }
             let zt = host.f_to_device(self.device())?;
+            let yt = labels.as_ref().map(|l| l.f_to_device(self.device())).transpose()?;
             // Images and canvases are float32 in either precision (the canvas sums in float32).
             let d = precision.run(self.device(), || match &lean {
-                Some(lean) => lean.forward(&zt, with_canvases),
-                None => gen.forward(&zt, BnMode::Eval, with_canvases),
+                Some(lean) => lean.forward(&zt, yt.as_ref(), with_canvases),
+                None => gen.forward_with(&zt, yt.as_ref(), BnMode::Eval, with_canvases),
             })?;
             let canvases =
                 if with_canvases { Some(Tensor::f_stack(&d.canvases, 0)?.f_to_device(Device::Cpu)?) } else { None };
-            sink(first, &Samples { images: d.image.f_to_device(Device::Cpu)?, canvases })?;
+            sink(first, &Samples { images: d.image.f_to_device(Device::Cpu)?, canvases, labels })?;
             first += n;
         }
         Ok(())
     }
 
-    /// `count` images of `seed`, chunk by chunk, as [`Model::generate_chunked`] hands them over.
+    /// `count` images of `seed` of `classes`, chunk by chunk, as [`Model::generate_chunked`]
+    /// hands them over.
     pub(crate) fn sample_chunked(
         &self,
         seed: u64,
         count: usize,
         with_canvases: bool,
+        classes: Classes,
         sink: &mut dyn FnMut(usize, &Samples) -> Result<()>,
     ) -> Result<()> {
         let mut latents = |first: usize, z: &mut [f32]| {
             self.latents_into(seed, first as u64, z);
             Ok(())
         };
-        self.generate_chunked(count, with_canvases, &mut latents, sink)
+        self.generate_chunked(count, with_canvases, classes, Some(seed), &mut latents, sink)
     }
 
-    /// Images from caller latents `z` ([count * z_dim] row-major).
+    /// Images from caller latents `z` ([count * z_dim] row-major), of an unconditional model.
     pub fn generate(&self, z: &[f32], count: usize, with_canvases: bool) -> Result<Samples> {
+        self.generate_classes(z, count, Classes::Drawn, with_canvases)
+    }
+
+    /// Images from caller latents `z` ([count * z_dim] row-major) of `classes`: a conditional
+    /// model needs `Classes::All` or `Classes::Each` (caller latents have no seed to draw
+    /// classes from); an unconditional one `Classes::Drawn`.
+    pub fn generate_classes(&self, z: &[f32], count: usize, classes: Classes, with_canvases: bool) -> Result<Samples> {
         let z_dim = self.config().z_dim as usize;
         if count == 0 {
             return Err(Error::invalid("count is 0: ask for at least one image"));
@@ -152,12 +189,20 @@ impl Model {
             out.copy_from_slice(&z[first * z_dim..first * z_dim + out.len()]);
             Ok(())
         };
-        collect(count, with_canvases, |sink| self.generate_chunked(count, with_canvases, &mut latents, sink))
+        collect(count, with_canvases, |sink| {
+            self.generate_chunked(count, with_canvases, classes, None, &mut latents, sink)
+        })
     }
 
-    /// `count` images of `seed` (and, with `with_canvases`, their canvases after every step).
+    /// `count` images of `seed` (and, with `with_canvases`, their canvases after every step); a
+    /// conditional model draws each image's class from (seed, i).
     pub fn sample(&self, seed: u64, count: usize, with_canvases: bool) -> Result<Samples> {
-        collect(count, with_canvases, |sink| self.sample_chunked(seed, count, with_canvases, sink))
+        self.sample_classes(seed, count, Classes::Drawn, with_canvases)
+    }
+
+    /// `count` images of `seed` of `classes` (a conditional model; `Classes::Drawn` for either).
+    pub fn sample_classes(&self, seed: u64, count: usize, classes: Classes, with_canvases: bool) -> Result<Samples> {
+        collect(count, with_canvases, |sink| self.sample_chunked(seed, count, with_canvases, classes, sink))
     }
 
     /// D(x) for each image of `images` ([N, C, H, W], u8 0..255 or float in [0, 1], any device),
@@ -168,6 +213,13 @@ impl Model {
 
     /// D(x) for each image of `images`, with the batch-norm statistics `scoring` says.
     pub fn discriminate_with(&self, images: &Tensor, scoring: Scoring) -> Result<Vec<f32>> {
+        self.discriminate_labelled(images, None, scoring)
+    }
+
+    /// D(x, y) for each image of `images` with its class `labels` (int64 [N], any device; each
+    /// in 0..classes, checked), as a conditional discriminator judges it; `None` judges each
+    /// image as a member of its most real class. An unconditional model ignores labels.
+    pub fn discriminate_labelled(&self, images: &Tensor, labels: Option<&Tensor>, scoring: Scoring) -> Result<Vec<f32>> {
         self.require_full("scoring with the discriminator")?;
         let c = self.config();
         let size = images.size();
@@ -179,6 +231,19 @@ impl Model {
             )));
         }
         let n = size[0];
+        let labels = match labels.filter(|_| c.conditional()) {
+            Some(l) => {
+                let l = l.f_to_device(Device::Cpu)?.f_to_kind(Kind::Int64)?;
+                if l.size() != [n] {
+                    return Err(Error::invalid(format!("{:?} labels given for {n} images", l.size())));
+                }
+                if n > 0 && (l.f_min()?.f_int64_value(&[])? < 0 || l.f_max()?.f_int64_value(&[])? >= c.classes as i64) {
+                    return Err(Error::invalid(format!("a label is outside 0..{} (the model's classes)", c.classes)));
+                }
+                Some(l)
+            }
+            None => None,
+        };
         let (most, mode) = match scoring {
             Scoring::RunningStatistics => (CHUNK as i64, BnMode::Eval),
             Scoring::BatchStatistics(0) => return Err(Error::invalid("a scoring batch of 0 images")),
@@ -200,7 +265,8 @@ impl Model {
             } else {
                 x.f_to_kind(Kind::Float)?
             };
-            let logits = precision.run(self.device(), || state.disc.forward(&x, mode))?;
+            let y = labels.as_ref().map(|l| l.f_narrow(0, start, len)?.f_to_device(self.device())).transpose()?;
+            let logits = precision.run(self.device(), || state.disc.forward_with(&x, y.as_ref(), mode))?;
             let p = logits.f_to_kind(Kind::Float)?.f_sigmoid()?.f_to_device(Device::Cpu)?;
             out.extend(Vec::<f32>::try_from(&p)?);
             start += len;
@@ -218,8 +284,12 @@ fn collect(
     let chunks = count.div_ceil(CHUNK);
     let mut images = limits::vec_with_capacity(chunks, "the chunks of a sample")?;
     let mut canvases = limits::vec_with_capacity(if with_canvases { chunks } else { 0 }, "the chunks of a sample")?;
+    let mut labels = Vec::new();
     run(&mut |_, s: &Samples| {
         images.push(s.images.shallow_clone());
+        if let Some(l) = &s.labels {
+            labels.push(l.shallow_clone());
+        }
         if let Some(c) = &s.canvases {
             canvases.push(c.shallow_clone());
         }
@@ -228,6 +298,7 @@ fn collect(
     Ok(Samples {
         images: Tensor::f_cat(&images, 0)?,
         canvases: if with_canvases { Some(Tensor::f_cat(&canvases, 1)?) } else { None },
+        labels: if labels.is_empty() { None } else { Some(Tensor::f_cat(&labels, 0)?) },
     })
 }
 

@@ -1,6 +1,7 @@
 //! Latent walks: images along the great circle between two latents, for animations and for
 //! looking at what the model has learned between two of its images.
 
+use crate::infer::classes::Classes;
 use crate::error::{Error, Result};
 use crate::limits;
 use crate::model::Model;
@@ -30,15 +31,19 @@ impl Model {
     /// A latent walk: `frames` steps from image i of seed `from` to image i of seed `to`, for
     /// i in `0 .. count`, the latents interpolated by [`slerp`] at `t = k / (frames - 1)` (the
     /// first frame is `from`'s images, the last `to`'s, as `sample` draws them). Returns one
-    /// tensor `[count, C, H, W]` per frame, on the CPU.
+    /// tensor `[count, C, H, W]` per frame, on the CPU. A conditional model draws image i of
+    /// every frame as the class `classes` gives it (`Classes::Drawn`: the class `sample` draws
+    /// for image i of `from`), so only the latent moves.
     ///
     /// # Errors
     /// `InvalidArgument` for fewer than 2 or more than [`MAX_WALK_FRAMES`] frames, or a count
-    /// `sample` refuses; `OutOfMemory`; those of `generate`.
-    pub fn walk(&self, from: u64, to: u64, count: usize, frames: usize) -> Result<Vec<Tensor>> {
+    /// or classes `sample` refuses; `OutOfMemory`; those of `generate`.
+    pub fn walk(&self, from: u64, to: u64, count: usize, frames: usize, classes: Classes) -> Result<Vec<Tensor>> {
         if !(2..=MAX_WALK_FRAMES).contains(&frames) {
             return Err(Error::invalid(format!("{frames} frames: a walk has 2 to {MAX_WALK_FRAMES}")));
         }
+        let n_classes = self.config().classes;
+        classes.check(n_classes, count)?;
         let z_dim = self.config().z_dim as usize;
         let (a, b) = (self.latents(from, 0, count)?, self.latents(to, 0, count)?);
         let total = limits::mul(frames, count, "the walk's images")?;
@@ -49,7 +54,14 @@ impl Model {
                 z.extend(slerp(za, zb, t));
             }
         }
-        let images = self.generate(&z, total, false)?.images;
+        let images = if n_classes == 0 {
+            self.generate(&z, total, false)?.images
+        } else {
+            let mut per_image = vec![0i64; count];
+            classes.fill(n_classes, from, 0, &mut per_image);
+            let each: Vec<u32> = (0..frames).flat_map(|_| per_image.iter().map(|&k| k as u32)).collect();
+            self.generate_classes(&z, total, Classes::Each(&each), false)?.images
+        };
         (0..frames as i64).map(|k| Ok(images.f_narrow(0, k * count as i64, count as i64)?)).collect()
     }
 }

@@ -294,6 +294,11 @@ pub(crate) fn config_from(
         width_scale: field(meta, "width_scale")?,
         leaky_relu: field(meta, "leaky_relu")?,
         seed: field(meta, "seed")?,
+        // Files of unconditional models, older ones included, have no "classes".
+        classes: match meta.get("classes") {
+            Some(_) => field(meta, "classes")?,
+            None => 0,
+        },
         device,
     };
     cfg.validate().map_err(|e| not_ours(format!("bad configuration: {}", e.message)))?;
@@ -302,9 +307,12 @@ pub(crate) fn config_from(
 
 /// The configuration fields every gran file's metadata holds.
 /// (The drawing steps are stored as "steps", the name files have always used.)
+/// "classes" only for a conditional model: an unconditional model's file is the same as before
+/// conditional models existed, and older readers load it.
 fn config_meta(cfg: &ModelConfig) -> Vec<(&'static str, String)> {
     cfg.fields()
         .into_iter()
+        .filter(|(name, _)| *name != "classes" || cfg.conditional())
         .map(|(name, value)| (if name == "drawing_steps" { "steps" } else { name }, value))
         .collect()
 }

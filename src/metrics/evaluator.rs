@@ -77,6 +77,23 @@ pub struct Quality {
     /// The same for the real reference images (what an image that is not a copy typically shows).
     pub reference_nearest_train_distance: f64,
     pub count: usize,
+    /// A class-conditional model's samples: for each class, the share of the samples asked to
+    /// be of it that the classifier assigns to it (NaN for a class no sample asked for; the
+    /// evaluator's classes). Empty for an unconditional model and for image sets.
+    pub class_accuracy: Vec<f64>,
+}
+
+impl Quality {
+    /// The mean of the per-class accuracies that were measured, and the worst of them; `None`
+    /// when none was.
+    pub fn accuracy_summary(&self) -> Option<(f64, f64)> {
+        let measured: Vec<f64> = self.class_accuracy.iter().copied().filter(|a| !a.is_nan()).collect();
+        if measured.is_empty() {
+            return None;
+        }
+        let mean = measured.iter().sum::<f64>() / measured.len() as f64;
+        Some((mean, measured.iter().copied().fold(f64::INFINITY, f64::min)))
+    }
 }
 
 fn to_float(x: &Tensor, device: Device) -> Result<Tensor> {
@@ -225,14 +242,16 @@ impl Evaluator {
         let mut start = 0;
         while start < n {
             let len = CHUNK.min(n - start);
-            stats.add(&images.f_narrow(0, start, len)?)?;
+            stats.add(&images.f_narrow(0, start, len)?, None)?;
             start += len;
         }
         self.finish(stats, reference, train)
     }
 
     /// Quality of `samples` images drawn from `model` with `seed`, consumed chunk by chunk as
-    /// they are drawn: memory does not grow with `samples`.
+    /// they are drawn: memory does not grow with `samples`. A class-conditional model draws
+    /// each image as a class drawn uniformly from (seed, i), and the result says how often the
+    /// classifier agrees with the class asked for, per class.
     pub fn model_quality(
         &self,
         model: &crate::model::Model,
@@ -243,7 +262,10 @@ impl Evaluator {
     ) -> Result<Quality> {
         check_samples(samples)?;
         let mut stats = Stats::new(self, train)?;
-        model.sample_chunked(seed, samples, false, &mut |_, s| stats.add(&s.images))?;
+        stats.conditional = model.config().conditional();
+        model.sample_chunked(seed, samples, false, crate::Classes::Drawn, &mut |_, s| {
+            stats.add(&s.images, s.labels.as_ref())
+        })?;
         self.finish(stats, reference, train)
     }
 
@@ -254,7 +276,7 @@ impl Evaluator {
         let mut start = 0;
         while start < n {
             let len = CHUNK.min(n - start);
-            real.add(&reference.images()?.f_narrow(0, start, len)?)?;
+            real.add(&reference.images()?.f_narrow(0, start, len)?, None)?;
             start += len;
         }
         let count = stats.n;
@@ -267,6 +289,10 @@ impl Evaluator {
             nearest_train_distance: stats.near_sum / count as f64,
             reference_nearest_train_distance: real.near_sum / n as f64,
             count,
+            class_accuracy: match stats.conditional {
+                true => stats.asked.iter().zip(&stats.hits).map(|(&a, &h)| if a > 0 { h as f64 / a as f64 } else { f64::NAN }).collect(),
+                false => Vec::new(),
+            },
         })
     }
 }
@@ -299,6 +325,11 @@ struct Stats<'a> {
     p_log_p: f64,
     counts: Vec<i64>,
     near_sum: f64,
+    /// Conditional samples: whether they are, and per class the samples asked to be of it and
+    /// those the classifier assigns to it.
+    conditional: bool,
+    asked: Vec<i64>,
+    hits: Vec<i64>,
 }
 
 /// Keeps log(0) out of the classifier score.
@@ -321,12 +352,25 @@ impl<'a> Stats<'a> {
             p_log_p: 0.0,
             counts: vec![0; ev.classes],
             near_sum: f64::NAN,
+            conditional: false,
+            asked: vec![0; ev.classes],
+            hits: vec![0; ev.classes],
         })
     }
 
-    /// Adds the images of one chunk ([n, C, H, W], u8 or float in [0, 1]).
-    fn add(&mut self, images: &Tensor) -> Result<()> {
+    /// Adds the images of one chunk ([n, C, H, W], u8 or float in [0, 1]), with the classes
+    /// they were asked to be (int64 [n]) when a conditional model drew them.
+    fn add(&mut self, images: &Tensor, asked: Option<&Tensor>) -> Result<()> {
         let (f, p) = self.ev.features_and_probabilities(images)?;
+        if let Some(asked) = asked {
+            let predicted = Vec::<i64>::try_from(p.f_argmax(1, false)?)?;
+            for (&k, &y) in Vec::<i64>::try_from(asked.f_to_device(Device::Cpu)?)?.iter().zip(&predicted) {
+                if let Some(slot) = usize::try_from(k).ok().filter(|&k| k < self.ev.classes) {
+                    self.asked[slot] += 1;
+                    self.hits[slot] += i64::from(y == k);
+                }
+            }
+        }
         self.n += f.size()[0] as usize;
         self.sum = self.sum.f_add(&f.f_sum_dim_intlist(&[0i64][..], false, Kind::Double)?)?;
         self.outer = self.outer.f_add(&f.f_transpose(0, 1)?.f_matmul(&f)?)?;

@@ -26,6 +26,7 @@
 
 use crate::data::Dataset;
 use crate::error::{Error, Result};
+use crate::infer::classes::Classes;
 use crate::infer::sample::{Scoring, CHUNK};
 use crate::limits::{MAX_METRIC_SAMPLES, MAX_SCORE_BATCH};
 use crate::model::Model;
@@ -174,11 +175,17 @@ fn judged_real(judge: &Model, drawer: &Model, seed: u64, n: usize, scoring: Scor
             drawer.latents_into(seed, (start + first) as u64, z);
             Ok(())
         };
-        drawer.generate_chunked(len, false, &mut latents, &mut |_, s| {
+        let mut labels = Vec::new();
+        drawer.generate_chunked(len, false, Classes::Drawn, Some(seed), &mut latents, &mut |_, s| {
             parts.push(s.images.shallow_clone());
+            labels.extend(s.labels.as_ref().map(Tensor::shallow_clone));
             Ok(())
         })?;
-        let p = judge.discriminate_with(&Tensor::f_cat(&parts, 0)?, scoring)?;
+        // A conditional judge knows the class of a conditional drawer's sample when their
+        // classes are the same set; otherwise it judges each sample as of its most real class.
+        let same_classes = judge.config().classes > 0 && judge.config().classes == drawer.config().classes;
+        let labels = if same_classes { Some(Tensor::f_cat(&labels, 0)?) } else { None };
+        let p = judge.discriminate_labelled(&Tensor::f_cat(&parts, 0)?, labels.as_ref(), scoring)?;
         real += p.iter().filter(|&&p| p > 0.5).count();
         start += len;
     }
@@ -229,8 +236,19 @@ pub fn gam(a: &Model, b: &Model, test: &Dataset, cfg: &GamConfig) -> Result<GamR
         0 => Scoring::RunningStatistics,
         b => Scoring::BatchStatistics(b as usize),
     };
-    let test_error_a = share(&a.discriminate_with(real, scoring)?, is_fake);
-    let test_error_b = share(&b.discriminate_with(real, scoring)?, is_fake);
+    // A conditional discriminator judges a held-out image as a member of its class when the set
+    // is labelled within its classes.
+    let judged = |m: &Model| -> Result<Vec<f32>> {
+        let labels = match test.labels() {
+            Some(l) if m.config().conditional() && l.iter().all(|&k| u32::from(k) < m.config().classes) => {
+                Some(Tensor::f_from_slice(l)?.f_to_kind(tch::Kind::Int64)?)
+            }
+            _ => None,
+        };
+        m.discriminate_labelled(real, labels.as_ref(), scoring)
+    };
+    let test_error_a = share(&judged(a)?, is_fake);
+    let test_error_b = share(&judged(b)?, is_fake);
     let sample_error_a = judged_real(a, b, cfg.seed, n, scoring)?;
     let sample_error_b = judged_real(b, a, cfg.seed, n, scoring)?;
     let (r_test, r_sample, verdict) = decide(test_error_a, test_error_b, sample_error_a, sample_error_b, cfg.tolerance);

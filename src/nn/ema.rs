@@ -92,15 +92,26 @@ impl Averaged {
     /// Re-estimates the batch-norm statistics from the averaged weights, on `device` in float32:
     /// [`STANDING_BATCHES`] batches of `self.batch` latents from a fixed stream, each slot's
     /// running mean and variance the average over the batches. Records `step` as their step.
-    pub(crate) fn estimate_statistics(&mut self, z_dim: usize, device: Device, step: u64) -> Result<()> {
+    ///
+    /// A conditional generator's batches draw their classes uniformly from a fixed stream too,
+    /// as training's generated minibatches do.
+    pub(crate) fn estimate_statistics(&mut self, z_dim: usize, classes: u32, device: Device, step: u64) -> Result<()> {
         let batch = self.batch;
         let _no_grad = tch::no_grad_guard();
         let s = Stream::new(0, stream::STANDING);
+        let sy = Stream::new(0, stream::STANDING_CLASS);
         let n = batch.max(2) as usize;
         for k in 0..STANDING_BATCHES {
             let z = s.sub(u64::from(k)).normals(0, n * z_dim);
             let z = Tensor::f_from_slice(&z)?.f_view([n as i64, z_dim as i64])?.f_to_device(device)?;
-            self.gen.forward(&z, BnMode::Accumulate(k + 1), false)?;
+            let y = match classes {
+                0 => None,
+                c => {
+                    let y: Vec<i64> = (0..n as u64).map(|i| sy.sub(u64::from(k)).below(i, u64::from(c)) as i64).collect();
+                    Some(Tensor::f_from_slice(&y)?.f_to_device(device)?)
+                }
+            };
+            self.gen.forward_with(&z, y.as_ref(), BnMode::Accumulate(k + 1), false)?;
         }
         self.stats_step = Some(step);
         self.stats_batch = batch;

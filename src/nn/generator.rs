@@ -2,10 +2,15 @@
 //! weights. Step t decodes [h_z, h_c[t]] into an addition dC[t] to the canvas, and the encoder
 //! reads dC[t] (this step's output, not the running canvas) into h_c[t+1]. The image is
 //! sigmoid(sum_t dC[t]); T = 1 is the single-step DCGAN-style baseline.
+//!
+//! A class-conditional generator (`ModelConfig::classes` > 0) also takes each image's class y:
+//! a learned embedding e(y) of h_z's size joins h_z, so step t decodes [h_z, e(y), h_c[t]]. The
+//! per-image code [h_z, e(y)] is the same at every step; everything downstream of it (the
+//! decoder, the encoder, recomputation, the lean form) sees one wider code.
 
 use crate::config::{Architecture, ModelConfig};
 use crate::error::Result;
-use crate::nn::layers::{BatchNorm, BnMode, Builder, Conv, Linear};
+use crate::nn::layers::{BatchNorm, BnMode, Builder, Conv, Embedding, Linear};
 use tch::{Kind, Tensor};
 
 /// The fields are the crate's to read (crate::infer::lean folds them into an inference form).
@@ -16,6 +21,8 @@ pub struct Generator {
     pub(crate) c0: i64,
     pub(crate) hz_fc: Linear,
     pub(crate) hz_bn: BatchNorm,
+    /// A conditional generator's class embedding [classes, hidden].
+    pub(crate) embed: Option<Embedding>,
     pub(crate) dec_fc: Linear,
     pub(crate) dec_bn: BatchNorm,
     pub(crate) dec_convs: Vec<Conv>,
@@ -42,7 +49,13 @@ impl Generator {
         let (base, c0) = (arch.base, arch.dec[0]);
         let hz_fc = b.linear("g.hz.fc", cfg.z_dim as i64, hidden, true, false)?;
         let hz_bn = b.batch_norm("g.hz.bn", hidden, 1)?;
-        let dec_fc = b.linear("g.dec.fc", 2 * hidden, c0 * base * base, true, false)?;
+        // N(0, 1), as h_z's entries after batch norm and tanh are of order one.
+        let embed = match cfg.classes {
+            0 => None,
+            k => Some(b.embedding("g.embed", k as i64, hidden, 1.0, false)?),
+        };
+        let code = hidden * if embed.is_some() { 2 } else { 1 };
+        let dec_fc = b.linear("g.dec.fc", code + hidden, c0 * base * base, true, false)?;
         let dec_bn = b.batch_norm("g.dec.bn", c0 * base * base, steps)?;
         let mut dec_convs = Vec::new();
         for (i, w) in arch.dec.windows(2).enumerate() {
@@ -67,6 +80,7 @@ impl Generator {
             c0,
             hz_fc,
             hz_bn,
+            embed,
             dec_fc,
             dec_bn,
             dec_convs,
@@ -109,16 +123,50 @@ impl Generator {
         Ok(self.enc_bn.forward(&x, mode, t)?.f_tanh_()?)
     }
 
-    /// The latent code h_z: z [N, z_dim] -> [N, hidden], once per image.
-    pub(super) fn latent_code(&self, z: &Tensor, mode: BnMode) -> Result<Tensor> {
-        Ok(self.hz_bn.forward(&self.hz_fc.forward(z)?, mode, 0)?.f_tanh_()?)
+    /// Width of the per-image code the decoder reads besides h_c: h_z, and e(y) when
+    /// conditional.
+    pub(crate) fn code_width(&self) -> i64 {
+        self.hidden * if self.embed.is_some() { 2 } else { 1 }
     }
 
-    /// Draws images from latents z [N, z_dim]. With `keep_canvases`, also returns the canvas after
-    /// every step and each step's output (for the step-by-step pictures).
+    /// Whether the generator draws a given class.
+    pub fn conditional(&self) -> bool {
+        self.embed.is_some()
+    }
+
+    /// The per-image code, once per image: h_z from z [N, z_dim] ([N, hidden]), joined by e(y)
+    /// for a conditional generator (`labels`: int64 [N] on z's device, in 0..classes).
+    /// `InvalidArgument` when labels are missing for a conditional generator or given to an
+    /// unconditional one.
+    pub(crate) fn latent_code(&self, z: &Tensor, labels: Option<&Tensor>, mode: BnMode) -> Result<Tensor> {
+        let hz = self.hz_bn.forward(&self.hz_fc.forward(z)?, mode, 0)?.f_tanh_()?;
+        match (&self.embed, labels) {
+            (None, None) => Ok(hz),
+            (Some(e), Some(y)) => {
+                let ey = e.forward(y)?.f_to_kind(hz.kind())?;
+                Ok(Tensor::f_cat(&[&hz, &ey], 1)?)
+            }
+            (Some(_), None) => Err(crate::error::Error::invalid(
+                "this model is class-conditional: say which class each image is to be",
+            )),
+            (None, Some(_)) => Err(crate::error::Error::invalid(
+                "this model is unconditional: it draws no class (its configuration has classes 0)",
+            )),
+        }
+    }
+
+    /// Draws images from latents z [N, z_dim] (an unconditional generator). With
+    /// `keep_canvases`, also returns the canvas after every step and each step's output (for the
+    /// step-by-step pictures).
     pub fn forward(&self, z: &Tensor, mode: BnMode, keep_canvases: bool) -> Result<Drawing> {
+        self.forward_with(z, None, mode, keep_canvases)
+    }
+
+    /// [`Generator::forward`] with each image's class (`labels`, int64 [N]) for a conditional
+    /// generator; `None` for an unconditional one.
+    pub fn forward_with(&self, z: &Tensor, labels: Option<&Tensor>, mode: BnMode, keep_canvases: bool) -> Result<Drawing> {
         let n = z.size()[0];
-        let hz = self.latent_code(z, mode)?;
+        let hz = self.latent_code(z, labels, mode)?;
         let mut hc = Tensor::f_zeros([n, self.hidden], (z.kind(), z.device()))?;
         let mut sum: Option<Tensor> = None;
         let mut canvases = Vec::new();

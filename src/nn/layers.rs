@@ -32,7 +32,7 @@ pub enum BnMode {
 const BN_MOMENTUM: f64 = 0.1;
 const BN_EPS: f64 = 1e-5;
 /// DCGAN initialisation: N(0, 0.02) for weights, N(1, 0.02) for batch-norm scales.
-const INIT_STD: f64 = 0.02;
+pub(crate) const INIT_STD: f64 = 0.02;
 
 pub(crate) struct Linear {
     pub(crate) w: Tensor,
@@ -42,6 +42,18 @@ pub(crate) struct Linear {
 impl Linear {
     pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
         Ok(x.f_linear(&self.w, self.b.as_ref())?)
+    }
+}
+
+/// A learned vector per class: row y of `w` ([classes, dim]) is class y's.
+pub(crate) struct Embedding {
+    pub(crate) w: Tensor,
+}
+
+impl Embedding {
+    /// The rows of `labels` (int64 [N], each in 0..classes, checked by the caller): [N, dim].
+    pub(crate) fn forward(&self, labels: &Tensor) -> Result<Tensor> {
+        Ok(self.w.f_index_select(0, labels)?)
     }
 }
 
@@ -206,6 +218,11 @@ impl Builder {
         let w = self.param_normal(format!("{name}.weight"), &[out, inp], 0.0, INIT_STD as f32, decay)?;
         let b = if bias { Some(self.param_fill(format!("{name}.bias"), &[out], 0.0)?) } else { None };
         Ok(Linear { w, b })
+    }
+
+    /// A class embedding [classes, dim] with N(0, `std`) entries.
+    pub(crate) fn embedding(&mut self, name: &str, classes: i64, dim: i64, std: f32, decay: bool) -> Result<Embedding> {
+        Ok(Embedding { w: self.param_normal(format!("{name}.weight"), &[classes, dim], 0.0, std, decay)? })
     }
 
     pub(crate) fn conv(&mut self, name: &str, inp: i64, out: i64, transposed: bool, bias: bool) -> Result<Conv> {

@@ -23,6 +23,7 @@ use tch::{Kind, Tensor};
 /// What the recording-free forward pass keeps for the backward pass.
 pub(crate) struct Sketch {
     z: Tensor,
+    labels: Option<Tensor>,
     hz: Tensor,
     /// The code h_c entering each step (zeros for the first), T tensors of [N, hidden].
     hc: Vec<Tensor>,
@@ -34,11 +35,11 @@ impl Generator {
     /// The forward pass of a training step, recording nothing: draws from latents `z` with
     /// batch norm in `mode` (`BnMode::Train` updates the running statistics here) and in
     /// `precision`, keeping what [`Generator::recomputed_gradients`] needs.
-    pub(crate) fn sketch(&self, z: &Tensor, mode: BnMode, precision: Precision) -> Result<Sketch> {
+    pub(crate) fn sketch(&self, z: &Tensor, labels: Option<&Tensor>, mode: BnMode, precision: Precision) -> Result<Sketch> {
         tch::no_grad(|| {
             precision.run(z.device(), || {
                 let n = z.size()[0];
-                let hz = self.latent_code(z, mode)?;
+                let hz = self.latent_code(z, labels, mode)?;
                 let mut hc = Tensor::f_zeros([n, self.hidden], (z.kind(), z.device()))?;
                 let mut inputs = Vec::with_capacity(self.drawing_steps);
                 let mut sum: Option<Tensor> = None;
@@ -53,7 +54,7 @@ impl Generator {
                     });
                 }
                 let image = sum.expect("steps >= 1").f_sigmoid_()?;
-                Ok(Sketch { z: z.shallow_clone(), hz, hc: inputs, image })
+                Ok(Sketch { z: z.shallow_clone(), labels: labels.map(Tensor::shallow_clone), hz, hc: inputs, image })
             })
         })
     }
@@ -110,7 +111,7 @@ impl Generator {
             }
         }
         if let Some(g) = grad_hz {
-            let hz = precision.run(device, || self.latent_code(&sketch.z, mode))?;
+            let hz = precision.run(device, || self.latent_code(&sketch.z, sketch.labels.as_ref(), mode))?;
             let root = hz.f_mul(&g)?.f_sum(Kind::Float)?;
             for (sum, g) in total.iter_mut().zip(Tensor::f_run_backward(&[root], params, false, false)?) {
                 accumulate(sum, g)?;
@@ -142,14 +143,21 @@ mod tests {
     use crate::nn::precision::Precision;
     use tch::{Kind, Tensor};
 
-    fn config(steps: u32) -> ModelConfig {
-        ModelConfig { drawing_steps: steps, width_scale: 0.125, device: DeviceSpec::Cpu, seed: 5, ..Default::default() }
+    fn config(steps: u32, classes: u32) -> ModelConfig {
+        ModelConfig {
+            drawing_steps: steps,
+            width_scale: 0.125,
+            device: DeviceSpec::Cpu,
+            seed: 5,
+            classes,
+            ..Default::default()
+        }
     }
 
     /// The gradients of a fixed loss of the image, running statistics after, and the image:
     /// by the stored pass, or by recomputation.
-    fn gradients(steps: u32, precision: Precision, recompute: bool) -> (Vec<Tensor>, Vec<Tensor>, Tensor) {
-        let model = Model::new(&config(steps)).unwrap();
+    fn gradients(steps: u32, classes: u32, precision: Precision, recompute: bool) -> (Vec<Tensor>, Vec<Tensor>, Tensor) {
+        let model = Model::new(&config(steps, classes)).unwrap();
         let st = model.write();
         // From the crate's counter-based generator, not libtorch's global one (tests run in
         // parallel threads).
@@ -159,17 +167,19 @@ mod tests {
             Tensor::from_slice(&v).view(shape)
         };
         let z = normal(1, &[12, 100]);
+        let labels = (classes > 0).then(|| Tensor::arange(12, (Kind::Int64, tch::Device::Cpu)).remainder(classes as i64));
+        let labels = labels.as_ref();
         // A loss that weighs every pixel differently, as a discriminator's does.
         let weight = normal(2, &[12, 1, 28, 28]);
         let loss = |image: &Tensor| (image * &weight).square().mean(Kind::Float);
         let params: Vec<&Tensor> = st.g_params.iter().map(|n| &n.tensor).collect();
         let (grads, image) = if recompute {
-            let sketch = st.gen.sketch(&z, BnMode::Train, precision).unwrap();
+            let sketch = st.gen.sketch(&z, labels, BnMode::Train, precision).unwrap();
             let leaf = sketch.image.detach().set_requires_grad(true);
             let grad_image = Tensor::run_backward(&[loss(&leaf)], &[&leaf], false, false).remove(0);
             (st.gen.recomputed_gradients(&sketch, &grad_image, &params, precision).unwrap(), sketch.image.copy())
         } else {
-            let image = precision.run(z.device(), || st.gen.forward(&z, BnMode::Train, false)).unwrap().image;
+            let image = precision.run(z.device(), || st.gen.forward_with(&z, labels, BnMode::Train, false)).unwrap().image;
             (Tensor::run_backward(&[loss(&image)], &params, false, false), image.detach())
         };
         let stats = st.g_buffers.iter().map(|n| n.tensor.copy()).collect();
@@ -182,9 +192,9 @@ mod tests {
         (a - b).abs().max().double_value(&[]) / scale
     }
 
-    fn check(steps: u32, precision: Precision, tolerance: f64) {
-        let (stored, stored_stats, stored_image) = gradients(steps, precision, false);
-        let (recomputed, stats, image) = gradients(steps, precision, true);
+    fn check(steps: u32, classes: u32, precision: Precision, tolerance: f64) {
+        let (stored, stored_stats, stored_image) = gradients(steps, classes, precision, false);
+        let (recomputed, stats, image) = gradients(steps, classes, precision, true);
         // In bfloat16 the kernels may differ with recording (oneDNN's inference and training
         // forms): the same image to bfloat16's precision; in float32 the same bits.
         match precision {
@@ -217,12 +227,18 @@ mod tests {
     #[test]
     fn recomputed_gradients_equal_the_stored_pass() {
         for steps in [1, 3, 8] {
-            check(steps, Precision::Fp32, 1e-5);
+            check(steps, 0, Precision::Fp32, 1e-5);
         }
     }
 
     #[test]
+    fn recomputation_of_a_conditional_generator_reaches_its_embedding() {
+        // The embedding's gradient comes through h_z's part of the code, as the latent layer's.
+        check(3, 10, Precision::Fp32, 1e-5);
+    }
+
+    #[test]
     fn recomputation_in_bfloat16_follows_the_stored_pass() {
-        check(3, Precision::Bf16, 2e-2);
+        check(3, 0, Precision::Bf16, 2e-2);
     }
 }

@@ -17,14 +17,20 @@ pub(crate) enum GeneratorPass {
 }
 
 impl GeneratorPass {
-    /// Draws the step's images from `z`, updating the generator's running statistics.
-    pub(crate) fn forward(gen: &Generator, z: &Tensor, precision: Precision, recompute: bool) -> Result<Self> {
+    /// Draws the step's images from `z` (of classes `labels` for a conditional generator), updating the generator's running statistics.
+    pub(crate) fn forward(
+        gen: &Generator,
+        z: &Tensor,
+        labels: Option<&Tensor>,
+        precision: Precision,
+        recompute: bool,
+    ) -> Result<Self> {
         if recompute {
-            let sketch = gen.sketch(z, BnMode::Train, precision)?;
+            let sketch = gen.sketch(z, labels, BnMode::Train, precision)?;
             let leaf = sketch.image.f_detach()?.f_set_requires_grad(true)?;
             return Ok(GeneratorPass::Recomputed(sketch, leaf));
         }
-        Ok(GeneratorPass::Stored(precision.run(z.device(), || Ok(gen.forward(z, BnMode::Train, false)?.image))?))
+        Ok(GeneratorPass::Stored(precision.run(z.device(), || Ok(gen.forward_with(z, labels, BnMode::Train, false)?.image))?))
     }
 
     /// The images, for the discriminator.

@@ -24,7 +24,7 @@ use crate::train::prefetch::{Plan, Prefetcher};
 use crate::train::settings::{Progress, TrainConfig};
 use crate::train::snapshot::Snapshot;
 use crate::train::step::{DominanceWindow, StepFailure, StepSummary, SummaryParts};
-use crate::train::step_graph::{StepGraph, StepInputs, StepValues};
+use crate::train::step_graph::{StepGraph, StepInputs, StepLabels, StepValues};
 use std::sync::Arc;
 use std::time::Instant;
 use tch::{Device, Kind, Reduction, Tensor};
@@ -60,6 +60,8 @@ struct Batch {
     zd: Tensor,
     zg: Tensor,
     augment: Option<[Params; 3]>,
+    /// A conditional model's classes of the real, D's generated and G's generated minibatch.
+    labels: Option<[Tensor; 3]>,
 }
 
 /// Eager steps a run with `cuda_graph` takes before it captures one: libraries' lazy set-up
@@ -103,6 +105,9 @@ pub struct Trainer<'a> {
     zeros: Tensor,
     /// The current epoch's permutation, on the device.
     perm: Option<(u64, Tensor)>,
+    /// A conditional model's: the dataset's labels (int64, on the device), and the streams of
+    /// the generated minibatches' classes.
+    labels: Option<ClassStreams>,
     window: Window,
     run_start: Instant,
     last: Progress,
@@ -179,6 +184,7 @@ impl<'a> Trainer<'a> {
                 Minibatches::Streamed(Prefetcher::start(reader, plan, first, end)?)
             }
         };
+        let labels = ClassStreams::for_run(mc.classes, data, cfg.seed, device)?;
         let r1_gamma = cfg.r1_gamma.unwrap_or_else(|| crate::train::r1_gamma_for(mc.height));
         let augmenter =
             (cfg.augment != Augment::Off).then(|| Augmenter::new(mc.height, mc.channels, cfg.augment_flip, cfg.seed));
@@ -226,6 +232,7 @@ impl<'a> Trainer<'a> {
             ones: Tensor::f_ones([local as i64], (Kind::Float, device))?,
             zeros: Tensor::f_zeros([local as i64], (Kind::Float, device))?,
             perm: None,
+            labels,
             window: Window::default(),
             run_start: Instant::now(),
             last: Progress { step: first, total_steps: end, ..Default::default() },
@@ -343,22 +350,31 @@ impl<'a> Trainer<'a> {
 
     /// Step `step`'s minibatch (from the epoch's permutation) and latents, on the device.
     fn batch(&mut self, step: u64) -> Result<Batch> {
-        let real = match &mut self.minibatches {
-            Minibatches::Resident(images) => {
-                let epoch = step / self.per_epoch;
-                if self.perm.as_ref().map(|p| p.0) != Some(epoch) {
-                    let p = self.shuffle.sub(epoch).permutation(self.count);
-                    self.perm = Some((epoch, to_device_async(Tensor::f_from_slice(&p)?, self.device)?));
-                }
-                let pos = ((step % self.per_epoch) as usize * self.batch) as i64;
-                // This process's share of the global minibatch (all of it in one process): the
-                // global minibatch depends on (seed, step) alone, whatever the world size.
-                let perm = &self.perm.as_ref().expect("set above").1;
-                let idx = perm.f_narrow(0, pos + self.offset as i64, self.local as i64)?;
-                Dataset::gather_float(images, &idx)?
+        // This process's share of the global minibatch (all of it in one process): the global
+        // minibatch depends on (seed, step) alone, whatever the world size. A streamed set's
+        // images are read by the prefetcher with the same indices; the indices are worked out
+        // here too when the labels need them.
+        let resident = matches!(self.minibatches, Minibatches::Resident(_));
+        let idx = if resident || self.labels.is_some() {
+            let epoch = step / self.per_epoch;
+            if self.perm.as_ref().map(|p| p.0) != Some(epoch) {
+                let p = self.shuffle.sub(epoch).permutation(self.count);
+                self.perm = Some((epoch, to_device_async(Tensor::f_from_slice(&p)?, self.device)?));
             }
+            let pos = ((step % self.per_epoch) as usize * self.batch) as i64;
+            let perm = &self.perm.as_ref().expect("set above").1;
+            Some(perm.f_narrow(0, pos + self.offset as i64, self.local as i64)?)
+        } else {
+            None
+        };
+        let real = match &mut self.minibatches {
+            Minibatches::Resident(images) => Dataset::gather_float(images, idx.as_ref().expect("resident"))?,
             // The same images, read from the file ahead of the step (crate::train::prefetch).
             Minibatches::Streamed(reader) => Dataset::to_float(&reader.next(step)?, self.device)?,
+        };
+        let labels = match (&self.labels, &idx) {
+            (Some(c), Some(idx)) => Some(c.minibatch(idx, step, self.batch, self.offset, self.local, self.device)?),
+            _ => None,
         };
         let latent = |s: &Stream| -> Result<Tensor> {
             let z = s.sub(step).normals(0, self.batch * self.z_dim as usize);
@@ -381,7 +397,7 @@ impl<'a> Trainer<'a> {
             }
             None => None,
         };
-        Ok(Batch { real, zd: latent(&self.z_d)?, zg: latent(&self.z_g)?, augment })
+        Ok(Batch { real, zd: latent(&self.z_d)?, zg: latent(&self.z_g)?, augment, labels })
     }
 
     /// Step `step`: one D and one G update under the write lock, then the averaged generator's.
@@ -562,6 +578,7 @@ impl<'a> Trainer<'a> {
             t_d: next_count(st.opt_d.t)?,
             t_g: next_count(st.opt_g.t)?,
             augment: b.augment.as_ref(),
+            labels: b.labels.as_ref(),
         };
         if let Execution::Warming(0) = self.execution {
             let all = self.augmenter.as_ref().map(Augmenter::ops).unwrap_or_default();
@@ -601,6 +618,7 @@ impl<'a> Trainer<'a> {
                     },
                     augment: b.augment.as_ref().map(|a| a.each_ref().map(Params::shallow_clone)),
                     r1: self.r1_weight(step),
+                    labels: b.labels.as_ref().map(|l| l.each_ref().map(Tensor::shallow_clone)),
                 };
                 self.update(st, &inputs, adam_d, adam_g)?
             }
@@ -655,7 +673,8 @@ impl<'a> Trainer<'a> {
             Some(g) => Some(self.timed(|| g.start_mean(&d_values))?),
             None => None,
         };
-        let fake = GeneratorPass::forward(&st.gen, &i.zg, self.cfg.precision, self.cfg.recompute)?;
+        let g_labels = i.labels.as_ref().map(|l| &l[StepLabels::G_FAKE]);
+        let fake = GeneratorPass::forward(&st.gen, &i.zg, g_labels, self.cfg.precision, self.cfg.recompute)?;
         if let Some(p) = pending {
             d_values = self.timed(|| p.finish())?;
         }
@@ -670,7 +689,7 @@ impl<'a> Trainer<'a> {
         // Generator step (non-saturating): gradients for G's parameters only.
         let g_logits = self.cfg.precision.run(self.device, || {
             let seen = self.augmented(fake.image(), i, Pass::GeneratorFake)?;
-            Ok(st.disc.forward(&seen, BnMode::TrainFrozenStats)?.f_to_kind(Kind::Float)?)
+            Ok(st.disc.forward_with(&seen, g_labels, BnMode::TrainFrozenStats)?.f_to_kind(Kind::Float)?)
         })?;
         let g_loss = g_logits.f_binary_cross_entropy_with_logits::<Tensor>(&self.ones, None, None, Reduction::Mean)?;
         let g_grads = fake.gradients(st, &g_loss, self.cfg.precision)?;
@@ -721,13 +740,19 @@ impl<'a> Trainer<'a> {
             Some(_) => i.real.detach().f_set_requires_grad(true)?,
             None => i.real.shallow_clone(),
         };
+        let label = |k: usize| i.labels.as_ref().map(|l| &l[k]);
         let (real_logits, fake_logits) = self.cfg.precision.run(self.device, || {
-            let fake = tch::no_grad(|| st.gen.forward(&i.zd, BnMode::TrainFrozenStats, false))?.image;
-            let logits = |x: &Tensor, pass: Pass| -> Result<Tensor> {
+            let fake =
+                tch::no_grad(|| st.gen.forward_with(&i.zd, label(StepLabels::D_FAKE), BnMode::TrainFrozenStats, false))?
+                    .image;
+            let logits = |x: &Tensor, pass: Pass, y: Option<&Tensor>| -> Result<Tensor> {
                 let seen = self.augmented(x, i, pass)?;
-                Ok(st.disc.forward(&seen, BnMode::Train)?.f_to_kind(Kind::Float)?)
+                Ok(st.disc.forward_with(&seen, y, BnMode::Train)?.f_to_kind(Kind::Float)?)
             };
-            Ok((logits(&real, Pass::DiscriminatorReal)?, logits(&fake, Pass::DiscriminatorFake)?))
+            Ok((
+                logits(&real, Pass::DiscriminatorReal, label(StepLabels::REAL))?,
+                logits(&fake, Pass::DiscriminatorFake, label(StepLabels::D_FAKE))?,
+            ))
         })?;
         let loss =
             real_logits.f_binary_cross_entropy_with_logits::<Tensor>(&self.ones, None, None, Reduction::Mean)?.f_add(
@@ -781,6 +806,58 @@ impl<'a> Trainer<'a> {
             *t = m;
         }
         Ok((mean, stop))
+    }
+}
+
+/// A conditional model's run: the dataset's labels on the device, and the streams its
+/// generated minibatches' classes are drawn from (uniform over the classes, a function of
+/// (seed, step) like the latents).
+struct ClassStreams {
+    labels: Tensor,
+    classes: u64,
+    y_d: Stream,
+    y_g: Stream,
+}
+
+impl ClassStreams {
+    /// `None` for an unconditional model; for a conditional one the dataset's labels, which it
+    /// must have, each within the model's classes (`InvalidArgument` otherwise).
+    fn for_run(classes: u32, data: &Dataset, seed: u64, device: Device) -> Result<Option<ClassStreams>> {
+        if classes == 0 {
+            return Ok(None);
+        }
+        let Some(labels) = data.labels() else {
+            return Err(Error::invalid(format!(
+                "this model is class-conditional ({classes} classes) and the dataset has no labels: train it on a \
+                 labelled set (IDX or CIFAR labels, dataset.json, class folders, NAME.labels.npy)"
+            )));
+        };
+        if let Some((i, &k)) = labels.iter().enumerate().find(|(_, &k)| u32::from(k) >= classes) {
+            return Err(Error::invalid(format!(
+                "image {i} of the dataset has label {k}, and the model has {classes} classes (0..={})",
+                classes - 1
+            )));
+        }
+        let labels = Tensor::f_from_slice(labels)?.f_to_kind(Kind::Int64)?;
+        Ok(Some(ClassStreams {
+            labels: to_device_async(labels, device)?,
+            classes: u64::from(classes),
+            y_d: Stream::new(seed, stream::TRAIN_Y_D),
+            y_g: Stream::new(seed, stream::TRAIN_Y_G),
+        }))
+    }
+
+    /// Step `step`'s classes: of the real images at `idx` (this process's share, on the
+    /// device), and of the generated minibatches of D's and G's updates (this process's share
+    /// of the global batch's).
+    fn minibatch(&self, idx: &Tensor, step: u64, batch: usize, offset: usize, local: usize, device: Device) -> Result<[Tensor; 3]> {
+        let drawn = |s: &Stream| -> Result<Tensor> {
+            let s = s.sub(step);
+            let y: Vec<i64> = (offset..offset + local).map(|i| s.below(i as u64, self.classes) as i64).collect();
+            debug_assert!(offset + local <= batch);
+            to_device_async(Tensor::f_from_slice(&y)?, device)
+        };
+        Ok([self.labels.f_index_select(0, idx)?, drawn(&self.y_d)?, drawn(&self.y_g)?])
     }
 }
 

@@ -44,6 +44,19 @@ pub(crate) struct StepInputs {
     /// The weight of this step's R1 penalty; `None` on steps without one (and in captured
     /// steps: a run with R1 runs eagerly).
     pub(crate) r1: Option<f64>,
+    /// A conditional model's classes (int64): of the real minibatch, of D's generated
+    /// minibatch and of G's (indexed by `StepLabels`' constants); `None` for an unconditional
+    /// model.
+    pub(crate) labels: Option<[Tensor; 3]>,
+}
+
+/// Indices into `StepInputs::labels`.
+pub(crate) struct StepLabels;
+
+impl StepLabels {
+    pub(crate) const REAL: usize = 0;
+    pub(crate) const D_FAKE: usize = 1;
+    pub(crate) const G_FAKE: usize = 2;
 }
 
 /// The values of one step that change between replays.
@@ -56,6 +69,7 @@ pub(crate) struct StepValues<'a> {
     pub(crate) t_d: u64,
     pub(crate) t_g: u64,
     pub(crate) augment: Option<&'a [Params; 3]>,
+    pub(crate) labels: Option<&'a [Tensor; 3]>,
 }
 
 /// A captured training step and its static inputs.
@@ -98,6 +112,10 @@ impl StepGraph {
                 None => None,
             },
             r1: None,
+            labels: match like.labels {
+                Some(l) => Some([l[0].f_to_device(device)?, l[1].f_to_device(device)?, l[2].f_to_device(device)?]),
+                None => None,
+            },
         };
         let (graph, summary) = CudaGraph::capture(device, || update(&inputs))?;
         Ok(StepGraph { inputs, summary, graph })
@@ -113,6 +131,11 @@ impl StepGraph {
         if let (Some(stat), Some(now)) = (&i.augment, v.augment) {
             for (s, n) in stat.iter().zip(now) {
                 s.values.shallow_clone().f_copy_(&n.values)?;
+            }
+        }
+        if let (Some(stat), Some(now)) = (&i.labels, v.labels) {
+            for (s, n) in stat.iter().zip(now) {
+                s.shallow_clone().f_copy_(n)?;
             }
         }
         for (t, value) in [(&i.lr_d, v.lr_d), (&i.lr_g, v.lr_g)] {
@@ -134,7 +157,7 @@ mod tests {
     fn capture_is_refused_on_the_cpu() {
         let x = Tensor::zeros([2, 1, 4, 4], (Kind::Float, Device::Cpu));
         let z = Tensor::zeros([2, 3], (Kind::Float, Device::Cpu));
-        let v = StepValues { real: &x, zd: &z, zg: &z, lr_d: 0.1, lr_g: 0.1, t_d: 1, t_g: 1, augment: None };
+        let v = StepValues { real: &x, zd: &z, zg: &z, lr_d: 0.1, lr_g: 0.1, t_d: 1, t_g: 1, augment: None, labels: None };
         let mut called = false;
         let e = StepGraph::capture(Device::Cpu, &v, Ops::default(), |_| {
             called = true;

@@ -128,7 +128,7 @@ static void test_versions(void) {
     CHECK(gran_version() == v); /* static */
     /* The struct layout of ABI 1 (gran.h's). */
     CHECK(sizeof(GranStatus) == 4 && sizeof(GranModel) == 8 && sizeof(GranDevice) == 8);
-    CHECK(sizeof(GranModelConfig) == 56);
+    CHECK(sizeof(GranModelConfig) == 64);
 }
 
 static void test_status_strings(void) {

@@ -32,6 +32,16 @@ pub struct SampleArgs {
     /// Images per row of the grid [default: the square root of the count, rounded up]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub columns: Option<u32>,
+    /// A class-conditional model: every image of this class [default: image i of a class
+    /// drawn from the seed]
+    #[arg(long = "class", value_name = "K", conflicts_with = "per_class")]
+    pub class: Option<u32>,
+    /// A class-conditional model: a grid of one row per class, N images each; column j is
+    /// image j of the seed's latents drawn as each class
+    #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = "10",
+          conflicts_with_all = ["count", "columns", "out_dir"],
+          value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub per_class: Option<u32>,
     #[command(flatten)]
     pub run: RunArgs,
 }
@@ -67,6 +77,9 @@ pub struct StepsArgs {
     /// Seed of the latents (the same images as `gran sample` with this seed)
     #[arg(short, long, value_name = "N", default_value_t = 0)]
     pub seed: u64,
+    /// A class-conditional model: every image of this class [default: as `gran sample`]
+    #[arg(long = "class", value_name = "K")]
+    pub class: Option<u32>,
     #[command(flatten)]
     pub run: RunArgs,
 }
@@ -75,15 +88,34 @@ pub fn square_columns(n: u32) -> u32 {
     (n as f64).sqrt().ceil().max(1.0) as u32
 }
 
+/// `--per-class N`: N images of each class of `model`, class by class; image j of each class
+/// from latent j of `seed`.
+fn per_class(model: &gran::Model, seed: u64, n: u32) -> Result<tch::Tensor> {
+    let classes = model.config().classes;
+    if classes == 0 {
+        return Err(Error::invalid("--per-class needs a class-conditional model; this one has no classes"));
+    }
+    let z = model.latents(seed, 0, n as usize)?;
+    let all: Vec<f32> = (0..classes).flat_map(|_| z.iter().copied()).collect();
+    let labels: Vec<u32> = (0..classes).flat_map(|k| std::iter::repeat(k).take(n as usize)).collect();
+    Ok(model.generate_classes(&all, labels.len(), gran::Classes::Each(&labels), false)?.images)
+}
+
 pub fn run_sample(a: &SampleArgs, out: &Out) -> Result<()> {
     let model = a.run.load(&a.model)?;
     let c = model.config().clone();
-    let images = model.sample(a.seed, a.count as usize, false)?.images;
+    let (images, count) = match a.per_class {
+        Some(n) => (per_class(&model, a.seed, n)?, n * c.classes),
+        None => {
+            let classes = a.class.map_or(gran::Classes::Drawn, gran::Classes::All);
+            (model.sample_classes(a.seed, a.count as usize, classes, false)?.images, a.count)
+        }
+    };
     let (files, columns) = match &a.out_dir {
         Some(dir) => {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
-            let mut files = Vec::with_capacity(a.count as usize);
-            for i in 0..a.count as i64 {
+            let mut files = Vec::with_capacity(count as usize);
+            for i in 0..count as i64 {
                 let path = dir.join(format!("sample_{i:05}.png"));
                 png::write_grid(&path, &images.f_narrow(0, i, 1)?, 1)?;
                 files.push(path.display().to_string());
@@ -91,25 +123,36 @@ pub fn run_sample(a: &SampleArgs, out: &Out) -> Result<()> {
             (files, 1)
         }
         None => {
-            let columns = a.columns.unwrap_or_else(|| square_columns(a.count));
+            let columns = a.per_class.or(a.columns).unwrap_or_else(|| square_columns(count));
             make_parent(&a.out)?;
             png::write_grid(&a.out, &images, columns)?;
             (vec![a.out.display().to_string()], columns)
         }
     };
     let value = serde_json::json!({
-        "model": a.model.display().to_string(), "count": a.count, "seed": a.seed,
+        "model": a.model.display().to_string(), "count": count, "seed": a.seed,
         "height": c.height, "width": c.width, "channels": c.channels,
         "columns": columns, "grid": a.out_dir.is_none(), "files": files,
+        "class": a.class, "per_class": a.per_class, "classes": c.classes,
     });
     out.result("sample", value, || match &a.out_dir {
         Some(dir) => {
-            format!("wrote {} images of {}x{}x{} to {}/", a.count, c.height, c.width, c.channels, dir.display())
+            format!("wrote {} images of {}x{}x{} to {}/", count, c.height, c.width, c.channels, dir.display())
         }
+        None if a.per_class.is_some() => format!(
+            "wrote {} ({} classes, one per row, {} images each of {}x{}x{}, seed {})",
+            a.out.display(),
+            c.classes,
+            columns,
+            c.height,
+            c.width,
+            c.channels,
+            a.seed
+        ),
         None => format!(
             "wrote {} ({} images of {}x{}x{}, {} per row, seed {})",
             a.out.display(),
-            a.count,
+            count,
             c.height,
             c.width,
             c.channels,
@@ -123,8 +166,9 @@ pub fn run_sample(a: &SampleArgs, out: &Out) -> Result<()> {
 pub fn run_steps(a: &StepsArgs, out: &Out) -> Result<()> {
     let model = a.run.load(&a.model)?;
     let c = model.config().clone();
+    let classes = a.class.map_or(gran::Classes::Drawn, gran::Classes::All);
     let canvases = model
-        .sample(a.seed, a.count as usize, true)?
+        .sample_classes(a.seed, a.count as usize, classes, true)?
         .canvases
         .ok_or_else(|| Error::internal("sampling with steps gave no canvases"))?;
     let png_path = match (&a.out, &a.animate) {

@@ -16,7 +16,8 @@ use std::sync::Arc;
 const DEFAULT_OUT: &str = "gran.safetensors";
 
 /// Options that shape a new model: refused together with --resume (the checkpoint fixes them).
-const MODEL_OPTIONS: [&str; 6] = ["drawing_steps", "z_dim", "hidden_dim", "width_scale", "plain_relu", "init_seed"];
+const MODEL_OPTIONS: [&str; 8] =
+    ["drawing_steps", "z_dim", "hidden_dim", "width_scale", "plain_relu", "init_seed", "conditional", "classes"];
 
 #[derive(clap::Args)]
 #[command(args_override_self = true)]
@@ -57,6 +58,15 @@ pub struct Args {
     /// Seed of the initial weights [default: --seed]
     #[arg(long, value_name = "N", help_heading = "Model")]
     pub init_seed: Option<u64>,
+    /// A class-conditional model: it learns to draw each class of the data's labels (IDX or
+    /// CIFAR labels, dataset.json, --class-folders, NAME.labels.npy), and samples by class
+    /// (gran sample --class K, --per-class). Its classes: the largest label + 1
+    #[arg(long, help_heading = "Model")]
+    pub conditional: bool,
+    /// The number of classes of a conditional model (implies --conditional) [default: the
+    /// largest label + 1]
+    #[arg(long, value_name = "N", help_heading = "Model")]
+    pub classes: Option<u32>,
     /// Where the model trains: auto (CUDA 0 when present, else the CPU), cpu, cuda or cuda:N
     /// [default: auto; with --resume: where it was saved, if present]
     #[arg(long, value_name = "DEVICE", value_parser = parse_device, help_heading = "Model")]
@@ -147,26 +157,43 @@ pub struct Args {
 /// the options describe (`wanted`); the image size, from the data, and the device aside.
 fn same_model(found: &ModelConfig, wanted: &ModelConfig, path: &std::path::Path) -> Result<()> {
     let shape = |c: &ModelConfig| {
-        (c.height, c.width, c.channels, c.drawing_steps, c.z_dim, c.hidden_dim, c.width_scale, c.leaky_relu, c.seed)
+        (c.height, c.width, c.channels, c.drawing_steps, c.z_dim, c.hidden_dim, c.width_scale, c.leaky_relu, c.seed, c.classes)
     };
     if shape(found) != shape(wanted) {
         return Err(Error::invalid(format!(
-            "{} holds another model than the options describe (T={} z {} hidden {} width scale {} seed {}, \
-             against T={} z {} hidden {} width scale {} seed {}): give its options, another --out, or --resume",
+            "{} holds another model than the options describe (T={} z {} hidden {} width scale {} seed {} classes {}, \
+             against T={} z {} hidden {} width scale {} seed {} classes {}): give its options, another --out, or --resume",
             path.display(),
             found.drawing_steps,
             found.z_dim,
             found.hidden_dim,
             found.width_scale,
             found.seed,
+            found.classes,
             wanted.drawing_steps,
             wanted.z_dim,
             wanted.hidden_dim,
             wanted.width_scale,
-            wanted.seed
+            wanted.seed,
+            wanted.classes
         )));
     }
     Ok(())
+}
+
+/// The classes of the model the options describe: 0 unless --conditional or --classes; the
+/// largest label + 1 unless --classes says.
+fn classes_of(a: &Args, data: &gran::Dataset) -> Result<u32> {
+    if !a.conditional && a.classes.is_none() {
+        return Ok(0);
+    }
+    let Some(labels) = data.labels() else {
+        return Err(Error::invalid(
+            "--conditional needs labelled data (IDX or CIFAR labels, dataset.json, --class-folders, NAME.labels.npy), \
+             and this dataset has none",
+        ));
+    };
+    Ok(a.classes.unwrap_or_else(|| labels.iter().max().map_or(0, |&k| u32::from(k) + 1).max(2)))
 }
 
 /// Set by the first Ctrl-C; the model to stop.
@@ -249,6 +276,7 @@ pub fn run(a: &Args, out: &Out) -> Result<()> {
         leaky_relu: !a.plain_relu,
         device: device.unwrap_or(DeviceSpec::Auto),
         seed: a.init_seed.unwrap_or(seed),
+        classes: classes_of(a, data)?,
     };
     let model = match resumed {
         Some(m) => {
@@ -267,12 +295,13 @@ pub fn run(a: &Args, out: &Out) -> Result<()> {
     let c = model.config().clone();
     let (pg, pd) = model.parameter_counts();
     out.note(&format!(
-        "model: T={} {}x{}x{} width scale {} on {}, {} + {} parameters (G + D), at step {}",
+        "model: T={} {}x{}x{} width scale {}{} on {}, {} + {} parameters (G + D), at step {}",
         c.drawing_steps,
         c.height,
         c.width,
         c.channels,
         c.width_scale,
+        if c.classes > 0 { format!(", {} classes", c.classes) } else { String::new() },
         c.device,
         pg,
         pd,

@@ -36,6 +36,10 @@ pub struct Args {
     /// Images per row [default: the square root of the count, rounded up]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub columns: Option<u32>,
+    /// A class-conditional model: every image of this class [default: image i keeps the class
+    /// `gran sample --seed FROM` draws for it]
+    #[arg(long = "class", value_name = "K")]
+    pub class: Option<u32>,
     /// Milliseconds each frame shows
     #[arg(long, value_name = "MS", default_value_t = 80,
           value_parser = clap::value_parser!(u32).range(1..=gif::MAX_DELAY_MS as i64))]
@@ -51,7 +55,8 @@ pub struct Args {
 pub fn run(a: &Args, out: &Out) -> Result<()> {
     let model = a.run.load(&a.model)?;
     let c = model.config().clone();
-    let mut frames = model.walk(a.from_seed, a.to_seed, a.count as usize, a.frames as usize)?;
+    let classes = a.class.map_or(gran::Classes::Drawn, gran::Classes::All);
+    let mut frames = model.walk(a.from_seed, a.to_seed, a.count as usize, a.frames as usize, classes)?;
     if a.bounce {
         // The way back without repeating either end: the loop's next frame is the first.
         let back: Vec<_> = frames[1..frames.len() - 1].iter().rev().map(|f| f.shallow_clone()).collect();
