@@ -243,6 +243,12 @@ typedef struct GranQuality {
    * everything in a few classes.
    */
   double class_share[GRAN_MAX_CLASSES];
+  /**
+   * A class-conditional model's samples (`gran_evaluate_model`): for each class, the share
+   * of the samples asked to be of it that the classifier assigns to it. NaN for a class no
+   * sample asked for, and everywhere for an unconditional model or an image set.
+   */
+  double class_accuracy[GRAN_MAX_CLASSES];
 } GranQuality;
 
 /**
@@ -402,6 +408,15 @@ typedef struct GranModelConfig {
    * Seed of the initial weights. Default 0.
    */
   uint64_t seed;
+  /**
+   * Classes of a class-conditional model, 2..=256: it draws the class it is asked for
+   * (`gran_sample_class`) and trains on labelled data only. 0 (the default): unconditional.
+   */
+  uint32_t classes;
+  /**
+   * Ignored; keeps the struct free of padding.
+   */
+  uint32_t reserved0;
 } GranModelConfig;
 
 /**
@@ -922,6 +937,27 @@ GranStatus gran_dataset_from_pixels(const void *pixels,
                                     uint32_t channels,
                                     GranPixelFormat format,
                                     GranDataset *out);
+
+/**
+ * `gran_dataset_from_pixels` with a class label per image (`labels`: `count` bytes, copied),
+ * for class-conditional models (`GranModelConfig.classes`): labels 0 .. classes-1.
+ *
+ * Errors: as `gran_dataset_from_pixels`; INVALID_ARGUMENT also for NULL `labels`.
+ *
+ * Thread safety: any thread.
+ *
+ * # Safety
+ * `pixels` points to count * height * width * channels values of the format's type;
+ * `labels` to `count` readable bytes.
+ */
+GranStatus gran_dataset_from_labelled_pixels(const void *pixels,
+                                             const uint8_t *labels,
+                                             size_t count,
+                                             uint32_t height,
+                                             uint32_t width,
+                                             uint32_t channels,
+                                             GranPixelFormat format,
+                                             GranDataset *out);
 
 /**
  * Loads MNIST-style IDX files: `images_path` (magic 0x00000803) and, unless NULL,
@@ -1533,6 +1569,9 @@ GranStatus gran_cancel(GranModel m);
  * the same for any `count` > i, and equal to `gran_generate` on the latents `gran_latents`
  * gives for `seed`. Batch norm uses its running statistics (no batch effects).
  *
+ * A class-conditional model draws image i as a class drawn uniformly from (`seed`, i), also
+ * independent of `count`; `gran_sample_class` names the classes.
+ *
  * Images are drawn 256 at a time straight into `out`: the library's own memory does not grow
  * with `count`. Every argument is checked before the first image is drawn; a failure after
  * that (OUT_OF_MEMORY, DEVICE, INTERNAL) may leave `out` partly written.
@@ -1554,6 +1593,33 @@ GranStatus gran_sample(GranModel m,
                        size_t out_bytes);
 
 /**
+ * Like `gran_sample`, for a class-conditional model, with the classes named: `classes` holds
+ * one class for every image (`classes_len` 1) or one per image (`classes_len` == `count`),
+ * each in 0 .. classes-1 (`GranModelConfig.classes`). Image i depends only on the weights,
+ * `seed`, i and its class: not on `count` nor on the other images' classes. With the class
+ * `gran_sample` draws for it, it is `gran_sample`'s image i.
+ *
+ * Every class is checked before the first image is drawn: a bad one leaves `out` untouched.
+ *
+ * Errors: as `gran_sample`; INVALID_ARGUMENT also for NULL `classes`, a `classes_len` other
+ * than 1 or `count`, a class out of range (the message names the image), or an unconditional
+ * model (classes 0: use `gran_sample`).
+ *
+ * Thread safety: as `gran_sample`.
+ *
+ * # Safety
+ * `classes` points to `classes_len` readable uint32_t; `out` to `out_bytes` writable bytes.
+ */
+GranStatus gran_sample_class(GranModel m,
+                             uint64_t seed,
+                             uint32_t count,
+                             const uint32_t *classes,
+                             uint32_t classes_len,
+                             GranPixelFormat format,
+                             void *out,
+                             size_t out_bytes);
+
+/**
  * Like `gran_sample`, but writes the canvas after each of the T drawing steps: `out` holds
  * [T][count][image] (T * count images; the last block equals `gran_sample`'s output).
  *
@@ -1570,6 +1636,26 @@ GranStatus gran_sample_steps(GranModel m,
                              GranPixelFormat format,
                              void *out,
                              size_t out_bytes);
+
+/**
+ * `gran_sample_steps` with the classes named, as `gran_sample_class` takes them: the canvases
+ * after each drawing step of images of those classes.
+ *
+ * Errors: as `gran_sample_class` (BUFFER_TOO_SMALL counts T * count images).
+ *
+ * Thread safety: as `gran_sample`.
+ *
+ * # Safety
+ * `classes` points to `classes_len` readable uint32_t; `out` to `out_bytes` writable bytes.
+ */
+GranStatus gran_sample_steps_class(GranModel m,
+                                   uint64_t seed,
+                                   uint32_t count,
+                                   const uint32_t *classes,
+                                   uint32_t classes_len,
+                                   GranPixelFormat format,
+                                   void *out,
+                                   size_t out_bytes);
 
 /**
  * Writes the latents of images 0 .. count-1 of `seed` to `z` (count * z_dim floats, row-major):
@@ -1595,8 +1681,8 @@ GranStatus gran_latents(GranModel m,
  * Images are drawn 256 at a time, as in `gran_sample` (the same rule for `out` on a failure
  * after the arguments, all latents included, were checked).
  *
- * Errors: INVALID_ARGUMENT (count 0, NULL pointers, a non-finite latent), BUFFER_TOO_SMALL,
- * OUT_OF_MEMORY.
+ * Errors: INVALID_ARGUMENT (count 0, NULL pointers, a non-finite latent, a class-conditional
+ * model: its images need classes, `gran_generate_class`), BUFFER_TOO_SMALL, OUT_OF_MEMORY.
  *
  * Thread safety: as `gran_sample`.
  *
@@ -1611,8 +1697,32 @@ GranStatus gran_generate(GranModel m,
                          size_t out_bytes);
 
 /**
+ * `gran_generate` for a class-conditional model: the images of caller latents `z` as the
+ * classes `classes` names (as `gran_sample_class` takes them).
+ *
+ * Errors: as `gran_generate` and `gran_sample_class`.
+ *
+ * Thread safety: as `gran_sample`.
+ *
+ * # Safety
+ * `z` points to count * z_dim readable floats; `classes` to `classes_len` readable uint32_t;
+ * `out` to `out_bytes` writable bytes.
+ */
+GranStatus gran_generate_class(GranModel m,
+                               const float *z,
+                               uint32_t count,
+                               const uint32_t *classes,
+                               uint32_t classes_len,
+                               GranPixelFormat format,
+                               void *out,
+                               size_t out_bytes);
+
+/**
  * Writes D(x), the discriminator's probability that the image is real, for each of `count`
  * images in `pixels` (in `format`, the model's size) to `probabilities` (count floats).
+ *
+ * A class-conditional model judges each image as a member of the class its discriminator finds
+ * most real; `gran_discriminate_class` names the classes.
  *
  * Errors: INVALID_ARGUMENT (NULL pointers, count 0, floats outside [0, 1], a model loaded from
  * a generator export: it has no discriminator).
@@ -1627,6 +1737,26 @@ GranStatus gran_discriminate(GranModel m,
                              uint32_t count,
                              GranPixelFormat format,
                              float *probabilities);
+
+/**
+ * D(x, y): `gran_discriminate` for a class-conditional model, each image judged as a member of
+ * its class in `classes` (as `gran_sample_class` takes them).
+ *
+ * Errors: as `gran_discriminate` and `gran_sample_class`.
+ *
+ * Thread safety: as `gran_sample`.
+ *
+ * # Safety
+ * `pixels` points to count images in `format`; `classes` to `classes_len` readable uint32_t;
+ * `probabilities` to `count` writable floats.
+ */
+GranStatus gran_discriminate_class(GranModel m,
+                                   const void *pixels,
+                                   uint32_t count,
+                                   const uint32_t *classes,
+                                   uint32_t classes_len,
+                                   GranPixelFormat format,
+                                   float *probabilities);
 
 /**
  * Writes `count` images (in `format`, height x width x channels) to `path` as one PNG grid with

@@ -50,6 +50,40 @@ pub unsafe extern "C" fn gran_dataset_from_pixels(
     })
 }
 
+/// `gran_dataset_from_pixels` with a class label per image (`labels`: `count` bytes, copied),
+/// for class-conditional models (`GranModelConfig.classes`): labels 0 .. classes-1.
+///
+/// Errors: as `gran_dataset_from_pixels`; INVALID_ARGUMENT also for NULL `labels`.
+///
+/// Thread safety: any thread.
+///
+/// # Safety
+/// `pixels` points to count * height * width * channels values of the format's type;
+/// `labels` to `count` readable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn gran_dataset_from_labelled_pixels(
+    pixels: *const c_void,
+    labels: *const u8,
+    count: usize,
+    height: u32,
+    width: u32,
+    channels: u32,
+    format: GranPixelFormat,
+    out: *mut GranDataset,
+) -> GranStatus {
+    guard(|| {
+        let format = pixel_format(format)?;
+        pixels::check_dims(count, channels, height, width)?;
+        let len = pixels::bytes_for(format, count, channels, height, width)?;
+        let data = arg_bytes(pixels as *const u8, len, "pixels")?;
+        let labels = arg_bytes(labels, count, "labels")?;
+        let mut copy = crate::limits::vec_with_capacity(count, "the labels")?;
+        copy.extend_from_slice(labels);
+        let labels = copy;
+        register(out, || Dataset::new(pixels::to_tensor(data, count, channels, height, width, format)?, Some(labels)))
+    })
+}
+
 /// Loads MNIST-style IDX files: `images_path` (magic 0x00000803) and, unless NULL,
 /// `labels_path` (magic 0x00000801, one label per image). Each may be plain or gzip-compressed
 /// (detected from its bytes). A header may declare at most 4 GiB of data, and decompressed data

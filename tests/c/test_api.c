@@ -203,6 +203,7 @@ static void test_abi_layout(void) {
     CHECK(offsetof(GranModelConfig, z_dim) == 20 && offsetof(GranModelConfig, hidden_dim) == 24);
     CHECK(offsetof(GranModelConfig, width_scale) == 28 && offsetof(GranModelConfig, leaky_relu) == 32);
     CHECK(offsetof(GranModelConfig, device) == 36 && offsetof(GranModelConfig, seed) == 48);
+    CHECK(offsetof(GranModelConfig, classes) == 56 && sizeof(GranModelConfig) == 64);
     CHECK(offsetof(GranDatasetInfo, count) == 16 && offsetof(GranDatasetInfo, has_labels) == 24);
     CHECK(offsetof(GranProgress, d_dominates) == 4 && offsetof(GranProgress, step) == 8);
     CHECK(offsetof(GranProgress, total_steps) == 16 && offsetof(GranProgress, epoch) == 24);
@@ -1266,6 +1267,84 @@ static void test_sample_determinism(void) {
     CHECK_OK(gran_model_free(m));
 }
 
+/* A class-conditional model: trained on labelled pixels, sampled by class. Image i of class k
+ * for a seed does not depend on the other images' classes; a bad class is refused with the
+ * output untouched; the plain calls draw classes from the seed (gran_sample) or refuse
+ * (gran_generate); an unconditional model refuses classes. */
+static void test_conditional(void) {
+    enum { N = 48 };
+    unsigned char *px = synthetic_pixels(N), labels[N], a[6 * 784], b[6 * 784], keep[6 * 784];
+    uint32_t mixed[6] = {2, 0, 3, 1, 2, 2}, others[6] = {2, 3, 0, 0, 2, 1}, bad[6] = {0, 1, 2, 3, 4, 0};
+    uint32_t two = 2, drawn_as[6];
+    float z[6 * 16], p2[6], p3[6];
+    size_t i;
+    GranDataset d = 0, plain = 0;
+    GranModel m = 0;
+    GranModelConfig c = tiny_config(28, 1, 31), got;
+    GranTrainConfig t = tiny_train(2);
+    for (i = 0; i < N; i++) labels[i] = (unsigned char)(i % 4);
+    CHECK_STATUS(gran_dataset_from_labelled_pixels(px, NULL, N, 28, 28, 1, GRAN_PIXEL_FORMAT_U8_HWC, &d),
+                 GRAN_STATUS_INVALID_ARGUMENT);
+    CHECK_OK(gran_dataset_from_labelled_pixels(px, labels, N, 28, 28, 1, GRAN_PIXEL_FORMAT_U8_HWC, &d));
+    CHECK_OK(gran_dataset_from_pixels(px, N, 28, 28, 1, GRAN_PIXEL_FORMAT_U8_HWC, &plain));
+    c.classes = 1;
+    expect_create_invalid(c, "classes");
+    c.classes = 4;
+    CHECK_OK(gran_model_create(&c, &m));
+    gran_model_config_init(&got);
+    CHECK_OK(gran_model_config(m, &got));
+    CHECK(got.classes == 4);
+    /* Unlabelled data is refused before any step. */
+    CHECK_STATUS(gran_train(m, plain, &t, NULL), GRAN_STATUS_INVALID_ARGUMENT);
+    CHECK_ERROR_HAS("no labels");
+    CHECK_OK(gran_train(m, d, &t, NULL));
+    CHECK_OK(gran_sample_class(m, 5, 6, mixed, 6, GRAN_PIXEL_FORMAT_U8_CHW, a, sizeof a));
+    CHECK_OK(gran_sample_class(m, 5, 6, others, 6, GRAN_PIXEL_FORMAT_U8_CHW, b, sizeof b));
+    CHECK(memcmp(a, b, 784) == 0 && memcmp(a + 4 * 784, b + 4 * 784, 784) == 0); /* images 0 and 4: class 2 */
+    CHECK(memcmp(a + 784, b + 784, 784) != 0);                                 /* image 1: class 0 against 3 */
+    CHECK_OK(gran_sample_class(m, 5, 6, &two, 1, GRAN_PIXEL_FORMAT_U8_CHW, b, sizeof b));
+    CHECK(memcmp(a, b, 784) == 0);                                             /* one class for all */
+    /* Bad classes: INVALID_ARGUMENT, the output untouched. */
+    memset(keep, 0xA5, sizeof keep);
+    memcpy(b, keep, sizeof b);
+    CHECK_STATUS(gran_sample_class(m, 5, 6, bad, 6, GRAN_PIXEL_FORMAT_U8_CHW, b, sizeof b), GRAN_STATUS_INVALID_ARGUMENT);
+    CHECK_ERROR_HAS("class 4 of image 4");
+    CHECK_STATUS(gran_sample_class(m, 5, 6, mixed, 3, GRAN_PIXEL_FORMAT_U8_CHW, b, sizeof b), GRAN_STATUS_INVALID_ARGUMENT);
+    CHECK_ERROR_HAS("classes_len");
+    CHECK_STATUS(gran_sample_class(m, 5, 6, NULL, 1, GRAN_PIXEL_FORMAT_U8_CHW, b, sizeof b), GRAN_STATUS_INVALID_ARGUMENT);
+    CHECK(memcmp(b, keep, sizeof b) == 0);
+    /* Caller latents need classes; with them, the seed's images. */
+    CHECK_OK(gran_latents(m, 5, 6, z, 6 * 16));
+    CHECK_STATUS(gran_generate(m, z, 6, GRAN_PIXEL_FORMAT_U8_CHW, b, sizeof b), GRAN_STATUS_INVALID_ARGUMENT);
+    CHECK_ERROR_HAS("class-conditional");
+    CHECK_OK(gran_generate_class(m, z, 6, mixed, 6, GRAN_PIXEL_FORMAT_U8_CHW, b, sizeof b));
+    CHECK(memcmp(a, b, sizeof a) == 0);
+    /* gran_sample draws each image's class: one of the 4, each giving gran_sample's image. */
+    CHECK_OK(gran_sample(m, 5, 6, GRAN_PIXEL_FORMAT_U8_CHW, a, sizeof a));
+    for (i = 0; i < 6; i++) {
+        uint32_t k, found = 0;
+        for (k = 0; k < 4; k++) {
+            CHECK_OK(gran_sample_class(m, 5, (uint32_t)i + 1, &k, 1, GRAN_PIXEL_FORMAT_U8_CHW, b, sizeof b));
+            if (memcmp(a + i * 784, b + i * 784, 784) == 0) { found++; drawn_as[i] = k; }
+        }
+        CHECK(found >= 1 && drawn_as[i] < 4);
+    }
+    /* D(x, y): the class changes the score. */
+    CHECK_OK(gran_discriminate_class(m, a, 6, &two, 1, GRAN_PIXEL_FORMAT_U8_CHW, p2));
+    two = 3;
+    CHECK_OK(gran_discriminate_class(m, a, 6, &two, 1, GRAN_PIXEL_FORMAT_U8_CHW, p3));
+    CHECK(memcmp(p2, p3, sizeof p2) != 0);
+    CHECK_OK(gran_model_free(m));
+    /* An unconditional model takes no class. */
+    m = tiny_model(32);
+    CHECK_STATUS(gran_sample_class(m, 5, 6, mixed, 6, GRAN_PIXEL_FORMAT_U8_CHW, b, sizeof b), GRAN_STATUS_INVALID_ARGUMENT);
+    CHECK_ERROR_HAS("unconditional");
+    CHECK_OK(gran_model_free(m));
+    CHECK_OK(gran_dataset_free(d));
+    CHECK_OK(gran_dataset_free(plain));
+    free(px);
+}
+
 /* bfloat16: training and sampling run, stay close to float32, and leave float32 as it was. */
 static void test_precision(void) {
     enum { N = 16 };
@@ -1851,6 +1930,7 @@ int main(int argc, char **argv) {
         {"reentrant_callback", test_reentrant_callback},
         {"log_callback", test_log_callback},
         {"sample_determinism", test_sample_determinism},
+        {"conditional", test_conditional},
         {"precision", test_precision},
         {"rgb_formats", test_rgb_formats},
         {"discriminate", test_discriminate},
