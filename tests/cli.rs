@@ -544,3 +544,35 @@ fn a_closed_pipe_ends_the_tool_quietly() {
     );
     assert_eq!(text(&out.stderr), "", "the tool wrote to stderr");
 }
+
+/// A class-conditional model from the command line: `train --conditional` takes the digits'
+/// labels (10 classes), `sample --per-class` draws one row per class, `sample --class K` the
+/// images of one class (row K of that grid), and a class past the model's is refused.
+#[test]
+fn a_conditional_model_samples_by_class() {
+    let dir = scratch("conditional");
+    let model = dir.join("c.gran").display().to_string();
+    train_tiny(&data_dir(), &model, "2", &["--conditional"]);
+    let grid = dir.join("per_class.png").display().to_string();
+    let out = ok(&["--json", "sample", &model, "--per-class", "4", "-o", &grid]);
+    let v = result_json(&out);
+    assert_eq!((v["classes"].as_u64(), v["count"].as_u64(), v["columns"].as_u64()), (Some(10), Some(40), Some(4)));
+    // 10 rows of 4 images of 28x28, 2 pixels apart.
+    assert_eq!(png_size(Path::new(&grid)), (4 * 30 - 2, 10 * 30 - 2));
+    let seven = dir.join("seven.png").display().to_string();
+    ok(&["sample", &model, "--class", "7", "-n", "4", "--columns", "4", "-o", &seven]);
+    assert_eq!(png_size(Path::new(&seven)), (4 * 30 - 2, 28));
+    // Row 7 of the per-class grid is the class-7 sample (to a grey level: other batch sizes).
+    let (all, row) = (png_grey(&grid), png_grey(&seven));
+    let width = (4 * 30 - 2) as usize;
+    let band = &all[7 * 30 * width..(7 * 30 + 28) * width];
+    assert!(band.iter().zip(&row).all(|(a, b)| a.abs_diff(*b) <= 1), "row 7 differs from --class 7");
+    let line = fails(&["sample", &model, "--class", "10", "-o", &seven], 11);
+    assert!(line.contains("class 10 is out of range"), "{line}");
+    // An unconditional model has no classes to draw.
+    let plain = dir.join("p.gran").display().to_string();
+    train_tiny(&data_dir(), &plain, "1", &[]);
+    let line = fails(&["sample", &plain, "--per-class", "-o", &grid], 11);
+    assert!(line.contains("class-conditional"), "{line}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
