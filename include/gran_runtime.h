@@ -105,6 +105,15 @@ typedef struct GranModelConfig {
    * Seed of the initial weights. Default 0.
    */
   uint64_t seed;
+  /**
+   * Classes of a class-conditional model, 2..=256: it draws the class it is asked for
+   * (`gran_sample_class`) and trains on labelled data only. 0 (the default): unconditional.
+   */
+  uint32_t classes;
+  /**
+   * Ignored; keeps the struct free of padding.
+   */
+  uint32_t reserved0;
 } GranModelConfig;
 
 /**
@@ -405,6 +414,9 @@ GranStatus gran_model_free(GranModel m);
  * i: the same for any `count` > i and any number of threads (to float rounding, as in
  * libgran), and within 1/255 of libgran's image i of the same file and seed.
  *
+ * A class-conditional model draws image i as a class drawn uniformly from (`seed`, i), also
+ * independent of `count`; `gran_sample_class` names the classes.
+ *
  * Every argument is checked before the first image is drawn; a failure after that
  * (OUT_OF_MEMORY) may leave `out` partly written.
  *
@@ -424,6 +436,33 @@ GranStatus gran_sample(GranModel m,
                        size_t out_bytes);
 
 /**
+ * Like `gran_sample`, for a class-conditional model, with the classes named: `classes` holds
+ * one class for every image (`classes_len` 1) or one per image (`classes_len` == `count`),
+ * each in 0 .. classes-1 (`GranModelConfig.classes`). Image i depends only on the weights,
+ * `seed`, i and its class: not on `count` nor on the other images' classes. With the class
+ * `gran_sample` draws for it, it is `gran_sample`'s image i.
+ *
+ * Every class is checked before the first image is drawn: a bad one leaves `out` untouched.
+ *
+ * Errors: as `gran_sample`; INVALID_ARGUMENT also for NULL `classes`, a `classes_len` other
+ * than 1 or `count`, a class out of range (the message names the image), or an unconditional
+ * model (classes 0: use `gran_sample`).
+ *
+ * Thread safety: as `gran_sample`.
+ *
+ * # Safety
+ * `classes` points to `classes_len` readable uint32_t; `out` to `out_bytes` writable bytes.
+ */
+GranStatus gran_sample_class(GranModel m,
+                             uint64_t seed,
+                             uint32_t count,
+                             const uint32_t *classes,
+                             uint32_t classes_len,
+                             GranPixelFormat format,
+                             void *out,
+                             size_t out_bytes);
+
+/**
  * Like `gran_sample`, but writes the canvas after each of the T drawing steps: `out` holds
  * [T][count][image] (T * count images; the last block equals `gran_sample`'s output).
  *
@@ -440,6 +479,26 @@ GranStatus gran_sample_steps(GranModel m,
                              GranPixelFormat format,
                              void *out,
                              size_t out_bytes);
+
+/**
+ * `gran_sample_steps` with the classes named, as `gran_sample_class` takes them: the canvases
+ * after each drawing step of images of those classes.
+ *
+ * Errors: as `gran_sample_class` (BUFFER_TOO_SMALL counts T * count images).
+ *
+ * Thread safety: as `gran_sample`.
+ *
+ * # Safety
+ * `classes` points to `classes_len` readable uint32_t; `out` to `out_bytes` writable bytes.
+ */
+GranStatus gran_sample_steps_class(GranModel m,
+                                   uint64_t seed,
+                                   uint32_t count,
+                                   const uint32_t *classes,
+                                   uint32_t classes_len,
+                                   GranPixelFormat format,
+                                   void *out,
+                                   size_t out_bytes);
 
 /**
  * Writes the latents of images 0 .. count-1 of `seed` to `z` (count * z_dim floats, row-major):
@@ -464,8 +523,9 @@ GranStatus gran_latents(GranModel m,
  * Draws `count` images from caller latents `z` (count * z_dim finite floats, row-major) and
  * writes them to `out` in `format`. Every latent is checked before the first image is drawn.
  *
- * Errors: INVALID_HANDLE, INVALID_ARGUMENT (count 0, NULL pointers, a non-finite latent),
- * BUFFER_TOO_SMALL, OUT_OF_MEMORY.
+ * Errors: INVALID_HANDLE, INVALID_ARGUMENT (count 0, NULL pointers, a non-finite latent, a
+ * class-conditional model: its images need classes, `gran_generate_class`), BUFFER_TOO_SMALL,
+ * OUT_OF_MEMORY.
  *
  * Thread safety: as `gran_sample`.
  *
@@ -478,6 +538,27 @@ GranStatus gran_generate(GranModel m,
                          GranPixelFormat format,
                          void *out,
                          size_t out_bytes);
+
+/**
+ * `gran_generate` for a class-conditional model: the images of caller latents `z` as the
+ * classes `classes` names (as `gran_sample_class` takes them).
+ *
+ * Errors: as `gran_generate` and `gran_sample_class`.
+ *
+ * Thread safety: as `gran_sample`.
+ *
+ * # Safety
+ * `z` points to count * z_dim readable floats; `classes` to `classes_len` readable uint32_t;
+ * `out` to `out_bytes` writable bytes.
+ */
+GranStatus gran_generate_class(GranModel m,
+                               const float *z,
+                               uint32_t count,
+                               const uint32_t *classes,
+                               uint32_t classes_len,
+                               GranPixelFormat format,
+                               void *out,
+                               size_t out_bytes);
 
 /**
  * Writes `count` images (in `format`, height x width x channels) to `path` as one PNG grid with

@@ -14,7 +14,7 @@
 //!                      one image (one thread), for the comparison's report
 //! Floats are float32 little-endian whatever the host's byte order.
 
-use gran_runtime::{latents_into, Latents, Model, PixelFormat};
+use gran_runtime::{latents_into, Classes, Latents, Model, PixelFormat};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
@@ -28,7 +28,9 @@ fn usage() -> ExitCode {
 fn draw(model: &Model, seed: u64, count: usize, every_step: bool, format: PixelFormat) -> Result<Vec<u8>, String> {
     let len = model.pixel_bytes(format, count, every_step).map_err(|e| e.message)?;
     let mut out = vec![0u8; len];
-    model.draw_pixels(Latents::Seed(seed), count, every_step, format, &mut out).map_err(|e| e.message)?;
+    model
+        .draw_pixels(Latents::Seed(seed), Classes::Drawn, count, every_step, format, &mut out)
+        .map_err(|e| e.message)?;
     if format == PixelFormat::F32Chw {
         // The runtime writes native-endian floats; the files hold little-endian ones.
         for v in out.chunks_exact_mut(4) {
@@ -51,7 +53,9 @@ fn one_image_ms(model: &Model, seed: u64) -> Result<f64, String> {
     let mut times = Vec::with_capacity(50);
     for i in 0..60 {
         let start = Instant::now();
-        model.draw_pixels(Latents::Seed(seed), 1, false, PixelFormat::U8Hwc, &mut out).map_err(|e| e.message)?;
+        model
+            .draw_pixels(Latents::Seed(seed), Classes::Drawn, 1, false, PixelFormat::U8Hwc, &mut out)
+            .map_err(|e| e.message)?;
         if i >= 10 {
             times.push(start.elapsed().as_secs_f64() * 1e3);
         }

@@ -1,8 +1,9 @@
 //! Drawing into a caller's buffer: images, or the canvases after every step in the
 //! `[T][count][image]` layout, chunk by chunk straight into place, on as many threads as set
-//! (crate::threads). Image i depends only on the weights and its latents: not on the count,
-//! the chunks or the threads.
+//! (crate::threads). Image i depends only on the weights, its latents and (a class-conditional
+//! model) its class: not on the count, the other images' classes, the chunks or the threads.
 
+use crate::classes::Classes;
 use crate::error::{invalid, mul, zeros, Result};
 use crate::model::{Generator, Model, Scratch};
 use crate::pixels::{write_image, PixelFormat};
@@ -47,10 +48,15 @@ impl Model {
         mul(pictures, per, "the output")
     }
 
-    /// Draws `count` images into `out` (exactly `pixel_bytes(format, count, every_step)` bytes).
+    /// Draws `count` images of `classes` into `out` (exactly `pixel_bytes(format, count,
+    /// every_step)` bytes). A conditional model draws `Classes::Drawn` from the seed (with
+    /// caller latents it needs the classes named); an unconditional one takes only
+    /// `Classes::Drawn`. Every argument, every class included, is checked before anything is
+    /// written to `out`.
     pub fn draw_pixels(
         &self,
         latents: Latents,
+        classes: Classes,
         count: usize,
         every_step: bool,
         format: PixelFormat,
@@ -67,6 +73,7 @@ impl Model {
             }
             check_latents(z)?;
         }
+        classes.check(self.config().classes, count, matches!(latents, Latents::Seed(_)))?;
         let per = gen.image_len() * format.sample_bytes();
         let blocks = if every_step { gen.steps() } else { 1 };
         if out.len() != self.pixel_bytes(format, count, every_step)? {
@@ -86,7 +93,7 @@ impl Model {
         }
         let chunk = (CHUNK_FLOATS / gen.largest_activation()).clamp(1, MAX_CHUNK);
         let job = |first: usize, end: usize, part: Vec<&mut [u8]>| -> Result<()> {
-            Drawer { model: self, gen, latents, format, every_step, chunk }.run(first, end, part)
+            Drawer { model: self, gen, latents, classes, format, every_step, chunk }.run(first, end, part)
         };
         if threads == 1 {
             return job(0, count, parts.pop().expect("one part"));
@@ -111,6 +118,8 @@ struct Drawer<'a> {
     /// The generator the call started with (every thread draws with it).
     gen: &'a Generator,
     latents: Latents<'a>,
+    /// Checked against the model by `draw_pixels`.
+    classes: Classes<'a>,
     format: PixelFormat,
     every_step: bool,
     chunk: usize,
@@ -120,9 +129,12 @@ impl Drawer<'_> {
     /// Draws images `first .. end` into `part` (one slice per block, each for these images).
     fn run(&self, first: usize, end: usize, mut part: Vec<&mut [u8]>) -> Result<()> {
         let z_dim = self.gen.z_dim();
-        let mut z = zeros::<f32>(self.chunk.min(end - first) * z_dim, "the latents of one chunk")?;
+        let most = self.chunk.min(end - first);
+        let mut z = zeros::<f32>(most * z_dim, "the latents of one chunk")?;
+        let conditional = self.model.config().classes > 0;
+        let mut y = zeros::<u32>(if conditional { most } else { 0 }, "the classes of one chunk")?;
         let mut scratch = self.model.take_scratch();
-        let result = self.draw_range(first, end, &mut part, &mut z, &mut scratch);
+        let result = self.draw_range(first, end, &mut part, &mut z, &mut y, &mut scratch);
         self.model.give_scratch(scratch);
         result
     }
@@ -133,6 +145,7 @@ impl Drawer<'_> {
         end: usize,
         part: &mut [&mut [u8]],
         z: &mut [f32],
+        y: &mut [u32],
         scratch: &mut Scratch,
     ) -> Result<()> {
         let gen = self.gen;
@@ -143,10 +156,23 @@ impl Drawer<'_> {
         while at < end {
             let n = self.chunk.min(end - at);
             let zc = &mut z[..n * z_dim];
-            match self.latents {
-                Latents::Seed(seed) => latents_into(seed, z_dim, at as u64, zc),
-                Latents::Given(all) => zc.copy_from_slice(&all[at * z_dim..(at + n) * z_dim]),
-            }
+            let seed = match self.latents {
+                Latents::Seed(seed) => {
+                    latents_into(seed, z_dim, at as u64, zc);
+                    seed
+                }
+                Latents::Given(all) => {
+                    zc.copy_from_slice(&all[at * z_dim..(at + n) * z_dim]);
+                    0 // Classes are named for caller latents: no seed draws them.
+                }
+            };
+            // A conditional model's classes of this chunk (y is empty for an unconditional one).
+            let yc = if y.is_empty() {
+                None
+            } else {
+                self.classes.fill(self.model.config().classes, seed, at, &mut y[..n]);
+                Some(&y[..n])
+            };
             let offset = (at - first) * per;
             let every_step = self.every_step;
             let mut sink = |t: usize, sum: &[f32]| -> Result<()> {
@@ -157,7 +183,7 @@ impl Drawer<'_> {
                 }
                 Ok(())
             };
-            gen.draw(zc, n, every_step, &mut sink, scratch)?;
+            gen.draw(zc, yc, n, every_step, &mut sink, scratch)?;
             at += n;
         }
         Ok(())

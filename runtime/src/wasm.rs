@@ -1,6 +1,7 @@
 //! What WebAssembly adds to the C functions: memory the JavaScript side can fill (the module's
 //! own allocator), and loading a model from bytes, as a page has no files. Built for wasm32
-//! only; the C functions (gran_sample, gran_latents, ...) are exported as they are.
+//! only; the C functions (gran_sample, gran_sample_class, gran_latents, ...) are exported as
+//! they are.
 
 use crate::ffi::guard;
 use crate::model::Model;

@@ -15,7 +15,7 @@
 use gran_common::abi::*;
 use gran_common::checksum::tensor_checksum;
 use gran_runtime::ffi::*;
-use gran_runtime::{Latents, Model, PixelFormat};
+use gran_runtime::{Classes, Latents, Model, PixelFormat};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use std::ffi::{c_char, c_void, CStr, CString};
@@ -25,6 +25,9 @@ use std::time::{Duration, Instant};
 
 #[path = "../../tests/support/child.rs"]
 mod child;
+mod files;
+
+use files::{header, parts, raw_file, synthetic_export, Rng, Synthetic, Tensor};
 
 /// A case that runs longer than this is a hang.
 const HANG_LIMIT: Duration = Duration::from_secs(90);
@@ -151,102 +154,10 @@ fn expect_format(bytes: &[u8], what: &str) -> Result<String, String> {
 fn draw_checked(m: &Model, count: usize, what: &str) -> Result<(), String> {
     let bytes = m.pixel_bytes(PixelFormat::F32Chw, count, true).map_err(|e| format!("{what}: {}", e.message))?;
     let mut out = vec![0u8; bytes];
-    m.draw_pixels(Latents::Seed(7), count, true, PixelFormat::F32Chw, &mut out)
+    m.draw_pixels(Latents::Seed(7), Classes::Drawn, count, true, PixelFormat::F32Chw, &mut out)
         .map_err(|e| format!("{what}: drawing failed: {} {}", name(e.status), e.message))?;
     let ok = out.chunks_exact(4).all(|c| (0.0..=1.0).contains(&f32::from_ne_bytes([c[0], c[1], c[2], c[3]])));
     ensure(ok, || format!("{what}: a drawn value outside [0, 1]"))
-}
-
-/// A model file taken apart: its metadata, and each tensor's dtype, shape and bytes.
-#[derive(Clone)]
-struct Parts {
-    meta: BTreeMap<String, String>,
-    tensors: BTreeMap<String, Tensor>,
-}
-
-#[derive(Clone)]
-struct Tensor {
-    dtype: String,
-    shape: Vec<u64>,
-    bytes: Vec<u8>,
-}
-
-/// The header of a file as JSON, and where its data starts.
-fn header(bytes: &[u8]) -> (Value, usize) {
-    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
-    (serde_json::from_slice(&bytes[8..8 + n]).expect("a test file's header"), 8 + n)
-}
-
-fn parts(bytes: &[u8]) -> Parts {
-    let (h, start) = header(bytes);
-    let mut p = Parts { meta: BTreeMap::new(), tensors: BTreeMap::new() };
-    for (k, v) in h.as_object().unwrap() {
-        if k == "__metadata__" {
-            for (mk, mv) in v.as_object().unwrap() {
-                p.meta.insert(mk.clone(), mv.as_str().unwrap().to_string());
-            }
-            continue;
-        }
-        let o = v["data_offsets"].as_array().unwrap();
-        let (a, b) = (o[0].as_u64().unwrap() as usize, o[1].as_u64().unwrap() as usize);
-        p.tensors.insert(
-            k.clone(),
-            Tensor {
-                dtype: v["dtype"].as_str().unwrap().to_string(),
-                shape: v["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap()).collect(),
-                bytes: bytes[start + a..start + b].to_vec(),
-            },
-        );
-    }
-    p
-}
-
-impl Parts {
-    /// The file: tensors laid out in name order, contiguous, with a fresh checksum.
-    fn build(&self) -> Vec<u8> {
-        let sum = tensor_checksum(self.tensors.iter().map(|(n, t)| (n.as_str(), t.bytes.as_slice())));
-        let mut meta = self.meta.clone();
-        meta.insert("checksum".into(), format!("{sum:016x}"));
-        let mut h = Map::new();
-        h.insert("__metadata__".into(), json!(meta));
-        let mut data = Vec::new();
-        for (n, t) in &self.tensors {
-            let start = data.len();
-            data.extend_from_slice(&t.bytes);
-            h.insert(n.clone(), json!({"dtype": t.dtype, "shape": t.shape, "data_offsets": [start, data.len()]}));
-        }
-        raw_file(serde_json::to_vec(&Value::Object(h)).unwrap().as_slice(), &data)
-    }
-
-    fn with_meta(&self, key: &str, value: &str) -> Parts {
-        let mut p = self.clone();
-        p.meta.insert(key.into(), value.into());
-        p
-    }
-
-    /// The first tensor whose name contains `part`.
-    fn find(&self, part: &str) -> String {
-        self.tensors.keys().find(|n| n.contains(part)).cloned().unwrap_or_else(|| panic!("no tensor {part}"))
-    }
-
-    /// Sets value `index` of tensor `name` (in its dtype) and returns the file.
-    fn with_value(&self, name: &str, index: usize, v: f32) -> Vec<u8> {
-        let mut p = self.clone();
-        let t = p.tensors.get_mut(name).unwrap();
-        match t.dtype.as_str() {
-            "F32" => t.bytes[index * 4..index * 4 + 4].copy_from_slice(&v.to_le_bytes()),
-            _ => t.bytes[index * 2..index * 2 + 2].copy_from_slice(&((v.to_bits() >> 16) as u16).to_le_bytes()),
-        }
-        p.build()
-    }
-}
-
-/// A file from a header's bytes and data.
-fn raw_file(json: &[u8], data: &[u8]) -> Vec<u8> {
-    let mut out = (json.len() as u64).to_le_bytes().to_vec();
-    out.extend_from_slice(json);
-    out.extend_from_slice(data);
-    out
 }
 
 /// Rewrites the header of `bytes` with `edit`, keeping the data, with the checksum field set to
@@ -308,26 +219,6 @@ fn reset_peak() {
 fn peak_kib() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status.lines().find_map(|l| l.strip_prefix("VmHWM:")?.split_whitespace().next()?.parse().ok()).unwrap_or(0)
-}
-
-/// A small deterministic generator (splitmix64) for the fuzz case.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// Uniform in 0 .. n (n > 0).
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    fn pick<'a, T>(&mut self, v: &'a [T]) -> &'a T {
-        &v[self.below(v.len())]
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -819,108 +710,27 @@ fn checkpoint_tensor_set_is_exact() -> Result<String, String> {
     Ok("every table libgran refuses is FORMAT".into())
 }
 
-/// The tensors of a generator export of a configuration (libgran's names and shapes, as
-/// runtime/src/model/config.rs lists them), with seeded values: small weights, variances in
-/// [0.5, 1.5].
-fn synthetic_export(size: u32, channels: u32, steps: u32, z: u64, h: u64, scale: f64, seed: u64) -> Vec<u8> {
-    let scaled = |r: u64| ((r as f64 * scale).round() as u64).max(1);
-    let (base, reference): (u64, &[u64]) = match size {
-        28 => (7, &[256, 128]),
-        32 => (4, &[1024, 512, 256]),
-        64 => (4, &[172, 1376, 688, 344]),
-        _ => (4, &[172, 1376, 688, 344, 172]),
-    };
-    let mut dec: Vec<u64> = reference.iter().map(|&r| scaled(r)).collect();
-    dec.push(channels as u64);
-    let (f, t) = (dec[0] * base * base, steps as usize);
-    let mut layout: Vec<(String, Vec<u64>)> = Vec::new();
-    let bn = |l: &mut Vec<(String, Vec<u64>)>, name: &str, ch: u64, slots: usize| {
-        l.push((format!("{name}.weight"), vec![ch]));
-        l.push((format!("{name}.bias"), vec![ch]));
-        for s in 0..slots {
-            l.push((format!("{name}.running_mean.{s}"), vec![ch]));
-            l.push((format!("{name}.running_var.{s}"), vec![ch]));
-        }
-    };
-    layout.push(("g.hz.fc.weight".into(), vec![h, z]));
-    layout.push(("g.hz.fc.bias".into(), vec![h]));
-    bn(&mut layout, "g.hz.bn", h, 1);
-    layout.push(("g.dec.fc.weight".into(), vec![f, 2 * h]));
-    layout.push(("g.dec.fc.bias".into(), vec![f]));
-    bn(&mut layout, "g.dec.bn", f, t);
-    for (i, w) in dec.windows(2).enumerate() {
-        layout.push((format!("g.dec.conv{i}.weight"), vec![w[0], w[1], 5, 5]));
-        layout.push((format!("g.dec.conv{i}.bias"), vec![w[1]]));
-    }
-    let rev: Vec<u64> = dec.iter().rev().copied().collect();
-    for (i, w) in rev.windows(2).enumerate() {
-        layout.push((format!("g.enc.conv{i}.weight"), vec![w[1], w[0], 5, 5]));
-        if i + 2 == rev.len() {
-            layout.push((format!("g.enc.conv{i}.bias"), vec![w[1]]));
-        } else {
-            bn(&mut layout, &format!("g.enc.bn{i}"), w[1], t);
-        }
-    }
-    layout.push(("g.enc.fc.weight".into(), vec![h, f]));
-    layout.push(("g.enc.fc.bias".into(), vec![h]));
-    bn(&mut layout, "g.enc.bn", h, t);
-    let mut rng = Rng(seed);
-    let mut p = Parts { meta: BTreeMap::new(), tensors: BTreeMap::new() };
-    for (n, shape) in layout {
-        let count: u64 = shape.iter().product();
-        let bytes = (0..count)
-            .flat_map(|_| {
-                let u = (rng.next() >> 40) as f32 / (1u64 << 24) as f32; // [0, 1)
-                let v = if n.contains(".running_var.") {
-                    0.5 + u
-                } else if n.ends_with("bn.weight") || n.contains(".bn0.weight") || n.contains(".bn1.weight") {
-                    0.8 + 0.4 * u
-                } else {
-                    (u - 0.5) * 0.2
-                };
-                v.to_le_bytes()
-            })
-            .collect();
-        p.tensors.insert(n, Tensor { dtype: "F32".into(), shape, bytes });
-    }
-    for (k, v) in [
-        ("format", "gran-generator".to_string()),
-        ("version", "1".into()),
-        ("storage", "fp32".into()),
-        ("height", size.to_string()),
-        ("width", size.to_string()),
-        ("channels", channels.to_string()),
-        ("steps", steps.to_string()),
-        ("z_dim", z.to_string()),
-        ("hidden_dim", h.to_string()),
-        ("width_scale", scale.to_string()),
-        ("leaky_relu", "true".into()),
-        ("seed", "0".into()),
-        ("step", "0".into()),
-        ("device", "cpu".into()),
-    ] {
-        p.meta.insert(k.into(), v);
-    }
-    p.build()
-}
-
-/// Valid exports of other sizes, channel counts and step counts (built from the layout) load
-/// and draw through the C functions: values in range, HWC and CHW the same pixels, the last
-/// block of the steps equal to the images, 3 threads as 1, and truncated or re-dimensioned
-/// copies FORMAT.
+/// Valid exports of other sizes, channel counts and step counts, class-conditional ones too
+/// (built from the layout), load and draw through the C functions: values in range, HWC and
+/// CHW the same pixels, the last block of the steps equal to the images, 3 threads as 1, and
+/// truncated or re-dimensioned copies FORMAT.
 fn other_configurations_draw() -> Result<String, String> {
     let dir = scratch("configs");
     let mut done = Vec::new();
-    for (size, ch, t, z, h, scale) in [
-        (28u32, 3u32, 1u32, 4u64, 4u64, 0.03125f64),
-        (32, 3, 2, 8, 8, 0.0625),
-        (32, 1, 64, 2, 3, 0.01),
-        (64, 3, 2, 8, 8, 0.03125),
-        (128, 1, 1, 8, 8, 0.03125),
-        (128, 3, 2, 5, 7, 0.02),
+    for (size, ch, t, z, h, scale, classes) in [
+        (28u32, 3u32, 1u32, 4u64, 4u64, 0.03125f64, 0u64),
+        (32, 3, 2, 8, 8, 0.0625, 0),
+        (32, 1, 64, 2, 3, 0.01, 0),
+        (64, 3, 2, 8, 8, 0.03125, 0),
+        (128, 1, 1, 8, 8, 0.03125, 0),
+        (128, 3, 2, 5, 7, 0.02, 0),
+        // Class-conditional: gran_sample draws each image's class from (seed, i).
+        (32, 3, 2, 8, 8, 0.0625, 10),
+        (28, 1, 3, 4, 4, 0.03125, 256),
     ] {
-        let what = format!("{size}x{size}x{ch}, T={t}, z {z}, h {h}, scale {scale}");
-        let bytes = synthetic_export(size, ch, t, z, h, scale, size as u64 * 31 + t as u64);
+        let what = format!("{size}x{size}x{ch}, T={t}, z {z}, h {h}, scale {scale}, classes {classes}");
+        let c = Synthetic { size, channels: ch, steps: t, z, h, scale, classes };
+        let bytes = synthetic_export(c, size as u64 * 31 + t as u64);
         let path = dir.join("model.safetensors");
         std::fs::write(&path, &bytes).unwrap();
         let (s, m) = c_load(&path);
@@ -928,9 +738,8 @@ fn other_configurations_draw() -> Result<String, String> {
         let mut cfg = GranModelConfig::DEFAULT;
         // SAFETY: a valid GranModelConfig.
         expect(unsafe { gran_model_config(m, &mut cfg) }, GRAN_STATUS_OK, "config")?;
-        ensure((cfg.height, cfg.channels, cfg.steps, cfg.z_dim) == (size, ch, t, z as u32), || {
-            format!("{what}: {cfg:?}")
-        })?;
+        let stated = (cfg.height, cfg.channels, cfg.steps, cfg.z_dim, cfg.classes);
+        ensure(stated == (size, ch, t, z as u32, classes as u32), || format!("{what}: {cfg:?}"))?;
         let n = 3usize;
         let img = (size * size * ch) as usize;
         let (mut hwc, mut chw) = (vec![0u8; n * img], vec![0u8; n * img]);
@@ -974,7 +783,10 @@ fn other_configurations_draw() -> Result<String, String> {
         let other = if size == 128 { "64" } else { "128" };
         expect_format(&p.with_meta("height", other).with_meta("width", other).build(), &format!("{what} as {other}"))?;
         expect_format(&p.with_meta("channels", if ch == 1 { "3" } else { "1" }).build(), &format!("{what}, channels"))?;
-        done.push(format!("{size}x{size}x{ch} T={t}"));
+        done.push(format!(
+            "{size}x{size}x{ch} T={t}{}",
+            if classes > 0 { format!(" {classes} classes") } else { String::new() }
+        ));
     }
     std::fs::remove_dir_all(&dir).ok();
     Ok(format!("{} configurations draw: {}", done.len(), done.join(", ")))

@@ -2,7 +2,8 @@
  * The C contract of libgran_runtime, through include/gran_runtime.h only: versions, status
  * strings, last-error semantics, loading (and IO / FORMAT for what is not a model), the
  * configuration and its struct_size, generators, latents, the three drawing calls in every
- * pixel format with their exact buffer sizes, threads, PNG files, handles, and concurrent use.
+ * pixel format with their exact buffer sizes, their class-taking forms (refused by these
+ * unconditional models), threads, PNG files, handles, and concurrent use.
  *
  * C99 + POSIX 2008; built with -fsanitize=address,undefined by tests/runtime/test.sh. Run from
  * the repository root (it reads runtime/tests/data; GRAN_RUNTIME_DATA overrides the folder).
@@ -290,7 +291,7 @@ static void test_config(void) {
     CHECK(c.struct_size == sizeof c);
     CHECK(c.height == 28 && c.width == 28 && c.channels == 1 && c.steps == 3);
     CHECK(c.z_dim == 100 && c.hidden_dim == 100 && c.width_scale == 1.0f && c.leaky_relu == 1);
-    CHECK(c.device.kind == GRAN_DEVICE_AUTO && c.seed == 0);
+    CHECK(c.device.kind == GRAN_DEVICE_AUTO && c.seed == 0 && c.classes == 0);
     gran_model_config_init(NULL);
     for (i = 0; i < 3; i++) {
         GranModel m = load(FILES[i]);
@@ -301,6 +302,7 @@ static void test_config(void) {
         CHECK(c.height == 28 && c.width == 28 && c.channels == 1 && c.steps == T);
         CHECK(c.z_dim == ZDIM && c.hidden_dim == 16 && c.width_scale == 0.0625f && c.leaky_relu == 1);
         CHECK(c.device.kind == GRAN_DEVICE_CPU && c.device.index == 0 && c.seed == 4);
+        CHECK(c.classes == 0); /* unconditional */
         /* struct_size below 8: INVALID_ARGUMENT, nothing written. */
         for (size = 0; size < 8; size += 3) {
             memset(raw, 0xEE, sizeof u.b);
@@ -508,6 +510,42 @@ static void test_draw(void) {
         /* A count of 2^32 - 1 with a small buffer: refused before anything is drawn. */
         CHECK_STATUS(gran_sample(m, 9, UINT32_MAX, GRAN_PIXEL_FORMAT_U8_HWC, hwc, sizeof hwc),
                      GRAN_STATUS_BUFFER_TOO_SMALL);
+        CHECK_OK(gran_model_free(m));
+    }
+}
+
+/* The test models are unconditional: every call that names classes is INVALID_ARGUMENT and
+   leaves out untouched, as are malformed class arguments (runtime/tests/classes.rs draws
+   class-conditional models). */
+static void test_classes_unconditional(void) {
+    enum { N = 2 };
+    unsigned char out[T * N * IMG];
+    const uint32_t one = 0, each[N] = {0, 1};
+    float z[N * ZDIM] = {0};
+    size_t i;
+    for (i = 0; i < 3; i++) {
+        GranModel m = load(FILES[i]);
+        memset(out, 0xAB, sizeof out);
+        CHECK_STATUS(gran_sample_class(m, 1, N, &one, 1, GRAN_PIXEL_FORMAT_U8_HWC, out, N * IMG),
+                     GRAN_STATUS_INVALID_ARGUMENT);
+        CHECK_ERROR_HAS("unconditional");
+        CHECK_STATUS(gran_sample_steps_class(m, 1, N, each, N, GRAN_PIXEL_FORMAT_U8_HWC, out, sizeof out),
+                     GRAN_STATUS_INVALID_ARGUMENT);
+        CHECK_ERROR_HAS("unconditional");
+        CHECK_STATUS(gran_generate_class(m, z, N, each, N, GRAN_PIXEL_FORMAT_U8_HWC, out, N * IMG),
+                     GRAN_STATUS_INVALID_ARGUMENT);
+        CHECK_ERROR_HAS("unconditional");
+        /* NULL classes; a classes_len other than 1 or count. */
+        CHECK_STATUS(gran_sample_class(m, 1, N, NULL, 1, GRAN_PIXEL_FORMAT_U8_HWC, out, N * IMG),
+                     GRAN_STATUS_INVALID_ARGUMENT);
+        CHECK_STATUS(gran_sample_class(m, 1, N, each, 0, GRAN_PIXEL_FORMAT_U8_HWC, out, N * IMG),
+                     GRAN_STATUS_INVALID_ARGUMENT);
+        CHECK_ERROR_HAS("classes_len");
+        CHECK_STATUS(gran_generate_class(m, z, N, each, N + 1, GRAN_PIXEL_FORMAT_U8_HWC, out, N * IMG),
+                     GRAN_STATUS_INVALID_ARGUMENT);
+        CHECK(all_bytes(out, 0xAB, sizeof out));
+        /* And they still sample without classes. */
+        CHECK_OK(gran_sample(m, 1, N, GRAN_PIXEL_FORMAT_U8_HWC, out, N * IMG));
         CHECK_OK(gran_model_free(m));
     }
 }
@@ -752,6 +790,7 @@ static const TestCase TESTS[] = {
     {"step_and_generators", test_step_and_generators},
     {"latents", test_latents},
     {"draw", test_draw},
+    {"classes_unconditional", test_classes_unconditional},
     {"threads", test_threads},
     {"write_png", test_write_png},
     {"handles", test_handles},

@@ -54,6 +54,7 @@ pub unsafe extern "C" fn gran_model_config(m: GranModel, out: *mut GranModelConf
             leaky_relu: c.leaky_relu as u32,
             device: GranDevice { kind: GRAN_DEVICE_CPU, index: 0 },
             seed: c.seed,
+            classes: c.classes,
             ..GranModelConfig::defaults()
         };
         write_versioned(out, &cfg, "out")

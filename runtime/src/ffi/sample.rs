@@ -1,23 +1,43 @@
-//! Drawing: latents, images, the canvases after every step, images from caller latents, and
-//! PNG grids.
+//! Drawing: latents, images (of named classes too), the canvases after every step, images from
+//! caller latents, and PNG grids.
 
 use super::guard;
 use super::model::MODELS;
+use crate::classes::Classes;
 use crate::error::{mul, with_status, Result};
 use crate::pixels::PixelFormat;
 use crate::sample::Latents;
 use gran_common::abi::{GranModel, GranPixelFormat, GranStatus, GRAN_STATUS_BUFFER_TOO_SMALL};
-use gran_common::boundary::{arg_slice, arg_slice_mut, check_count, check_room};
+use gran_common::boundary::{arg_classes, arg_slice, arg_slice_mut, check_count, check_room};
 use std::ffi::{c_char, c_void};
 
-/// `gran_sample` or `gran_sample_steps`.
+/// A request's classes from C: `None` names none (`Classes::Drawn`), else the caller's pointer
+/// and length (gran_common's `arg_classes`): one class for all, or one per image.
 ///
 /// # Safety
-/// `out` is NULL or points to `out_bytes` writable bytes.
+/// A pointer given is NULL or points to its length of readable `uint32_t`s.
+unsafe fn classes_arg<'a>(classes: Option<(*const u32, u32)>, count: usize) -> Result<Classes<'a>> {
+    Ok(match classes {
+        None => Classes::Drawn,
+        Some((p, len)) => match arg_classes(p, len, count)? {
+            [k] => Classes::All(*k),
+            list => Classes::Each(list),
+        },
+    })
+}
+
+/// `gran_sample`, `gran_sample_steps`, `gran_generate` and their `_class` forms (`classes`:
+/// `None`, or the caller's pointer and length).
+///
+/// # Safety
+/// `out` is NULL or points to `out_bytes` writable bytes; a `classes` pointer is NULL or points
+/// to its length of readable `uint32_t`s.
+#[allow(clippy::too_many_arguments)]
 unsafe fn sample_into(
     m: GranModel,
     latents: Latents,
     count: u32,
+    classes: Option<(*const u32, u32)>,
     format: GranPixelFormat,
     out: *mut c_void,
     out_bytes: usize,
@@ -25,16 +45,20 @@ unsafe fn sample_into(
 ) -> Result<()> {
     let model = MODELS.get(m)?;
     let (format, count) = (PixelFormat::from_c(format)?, check_count(count)?);
+    let classes = classes_arg(classes, count)?;
     let needed = model.pixel_bytes(format, count, every_step)?;
     check_room(out_bytes, needed, "out")?;
     let out = arg_slice_mut(out as *mut u8, needed, "out")?;
-    model.draw_pixels(latents, count, every_step, format, out)
+    model.draw_pixels(latents, classes, count, every_step, format, out)
 }
 
 /// Draws `count` images with latents from `seed` and writes them to `out` in `format`
 /// (count * height * width * channels values). Image i depends only on the weights, `seed` and
 /// i: the same for any `count` > i and any number of threads (to float rounding, as in
 /// libgran), and within 1/255 of libgran's image i of the same file and seed.
+///
+/// A class-conditional model draws image i as a class drawn uniformly from (`seed`, i), also
+/// independent of `count`; `gran_sample_class` names the classes.
 ///
 /// Every argument is checked before the first image is drawn; a failure after that
 /// (OUT_OF_MEMORY) may leave `out` partly written.
@@ -55,7 +79,37 @@ pub unsafe extern "C" fn gran_sample(
     out: *mut c_void,
     out_bytes: usize,
 ) -> GranStatus {
-    guard(|| sample_into(m, Latents::Seed(seed), count, format, out, out_bytes, false))
+    guard(|| sample_into(m, Latents::Seed(seed), count, None, format, out, out_bytes, false))
+}
+
+/// Like `gran_sample`, for a class-conditional model, with the classes named: `classes` holds
+/// one class for every image (`classes_len` 1) or one per image (`classes_len` == `count`),
+/// each in 0 .. classes-1 (`GranModelConfig.classes`). Image i depends only on the weights,
+/// `seed`, i and its class: not on `count` nor on the other images' classes. With the class
+/// `gran_sample` draws for it, it is `gran_sample`'s image i.
+///
+/// Every class is checked before the first image is drawn: a bad one leaves `out` untouched.
+///
+/// Errors: as `gran_sample`; INVALID_ARGUMENT also for NULL `classes`, a `classes_len` other
+/// than 1 or `count`, a class out of range (the message names the image), or an unconditional
+/// model (classes 0: use `gran_sample`).
+///
+/// Thread safety: as `gran_sample`.
+///
+/// # Safety
+/// `classes` points to `classes_len` readable uint32_t; `out` to `out_bytes` writable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn gran_sample_class(
+    m: GranModel,
+    seed: u64,
+    count: u32,
+    classes: *const u32,
+    classes_len: u32,
+    format: GranPixelFormat,
+    out: *mut c_void,
+    out_bytes: usize,
+) -> GranStatus {
+    guard(|| sample_into(m, Latents::Seed(seed), count, Some((classes, classes_len)), format, out, out_bytes, false))
 }
 
 /// Like `gran_sample`, but writes the canvas after each of the T drawing steps: `out` holds
@@ -76,7 +130,30 @@ pub unsafe extern "C" fn gran_sample_steps(
     out: *mut c_void,
     out_bytes: usize,
 ) -> GranStatus {
-    guard(|| sample_into(m, Latents::Seed(seed), count, format, out, out_bytes, true))
+    guard(|| sample_into(m, Latents::Seed(seed), count, None, format, out, out_bytes, true))
+}
+
+/// `gran_sample_steps` with the classes named, as `gran_sample_class` takes them: the canvases
+/// after each drawing step of images of those classes.
+///
+/// Errors: as `gran_sample_class` (BUFFER_TOO_SMALL counts T * count images).
+///
+/// Thread safety: as `gran_sample`.
+///
+/// # Safety
+/// `classes` points to `classes_len` readable uint32_t; `out` to `out_bytes` writable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn gran_sample_steps_class(
+    m: GranModel,
+    seed: u64,
+    count: u32,
+    classes: *const u32,
+    classes_len: u32,
+    format: GranPixelFormat,
+    out: *mut c_void,
+    out_bytes: usize,
+) -> GranStatus {
+    guard(|| sample_into(m, Latents::Seed(seed), count, Some((classes, classes_len)), format, out, out_bytes, true))
 }
 
 /// Writes the latents of images 0 .. count-1 of `seed` to `z` (count * z_dim floats, row-major):
@@ -111,8 +188,9 @@ pub unsafe extern "C" fn gran_latents(m: GranModel, seed: u64, count: u32, z: *m
 /// Draws `count` images from caller latents `z` (count * z_dim finite floats, row-major) and
 /// writes them to `out` in `format`. Every latent is checked before the first image is drawn.
 ///
-/// Errors: INVALID_HANDLE, INVALID_ARGUMENT (count 0, NULL pointers, a non-finite latent),
-/// BUFFER_TOO_SMALL, OUT_OF_MEMORY.
+/// Errors: INVALID_HANDLE, INVALID_ARGUMENT (count 0, NULL pointers, a non-finite latent, a
+/// class-conditional model: its images need classes, `gran_generate_class`), BUFFER_TOO_SMALL,
+/// OUT_OF_MEMORY.
 ///
 /// Thread safety: as `gran_sample`.
 ///
@@ -127,13 +205,51 @@ pub unsafe extern "C" fn gran_generate(
     out: *mut c_void,
     out_bytes: usize,
 ) -> GranStatus {
-    guard(|| {
-        let model = MODELS.get(m)?;
-        let (pixel_format, n) = (PixelFormat::from_c(format)?, check_count(count)?);
-        check_room(out_bytes, model.pixel_bytes(pixel_format, n, false)?, "out")?;
-        let z = arg_slice(z, mul(n, model.config().z_dim as usize, "the latents")?, "z")?;
-        sample_into(m, Latents::Given(z), count, format, out, out_bytes, false)
-    })
+    guard(|| generate_into(m, z, count, None, format, out, out_bytes))
+}
+
+/// `gran_generate` for a class-conditional model: the images of caller latents `z` as the
+/// classes `classes` names (as `gran_sample_class` takes them).
+///
+/// Errors: as `gran_generate` and `gran_sample_class`.
+///
+/// Thread safety: as `gran_sample`.
+///
+/// # Safety
+/// `z` points to count * z_dim readable floats; `classes` to `classes_len` readable uint32_t;
+/// `out` to `out_bytes` writable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn gran_generate_class(
+    m: GranModel,
+    z: *const f32,
+    count: u32,
+    classes: *const u32,
+    classes_len: u32,
+    format: GranPixelFormat,
+    out: *mut c_void,
+    out_bytes: usize,
+) -> GranStatus {
+    guard(|| generate_into(m, z, count, Some((classes, classes_len)), format, out, out_bytes))
+}
+
+/// `gran_generate` or `gran_generate_class`: the buffer's size before the latents are read.
+///
+/// # Safety
+/// As `gran_generate_class`, with `classes` `None` or the caller's pointer and length.
+unsafe fn generate_into(
+    m: GranModel,
+    z: *const f32,
+    count: u32,
+    classes: Option<(*const u32, u32)>,
+    format: GranPixelFormat,
+    out: *mut c_void,
+    out_bytes: usize,
+) -> Result<()> {
+    let model = MODELS.get(m)?;
+    let (pixel_format, n) = (PixelFormat::from_c(format)?, check_count(count)?);
+    check_room(out_bytes, model.pixel_bytes(pixel_format, n, false)?, "out")?;
+    let z = arg_slice(z, mul(n, model.config().z_dim as usize, "the latents")?, "z")?;
+    sample_into(m, Latents::Given(z), count, classes, format, out, out_bytes, false)
 }
 
 /// Writes `count` images (in `format`, height x width x channels) to `path` as one PNG grid with

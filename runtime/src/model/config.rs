@@ -19,6 +19,9 @@ pub struct Config {
     pub leaky_relu: bool,
     /// The seed of the trained model's initial weights, reported back.
     pub seed: u64,
+    /// Classes of a class-conditional model (2..=256): each image is drawn as a class. 0:
+    /// unconditional (files without the field, as all files before conditional models).
+    pub classes: u32,
 }
 
 /// The layer sizes a configuration implies.
@@ -34,6 +37,8 @@ pub(crate) struct Architecture {
 const MAX_STEPS: u32 = 64;
 const MAX_DIM: u32 = 4096;
 const MAX_WIDTH_SCALE: f32 = 8.0;
+/// libgran's MAX_CLASSES (labels are one byte per image).
+const MAX_CLASSES: u32 = 256;
 
 /// Field `key` of a file's metadata, parsed; FORMAT when it is missing or malformed.
 pub(crate) fn field<T: std::str::FromStr>(meta: &HashMap<String, String>, key: &str) -> Result<T> {
@@ -62,6 +67,11 @@ impl Config {
             width_scale: field(meta, "width_scale")?,
             leaky_relu: field(meta, "leaky_relu")?,
             seed: field(meta, "seed")?,
+            // Only a conditional model's file has "classes".
+            classes: match meta.get("classes") {
+                Some(_) => field(meta, "classes")?,
+                None => 0,
+            },
         };
         c.check().map_err(|why| format(format!("bad configuration: {why}")))?;
         Ok(c)
@@ -85,6 +95,9 @@ impl Config {
         }
         if !(self.width_scale.is_finite() && self.width_scale > 0.0 && self.width_scale <= MAX_WIDTH_SCALE) {
             return Err(format!("width_scale is {}: must be in (0, {MAX_WIDTH_SCALE}]", self.width_scale));
+        }
+        if self.classes == 1 || self.classes > MAX_CLASSES {
+            return Err(format!("classes is {}: must be 0 (unconditional) or 2..={MAX_CLASSES}", self.classes));
         }
         Ok(())
     }
@@ -131,7 +144,8 @@ pub(crate) fn checkpoint_layout(c: &Config, averaged: bool) -> Vec<(String, Vec<
 }
 
 /// The discriminator's tensors: 5x5 stride-2 convolutions without bias, each with a batch norm
-/// (one statistics slot), then a linear layer to 100 and one to the logit (no bias).
+/// (one statistics slot), then a linear layer to 100 and one to the logit (no bias); a
+/// conditional one's class embedding (its projection term) of the 100 features' size.
 fn discriminator_layout(c: &Config) -> Vec<(String, Vec<usize>)> {
     let scaled = |r: usize| ((r as f64 * c.width_scale as f64).round() as usize).max(1);
     let reference: &[usize] = match c.height {
@@ -155,10 +169,15 @@ fn discriminator_layout(c: &Config) -> Vec<(String, Vec<usize>)> {
     out.push(("d.fc.weight".into(), vec![HIDDEN, channels * size * size]));
     out.push(("d.fc.bias".into(), vec![HIDDEN]));
     out.push(("d.out.weight".into(), vec![1, HIDDEN]));
+    if c.classes > 0 {
+        out.push(("d.embed.weight".into(), vec![c.classes as usize, HIDDEN]));
+    }
     out
 }
 
-/// The names and shapes of a generator's tensors ("g." + ...), as libgran names them.
+/// The names and shapes of a generator's tensors ("g." + ...), as libgran names them. A
+/// conditional generator has a class embedding of h_z's size, and its decoder's linear layer
+/// reads [h_z, e(y), h_c] (3 * hidden inputs) where an unconditional one reads [h_z, h_c].
 pub(crate) fn generator_layout(c: &Config) -> Vec<(String, Vec<usize>)> {
     let a = c.architecture();
     let (h, z, t) = (c.hidden_dim as usize, c.z_dim as usize, c.steps as usize);
@@ -175,7 +194,13 @@ pub(crate) fn generator_layout(c: &Config) -> Vec<(String, Vec<usize>)> {
     out.push(("g.hz.fc.weight".into(), vec![h, z]));
     out.push(("g.hz.fc.bias".into(), vec![h]));
     bn(&mut out, "g.hz.bn", h, 1);
-    out.push(("g.dec.fc.weight".into(), vec![f, 2 * h]));
+    let inputs = if c.classes > 0 {
+        out.push(("g.embed.weight".into(), vec![c.classes as usize, h]));
+        3 * h
+    } else {
+        2 * h
+    };
+    out.push(("g.dec.fc.weight".into(), vec![f, inputs]));
     out.push(("g.dec.fc.bias".into(), vec![f]));
     bn(&mut out, "g.dec.bn", f, t);
     for (i, w) in a.dec.windows(2).enumerate() {
@@ -196,4 +221,70 @@ pub(crate) fn generator_layout(c: &Config) -> Vec<(String, Vec<usize>)> {
     out.push(("g.enc.fc.bias".into(), vec![h]));
     bn(&mut out, "g.enc.bn", h, t);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(classes: Option<&str>) -> HashMap<String, String> {
+        let mut m: HashMap<String, String> = [
+            ("device", "cpu"),
+            ("height", "28"),
+            ("width", "28"),
+            ("channels", "1"),
+            ("steps", "3"),
+            ("z_dim", "16"),
+            ("hidden_dim", "16"),
+            ("width_scale", "0.0625"),
+            ("leaky_relu", "true"),
+            ("seed", "4"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        if let Some(k) = classes {
+            m.insert("classes".into(), k.into());
+        }
+        m
+    }
+
+    #[test]
+    fn classes_are_read_and_checked() {
+        assert_eq!(Config::from_meta(&meta(None)).unwrap().classes, 0);
+        assert_eq!(Config::from_meta(&meta(Some("0"))).unwrap().classes, 0);
+        assert_eq!(Config::from_meta(&meta(Some("10"))).unwrap().classes, 10);
+        assert_eq!(Config::from_meta(&meta(Some("256"))).unwrap().classes, 256);
+        for bad in ["1", "257", "-1", "x", "", "4294967296"] {
+            let e = Config::from_meta(&meta(Some(bad))).unwrap_err();
+            assert_eq!(e.status, gran_common::abi::GRAN_STATUS_FORMAT, "classes '{bad}'");
+        }
+    }
+
+    #[test]
+    fn a_conditional_layout_adds_the_embeddings_and_widens_the_decoder() {
+        let plain = Config::from_meta(&meta(None)).unwrap();
+        let cond = Config { classes: 10, ..plain.clone() };
+        let f = 16 * 7 * 7; // dec[0] = round(256 / 16) channels at 7x7
+        let shape = |l: &[(String, Vec<usize>)], n: &str| l.iter().find(|(m, _)| m == n).map(|(_, s)| s.clone());
+        let (p, c) = (checkpoint_layout(&plain, true), checkpoint_layout(&cond, true));
+        assert_eq!(shape(&p, "g.dec.fc.weight"), Some(vec![f, 32]));
+        assert_eq!(shape(&c, "g.dec.fc.weight"), Some(vec![f, 48]));
+        for (name, want) in [
+            ("g.embed.weight", vec![10, 16]),
+            ("ema.g.embed.weight", vec![10, 16]),
+            ("adam_g.m.g.embed.weight", vec![10, 16]),
+            ("adam_g.v.g.embed.weight", vec![10, 16]),
+            ("ema.g.dec.fc.weight", vec![f, 48]),
+            ("adam_g.v.g.dec.fc.weight", vec![f, 48]),
+            ("d.embed.weight", vec![10, 100]),
+            ("adam_d.m.d.embed.weight", vec![10, 100]),
+            ("adam_d.v.d.embed.weight", vec![10, 100]),
+        ] {
+            assert_eq!(shape(&c, name), Some(want), "{name}");
+            assert!(!name.contains("embed") || shape(&p, name).is_none(), "{name} in an unconditional layout");
+        }
+        assert_eq!(c.len(), p.len() + 7);
+        assert_eq!(generator_layout(&cond).len(), generator_layout(&plain).len() + 1);
+    }
 }

@@ -6,6 +6,11 @@
 //! the preceding layer's bias. The decoder's input `[h_z, h_c[t]]` is never concatenated: its
 //! h_z half is multiplied once per image, and step 0's h_c (zero) not at all.
 //!
+//! A class-conditional generator decodes `[h_z, e(y), h_c[t]]`, e(y) row y of a learned class
+//! embedding. Its part of the decoder's pre-activation, e(y) W_e, depends on the class alone: it
+//! is worked out once per class at load (`dec_class`) and added to h_z's part by index, as
+//! libgran's lean path does.
+//!
 //! Step t decodes into dC[t]; the encoder reads dC[t] into h_c[t+1]; the canvas after step t is
 //! sigmoid(dC[0] + ... + dC[t]), and the image is the last canvas.
 //!
@@ -15,7 +20,7 @@
 //! the last one, with no transposition while drawing.
 
 use super::config::Config;
-use crate::error::{format, zeros, Result};
+use crate::error::{format, invalid, zeros, Result};
 use crate::kernels::{conv5x5_s2, deconv5x5_s2, gemm, DeconvWeight, Geometry, Mat, MatMut, TAPS};
 use std::collections::HashMap;
 
@@ -70,10 +75,14 @@ pub(crate) struct Generator {
     /// h_z's linear layer with its batch norm folded in: `[hidden, z_dim]`, `[hidden]`.
     hz_w: Vec<f32>,
     hz_b: Vec<f32>,
-    /// The decoder's linear layer split by input, each half transposed: `[hidden, features]`
+    /// The decoder's linear layer split by input, each part transposed: `[hidden, features]`
     /// (features channels-last).
     dec_wz: Vec<f32>,
     dec_wc: Vec<f32>,
+    /// Classes of a conditional generator (0: unconditional), and each one's decoder term
+    /// e(y) W_e: `[classes, features]` (features channels-last; empty when unconditional).
+    classes: usize,
+    dec_class: Vec<f32>,
     /// Per step: the decoder's batch norm with the linear layer's bias.
     dec_affine: Vec<Affine>,
     dec_convs: Vec<Deconv>,
@@ -130,14 +139,17 @@ impl Generator {
         }
         let dec_w = t.take("g.dec.fc.weight")?;
         let dec_b = t.take("g.dec.fc.bias")?;
-        // The two halves transposed to [hidden, features'], in tiles (both sides stay in cache).
-        let half = |offset: usize| -> Result<Vec<f32>> {
+        // Its input columns: [h_z, h_c], or [h_z, e(y), h_c] for a conditional generator.
+        let classes = config.classes as usize;
+        let inputs = if classes > 0 { 3 * hidden } else { 2 * hidden };
+        // One part transposed to [hidden, features'], in tiles (both sides stay in cache).
+        let part = |offset: usize| -> Result<Vec<f32>> {
             let mut w = zeros(features * hidden, "the decoder's weights")?;
             const TILE: usize = 32;
             for f0 in (0..features).step_by(TILE) {
                 for j0 in (0..hidden).step_by(TILE) {
                     for f in f0..(f0 + TILE).min(features) {
-                        let (row, to) = (&dec_w[f * 2 * hidden + offset..][..hidden], perm[f]);
+                        let (row, to) = (&dec_w[f * inputs + offset..][..hidden], perm[f]);
                         for j in j0..(j0 + TILE).min(hidden) {
                             w[j * features + to] = row[j];
                         }
@@ -146,7 +158,11 @@ impl Generator {
             }
             Ok(w)
         };
-        let (wz, wc) = (half(0)?, half(hidden)?);
+        let (wz, wc) = (part(0)?, part(inputs - hidden)?);
+        let dec_class = match classes {
+            0 => Vec::new(),
+            _ => class_terms(&t.take("g.embed.weight")?, &part(hidden)?, classes, hidden, features)?,
+        };
         let permuted = |a: Affine| {
             let (mut scale, mut shift) = (vec![0f32; features], vec![0f32; features]);
             for f in 0..features {
@@ -211,6 +227,8 @@ impl Generator {
             hz_b: hz.shift,
             dec_wz: wz,
             dec_wc: wc,
+            classes,
+            dec_class,
             dec_affine,
             dec_convs,
             enc_convs,
@@ -243,12 +261,15 @@ impl Generator {
         most
     }
 
-    /// Draws `n` images from latents `z` (`n * z_dim`, row-major). `canvas(t, sum)` receives the
-    /// sum of the steps so far after step t (`[n][H][W][C]`, before the sigmoid) when
-    /// `every_step`, else only after the last step.
+    /// Draws `n` images from latents `z` (`n * z_dim`, row-major) and, for a conditional
+    /// generator, classes `classes` (`n` of them; `None` for an unconditional one, else
+    /// INVALID_ARGUMENT before anything is drawn). `canvas(t, sum)` receives the sum of the
+    /// steps so far after step t (`[n][H][W][C]`, before the sigmoid) when `every_step`, else
+    /// only after the last step.
     pub(crate) fn draw(
         &self,
         z: &[f32],
+        classes: Option<&[u32]>,
         n: usize,
         every_step: bool,
         canvas: &mut dyn FnMut(usize, &[f32]) -> Result<()>,
@@ -256,6 +277,7 @@ impl Generator {
     ) -> Result<()> {
         let (h, f) = (self.hidden, self.c0 * self.base * self.base);
         let plane = self.size * self.size;
+        self.check_classes(classes, n)?;
         s.reserve(self, n)?;
         // h_z = tanh(W z + b), then its part of the decoder's input, u = h_z W_z.
         gemm(
@@ -275,6 +297,11 @@ impl Generator {
             MatMut::rows(&mut s.u[..n * f], n, f),
             false,
         );
+        // A conditional generator's e(y) W_e, by class.
+        for (row, &y) in s.u[..n * f].chunks_exact_mut(f).zip(classes.unwrap_or_default()) {
+            let term = &self.dec_class[y as usize * f..][..f];
+            row.iter_mut().zip(term).for_each(|(v, c)| *v += c);
+        }
         let sum_len = self.channels * n * plane;
         for t in 0..self.steps {
             // The decoder's linear layer: u (+ h_c W_c), its batch norm, ReLU, into [c0][n][b][b].
@@ -321,6 +348,22 @@ impl Generator {
         Ok(())
     }
 
+    /// INVALID_ARGUMENT unless `classes` fits this generator for `n` images: none for an
+    /// unconditional one; for a conditional one, `n` classes, each in range.
+    fn check_classes(&self, classes: Option<&[u32]>, n: usize) -> Result<()> {
+        match (self.classes, classes) {
+            (0, None) => Ok(()),
+            (0, Some(_)) => {
+                Err(invalid("this model is unconditional (its configuration has classes 0): it draws no class"))
+            }
+            (_, None) => Err(invalid("this model is class-conditional: say which class each image is to be")),
+            (k, Some(ys)) if ys.len() != n || ys.iter().any(|&y| y as usize >= k) => {
+                Err(invalid(format!("{} classes for {n} images: one per image, each in 0..{k}", ys.len())))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// h_c[t+1] from dC[t] (in `s.act_a`), into `s.hc`.
     fn encode(&self, n: usize, t: usize, s: &mut Scratch) -> Result<()> {
         let mut g = Geometry { n, h: self.size, w: self.size };
@@ -354,6 +397,20 @@ impl Generator {
         }
         Ok(())
     }
+}
+
+/// Each class's decoder term: `embedding` `[classes, hidden]` times the decoder's e(y) part
+/// `w_e` (`[hidden, features]`, transposed and reordered as the other parts): `[classes,
+/// features]`.
+fn class_terms(embedding: &[f32], w_e: &[f32], classes: usize, hidden: usize, features: usize) -> Result<Vec<f32>> {
+    let mut out = zeros(classes * features, "the decoder's class terms")?;
+    gemm(
+        Mat::rows(embedding, classes, hidden),
+        Mat::rows(w_e, hidden, features),
+        MatMut::rows(&mut out, classes, features),
+        false,
+    );
+    Ok(out)
 }
 
 /// Working memory of one drawing thread, grown to the largest chunk it has drawn.
