@@ -17,8 +17,15 @@
 // are move-only RAII owners of their handle; a moved-from (or default-constructed) object holds
 // handle 0, which every call rejects with GRAN_STATUS_INVALID_HANDLE: using it is safe.
 //
+// Class-conditional models (ModelConfig::classes > 0) draw the classes they are asked for with
+// the *_class methods (sample_class, sample_steps_class, generate_class, discriminate_class),
+// which take a gran::Classes: one class for every image (a number) or one per image (a vector
+// or a braced list). They are separate names, not overloads of sample(), because a class and a
+// GranPixelFormat are both uint32_t: sample(seed, count, 2) would silently mean a format.
+//
 // Link with -lgran. A program that only loads models and draws (Model::load, sample,
-// sample_steps, latents, generate, write_png) may link -lgran_runtime instead, the library
+// sample_steps, latents, generate, write_png, and their *_class forms except
+// discriminate_class) may link -lgran_runtime instead, the library
 // without libtorch (include/gran_runtime.h): the wrappers it does not call are never emitted
 // (tests/runtime/test_cpp.cpp). C++17; no other dependency than the C header.
 #ifndef GRAN_HPP
@@ -30,6 +37,7 @@
 #include <cstdint>
 #include <exception>
 #include <functional>
+#include <initializer_list>
 #include <limits>
 #include <memory>
 #include <mutex>
@@ -215,8 +223,9 @@ inline Device cuda(int32_t index = 0) noexcept { return Device{GRAN_DEVICE_CUDA,
 inline Device auto_device() noexcept { return Device{GRAN_DEVICE_AUTO, 0}; }
 
 /// GranModelConfig filled with the library defaults (gran_model_config_init): 28x28x1, 3 steps,
-/// z_dim 100, hidden 100, width scale 1, ReLU discriminator, device AUTO, seed 0. Change fields
-/// as needed; it converts to the C struct.
+/// z_dim 100, hidden 100, width scale 1, ReLU discriminator, device AUTO, seed 0, classes 0
+/// (unconditional; 2..=256 makes a class-conditional model, which trains on labelled data).
+/// Change fields as needed; it converts to the C struct.
 struct ModelConfig : GranModelConfig {
     ModelConfig() noexcept : GranModelConfig() { gran_model_config_init(this); }
     /// Wraps a C struct as is (struct_size included).
@@ -231,6 +240,32 @@ struct TrainConfig : GranTrainConfig {
     TrainConfig() noexcept : GranTrainConfig() { gran_train_config_init(this); }
     /// Wraps a C struct as is (struct_size included).
     TrainConfig(const GranTrainConfig &c) noexcept : GranTrainConfig(c) {}
+};
+
+/// The classes of a request of `count` images to a class-conditional model (the *_class methods
+/// of Model): one class for every image, or one per image (then exactly `count` of them). Each
+/// must be below the model's classes; the library checks them all before drawing anything.
+///
+///   model.sample_class(seed, 16, 3);                  // 16 images of class 3
+///   model.sample_class(seed, 4, {0, 1, 2, 3});        // one of each
+///   model.sample_class(seed, n, labels);              // std::vector<uint32_t> labels(n)
+class Classes {
+public:
+    /// One class for every image.
+    Classes(uint32_t one_for_all) : values_(1, one_for_all) {}
+    /// One class per image (or one for all when it holds one).
+    Classes(std::vector<uint32_t> per_image) : values_(std::move(per_image)) {}
+    /// One class per image (or one for all when it holds one).
+    Classes(std::initializer_list<uint32_t> per_image) : values_(per_image) {}
+
+    /// The classes as the C functions take them.
+    const uint32_t *data() const noexcept { return values_.data(); }
+    /// classes_len: 1 or the image count.
+    uint32_t size() const { return detail::count32(values_.size()); }
+    const std::vector<uint32_t> &values() const noexcept { return values_; }
+
+private:
+    std::vector<uint32_t> values_;
 };
 
 /// A progress report (see GranProgress): step, total_steps, epoch, d_loss, g_loss, d_real,
@@ -278,6 +313,33 @@ public:
                                uint32_t channels) {
         return from_pixels(pixels.data(), whole_images(pixels.size(), height, width, channels), height, width,
                            channels, GRAN_PIXEL_FORMAT_F32_CHW);
+    }
+
+    /// from_pixels with a class label per image (`labels`: `count` bytes, copied), for
+    /// evaluators and class-conditional models (gran_dataset_from_labelled_pixels).
+    static Dataset from_labelled_pixels(const void *pixels, const uint8_t *labels, std::size_t count, uint32_t height,
+                                        uint32_t width, uint32_t channels, GranPixelFormat format) {
+        GranDataset d = 0;
+        detail::check(gran_dataset_from_labelled_pixels(pixels, labels, count, height, width, channels, format, &d));
+        return Dataset(d);
+    }
+
+    /// Bytes in U8_HWC (default) or U8_CHW with one label per image (labels.size() images).
+    static Dataset from_labelled_pixels(const std::vector<uint8_t> &pixels, const std::vector<uint8_t> &labels,
+                                        uint32_t height, uint32_t width, uint32_t channels,
+                                        GranPixelFormat format = GRAN_PIXEL_FORMAT_U8_HWC) {
+        if (!detail::is_u8(format)) detail::invalid("a byte vector needs a U8 pixel format");
+        return from_labelled_pixels(pixels.data(), labels.data(),
+                                    labelled_images(pixels.size(), labels.size(), height, width, channels), height,
+                                    width, channels, format);
+    }
+
+    /// Floats in [0, 1], F32_CHW, with one label per image (labels.size() images).
+    static Dataset from_labelled_pixels(const std::vector<float> &pixels, const std::vector<uint8_t> &labels,
+                                        uint32_t height, uint32_t width, uint32_t channels) {
+        return from_labelled_pixels(pixels.data(), labels.data(),
+                                    labelled_images(pixels.size(), labels.size(), height, width, channels), height,
+                                    width, channels, GRAN_PIXEL_FORMAT_F32_CHW);
     }
 
     /// MNIST-style IDX images (plain or .gz) and, when `labels_path` is not empty, labels.
@@ -340,6 +402,14 @@ private:
             detail::invalid("the pixel vector holds " + std::to_string(values) + " values, not a positive multiple of " +
                             std::to_string(h) + "x" + std::to_string(w) + "x" + std::to_string(c));
         return values / per;
+    }
+
+    static std::size_t labelled_images(std::size_t values, std::size_t labels, uint32_t h, uint32_t w, uint32_t c) {
+        std::size_t count = whole_images(values, h, w, c);
+        if (labels != count)
+            detail::invalid(std::to_string(labels) + " labels for " + std::to_string(count) +
+                            " images: give one per image");
+        return count;
     }
 };
 
@@ -423,6 +493,9 @@ public:
         detail::check(gran_model_config(handle_, &c));
         return c;
     }
+
+    /// The classes of a class-conditional model (2..=256); 0 for an unconditional one.
+    uint32_t classes() const { return config().classes; }
 
     /// Training steps completed so far.
     uint64_t step() const {
@@ -577,6 +650,95 @@ public:
         return discriminate(pixels.data(), image_count(pixels.size()), GRAN_PIXEL_FORMAT_F32_CHW);
     }
 
+    // -- class-conditional models (classes() > 0) ---------------------------------------------
+    // On an unconditional model every *_class method throws INVALID_ARGUMENT, as does a class
+    // >= classes() (nothing is drawn then). On a conditional model, sample() and sample_steps()
+    // draw image i's class from (seed, i), generate() throws INVALID_ARGUMENT (caller latents
+    // need classes), and discriminate() judges each image as the class it finds most real.
+
+    /// `count` images of `seed` of the classes named (gran_sample_class), as the raw bytes of
+    /// `format`. Image i depends only on the weights, `seed`, i and its class.
+    std::vector<uint8_t> sample_class(uint64_t seed, uint32_t count, const Classes &classes,
+                                      GranPixelFormat format = GRAN_PIXEL_FORMAT_U8_HWC) const {
+        std::vector<uint8_t> out(image_bytes(format, count));
+        detail::check(gran_sample_class(handle_, seed, count, classes.data(), classes.size(), format, out.data(),
+                                        out.size()));
+        return out;
+    }
+
+    /// sample_class as floats in [0, 1], CHW.
+    std::vector<float> sample_class_f32(uint64_t seed, uint32_t count, const Classes &classes) const {
+        std::vector<float> out(image_bytes(GRAN_PIXEL_FORMAT_F32_CHW, count) / sizeof(float));
+        detail::check(gran_sample_class(handle_, seed, count, classes.data(), classes.size(),
+                                        GRAN_PIXEL_FORMAT_F32_CHW, out.data(), out.size() * sizeof(float)));
+        return out;
+    }
+
+    /// The canvas after each of the T steps of images of the classes named
+    /// (gran_sample_steps_class), [T][count][image], as raw bytes of `format`.
+    std::vector<uint8_t> sample_steps_class(uint64_t seed, uint32_t count, const Classes &classes,
+                                            GranPixelFormat format = GRAN_PIXEL_FORMAT_U8_HWC) const {
+        ModelConfig c = config();
+        std::vector<uint8_t> out(std::size_t(c.steps) * image_bytes(c, format, count));
+        detail::check(gran_sample_steps_class(handle_, seed, count, classes.data(), classes.size(), format,
+                                              out.data(), out.size()));
+        return out;
+    }
+
+    /// sample_steps_class as floats in [0, 1], [T][count][C][H][W].
+    std::vector<float> sample_steps_class_f32(uint64_t seed, uint32_t count, const Classes &classes) const {
+        ModelConfig c = config();
+        std::vector<float> out(std::size_t(c.steps) * image_bytes(c, GRAN_PIXEL_FORMAT_F32_CHW, count) /
+                               sizeof(float));
+        detail::check(gran_sample_steps_class(handle_, seed, count, classes.data(), classes.size(),
+                                              GRAN_PIXEL_FORMAT_F32_CHW, out.data(), out.size() * sizeof(float)));
+        return out;
+    }
+
+    /// Images from caller latents (count = z.size() / z_dim) of the classes named
+    /// (gran_generate_class), as the raw bytes of `format`.
+    std::vector<uint8_t> generate_class(const std::vector<float> &z, const Classes &classes,
+                                        GranPixelFormat format = GRAN_PIXEL_FORMAT_U8_HWC) const {
+        ModelConfig c = config();
+        uint32_t count = latent_count(c, z.size());
+        std::vector<uint8_t> out(image_bytes(c, format, count));
+        detail::check(gran_generate_class(handle_, z.data(), count, classes.data(), classes.size(), format,
+                                          out.data(), out.size()));
+        return out;
+    }
+
+    /// generate_class as floats in [0, 1], CHW.
+    std::vector<float> generate_class_f32(const std::vector<float> &z, const Classes &classes) const {
+        ModelConfig c = config();
+        uint32_t count = latent_count(c, z.size());
+        std::vector<float> out(image_bytes(c, GRAN_PIXEL_FORMAT_F32_CHW, count) / sizeof(float));
+        detail::check(gran_generate_class(handle_, z.data(), count, classes.data(), classes.size(),
+                                          GRAN_PIXEL_FORMAT_F32_CHW, out.data(), out.size() * sizeof(float)));
+        return out;
+    }
+
+    /// D(x, y) for each of `count` images at `pixels`, each judged as its class in `classes`
+    /// (gran_discriminate_class; libgran only).
+    std::vector<float> discriminate_class(const void *pixels, uint32_t count, const Classes &classes,
+                                          GranPixelFormat format) const {
+        std::vector<float> p(count);
+        detail::check(gran_discriminate_class(handle_, pixels, count, classes.data(), classes.size(), format,
+                                              p.data()));
+        return p;
+    }
+
+    /// D(x, y) for byte images (U8_HWC by default, or U8_CHW); count = pixels.size() / image size.
+    std::vector<float> discriminate_class(const std::vector<uint8_t> &pixels, const Classes &classes,
+                                          GranPixelFormat format = GRAN_PIXEL_FORMAT_U8_HWC) const {
+        if (!detail::is_u8(format)) detail::invalid("a byte vector needs a U8 pixel format");
+        return discriminate_class(pixels.data(), image_count(pixels.size()), classes, format);
+    }
+
+    /// D(x, y) for float images in [0, 1], CHW; count = pixels.size() / image size.
+    std::vector<float> discriminate_class(const std::vector<float> &pixels, const Classes &classes) const {
+        return discriminate_class(pixels.data(), image_count(pixels.size()), classes, GRAN_PIXEL_FORMAT_F32_CHW);
+    }
+
 private:
     struct Bridge {
         const ProgressCallback *callback;
@@ -632,7 +794,10 @@ struct EvaluatorConfig : GranEvaluatorConfig {
 };
 
 /// What an evaluation reports (see GranQuality): classes, count, frechet_distance,
-/// classifier_score, nearest_train_distance, reference_nearest_train_distance, class_share.
+/// classifier_score, nearest_train_distance, reference_nearest_train_distance, class_share, and
+/// class_accuracy (a class-conditional model's samples: per class, the share the classifier
+/// assigns to the class asked for; NaN where no sample asked for it, and everywhere for an
+/// unconditional model or a dataset).
 using Quality = GranQuality;
 
 /// A quality evaluator: a small classifier trained on labelled images, then used to score a

@@ -104,6 +104,23 @@ std::vector<uint8_t> synthetic_pixels(std::size_t count) {
     return px;
 }
 
+// `count` synthetic images with labels i % classes.
+std::vector<uint8_t> labels_mod(std::size_t count, uint32_t classes) {
+    std::vector<uint8_t> labels(count);
+    for (std::size_t i = 0; i < count; ++i) labels[i] = uint8_t(i % classes);
+    return labels;
+}
+
+gran::Dataset labelled_data(std::size_t count, uint32_t classes) {
+    return gran::Dataset::from_labelled_pixels(synthetic_pixels(count), labels_mod(count, classes), 28, 28, 1);
+}
+
+// Image `i` of `count` in a U8 result of `bytes` bytes.
+std::vector<uint8_t> image(const std::vector<uint8_t> &bytes, std::size_t count, std::size_t i) {
+    std::size_t per = bytes.size() / count;
+    return std::vector<uint8_t>(bytes.begin() + std::ptrdiff_t(i * per), bytes.begin() + std::ptrdiff_t((i + 1) * per));
+}
+
 gran::Dataset training_data() {
     const char *mnist = "data/mnist10k/train-images-idx3-ubyte.gz";
     if (file_exists(mnist)) return gran::Dataset::load_idx(mnist, "data/mnist10k/train-labels-idx1-ubyte.gz");
@@ -142,8 +159,8 @@ int main() {
 
     run("config defaults", [] {
         gran::ModelConfig mc;
-        EXPECT(mc.struct_size == sizeof(GranModelConfig));
-        EXPECT(mc.height == 28 && mc.width == 28 && mc.channels == 1 && mc.steps == 3);
+        EXPECT(mc.struct_size == sizeof(GranModelConfig) && sizeof(GranModelConfig) == 64);
+        EXPECT(mc.height == 28 && mc.width == 28 && mc.channels == 1 && mc.steps == 3 && mc.classes == 0);
         EXPECT(mc.z_dim == 100 && mc.hidden_dim == 100 && mc.device.kind == GRAN_DEVICE_AUTO);
         gran::TrainConfig tc;
         EXPECT(tc.struct_size == sizeof(GranTrainConfig));
@@ -158,6 +175,16 @@ int main() {
         EXPECT(i.count >= 64 && i.height == 28 && i.width == 28 && i.channels == 1);
         gran::Dataset s = gran::Dataset::from_pixels(synthetic_pixels(10), 28, 28, 1);
         EXPECT(s.info().count == 10 && !s.info().has_labels);
+        gran::Dataset l = gran::Dataset::from_labelled_pixels(synthetic_pixels(10), labels_mod(10, 3), 28, 28, 1);
+        EXPECT(l.info().count == 10 && l.info().has_labels);
+        EXPECT(gran::Dataset::from_labelled_pixels(std::vector<float>(2 * 784, 0.5f), {1, 0}, 28, 28, 1).info().has_labels);
+        expect_error(GRAN_STATUS_INVALID_ARGUMENT,
+                     [] { gran::Dataset::from_labelled_pixels(synthetic_pixels(10), labels_mod(9, 3), 28, 28, 1); },
+                     "9 labels for 10 images");
+        expect_error(GRAN_STATUS_INVALID_ARGUMENT,
+                     [] { gran::Dataset::from_labelled_pixels(synthetic_pixels(2).data(), nullptr, 2, 28, 28, 1,
+                                                             GRAN_PIXEL_FORMAT_U8_HWC); },
+                     "NULL labels");
         std::vector<float> f(3 * 32 * 32 * 3, 0.5f);
         EXPECT(gran::Dataset::from_pixels(f, 32, 32, 3).info().count == 3);
         expect_error(GRAN_STATUS_INVALID_ARGUMENT, [] { gran::Dataset::from_pixels(std::vector<uint8_t>(100), 28, 28, 1); },
@@ -457,6 +484,7 @@ int main() {
         gran::Model m = gran::Model::create(tiny_config());
         gran::Quality q = ev.evaluate_model(m, 1, 32, labelled);
         EXPECT(q.count == 32 && q.classes == 10);
+        for (uint32_t i = 0; i < q.classes; ++i) EXPECT(std::isnan(q.class_accuracy[i]));  // unconditional
         double share = 0;
         for (uint32_t i = 0; i < q.classes; ++i) share += q.class_share[i];
         EXPECT(std::fabs(share - 1.0) < 1e-6);
@@ -472,6 +500,114 @@ int main() {
         gran::Evaluator moved = std::move(ev);
         expect_error(GRAN_STATUS_INVALID_HANDLE, [&] { ev.accuracy(labelled); }, "moved-from evaluator");
         EXPECT(moved.accuracy(labelled) == acc);
+    });
+
+    run("class-conditional model", [&] {
+        gran::ModelConfig mc = tiny_config();
+        mc.classes = 4;
+        gran::Model m = gran::Model::create(mc);
+        EXPECT(m.classes() == 4 && m.config().classes == 4);
+        for (uint32_t bad : {1u, 257u}) {
+            gran::ModelConfig b = tiny_config();
+            b.classes = bad;
+            expect_error(GRAN_STATUS_INVALID_ARGUMENT, [&] { gran::Model::create(b); }, "classes 1 or 257");
+        }
+
+        // Training needs labels within the classes.
+        gran::Dataset data = labelled_data(32, 4);
+        EXPECT(data.info().has_labels);
+        gran::TrainConfig tc = tiny_train();
+        tc.iterations = 2;
+        gran::Dataset unlabelled = gran::Dataset::from_pixels(synthetic_pixels(32), 28, 28, 1);
+        expect_error(GRAN_STATUS_INVALID_ARGUMENT, [&] { m.train(unlabelled, tc); }, "conditional on unlabelled data");
+        gran::Dataset six = labelled_data(32, 6);
+        expect_error(GRAN_STATUS_INVALID_ARGUMENT, [&] { m.train(six, tc); }, "labels past the classes");
+        EXPECT(m.step() == 0);
+        gran::Progress last = m.train(data, tc);
+        EXPECT(last.step == 2 && m.step() == 2);
+
+        // One class for all, one per image: image i of class k does not depend on the count or
+        // on the other images' classes.
+        const std::vector<uint32_t> per = {2, 0, 1, 3, 2, 1};
+        std::vector<uint8_t> a = m.sample_class(3, 6, 2);
+        EXPECT(a.size() == 6u * 784);
+        std::vector<uint8_t> b = m.sample_class(3, 6, per);
+        EXPECT(image(b, 6, 0) == image(a, 6, 0) && image(b, 6, 4) == image(a, 6, 4));
+        EXPECT(image(b, 6, 1) != image(a, 6, 1));
+        std::vector<uint8_t> b2 = m.sample_class(3, 2, {2, 0});
+        EXPECT(std::equal(b2.begin(), b2.end(), b.begin()));
+        std::vector<uint8_t> other = m.sample_class(3, 8, {2, 3, 3, 3, 2, 0, 0, 0});
+        EXPECT(image(other, 8, 0) == image(a, 6, 0) && image(other, 8, 4) == image(a, 6, 4));
+        EXPECT(m.sample_class(3, 6, {2}) == a);
+        std::vector<float> f = m.sample_class_f32(3, 6, per);
+        EXPECT(f.size() == 6u * 784);
+        for (float v : f) EXPECT(v >= 0.0f && v <= 1.0f);
+        // Without classes, image i is drawn as a class drawn from (seed, i): one of the four.
+        std::vector<uint8_t> drawn = m.sample(3, 6);
+        std::vector<std::vector<uint8_t>> by_class;
+        for (uint32_t k = 0; k < 4; ++k) by_class.push_back(m.sample_class(3, 6, k));
+        for (std::size_t i = 0; i < 6; ++i) {
+            bool found = false;
+            for (const auto &s : by_class) found = found || image(s, 6, i) == image(drawn, 6, i);
+            EXPECT(found);
+        }
+
+        // Steps, caller latents, the discriminator.
+        const std::vector<uint32_t> per4 = {3, 1, 0, 2};
+        std::vector<uint8_t> imgs = m.sample_class(9, 4, per4);
+        std::vector<uint8_t> steps = m.sample_steps_class(9, 4, per4);
+        EXPECT(steps.size() == 2 * imgs.size());
+        EXPECT(std::equal(imgs.begin(), imgs.end(), steps.begin() + std::ptrdiff_t(imgs.size())));
+        EXPECT(m.sample_steps_class_f32(9, 4, per4).size() == 2u * 4 * 784);
+        std::vector<float> z = m.latents(9, 4);
+        EXPECT(m.generate_class(z, per4) == imgs);
+        EXPECT(m.generate_class_f32(z, per4) == m.sample_class_f32(9, 4, per4));
+        expect_error(GRAN_STATUS_INVALID_ARGUMENT, [&] { m.generate(z); }, "generate without classes");
+        std::vector<float> p = m.discriminate_class(imgs, per4);
+        EXPECT(p.size() == 4);
+        for (float v : p) EXPECT(v >= 0.0f && v <= 1.0f);
+        EXPECT(m.discriminate_class(m.sample_class_f32(9, 4, per4), per4).size() == 4);
+        EXPECT(m.discriminate(imgs).size() == 4);  // each as its most real class
+
+        // Bad classes: INVALID_ARGUMENT, nothing written.
+        expect_error(GRAN_STATUS_INVALID_ARGUMENT, [&] { m.sample_class(1, 2, 4); }, "class 4 of 4");
+        expect_error(GRAN_STATUS_INVALID_ARGUMENT, [&] { m.sample_class(1, 2, {0, 4}); }, "class 4 per image");
+        expect_error(GRAN_STATUS_INVALID_ARGUMENT, [&] { m.sample_class(1, 2, {0, 1, 2}); }, "3 classes, 2 images");
+        expect_error(GRAN_STATUS_INVALID_ARGUMENT, [&] { m.sample_class(1, 2, std::vector<uint32_t>()); }, "no classes");
+        expect_error(GRAN_STATUS_INVALID_ARGUMENT, [&] { m.sample_steps_class(1, 2, 9); }, "steps, class 9");
+        expect_error(GRAN_STATUS_INVALID_ARGUMENT, [&] { m.generate_class(z, 4); }, "generate, class 4");
+        expect_error(GRAN_STATUS_INVALID_ARGUMENT, [&] { m.discriminate_class(imgs, {0, 1, 2, 7}); },
+                     "discriminate, class 7");
+        std::vector<uint8_t> untouched(2 * 784, 0xab);
+        const uint32_t bad[2] = {1, 4};
+        EXPECT(gran_sample_class(m.handle(), 1, 2, bad, 2, GRAN_PIXEL_FORMAT_U8_HWC, untouched.data(),
+                                 untouched.size()) == GRAN_STATUS_INVALID_ARGUMENT);
+        EXPECT(gran::last_error().find('4') != std::string::npos);
+        EXPECT(gran_generate_class(m.handle(), z.data(), 2, bad, 2, GRAN_PIXEL_FORMAT_U8_HWC, untouched.data(),
+                                   untouched.size()) == GRAN_STATUS_INVALID_ARGUMENT);
+        for (uint8_t v : untouched) EXPECT(v == 0xab);
+        float probs[2] = {-1.0f, -1.0f};
+        EXPECT(gran_discriminate_class(m.handle(), imgs.data(), 2, bad, 2, GRAN_PIXEL_FORMAT_U8_HWC, probs) ==
+               GRAN_STATUS_INVALID_ARGUMENT);
+        EXPECT(probs[0] == -1.0f && probs[1] == -1.0f);
+
+        // Save and load keep the classes.
+        m.save(dir + "/cond.gran");
+        gran::Model loaded = gran::Model::load(dir + "/cond.gran", gran::cpu());
+        std::remove((dir + "/cond.gran").c_str());
+        EXPECT(loaded.classes() == 4 && loaded.sample_class(9, 4, per4) == imgs);
+
+        // An unconditional model refuses classes.
+        gran::Model u = gran::Model::create(tiny_config());
+        EXPECT(u.classes() == 0);
+        expect_error(GRAN_STATUS_INVALID_ARGUMENT, [&] { u.sample_class(1, 2, 0); }, "unconditional sample_class");
+        expect_error(GRAN_STATUS_INVALID_ARGUMENT, [&] { u.sample_steps_class(1, 2, {0, 1}); },
+                     "unconditional sample_steps_class");
+        expect_error(GRAN_STATUS_INVALID_ARGUMENT, [&] { u.generate_class(std::vector<float>(32), 0); },
+                     "unconditional generate_class");
+        expect_error(GRAN_STATUS_INVALID_ARGUMENT, [&] { u.discriminate_class(imgs, 0); },
+                     "unconditional discriminate_class");
+        EXPECT(u.generate(std::vector<float>(32)).size() == 2u * 784);
     });
 
     run("log callback", [&] {

@@ -7,13 +7,21 @@
 //   const rt = await GranRuntime.instantiate(wasmBytes);   // ArrayBuffer, typed array,
 //                                                          // WebAssembly.Module or a fetch Response
 //   const m = rt.load(modelBytes);       // a generator export (`gran export`) or a checkpoint
-//   m.config                             // {height, width, channels, steps, zDim, hiddenDim, step}
+//   m.config                             // {height, width, channels, steps, zDim, hiddenDim, classes, step}
 //   const img = m.sample(1, 16);         // {width, height, channels, count, pixels: Uint8Array}
 //   const steps = m.sampleSteps(1, 16);  // T such objects: the canvas after each drawing step
 //   const z = m.latents(1, 16);          // Float32Array, count x zDim, bit for bit libgran's
 //   const mix = m.generate(z, 16);       // images from (edited) latents
 //   m.sampleFloat / sampleStepsFloat / generateFloat: the same with Float32Array pixels
 //   m.free();
+//
+// Class-conditional models (m.config.classes > 0): every drawing method takes the classes as a
+// last, optional argument: a Number (one class for every image) or an array / typed array of
+// `count` of them (one per image), each 0 .. classes-1. m.sample(1, 16, 3) draws 16 images of
+// class 3; m.sample(1, 4, [0, 1, 2, 3]) one of each. Image i then depends only on the weights,
+// the seed, i and its class. Without classes, sample and sampleSteps draw image i's class from
+// (seed, i), and generate throws GRAN_STATUS_INVALID_ARGUMENT (latents need their classes). A
+// class out of range, or classes for an unconditional model, throw GRAN_STATUS_INVALID_ARGUMENT.
 //
 // Pixels: the byte methods give U8_HWC (image, row, column, channel: what ImageData wants after
 // `toRGBA`), values 0..255; the Float methods give F32_CHW (image, channel, row, column), values
@@ -71,8 +79,10 @@ const U64_MAX = (1n << 64n) - 1n;
 // Pointers and size_t are 32-bit in wasm32: no buffer may reach 4 GiB.
 const MAX_BYTES = 2 ** 32 - 1;
 // GranModelConfig in wasm32 (include/gran_runtime.h): u32 fields at 4-byte steps, then the
-// device (8 bytes) and the u64 seed at offset 48; 56 bytes in all.
+// device (8 bytes), the u64 seed at offset 48, the u32 classes at 56 and a reserved u32; 64
+// bytes in all (56 before classes). The buffer has room for the model's step (u64) after it.
 const CONFIG_BYTES = 64;
+const CONFIG_AND_STEP_BYTES = CONFIG_BYTES + 8;
 
 function toSeed(seed) {
   if (typeof seed === "bigint") {
@@ -90,6 +100,31 @@ function toCount(count) {
     throw new RangeError(`count must be an integer 1 .. 2^32-1, not ${count}`);
   }
   return count;
+}
+
+/**
+ * The classes of a request of `count` images as a Uint32Array: a Number (one class for every
+ * image) or an array / typed array of 1 or `count` integers 0 .. 2^32-1. Whether they are below
+ * the model's classes is the library's check.
+ */
+function toClasses(classes, count) {
+  const list = typeof classes === "number" ? [classes] : classes;
+  if (!Array.isArray(list) && !(ArrayBuffer.isView(list) && !(list instanceof DataView))) {
+    throw new TypeError("classes must be a class number or an array of them");
+  }
+  if (list.length !== 1 && list.length !== count) {
+    throw new RangeError(`${list.length} classes for ${count} images: give one for every image, or one per image`);
+  }
+  const out = new Uint32Array(list.length);
+  for (let i = 0; i < list.length; i++) {
+    const k = list[i];
+    if (typeof k !== "number") throw new TypeError(`class ${k} (image ${i}) is not a Number`);
+    if (!Number.isInteger(k) || k < 0 || k > 0xffffffff) {
+      throw new RangeError(`class ${k} (image ${i}) is not an integer 0 .. 2^32-1`);
+    }
+    out[i] = k;
+  }
+  return out;
 }
 
 /** `bytes` (ArrayBuffer, typed array or DataView) as a Uint8Array over the same memory. */
@@ -235,34 +270,34 @@ export class GranModel {
     return this._call(n * 4, (out) => this._e().gran_latents(this._h(), s, count, out, n), Float32Array);
   }
 
-  /** `count` images of `seed`, U8_HWC. */
-  sample(seed, count) {
-    return this._draw("gran_sample", toSeed(seed), toCount(count), PixelFormat.U8_HWC);
+  /** `count` images of `seed` (of `classes`, for a class-conditional model), U8_HWC. */
+  sample(seed, count, classes) {
+    return this._draw("gran_sample", toSeed(seed), toCount(count), PixelFormat.U8_HWC, classes);
   }
 
-  /** `count` images of `seed`, F32_CHW in [0, 1]. */
-  sampleFloat(seed, count) {
-    return this._draw("gran_sample", toSeed(seed), toCount(count), PixelFormat.F32_CHW);
+  /** `count` images of `seed` (of `classes`), F32_CHW in [0, 1]. */
+  sampleFloat(seed, count, classes) {
+    return this._draw("gran_sample", toSeed(seed), toCount(count), PixelFormat.F32_CHW, classes);
   }
 
   /** The canvas after each of the T drawing steps: T objects of `count` images, U8_HWC. */
-  sampleSteps(seed, count) {
-    return this._draw("gran_sample_steps", toSeed(seed), toCount(count), PixelFormat.U8_HWC);
+  sampleSteps(seed, count, classes) {
+    return this._draw("gran_sample_steps", toSeed(seed), toCount(count), PixelFormat.U8_HWC, classes);
   }
 
   /** As `sampleSteps`, F32_CHW in [0, 1]. */
-  sampleStepsFloat(seed, count) {
-    return this._draw("gran_sample_steps", toSeed(seed), toCount(count), PixelFormat.F32_CHW);
+  sampleStepsFloat(seed, count, classes) {
+    return this._draw("gran_sample_steps", toSeed(seed), toCount(count), PixelFormat.F32_CHW, classes);
   }
 
-  /** `count` images from `latents` (count x zDim finite floats), U8_HWC. */
-  generate(latents, count) {
-    return this._generate(latents, count, PixelFormat.U8_HWC);
+  /** `count` images from `latents` (count x zDim finite floats) (of `classes`), U8_HWC. */
+  generate(latents, count, classes) {
+    return this._generate(latents, count, PixelFormat.U8_HWC, classes);
   }
 
   /** As `generate`, F32_CHW in [0, 1]. */
-  generateFloat(latents, count) {
-    return this._generate(latents, count, PixelFormat.F32_CHW);
+  generateFloat(latents, count, classes) {
+    return this._generate(latents, count, PixelFormat.F32_CHW, classes);
   }
 
   // --- internals -----------------------------------------------------------------------
@@ -278,12 +313,14 @@ export class GranModel {
 
   _readConfig() {
     const rt = this._rt;
-    return rt._with([CONFIG_BYTES], ([p]) => {
+    return rt._with([CONFIG_AND_STEP_BYTES], ([p]) => {
       rt._e.gran_model_config_init(p);
       rt._check(rt._e.gran_model_config(this._h(), p));
-      const stepPtr = p + 56; // room after the struct, in the same buffer
+      const stepPtr = p + CONFIG_BYTES; // room after the struct, in the same buffer
       rt._check(rt._e.gran_model_step(this._h(), stepPtr));
       const v = rt._view();
+      // struct_size, as gran_model_config_init set it: a module from before classes has 56.
+      const size = v.getUint32(p, true);
       return Object.freeze({
         height: v.getUint32(p + 4, true),
         width: v.getUint32(p + 8, true),
@@ -291,9 +328,19 @@ export class GranModel {
         steps: v.getUint32(p + 16, true),
         zDim: v.getUint32(p + 20, true),
         hiddenDim: v.getUint32(p + 24, true),
+        classes: size >= 60 ? v.getUint32(p + 56, true) : 0,
         step: v.getBigUint64(stepPtr, true),
       });
     });
+  }
+
+  /** The module's `name` + "_class" function, for a request with classes. */
+  _classFn(name) {
+    const f = this._e()[name + "_class"];
+    if (typeof f !== "function") {
+      throw new TypeError(`this WebAssembly module has no ${name}_class: it predates class-conditional models`);
+    }
+    return f;
   }
 
   /** Runs `call(outPtr)` into a fresh buffer of `bytes` and copies it out as `Type`. */
@@ -322,29 +369,51 @@ export class GranModel {
     return blocks * count * height * width * channels * (format === PixelFormat.F32_CHW ? 4 : 1);
   }
 
-  _draw(fn, seed, count, format) {
+  /**
+   * Runs `call(classesPtr, classesLen)` with `classes` (a Uint32Array, or null: no classes)
+   * copied into the module's memory (classesPtr 0 when null).
+   */
+  _withClasses(classes, call) {
+    if (classes === null) return call(0, 0);
+    const rt = this._rt;
+    return rt._with([classes.length * 4], ([p]) => {
+      new Uint32Array(rt._e.memory.buffer, p, classes.length).set(classes);
+      return call(p, classes.length);
+    });
+  }
+
+  _draw(fn, seed, count, format, classes) {
+    const ks = classes === undefined ? null : toClasses(classes, count);
     const blocks = fn === "gran_sample_steps" ? this.config.steps : 1;
     const bytes = this._pixelBytes(count, blocks, format);
     const Type = format === PixelFormat.F32_CHW ? Float32Array : Uint8Array;
-    const all = this._call(bytes, (out) => this._e()[fn](this._h(), seed, count, format, out, bytes), Type);
+    const f = ks === null ? null : this._classFn(fn);
+    const all = this._withClasses(ks, (kp, kn) =>
+      this._call(bytes, (out) => ks === null
+        ? this._e()[fn](this._h(), seed, count, format, out, bytes)
+        : f(this._h(), seed, count, kp, kn, format, out, bytes), Type));
     const images = this._images(all, count, blocks, format);
     return fn === "gran_sample_steps" ? images : images[0];
   }
 
-  _generate(latents, count, format) {
+  _generate(latents, count, format, classes) {
     toCount(count);
     if (!(latents instanceof Float32Array)) throw new TypeError("latents must be a Float32Array");
     const n = count * this.config.zDim;
     if (latents.length !== n) {
       throw new RangeError(`${latents.length} latents for ${count} images of zDim ${this.config.zDim} (${n} needed)`);
     }
+    const ks = classes === undefined ? null : toClasses(classes, count);
+    const f = ks === null ? null : this._classFn("gran_generate");
     const rt = this._rt;
     const bytes = this._pixelBytes(count, 1, format);
     const Type = format === PixelFormat.F32_CHW ? Float32Array : Uint8Array;
-    const all = rt._with([n * 4], ([z]) => {
+    const all = this._withClasses(ks, (kp, kn) => rt._with([n * 4], ([z]) => {
       new Float32Array(rt._e.memory.buffer, z, n).set(latents);
-      return this._call(bytes, (out) => rt._e.gran_generate(this._h(), z, count, format, out, bytes), Type);
-    });
+      return this._call(bytes, (out) => ks === null
+        ? rt._e.gran_generate(this._h(), z, count, format, out, bytes)
+        : f(this._h(), z, count, kp, kn, format, out, bytes), Type);
+    }));
     return this._images(all, count, 1, format)[0];
   }
 }

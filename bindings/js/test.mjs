@@ -11,8 +11,11 @@
 // images, step canvases and images from latents; consistency within the module (the last step
 // is the image, image i does not depend on the count); corrupt and truncated files throw
 // GRAN_STATUS_FORMAT with the library's message and nothing traps; bad arguments and handles
-// give their statuses; the module's memory does not grow over repeated use. Then the median
-// time of one image and the module's size. The last line is the verdict; the exit status is 1
+// give their statuses; the module's memory does not grow over repeated use; classes: an
+// unconditional model refuses them, bad ones throw before any call, and with a class-conditional
+// model file in JS_CHECK_CONDITIONAL (e.g. a `gran export` of a model made with classes 4),
+// image i of class k does not depend on the count or the other classes, generate needs classes.
+// Then the median time of one image and the module's size. The last line is the verdict; the exit status is 1
 // on any failure.
 
 import fs from "node:fs";
@@ -227,6 +230,25 @@ step("bad arguments and handles", () => {
   }
   check("a negative seed throws TypeError before any call", threw instanceof TypeError);
   check("seed 2^64-1 as a BigInt draws", m.sample((1n << 64n) - 1n, 1).pixels.length === 28 * 28);
+  check("an unconditional model has classes 0", m.config.classes === 0 && m.config.step === 60n,
+    `classes ${m.config.classes}, step ${m.config.step}`);
+  expectStatus("classes for an unconditional model are INVALID_ARGUMENT", Status.INVALID_ARGUMENT,
+    () => m.sample(1, 2, 0));
+  expectStatus("classes for an unconditional model's steps are INVALID_ARGUMENT", Status.INVALID_ARGUMENT,
+    () => m.sampleStepsFloat(1, 2, [0, 1]));
+  expectStatus("classes for an unconditional model's latents are INVALID_ARGUMENT", Status.INVALID_ARGUMENT,
+    () => m.generate(m.latents(1, 2), 2, 1));
+  for (const [what, bad, Type] of [["3 classes for 2 images", [0, 1, 2], RangeError], ["no classes", [], RangeError],
+    ["a negative class", -1, RangeError], ["a fractional class", [0.5, 1], RangeError],
+    ["a class past 2^32-1", 2 ** 32, RangeError], ["a string", "1", TypeError], ["BigInts", [1n, 0n], TypeError]]) {
+    let err = null;
+    try {
+      m.sample(1, 2, bad);
+    } catch (e) {
+      err = e;
+    }
+    check(`${what} throws ${Type.name} before any call`, err instanceof Type, `${err}`);
+  }
   m.free();
   expectStatus("a freed model is INVALID_HANDLE", Status.INVALID_HANDLE, () => m.sample(1, 1));
   let again = true;
@@ -238,6 +260,46 @@ step("bad arguments and handles", () => {
   check("a second free() does nothing", again);
 });
 
+// --- a class-conditional model ------------------------------------------------------------
+
+const conditionalPath = process.env.JS_CHECK_CONDITIONAL;
+if (!conditionalPath) {
+  console.log("class-conditional: JS_CHECK_CONDITIONAL names no model: not checked");
+} else {
+  console.log(`class-conditional (${conditionalPath}):`);
+  step("class-conditional model", () => {
+    const m = rt.load(fs.readFileSync(conditionalPath));
+    const { classes, height, width, channels } = m.config;
+    const per = height * width * channels;
+    check("it is class-conditional", classes >= 2, `${classes} classes`);
+    const image = (r, i) => r.pixels.subarray(i * per, (i + 1) * per);
+    const same = (a, b) => maxDiff(a, b) === 0;
+    const ks = [1, 0, 1, 0, 1, 0].map((k, i) => (k + i) % classes);
+    const one = m.sample(3, 6, ks[0]);
+    const each = m.sample(3, 6, ks);
+    check("an image of the class asked for every image is that of the class asked for it alone",
+      ks.every((k, i) => k !== ks[0] || same(image(each, i), image(one, i))));
+    check("image i of class k does not depend on the count", same(m.sample(3, 2, ks.slice(0, 2)).pixels,
+      each.pixels.subarray(0, 2 * per)));
+    check("classes as a typed array", same(m.sample(3, 6, Uint32Array.from(ks)).pixels, each.pixels));
+    const drawn = m.sample(3, 6);
+    const byClass = Array.from({ length: classes }, (_, k) => m.sample(3, 6, k));
+    check("without classes, image i is one of its class's images",
+      [...Array(6).keys()].every((i) => byClass.some((r) => same(image(r, i), image(drawn, i)))));
+    const steps = m.sampleSteps(3, 6, ks);
+    check("the last canvas is the image", same(steps[steps.length - 1].pixels, each.pixels));
+    const stepsF = m.sampleStepsFloat(3, 6, ks);
+    check("the last canvas is the image (F32_CHW)", same(stepsF[stepsF.length - 1].pixels, m.sampleFloat(3, 6, ks).pixels));
+    const z = m.latents(3, 6);
+    check("generate(latents(seed), classes) equals sample(seed, classes)", same(m.generate(z, 6, ks).pixels, each.pixels));
+    expectStatus("generate without classes is INVALID_ARGUMENT", Status.INVALID_ARGUMENT, () => m.generate(z, 6));
+    expectStatus("a class past the model's is INVALID_ARGUMENT", Status.INVALID_ARGUMENT, () => m.sample(3, 2, classes));
+    expectStatus("a class past the model's in a list is INVALID_ARGUMENT", Status.INVALID_ARGUMENT,
+      () => m.generateFloat(m.latents(3, 2), 2, [0, classes + 7]));
+    m.free();
+  });
+}
+
 // --- memory -------------------------------------------------------------------------------
 
 step("memory", () => {
@@ -246,6 +308,11 @@ step("memory", () => {
     m.sample(3, 16);
     m.sampleSteps(3, 16);
     m.generateFloat(m.latents(3, 4), 4);
+    try {
+      m.sample(3, 4, [0, 1, 0, 1]); // INVALID_ARGUMENT (unconditional), after the classes' copy
+    } catch {
+      // checked above
+    }
     m.free();
     try {
       rt.load(tiny.subarray(0, tiny.length - 1));

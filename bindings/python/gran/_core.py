@@ -299,7 +299,9 @@ def set_log_callback(callback: Optional[Callable[[str, str], Any]], level: Any =
 @dataclass(frozen=True)
 class ModelConfig:
     """A model's shape and initial weights (GranModelConfig). `device` is 'auto', 'cpu',
-    'cuda' or 'cuda:N'; a live model reports its concrete device ('cpu' or 'cuda:N')."""
+    'cuda' or 'cuda:N'; a live model reports its concrete device ('cpu' or 'cuda:N').
+    `classes`: 0 for an unconditional model (the default), else 2 ..= 256 for a
+    class-conditional one, which draws the class it is asked for and trains on labelled data."""
 
     height: int = 28
     width: int = 28
@@ -311,6 +313,7 @@ class ModelConfig:
     leaky_relu: bool = True
     device: str = "auto"
     seed: int = 0
+    classes: int = 0
 
     def _to_c(self) -> GranModelConfig:
         c = GranModelConfig()
@@ -325,6 +328,7 @@ class ModelConfig:
         c.leaky_relu = 1 if self.leaky_relu else 0
         c.device = _device(self.device)
         c.seed = _uint("seed", self.seed, 64)
+        c.classes = _uint("classes", self.classes, 32)
         return c
 
     @classmethod
@@ -332,7 +336,7 @@ class ModelConfig:
         return cls(
             height=c.height, width=c.width, channels=c.channels, steps=c.steps, z_dim=c.z_dim,
             hidden_dim=c.hidden_dim, width_scale=c.width_scale, leaky_relu=bool(c.leaky_relu),
-            device=_device_name(c.device), seed=c.seed,
+            device=_device_name(c.device), seed=c.seed, classes=c.classes,
         )
 
     @classmethod
@@ -426,6 +430,76 @@ def _floats(values: Any) -> Tuple[Any, int, Any]:
     walk(values)
     buf = (c_float * len(flat))(*flat)
     return buf, len(flat), buf
+
+
+def _classes(classes: Any, count: int) -> Tuple[Any, int, Any]:
+    """(pointer to uint32s, how many, the object keeping them alive) for the classes of a
+    request of `count` images: an int (one class for every image) or a sequence of ints (one
+    per image; a 1-D numpy integer array too). Each must be in [0, 2**32) and there must be 1
+    or `count` of them; whether they are below the model's classes is the library's check."""
+    if _np is not None and isinstance(classes, _np.ndarray) and classes.ndim > 0:
+        if classes.ndim != 1:
+            raise _invalid(f"classes have shape {classes.shape}: expected one class per image (1-D)")
+        if classes.dtype.kind not in "iu":
+            raise TypeError(f"classes must be integers, not {classes.dtype}")
+        bad = _np.flatnonzero((classes < 0) | (classes > 0xFFFFFFFF))
+        if bad.size:
+            i = int(bad[0])
+            raise _invalid(f"classes[{i}] is {int(classes[i])}: must be in [0, 2**32)")
+        arr = _np.ascontiguousarray(classes, dtype=_np.uint32)
+        ptr, n, keep = arr.ctypes.data_as(POINTER(c_uint32)), int(arr.size), arr
+    else:
+        try:
+            single: Optional[int] = operator.index(classes)
+        except TypeError:
+            single = None
+        if single is not None:
+            values = [_uint("classes", single, 32)]
+        else:
+            if isinstance(classes, (str, float)):
+                raise TypeError(f"classes must be an int or a sequence of ints, not {type(classes).__name__}")
+            try:
+                seq = list(classes)
+            except TypeError:
+                raise TypeError(f"classes must be an int or a sequence of ints, not {type(classes).__name__}") from None
+            values = [_uint(f"classes[{i}]", v, 32) for i, v in enumerate(seq)]
+        n = len(values)
+        keep = (c_uint32 * max(n, 1))(*values)
+        ptr = ctypes.cast(keep, POINTER(c_uint32))
+    if n not in (1, count):
+        raise _invalid(f"{n} classes for {count} images: give one class for every image, or one per image")
+    return ptr, n, keep
+
+
+def _labels(labels: Any, count: int) -> bytes:
+    """A dataset's labels (one class per image, 0 .. 255: a sequence of ints, bytes, or a numpy
+    integer array) as the `count` bytes gran_dataset_from_labelled_pixels takes."""
+    if isinstance(labels, (bytes, bytearray)):
+        out = bytes(labels)
+    else:
+        if isinstance(labels, memoryview):
+            labels = labels.tolist()
+        if _np is not None and isinstance(labels, _np.ndarray):
+            if labels.ndim != 1:
+                raise _invalid(f"labels have shape {labels.shape}: expected one label per image (1-D)")
+            if labels.dtype.kind not in "iu":
+                raise TypeError(f"labels must be integers, not {labels.dtype}")
+            labels = labels.tolist()
+        if isinstance(labels, (str, float)) or not hasattr(labels, "__iter__"):
+            raise TypeError(f"labels must be a sequence of ints, not {type(labels).__name__}")
+        values = []
+        for i, v in enumerate(labels):
+            try:
+                k = operator.index(v)
+            except TypeError:
+                raise TypeError(f"labels[{i}] must be an integer, not {type(v).__name__}") from None
+            if not 0 <= k < 256:
+                raise _invalid(f"labels[{i}] is {k}: labels are 0 .. 255")
+            values.append(k)
+        out = bytes(values)
+    if len(out) != count:
+        raise _invalid(f"{len(out)} labels for {count} images: give one per image")
+    return out
 
 
 def _images_in(images: Any, fmt: Any, size: Optional[Tuple[int, int, int]]) -> Tuple[Any, int, int, int, int, int, Any]:
@@ -632,9 +706,10 @@ class ProcessGroup(_Owned):
 
 
 class Dataset(_Owned):
-    """An immutable set of training images held by the library. Free it with close() (or a
-    `with` block); it is also freed when garbage-collected. Make one with from_array,
-    from_pixels, load_idx, load_cifar10 or load_images."""
+    """An immutable set of training images, with or without a label per image, held by the
+    library. Free it with close() (or a `with` block); it is also freed when garbage-collected.
+    Make one with from_array, from_pixels (both take labels=), load_idx, load_cifar10,
+    load_images, load_npy or open_npy."""
 
     _free_name = "gran_dataset_free"
 
@@ -647,27 +722,38 @@ class Dataset(_Owned):
         return cls(out.value)
 
     @classmethod
-    def from_array(cls, images: Any, format: Any = None) -> "Dataset":
+    def _from_images(cls, ptr: Any, n: int, h: int, w: int, c: int, f: int, labels: Any) -> "Dataset":
+        if labels is None:
+            return cls._make(lambda out: _LIB.gran_dataset_from_pixels(ptr, n, h, w, c, f, out))
+        lab = _labels(labels, n)
+        return cls._make(lambda out: _LIB.gran_dataset_from_labelled_pixels(ptr, lab, n, h, w, c, f, out))
+
+    @classmethod
+    def from_array(cls, images: Any, format: Any = None, labels: Any = None) -> "Dataset":
         """From a numpy array (copied): uint8 (N, H, W, C) or (N, H, W); float (N, C, H, W) or
-        (N, H, W) with values in [0, 1]. format='u8_chw' reads uint8 as (N, C, H, W)."""
+        (N, H, W) with values in [0, 1]. format='u8_chw' reads uint8 as (N, C, H, W).
+        labels: None, or one class per image (N ints 0 .. 255: a sequence, bytes or a numpy
+        array), for evaluators and class-conditional models."""
         if _np is None:
             raise RuntimeError("Dataset.from_array needs numpy; use Dataset.from_pixels with bytes")
         arr = _np.asarray(images)
         if arr.ndim not in (3, 4):
             raise _invalid(f"images have shape {arr.shape}: expected (N, H, W), (N, H, W, C) or (N, C, H, W)")
         ptr, n, h, w, c, f, keep = _images_in(arr, format, None)
-        return cls._make(lambda out: _LIB.gran_dataset_from_pixels(ptr, n, h, w, c, f, out))
+        return cls._from_images(ptr, n, h, w, c, f, labels)
 
     @classmethod
-    def from_pixels(cls, pixels: Any, height: int, width: int, channels: int, format: Any = None) -> "Dataset":
+    def from_pixels(cls, pixels: Any, height: int, width: int, channels: int, format: Any = None,
+                    labels: Any = None) -> "Dataset":
         """From flat pixel data (copied): bytes-like for 'u8' (HWC, the default for bytes) or
         'u8_chw'; a sequence or buffer of floats in [0, 1] for 'f32' (CHW, the default for
-        floats). The image count is the length divided by height * width * channels."""
+        floats). The image count is the length divided by height * width * channels. labels:
+        None, or one class per image (ints 0 .. 255), as from_array takes them."""
         size = (_uint("height", height, 32), _uint("width", width, 32), _uint("channels", channels, 32))
         if _np is not None and isinstance(pixels, _np.ndarray):
             pixels = pixels.reshape(-1)
         ptr, n, h, w, c, f, keep = _images_in(pixels, format, size)
-        return cls._make(lambda out: _LIB.gran_dataset_from_pixels(ptr, n, h, w, c, f, out))
+        return cls._from_images(ptr, n, h, w, c, f, labels)
 
     @classmethod
     def load_idx(cls, images: Any, labels: Any = None) -> "Dataset":
@@ -757,12 +843,15 @@ class Model(_Owned):
     @classmethod
     def create(cls, *, height: int = 28, width: int = 28, channels: int = 1, steps: int = 3, z_dim: int = 100,
                hidden_dim: int = 100, width_scale: float = 1.0, leaky_relu: bool = True, device: Any = "auto",
-               seed: int = 0) -> "Model":
+               seed: int = 0, classes: int = 0) -> "Model":
         """A model with fresh weights. Sizes: square 28, 32, 64 or 128; channels 1 or 3.
-        device: 'auto' (CUDA 0 if present, else CPU), 'cpu', 'cuda' or 'cuda:N'."""
+        device: 'auto' (CUDA 0 if present, else CPU), 'cpu', 'cuda' or 'cuda:N'. classes: 0
+        (unconditional, the default) or 2 ..= 256 for a class-conditional model: its images are
+        drawn as the classes sample(classes=...) names, and it trains on labelled data (labels
+        0 .. classes-1)."""
         return cls.from_config(ModelConfig(height=height, width=width, channels=channels, steps=steps, z_dim=z_dim,
                                            hidden_dim=hidden_dim, width_scale=width_scale, leaky_relu=leaky_relu,
-                                           device=device, seed=seed))
+                                           device=device, seed=seed, classes=classes))
 
     @classmethod
     def from_config(cls, config: ModelConfig) -> "Model":
@@ -794,6 +883,11 @@ class Model(_Owned):
     def config(self) -> ModelConfig:
         """The configuration; `device` is the concrete device ('cpu' or 'cuda:N')."""
         return ModelConfig._from_c(self._config_c())
+
+    @property
+    def classes(self) -> int:
+        """The classes of a class-conditional model (2 ..= 256); 0 for an unconditional one."""
+        return int(self._config_c().classes)
 
     @property
     def step(self) -> int:
@@ -891,6 +985,11 @@ class Model(_Owned):
         generator, training memory flat in the number of drawing steps for one more forward pass
         of the generator per step (the same gradients to float tolerance).
 
+        A class-conditional model (classes > 0) trains on a dataset with labels 0 .. classes-1
+        (from_array or from_pixels with labels=, load_idx with labels, load_npy beside
+        NAME.labels.npy, load_images with class folders or dataset.json, load_cifar10); other
+        data raises InvalidArgumentError.
+
         on_progress(progress) is called with each report on this thread; a true return value
         stops training (CancelledError). An exception raised in it stops training and is
         re-raised here. Raises CancelledError, BusyError, DivergedError, ... on failure."""
@@ -972,23 +1071,38 @@ class Model(_Owned):
             return (count, c.height, c.width, c.channels)
         return (count, c.channels, c.height, c.width)
 
-    def sample(self, count: int, seed: int = 0, format: Any = "u8") -> Any:
+    def sample(self, count: int, seed: int = 0, format: Any = "u8", *, classes: Any = None) -> Any:
         """`count` images from the latents of `seed`. format 'u8': uint8 (count, H, W, C);
         'u8_chw': uint8 (count, C, H, W); 'f32': float32 in [0, 1] (count, C, H, W). Without
         numpy: bytes for the U8 formats, a flat list of floats for 'f32'. Image i depends only on
-        the weights, `seed` and i."""
-        count, seed, fmt = _uint("count", count, 32), _uint("seed", seed, 64), _format(format)
-        c = self._config_c()
-        return _output(self._shape(c, count, fmt), fmt,
-                       lambda p, n: _LIB.gran_sample(self._handle, seed, count, fmt, p, n))
+        the weights, `seed` and i.
 
-    def sample_steps(self, count: int, seed: int = 0, format: Any = "u8") -> Any:
-        """The canvas after each of the T drawing steps: shape (T, count, ...) as in sample();
-        the last block equals sample(count, seed, format)."""
+        classes (class-conditional models only, see `classes`): None draws image i's class
+        uniformly from (seed, i); an int asks for that class for every image; a sequence of
+        `count` ints (or a numpy integer array) one class per image. Image i then depends only
+        on the weights, `seed`, i and its class. A class >= the model's classes, or classes on
+        an unconditional model, raise InvalidArgumentError."""
         count, seed, fmt = _uint("count", count, 32), _uint("seed", seed, 64), _format(format)
         c = self._config_c()
-        return _output((c.steps,) + self._shape(c, count, fmt), fmt,
-                       lambda p, n: _LIB.gran_sample_steps(self._handle, seed, count, fmt, p, n))
+        shape = self._shape(c, count, fmt)
+        if classes is None:
+            return _output(shape, fmt, lambda p, n: _LIB.gran_sample(self._handle, seed, count, fmt, p, n))
+        cp, cn, keep = _classes(classes, count)
+        return _output(shape, fmt,
+                       lambda p, n: _LIB.gran_sample_class(self._handle, seed, count, cp, cn, fmt, p, n))
+
+    def sample_steps(self, count: int, seed: int = 0, format: Any = "u8", *, classes: Any = None) -> Any:
+        """The canvas after each of the T drawing steps: shape (T, count, ...) as in sample();
+        the last block equals sample(count, seed, format, classes=classes). `classes` as in
+        sample()."""
+        count, seed, fmt = _uint("count", count, 32), _uint("seed", seed, 64), _format(format)
+        c = self._config_c()
+        shape = (c.steps,) + self._shape(c, count, fmt)
+        if classes is None:
+            return _output(shape, fmt, lambda p, n: _LIB.gran_sample_steps(self._handle, seed, count, fmt, p, n))
+        cp, cn, keep = _classes(classes, count)
+        return _output(shape, fmt,
+                       lambda p, n: _LIB.gran_sample_steps_class(self._handle, seed, count, cp, cn, fmt, p, n))
 
     def latents(self, count: int, seed: int = 0) -> Any:
         """The latents sample(count, seed) uses: float32 (count, z_dim) (a flat list without
@@ -999,36 +1113,51 @@ class Model(_Owned):
                        lambda p, n: _LIB.gran_latents(self._handle, seed, count, ctypes.cast(p, POINTER(c_float)),
                                                       n // 4))
 
-    def generate(self, z: Any, format: Any = "u8") -> Any:
+    def generate(self, z: Any, format: Any = "u8", *, classes: Any = None) -> Any:
         """Images from latents `z`: (count, z_dim) floats (or a flat sequence of count * z_dim).
-        Output as in sample()."""
+        Output as in sample(). A class-conditional model needs `classes` (as sample() takes
+        them: an int for every image, or one per image); without them it raises
+        InvalidArgumentError. generate(latents(n, seed), classes=k) is sample(n, seed,
+        classes=k)."""
         fmt = _format(format)
         c = self._config_c()
         ptr, n, keep = _floats(z)
         if n == 0 or n % c.z_dim:
             raise _invalid(f"z holds {n} floats: not a positive multiple of z_dim {c.z_dim}")
         count = _uint("count", n // c.z_dim, 32)
-        return _output(self._shape(c, count, fmt), fmt,
-                       lambda p, nb: _LIB.gran_generate(self._handle, ptr, count, fmt, p, nb))
+        shape = self._shape(c, count, fmt)
+        if classes is None:
+            return _output(shape, fmt, lambda p, nb: _LIB.gran_generate(self._handle, ptr, count, fmt, p, nb))
+        cp, cn, ckeep = _classes(classes, count)
+        return _output(shape, fmt,
+                       lambda p, nb: _LIB.gran_generate_class(self._handle, ptr, count, cp, cn, fmt, p, nb))
 
-    def discriminate(self, images: Any, format: Any = None) -> Any:
+    def discriminate(self, images: Any, format: Any = None, *, classes: Any = None) -> Any:
         """D(x) for each image: float32 (count,) (a list without numpy). `images`: uint8
         (N, H, W, C) / (N, H, W), float (N, C, H, W) in [0, 1], or flat bytes / floats of whole
-        images of the model's size."""
+        images of the model's size. A class-conditional model judges each image as the class
+        `classes` names (an int for every image, or one per image: D(x, y)); without them, as
+        the class its discriminator finds most real."""
         c = self._config_c()
         ptr, n, h, w, ch, f, keep = _images_in(images, format, (c.height, c.width, c.channels))
         count = _uint("count", n, 32)
+        if classes is None:
+            return _output((count,), GRAN_PIXEL_FORMAT_F32_CHW,
+                           lambda p, nb: _LIB.gran_discriminate(self._handle, ptr, count, f,
+                                                                ctypes.cast(p, POINTER(c_float))))
+        cp, cn, ckeep = _classes(classes, count)
         return _output((count,), GRAN_PIXEL_FORMAT_F32_CHW,
-                       lambda p, nb: _LIB.gran_discriminate(self._handle, ptr, count, f,
-                                                            ctypes.cast(p, POINTER(c_float))))
+                       lambda p, nb: _LIB.gran_discriminate_class(self._handle, ptr, count, cp, cn, f,
+                                                                  ctypes.cast(p, POINTER(c_float))))
 
     def __repr__(self) -> str:
         if not self._open:
             return f"<gran.Model {self._handle} closed>"
         try:
             c = self.config
+            classes = f", {c.classes} classes" if c.classes else ""
             return (f"<gran.Model {self._handle}: {c.height}x{c.width}x{c.channels}, T={c.steps}, "
-                    f"z_dim={c.z_dim}, {c.device}, step {self.step}>")
+                    f"z_dim={c.z_dim}{classes}, {c.device}, step {self.step}>")
         except Exception:  # noqa: BLE001
             return f"<gran.Model {self._handle}>"
 
@@ -1043,7 +1172,11 @@ class Quality:
     """The quality of a set of images under an Evaluator (GranQuality). Lower
     frechet_distance is closer to the real data; classifier_score is in [1, classes];
     nearest_train_distance (NaN without a training set) much below
-    reference_nearest_train_distance suggests copies; class_share has one entry per class."""
+    reference_nearest_train_distance suggests copies; class_share has one entry per class.
+    class_accuracy (one entry per class too) is for a class-conditional model's samples
+    (evaluate_model): the share of the samples asked to be of each class that the classifier
+    assigns to it; NaN for a class no sample asked for, and everywhere for an unconditional
+    model or a dataset."""
 
     classes: int
     count: int
@@ -1052,6 +1185,7 @@ class Quality:
     nearest_train_distance: float
     reference_nearest_train_distance: float
     class_share: Tuple[float, ...]
+    class_accuracy: Tuple[float, ...] = ()
 
     @classmethod
     def _from_c(cls, q: GranQuality) -> "Quality":
@@ -1059,7 +1193,7 @@ class Quality:
         return cls(classes=q.classes, count=q.count, frechet_distance=q.frechet_distance,
                    classifier_score=q.classifier_score, nearest_train_distance=q.nearest_train_distance,
                    reference_nearest_train_distance=q.reference_nearest_train_distance,
-                   class_share=tuple(q.class_share[:n]))
+                   class_share=tuple(q.class_share[:n]), class_accuracy=tuple(q.class_accuracy[:n]))
 
 
 class Evaluator(_Owned):
@@ -1100,7 +1234,9 @@ class Evaluator(_Owned):
     def evaluate_model(self, model: "Model", reference: Dataset, *, samples: int = 1000, seed: int = 0,
                        train: Optional[Dataset] = None) -> Quality:
         """Quality of `samples` images of `model` (latents from `seed`) against the real images of
-        `reference` (held-out data); with `train`, also the nearest-training-image copy check."""
+        `reference` (held-out data); with `train`, also the nearest-training-image copy check.
+        A class-conditional model draws each image as a class drawn uniformly from (seed, i),
+        and class_accuracy says, per class, how often the classifier agrees."""
         q = GranQuality()
         _LIB.gran_quality_init(byref(q))
         _check(_LIB.gran_evaluate_model(self._handle, model._handle, _uint("seed", seed, 64),

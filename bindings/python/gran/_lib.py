@@ -152,6 +152,7 @@ class GranQuality(Structure):
         ("nearest_train_distance", c_double),
         ("reference_nearest_train_distance", c_double),
         ("class_share", c_double * GRAN_MAX_CLASSES),
+        ("class_accuracy", c_double * GRAN_MAX_CLASSES),
     ]
 
 
@@ -197,6 +198,8 @@ class GranModelConfig(Structure):
         ("leaky_relu", c_uint32),
         ("device", GranDevice),
         ("seed", c_uint64),
+        ("classes", c_uint32),
+        ("reserved0", c_uint32),
     ]
 
 
@@ -298,6 +301,11 @@ PROTOTYPES = {
         _st,
         [c_void_p, c_size_t, c_uint32, c_uint32, c_uint32, GranPixelFormat, POINTER(GranDataset)],
     ),
+    # labels: `count` bytes, one class per image
+    "gran_dataset_from_labelled_pixels": (
+        _st,
+        [c_void_p, c_void_p, c_size_t, c_uint32, c_uint32, c_uint32, GranPixelFormat, POINTER(GranDataset)],
+    ),
     "gran_dataset_load_idx": (_st, [c_char_p, c_char_p, POINTER(GranDataset)]),
     "gran_dataset_load_cifar10": (_st, [c_char_p, POINTER(GranDataset)]),
     "gran_dataset_load_images": (_st, [c_char_p, c_uint32, c_uint32, c_uint32, POINTER(GranDataset)]),
@@ -346,6 +354,24 @@ PROTOTYPES = {
     "gran_latents": (_st, [GranModel, c_uint64, c_uint32, POINTER(c_float), c_size_t]),
     "gran_generate": (_st, [GranModel, POINTER(c_float), c_uint32, GranPixelFormat, c_void_p, c_size_t]),
     "gran_discriminate": (_st, [GranModel, c_void_p, c_uint32, GranPixelFormat, POINTER(c_float)]),
+    # class-conditional models: `classes` points to classes_len uint32 (1: one class for all
+    # images, or one per image)
+    "gran_sample_class": (
+        _st,
+        [GranModel, c_uint64, c_uint32, POINTER(c_uint32), c_uint32, GranPixelFormat, c_void_p, c_size_t],
+    ),
+    "gran_sample_steps_class": (
+        _st,
+        [GranModel, c_uint64, c_uint32, POINTER(c_uint32), c_uint32, GranPixelFormat, c_void_p, c_size_t],
+    ),
+    "gran_generate_class": (
+        _st,
+        [GranModel, POINTER(c_float), c_uint32, POINTER(c_uint32), c_uint32, GranPixelFormat, c_void_p, c_size_t],
+    ),
+    "gran_discriminate_class": (
+        _st,
+        [GranModel, c_void_p, c_uint32, POINTER(c_uint32), c_uint32, GranPixelFormat, POINTER(c_float)],
+    ),
     "gran_write_png": (
         _st,
         [c_char_p, c_void_p, c_uint32, c_uint32, c_uint32, c_uint32, GranPixelFormat, c_uint32],
@@ -382,6 +408,7 @@ RUNTIME_FUNCTIONS = frozenset({
     "gran_model_config_init", "gran_model_config", "gran_model_step", "gran_model_set_generator",
     "gran_model_has_averaged", "gran_model_inference_only", "gran_model_load", "gran_model_free",
     "gran_sample", "gran_sample_steps", "gran_latents", "gran_generate", "gran_write_png",
+    "gran_sample_class", "gran_sample_steps_class", "gran_generate_class",
     "gran_abi_version", "gran_version", "gran_last_error", "gran_status_string",
     "gran_set_log_callback", "gran_set_num_threads", "gran_num_threads",
 })

@@ -219,6 +219,7 @@ class StructTests(unittest.TestCase):
         c = _lib.GranModelConfig()
         _core._LIB.gran_model_config_init(c)
         self.assertEqual(c.struct_size, sizeof(_lib.GranModelConfig))
+        self.assertEqual((sizeof(_lib.GranModelConfig), c.classes), (64, 0))
         if RUNTIME:
             return
         t = _lib.GranTrainConfig()
@@ -504,6 +505,221 @@ class ModelTests(unittest.TestCase):
                 gran.gam(self.model, other, test, score_batch=-1)
 
 
+def labelled_synthetic(count: int, classes: int) -> gran.Dataset:
+    """`count` synthetic images with labels i % classes, made in memory."""
+    return gran.Dataset.from_pixels(synthetic_bytes(count), 28, 28, 1, labels=[i % classes for i in range(count)])
+
+
+@needs_libgran
+class ConditionalTests(unittest.TestCase):
+    """A tiny class-conditional model (4 classes), trained 2 steps on labelled synthetic data."""
+
+    PER = [2, 0, 1, 3, 2, 1]  # one class per image
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory()
+        cls.dir = Path(cls.tmp.name)
+        cls.data = labelled_synthetic(32, 4)
+        cls.model = gran.Model.create(**TINY, classes=4)
+        cls.last = cls.model.train(cls.data, batch_size=16, iterations=2, seed=1)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.model.close()
+        cls.data.close()
+        cls.tmp.cleanup()
+
+    def test_config(self):
+        self.assertEqual(self.model.classes, 4)
+        self.assertEqual(self.model.config.classes, 4)
+        self.assertIn("4 classes", repr(self.model))
+        self.assertEqual((self.model.step, self.last.step), (2, 2))
+        self.assertEqual(gran.ModelConfig().classes, 0)
+        with gran.Model.create(**TINY) as u:
+            self.assertEqual((u.classes, u.config.classes), (0, 0))
+            self.assertNotIn("classes", repr(u))
+        with gran.Model.from_config(gran.ModelConfig(**TINY, classes=256)) as m:
+            self.assertEqual(m.classes, 256)
+        for bad in (1, 257):
+            with self.assertRaises(gran.InvalidArgumentError) as cm:
+                gran.Model.create(**TINY, classes=bad)
+            self.assertIn("classes", str(cm.exception))
+        with self.assertRaises(gran.InvalidArgumentError):
+            gran.Model.create(**TINY, classes=-1)
+
+    @needs_numpy
+    def test_sample_one_class_and_per_image(self):
+        m = self.model
+        a = m.sample(6, seed=3, classes=2)
+        self.assertEqual((a.shape, a.dtype), ((6, 28, 28, 1), np.uint8))
+        b = m.sample(6, seed=3, classes=self.PER)
+        for i in (0, 4):  # class 2 in both
+            np.testing.assert_array_equal(b[i], a[i])
+        self.assertFalse(np.array_equal(b[1], a[1]))  # class 0 against class 2
+        # Image i of class k depends only on (weights, seed, i, k): not on the count nor on the
+        # other images' classes.
+        np.testing.assert_array_equal(m.sample(2, seed=3, classes=self.PER[:2]), b[:2])
+        np.testing.assert_array_equal(m.sample(1, seed=3, classes=2), a[:1])
+        other = m.sample(8, seed=3, classes=[2, 3, 3, 3, 2, 0, 0, 0])
+        np.testing.assert_array_equal(other[[0, 4]], a[[0, 4]])
+        # Any integer sequence: tuple, numpy arrays of any integer type, numpy scalars.
+        np.testing.assert_array_equal(m.sample(6, seed=3, classes=tuple(self.PER)), b)
+        np.testing.assert_array_equal(m.sample(6, seed=3, classes=np.array(self.PER, np.uint8)), b)
+        np.testing.assert_array_equal(m.sample(6, seed=3, classes=np.array(self.PER, np.int64)), b)
+        np.testing.assert_array_equal(m.sample(6, seed=3, classes=np.int32(2)), a)
+        np.testing.assert_array_equal(m.sample(6, seed=3, classes=[2]), a)  # one for all
+        f = m.sample(6, seed=3, format="f32", classes=self.PER)
+        self.assertEqual((f.shape, f.dtype), ((6, 1, 28, 28), np.float32))
+        self.assertLessEqual(np.abs(f.transpose(0, 2, 3, 1) * 255 - b.astype(np.float32)).max(), 1.0)
+        # Without classes, image i is drawn as a class drawn from (seed, i): one of the four.
+        drawn = m.sample(6, seed=3)
+        np.testing.assert_array_equal(m.sample(3, seed=3), drawn[:3])
+        per_class = [m.sample(6, seed=3, classes=k) for k in range(4)]
+        for i in range(6):
+            self.assertTrue(any(np.array_equal(drawn[i], s[i]) for s in per_class), f"image {i}")
+
+    @needs_numpy
+    def test_steps_generate_discriminate(self):
+        m, per = self.model, self.PER[:4]
+        images = m.sample(4, seed=9, classes=per)
+        steps = m.sample_steps(4, seed=9, classes=per)
+        self.assertEqual(steps.shape, (2, 4, 28, 28, 1))
+        np.testing.assert_array_equal(steps[-1], images)
+        np.testing.assert_array_equal(m.sample_steps(2, seed=9, classes=per[:2])[-1], images[:2])
+        self.assertEqual(m.sample_steps(4, seed=9, format="f32", classes=1).shape, (2, 4, 1, 28, 28))
+        z = m.latents(4, seed=9)
+        np.testing.assert_array_equal(m.generate(z, classes=per), images)
+        np.testing.assert_array_equal(m.generate(z[1], classes=per[1]), images[1:2])
+        np.testing.assert_array_equal(m.generate(z, format="f32", classes=per),
+                                      m.sample(4, seed=9, format="f32", classes=per))
+        with self.assertRaises(gran.InvalidArgumentError) as cm:
+            m.generate(z)  # latents of the caller's need their classes
+        self.assertIn("class", str(cm.exception))
+        p = m.discriminate(images)  # each as its most real class
+        self.assertEqual((p.shape, p.dtype), ((4,), np.float32))
+        py = m.discriminate(images, classes=per)  # D(x, y)
+        self.assertEqual(py.shape, (4,))
+        self.assertTrue(np.all((py >= 0) & (py <= 1)))
+        by_class = np.stack([m.discriminate(images, classes=k) for k in range(4)])
+        np.testing.assert_array_equal(by_class[per, np.arange(4)], py)
+        np.testing.assert_allclose(p, by_class.max(axis=0), atol=1e-5)
+        np.testing.assert_array_equal(m.discriminate(m.sample(4, seed=9, format="f32", classes=per), classes=per)
+                                      .shape, (4,))
+
+    def test_bad_classes(self):
+        m = self.model
+        for bad in (4, [0, 4], [0, 1, 2**31]):
+            with self.assertRaises(gran.InvalidArgumentError, msg=str(bad)) as cm:
+                m.sample(2 if isinstance(bad, int) else len(bad), seed=1, classes=bad)
+            self.assertIn("class", cm.exception.message)
+        for call in (lambda: m.sample_steps(2, classes=4), lambda: m.generate([0.0] * 32, classes=[1, 9]),
+                     lambda: m.discriminate(bytes(2 * 784), classes=7)):
+            with self.assertRaises(gran.InvalidArgumentError):
+                call()
+        # Checked here, before the library: not uint32, or not 1 or count of them.
+        for bad in (-1, 2**32, [0, -1], [], [0, 1], [[0], [1], [2]]):
+            with self.assertRaises((gran.InvalidArgumentError, TypeError), msg=str(bad)):
+                m.sample(3, classes=bad)
+        with self.assertRaises(ValueError):  # InvalidArgumentError is a ValueError
+            m.sample(3, classes=-1)
+        for bad in (1.0, "1", [0.5, 1, 2], object()):
+            with self.assertRaises(TypeError, msg=repr(bad)):
+                m.sample(3, classes=bad)
+        if np is not None:
+            with self.assertRaises(TypeError):
+                m.sample(2, classes=np.array([0.0, 1.0]))
+            with self.assertRaises(gran.InvalidArgumentError):
+                m.sample(2, classes=np.array([[0, 1]]))
+            with self.assertRaises(gran.InvalidArgumentError):
+                m.sample(2, classes=np.array([0, -3]))
+
+    def test_bad_class_leaves_the_output_untouched(self):
+        # The C contract under the package: every class is checked before anything is written.
+        from ctypes import POINTER, c_float, c_uint32, c_void_p, cast, create_string_buffer
+        lib, h, n = _core._LIB, self.model.handle, 2 * 784
+        out = create_string_buffer(b"\xab" * n, n)
+        bad, good = (c_uint32 * 2)(1, 4), (c_uint32 * 2)(1, 3)
+        for fn in (lib.gran_sample_class, lib.gran_sample_steps_class):
+            size = n * (2 if fn is lib.gran_sample_steps_class else 1)
+            buf = create_string_buffer(b"\xab" * size, size)
+            self.assertEqual(fn(h, 1, 2, bad, 2, gran.GRAN_PIXEL_FORMAT_U8_HWC, buf, size),
+                             gran.GRAN_STATUS_INVALID_ARGUMENT)
+            self.assertEqual(buf.raw, b"\xab" * size)
+            self.assertIn("4", gran.last_error())
+            self.assertEqual(fn(h, 1, 2, bad, 3, gran.GRAN_PIXEL_FORMAT_U8_HWC, buf, size),
+                             gran.GRAN_STATUS_INVALID_ARGUMENT)  # classes_len neither 1 nor count
+            self.assertEqual(fn(h, 1, 2, None, 1, gran.GRAN_PIXEL_FORMAT_U8_HWC, buf, size),
+                             gran.GRAN_STATUS_INVALID_ARGUMENT)  # NULL classes
+            self.assertEqual(buf.raw, b"\xab" * size)
+            self.assertEqual(fn(h, 1, 2, good, 2, gran.GRAN_PIXEL_FORMAT_U8_HWC, buf, size), gran.GRAN_STATUS_OK)
+            self.assertNotEqual(buf.raw, b"\xab" * size)
+        z = (c_float * 32)()
+        self.assertEqual(lib.gran_generate_class(h, z, 2, bad, 2, gran.GRAN_PIXEL_FORMAT_U8_HWC, out, n),
+                         gran.GRAN_STATUS_INVALID_ARGUMENT)
+        self.assertEqual(out.raw, b"\xab" * n)
+        probs = (c_float * 2)(-1.0, -1.0)
+        pixels = create_string_buffer(n)
+        self.assertEqual(lib.gran_discriminate_class(h, cast(pixels, c_void_p), 2, bad, 2,
+                                                     gran.GRAN_PIXEL_FORMAT_U8_HWC, cast(probs, POINTER(c_float))),
+                         gran.GRAN_STATUS_INVALID_ARGUMENT)
+        self.assertEqual(list(probs), [-1.0, -1.0])
+
+    def test_unconditional_model_rejects_classes(self):
+        with gran.Model.create(**TINY) as u:
+            z = [0.0] * 32
+            for call in (lambda: u.sample(2, classes=0), lambda: u.sample(2, classes=[0, 1]),
+                         lambda: u.sample_steps(2, classes=0), lambda: u.generate(z, classes=0),
+                         lambda: u.discriminate(bytes(2 * 784), classes=0)):
+                with self.assertRaises(gran.InvalidArgumentError) as cm:
+                    call()
+                self.assertIn("unconditional", cm.exception.message)
+            self.assertEqual(len(u.generate(z)), 2)  # without classes it draws as before
+
+    def test_training_needs_labels_within_the_classes(self):
+        with gran.Model.create(**TINY, classes=4) as m:
+            with gran.Dataset.from_pixels(synthetic_bytes(32), 28, 28, 1) as unlabelled:
+                with self.assertRaises(gran.InvalidArgumentError):
+                    m.train(unlabelled, batch_size=16, iterations=1)
+            with labelled_synthetic(32, 6) as six:  # labels 4 and 5 are past 3
+                with self.assertRaises(gran.InvalidArgumentError):
+                    m.train(six, batch_size=16, iterations=1)
+            self.assertEqual(m.step, 0)
+            m.train(self.data, batch_size=16, iterations=1)
+            self.assertEqual(m.step, 1)
+
+    @needs_numpy
+    def test_save_load_and_export_keep_the_classes(self):
+        m = self.model
+        images = m.sample(4, seed=2, classes=[3, 2, 1, 0])
+        ckpt, export = self.dir / "cond.gran", self.dir / "cond.safetensors"
+        m.save(ckpt)
+        m.export(export)
+        for path in (ckpt, export):
+            with gran.Model.load(path, device="cpu") as loaded:
+                self.assertEqual(loaded.classes, 4)
+                self.assertEqual(loaded.config, m.config)
+                np.testing.assert_array_equal(loaded.sample(4, seed=2, classes=[3, 2, 1, 0]), images)
+                with self.assertRaises(gran.InvalidArgumentError):
+                    loaded.sample(1, classes=4)
+
+    def test_without_numpy(self):
+        m = self.model
+        with_np = m.sample(3, seed=4, classes=[1, 2, 3]) if np is not None else None
+        with mock.patch.object(_core, "_np", None):
+            u8 = m.sample(3, seed=4, classes=[1, 2, 3])
+            self.assertIsInstance(u8, bytes)
+            if with_np is not None:
+                self.assertEqual(u8, with_np.tobytes())
+            self.assertEqual(m.sample(3, seed=4, classes=array.array("I", [1, 2, 3])), u8)
+            z = m.latents(3, seed=4)
+            self.assertEqual(m.generate(z, classes=(1, 2, 3)), u8)
+            self.assertEqual(m.sample_steps(3, seed=4, classes=[1, 2, 3])[-len(u8):], u8)
+            p = m.discriminate(u8, classes=[1, 2, 3])
+            self.assertIsInstance(p, list)
+            self.assertEqual(len(p), 3)
+
+
 @needs_libgran
 class EvaluatorTests(unittest.TestCase):
     @classmethod
@@ -545,6 +761,22 @@ class EvaluatorTests(unittest.TestCase):
         q = self.evaluator.evaluate_dataset(self.labelled, self.labelled)
         self.assertEqual(q.count, self.labelled.info.count)
         self.assertLess(abs(q.frechet_distance), 1e-3)
+        self.assertEqual(len(q.class_accuracy), q.classes)
+        self.assertTrue(all(a != a for a in q.class_accuracy))  # NaN: no classes were asked for
+
+    def test_class_accuracy(self):
+        # Unconditional samples: NaN everywhere. A conditional model's (classes drawn from
+        # (seed, i)): per class, the share the classifier assigns to the class asked for.
+        q = self.evaluator.evaluate_model(self.model, self.labelled, samples=32, seed=1)
+        self.assertEqual(len(q.class_accuracy), q.classes)
+        self.assertTrue(all(a != a for a in q.class_accuracy))
+        with gran.Model.create(**TINY, classes=2) as cond:
+            qc = self.evaluator.evaluate_model(cond, self.labelled, samples=32, seed=1)
+        self.assertEqual(len(qc.class_accuracy), qc.classes)
+        measured = [a for a in qc.class_accuracy[:2] if a == a]
+        self.assertTrue(measured)
+        self.assertTrue(all(0.0 <= a <= 1.0 for a in measured))
+        self.assertTrue(all(a != a for a in qc.class_accuracy[2:]))  # classes the model lacks
 
     def test_errors(self):
         with gran.Dataset.from_pixels(synthetic_bytes(8), 28, 28, 1) as unlabelled:
@@ -896,6 +1128,37 @@ class DatasetTests(unittest.TestCase):
         with self.assertRaises(gran.InvalidArgumentError):
             gran.Dataset.from_pixels(b"\x00" * 784 * 2, 28, 28, 2)  # channels 2
 
+    def test_labels_in_memory(self):
+        px = synthetic_bytes(4)
+        with gran.Dataset.from_pixels(px, 28, 28, 1, labels=[3, 1, 4, 1]) as d:
+            self.assertEqual(d.info, gran.DatasetInfo(count=4, height=28, width=28, channels=1, has_labels=True))
+        with gran.Dataset.from_pixels(px, 28, 28, 1, labels=bytes([0, 255, 7, 7])) as d:
+            self.assertTrue(d.info.has_labels)
+        with gran.Dataset.from_pixels([0.5] * (2 * 784), 28, 28, 1, format="f32", labels=(1, 0)) as d:
+            self.assertEqual((d.info.count, d.info.has_labels), (2, True))
+        for bad in ([0, 1, 2], [0, 1, 2, 256], [0, -1, 0, 0], b"\x00"):
+            with self.assertRaises(gran.InvalidArgumentError, msg=str(bad)):
+                gran.Dataset.from_pixels(px, 28, 28, 1, labels=bad)
+        for bad in ([0.0, 1, 2, 3], "0123", 3):
+            with self.assertRaises(TypeError, msg=repr(bad)):
+                gran.Dataset.from_pixels(px, 28, 28, 1, labels=bad)
+        # Labelled data trains an evaluator, as files with labels do.
+        with gran.Dataset.from_pixels(synthetic_bytes(64), 28, 28, 1, labels=[i % 2 for i in range(64)]) as d:
+            with gran.Evaluator.train(d, epochs=1, device="cpu") as ev:
+                self.assertTrue(0.0 <= ev.accuracy(d) <= 1.0)
+        if np is not None:
+            imgs = np.frombuffer(px, np.uint8).reshape(4, 28, 28, 1)
+            with gran.Dataset.from_array(imgs, labels=np.array([0, 1, 2, 3], np.int64)) as d:
+                self.assertTrue(d.info.has_labels)
+            with gran.Dataset.from_array(imgs) as d:
+                self.assertFalse(d.info.has_labels)
+            with self.assertRaises(TypeError):
+                gran.Dataset.from_array(imgs, labels=np.zeros(4, np.float32))
+            with self.assertRaises(gran.InvalidArgumentError):
+                gran.Dataset.from_array(imgs, labels=np.zeros((2, 2), np.uint8))
+            with self.assertRaises(gran.InvalidArgumentError):
+                gran.Dataset.from_array(imgs, labels=np.array([0, 1, 2, 300]))
+
     @needs_numpy
     def test_npy_and_image_files(self):
         with tempfile.TemporaryDirectory() as tmp:
@@ -1033,6 +1296,7 @@ class ModelFileTests(unittest.TestCase):
         for m in (self.export, self.checkpoint):
             c = m.config
             self.assertEqual((c.height, c.width, c.channels, c.steps, c.z_dim, c.hidden_dim), (28, 28, 1, 3, 16, 16))
+            self.assertEqual((c.classes, m.classes), (0, 0))
             self.assertAlmostEqual(c.width_scale, 0.0625)
             self.assertEqual(c.device, "cpu")
             self.assertEqual(m.step, 60)
@@ -1143,10 +1407,20 @@ class ModelFileTests(unittest.TestCase):
                     lambda: self.export.sample(1, seed=-1), lambda: self.export.latents(0)):
             with self.assertRaises(gran.InvalidArgumentError):
                 bad()
+        # The class-conditional calls (in both libraries) refuse an unconditional model.
+        z = [0.0] * 32
+        for bad in (lambda: self.export.sample(2, classes=0), lambda: self.export.sample_steps(2, classes=[0, 1]),
+                    lambda: self.export.generate(z, classes=0)):
+            with self.assertRaises(gran.InvalidArgumentError) as cm:
+                bad()
+            self.assertIn("unconditional", cm.exception.message)
+        with self.assertRaises(gran.InvalidArgumentError):
+            self.export.sample(2, classes=[0, 1, 2])  # neither one nor one per image
         m = gran.Model.load(EXPORT, device="cpu")
         m.close()
         m.close()
-        for call in (lambda: m.step, lambda: m.config, lambda: m.sample(1), lambda: m.latents(1)):
+        for call in (lambda: m.step, lambda: m.config, lambda: m.sample(1), lambda: m.latents(1),
+                     lambda: m.sample(1, classes=0)):
             with self.assertRaises(gran.InvalidHandleError):
                 call()
         self.assertIn("closed", repr(m))
@@ -1188,9 +1462,11 @@ class SamplingOnlyTests(unittest.TestCase):
             "Model.save": lambda: model.save("never-written.gran"),
             "Model.export": lambda: model.export("never-written.safetensors"),
             "Model.discriminate": lambda: model.discriminate(px),
+            "Model.discriminate (classes)": lambda: model.discriminate(px, classes=0),
             "Model.precision": lambda: model.precision,
             "Model.cancel": lambda: model.cancel(),
             "Dataset": lambda: gran.Dataset.from_pixels(px, 28, 28, 1),
+            "Dataset.from_pixels (labels)": lambda: gran.Dataset.from_pixels(px, 28, 28, 1, labels=[0]),
             "Dataset.load_idx": lambda: gran.Dataset.load_idx("never-read.idx"),
             "Evaluator": lambda: gran.Evaluator.train(None),
             "gam": lambda: gran.gam(model, model, None),
