@@ -3,6 +3,7 @@
 use gran::data::pixels::{self, PixelFormat};
 use gran::data::{load_cifar10, load_idx, load_images, Dataset};
 use gran::png;
+use gran::data::RecordReader;
 use gran::ErrorKind;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -232,6 +233,62 @@ fn cifar_folder() {
     assert_eq!(d.labels(), Some(&[1u8, 2, 4, 5, 6][..]));
     // Record 0 of data_batch_3 (image 2 overall) was generated with i = 0.
     assert_eq!(byte_at(d.images().unwrap(), &[2, 1, 3, 4]), 7 + 3 + 4);
+}
+
+/// All of a record source's images and labels, read `k` at a time.
+fn read_all(r: &mut dyn gran::data::RecordReader, k: usize) -> gran::Result<(Vec<u8>, Vec<u8>)> {
+    let (mut images, mut labels) = (Vec::new(), Vec::new());
+    let mut left = r.count();
+    while left > 0 {
+        r.read(k, &mut images, &mut labels)?;
+        left -= k.min(left);
+    }
+    r.finish()?;
+    Ok((images, labels))
+}
+
+/// CIFAR-10 and IDX read a chunk at a time (`gran pack`) give the bytes and labels the whole
+/// loaders give, across file boundaries and chunks that straddle them; bad records are
+/// refused as the loaders refuse them.
+#[test]
+fn record_readers_read_what_the_loaders_load() {
+    let tmp = TempDir::new("records");
+    tmp.write("data_batch_1.bin", &cifar_records(&[1, 2, 3]));
+    tmp.write("data_batch_2.bin", &cifar_records(&[4, 5]));
+    let whole = load_cifar10(&tmp.0).unwrap();
+    let mut r = gran::data::CifarRecords::open(&tmp.0).unwrap();
+    assert_eq!((r.count(), r.shape(), r.labelled()), (5, (32, 32, 3), true));
+    let (images, labels) = read_all(&mut r, 2).unwrap();
+    assert_eq!(Some(&labels[..]), whole.labels());
+    assert_eq!(images, Vec::<u8>::try_from(whole.images().unwrap().flatten(0, -1)).unwrap());
+    let bad = tmp.write("bad.bin", &cifar_records(&[1, 10]));
+    let e = read_all(&mut gran::data::CifarRecords::open(&bad).unwrap(), 4).unwrap_err();
+    assert!(e.kind == ErrorKind::Format && e.message.contains("record 1"), "{}", e.message);
+    let short = tmp.write("short.bin", &cifar_records(&[1])[..100]);
+    assert_eq!(gran::data::CifarRecords::open(&short).err().map(|e| e.kind), Some(ErrorKind::Format));
+
+    let (ip, lp) = (mnist("t10k-images-idx3-ubyte.gz"), mnist("t10k-labels-idx1-ubyte.gz"));
+    let whole = load_idx(&ip, Some(&lp)).unwrap();
+    let mut r = gran::data::IdxRecords::open(&ip, Some(&lp)).unwrap();
+    assert_eq!((r.count(), r.shape()), (1000, (28, 28, 1)));
+    let (images, labels) = read_all(&mut r, 300).unwrap();
+    assert_eq!(Some(&labels[..]), whole.labels());
+    assert_eq!(images, Vec::<u8>::try_from(whole.images().unwrap().flatten(0, -1)).unwrap());
+    // A plain IDX file with one image fewer than its header declares, or one more.
+    let raw = |n: u32, extra: usize| {
+        let mut v = vec![0, 0, 8, 3];
+        for d in [n, 2, 2] {
+            v.extend(d.to_be_bytes());
+        }
+        v.extend(vec![7u8; (n as usize) * 4 + extra]);
+        v
+    };
+    let truncated = tmp.write("short-idx", &raw(3, 0)[..16 + 8]);
+    let e = read_all(&mut gran::data::IdxRecords::open(&truncated, None).unwrap(), 2).unwrap_err();
+    assert!(e.kind == ErrorKind::Format && e.message.contains("truncated"), "{}", e.message);
+    let long = tmp.write("long-idx", &raw(3, 4));
+    let e = read_all(&mut gran::data::IdxRecords::open(&long, None).unwrap(), 2).unwrap_err();
+    assert!(e.kind == ErrorKind::Format && e.message.contains("holds more"), "{}", e.message);
 }
 
 // --------------------------------------------------------------------------------- image files

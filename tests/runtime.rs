@@ -112,7 +112,13 @@ fn dataset(count: usize, size: usize, channels: usize) -> Dataset {
 }
 
 fn trained(size: u32, channels: u32, steps: u32, width_scale: f32) -> Model {
+    trained_with_classes(size, channels, steps, width_scale, 0)
+}
+
+/// `trained`, class-conditional with `classes` classes (0: unconditional) on labels `i % classes`.
+fn trained_with_classes(size: u32, channels: u32, steps: u32, width_scale: f32, classes: u32) -> Model {
     let cfg = ModelConfig {
+        classes,
         height: size,
         width: size,
         channels,
@@ -131,7 +137,12 @@ fn trained(size: u32, channels: u32, steps: u32, width_scale: f32) -> Model {
         ema_decay: 0.5,
         ..Default::default()
     };
-    train(&m, &dataset(32, size as usize, channels as usize), &tc, &mut |_| false).unwrap();
+    let mut data = dataset(32, size as usize, channels as usize);
+    if classes > 0 {
+        let labels = (0..32).map(|i| (i % classes) as u8).collect();
+        data = Dataset::new(data.images().unwrap().shallow_clone(), Some(labels)).unwrap();
+    }
+    train(&m, &data, &tc, &mut |_| false).unwrap();
     m
 }
 
@@ -208,6 +219,29 @@ fn a_checkpoint_draws_with_either_generator() {
         rt.check(unsafe { (rt.set_generator)(m, 1) });
         compare(&rt, m, &reference, &format!("{size}x{size}x{channels} checkpoint, raw generator"));
         rt.check(unsafe { (rt.free)(m) });
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A class-conditional model: the runtime draws the classes libgran draws for each (seed, i),
+/// and the same pixels, from an export and from a checkpoint.
+#[test]
+fn conditional_models_draw_what_libgran_draws() {
+    let rt = Runtime::open();
+    let dir = temp_dir("conditional");
+    for (size, channels, classes) in [(28, 1, 10), (32, 3, 4)] {
+        let model = trained_with_classes(size, channels, 3, 0.125, classes);
+        let export = dir.join(format!("c{size}.safetensors"));
+        checkpoint::export(&model, &export, Storage::F32).unwrap();
+        let full = dir.join(format!("c{size}.gran"));
+        checkpoint::save(&model, &full).unwrap();
+        for path in [&export, &full] {
+            let reference = checkpoint::load(path, Some(DeviceSpec::Cpu)).unwrap();
+            assert_eq!(reference.config().classes, classes);
+            let m = rt.load(path);
+            compare(&rt, m, &reference, &format!("{size}x{size}x{channels}, {classes} classes, {}", path.display()));
+            rt.check(unsafe { (rt.free)(m) });
+        }
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -2,7 +2,9 @@
 //! a 32x32 RGB image stored planar (1024 red bytes, then green, then blue; rows top to bottom).
 
 use super::pixels::{self, PixelFormat};
+use super::records::RecordReader;
 use super::Dataset;
+use std::io::Read;
 use crate::error::{Error, ErrorKind, Result};
 use std::path::{Path, PathBuf};
 
@@ -40,6 +42,98 @@ pub fn load_cifar10(path: &Path) -> Result<Dataset> {
     }
     let tensor = pixels::to_tensor(&images, labels.len(), 3, SIDE, SIDE, PixelFormat::U8Chw)?;
     Dataset::new(tensor, Some(labels))
+}
+
+/// CIFAR-10 records read a chunk at a time ([`RecordReader`]), file after file, as
+/// `load_cifar10` orders them; every file's length is checked on opening.
+pub struct CifarRecords {
+    files: Vec<PathBuf>,
+    /// The file being read, and its index in `files`.
+    current: Option<(std::io::BufReader<std::fs::File>, usize)>,
+    count: usize,
+    /// Records read so far, and of them in the current file.
+    read: usize,
+    in_file: usize,
+}
+
+impl CifarRecords {
+    pub fn open(path: &Path) -> Result<CifarRecords> {
+        let meta = std::fs::metadata(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+        let files = if meta.is_dir() { batch_files(path)? } else { vec![path.to_path_buf()] };
+        let mut count = 0;
+        for f in &files {
+            let (_, len) = crate::limits::open_regular(f)?;
+            let len = len as usize;
+            if len == 0 || len % RECORD_BYTES != 0 {
+                return Err(Error::format(format!(
+                    "{}: {len} bytes: expected a non-zero multiple of {RECORD_BYTES} (records of a label byte and a 3x32x32 image)",
+                    f.display()
+                )));
+            }
+            count += len / RECORD_BYTES;
+        }
+        Ok(CifarRecords { files, current: None, count, read: 0, in_file: 0 })
+    }
+
+    /// The next record's bytes into `record`, moving to the next file at the end of one.
+    fn next_record(&mut self, record: &mut [u8; RECORD_BYTES]) -> Result<()> {
+        loop {
+            let next = match &mut self.current {
+                None => 0,
+                Some((reader, i)) => match reader.read_exact(record) {
+                    Ok(()) => {
+                        self.in_file += 1;
+                        return Ok(());
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => *i + 1,
+                    Err(e) => return Err(Error::io(format!("reading {}", self.files[*i].display()), e)),
+                },
+            };
+            let path = self.files.get(next).ok_or_else(|| Error::format("the CIFAR-10 files ended early (changed while read?)"))?;
+            let (file, _) = crate::limits::open_regular(path)?;
+            self.current = Some((std::io::BufReader::new(file), next));
+            self.in_file = 0;
+        }
+    }
+}
+
+impl RecordReader for CifarRecords {
+    fn count(&self) -> usize {
+        self.count
+    }
+
+    fn shape(&self) -> (u32, u32, u32) {
+        (SIDE, SIDE, 3)
+    }
+
+    fn read(&mut self, k: usize, images: &mut Vec<u8>, labels: &mut Vec<u8>) -> Result<()> {
+        let mut record = [0u8; RECORD_BYTES];
+        for _ in 0..k.min(self.count - self.read) {
+            self.next_record(&mut record)?;
+            if record[0] >= CLASSES {
+                let file = self.current.as_ref().map_or(Path::new(""), |(_, i)| &self.files[*i]);
+                return Err(Error::format(format!(
+                    "{}: record {} has label {}: expected 0..={}",
+                    file.display(),
+                    self.in_file - 1,
+                    record[0],
+                    CLASSES - 1
+                )));
+            }
+            labels.push(record[0]);
+            images.extend_from_slice(&record[1..]);
+            self.read += 1;
+        }
+        Ok(())
+    }
+
+    fn labelled(&self) -> bool {
+        true
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// The batch files of a CIFAR-10 folder, in reading order.

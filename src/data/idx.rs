@@ -4,6 +4,7 @@
 //! compression is recognised by its magic bytes, not by the file name.
 
 use super::pixels::{self, PixelFormat};
+use super::records::RecordReader;
 use super::Dataset;
 use crate::error::{Error, Result};
 use flate2::read::MultiGzDecoder;
@@ -57,10 +58,94 @@ pub fn load_idx(images_path: &Path, labels_path: Option<&Path>) -> Result<Datase
     Dataset::new(images, labels)
 }
 
-/// Reads one IDX file of `u8` elements whose magic must be `magic` (`what` names its contents
-/// in messages). Returns the dimensions and the elements, whose number is checked to be
-/// exactly the product of the dimensions.
-fn read_idx(path: &Path, magic: u32, what: &str) -> Result<(Vec<u32>, Vec<u8>)> {
+/// IDX images read a chunk at a time ([`RecordReader`]): the header is checked on opening and
+/// the labels file (N bytes) is read whole; the images are never all in memory.
+pub struct IdxRecords {
+    reader: IdxReader,
+    count: usize,
+    rows: u32,
+    cols: u32,
+    labels: Option<Vec<u8>>,
+    read: usize,
+}
+
+impl IdxRecords {
+    /// Opens `images_path` (and its labels, checked to be one per image) as `load_idx` does.
+    pub fn open(images_path: &Path, labels_path: Option<&Path>) -> Result<IdxRecords> {
+        let (reader, dims) = open_idx(images_path, IMAGES_MAGIC, "images")?;
+        let (count, rows, cols) = (dims[0], dims[1], dims[2]);
+        if count == 0 || rows == 0 || cols == 0 {
+            return Err(Error::format(format!(
+                "{}: header declares {count} images of {rows}x{cols}: expected at least one image of at least 1x1",
+                images_path.display()
+            )));
+        }
+        let labels = match labels_path {
+            None => None,
+            Some(lp) => {
+                let (label_dims, labels) = read_idx(lp, LABELS_MAGIC, "labels")?;
+                if label_dims[0] != count {
+                    return Err(Error::format(format!(
+                        "{} holds {} labels but {} holds {count} images: expected one label per image",
+                        lp.display(),
+                        label_dims[0],
+                        images_path.display()
+                    )));
+                }
+                Some(labels)
+            }
+        };
+        Ok(IdxRecords { reader, count: count as usize, rows, cols, labels, read: 0 })
+    }
+}
+
+impl RecordReader for IdxRecords {
+    fn count(&self) -> usize {
+        self.count
+    }
+
+    fn shape(&self) -> (u32, u32, u32) {
+        (self.rows, self.cols, 1)
+    }
+
+    fn read(&mut self, k: usize, images: &mut Vec<u8>, labels: &mut Vec<u8>) -> Result<()> {
+        let k = k.min(self.count - self.read);
+        let bytes = k * (self.rows * self.cols) as usize;
+        let chunk = self.reader.read_up_to(bytes as u64)?;
+        if chunk.len() < bytes {
+            return Err(Error::format(format!(
+                "{}: truncated: the header declares {} images, the data ends in image {}",
+                self.reader.path.display(),
+                self.count,
+                self.read + chunk.len() / (self.rows * self.cols) as usize
+            )));
+        }
+        images.extend_from_slice(&chunk);
+        if let Some(l) = &self.labels {
+            labels.extend_from_slice(&l[self.read..self.read + k]);
+        }
+        self.read += k;
+        Ok(())
+    }
+
+    fn labelled(&self) -> bool {
+        self.labels.is_some()
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        if !self.reader.read_up_to(1)?.is_empty() {
+            return Err(Error::format(format!(
+                "{}: the header declares {} images but the file holds more",
+                self.reader.path.display(),
+                self.count
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Opens one IDX file of `u8` elements whose magic must be `magic` and reads its header.
+fn open_idx(path: &Path, magic: u32, what: &str) -> Result<(IdxReader, Vec<u32>)> {
     let mut reader = IdxReader::open(path)?;
     let found = reader.read_u32("magic number")?;
     if found != magic {
@@ -71,6 +156,14 @@ fn read_idx(path: &Path, magic: u32, what: &str) -> Result<(Vec<u32>, Vec<u8>)> 
     }
     let ndims = (magic & 0xff) as usize;
     let dims = (0..ndims).map(|_| reader.read_u32("dimension")).collect::<Result<Vec<u32>>>()?;
+    Ok((reader, dims))
+}
+
+/// Reads one IDX file of `u8` elements whose magic must be `magic` (`what` names its contents
+/// in messages). Returns the dimensions and the elements, whose number is checked to be
+/// exactly the product of the dimensions.
+fn read_idx(path: &Path, magic: u32, what: &str) -> Result<(Vec<u32>, Vec<u8>)> {
+    let (mut reader, dims) = open_idx(path, magic, what)?;
     let expected = dims.iter().try_fold(1u64, |acc, &d| acc.checked_mul(u64::from(d))).filter(|&n| n <= MAX_PAYLOAD);
     let expected = expected.ok_or_else(|| {
         Error::format(format!(
@@ -83,21 +176,21 @@ fn read_idx(path: &Path, magic: u32, what: &str) -> Result<(Vec<u32>, Vec<u8>)> 
 }
 
 /// A plain or gzip-decompressing reader over one file, whose errors name the file.
-struct IdxReader<'a> {
-    path: &'a Path,
-    inner: Box<dyn Read + 'a>,
+struct IdxReader {
+    path: std::path::PathBuf,
+    inner: Box<dyn Read>,
     gzip: bool,
 }
 
-impl<'a> IdxReader<'a> {
+impl IdxReader {
     /// Opens `path` and recognises gzip compression by its first two bytes.
-    fn open(path: &'a Path) -> Result<Self> {
+    fn open(path: &Path) -> Result<Self> {
         let io_err = |e| Error::io(format!("reading {}", path.display()), e);
         let (file, _) = crate::limits::open_regular(path)?;
         let mut file = BufReader::new(file);
         let gzip = file.fill_buf().map_err(io_err)?.starts_with(&GZIP_MAGIC);
         let inner: Box<dyn Read> = if gzip { Box::new(MultiGzDecoder::new(file)) } else { Box::new(file) };
-        Ok(IdxReader { path, inner, gzip })
+        Ok(IdxReader { path: path.to_path_buf(), inner, gzip })
     }
 
     /// Maps a read error: corrupt compressed data is a `Format` error, anything else `Io`.

@@ -6,13 +6,15 @@ pub mod idx;
 pub mod images;
 pub mod npy;
 pub mod pixels;
+pub mod records;
 pub mod source;
 
-pub use cifar::load_cifar10;
-pub use idx::load_idx;
+pub use cifar::{load_cifar10, CifarRecords};
+pub use idx::{load_idx, IdxRecords};
 pub use images::{load_image_source, load_images, Fit, ImageShape};
 pub use npy::load_npy;
 pub use pixels::PixelFormat;
+pub use records::RecordReader;
 pub use source::{FolderLabels, ImageSource};
 
 use crate::error::{Error, Result};

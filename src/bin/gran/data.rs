@@ -83,6 +83,26 @@ pub fn detect(path: &Path) -> Result<Format> {
     }
 }
 
+/// The training split of an IDX or CIFAR-10 source, as records read front to back (`gran
+/// pack`); `None` for the other formats.
+pub fn records(path: &Path, format: Format) -> Result<Option<Box<dyn gran::data::RecordReader>>> {
+    Ok(match format {
+        Format::Idx => {
+            let images = if path.is_dir() {
+                idx_images(path, Split::Train).ok_or_else(|| {
+                    Error::invalid(format!("{}: no train-images-idx3-ubyte[.gz] in this folder", path.display()))
+                })?
+            } else {
+                path.to_path_buf()
+            };
+            let labels = idx_labels(&images);
+            Some(Box::new(gran::data::IdxRecords::open(&images, labels.as_deref())?))
+        }
+        Format::Cifar => Some(Box::new(gran::data::CifarRecords::open(path)?)),
+        _ => None,
+    })
+}
+
 /// Loads one split of `args.data`. `shape`: (height, width, channels) an image folder is resized
 /// to when --image-size / --channels do not say.
 pub fn load(args: &DataArgs, split: Split, shape: (u32, u32, u32)) -> Result<Loaded> {

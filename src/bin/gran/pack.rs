@@ -52,8 +52,9 @@ pub fn run(a: &Args, out: &Out) -> Result<()> {
         f => f,
     };
     make_parent(&a.out)?;
-    let (count, shape, labels_from) = match format {
-        Format::Images => pack_files(a, out)?,
+    let (count, shape, labels_from) = match (format, data::records(&a.src, format)?) {
+        (Format::Images, _) => pack_files(a, out)?,
+        (_, Some(records)) => pack_records(a, records, out)?,
         _ => pack_loaded(a, format, out)?,
     };
     let (h, w, c) = shape;
@@ -113,20 +114,69 @@ fn pack_files(a: &Args, out: &Out) -> Result<(usize, (u32, u32, u32), Option<&'s
     Ok((n, (side, side, channels), from))
 }
 
-/// Formats of fixed-size images (IDX, CIFAR-10, .npy), written in their own size, a chunk at a
-/// time (a .npy source is read a chunk at a time too; IDX and CIFAR-10 files load whole).
-fn pack_loaded(a: &Args, format: Format, out: &Out) -> Result<(usize, (u32, u32, u32), Option<&'static str>)> {
-    // A .npy source is read a chunk at a time, as training reads it; IDX and CIFAR-10 load whole.
-    let args = DataArgs { data: a.src.clone(), format, files: Default::default(), stream: crate::opts::Stream::Auto, limit: a.limit };
-    let loaded = data::load(&args, Split::Train, (32, 32, 3))?;
-    let d = &loaded.data;
-    let (h, w, c) = (d.height(), d.width(), d.channels());
+/// IDX and CIFAR-10 files: read front to back and written a chunk at a time, in their own
+/// size; never more than one chunk of images in memory (and the labels, a byte per image).
+fn pack_records(
+    a: &Args,
+    mut r: Box<dyn gran::data::RecordReader>,
+    out: &Out,
+) -> Result<(usize, (u32, u32, u32), Option<&'static str>)> {
+    let (h, w, c) = r.shape();
+    check_own_size(a, (h, w, c))?;
+    let n = a.limit.map_or(r.count(), |l| r.count().min(l as usize));
+    out.note(&format!("{}: {} images of {h}x{w}x{c} ({n} packed)", a.src.display(), r.count()));
+    let mut writer = NpyWriter::create(&a.out, n, h, w, c)?;
+    let progress = bar(out, n);
+    let (per, plane) = ((h * w * c) as usize, (h * w) as usize);
+    let (mut chw, mut hwc, mut labels) = (Vec::new(), vec![0u8; per], Vec::new());
+    const CHUNK: usize = 1024;
+    let mut done = 0;
+    while done < n {
+        let k = CHUNK.min(n - done);
+        chw.clear();
+        r.read(k, &mut chw, &mut labels)?;
+        for image in chw.chunks_exact(per) {
+            // channels x height x width -> height x width x channels
+            for (p, px) in hwc.chunks_exact_mut(c as usize).enumerate() {
+                for (ch, v) in px.iter_mut().enumerate() {
+                    *v = image[ch * plane + p];
+                }
+            }
+            writer.push(&hwc)?;
+        }
+        progress.inc(k as u64);
+        done += k;
+    }
+    progress.finish_and_clear();
+    if n == r.count() {
+        r.finish()?;
+    }
+    let from = r.labelled().then_some("the source's labels");
+    if r.labelled() {
+        write_labels(&labels_path(&a.out), &labels)?;
+    }
+    writer.finish()?;
+    Ok((n, (h, w, c), from))
+}
+
+/// --image-size and --channels resize image files only: refused for a source of another size.
+fn check_own_size(a: &Args, (h, w, c): (u32, u32, u32)) -> Result<()> {
     if a.files.image_size.is_some_and(|s| s != h || s != w) || a.files.channels.is_some_and(|x| x != c) {
         return Err(Error::invalid(format!(
             "{} holds {h}x{w}x{c} images: --image-size and --channels resize image files only",
             a.src.display()
         )));
     }
+    Ok(())
+}
+
+/// A `.npy` source, repacked a chunk at a time (it is opened as training streams it).
+fn pack_loaded(a: &Args, format: Format, out: &Out) -> Result<(usize, (u32, u32, u32), Option<&'static str>)> {
+    let args = DataArgs { data: a.src.clone(), format, files: Default::default(), stream: crate::opts::Stream::Auto, limit: a.limit };
+    let loaded = data::load(&args, Split::Train, (32, 32, 3))?;
+    let d = &loaded.data;
+    let (h, w, c) = (d.height(), d.width(), d.channels());
+    check_own_size(a, (h, w, c))?;
     out.note(&format!("{}: {}", loaded.source, data::describe(d)));
     let mut writer = NpyWriter::create(&a.out, d.count(), h, w, c)?;
     let progress = bar(out, d.count());
