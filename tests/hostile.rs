@@ -42,6 +42,7 @@ const CASES: &[(&str, Case)] = &[
     ("checkpoint_values_are_validated", checkpoint_values_are_validated),
     ("step_counter_at_its_maximum", step_counter_at_its_maximum),
     ("idx_gzip_declaring_gigabytes", idx_gzip_declaring_gigabytes),
+    ("zip_claiming_more_than_it_holds", zip_claiming_more_than_it_holds),
     ("fuzz_checkpoints", fuzz_checkpoints),
     ("fuzz_idx", fuzz_idx),
 ];
@@ -585,6 +586,89 @@ fn idx_gzip_declaring_gigabytes() -> Result<String, String> {
     ensure(grown < 32, || format!("peak memory grew by {grown} MiB"))?;
     std::fs::remove_dir_all(dir).ok();
     Ok(format!("FORMAT (truncated), peak memory +{grown} MiB"))
+}
+
+/// A small zip of PNGs (StyleGAN2-ADA's layout) as bytes.
+fn small_zip() -> Vec<u8> {
+    let mut z = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let opts = zip::write::SimpleFileOptions::default();
+    for i in 0..3u8 {
+        let img = image::GrayImage::from_fn(8, 8, |x, y| image::Luma([(x * 30 + y + u32::from(i) * 50) as u8]));
+        let mut png = std::io::Cursor::new(Vec::new());
+        img.write_to(&mut png, image::ImageFormat::Png).unwrap();
+        z.start_file(format!("00000/img{i:08}.png"), opts).unwrap();
+        z.write_all(png.get_ref()).unwrap();
+    }
+    z.finish().unwrap().into_inner()
+}
+
+/// An archive whose zip64 end-of-directory records claim 2^62 entries and a directory of
+/// 2^40 bytes at offset 0, followed by the ordinary record (whose fields say "see zip64").
+fn zip64_claim() -> Vec<u8> {
+    let mut b = Vec::new();
+    let z64 = b.len() as u64;
+    b.extend(0x0606_4b50u32.to_le_bytes());
+    b.extend(44u64.to_le_bytes());
+    b.extend([45u8, 0, 45, 0]);
+    b.extend([0u8; 8]);
+    b.extend((1u64 << 62).to_le_bytes());
+    b.extend((1u64 << 62).to_le_bytes());
+    b.extend((1u64 << 40).to_le_bytes());
+    b.extend(0u64.to_le_bytes());
+    b.extend(0x0706_4b50u32.to_le_bytes());
+    b.extend(0u32.to_le_bytes());
+    b.extend(z64.to_le_bytes());
+    b.extend(1u32.to_le_bytes());
+    b.extend(0x0605_4b50u32.to_le_bytes());
+    b.extend([0xffu8; 4]);
+    b.extend([0xffu8; 4]);
+    b.extend([0xffu8; 8]);
+    b.extend([0u8; 2]);
+    b
+}
+
+/// Zip archives that claim more than they hold: 2^62 entries (zip64), 65,535 entries in a
+/// directory of three, and fixed-seed mutations of a real archive. Opening and reading each
+/// returns OK or an error, under a 1 GiB memory limit, and never aborts.
+fn zip_claiming_more_than_it_holds() -> Result<String, String> {
+    let dir = scratch("zip");
+    let good = small_zip();
+    let path = dir.join("set.zip");
+    std::fs::write(&path, zip64_claim()).unwrap();
+    limit_memory(1024);
+    let open = |p: &Path| gran::data::ImageSource::open(p, gran::data::FolderLabels::Auto);
+    let claim = match open(&path) {
+        Ok(s) => return Err(format!("the zip64 claim opened with {} images", s.len())),
+        Err(e) => format!("{:?}", e.kind),
+    };
+    // The ordinary end record's entry counts set to 65,535 over a directory of three.
+    let mut many = good.clone();
+    let eocd = many.windows(4).rposition(|w| w == 0x0605_4b50u32.to_le_bytes()).unwrap();
+    many[eocd + 8..eocd + 12].copy_from_slice(&[0xff, 0xff, 0xff, 0xff]);
+    std::fs::write(&path, &many).unwrap();
+    let counted = match open(&path) {
+        Ok(s) => format!("opened with {} images", s.len()),
+        Err(e) => format!("{:?}", e.kind),
+    };
+    let rng = gran::rng::Stream::new(7, 31);
+    let tries = fuzz_tries(400);
+    let (mut opened, mut refused) = (0, 0);
+    for i in 0..tries {
+        std::fs::write(&path, mutate(&good, &rng, i)).unwrap();
+        match open(&path) {
+            Ok(mut s) => {
+                opened += 1;
+                for k in 0..s.len() {
+                    let _ = s.read(k);
+                }
+            }
+            Err(_) => refused += 1,
+        }
+    }
+    std::fs::remove_dir_all(dir).ok();
+    Ok(format!(
+        "2^62 entries: {claim}; 65,535 entries: {counted}; {tries} mutations: {opened} opened and read, {refused} refused"
+    ))
 }
 
 /// Fixed-seed mutations of a real checkpoint: every load returns OK or FORMAT.
