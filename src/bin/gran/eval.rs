@@ -42,6 +42,9 @@ fn quality_json(q: &Quality) -> serde_json::Value {
         "classifier_score": num(q.classifier_score), "class_shares": q.class_shares,
         "nearest_train_distance": num(q.nearest_train_distance),
         "reference_nearest_train_distance": num(q.reference_nearest_train_distance),
+        "class_accuracy": q.class_accuracy.iter().map(|&a| num(a)).collect::<Vec<_>>(),
+        "mean_class_accuracy": q.accuracy_summary().map(|s| s.0),
+        "worst_class_accuracy": q.accuracy_summary().map(|s| s.1),
     })
 }
 
@@ -99,6 +102,15 @@ pub fn run(a: &Args, out: &Out) -> Result<()> {
             text += &format!(
                 ", nearest training image {:.3} (held-out images: {:.3})",
                 q.nearest_train_distance, q.reference_nearest_train_distance
+            );
+        }
+        if let Some((mean, worst)) = q.accuracy_summary() {
+            let each: Vec<String> = q.class_accuracy.iter().map(|a| format!("{:.0}", 100.0 * a)).collect();
+            text += &format!(
+                "; samples of the class asked for: {:.1}% on average, {:.1}% for the worst class, per class (%) [{}]",
+                100.0 * mean,
+                100.0 * worst,
+                each.join(" ")
             );
         }
         text += "\n";
