@@ -18,6 +18,10 @@
 //! With `64`: 64x64x3 crops (zooms twice as large), 500 training and 100 held-out a photograph
 //! (3,000 and 600: a small set), as gran's packed numpy arrays: `data/colour64/train.npy` and
 //! `test.npy`, (N, 64, 64, 3) uint8, labels in `train.labels.npy` and `test.labels.npy`.
+//!
+//! With `128`: 128x128x3 crops (zooms four times as large), 250 training and 50 held-out a
+//! photograph, as PNG files in one folder per photograph (`train/0/00000.png`, ...; `test/...`):
+//! image files as users have them, which `gran pack --class-folders` packs.
 
 use image::imageops::FilterType;
 use image::{DynamicImage, GenericImageView, RgbImage};
@@ -28,6 +32,7 @@ const PHOTOS: [&str; 6] =
 /// Crops per photograph (training, held out) and the zooms' shorter sides, for 32x32 crops.
 const PER_PHOTO_32: (usize, usize) = (1500, 167);
 const PER_PHOTO_64: (usize, usize) = (500, 100);
+const PER_PHOTO_128: (usize, usize) = (250, 50);
 const ZOOMS_32: [u32; 3] = [64, 96, 128];
 
 /// SplitMix64: a small, fixed generator (the crops must not depend on a library's version).
@@ -73,6 +78,20 @@ fn crops(part: &DynamicImage, side: u32, label: u8, count: usize, rng: &mut Rng,
     }
 }
 
+/// CIFAR-layout records as PNG files, one folder per label: `dir/<label>/<index>.png`.
+fn write_pngs(dir: &Path, records: &[u8], side: u32) {
+    let plane = (side * side) as usize;
+    for (i, r) in records.chunks_exact(1 + 3 * plane).enumerate() {
+        let folder = dir.join(r[0].to_string());
+        std::fs::create_dir_all(&folder).expect("creating a class folder");
+        let img = RgbImage::from_fn(side, side, |x, y| {
+            let p = (y * side + x) as usize;
+            image::Rgb([r[1 + p], r[1 + plane + p], r[1 + 2 * plane + p]])
+        });
+        img.save(folder.join(format!("{i:05}.png"))).expect("writing a PNG");
+    }
+}
+
 /// CIFAR-layout records (a label byte, then R, G, B planes) as `path` (uint8 (N, side, side, 3))
 /// and its labels file.
 fn write_npy(path: &Path, records: &[u8], side: u32) {
@@ -99,13 +118,18 @@ fn main() {
     let side: u32 = match args.get(3).map(String::as_str) {
         None | Some("32") => 32,
         Some("64") => 64,
+        Some("128") => 128,
         Some(_) => 0,
     };
     if !(3..=4).contains(&args.len()) || side == 0 {
-        eprintln!("usage: colour_patches <folder with {}> <output folder> [32|64]", PHOTOS.join(", "));
+        eprintln!("usage: colour_patches <folder with {}> <output folder> [32|64|128]", PHOTOS.join(", "));
         std::process::exit(2);
     }
-    let (train_per_photo, test_per_photo) = if side == 64 { PER_PHOTO_64 } else { PER_PHOTO_32 };
+    let (train_per_photo, test_per_photo) = match side {
+        64 => PER_PHOTO_64,
+        128 => PER_PHOTO_128,
+        _ => PER_PHOTO_32,
+    };
     let (src, dst) = (Path::new(&args[1]), Path::new(&args[2]));
     let mut rng = Rng(20160216);
     let (mut train, mut test) = (Vec::new(), Vec::new());
@@ -129,7 +153,11 @@ fn main() {
         }
     }
     std::fs::create_dir_all(dst).expect("creating the output folder");
-    if side == 64 {
+    if side == 128 {
+        for (name, data) in [("train", &train), ("test", &test)] {
+            write_pngs(&dst.join(name), data, side);
+        }
+    } else if side == 64 {
         // gran's packed form (numpy's .npy, (N, 64, 64, 3), labels beside): what `gran train
         // --data data/colour64/train.npy` reads.
         for (name, data) in [("train", &train), ("test", &test)] {

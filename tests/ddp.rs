@@ -122,10 +122,18 @@ fn rank() {
     let timeout = Duration::from_millis(std::env::var("GRAN_DDP_TIMEOUT_MS").map_or(20_000, |v| v.parse().unwrap()));
     let group = Arc::new(ProcessGroup::new(&settings_from_env(timeout)).unwrap());
     let r = group.rank();
-    let data = common::synthetic(96);
+    // GRAN_DDP_CLASSES=K: a class-conditional model on labels i % K.
+    let classes: u32 = std::env::var("GRAN_DDP_CLASSES").map_or(0, |v| v.parse().unwrap());
+    let data = match classes {
+        0 => common::synthetic(96),
+        k => {
+            let images = common::synthetic(96).images().unwrap().shallow_clone();
+            gran::Dataset::new(images, Some((0..96).map(|i| (i % k) as u8).collect())).unwrap()
+        }
+    };
     let model = match std::env::var("GRAN_DDP_RESUME") {
         Ok(path) => checkpoint::load(Path::new(&path), Some(common::test_device())).unwrap(),
-        Err(_) => Model::new(&common::tiny(2)).unwrap(),
+        Err(_) => Model::new(&gran::ModelConfig { classes, ..common::tiny(2) }).unwrap(),
     };
     let iterations: u64 = std::env::var("GRAN_DDP_STEPS").map_or(4, |v| v.parse().unwrap());
     let result = match scenario.as_str() {
@@ -260,6 +268,28 @@ fn two_ranks_train_with_recomputation() {
     }
     let (a, b) = (tensors(&dir.join("rank0.safetensors")), tensors(&dir.join("rank1.safetensors")));
     assert!(!a.is_empty() && a.len() == b.len());
+    for ((n, x), (m, y)) in a.iter().zip(&b) {
+        assert!(n == m && x.equal(y), "{n} differs between the ranks");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A class-conditional model in a group: each rank takes its share of the minibatch's labels
+/// with its images and of the generated classes; both ranks end bit-identical, the embeddings
+/// trained.
+#[test]
+fn two_ranks_train_a_conditional_model() {
+    require_gloo();
+    let dir = scratch("conditional");
+    let port = free_port();
+    let env = [("GRAN_DDP_CLASSES", "4".to_string())];
+    let mut ranks: Vec<Child> = (0..2).map(|r| spawn("train", r, port, &dir, &env)).collect();
+    assert_eq!(wait_all(&mut ranks, Duration::from_secs(300)), [Some(0), Some(0)]);
+    for r in 0..2 {
+        assert_eq!(read(&dir.join(format!("rank{r}.txt"))).lines().collect::<Vec<_>>(), ["4", "true", "ok"], "rank {r}");
+    }
+    let (a, b) = (tensors(&dir.join("rank0.safetensors")), tensors(&dir.join("rank1.safetensors")));
+    assert!(a.iter().any(|(n, _)| n == "d.embed.weight") && a.len() == b.len());
     for ((n, x), (m, y)) in a.iter().zip(&b) {
         assert!(n == m && x.equal(y), "{n} differs between the ranks");
     }
