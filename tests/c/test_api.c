@@ -412,6 +412,7 @@ static void test_invalid_sample_args(void) {
 /* NULL where a pointer is required                                                          */
 
 static void test_null_arguments(void) {
+    const uint32_t zero = 0;
     GranModelConfig mc = tiny_config(28, 1, 0);
     GranTrainConfig tc = tiny_train(1);
     GranDatasetInfo info;
@@ -459,6 +460,16 @@ static void test_null_arguments(void) {
     NULL_ARG(gran_generate(g_model, z, 1, GRAN_PIXEL_FORMAT_U8_HWC, NULL, sizeof px));
     NULL_ARG(gran_discriminate(g_model, NULL, 1, GRAN_PIXEL_FORMAT_U8_HWC, p));
     NULL_ARG(gran_discriminate(g_model, px, 1, GRAN_PIXEL_FORMAT_U8_HWC, NULL));
+    /* the class-taking forms: NULL classes, and NULL buffers */
+    NULL_ARG(gran_sample_class(g_model, 1, 1, NULL, 1, GRAN_PIXEL_FORMAT_U8_HWC, px, sizeof px));
+    NULL_ARG(gran_sample_class(g_model, 1, 1, &zero, 1, GRAN_PIXEL_FORMAT_U8_HWC, NULL, sizeof px));
+    NULL_ARG(gran_sample_steps_class(g_model, 1, 1, NULL, 1, GRAN_PIXEL_FORMAT_U8_HWC, px, sizeof px));
+    NULL_ARG(gran_generate_class(g_model, z, 1, NULL, 1, GRAN_PIXEL_FORMAT_U8_HWC, px, sizeof px));
+    NULL_ARG(gran_generate_class(g_model, NULL, 1, &zero, 1, GRAN_PIXEL_FORMAT_U8_HWC, px, sizeof px));
+    NULL_ARG(gran_discriminate_class(g_model, px, 1, NULL, 1, GRAN_PIXEL_FORMAT_U8_HWC, p));
+    NULL_ARG(gran_discriminate_class(g_model, NULL, 1, &zero, 1, GRAN_PIXEL_FORMAT_U8_HWC, p));
+    NULL_ARG(gran_dataset_from_labelled_pixels(px, NULL, 1, 28, 28, 1, GRAN_PIXEL_FORMAT_U8_HWC, &d));
+    NULL_ARG(gran_dataset_from_labelled_pixels(NULL, (const uint8_t *)px, 1, 28, 28, 1, GRAN_PIXEL_FORMAT_U8_HWC, &d));
     NULL_ARG(gran_write_png(NULL, px, 1, 28, 28, 1, GRAN_PIXEL_FORMAT_U8_HWC, 1));
     tmp_path(path, sizeof path, "null.png");
     NULL_ARG(gran_write_png(path, NULL, 1, 28, 28, 1, GRAN_PIXEL_FORMAT_U8_HWC, 1));
@@ -484,6 +495,7 @@ static void test_null_arguments(void) {
 
 /* Every function that takes a model handle, called with `bad` and otherwise valid arguments. */
 static void expect_bad_model(GranModel bad) {
+    const uint32_t zero = 0;
     GranModelConfig mc;
     GranTrainConfig tc = tiny_train(1);
     GranProgress last;
@@ -513,6 +525,10 @@ static void expect_bad_model(GranModel bad) {
     BAD(gran_latents(bad, 1, 1, z, 16));
     BAD(gran_generate(bad, z, 1, GRAN_PIXEL_FORMAT_U8_HWC, px, sizeof px));
     BAD(gran_discriminate(bad, px, 1, GRAN_PIXEL_FORMAT_U8_HWC, p));
+    BAD(gran_sample_class(bad, 1, 1, &zero, 1, GRAN_PIXEL_FORMAT_U8_HWC, px, sizeof px));
+    BAD(gran_sample_steps_class(bad, 1, 1, &zero, 1, GRAN_PIXEL_FORMAT_U8_HWC, px, sizeof px));
+    BAD(gran_generate_class(bad, z, 1, &zero, 1, GRAN_PIXEL_FORMAT_U8_HWC, px, sizeof px));
+    BAD(gran_discriminate_class(bad, px, 1, &zero, 1, GRAN_PIXEL_FORMAT_U8_HWC, p));
     memset(&last, 0xEE, sizeof last);
     last.struct_size = sizeof last;
     BAD(gran_train(bad, g_data, &tc, &last));
