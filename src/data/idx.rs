@@ -31,30 +31,12 @@ const MAX_PAYLOAD: u64 = 4 << 30;
 /// data, a payload shorter or longer than its header declares (with the expected and found
 /// byte counts), corrupt gzip data, or a label count that differs from the image count.
 pub fn load_idx(images_path: &Path, labels_path: Option<&Path>) -> Result<Dataset> {
-    let (dims, pixels) = read_idx(images_path, IMAGES_MAGIC, "images")?;
-    let (count, rows, cols) = (dims[0], dims[1], dims[2]);
-    if count == 0 || rows == 0 || cols == 0 {
-        return Err(Error::format(format!(
-            "{}: header declares {count} images of {rows}x{cols}: expected at least one image of at least 1x1",
-            images_path.display()
-        )));
-    }
-    let labels = match labels_path {
-        None => None,
-        Some(path) => {
-            let (label_dims, labels) = read_idx(path, LABELS_MAGIC, "labels")?;
-            if label_dims[0] != count {
-                return Err(Error::format(format!(
-                    "{} holds {} labels but {} holds {count} images: expected one label per image",
-                    path.display(),
-                    label_dims[0],
-                    images_path.display()
-                )));
-            }
-            Some(labels)
-        }
-    };
-    let images = pixels::to_tensor(&pixels, count as usize, 1, rows, cols, PixelFormat::U8Chw)?;
+    let mut records = IdxRecords::open(images_path, labels_path)?;
+    let (mut pixels, mut labels) = (Vec::new(), Vec::new());
+    records.read(records.count, &mut pixels, &mut labels)?;
+    records.finish()?;
+    let labels = records.labels.is_some().then_some(labels);
+    let images = pixels::to_tensor(&pixels, records.count, 1, records.rows, records.cols, PixelFormat::U8Chw)?;
     Dataset::new(images, labels)
 }
 
@@ -72,7 +54,7 @@ pub struct IdxRecords {
 impl IdxRecords {
     /// Opens `images_path` (and its labels, checked to be one per image) as `load_idx` does.
     pub fn open(images_path: &Path, labels_path: Option<&Path>) -> Result<IdxRecords> {
-        let (reader, dims) = open_idx(images_path, IMAGES_MAGIC, "images")?;
+        let (reader, dims, _) = open_idx(images_path, IMAGES_MAGIC, "images")?;
         let (count, rows, cols) = (dims[0], dims[1], dims[2]);
         if count == 0 || rows == 0 || cols == 0 {
             return Err(Error::format(format!(
@@ -110,14 +92,14 @@ impl RecordReader for IdxRecords {
 
     fn read(&mut self, k: usize, images: &mut Vec<u8>, labels: &mut Vec<u8>) -> Result<()> {
         let k = k.min(self.count - self.read);
-        let bytes = k * (self.rows * self.cols) as usize;
-        let chunk = self.reader.read_up_to(bytes as u64)?;
-        if chunk.len() < bytes {
+        let image = (self.rows * self.cols) as usize;
+        let chunk = self.reader.read_up_to((k * image) as u64)?;
+        if chunk.len() < k * image {
             return Err(Error::format(format!(
-                "{}: truncated: the header declares {} images, the data ends in image {}",
+                "{}: truncated: the header declares {} bytes of data, found {}",
                 self.reader.path.display(),
-                self.count,
-                self.read + chunk.len() / (self.rows * self.cols) as usize
+                self.count * image,
+                self.read * image + chunk.len()
             )));
         }
         images.extend_from_slice(&chunk);
@@ -135,17 +117,19 @@ impl RecordReader for IdxRecords {
     fn finish(&mut self) -> Result<()> {
         if !self.reader.read_up_to(1)?.is_empty() {
             return Err(Error::format(format!(
-                "{}: the header declares {} images but the file holds more",
+                "{}: the header declares {} bytes of data but the file holds more",
                 self.reader.path.display(),
-                self.count
+                self.count * (self.rows * self.cols) as usize
             )));
         }
         Ok(())
     }
 }
 
-/// Opens one IDX file of `u8` elements whose magic must be `magic` and reads its header.
-fn open_idx(path: &Path, magic: u32, what: &str) -> Result<(IdxReader, Vec<u32>)> {
+/// Opens one IDX file of `u8` elements whose magic must be `magic` and reads its header, whose
+/// dimensions must describe at most [`MAX_PAYLOAD`] bytes. Returns the reader at the data,
+/// the dimensions and the bytes of data they declare.
+fn open_idx(path: &Path, magic: u32, what: &str) -> Result<(IdxReader, Vec<u32>, u64)> {
     let mut reader = IdxReader::open(path)?;
     let found = reader.read_u32("magic number")?;
     if found != magic {
@@ -156,14 +140,6 @@ fn open_idx(path: &Path, magic: u32, what: &str) -> Result<(IdxReader, Vec<u32>)
     }
     let ndims = (magic & 0xff) as usize;
     let dims = (0..ndims).map(|_| reader.read_u32("dimension")).collect::<Result<Vec<u32>>>()?;
-    Ok((reader, dims))
-}
-
-/// Reads one IDX file of `u8` elements whose magic must be `magic` (`what` names its contents
-/// in messages). Returns the dimensions and the elements, whose number is checked to be
-/// exactly the product of the dimensions.
-fn read_idx(path: &Path, magic: u32, what: &str) -> Result<(Vec<u32>, Vec<u8>)> {
-    let (mut reader, dims) = open_idx(path, magic, what)?;
     let expected = dims.iter().try_fold(1u64, |acc, &d| acc.checked_mul(u64::from(d))).filter(|&n| n <= MAX_PAYLOAD);
     let expected = expected.ok_or_else(|| {
         Error::format(format!(
@@ -171,6 +147,14 @@ fn read_idx(path: &Path, magic: u32, what: &str) -> Result<(Vec<u32>, Vec<u8>)> 
             path.display()
         ))
     })?;
+    Ok((reader, dims, expected))
+}
+
+/// Reads one IDX file of `u8` elements whose magic must be `magic` (`what` names its contents
+/// in messages). Returns the dimensions and the elements, whose number is checked to be
+/// exactly the product of the dimensions.
+fn read_idx(path: &Path, magic: u32, what: &str) -> Result<(Vec<u32>, Vec<u8>)> {
+    let (mut reader, dims, expected) = open_idx(path, magic, what)?;
     let payload = reader.read_payload(expected)?;
     Ok((dims, payload))
 }

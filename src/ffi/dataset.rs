@@ -41,13 +41,35 @@ pub unsafe extern "C" fn gran_dataset_from_pixels(
     format: GranPixelFormat,
     out: *mut GranDataset,
 ) -> GranStatus {
-    guard(|| {
-        let format = pixel_format(format)?;
-        pixels::check_dims(count, channels, height, width)?;
-        let len = pixels::bytes_for(format, count, channels, height, width)?;
-        let data = arg_bytes(pixels as *const u8, len, "pixels")?;
-        register(out, || Dataset::new(pixels::to_tensor(data, count, channels, height, width, format)?, None))
-    })
+    guard(|| from_pixels(pixels, None, count, (height, width, channels), format, out))
+}
+
+/// `gran_dataset_from_pixels`, with labels when `labels` is given.
+///
+/// # Safety
+/// As `gran_dataset_from_labelled_pixels`, `labels` `None` or its pointer.
+unsafe fn from_pixels(
+    pixels: *const c_void,
+    labels: Option<*const u8>,
+    count: usize,
+    (height, width, channels): (u32, u32, u32),
+    format: GranPixelFormat,
+    out: *mut GranDataset,
+) -> Result<()> {
+    let format = pixel_format(format)?;
+    pixels::check_dims(count, channels, height, width)?;
+    let len = pixels::bytes_for(format, count, channels, height, width)?;
+    let data = arg_bytes(pixels as *const u8, len, "pixels")?;
+    let labels = match labels {
+        Some(p) => {
+            let given = arg_bytes(p, count, "labels")?;
+            let mut copy = crate::limits::vec_with_capacity(count, "the labels")?;
+            copy.extend_from_slice(given);
+            Some(copy)
+        }
+        None => None,
+    };
+    register(out, || Dataset::new(pixels::to_tensor(data, count, channels, height, width, format)?, labels))
 }
 
 /// `gran_dataset_from_pixels` with a class label per image (`labels`: `count` bytes, copied),
@@ -71,17 +93,7 @@ pub unsafe extern "C" fn gran_dataset_from_labelled_pixels(
     format: GranPixelFormat,
     out: *mut GranDataset,
 ) -> GranStatus {
-    guard(|| {
-        let format = pixel_format(format)?;
-        pixels::check_dims(count, channels, height, width)?;
-        let len = pixels::bytes_for(format, count, channels, height, width)?;
-        let data = arg_bytes(pixels as *const u8, len, "pixels")?;
-        let labels = arg_bytes(labels, count, "labels")?;
-        let mut copy = crate::limits::vec_with_capacity(count, "the labels")?;
-        copy.extend_from_slice(labels);
-        let labels = copy;
-        register(out, || Dataset::new(pixels::to_tensor(data, count, channels, height, width, format)?, Some(labels)))
-    })
+    guard(|| from_pixels(pixels, Some(labels), count, (height, width, channels), format, out))
 }
 
 /// Loads MNIST-style IDX files: `images_path` (magic 0x00000803) and, unless NULL,

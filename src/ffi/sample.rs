@@ -33,14 +33,23 @@ unsafe fn sample_into(
 ) -> Result<()> {
     let model = MODELS.get(m)?;
     let (format, count) = (pixel_format(format)?, check_count(count)?);
-    let classes = match classes {
-        Some((p, len)) => arg_classes(p, len, count)?,
-        None => Classes::Drawn,
-    };
+    let classes = classes_arg(classes, count)?;
     let needed = model.pixel_bytes(format, count, with_canvases)?;
     check_room(out_bytes, needed, "out")?;
     let out = arg_bytes_mut(out as *mut u8, needed, "out")?;
     model.sample_pixels(seed, count, with_canvases, classes, format, out)
+}
+
+/// The classes of a request: `None` (the plain calls) draws them, else the caller's pointer
+/// and length, checked as `arg_classes` checks them.
+///
+/// # Safety
+/// The pointer is NULL or points to the length's readable `uint32_t`s.
+unsafe fn classes_arg<'a>(classes: Option<(*const u32, u32)>, count: usize) -> Result<Classes<'a>> {
+    match classes {
+        Some((p, len)) => arg_classes(p, len, count),
+        None => Ok(Classes::Drawn),
+    }
 }
 
 fn check_count(count: u32) -> Result<usize> {
@@ -244,10 +253,7 @@ unsafe fn generate_into(
 ) -> Result<()> {
     let model = MODELS.get(m)?;
     let (format, count) = (pixel_format(format)?, check_count(count)?);
-    let classes = match classes {
-        Some((p, len)) => arg_classes(p, len, count)?,
-        None => Classes::Drawn,
-    };
+    let classes = classes_arg(classes, count)?;
     let needed = model.pixel_bytes(format, count, false)?;
     check_room(out_bytes, needed, "out")?;
     let z = arg_floats(z, limits::mul(count, model.config().z_dim as usize, "the latents")?, "z")?;
@@ -316,10 +322,7 @@ unsafe fn discriminate_into(
 ) -> Result<()> {
     let model = MODELS.get(m)?;
     let (format, count) = (pixel_format(format)?, check_count(count)?);
-    let classes = match classes {
-        Some((p, len)) => arg_classes(p, len, count)?,
-        None => Classes::Drawn,
-    };
+    let classes = classes_arg(classes, count)?;
     let len = limits::mul(count, model.image_bytes(format)?, "the pixels")?;
     let data = arg_bytes(pixels as *const u8, len, "pixels")?;
     let out = arg_floats_mut(probabilities, count, "probabilities")?;
