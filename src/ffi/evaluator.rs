@@ -96,7 +96,7 @@ unsafe impl Versioned for GranQuality {
             nearest_train_distance: 0.0,
             reference_nearest_train_distance: 0.0,
             class_share: [0.0; GRAN_MAX_CLASSES],
-            class_accuracy: [f64::NAN; GRAN_MAX_CLASSES],
+            class_accuracy: [0.0; GRAN_MAX_CLASSES],
         }
     }
 }
@@ -113,6 +113,7 @@ impl GranQuality {
             ..GranQuality::defaults()
         };
         out.class_share[..q.class_shares.len()].copy_from_slice(&q.class_shares);
+        out.class_accuracy = [f64::NAN; GRAN_MAX_CLASSES];
         out.class_accuracy[..q.class_accuracy.len()].copy_from_slice(&q.class_accuracy);
         out
     }
