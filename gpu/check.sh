@@ -302,6 +302,18 @@ print(f"{statistics.median(times) * 1e3:.1f} ms/step, peak {peak};")
     return $status
 }
 
+# Milliseconds per training step in a `gran train --json --report-every 1` log: from the 5th
+# step's report (or the middle one's, in a short run) to the last.
+ms_per_step() {
+    "$PY" -c '
+import json, sys
+p = {v["step"]: v["elapsed_s"] for v in map(json.loads, open(sys.argv[1])) if v.get("type") == "progress"}
+n = max(p)
+first = min(5, n // 2)
+print(f"{1e3 * (p[n] - p[first]) / max(n - first, 1):.2f} ms/step", end="")
+' "$1"
+}
+
 stage_stream() {
     local status=0 mode summary="" scale=1 steps=60
     [ "$DEVICE" = cpu ] && scale=0.0625 steps=4
@@ -318,13 +330,7 @@ stage_stream() {
         local rc=$?
         tail -n 2 "$WORK/stream-$mode.json"; cat "$WORK/stream-$mode.err"
         [ $rc -eq 0 ] || { status=1; summary="$summary $mode: exit $rc;"; continue; }
-        summary="$summary $mode $("$PY" -c '
-import json, sys
-p = {v["step"]: v["elapsed_s"] for v in map(json.loads, open(sys.argv[1])) if v.get("type") == "progress"}
-n = max(p)
-first = min(5, n // 2)
-print(f"{1e3 * (p[n] - p[first]) / max(n - first, 1):.2f} ms/step;")
-' "$WORK/stream-$mode.json")"
+        summary="$summary $mode $(ms_per_step "$WORK/stream-$mode.json");"
     done
     note "${summary# }"
     return $status
@@ -349,13 +355,7 @@ stage_conditional() {
         tail -n 2 "$WORK/conditional-$mode.json"; cat "$WORK/conditional-$mode.err"
         [ $rc -eq 0 ] || { status=1; summary="$summary $mode: exit $rc;"; continue; }
         grep -q "capture failed" "$WORK/conditional-$mode.err" && { status=1; summary="$summary $mode: capture failed;"; }
-        summary="$summary $mode $("$PY" -c '
-import json, sys
-p = {v["step"]: v["elapsed_s"] for v in map(json.loads, open(sys.argv[1])) if v.get("type") == "progress"}
-n = max(p)
-first = min(5, n // 2)
-print(f"{1e3 * (p[n] - p[first]) / max(n - first, 1):.2f} ms/step;")
-' "$WORK/conditional-$mode.json")"
+        summary="$summary $mode $(ms_per_step "$WORK/conditional-$mode.json");"
     done
     echo "== sample --per-class"
     (cd "$ROOT" && "$BIN/bin/gran" sample "$WORK/conditional.gran" --per-class 8 --device "$DEVICE" \
