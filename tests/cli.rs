@@ -569,6 +569,8 @@ fn a_conditional_model_samples_by_class() {
     assert!(band.iter().zip(&row).all(|(a, b)| a.abs_diff(*b) <= 1), "row 7 differs from --class 7");
     let line = fails(&["sample", &model, "--class", "10", "-o", &seven], 11);
     assert!(line.contains("class 10 is out of range"), "{line}");
+    assert!(ok(&["info", &model]).contains("classes:     10 (class-conditional"));
+    assert_eq!(result_json(&ok(&["--json", "info", &model]))["config"]["classes"].as_u64(), Some(10));
     // An unconditional model has no classes to draw.
     let plain = dir.join("p.gran").display().to_string();
     train_tiny(&data_dir(), &plain, "1", &[]);

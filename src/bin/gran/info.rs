@@ -53,6 +53,7 @@ pub fn run(a: &Args, out: &Out) -> Result<()> {
                 "{}: {}, {:.1} MiB, intact\n\
                  images:      {}x{}x{}\n\
                  drawing steps T: {}\n\
+                 classes:     {}\n\
                  z_dim {}, hidden_dim {}, width scale {}, discriminator {}\n\
                  weights seed {}\n\
                  trained:     {} steps\n\
@@ -65,6 +66,11 @@ pub fn run(a: &Args, out: &Out) -> Result<()> {
                 c.width,
                 c.channels,
                 c.drawing_steps,
+                if c.classes > 0 {
+                    format!("{} (class-conditional: gran sample --class K, --per-class)", c.classes)
+                } else {
+                    "none (unconditional)".to_string()
+                },
                 c.z_dim,
                 c.hidden_dim,
                 c.width_scale,
