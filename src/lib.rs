@@ -33,7 +33,7 @@ pub use device::{cuda_device_count, deterministic, DeviceSpec};
 pub use error::{Error, ErrorKind, Result};
 pub use infer::graph_cache::GraphCache;
 pub use infer::graphed::GraphedSampler;
-pub use infer::classes::Classes;
+pub use gran_common::classes::Classes;
 pub use infer::sample::{Samples, Scoring};
 pub use infer::walk::{slerp, MAX_WALK_FRAMES};
 pub use metrics::evaluator::{frechet_distance, Evaluator, EvaluatorConfig, Quality};

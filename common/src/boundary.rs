@@ -162,19 +162,26 @@ fn check_extent<T>(p: *const T, len: usize, name: &str) -> Result<(), Failure> {
 }
 
 /// The classes of a request of `count` images from C: `classes_len` 1 (one class for every
-/// image) or `count` (one per image); anything else, or NULL, is INVALID_ARGUMENT. The values
-/// are checked against the model by the caller.
+/// image, `Classes::All`) or `count` (one per image, `Classes::Each`); anything else, or NULL,
+/// is INVALID_ARGUMENT. The values are checked against the model by the caller.
 ///
 /// # Safety
 /// `classes` is NULL or points to `classes_len` readable `uint32_t`s.
-pub unsafe fn arg_classes<'a>(classes: *const u32, classes_len: u32, count: usize) -> Result<&'a [u32], Failure> {
+pub unsafe fn arg_classes<'a>(
+    classes: *const u32,
+    classes_len: u32,
+    count: usize,
+) -> Result<crate::classes::Classes<'a>, Failure> {
     let len = classes_len as usize;
     if len != 1 && len != count {
         return Err(Failure::invalid(format!(
             "classes_len is {classes_len} for {count} images: 1 (one class for all) or {count} (one per image)"
         )));
     }
-    arg_slice(classes, len, "classes")
+    Ok(match arg_slice(classes, len, "classes")? {
+        [k] => crate::classes::Classes::All(*k),
+        list => crate::classes::Classes::Each(list),
+    })
 }
 
 /// An image count from C: INVALID_ARGUMENT for 0.

@@ -13,6 +13,7 @@ pub mod abi;
 pub mod atomic_file;
 pub mod boundary;
 pub mod checksum;
+pub mod classes;
 pub mod log;
 pub mod registry;
 pub mod rng;

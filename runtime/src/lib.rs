@@ -4,12 +4,11 @@
 //! natively and in WebAssembly.
 //!
 //! Layers: `model` (reading files, the folded generator and its drawing), `kernels` (matrix
-//! products and convolutions), `sample` (chunks, threads, caller buffers), `classes` (each
-//! image's class, for a class-conditional model), `png`, and `ffi` (the C functions: argument
-//! checks, handles, statuses; no arithmetic). gran_common holds what it shares with libgran: the
-//! random numbers, the checksum, the C types and the boundary.
+//! products and convolutions), `sample` (chunks, threads, caller buffers), `png`, and `ffi`
+//! (the C functions: argument checks, handles, statuses; no arithmetic). gran_common holds what
+//! it shares with libgran: the random numbers, the checksum, the C types, the boundary and the
+//! classes a conditional model's images are drawn as.
 
-mod classes;
 mod error;
 pub mod ffi;
 mod kernels;
@@ -22,7 +21,7 @@ mod threads;
 #[cfg(target_arch = "wasm32")]
 mod wasm;
 
-pub use classes::{drawn_class, Classes};
+pub use gran_common::classes::{drawn_class, Classes};
 pub use error::{Error, Result};
 pub use model::{Config, Model, Storage};
 pub use pixels::PixelFormat;

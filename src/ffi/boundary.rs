@@ -68,11 +68,7 @@ pub(crate) unsafe fn arg_bytes_mut<'a>(p: *mut u8, len: usize, name: &str) -> Re
 /// # Safety
 /// `classes` is NULL or points to `classes_len` readable `uint32_t`s.
 pub(crate) unsafe fn arg_classes<'a>(classes: *const u32, classes_len: u32, count: usize) -> Result<crate::Classes<'a>> {
-    let list = common::arg_classes(classes, classes_len, count)?;
-    Ok(match list {
-        [k] => crate::Classes::All(*k),
-        list => crate::Classes::Each(list),
-    })
+    Ok(common::arg_classes(classes, classes_len, count)?)
 }
 
 /// A slice of `len` floats (aligned, as C guarantees for a `float *`).

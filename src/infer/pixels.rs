@@ -4,7 +4,7 @@
 
 use crate::data::pixels::{self, PixelFormat};
 use crate::error::{Error, Result};
-use crate::infer::classes::Classes;
+use gran_common::classes::Classes;
 use crate::infer::sample::{check_latents, Samples, CHUNK};
 use crate::limits;
 use crate::model::Model;
@@ -78,8 +78,8 @@ impl Model {
     ) -> Result<Vec<f32>> {
         let per_image = self.image_bytes(format)?;
         let c = self.config();
-        classes.check(c.classes, count)?;
-        let mut labels = vec![0i64; CHUNK.min(count)];
+        classes.check(c.classes, count, true)?;
+        let mut labels = vec![0u32; CHUNK.min(count)];
         let mut scores = limits::vec_with_capacity(count, "the probabilities")?;
         for (k, chunk) in data[..limits::mul(count, per_image, "the pixels")?].chunks(CHUNK * per_image).enumerate() {
             let n = chunk.len() / per_image;
@@ -89,7 +89,7 @@ impl Model {
                 Classes::Drawn => None,
                 _ => {
                     classes.fill(c.classes, 0, k * CHUNK, &mut labels[..n]);
-                    Some(tch::Tensor::f_from_slice(&labels[..n])?)
+                    Some(crate::infer::sample::labels_tensor(&labels[..n])?)
                 }
             };
             scores.extend(self.discriminate_labelled(&images, y.as_ref(), crate::infer::sample::Scoring::RunningStatistics)?);

@@ -9,7 +9,7 @@
 //! computed in (the kernels chosen depend on the batch size).
 
 use crate::error::{Error, Result};
-use crate::infer::classes::Classes;
+use gran_common::classes::Classes;
 use crate::limits;
 use crate::model::Model;
 use crate::nn::layers::BnMode;
@@ -79,19 +79,12 @@ impl Model {
             return Err(Error::invalid("count is 0: ask for at least one image"));
         }
         let n_classes = self.config().classes;
-        classes.check(n_classes, count)?;
-        let class_seed = match (n_classes, classes, class_seed) {
-            (0, ..) => None,
-            (_, Classes::Drawn, None) => {
-                return Err(Error::invalid(
-                    "this model is class-conditional: give a class for all the images or one per image",
-                ))
-            }
-            (_, _, s) => Some(s.unwrap_or(0)),
-        };
+        classes.check(n_classes, count, class_seed.is_some())?;
+        // The seed the drawn classes come from (unused by named classes); `None`: no classes.
+        let class_seed = (n_classes > 0).then(|| class_seed.unwrap_or(0));
         let z_dim = self.config().z_dim as usize;
         let mut z = limits::vec_filled(CHUNK.min(count) * z_dim, 0f32, "the latents of one chunk")?;
-        let mut y = vec![0i64; if class_seed.is_some() { CHUNK.min(count) } else { 0 }];
+        let mut y = vec![0u32; if class_seed.is_some() { CHUNK.min(count) } else { 0 }];
         let _no_grad = tch::no_grad_guard();
         let precision = self.precision();
         let choice = self.generator_choice();
@@ -113,7 +106,7 @@ impl Model {
             let labels = match class_seed {
                 Some(seed) => {
                     classes.fill(n_classes, seed, first, &mut y[..n]);
-                    Some(Tensor::f_from_slice(&y[..n])?)
+                    Some(labels_tensor(&y[..n])?)
                 }
                 None => None,
             };
@@ -273,6 +266,12 @@ impl Model {
         }
         Ok(out)
     }
+}
+
+/// Classes as the networks take them: an int64 tensor [N] on the CPU.
+pub(crate) fn labels_tensor(classes: &[u32]) -> Result<Tensor> {
+    let wide: Vec<i64> = classes.iter().map(|&k| i64::from(k)).collect();
+    Ok(Tensor::f_from_slice(&wide)?)
 }
 
 /// Runs a chunked drawing and joins its chunks into one [`Samples`] (`count` images).

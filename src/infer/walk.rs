@@ -1,7 +1,7 @@
 //! Latent walks: images along the great circle between two latents, for animations and for
 //! looking at what the model has learned between two of its images.
 
-use crate::infer::classes::Classes;
+use gran_common::classes::Classes;
 use crate::error::{Error, Result};
 use crate::limits;
 use crate::model::Model;
@@ -43,7 +43,7 @@ impl Model {
             return Err(Error::invalid(format!("{frames} frames: a walk has 2 to {MAX_WALK_FRAMES}")));
         }
         let n_classes = self.config().classes;
-        classes.check(n_classes, count)?;
+        classes.check(n_classes, count, true)?;
         let z_dim = self.config().z_dim as usize;
         let (a, b) = (self.latents(from, 0, count)?, self.latents(to, 0, count)?);
         let total = limits::mul(frames, count, "the walk's images")?;
@@ -57,9 +57,9 @@ impl Model {
         let images = if n_classes == 0 {
             self.generate(&z, total, false)?.images
         } else {
-            let mut per_image = vec![0i64; count];
+            let mut per_image = vec![0u32; count];
             classes.fill(n_classes, from, 0, &mut per_image);
-            let each: Vec<u32> = (0..frames).flat_map(|_| per_image.iter().map(|&k| k as u32)).collect();
+            let each = per_image.repeat(frames);
             self.generate_classes(&z, total, Classes::Each(&each), false)?.images
         };
         (0..frames as i64).map(|k| Ok(images.f_narrow(0, k * count as i64, count as i64)?)).collect()

@@ -26,7 +26,7 @@
 
 use crate::data::Dataset;
 use crate::error::{Error, Result};
-use crate::infer::classes::Classes;
+use gran_common::classes::Classes;
 use crate::infer::sample::{Scoring, CHUNK};
 use crate::limits::{MAX_METRIC_SAMPLES, MAX_SCORE_BATCH};
 use crate::model::Model;

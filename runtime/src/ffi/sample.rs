@@ -3,7 +3,7 @@
 
 use super::guard;
 use super::model::MODELS;
-use crate::classes::Classes;
+use gran_common::classes::Classes;
 use crate::error::{mul, with_status, Result};
 use crate::pixels::PixelFormat;
 use crate::sample::Latents;
@@ -19,10 +19,7 @@ use std::ffi::{c_char, c_void};
 unsafe fn classes_arg<'a>(classes: Option<(*const u32, u32)>, count: usize) -> Result<Classes<'a>> {
     Ok(match classes {
         None => Classes::Drawn,
-        Some((p, len)) => match arg_classes(p, len, count)? {
-            [k] => Classes::All(*k),
-            list => Classes::Each(list),
-        },
+        Some((p, len)) => arg_classes(p, len, count)?,
     })
 }
 

@@ -1,13 +1,19 @@
-//! Which class each image of a request is drawn as, for a class-conditional model (libgran's
-//! rule, src/infer/classes.rs).
+//! Which class each image of a request is drawn as, for a class-conditional model: one rule
+//! for libgran and libgran_runtime, so both draw the same classes.
 //!
 //! A request names one class for all its images, one class per image, or none: then image i of
 //! seed s is of class `Stream::new(s, SAMPLE_CLASS).below(i, classes)`, uniform over the classes
 //! and, like its latent, a function of (seed, i) alone. So image i depends only on (weights,
 //! seed or latents, i, its class): never on the count, the other images' classes or the chunks.
 
-use crate::error::{invalid, Result};
-use gran_common::rng::{stream, Stream};
+use crate::boundary::Failure;
+use crate::rng::{stream, Stream};
+
+type Result<T> = std::result::Result<T, Failure>;
+
+fn invalid(message: impl Into<String>) -> Failure {
+    Failure::invalid(message)
+}
 
 /// The classes of a request's images.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,7 +38,7 @@ impl Classes<'_> {
     /// which takes none) for a request of `count` images: each class in range (the message names
     /// the image), one per image for `Each`. `seeded`: whether the request has a seed to draw
     /// classes from (caller latents have none).
-    pub(crate) fn check(&self, classes: u32, count: usize, seeded: bool) -> Result<()> {
+    pub fn check(&self, classes: u32, count: usize, seeded: bool) -> Result<()> {
         if classes == 0 {
             return match self {
                 Classes::Drawn => Ok(()),
@@ -63,7 +69,7 @@ impl Classes<'_> {
 
     /// The classes of images `first .. first + out.len()` of a request with latents of `seed`
     /// (unused unless `Drawn`), checked by [`Classes::check`] for a model of `classes` > 0.
-    pub(crate) fn fill(&self, classes: u32, seed: u64, first: usize, out: &mut [u32]) {
+    pub fn fill(&self, classes: u32, seed: u64, first: usize, out: &mut [u32]) {
         match *self {
             Classes::Drawn => {
                 for (i, v) in out.iter_mut().enumerate() {
