@@ -49,7 +49,6 @@ use std::time::{Duration, Instant};
 #[path = "../tests/support/shapes.rs"]
 mod shapes;
 
-
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let opt = |name: &str, default: &str| -> String {
@@ -172,7 +171,12 @@ fn main() {
                 device: DeviceSpec::Auto,
                 seed,
                 classes: if conditional {
-                    fit_d.labels().expect("--conditional: the data has labels").iter().max().map_or(0, |&k| u32::from(k) + 1)
+                    fit_d
+                        .labels()
+                        .expect("--conditional: the data has labels")
+                        .iter()
+                        .max()
+                        .map_or(0, |&k| u32::from(k) + 1)
                 } else {
                     0
                 },
@@ -306,7 +310,8 @@ fn main() {
                 let z = m.latents(seed, 0, n).unwrap();
                 let all: Vec<f32> = (0..cfg.classes).flat_map(|_| z.iter().copied()).collect();
                 let labels: Vec<u32> = (0..cfg.classes).flat_map(|k| std::iter::repeat(k).take(n)).collect();
-                let images = m.generate_classes(&all, labels.len(), gran::Classes::Each(&labels), false).unwrap().images;
+                let images =
+                    m.generate_classes(&all, labels.len(), gran::Classes::Each(&labels), false).unwrap().images;
                 let per_class = format!("{out_dir}/experiment_{data_name}_t{steps}_seed{seed}_per_class.png");
                 gran::png::write_grid(Path::new(&per_class), &images, n as u32).unwrap();
             }

@@ -91,7 +91,9 @@ impl State {
     pub(crate) fn refresh_averaged(&mut self, config: &ModelConfig, device: Device) -> Result<()> {
         let step = self.step;
         match &mut self.ema {
-            Some(ema) if !ema.fresh(step) => ema.estimate_statistics(config.z_dim as usize, config.classes, device, step),
+            Some(ema) if !ema.fresh(step) => {
+                ema.estimate_statistics(config.z_dim as usize, config.classes, device, step)
+            }
             _ => Ok(()),
         }
     }

@@ -90,7 +90,10 @@ fn gif_frames(path: &str) -> Vec<((u32, u32), u32)> {
     use image::AnimationDecoder;
     let file = BufReader::new(std::fs::File::open(path).unwrap());
     let frames = image::codecs::gif::GifDecoder::new(file).unwrap().into_frames().collect_frames().unwrap();
-    frames.iter().map(|f| (f.buffer().dimensions(), f.delay().numer_denom_ms().0 / f.delay().numer_denom_ms().1)).collect()
+    frames
+        .iter()
+        .map(|f| (f.buffer().dimensions(), f.delay().numer_denom_ms().0 / f.delay().numer_denom_ms().1))
+        .collect()
 }
 
 /// The grey levels of a GIF's first frame.
@@ -307,12 +310,15 @@ fn train_resume_sample_steps_gam_eval_info() {
     assert_eq!(png_size(Path::new(&steps)), (2 * 28 + 2, 4 * 28 + 3 * 2));
     // The drawing as a GIF alone: T = 2 frames of a 2 x 2 grid, the last held; no PNG.
     let anim = p("steps.gif");
-    let r = result_json(&ok(&["steps", &b, "--animate", &anim, "-n", "4", "--delay", "300", "--device", "cpu", "--json"]));
+    let r =
+        result_json(&ok(&["steps", &b, "--animate", &anim, "-n", "4", "--delay", "300", "--device", "cpu", "--json"]));
     assert_eq!(r["files"], serde_json::json!([anim]));
     assert_eq!(gif_frames(&anim), vec![((2 * 28 + 2, 2 * 28 + 2), 300), ((2 * 28 + 2, 2 * 28 + 2), 2000)]);
     // A latent walk from seed 0 to seed 1 and back: 5 + 3 frames; its first frame is `sample`'s.
     let walk = p("walk.gif");
-    let r = result_json(&ok(&["walk", &b, "-o", &walk, "--frames", "5", "--bounce", "-n", "4", "--device", "cpu", "--json"]));
+    let r = result_json(&ok(&[
+        "walk", &b, "-o", &walk, "--frames", "5", "--bounce", "-n", "4", "--device", "cpu", "--json",
+    ]));
     assert_eq!((r["frames"].as_u64(), r["from_seed"].as_u64(), r["to_seed"].as_u64()), (Some(8), Some(0), Some(1)));
     let frames = gif_frames(&walk);
     assert_eq!(frames.len(), 8);
@@ -513,7 +519,11 @@ fn ctrl_c_stops_training_at_a_step_boundary_and_writes_the_checkpoint() {
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(130), "stderr after SIGINT: {rest:?}");
     let last = rest.last().expect("a last line");
-    assert!(last.starts_with("gran train: stopped by an interrupt (Ctrl-C or SIGTERM) at step ") && last.contains("--resume"), "{last}");
+    assert!(
+        last.starts_with("gran train: stopped by an interrupt (Ctrl-C or SIGTERM) at step ")
+            && last.contains("--resume"),
+        "{last}"
+    );
     // The checkpoint holds the last completed step and loads.
     let m = gran::checkpoint::load(&ckpt, Some(gran::DeviceSpec::Cpu)).unwrap();
     assert!(m.step() > 0 && m.step() < 1_000_000, "step {}", m.step());

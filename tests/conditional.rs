@@ -69,7 +69,8 @@ fn an_image_of_a_class_depends_only_on_its_seed_index_and_class() {
     assert!(max_diff(&other.get(0), &mixed.get(0)) > 1e-3);
     // Drawn classes: `sample` equals `sample_classes` with the classes it reports.
     let drawn = m.sample(9, 40, false).unwrap();
-    let labels: Vec<i64> = Vec::try_from(drawn.labels.as_ref().expect("a conditional model reports its classes")).unwrap();
+    let labels: Vec<i64> =
+        Vec::try_from(drawn.labels.as_ref().expect("a conditional model reports its classes")).unwrap();
     assert!(labels.iter().all(|&k| (0..4).contains(&k)));
     assert!((0..4).all(|k| labels.contains(&k)), "40 drawn classes cover all 4: {labels:?}");
     let named: Vec<u32> = labels.iter().map(|&k| k as u32).collect();
@@ -192,7 +193,8 @@ fn a_conditional_export_samples_as_its_checkpoint() {
 #[test]
 fn gam_runs_between_conditional_and_unconditional_models() {
     let data = labelled(48);
-    let (a, b) = (Model::new(&conditional(2, 4)).unwrap(), Model::new(&ModelConfig { seed: 6, ..conditional(2, 4) }).unwrap());
+    let (a, b) =
+        (Model::new(&conditional(2, 4)).unwrap(), Model::new(&ModelConfig { seed: 6, ..conditional(2, 4) }).unwrap());
     let plain = Model::new(&tiny(2)).unwrap();
     for m in [&a, &b] {
         train(m, &data, &run(2), &mut |_| false).unwrap();

@@ -1,9 +1,9 @@
 //! Data loading, pixel conversion and PNG grids, through the public API.
 
 use gran::data::pixels::{self, PixelFormat};
+use gran::data::RecordReader;
 use gran::data::{load_cifar10, load_idx, load_images, Dataset};
 use gran::png;
-use gran::data::RecordReader;
 use gran::ErrorKind;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -358,7 +358,11 @@ fn png_bytes(img: &image::RgbImage) -> Vec<u8> {
 fn stylegan_zip(path: &Path, labels: Option<&str>) {
     let mut z = zip::ZipWriter::new(std::fs::File::create(path).unwrap());
     let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
-    for (name, rgb) in [("00001/img00001000.png", [0, 0, 255]), ("00000/img00000000.png", [255, 0, 0]), ("00000/img00000001.png", [0, 255, 0])] {
+    for (name, rgb) in [
+        ("00001/img00001000.png", [0, 0, 255]),
+        ("00000/img00000000.png", [255, 0, 0]),
+        ("00000/img00000001.png", [0, 255, 0]),
+    ] {
         z.start_file(name, opts).unwrap();
         z.write_all(&png_bytes(&solid(4, 4, rgb))).unwrap();
     }
@@ -375,7 +379,8 @@ fn stylegan_zip(path: &Path, labels: Option<&str>) {
 fn a_stylegan_zip_loads_in_name_order_with_its_labels() {
     use gran::data::{load_image_source, Fit, FolderLabels, ImageShape};
     let tmp = TempDir::new("zip");
-    let json = r#"{"labels": [["00001/img00001000.png", 2], ["00000/img00000000.png", 0], ["00000/img00000001.png", 7]]}"#;
+    let json =
+        r#"{"labels": [["00001/img00001000.png", 2], ["00000/img00000000.png", 0], ["00000/img00000001.png", 7]]}"#;
     let zip = tmp.path("set.zip");
     stylegan_zip(&zip, Some(json));
     let shape = ImageShape { height: 4, width: 4, channels: 3, fit: Fit::Stretch };
@@ -421,7 +426,9 @@ fn class_folders_label_by_folder_and_centre_crops_keep_the_middle() {
     use gran::data::{load_image_source, Fit, FolderLabels, ImageShape};
     let tmp = TempDir::new("classes");
     // Classes "cat" and "cat-x" ("cat" sorts first as a folder name), images at depth 2 too.
-    for (class, file, rgb) in [("cat-x", "a.png", [0, 0, 255]), ("cat", "deep/b.png", [255, 0, 0]), ("cat", "a.png", [0, 255, 0])] {
+    for (class, file, rgb) in
+        [("cat-x", "a.png", [0, 0, 255]), ("cat", "deep/b.png", [255, 0, 0]), ("cat", "a.png", [0, 255, 0])]
+    {
         let p = tmp.path(class).join(file);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         solid(4, 4, rgb).save(p).unwrap();
@@ -430,7 +437,14 @@ fn class_folders_label_by_folder_and_centre_crops_keep_the_middle() {
     let d = load_image_source(&tmp.0, shape, FolderLabels::Classes).unwrap();
     // cat/a.png (green), cat/deep/b.png (red), cat-x/a.png (blue).
     assert_eq!(d.labels(), Some(&[0u8, 0, 1][..]));
-    assert_eq!((byte_at(d.images().unwrap(), &[0, 1, 0, 0]), byte_at(d.images().unwrap(), &[1, 0, 0, 0]), byte_at(d.images().unwrap(), &[2, 2, 0, 0])), (255, 255, 255));
+    assert_eq!(
+        (
+            byte_at(d.images().unwrap(), &[0, 1, 0, 0]),
+            byte_at(d.images().unwrap(), &[1, 0, 0, 0]),
+            byte_at(d.images().unwrap(), &[2, 2, 0, 0])
+        ),
+        (255, 255, 255)
+    );
     // An image outside the class folders is refused under class labels.
     solid(4, 4, [1, 1, 1]).save(tmp.path("stray.png")).unwrap();
     let e = load_image_source(&tmp.0, shape, FolderLabels::Classes).unwrap_err();
@@ -720,8 +734,12 @@ fn a_streamed_file_cut_short_fails_the_run_cleanly() {
     let streamed = Dataset::open_npy(&path).unwrap();
     let len = std::fs::metadata(&path).unwrap().len();
     std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(len - 784 * 30).unwrap();
-    let m = gran::Model::new(&gran::ModelConfig { width_scale: 0.0625, device: gran::DeviceSpec::Cpu, ..Default::default() })
-        .unwrap();
+    let m = gran::Model::new(&gran::ModelConfig {
+        width_scale: 0.0625,
+        device: gran::DeviceSpec::Cpu,
+        ..Default::default()
+    })
+    .unwrap();
     let cfg = gran::TrainConfig { iterations: 10, batch_size: 8, report_every: 0, ..Default::default() };
     let e = gran::train(&m, &streamed, &cfg, &mut |_| false).unwrap_err();
     assert_eq!(e.kind, ErrorKind::Io, "{}", e.message);
@@ -744,8 +762,13 @@ fn a_streamed_image_folder_trains_exactly_as_decoded() {
     assert!(streamed.streamed());
     assert!(streamed.float_slice(3, 5, Device::Cpu).unwrap().equal(&decoded.float_slice(3, 5, Device::Cpu).unwrap()));
     let cfg = gran::TrainConfig { iterations: 4, batch_size: 8, report_every: 0, seed: 9, ..Default::default() };
-    let model_cfg =
-        gran::ModelConfig { width_scale: 0.0625, z_dim: 8, hidden_dim: 8, device: gran::DeviceSpec::Cpu, ..Default::default() };
+    let model_cfg = gran::ModelConfig {
+        width_scale: 0.0625,
+        z_dim: 8,
+        hidden_dim: 8,
+        device: gran::DeviceSpec::Cpu,
+        ..Default::default()
+    };
     let trained = |data: &Dataset| {
         let m = gran::Model::new(&model_cfg).unwrap();
         gran::train(&m, data, &cfg, &mut |_| false).unwrap();

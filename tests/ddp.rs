@@ -264,7 +264,11 @@ fn two_ranks_train_with_recomputation() {
     let mut ranks: Vec<Child> = (0..2).map(|r| spawn("train", r, port, &dir, &env)).collect();
     assert_eq!(wait_all(&mut ranks, Duration::from_secs(300)), [Some(0), Some(0)]);
     for r in 0..2 {
-        assert_eq!(read(&dir.join(format!("rank{r}.txt"))).lines().collect::<Vec<_>>(), ["4", "true", "ok"], "rank {r}");
+        assert_eq!(
+            read(&dir.join(format!("rank{r}.txt"))).lines().collect::<Vec<_>>(),
+            ["4", "true", "ok"],
+            "rank {r}"
+        );
     }
     let (a, b) = (tensors(&dir.join("rank0.safetensors")), tensors(&dir.join("rank1.safetensors")));
     assert!(!a.is_empty() && a.len() == b.len());
@@ -286,7 +290,11 @@ fn two_ranks_train_a_conditional_model() {
     let mut ranks: Vec<Child> = (0..2).map(|r| spawn("train", r, port, &dir, &env)).collect();
     assert_eq!(wait_all(&mut ranks, Duration::from_secs(300)), [Some(0), Some(0)]);
     for r in 0..2 {
-        assert_eq!(read(&dir.join(format!("rank{r}.txt"))).lines().collect::<Vec<_>>(), ["4", "true", "ok"], "rank {r}");
+        assert_eq!(
+            read(&dir.join(format!("rank{r}.txt"))).lines().collect::<Vec<_>>(),
+            ["4", "true", "ok"],
+            "rank {r}"
+        );
     }
     let (a, b) = (tensors(&dir.join("rank0.safetensors")), tensors(&dir.join("rank1.safetensors")));
     assert!(a.iter().any(|(n, _)| n == "d.embed.weight") && a.len() == b.len());

@@ -81,7 +81,8 @@ fn read(path: &Path) -> String {
 
 /// The JSON result line of a rank's output.
 fn result(out: &str) -> serde_json::Value {
-    let line = out.lines().rev().find(|l| l.contains("\"type\":\"result\"")).unwrap_or_else(|| panic!("no result in {out}"));
+    let line =
+        out.lines().rev().find(|l| l.contains("\"type\":\"result\"")).unwrap_or_else(|| panic!("no result in {out}"));
     serde_json::from_str(line).unwrap()
 }
 
@@ -107,7 +108,10 @@ fn a_killed_rank_costs_no_completed_step_and_the_restarted_group_ends_where_an_u
     let last = result(&read(&killed.join("rank0_attempt1.out")));
     assert_eq!((last["first_step"].as_u64(), last["step"].as_u64()), (Some(held), Some(60)), "{last}");
     assert!(killed.join("rank1_attempt1.out").exists());
-    let (a, b) = (std::fs::read(straight.join("run.safetensors")).unwrap(), std::fs::read(killed.join("run.safetensors")).unwrap());
+    let (a, b) = (
+        std::fs::read(straight.join("run.safetensors")).unwrap(),
+        std::fs::read(killed.join("run.safetensors")).unwrap(),
+    );
     assert!(a == b, "the restarted group's checkpoint differs from the uninterrupted run's");
 
     // The same command once more: the run is complete, nothing changes.

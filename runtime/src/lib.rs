@@ -21,8 +21,8 @@ mod threads;
 #[cfg(target_arch = "wasm32")]
 mod wasm;
 
-pub use gran_common::classes::{drawn_class, Classes};
 pub use error::{Error, Result};
+pub use gran_common::classes::{drawn_class, Classes};
 pub use model::{Config, Model, Storage};
 pub use pixels::PixelFormat;
 pub use sample::{check_latents, latents_into, Latents};

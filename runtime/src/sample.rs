@@ -3,10 +3,10 @@
 //! (crate::threads). Image i depends only on the weights, its latents and (a class-conditional
 //! model) its class: not on the count, the other images' classes, the chunks or the threads.
 
-use gran_common::classes::Classes;
 use crate::error::{invalid, mul, zeros, Result};
 use crate::model::{Generator, Model, Scratch};
 use crate::pixels::{write_image, PixelFormat};
+use gran_common::classes::Classes;
 use gran_common::rng::{stream, Stream};
 
 /// Where the latents come from.

@@ -4,8 +4,8 @@
 use super::pixels::{self, PixelFormat};
 use super::records::RecordReader;
 use super::Dataset;
-use std::io::Read;
 use crate::error::{Error, ErrorKind, Result};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 /// Image side in pixels.
@@ -89,7 +89,10 @@ impl CifarRecords {
                     Err(e) => return Err(Error::io(format!("reading {}", self.files[*i].display()), e)),
                 },
             };
-            let path = self.files.get(next).ok_or_else(|| Error::format("the CIFAR-10 files ended early (changed while read?)"))?;
+            let path = self
+                .files
+                .get(next)
+                .ok_or_else(|| Error::format("the CIFAR-10 files ended early (changed while read?)"))?;
             let (file, _) = crate::limits::open_regular(path)?;
             self.current = Some((std::io::BufReader::new(file), next));
             self.in_file = 0;

@@ -97,10 +97,18 @@ pub fn decode(bytes: &[u8], name: &str, shape: ImageShape) -> Result<Vec<u8>> {
     let same = img.width() == w && img.height() == h;
     Ok(if shape.channels == 1 {
         let g = img.to_luma8();
-        if same { g.into_raw() } else { imageops::resize(&g, w, h, FilterType::Triangle).into_raw() }
+        if same {
+            g.into_raw()
+        } else {
+            imageops::resize(&g, w, h, FilterType::Triangle).into_raw()
+        }
     } else {
         let c = img.to_rgb8();
-        if same { c.into_raw() } else { imageops::resize(&c, w, h, FilterType::Triangle).into_raw() }
+        if same {
+            c.into_raw()
+        } else {
+            imageops::resize(&c, w, h, FilterType::Triangle).into_raw()
+        }
     })
 }
 
@@ -120,7 +128,10 @@ impl DecodingReader {
 impl super::ImageReader for DecodingReader {
     fn read_raw(&self, indices: &[usize]) -> Result<super::Raw> {
         let s = self.shape;
-        let mut data = crate::limits::vec_with_capacity(crate::limits::mul(indices.len(), s.bytes(), "the images")?, "the images")?;
+        let mut data = crate::limits::vec_with_capacity(
+            crate::limits::mul(indices.len(), s.bytes(), "the images")?,
+            "the images",
+        )?;
         let mut source = self.source.lock();
         for &i in indices {
             let bytes = source.read(i)?;
@@ -130,4 +141,3 @@ impl super::ImageReader for DecodingReader {
         Ok(super::Raw { pixels: data, count: indices.len(), channels, height, width, format: PixelFormat::U8Hwc })
     }
 }
-

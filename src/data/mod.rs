@@ -128,7 +128,9 @@ impl Dataset {
     /// For a streamed dataset: a handle that reads its images from another thread.
     pub(crate) fn file_reader(&self) -> Option<FileReader> {
         match &self.images {
-            Stored::File { reader, start, .. } => Some(FileReader { reader: reader.clone(), start: *start, count: self.count }),
+            Stored::File { reader, start, .. } => {
+                Some(FileReader { reader: reader.clone(), start: *start, count: self.count })
+            }
             Stored::Memory(_) => None,
         }
     }

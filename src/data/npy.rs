@@ -32,7 +32,10 @@ const ALIGN: usize = 64;
 enum Dtype {
     U8,
     /// Signed or unsigned integers of `bytes` bytes, little-endian (or one byte).
-    Int { bytes: usize, signed: bool },
+    Int {
+        bytes: usize,
+        signed: bool,
+    },
 }
 
 impl Dtype {
@@ -103,14 +106,17 @@ fn read_header(file: &mut std::fs::File, len: u64, path: &Path) -> Result<Header
     let text = std::str::from_utf8(&text).map_err(|_| bad(path, "a header that is not text"))?;
     let descr = dict_value(text, "descr").ok_or_else(|| bad(path, "no 'descr' in the header"))?;
     let descr = descr.trim().trim_matches(|c| c == '\'' || c == '"');
-    let dtype = Dtype::parse(descr).ok_or_else(|| {
-        bad(path, format!("dtype {descr:?}: images must be uint8 ('|u1'), labels integers"))
-    })?;
+    let dtype = Dtype::parse(descr)
+        .ok_or_else(|| bad(path, format!("dtype {descr:?}: images must be uint8 ('|u1'), labels integers")))?;
     if dict_value(text, "fortran_order").map(str::trim) != Some("False") {
         return Err(bad(path, "Fortran order (save a C-ordered array: np.ascontiguousarray)"));
     }
     let shape_text = dict_value(text, "shape").ok_or_else(|| bad(path, "no 'shape' in the header"))?;
-    let inner = shape_text.trim().strip_prefix('(').and_then(|s| s.strip_suffix(')')).ok_or_else(|| bad(path, "a shape that is not a tuple"))?;
+    let inner = shape_text
+        .trim()
+        .strip_prefix('(')
+        .and_then(|s| s.strip_suffix(')'))
+        .ok_or_else(|| bad(path, "a shape that is not a tuple"))?;
     let shape = inner
         .split(',')
         .map(str::trim)
@@ -219,7 +225,16 @@ impl NpyImages {
         }
         let (count, channels, height, width, format) = image_layout(&h.shape, path)?;
         pixels::check_dims(count, channels, height, width)?;
-        Ok(NpyImages { file, path: path.to_path_buf(), data_offset: h.data_offset, count, channels, height, width, format })
+        Ok(NpyImages {
+            file,
+            path: path.to_path_buf(),
+            data_offset: h.data_offset,
+            count,
+            channels,
+            height,
+            width,
+            format,
+        })
     }
 
     fn image_bytes(&self) -> usize {
@@ -236,7 +251,8 @@ impl NpyImages {
     pub(crate) fn read_raw(&self, indices: &[usize]) -> Result<super::Raw> {
         use std::os::unix::fs::FileExt;
         let size = self.image_bytes();
-        let mut data = crate::limits::vec_filled(crate::limits::mul(indices.len(), size, "a minibatch")?, 0u8, "a minibatch")?;
+        let mut data =
+            crate::limits::vec_filled(crate::limits::mul(indices.len(), size, "a minibatch")?, 0u8, "a minibatch")?;
         let mut k = 0;
         while k < indices.len() {
             let first = indices[k];

@@ -48,7 +48,10 @@ pub struct ImageSource {
 }
 
 fn is_image(name: &str) -> bool {
-    Path::new(name).extension().and_then(|e| e.to_str()).is_some_and(|e| EXTENSIONS.iter().any(|x| e.eq_ignore_ascii_case(x)))
+    Path::new(name)
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| EXTENSIONS.iter().any(|x| e.eq_ignore_ascii_case(x)))
 }
 
 impl ImageSource {
@@ -85,12 +88,19 @@ impl ImageSource {
         let mut names = Vec::new();
         walk(root, "", 0, &mut names)?;
         sort_paths(&mut names);
-        Ok(ImageSource { files: Files::Folder(root.to_path_buf()), names, labels: None, labels_from: None, classes: vec![] })
+        Ok(ImageSource {
+            files: Files::Folder(root.to_path_buf()),
+            names,
+            labels: None,
+            labels_from: None,
+            classes: vec![],
+        })
     }
 
     fn zip(path: &Path) -> Result<ImageSource> {
         let (file, _) = crate::limits::open_regular(path)?;
-        let archive = zip::ZipArchive::new(file).map_err(|e| Error::format(format!("{}: not a zip archive: {e}", path.display())))?;
+        let archive = zip::ZipArchive::new(file)
+            .map_err(|e| Error::format(format!("{}: not a zip archive: {e}", path.display())))?;
         let mut entries: Vec<(String, usize)> = Vec::new();
         for i in 0..archive.len() {
             let Some(Ok(name)) = archive.name_for_index(i) else { continue };
@@ -103,7 +113,13 @@ impl ImageSource {
         }
         entries.sort_by(|a, b| a.0.split('/').cmp(b.0.split('/')));
         let (names, index) = entries.into_iter().unzip();
-        Ok(ImageSource { files: Files::Zip(Box::new(archive), index), names, labels: None, labels_from: None, classes: vec![] })
+        Ok(ImageSource {
+            files: Files::Zip(Box::new(archive), index),
+            names,
+            labels: None,
+            labels_from: None,
+            classes: vec![],
+        })
     }
 
     /// The number of images.
@@ -176,10 +192,13 @@ impl ImageSource {
         };
         let mut by_name = std::collections::HashMap::with_capacity(list.len());
         for (k, pair) in list.iter().enumerate() {
-            let (Some(name), Some(label)) = (pair.get(0).and_then(|n| n.as_str()), pair.get(1).and_then(|l| l.as_i64())) else {
+            let (Some(name), Some(label)) =
+                (pair.get(0).and_then(|n| n.as_str()), pair.get(1).and_then(|l| l.as_i64()))
+            else {
                 return Err(bad(format!("entry {k} is not [file name, integer label]")));
             };
-            let label = u8::try_from(label).map_err(|_| bad(format!("the label of {name} is {label}: labels must be in 0..=255")))?;
+            let label = u8::try_from(label)
+                .map_err(|_| bad(format!("the label of {name} is {label}: labels must be in 0..=255")))?;
             by_name.insert(name.replace('\\', "/"), label);
         }
         names

@@ -67,7 +67,11 @@ pub(crate) unsafe fn arg_bytes_mut<'a>(p: *mut u8, len: usize, name: &str) -> Re
 ///
 /// # Safety
 /// `classes` is NULL or points to `classes_len` readable `uint32_t`s.
-pub(crate) unsafe fn arg_classes<'a>(classes: *const u32, classes_len: u32, count: usize) -> Result<crate::Classes<'a>> {
+pub(crate) unsafe fn arg_classes<'a>(
+    classes: *const u32,
+    classes_len: u32,
+    count: usize,
+) -> Result<crate::Classes<'a>> {
     Ok(common::arg_classes(classes, classes_len, count)?)
 }
 

@@ -4,7 +4,9 @@
 use super::boundary::{arg_bytes, arg_mut, arg_opt_path, arg_path, guard, write_versioned, Versioned};
 use super::registry::Registry;
 use super::status::GranStatus;
-use super::types::{folder_labels, image_fit, pixel_format, GranDataset, GranDatasetInfo, GranFit, GranLabels, GranPixelFormat};
+use super::types::{
+    folder_labels, image_fit, pixel_format, GranDataset, GranDatasetInfo, GranFit, GranLabels, GranPixelFormat,
+};
 use crate::data::{pixels, Dataset};
 use crate::error::Result;
 use std::ffi::{c_char, c_void};

@@ -4,10 +4,10 @@
 
 use crate::data::pixels::{self, PixelFormat};
 use crate::error::{Error, Result};
-use gran_common::classes::Classes;
 use crate::infer::sample::{check_latents, Samples, CHUNK};
 use crate::limits;
 use crate::model::Model;
+use gran_common::classes::Classes;
 
 impl Model {
     /// Bytes one of this model's images takes in `format`.
@@ -61,7 +61,14 @@ impl Model {
             chunk.copy_from_slice(&z[first * z_dim..first * z_dim + chunk.len()]);
             Ok(())
         };
-        self.generate_chunked(count, false, classes, None, &mut latents, &mut chunk_writer(out, format, per_image, count))
+        self.generate_chunked(
+            count,
+            false,
+            classes,
+            None,
+            &mut latents,
+            &mut chunk_writer(out, format, per_image, count),
+        )
     }
 
     /// D(x) for each of the `count` images of `data` (in `format`, the model's size), chunk by
@@ -92,7 +99,11 @@ impl Model {
                     Some(crate::infer::sample::labels_tensor(&labels[..n])?)
                 }
             };
-            scores.extend(self.discriminate_labelled(&images, y.as_ref(), crate::infer::sample::Scoring::RunningStatistics)?);
+            scores.extend(self.discriminate_labelled(
+                &images,
+                y.as_ref(),
+                crate::infer::sample::Scoring::RunningStatistics,
+            )?);
         }
         Ok(scores)
     }

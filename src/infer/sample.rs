@@ -9,11 +9,11 @@
 //! computed in (the kernels chosen depend on the batch size).
 
 use crate::error::{Error, Result};
-use gran_common::classes::Classes;
 use crate::limits;
 use crate::model::Model;
 use crate::nn::layers::BnMode;
 use crate::rng::{stream, Stream};
+use gran_common::classes::Classes;
 use tch::{Device, Kind, Tensor};
 
 /// Images per forward pass: bounds peak memory for large requests.
@@ -212,7 +212,12 @@ impl Model {
     /// D(x, y) for each image of `images` with its class `labels` (int64 [N], any device; each
     /// in 0..classes, checked), as a conditional discriminator judges it; `None` judges each
     /// image as a member of its most real class. An unconditional model ignores labels.
-    pub fn discriminate_labelled(&self, images: &Tensor, labels: Option<&Tensor>, scoring: Scoring) -> Result<Vec<f32>> {
+    pub fn discriminate_labelled(
+        &self,
+        images: &Tensor,
+        labels: Option<&Tensor>,
+        scoring: Scoring,
+    ) -> Result<Vec<f32>> {
         self.require_full("scoring with the discriminator")?;
         let c = self.config();
         let size = images.size();

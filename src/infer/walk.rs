@@ -1,10 +1,10 @@
 //! Latent walks: images along the great circle between two latents, for animations and for
 //! looking at what the model has learned between two of its images.
 
-use gran_common::classes::Classes;
 use crate::error::{Error, Result};
 use crate::limits;
 use crate::model::Model;
+use gran_common::classes::Classes;
 use tch::Tensor;
 
 /// The most frames one walk draws.

@@ -60,11 +60,7 @@ pub fn write_animation(path: &Path, frames: &[Tensor], columns: u32, delay_ms: u
     let (count, channels, height, width) = pixels::tensor_dims(first)?;
     check_animation(frames.len(), count, (height, width, channels), columns, delay_ms, hold_ms)?;
     if let Some(f) = frames.iter().find(|f| f.size() != first.size()) {
-        return Err(Error::invalid(format!(
-            "animation frames differ in shape: {:?} and {:?}",
-            first.size(),
-            f.size()
-        )));
+        return Err(Error::invalid(format!("animation frames differ in shape: {:?} and {:?}", first.size(), f.size())));
     }
     let failed = |e: image::ImageError| Error::internal(format!("encoding {} as GIF: {e}", path.display()));
     let mut bytes = Vec::new();
@@ -75,7 +71,9 @@ pub fn write_animation(path: &Path, frames: &[Tensor], columns: u32, delay_ms: u
         for (i, f) in frames.iter().enumerate() {
             let picture = encode_grid(f, columns)?.to_rgba8();
             let ms = if i + 1 == frames.len() { hold_ms } else { delay_ms };
-            encoder.encode_frame(Frame::from_parts(picture, 0, 0, Delay::from_numer_denom_ms(ms, 1))).map_err(failed)?;
+            encoder
+                .encode_frame(Frame::from_parts(picture, 0, 0, Delay::from_numer_denom_ms(ms, 1)))
+                .map_err(failed)?;
         }
     }
     crate::io::atomic_file::write_atomic(path, &bytes)
@@ -97,7 +95,8 @@ pub fn write_animation_pixels(
     columns: u32,
     (delay_ms, hold_ms): (u32, u32),
 ) -> Result<()> {
-    let all = pixels::to_tensor(data, crate::limits::mul(frames, count, "the images")?, channels, height, width, format)?;
+    let all =
+        pixels::to_tensor(data, crate::limits::mul(frames, count, "the images")?, channels, height, width, format)?;
     let frames: Vec<Tensor> = (0..frames as i64)
         .map(|i| all.f_narrow(0, i * count as i64, count as i64))
         .collect::<std::result::Result<_, _>>()?;
@@ -120,8 +119,13 @@ mod tests {
         // 3 frames of 2 images 4x5: frame f is the grey level 40 f + image index.
         let frames: Vec<Tensor> = (0..3)
             .map(|f| {
-                Tensor::cat(&[Tensor::full([1, 1, 4, 5], 40 * f, (tch::Kind::Uint8, tch::Device::Cpu)),
-                    Tensor::full([1, 1, 4, 5], 40 * f + 1, (tch::Kind::Uint8, tch::Device::Cpu))], 0)
+                Tensor::cat(
+                    &[
+                        Tensor::full([1, 1, 4, 5], 40 * f, (tch::Kind::Uint8, tch::Device::Cpu)),
+                        Tensor::full([1, 1, 4, 5], 40 * f + 1, (tch::Kind::Uint8, tch::Device::Cpu)),
+                    ],
+                    0,
+                )
             })
             .collect();
         write_animation(&path, &frames, 2, 120, 900).unwrap();

@@ -290,7 +290,12 @@ impl Evaluator {
             reference_nearest_train_distance: real.near_sum / n as f64,
             count,
             class_accuracy: match stats.conditional {
-                true => stats.asked.iter().zip(&stats.hits).map(|(&a, &h)| if a > 0 { h as f64 / a as f64 } else { f64::NAN }).collect(),
+                true => stats
+                    .asked
+                    .iter()
+                    .zip(&stats.hits)
+                    .map(|(&a, &h)| if a > 0 { h as f64 / a as f64 } else { f64::NAN })
+                    .collect(),
                 false => Vec::new(),
             },
         })

@@ -26,10 +26,10 @@
 
 use crate::data::Dataset;
 use crate::error::{Error, Result};
-use gran_common::classes::Classes;
 use crate::infer::sample::{Scoring, CHUNK};
 use crate::limits::{MAX_METRIC_SAMPLES, MAX_SCORE_BATCH};
 use crate::model::Model;
+use gran_common::classes::Classes;
 use tch::Tensor;
 
 #[derive(Debug, Clone, PartialEq)]

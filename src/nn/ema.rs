@@ -107,7 +107,8 @@ impl Averaged {
             let y = match classes {
                 0 => None,
                 c => {
-                    let y: Vec<i64> = (0..n as u64).map(|i| sy.sub(u64::from(k)).below(i, u64::from(c)) as i64).collect();
+                    let y: Vec<i64> =
+                        (0..n as u64).map(|i| sy.sub(u64::from(k)).below(i, u64::from(c)) as i64).collect();
                     Some(Tensor::f_from_slice(&y)?.f_to_device(device)?)
                 }
             };

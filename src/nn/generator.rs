@@ -164,7 +164,13 @@ impl Generator {
 
     /// [`Generator::forward`] with each image's class (`labels`, int64 [N]) for a conditional
     /// generator; `None` for an unconditional one.
-    pub fn forward_with(&self, z: &Tensor, labels: Option<&Tensor>, mode: BnMode, keep_canvases: bool) -> Result<Drawing> {
+    pub fn forward_with(
+        &self,
+        z: &Tensor,
+        labels: Option<&Tensor>,
+        mode: BnMode,
+        keep_canvases: bool,
+    ) -> Result<Drawing> {
         let n = z.size()[0];
         let hz = self.latent_code(z, labels, mode)?;
         let mut hc = Tensor::f_zeros([n, self.hidden], (z.kind(), z.device()))?;

@@ -35,7 +35,13 @@ impl Generator {
     /// The forward pass of a training step, recording nothing: draws from latents `z` with
     /// batch norm in `mode` (`BnMode::Train` updates the running statistics here) and in
     /// `precision`, keeping what [`Generator::recomputed_gradients`] needs.
-    pub(crate) fn sketch(&self, z: &Tensor, labels: Option<&Tensor>, mode: BnMode, precision: Precision) -> Result<Sketch> {
+    pub(crate) fn sketch(
+        &self,
+        z: &Tensor,
+        labels: Option<&Tensor>,
+        mode: BnMode,
+        precision: Precision,
+    ) -> Result<Sketch> {
         tch::no_grad(|| {
             precision.run(z.device(), || {
                 let n = z.size()[0];
@@ -156,7 +162,12 @@ mod tests {
 
     /// The gradients of a fixed loss of the image, running statistics after, and the image:
     /// by the stored pass, or by recomputation.
-    fn gradients(steps: u32, classes: u32, precision: Precision, recompute: bool) -> (Vec<Tensor>, Vec<Tensor>, Tensor) {
+    fn gradients(
+        steps: u32,
+        classes: u32,
+        precision: Precision,
+        recompute: bool,
+    ) -> (Vec<Tensor>, Vec<Tensor>, Tensor) {
         let model = Model::new(&config(steps, classes)).unwrap();
         let st = model.write();
         // From the crate's counter-based generator, not libtorch's global one (tests run in
@@ -167,7 +178,8 @@ mod tests {
             Tensor::from_slice(&v).view(shape)
         };
         let z = normal(1, &[12, 100]);
-        let labels = (classes > 0).then(|| Tensor::arange(12, (Kind::Int64, tch::Device::Cpu)).remainder(classes as i64));
+        let labels =
+            (classes > 0).then(|| Tensor::arange(12, (Kind::Int64, tch::Device::Cpu)).remainder(classes as i64));
         let labels = labels.as_ref();
         // A loss that weighs every pixel differently, as a discriminator's does.
         let weight = normal(2, &[12, 1, 28, 28]);
@@ -179,7 +191,8 @@ mod tests {
             let grad_image = Tensor::run_backward(&[loss(&leaf)], &[&leaf], false, false).remove(0);
             (st.gen.recomputed_gradients(&sketch, &grad_image, &params, precision).unwrap(), sketch.image.copy())
         } else {
-            let image = precision.run(z.device(), || st.gen.forward_with(&z, labels, BnMode::Train, false)).unwrap().image;
+            let image =
+                precision.run(z.device(), || st.gen.forward_with(&z, labels, BnMode::Train, false)).unwrap().image;
             (Tensor::run_backward(&[loss(&image)], &params, false, false), image.detach())
         };
         let stats = st.g_buffers.iter().map(|n| n.tensor.copy()).collect();
@@ -198,7 +211,9 @@ mod tests {
         // In bfloat16 the kernels may differ with recording (oneDNN's inference and training
         // forms): the same image to bfloat16's precision; in float32 the same bits.
         match precision {
-            Precision::Fp32 => assert!(image.equal(&stored_image), "T = {steps}: the sketch draws the stored pass's image"),
+            Precision::Fp32 => {
+                assert!(image.equal(&stored_image), "T = {steps}: the sketch draws the stored pass's image")
+            }
             Precision::Bf16 => assert!(relative(&stored_image, &image) < 1e-2, "T = {steps}: the sketch's image"),
         }
         for (a, b) in stored_stats.iter().zip(&stats) {

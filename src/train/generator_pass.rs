@@ -30,7 +30,9 @@ impl GeneratorPass {
             let leaf = sketch.image.f_detach()?.f_set_requires_grad(true)?;
             return Ok(GeneratorPass::Recomputed(sketch, leaf));
         }
-        Ok(GeneratorPass::Stored(precision.run(z.device(), || Ok(gen.forward_with(z, labels, BnMode::Train, false)?.image))?))
+        Ok(GeneratorPass::Stored(
+            precision.run(z.device(), || Ok(gen.forward_with(z, labels, BnMode::Train, false)?.image))?,
+        ))
     }
 
     /// The images, for the discriminator.

@@ -172,15 +172,10 @@ impl<'a> Trainer<'a> {
         let minibatches = match data.stored_images(device)? {
             Some(images) => Minibatches::Resident(images),
             None => {
-                let reader = data.file_reader().ok_or_else(|| Error::internal("a dataset neither in memory nor in a file"))?;
-                let plan = Plan {
-                    shuffle: Stream::new(cfg.seed, stream::SHUFFLE),
-                    count,
-                    batch,
-                    local,
-                    offset,
-                    per_epoch,
-                };
+                let reader =
+                    data.file_reader().ok_or_else(|| Error::internal("a dataset neither in memory nor in a file"))?;
+                let plan =
+                    Plan { shuffle: Stream::new(cfg.seed, stream::SHUFFLE), count, batch, local, offset, per_epoch };
                 Minibatches::Streamed(Prefetcher::start(reader, plan, first, end)?)
             }
         };
@@ -336,8 +331,7 @@ impl<'a> Trainer<'a> {
     /// --resume-if-exists`) and loses no completed step. Only a collective's failure: when the
     /// ranks' states differ, nothing is written.
     fn keep_completed(&self, e: Error) -> Error {
-        let Some(path) = self.cfg.checkpoint_path.as_ref().filter(|_| crate::dist::leads(self.group.as_deref()))
-        else {
+        let Some(path) = self.cfg.checkpoint_path.as_ref().filter(|_| crate::dist::leads(self.group.as_deref())) else {
             return e;
         };
         let step = self.model.step();
@@ -742,9 +736,10 @@ impl<'a> Trainer<'a> {
         };
         let label = |k: usize| i.labels.as_ref().map(|l| &l[k]);
         let (real_logits, fake_logits) = self.cfg.precision.run(self.device, || {
-            let fake =
-                tch::no_grad(|| st.gen.forward_with(&i.zd, label(StepLabels::D_FAKE), BnMode::TrainFrozenStats, false))?
-                    .image;
+            let fake = tch::no_grad(|| {
+                st.gen.forward_with(&i.zd, label(StepLabels::D_FAKE), BnMode::TrainFrozenStats, false)
+            })?
+            .image;
             let logits = |x: &Tensor, pass: Pass, y: Option<&Tensor>| -> Result<Tensor> {
                 let seen = self.augmented(x, i, pass)?;
                 Ok(st.disc.forward_with(&seen, y, BnMode::Train)?.f_to_kind(Kind::Float)?)
@@ -850,7 +845,15 @@ impl ClassStreams {
     /// Step `step`'s classes: of the real images at `idx` (this process's share, on the
     /// device), and of the generated minibatches of D's and G's updates (this process's share
     /// of the global batch's).
-    fn minibatch(&self, idx: &Tensor, step: u64, batch: usize, offset: usize, local: usize, device: Device) -> Result<[Tensor; 3]> {
+    fn minibatch(
+        &self,
+        idx: &Tensor,
+        step: u64,
+        batch: usize,
+        offset: usize,
+        local: usize,
+        device: Device,
+    ) -> Result<[Tensor; 3]> {
         let drawn = |s: &Stream| -> Result<Tensor> {
             let s = s.sub(step);
             let y: Vec<i64> = (offset..offset + local).map(|i| s.below(i as u64, self.classes) as i64).collect();

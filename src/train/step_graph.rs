@@ -157,7 +157,8 @@ mod tests {
     fn capture_is_refused_on_the_cpu() {
         let x = Tensor::zeros([2, 1, 4, 4], (Kind::Float, Device::Cpu));
         let z = Tensor::zeros([2, 3], (Kind::Float, Device::Cpu));
-        let v = StepValues { real: &x, zd: &z, zg: &z, lr_d: 0.1, lr_g: 0.1, t_d: 1, t_g: 1, augment: None, labels: None };
+        let v =
+            StepValues { real: &x, zd: &z, zg: &z, lr_d: 0.1, lr_g: 0.1, t_d: 1, t_g: 1, augment: None, labels: None };
         let mut called = false;
         let e = StepGraph::capture(Device::Cpu, &v, Ops::default(), |_| {
             called = true;

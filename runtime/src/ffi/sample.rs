@@ -3,12 +3,12 @@
 
 use super::guard;
 use super::model::MODELS;
-use gran_common::classes::Classes;
 use crate::error::{mul, with_status, Result};
 use crate::pixels::PixelFormat;
 use crate::sample::Latents;
 use gran_common::abi::{GranModel, GranPixelFormat, GranStatus, GRAN_STATUS_BUFFER_TOO_SMALL};
 use gran_common::boundary::{arg_classes, arg_slice, arg_slice_mut, check_count, check_room};
+use gran_common::classes::Classes;
 use std::ffi::{c_char, c_void};
 
 /// A request's classes from C: `None` names none (`Classes::Drawn`), else the caller's pointer

@@ -86,7 +86,13 @@ pub fn run(a: &Args, out: &Out) -> Result<()> {
     }
     // Data: each split the path holds.
     let format = data::detect(path)?;
-    let args = DataArgs { data: path.clone(), format, files: Default::default(), stream: crate::opts::Stream::Off, limit: None };
+    let args = DataArgs {
+        data: path.clone(),
+        format,
+        files: Default::default(),
+        stream: crate::opts::Stream::Off,
+        limit: None,
+    };
     let kind = match format {
         Format::Idx => "idx",
         Format::Cifar => "cifar10",

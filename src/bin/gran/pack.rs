@@ -37,8 +37,10 @@ fn bar(out: &Out, n: usize) -> ProgressBar {
     }
     let bar = ProgressBar::with_draw_target(Some(n as u64), ProgressDrawTarget::stderr());
     bar.set_style(
-        ProgressStyle::with_template("packing [{elapsed_precise}] {wide_bar:.cyan/blue} {pos}/{len} images  {per_sec}  ETA {eta}")
-            .expect("a valid template"),
+        ProgressStyle::with_template(
+            "packing [{elapsed_precise}] {wide_bar:.cyan/blue} {pos}/{len} images  {per_sec}  ETA {eta}",
+        )
+        .expect("a valid template"),
     );
     bar
 }
@@ -172,7 +174,13 @@ fn check_own_size(a: &Args, (h, w, c): (u32, u32, u32)) -> Result<()> {
 
 /// A `.npy` source, repacked a chunk at a time (it is opened as training streams it).
 fn pack_loaded(a: &Args, format: Format, out: &Out) -> Result<(usize, (u32, u32, u32), Option<&'static str>)> {
-    let args = DataArgs { data: a.src.clone(), format, files: Default::default(), stream: crate::opts::Stream::Auto, limit: a.limit };
+    let args = DataArgs {
+        data: a.src.clone(),
+        format,
+        files: Default::default(),
+        stream: crate::opts::Stream::Auto,
+        limit: a.limit,
+    };
     let loaded = data::load(&args, Split::Train, (32, 32, 3))?;
     let d = &loaded.data;
     let (h, w, c) = (d.height(), d.width(), d.channels());

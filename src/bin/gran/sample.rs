@@ -187,7 +187,8 @@ pub fn run_steps(a: &StepsArgs, out: &Out) -> Result<()> {
     }
     let columns = a.columns.unwrap_or_else(|| square_columns(a.count));
     if let Some(path) = &a.animate {
-        let frames: Vec<_> = (0..c.drawing_steps as i64).map(|t| canvases.f_get(t)).collect::<std::result::Result<_, _>>()?;
+        let frames: Vec<_> =
+            (0..c.drawing_steps as i64).map(|t| canvases.f_get(t)).collect::<std::result::Result<_, _>>()?;
         make_parent(path)?;
         gif::write_animation(path, &frames, columns, a.delay, a.hold)?;
         files.push(path.display().to_string());

@@ -157,7 +157,18 @@ pub struct Args {
 /// the options describe (`wanted`); the image size, from the data, and the device aside.
 fn same_model(found: &ModelConfig, wanted: &ModelConfig, path: &std::path::Path) -> Result<()> {
     let shape = |c: &ModelConfig| {
-        (c.height, c.width, c.channels, c.drawing_steps, c.z_dim, c.hidden_dim, c.width_scale, c.leaky_relu, c.seed, c.classes)
+        (
+            c.height,
+            c.width,
+            c.channels,
+            c.drawing_steps,
+            c.z_dim,
+            c.hidden_dim,
+            c.width_scale,
+            c.leaky_relu,
+            c.seed,
+            c.classes,
+        )
     };
     if shape(found) != shape(wanted) {
         return Err(Error::invalid(format!(
