@@ -13,6 +13,12 @@ use crate::error::Result;
 use crate::nn::layers::{BatchNorm, BnMode, Builder, Conv, Embedding, Linear};
 use tch::{Kind, Tensor};
 
+/// The initial spread of the class embedding e(y): N(0, 0.1), a tenth of h_z's entries (of order
+/// one after batch norm and tanh). Started at h_z's own scale, the class decides the decoder's
+/// input as much as the latent does from the first step, and the averaged generator draws
+/// prototypes of each class with little variety within it (docs/RESULTS.md, section 13).
+pub(crate) const EMBED_STD: f32 = 0.1;
+
 /// The fields are the crate's to read (crate::infer::lean folds them into an inference form).
 pub struct Generator {
     pub(crate) drawing_steps: usize,
@@ -49,10 +55,9 @@ impl Generator {
         let (base, c0) = (arch.base, arch.dec[0]);
         let hz_fc = b.linear("g.hz.fc", cfg.z_dim as i64, hidden, true, false)?;
         let hz_bn = b.batch_norm("g.hz.bn", hidden, 1)?;
-        // N(0, 1), as h_z's entries after batch norm and tanh are of order one.
         let embed = match cfg.classes {
             0 => None,
-            k => Some(b.embedding("g.embed", k as i64, hidden, 1.0, false)?),
+            k => Some(b.embedding("g.embed", k as i64, hidden, EMBED_STD, false)?),
         };
         let code = hidden * if embed.is_some() { 2 } else { 1 };
         let dec_fc = b.linear("g.dec.fc", code + hidden, c0 * base * base, true, false)?;
