@@ -213,8 +213,12 @@ bench-rust: $(DEPS)
 
 # One libtorch thread per test: cargo runs the tests in parallel, and libgomp's spinning
 # workers make oversubscribed runs many times slower.
+# Two cargo runs, not one over the workspace: cargo unifies the features of shared dependencies
+# over the packages of one run, so a workspace-wide run would build libgran and tch a second time
+# with other features than gpu/build.sh's and the examples' builds (which then reuse these).
 test-rust: $(DEPS) runtime
-	OMP_NUM_THREADS=1 $(CARGO_ENV) $(CARGO) test --release --workspace
+	OMP_NUM_THREADS=1 $(CARGO_ENV) $(CARGO) test --release -p gran
+	$(CARGO) test --release -p gran-common -p gran-runtime
 
 header: $(DEPS)
 	GRAN_BLESS=1 $(CARGO_ENV) $(CARGO) test --release --test header

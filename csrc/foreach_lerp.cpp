@@ -4,7 +4,8 @@
 // tch does not bind list-of-tensor operators. Internal (not exported: gran.map).
 //
 // Returns 0, or 1 with a message in `err`.
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/_foreach_lerp.h>
 #include <c10/core/GradMode.h>
 
 #include <vector>

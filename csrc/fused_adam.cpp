@@ -9,7 +9,8 @@
 // `lr_tensor` is NULL (the rate is `lr`) or a float scalar on the parameters' device holding the
 // rate, read by the kernel (a captured training step changes it between replays). Returns 0,
 // or 1 with a message in `err` (NUL-terminated, at most `err_len` bytes) when libtorch throws.
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/_fused_adam.h>
 #include <c10/core/GradMode.h>
 
 #include <vector>

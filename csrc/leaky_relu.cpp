@@ -7,7 +7,8 @@
 //
 // Returns 0 and a new handle to x in *out (owned by the caller, as tch's own results), or 1
 // with a message in `err` (NUL-terminated, at most `err_len` bytes) when libtorch throws.
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/leaky_relu.h>
 
 #include "shim.h"
 

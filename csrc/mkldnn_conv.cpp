@@ -9,7 +9,7 @@
 // Tensors are tch's raw handles (torch::Tensor *). Each function returns 0 with a new tensor in
 // *out (owned by the caller, as tch's own results), or 1 with a message in `err`
 // (NUL-terminated, at most `err_len` bytes) when libtorch throws.
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <ATen/core/stack.h>
 #include <c10/core/GradMode.h>

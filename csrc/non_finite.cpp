@@ -8,7 +8,9 @@
 // list-of-tensor operators. Internal (not exported: gran.map).
 //
 // Returns 0 and a new handle in *out (owned by the caller), or 1 with a message in `err`.
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/stack.h>
+#include <ATen/ops/zeros.h>
 #include <c10/core/GradMode.h>
 
 #include <vector>

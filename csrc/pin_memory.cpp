@@ -6,7 +6,7 @@
 // Returns 0 and a new tensor handle in *out (owned by the caller, as tch's own results), or 1
 // with a message in `err` (NUL-terminated, at most `err_len` bytes) when libtorch throws (as it
 // does on a machine without a CUDA driver).
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
 
 #include "shim.h"
 
