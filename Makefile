@@ -18,7 +18,8 @@
 #   experiment     docs/RESULTS.md's MNIST tables (EXPERIMENT_ARGS)
 #   test           test-rust, check-symbols, test-c, test-runtime, test-bindings, test-install,
 #                  gpu-check-dry
-#   test-rust      cargo test --release over the workspace (libgran, gran-common, the runtime)
+#   test-rust      cargo test --release over the workspace (libgran; gran-common, the runtime and
+#                  the headers' check)
 #   test-c         the C tests (tests/c) under AddressSanitizer + UBSan, examples/demo.c on a
 #                  tiny model, and the header compiled as C (c99/c11/c17) and C++ (c++11 .. c++20)
 #   check-symbols  libgran.so exports gran_* symbols only, exactly those of include/gran.h
@@ -209,20 +210,20 @@ experiment: $(DEPS)
 	$(CARGO_ENV) $(CARGO) run --release --example experiment -- $(EXPERIMENT_ARGS)
 
 bench-rust: $(DEPS)
-	$(CARGO_ENV) $(CARGO) bench --bench gran
+	$(CARGO_ENV) $(CARGO) bench --features bench --bench gran
 
 # One libtorch thread per test: cargo runs the tests in parallel, and libgomp's spinning
 # workers make oversubscribed runs many times slower.
 # Two cargo runs, not one over the workspace: cargo unifies the features of shared dependencies
-# over the packages of one run, so a workspace-wide run would build libgran and tch a second time
-# with other features than gpu/build.sh's and the examples' builds (which then reuse these).
+# over the packages of one run, and a workspace-wide run would give libgran's dependencies other
+# features than `make lib` and gpu/build.sh give them: a second build of the library, whose
+# libgran.so (a cdylib's file name has no hash) each build would then overwrite in turn.
 test-rust: $(DEPS) runtime
 	OMP_NUM_THREADS=1 $(CARGO_ENV) $(CARGO) test --release -p gran
-	$(CARGO) test --release -p gran-common -p gran-runtime
+	$(CARGO) test --release -p gran-common -p gran-runtime -p gran-header
 
 header: $(DEPS)
-	GRAN_BLESS=1 $(CARGO_ENV) $(CARGO) test --release --test header
-	GRAN_BLESS=1 $(CARGO) test --release -p gran-runtime --test header
+	GRAN_BLESS=1 $(CARGO) test --release -p gran-header
 
 # ---------------------------------------------------------------------------------------------
 # libgran_runtime (runtime/): pure Rust, no libtorch. Built with the `ship` profile (stripped,

@@ -1,7 +1,7 @@
 //! criterion benchmarks of the Rust side: the cost of crossing the C boundary (a call that does
 //! no work), single-image latency, sampling throughput, and one training step.
 //!
-//!     make bench-rust      (cargo bench --bench gran)
+//!     make bench-rust      (cargo bench --features bench --bench gran)
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use gran::data::Dataset;
