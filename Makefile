@@ -29,7 +29,8 @@
 #   gpu-check      target/gpu: what a GPU machine needs to check gran in one call (stripped
 #                  library, device tests, C tests, examples; under 64 MiB), run there by
 #                  gpu/check.sh (DEVELOPERS.md, "On a GPU")
-#   gpu-check-dry  gpu/check.sh here, on the CPU, with a small budget (GPU_DRY_BUDGET seconds)
+#   gpu-check-dry  gpu/check.sh here, on the CPU, with a small budget (GPU_DRY_BUDGET seconds),
+#                  the stages of GPU_DRY_STAGES
 #   header         regenerate include/gran.h and include/gran_runtime.h (cbindgen)
 #   runtime        libgran_runtime (target/release/libgran_runtime.so and .a): sampling without
 #                  libtorch (runtime/), built stripped with LTO (the `ship` profile)
@@ -383,8 +384,12 @@ gpu-check: $(DEPS)
 	$(CARGO_ENV) CARGO="$(CARGO)" GPU_CC="$(CC)" GPU_CXX="$(CXX)" PYTHON=$(VENV)/bin/python bash gpu/build.sh $(GPU_DIR) \
 	    && echo "gpu-check: took $$(( $$(date +%s) - start )) s; on the GPU machine (carry $(GPU_DIR)): bash gpu/check.sh"
 
+# Every stage but the bfloat16 twins of bench-fp32 and compile-fp32 (the same code with another
+# --precision; on a GPU they run).
+GPU_DRY_STAGES ?= device|rust-tests|c-tests|bench-fp32|compile-fp32|cuda-graphs|recompute|stream|conditional|mnist
 gpu-check-dry: gpu-check
-	PYTHON=$(VENV)/bin/python bash gpu/check.sh --device cpu --budget $(GPU_DRY_BUDGET) --out target/gpu-dry
+	PYTHON=$(VENV)/bin/python bash gpu/check.sh --device cpu --budget $(GPU_DRY_BUDGET) --stages '$(GPU_DRY_STAGES)' \
+	    --out target/gpu-dry
 
 # ---------------------------------------------------------------------------------------------
 # Installation. Nothing of libtorch is copied: the library keeps its absolute RUNPATH to the
