@@ -211,6 +211,32 @@ fn train_resume_sample_steps_gam_eval_info() {
     assert_eq!(result_json(&ok(&["info", &plain, "--json"]))["averaged_generator"], false);
     fails(&["train", "--quiet", "--data", &data, "-o", &plain, "--ema-decay", "1"], 11);
 
+    // Without --json, stderr names the settings the run resolved: R1 by image size (none for
+    // 28x28 digits) unless given.
+    let settings = |name: &str, extra: &[&str]| {
+        let out = p(name);
+        let mut args = vec!["--threads", "1", "train", "--data", &data, "-o", &out, "-n", "1"];
+        args.extend(TINY);
+        args.extend(extra);
+        let o = gran(&args);
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        text(&o.stderr).lines().find(|l| l.starts_with("training: ")).map(str::to_string).unwrap_or_default()
+    };
+    let line = settings("settings_default.safetensors", &[]);
+    assert!(
+        line.starts_with("training: lr G 0.0008, D 0.0032, batch ")
+            && line.ends_with("augmentation adaptive (target 0.6); R1 off (by image size, 28x28)"),
+        "{line}"
+    );
+    let line = settings(
+        "settings_given.safetensors",
+        &["--augment", "fixed", "--augment-p", "0.3", "--r1-gamma", "5", "--lr-d", "0.001"],
+    );
+    assert!(
+        line.contains(", D 0.001, ") && line.ends_with("augmentation fixed p 0.3; R1 gamma 5 every 4 steps"),
+        "{line}"
+    );
+
     // --resume-if-exists counts --iterations from step 0: the file at step 6 trains 4 more to
     // reach 10 (below), and a model other than the file's is refused with the file untouched.
     let again = p("again.safetensors");

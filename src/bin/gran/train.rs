@@ -373,6 +373,7 @@ pub fn run(a: &Args, out: &Out) -> Result<()> {
         ..TrainConfig::default()
     };
     cfg.validate()?;
+    out.note(&settings_line(&cfg, c.height));
     let first = model.step();
     let end = cfg.run_end(first, data.count())?;
 
@@ -440,4 +441,29 @@ pub fn run(a: &Args, out: &Out) -> Result<()> {
         )
     });
     Ok(())
+}
+
+/// The run's settings as the trainer resolves them: what a user with images of another size gets
+/// without asking (R1 by image size).
+fn settings_line(cfg: &TrainConfig, height: u32) -> String {
+    let augment = match cfg.augment {
+        gran::train::Augment::Off => "off".to_string(),
+        gran::train::Augment::Fixed(p) => format!("fixed p {p}"),
+        gran::train::Augment::Adaptive { target } => format!("adaptive (target {target})"),
+    };
+    let r1 = match cfg.r1_gamma {
+        Some(g) if g > 0.0 => format!("gamma {g} every {} steps", cfg.r1_every),
+        Some(_) => "off".to_string(),
+        None => match gran::train::r1_gamma_for(height) {
+            g if g > 0.0 => format!("gamma {g} every {} steps (by image size, {height}x{height})", cfg.r1_every),
+            _ => format!("off (by image size, {height}x{height})"),
+        },
+    };
+    format!(
+        "training: lr G {}, D {}, batch {}; augmentation {augment}{}; R1 {r1}",
+        cfg.lr_g,
+        cfg.lr_d,
+        cfg.batch_size,
+        if cfg.augment_flip { " with flips" } else { "" }
+    )
 }
