@@ -3,33 +3,15 @@
 //! include/gran.h: every declaration it makes (function, typedef, struct, constant) appears in
 //! gran.h word for word, so a program that only samples can link either library.
 
+use gran_header::root;
 use std::collections::HashSet;
-use std::path::Path;
-
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the workspace root")
-}
 
 #[test]
 fn checked_in_header_matches_a_fresh_generation() {
-    let here = root().join("runtime");
-    let config = cbindgen::Config::from_file(here.join("cbindgen.toml")).expect("cbindgen.toml");
-    let builder = cbindgen::Builder::new()
-        .with_config(config)
-        .with_src(here.join("src/ffi/mod.rs"))
-        .with_src(root().join("common/src/abi.rs"));
-    let mut fresh = Vec::new();
-    builder.generate().expect("cbindgen generates the header").write(&mut fresh);
-    let fresh = String::from_utf8(fresh).expect("UTF-8 header");
-    let path = root().join("include/gran_runtime.h");
-    if std::env::var_os("GRAN_BLESS").is_some() {
-        std::fs::write(&path, &fresh).expect("write include/gran_runtime.h");
-        return;
-    }
-    let checked_in = std::fs::read_to_string(&path).unwrap_or_default();
-    assert!(
-        checked_in == fresh,
-        "include/gran_runtime.h is out of date: regenerate it with `make header` and commit it"
+    gran_header::check(
+        "runtime/cbindgen.toml",
+        &["runtime/src/ffi/mod.rs", "common/src/abi.rs"],
+        "include/gran_runtime.h",
     );
 }
 
