@@ -451,14 +451,11 @@ fn settings_line(cfg: &TrainConfig, height: u32) -> String {
         gran::train::Augment::Fixed(p) => format!("fixed p {p}"),
         gran::train::Augment::Adaptive { target } => format!("adaptive (target {target})"),
     };
-    let r1 = match cfg.r1_gamma {
-        Some(g) if g > 0.0 => format!("gamma {g} every {} steps", cfg.r1_every),
-        Some(_) => "off".to_string(),
-        None => match gran::train::r1_gamma_for(height) {
-            g if g > 0.0 => format!("gamma {g} every {} steps (by image size, {height}x{height})", cfg.r1_every),
-            _ => format!("off (by image size, {height}x{height})"),
-        },
+    let (gamma, how) = match cfg.r1_gamma {
+        Some(g) => (g, String::new()),
+        None => (gran::train::r1_gamma_for(height), format!(" (by image size, {height}x{height})")),
     };
+    let r1 = if gamma > 0.0 { format!("gamma {gamma} every {} steps{how}", cfg.r1_every) } else { format!("off{how}") };
     format!(
         "training: lr G {}, D {}, batch {}; augmentation {augment}{}; R1 {r1}",
         cfg.lr_g,
