@@ -118,6 +118,9 @@ fn main() {
             target: opt("--augment-target", &gran::train::DEFAULT_AUGMENT_TARGET.to_string())
                 .parse()
                 .expect("--augment-target"),
+            floor: opt("--augment-floor", &gran::train::DEFAULT_AUGMENT_FLOOR.to_string())
+                .parse()
+                .expect("--augment-floor"),
         },
         p => gran::train::Augment::Fixed(p.parse().expect("--augment off|ada|P")),
     };

@@ -609,9 +609,9 @@ typedef struct GranTrainConfig {
    * images): integer translation, cutout and, for colour images, brightness, saturation and
    * contrast, each with a probability p per image. It keeps D from memorising a small
    * dataset. `GRAN_AUGMENT_ADAPTIVE` (default): p starts where the model's last run left it
-   * (0 for a new model; checkpoints keep it) and rises while D is too sure of the real
-   * images; `GRAN_AUGMENT_FIXED`: p = `augment_p`; `GRAN_AUGMENT_OFF`. Progress reports
-   * carry p.
+   * (checkpoints keep it), never below `augment_p`, rises while D is too sure of the real
+   * images and falls back towards `augment_p` when it is not; `GRAN_AUGMENT_FIXED`: p =
+   * `augment_p`; `GRAN_AUGMENT_OFF`. Progress reports carry p.
    */
   GranAugment augment;
   /**
@@ -620,7 +620,9 @@ typedef struct GranTrainConfig {
    */
   uint32_t augment_flip;
   /**
-   * The probability under `GRAN_AUGMENT_FIXED`, in [0, 1]. Default 0.
+   * In [0, 1]: the probability under `GRAN_AUGMENT_FIXED`; the lowest p under
+   * `GRAN_AUGMENT_ADAPTIVE` (augmentation also shapes what D learns when R1 keeps it from
+   * memorising: docs/RESULTS.md, section 16). Default 0.3.
    */
   double augment_p;
   /**
@@ -775,7 +777,7 @@ typedef void (*GranLogCallback)(GranLogLevel level,
 
 /**
  * With a probability the run tunes so that D's real logits are positive `augment_target`
- * of the time on average (ADA); the default.
+ * of the time on average (ADA), never below `augment_p`; the default.
  */
 #define GRAN_AUGMENT_ADAPTIVE 2
 

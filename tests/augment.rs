@@ -27,7 +27,7 @@ fn adaptive(iterations: u64) -> TrainConfig {
         batch_size: 16,
         report_every: 0,
         seed: 11,
-        augment: Augment::Adaptive { target: 0.6 },
+        augment: Augment::Adaptive { target: 0.6, floor: 0.0 },
         augment_speed: 200.0,
         ..Default::default()
     }
@@ -76,6 +76,18 @@ fn adaptive_p_follows_the_discriminator() {
     let p = train(&losing, &grey, &frozen, &mut |_| false).unwrap();
     // 10 adjustments of 16 * 4 / 200 = 0.32: down to 0.
     assert_eq!(p.augment_p, 0.0, "p after a discriminator that loses (D(x) {})", p.d_real);
+
+    // With a floor, the same run starts at it (the model's p, 0, is raised to it) and does not
+    // fall below it.
+    let mut seen = Vec::new();
+    let floored = TrainConfig { augment: Augment::Adaptive { target: 0.6, floor: 0.25 }, report_every: 1, ..frozen };
+    let p = train(&losing, &grey, &floored, &mut |p| {
+        seen.push(p.augment_p);
+        false
+    })
+    .unwrap();
+    assert_eq!(p.augment_p, 0.25, "p at the floor after a discriminator that loses; reports {seen:?}");
+    assert!(seen.iter().all(|&p| p == 0.25), "never below the floor: {seen:?}");
 
     // Off: p is not reported, and the model's state is left as it was.
     let before = losing.augment_state();
@@ -146,7 +158,8 @@ fn bad_augmentation_settings_and_files_are_refused() {
     for (c, word) in [
         (TrainConfig { augment: Augment::Fixed(1.5), ..adaptive(1) }, "probability"),
         (TrainConfig { augment: Augment::Fixed(f64::NAN), ..adaptive(1) }, "probability"),
-        (TrainConfig { augment: Augment::Adaptive { target: 1.0 }, ..adaptive(1) }, "target"),
+        (TrainConfig { augment: Augment::Adaptive { target: 1.0, floor: 0.0 }, ..adaptive(1) }, "target"),
+        (TrainConfig { augment: Augment::Adaptive { target: 0.6, floor: 1.5 }, ..adaptive(1) }, "floor"),
         (TrainConfig { augment_speed: 0.0, ..adaptive(1) }, "speed"),
         (TrainConfig { r1_gamma: Some(-1.0), ..adaptive(1) }, "r1_gamma"),
         (TrainConfig { r1_gamma: Some(f64::NAN), ..adaptive(1) }, "r1_gamma"),

@@ -225,7 +225,7 @@ fn train_resume_sample_steps_gam_eval_info() {
     let line = settings("settings_default.safetensors", &[]);
     assert!(
         line.starts_with("training: lr G 0.0008, D 0.0032, batch ")
-            && line.ends_with("augmentation adaptive (target 0.6); R1 off (by image size, 28x28)"),
+            && line.ends_with("augmentation adaptive (target 0.6, p at least 0.3); R1 off (by image size, 28x28)"),
         "{line}"
     );
     let line = settings(

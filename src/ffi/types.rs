@@ -197,7 +197,7 @@ pub const GRAN_AUGMENT_OFF: GranAugment = 0;
 /// Each augmentation with the fixed probability `augment_p`.
 pub const GRAN_AUGMENT_FIXED: GranAugment = 1;
 /// With a probability the run tunes so that D's real logits are positive `augment_target`
-/// of the time on average (ADA); the default.
+/// of the time on average (ADA), never below `augment_p`; the default.
 pub const GRAN_AUGMENT_ADAPTIVE: GranAugment = 2;
 
 pub(crate) fn augment(kind: GranAugment, p: f64, target: f64, name: &str) -> Result<crate::train::Augment> {
@@ -205,18 +205,19 @@ pub(crate) fn augment(kind: GranAugment, p: f64, target: f64, name: &str) -> Res
     match kind {
         GRAN_AUGMENT_OFF => Ok(Augment::Off),
         GRAN_AUGMENT_FIXED => Ok(Augment::Fixed(p)),
-        GRAN_AUGMENT_ADAPTIVE => Ok(Augment::Adaptive { target }),
+        GRAN_AUGMENT_ADAPTIVE => Ok(Augment::Adaptive { target, floor: p }),
         _ => Err(Error::invalid(format!("{name} is {kind}: unknown augmentation (OFF 0, FIXED 1, ADAPTIVE 2)"))),
     }
 }
 
-/// The C form of an augmentation setting: (kind, fixed p, adaptive target).
+/// The C form of an augmentation setting: (kind, p: the fixed one or the adaptive floor,
+/// adaptive target).
 fn from_augment(a: crate::train::Augment) -> (GranAugment, f64, f64) {
-    use crate::train::{Augment, DEFAULT_AUGMENT_TARGET};
+    use crate::train::{Augment, DEFAULT_AUGMENT_FLOOR, DEFAULT_AUGMENT_TARGET};
     match a {
-        Augment::Off => (GRAN_AUGMENT_OFF, 0.0, DEFAULT_AUGMENT_TARGET),
+        Augment::Off => (GRAN_AUGMENT_OFF, DEFAULT_AUGMENT_FLOOR, DEFAULT_AUGMENT_TARGET),
         Augment::Fixed(p) => (GRAN_AUGMENT_FIXED, p, DEFAULT_AUGMENT_TARGET),
-        Augment::Adaptive { target } => (GRAN_AUGMENT_ADAPTIVE, 0.0, target),
+        Augment::Adaptive { target, floor } => (GRAN_AUGMENT_ADAPTIVE, floor, target),
     }
 }
 
@@ -434,14 +435,16 @@ pub struct GranTrainConfig {
     /// images): integer translation, cutout and, for colour images, brightness, saturation and
     /// contrast, each with a probability p per image. It keeps D from memorising a small
     /// dataset. `GRAN_AUGMENT_ADAPTIVE` (default): p starts where the model's last run left it
-    /// (0 for a new model; checkpoints keep it) and rises while D is too sure of the real
-    /// images; `GRAN_AUGMENT_FIXED`: p = `augment_p`; `GRAN_AUGMENT_OFF`. Progress reports
-    /// carry p.
+    /// (checkpoints keep it), never below `augment_p`, rises while D is too sure of the real
+    /// images and falls back towards `augment_p` when it is not; `GRAN_AUGMENT_FIXED`: p =
+    /// `augment_p`; `GRAN_AUGMENT_OFF`. Progress reports carry p.
     pub augment: GranAugment,
     /// Nonzero: horizontal flips among the augmentations (for data where a mirror image is as
     /// good as the image: not digits or text). Default 0.
     pub augment_flip: u32,
-    /// The probability under `GRAN_AUGMENT_FIXED`, in [0, 1]. Default 0.
+    /// In [0, 1]: the probability under `GRAN_AUGMENT_FIXED`; the lowest p under
+    /// `GRAN_AUGMENT_ADAPTIVE` (augmentation also shapes what D learns when R1 keeps it from
+    /// memorising: docs/RESULTS.md, section 16). Default 0.3.
     pub augment_p: f64,
     /// The target of `GRAN_AUGMENT_ADAPTIVE`, in (0, 1): the mean sign of D's logits on real
     /// images it holds p to. Default 0.6 (ADA's).

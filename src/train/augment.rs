@@ -26,7 +26,15 @@
 //! D's logits on the (augmented) real images over those steps; p moves up when r is above the
 //! target (D is sure of the real images: it is memorising them) and down when below, by
 //! `batch * ADJUST_EVERY / speed` (`speed`: the images over which p may move from 0 to 1),
-//! within [0, 1].
+//! within [floor, 1].
+//!
+//! **The floor.** ADA's signal only says whether D is memorising the real images. With the R1
+//! penalty holding D level (from 32x32, `r1_gamma_for`), it never does, p falls to 0, and on a
+//! small colour set the generator then drifts into saturated, checkered samples of one or two
+//! photographs in two runs of three; the same runs at p held at 0.3 draw four to six of them
+//! (docs/RESULTS.md, section 16). Augmentation also shapes what D learns, not only how much it
+//! memorises, so adaptive p starts at and never goes below [`DEFAULT_AUGMENT_FLOOR`] by default,
+//! and rises above it when D memorises regardless.
 
 use crate::error::{Error, Result};
 use crate::rng::{stream, Stream};
@@ -39,13 +47,22 @@ pub enum Augment {
     Off,
     /// With this probability p, in [0, 1], throughout.
     Fixed(f64),
-    /// With a probability the run tunes (starting where the model's last run left it: 0 for a
-    /// new model), so that the mean sign of D's logits on real images stays near `target`.
-    Adaptive { target: f64 },
+    /// With a probability the run tunes (starting where the model's last run left it, and
+    /// never below `floor`), so that the mean sign of D's logits on real images stays near
+    /// `target`.
+    Adaptive { target: f64, floor: f64 },
+}
+
+impl Augment {
+    /// The default: adaptive p at ADA's target, never below [`DEFAULT_AUGMENT_FLOOR`].
+    pub const DEFAULT: Augment = Augment::Adaptive { target: DEFAULT_AUGMENT_TARGET, floor: DEFAULT_AUGMENT_FLOOR };
 }
 
 /// ADA's target for the mean sign of D's real logits.
 pub const DEFAULT_AUGMENT_TARGET: f64 = 0.6;
+
+/// The lowest p adaptive augmentation goes to by default (the module's "The floor").
+pub const DEFAULT_AUGMENT_FLOOR: f64 = 0.3;
 
 /// Default images over which adaptive p may move from 0 to 1 (ADA's `ada_kimg`, scaled to runs
 /// of thousands of steps rather than millions of images).
@@ -245,8 +262,8 @@ pub struct Adaptive {
 
 impl Adaptive {
     /// After a step whose mean sign of D's real logits was `sign`: every [`ADJUST_EVERY`]
-    /// steps, p moves towards holding the mean sign at `target`.
-    pub(crate) fn observe(&mut self, sign: f64, target: f64, batch: usize, speed: f64) {
+    /// steps, p moves towards holding the mean sign at `target`, within [`floor`, 1].
+    pub(crate) fn observe(&mut self, sign: f64, target: f64, floor: f64, batch: usize, speed: f64) {
         self.sign_sum += sign;
         self.steps += 1;
         if self.steps >= ADJUST_EVERY {
@@ -259,7 +276,7 @@ impl Adaptive {
             } else {
                 0.0
             };
-            self.p = (self.p + direction * delta).clamp(0.0, 1.0);
+            self.p = (self.p + direction * delta).clamp(floor, 1.0);
             (self.sign_sum, self.steps) = (0.0, 0);
         }
     }
@@ -285,8 +302,11 @@ pub(crate) fn validate(augment: Augment, speed: f64) -> Result<()> {
             Err(Error::invalid(format!("augmentation probability is {p}: must be in [0, 1]")))
         }
         Augment::Fixed(_) => Ok(()),
-        Augment::Adaptive { target } if !(target > 0.0 && target < 1.0) => {
+        Augment::Adaptive { target, .. } if !(target > 0.0 && target < 1.0) => {
             Err(Error::invalid(format!("augmentation target is {target}: must be in (0, 1)")))
+        }
+        Augment::Adaptive { floor, .. } if !(0.0..=1.0).contains(&floor) => {
+            Err(Error::invalid(format!("augmentation floor is {floor}: must be in [0, 1]")))
         }
         Augment::Adaptive { .. } if !(speed.is_finite() && speed >= 1.0) => {
             Err(Error::invalid(format!("augmentation speed is {speed} images: must be at least 1")))
@@ -379,22 +399,31 @@ mod tests {
     fn adaptive_p_rises_when_d_is_sure_and_falls_when_it_is_not() {
         let mut up = Adaptive::default();
         for _ in 0..40 {
-            up.observe(0.95, 0.6, 64, 6400.0);
+            up.observe(0.95, 0.6, 0.0, 64, 6400.0);
         }
         // 10 adjustments of 64 * 4 / 6400 = 0.04 each.
         assert!((up.p - 0.4).abs() < 1e-9, "{}", up.p);
         let mut down = Adaptive { p: 0.5, ..Default::default() };
         for _ in 0..8 {
-            down.observe(-0.2, 0.6, 64, 6400.0);
+            down.observe(-0.2, 0.6, 0.0, 64, 6400.0);
         }
         assert!((down.p - 0.42).abs() < 1e-9, "{}", down.p);
         let mut floor = Adaptive::default();
-        floor.observe(0.0, 0.6, 64, 1.0);
+        floor.observe(0.0, 0.6, 0.0, 64, 1.0);
         assert_eq!((floor.p, floor.steps), (0.0, 1));
         for _ in 0..3 {
-            floor.observe(0.0, 0.6, 64, 1.0);
+            floor.observe(0.0, 0.6, 0.0, 64, 1.0);
         }
         assert_eq!((floor.p, floor.steps, floor.sign_sum), (0.0, 0, 0.0), "clamped at 0");
+        let mut held = Adaptive { p: 0.35, ..Default::default() };
+        for _ in 0..8 {
+            held.observe(-0.2, 0.6, 0.3, 64, 6400.0);
+        }
+        assert_eq!(held.p, 0.3, "clamped at the floor");
+        for _ in 0..4 {
+            held.observe(0.95, 0.6, 0.3, 64, 6400.0);
+        }
+        assert!((held.p - 0.34).abs() < 1e-9, "rises from the floor: {}", held.p);
         assert!(Adaptive { p: 1.5, ..Default::default() }.validate().is_err());
         assert!(Adaptive { sign_sum: 2.0, steps: 1, p: 0.1 }.validate().is_err());
     }

@@ -185,7 +185,12 @@ impl<'a> Trainer<'a> {
             (cfg.augment != Augment::Off).then(|| Augmenter::new(mc.height, mc.channels, cfg.augment_flip, cfg.seed));
         let adaptive = match cfg.augment {
             Augment::Fixed(p) => Adaptive { p, ..Default::default() },
-            _ => model.augment_state(),
+            // Where the model's last run left p, raised to this run's floor.
+            Augment::Adaptive { floor, .. } => {
+                let kept = model.augment_state();
+                Adaptive { p: kept.p.max(floor), ..kept }
+            }
+            Augment::Off => model.augment_state(),
         };
         if let Some(g) = &group {
             if g.backend() == crate::dist::Backend::Nccl && !device.is_cuda() {
@@ -445,8 +450,8 @@ impl<'a> Trainer<'a> {
         let summary = outcome?;
         st.step = step + 1;
         if self.augmenter.is_some() {
-            if let Augment::Adaptive { target } = self.cfg.augment {
-                self.adaptive.observe(summary.real_sign, target, self.batch, self.cfg.augment_speed);
+            if let Augment::Adaptive { target, floor } = self.cfg.augment {
+                self.adaptive.observe(summary.real_sign, target, floor, self.batch, self.cfg.augment_speed);
             }
             st.augment = self.adaptive;
         }

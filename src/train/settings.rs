@@ -3,7 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::nn::precision::Precision;
-pub use crate::train::augment::{Augment, DEFAULT_AUGMENT_SPEED, DEFAULT_AUGMENT_TARGET};
+pub use crate::train::augment::{Augment, DEFAULT_AUGMENT_FLOOR, DEFAULT_AUGMENT_SPEED, DEFAULT_AUGMENT_TARGET};
 use std::path::PathBuf;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -156,7 +156,7 @@ impl Default for TrainConfig {
             ema_start: DEFAULT_EMA_START,
             lr_schedule: LrSchedule::Constant,
             cuda_graph: false,
-            augment: Augment::Adaptive { target: DEFAULT_AUGMENT_TARGET },
+            augment: Augment::DEFAULT,
             augment_speed: DEFAULT_AUGMENT_SPEED,
             augment_flip: false,
             r1_gamma: None,

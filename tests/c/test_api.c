@@ -184,7 +184,7 @@ static void test_config_defaults(void) {
     CHECK(t.d_weight_decay == 0.0 && t.seed == 0 && t.report_every == 100);
     CHECK(t.on_progress == NULL && t.user_data == NULL && t.checkpoint_path == NULL);
     CHECK(t.precision == GRAN_PRECISION_FP32);
-    CHECK(t.augment == GRAN_AUGMENT_ADAPTIVE && t.augment_flip == 0 && t.augment_p == 0.0);
+    CHECK(t.augment == GRAN_AUGMENT_ADAPTIVE && t.augment_flip == 0 && t.augment_p == 0.3);
     CHECK(t.augment_target == 0.6 && t.augment_speed == 20000.0 && t.r1_gamma == -1.0 && t.r1_every == 4);
     CHECK(t.reserved0 == 0 && t.recompute == 0);
     /* NULL: nothing happens. */

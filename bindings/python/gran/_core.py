@@ -978,7 +978,8 @@ class Model(_Owned):
         augment: what the discriminator sees is augmented (translation, cutout, colour; flips
         with augment_flip=True): 'ada' (default: a probability the run tunes to hold the mean
         sign of D's real outputs at augment_target, 0.6, moving by at most 1 over augment_speed
-        images; the model keeps it), 'fixed' (probability augment_p) or 'off'. r1_gamma: weight
+        images, never below augment_p, 0.3; the model keeps it), 'fixed' (probability augment_p)
+        or 'off'. r1_gamma: weight
         of the R1 gradient penalty on real images every r1_every steps (default 4); 0: off;
         None: by image size (0 for 28x28, 10 for 32x32 and larger).
         Progress reports carry augment_p. recompute=True: per-step recomputation of the

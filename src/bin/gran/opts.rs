@@ -76,7 +76,8 @@ impl From<ScheduleArg> for gran::train::LrSchedule {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum AugmentArg {
-    /// A probability the run tunes from how sure the discriminator is of the real images (ADA)
+    /// A probability the run tunes from how sure the discriminator is of the real images (ADA),
+    /// never below --augment-p
     Ada,
     /// The fixed probability --augment-p
     Fixed,

@@ -119,8 +119,9 @@ pub struct Args {
     /// it from memorising a small dataset
     #[arg(long, value_enum, default_value_t = AugmentArg::Ada, help_heading = "Augmentation")]
     pub augment: AugmentArg,
-    /// The probability of each augmentation with --augment fixed
-    #[arg(long, value_name = "P", default_value_t = 0.0, help_heading = "Augmentation")]
+    /// The probability of each augmentation with --augment fixed; the lowest one --augment ada
+    /// tunes to
+    #[arg(long, value_name = "P", default_value_t = gran::train::DEFAULT_AUGMENT_FLOOR, help_heading = "Augmentation")]
     pub augment_p: f64,
     /// --augment ada: the mean sign of D's outputs on real images that p is tuned to hold
     #[arg(long, value_name = "X", default_value_t = gran::train::DEFAULT_AUGMENT_TARGET, help_heading = "Augmentation")]
@@ -361,7 +362,7 @@ pub fn run(a: &Args, out: &Out) -> Result<()> {
         cuda_graph: a.cuda_graph,
         recompute: a.recompute,
         augment: match a.augment {
-            AugmentArg::Ada => gran::train::Augment::Adaptive { target: a.augment_target },
+            AugmentArg::Ada => gran::train::Augment::Adaptive { target: a.augment_target, floor: a.augment_p },
             AugmentArg::Fixed => gran::train::Augment::Fixed(a.augment_p),
             AugmentArg::Off => gran::train::Augment::Off,
         },
@@ -449,7 +450,7 @@ fn settings_line(cfg: &TrainConfig, height: u32) -> String {
     let augment = match cfg.augment {
         gran::train::Augment::Off => "off".to_string(),
         gran::train::Augment::Fixed(p) => format!("fixed p {p}"),
-        gran::train::Augment::Adaptive { target } => format!("adaptive (target {target})"),
+        gran::train::Augment::Adaptive { target, floor } => format!("adaptive (target {target}, p at least {floor})"),
     };
     let (gamma, how) = match cfg.r1_gamma {
         Some(g) => (g, String::new()),
