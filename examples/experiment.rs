@@ -132,6 +132,7 @@ fn main() {
     let recompute = args.iter().any(|a| a == "--recompute");
     let save = args.iter().any(|a| a == "--save");
     let conditional = args.iter().any(|a| a == "--conditional");
+    let upsampling: gran::Upsampling = opt("--upsampling", "transposed").parse().expect("--upsampling");
     println!(
         "# training images {}, augment {augment:?} (speed {augment_speed}, flip {augment_flip}), r1 {r1_gamma:?} (None: by image size) every {r1_every}",
         fit_d.count()
@@ -183,6 +184,7 @@ fn main() {
                 } else {
                     0
                 },
+                upsampling,
                 ..Default::default()
             };
             let m = Model::new(&cfg).unwrap();

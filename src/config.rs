@@ -30,6 +30,49 @@ pub struct ModelConfig {
     /// Classes of a class-conditional model (the generator draws the class it is given, the
     /// discriminator judges an image as a member of its class); 0: unconditional.
     pub classes: u32,
+    /// How the generator's decoder doubles its feature maps.
+    pub upsampling: Upsampling,
+}
+
+/// How each decoder layer of the generator doubles the size of its feature map.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Upsampling {
+    /// A 5x5 transposed convolution of stride 2 (the paper's and DCGAN's).
+    #[default]
+    Transposed,
+    /// Nearest-neighbour upsampling by 2, then a 3x3 convolution of stride 1 (Odena, Dumoulin
+    /// and Olah, "Deconvolution and checkerboard artifacts", 2016). Every output pixel sees the
+    /// same number of weights, so the generator cannot draw the checkerboard that a stride-2
+    /// transposed convolution's uneven overlap makes easy, which on colour sets is where
+    /// training goes wrong (docs/RESULTS.md, section 19).
+    Resize,
+}
+
+impl Upsampling {
+    /// The name files and the command line use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Upsampling::Transposed => "transposed",
+            Upsampling::Resize => "resize",
+        }
+    }
+}
+
+impl std::fmt::Display for Upsampling {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Upsampling {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "transposed" => Ok(Upsampling::Transposed),
+            "resize" => Ok(Upsampling::Resize),
+            _ => Err(Error::invalid(format!("upsampling '{s}': must be 'transposed' or 'resize'"))),
+        }
+    }
 }
 
 impl Default for ModelConfig {
@@ -46,6 +89,7 @@ impl Default for ModelConfig {
             device: DeviceSpec::Auto,
             seed: 0,
             classes: 0,
+            upsampling: Upsampling::Transposed,
         }
     }
 }
@@ -78,7 +122,7 @@ fn scaled(reference: i64, scale: f32) -> i64 {
 impl ModelConfig {
     /// Every field by name, as text (`DeviceSpec`'s text form for the device): what files store
     /// and what the command-line tool reports.
-    pub fn fields(&self) -> [(&'static str, String); 11] {
+    pub fn fields(&self) -> [(&'static str, String); 12] {
         [
             ("height", self.height.to_string()),
             ("width", self.width.to_string()),
@@ -91,6 +135,7 @@ impl ModelConfig {
             ("device", self.device.to_string()),
             ("seed", self.seed.to_string()),
             ("classes", self.classes.to_string()),
+            ("upsampling", self.upsampling.to_string()),
         ]
     }
 

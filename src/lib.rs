@@ -27,7 +27,7 @@ pub mod log;
 pub use gran_common::rng;
 pub mod train;
 
-pub use config::{ModelConfig, MAX_CLASSES};
+pub use config::{ModelConfig, Upsampling, MAX_CLASSES};
 pub use data::Dataset;
 pub use device::{cuda_device_count, deterministic, DeviceSpec};
 pub use error::{Error, ErrorKind, Result};

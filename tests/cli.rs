@@ -614,3 +614,31 @@ fn a_conditional_model_samples_by_class() {
     assert!(line.contains("class-conditional"), "{line}");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// `--upsampling resize`: the model it trains says so (`info`, text and JSON), samples, and is
+/// resumed as itself; an unknown kind is a command-line error.
+#[test]
+fn a_resizing_generator_from_the_command_line() {
+    let dir = scratch("resize");
+    let model = dir.join("r.gran").display().to_string();
+    train_tiny(&data_dir(), &model, "2", &["--quiet", "--upsampling", "resize"]);
+    assert!(ok(&["info", &model]).contains("generator upsampling resize"));
+    assert_eq!(result_json(&ok(&["--json", "info", &model]))["config"]["upsampling"].as_str(), Some("resize"));
+    let grid = dir.join("g.png").display().to_string();
+    ok(&["sample", &model, "-n", "4", "--columns", "4", "-o", &grid]);
+    assert_eq!(png_size(Path::new(&grid)), (4 * 30 - 2, 28));
+    // --resume-if-exists with another kind is refused: the file holds another model.
+    let data = data_dir();
+    let mut args: Vec<&str> = Vec::new();
+    args.extend(["--threads", "1", "train", "--quiet", "--data", &data, "-o", &model, "-n", "3", "--seed", "5"]);
+    args.extend(TINY);
+    args.push("--resume-if-exists");
+    let line = fails(&args, 11);
+    assert!(line.contains("upsampling resize") && line.contains("upsampling transposed"), "{line}");
+    args.extend(["--upsampling", "resize"]);
+    ok(&args);
+    assert_eq!(result_json(&ok(&["--json", "info", &model]))["step"].as_u64(), Some(3));
+    let line = fails(&["train", "--upsampling", "bilinear"], 2);
+    assert!(line.contains("bilinear"), "{line}");
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -5,7 +5,7 @@ use gran::checkpoint;
 use gran::data::Dataset;
 use gran::BnMode;
 use gran::Choice;
-use gran::{train, DeviceSpec, ErrorKind, Model, ModelConfig, Precision, TrainConfig};
+use gran::{train, DeviceSpec, ErrorKind, Model, ModelConfig, Precision, TrainConfig, Upsampling};
 use std::path::PathBuf;
 use tch::{Kind, Tensor};
 
@@ -209,6 +209,55 @@ fn resuming_from_a_checkpoint_is_exact() {
     for ((na, ta), (nb, tb)) in a.iter().zip(&b) {
         assert_eq!(na, nb);
         assert_eq!(max_abs_diff(ta, tb), 0.0, "{na} differs after resume");
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// A generator that upsamples and convolves: 3x3 decoder weights [out, in, 3, 3], its kind in
+/// the checkpoint, exact resumption, and a file naming an unknown kind refused.
+#[test]
+fn a_resizing_generator_trains_saves_and_resumes() {
+    let dir = temp_dir("resize");
+    let cfg = ModelConfig { upsampling: Upsampling::Resize, ..tiny(2) };
+    let data = synthetic(40);
+    let straight = Model::new(&cfg).unwrap();
+    let shapes: Vec<(String, Vec<i64>)> = all_tensors(&straight)
+        .into_iter()
+        .filter(|(n, _)| n.starts_with("g.dec.conv"))
+        .map(|(n, t)| (n, t.size()))
+        .collect();
+    // tiny: width 1/8 of the reference 256 -> 128 -> 1 decoder (28x28).
+    assert!(shapes.contains(&("g.dec.conv0.weight".into(), vec![16, 32, 3, 3])), "{shapes:?}");
+    assert!(shapes.contains(&("g.dec.conv1.weight".into(), vec![1, 16, 3, 3])), "{shapes:?}");
+    train(&straight, &data, &short(6), &mut |_| false).unwrap();
+    let first = Model::new(&cfg).unwrap();
+    train(&first, &data, &short(3), &mut |_| false).unwrap();
+    let path = dir.join("half.gran");
+    checkpoint::save(&first, &path).unwrap();
+    let resumed = checkpoint::load(&path, Some(test_device())).unwrap();
+    assert_eq!(resumed.config(), first.config());
+    let images = |m: &Model| m.sample(4, 6, false).unwrap().images;
+    assert_eq!(max_abs_diff(&images(&resumed), &images(&first)), 0.0);
+    train(&resumed, &data, &short(3), &mut |_| false).unwrap();
+    for ((na, ta), (nb, tb)) in all_tensors(&straight).iter().zip(&all_tensors(&resumed)) {
+        assert_eq!(na, nb);
+        assert_eq!(max_abs_diff(ta, tb), 0.0, "{na} differs after resume");
+    }
+    // The file names the kind; another value is refused, as is a transposed reading of it.
+    let bytes = std::fs::read(&path).unwrap();
+    let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header = String::from_utf8(bytes[8..8 + header_len].to_vec()).unwrap();
+    assert!(header.contains("\"upsampling\":\"resize\""), "{header}");
+    for (to, word) in [("\"upsampling\":\"resizX\"", "upsampling"), ("\"upsampling\":\"transposed\"", "expected F32")] {
+        let h = header.replace("\"upsampling\":\"resize\"", to);
+        let mut b = (h.len() as u64).to_le_bytes().to_vec();
+        b.extend(h.as_bytes());
+        b.extend(&bytes[8 + header_len..]);
+        let bad = dir.join("bad.gran");
+        std::fs::write(&bad, &b).unwrap();
+        let e = checkpoint::load(&bad, None).err().unwrap_or_else(|| panic!("{to} loaded"));
+        assert_eq!(e.kind, ErrorKind::Format, "{to}: {}", e.message);
+        assert!(e.message.contains(word), "{}", e.message);
     }
     std::fs::remove_dir_all(dir).unwrap();
 }

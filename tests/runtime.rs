@@ -8,7 +8,7 @@
 
 use gran::checkpoint::{self, Storage};
 use gran::data::{pixels, Dataset, PixelFormat};
-use gran::{train, Choice, DeviceSpec, Model, ModelConfig, TrainConfig};
+use gran::{train, Choice, DeviceSpec, Model, ModelConfig, TrainConfig, Upsampling};
 use std::ffi::{c_char, c_void, CString};
 use std::path::{Path, PathBuf};
 
@@ -117,7 +117,11 @@ fn trained(size: u32, channels: u32, steps: u32, width_scale: f32) -> Model {
 
 /// `trained`, class-conditional with `classes` classes (0: unconditional) on labels `i % classes`.
 fn trained_with_classes(size: u32, channels: u32, steps: u32, width_scale: f32, classes: u32) -> Model {
-    let cfg = ModelConfig {
+    trained_as(config(size, channels, steps, width_scale, classes))
+}
+
+fn config(size: u32, channels: u32, steps: u32, width_scale: f32, classes: u32) -> ModelConfig {
+    ModelConfig {
         classes,
         height: size,
         width: size,
@@ -127,7 +131,13 @@ fn trained_with_classes(size: u32, channels: u32, steps: u32, width_scale: f32, 
         device: DeviceSpec::Cpu,
         seed: 9,
         ..Default::default()
-    };
+    }
+}
+
+/// A model of `cfg` after 3 training steps (labels `i % classes` when conditional).
+fn trained_as(cfg: ModelConfig) -> Model {
+    let classes = cfg.classes;
+    let (size, channels) = (cfg.height, cfg.channels);
     let m = Model::new(&cfg).unwrap();
     let tc = TrainConfig {
         iterations: 3,
@@ -240,6 +250,30 @@ fn conditional_models_draw_what_libgran_draws() {
             assert_eq!(reference.config().classes, classes);
             let m = rt.load(path);
             compare(&rt, m, &reference, &format!("{size}x{size}x{channels}, {classes} classes, {}", path.display()));
+            rt.check(unsafe { (rt.free)(m) });
+        }
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A generator that upsamples and convolves instead of transposed convolutions: the runtime
+/// reads its layout and draws libgran's pixels, from an export and from a checkpoint.
+#[test]
+fn resizing_generators_draw_what_libgran_draws() {
+    let rt = Runtime::open();
+    let dir = temp_dir("resize");
+    for (size, channels, steps, scale) in [(28, 1, 3, 0.25), (32, 3, 2, 0.125), (64, 3, 1, 0.0625)] {
+        let cfg = ModelConfig { upsampling: Upsampling::Resize, ..config(size, channels, steps, scale, 0) };
+        let model = trained_as(cfg);
+        let export = dir.join(format!("r{size}.safetensors"));
+        checkpoint::export(&model, &export, Storage::F32).unwrap();
+        let full = dir.join(format!("r{size}.gran"));
+        checkpoint::save(&model, &full).unwrap();
+        for path in [&export, &full] {
+            let reference = checkpoint::load(path, Some(DeviceSpec::Cpu)).unwrap();
+            assert_eq!(reference.config().upsampling, Upsampling::Resize);
+            let m = rt.load(path);
+            compare(&rt, m, &reference, &format!("{size}x{size}x{channels} resizing, {}", path.display()));
             rt.check(unsafe { (rt.free)(m) });
         }
     }

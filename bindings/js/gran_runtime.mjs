@@ -7,7 +7,8 @@
 //   const rt = await GranRuntime.instantiate(wasmBytes);   // ArrayBuffer, typed array,
 //                                                          // WebAssembly.Module or a fetch Response
 //   const m = rt.load(modelBytes);       // a generator export (`gran export`) or a checkpoint
-//   m.config                             // {height, width, channels, steps, zDim, hiddenDim, classes, step}
+//   m.config                             // {height, width, channels, steps, zDim, hiddenDim, classes,
+//                                        //  upsampling ('transposed' | 'resize'), step}
 //   const img = m.sample(1, 16);         // {width, height, channels, count, pixels: Uint8Array}
 //   const steps = m.sampleSteps(1, 16);  // T such objects: the canvas after each drawing step
 //   const z = m.latents(1, 16);          // Float32Array, count x zDim, bit for bit libgran's
@@ -79,8 +80,8 @@ const U64_MAX = (1n << 64n) - 1n;
 // Pointers and size_t are 32-bit in wasm32: no buffer may reach 4 GiB.
 const MAX_BYTES = 2 ** 32 - 1;
 // GranModelConfig in wasm32 (include/gran_runtime.h): u32 fields at 4-byte steps, then the
-// device (8 bytes), the u64 seed at offset 48, the u32 classes at 56 and a reserved u32; 64
-// bytes in all (56 before classes). The buffer has room for the model's step (u64) after it.
+// device (8 bytes), the u64 seed at offset 48, the u32 classes at 56 and the u32 upsampling at
+// 60 (reserved, zero, in modules from before it); 64 bytes in all (56 before classes). The buffer has room for the model's step (u64) after it.
 const CONFIG_BYTES = 64;
 const CONFIG_AND_STEP_BYTES = CONFIG_BYTES + 8;
 
@@ -329,6 +330,7 @@ export class GranModel {
         zDim: v.getUint32(p + 20, true),
         hiddenDim: v.getUint32(p + 24, true),
         classes: size >= 60 ? v.getUint32(p + 56, true) : 0,
+        upsampling: size >= 64 && v.getUint32(p + 60, true) === 1 ? "resize" : "transposed",
         step: v.getBigUint64(stepPtr, true),
       });
     });

@@ -23,7 +23,7 @@ mod wasm;
 
 pub use error::{Error, Result};
 pub use gran_common::classes::{drawn_class, Classes};
-pub use model::{Config, Model, Storage};
+pub use model::{Config, Model, Storage, Upsampling};
 pub use pixels::PixelFormat;
 pub use sample::{check_latents, latents_into, Latents};
 pub use threads::{get as num_threads, set as set_num_threads, MAX_THREADS};

@@ -31,7 +31,7 @@
 
 use crate::error::Result;
 use crate::nn::generator::{Drawing, Generator};
-use crate::nn::layers::{Conv, CONV_PADDING, CONV_STRIDE, TRANSPOSED};
+use crate::nn::layers::{upsample2, Conv, ConvKind, CONV_PADDING, CONV_STRIDE, RESIZE_PADDING, TRANSPOSED};
 use crate::sys::torch_ext;
 use tch::{Kind, Tensor};
 
@@ -76,10 +76,13 @@ pub(crate) struct LeanGenerator {
 unsafe impl Sync for LeanGenerator {}
 
 /// How a decoder convolution runs on the CPU in float32 (elsewhere, and under bfloat16
-/// autocast, libtorch's plain `conv_transpose2d`).
+/// autocast, libtorch's plain `conv_transpose2d`, or upsampling and `conv2d`).
 enum Kernel {
     /// oneDNN's kernel with the weight reordered once into its blocked layout.
     Packed(Tensor),
+    /// A resizing layer: nearest-neighbour upsampling, then oneDNN's stride-1 convolution with
+    /// the weight reordered once.
+    UpsampledPacked(Tensor),
     /// The last convolution, to the image's few channels, as one matrix product per image and
     /// a col2im: oneDNN's kernel runs a 128 -> 1 channel transposed convolution at about a
     /// tenth of its usual rate, and this form is 3-4x faster (BENCHMARKS.md, "Lean
@@ -88,7 +91,7 @@ enum Kernel {
     Plain,
 }
 
-/// A decoder (transposed) convolution and the kernel it runs with.
+/// A decoder (transposed or resizing) convolution and the kernel it runs with.
 struct Deconv {
     conv: Conv,
     kernel: Kernel,
@@ -96,8 +99,16 @@ struct Deconv {
 
 impl Deconv {
     fn new(c: &Conv, last: bool) -> Result<Deconv> {
-        let kernel = if !on_cpu_in_float32(&c.w) {
+        let kernel = if !on_cpu_in_float32(&c.w) || !tch::utils::has_mkldnn() && c.kind == ConvKind::Resize {
             Kernel::Plain
+        } else if c.kind == ConvKind::Resize {
+            match torch_ext::conv_prepack(&c.w, 1, RESIZE_PADDING) {
+                Ok(p) => Kernel::UpsampledPacked(p),
+                Err(e) => {
+                    crate::log::log(crate::log::Level::Debug, &e.message);
+                    Kernel::Plain
+                }
+            }
         } else if last {
             let (cin, cout, k) = (c.w.size()[0], c.w.size()[1], c.w.size()[2]);
             Kernel::Columns(c.w.f_reshape([cin, -1])?.f_tr()?.f_contiguous()?.f_view([1, cout * k * k, cin])?.detach())
@@ -113,7 +124,7 @@ impl Deconv {
         } else {
             Kernel::Plain
         };
-        Ok(Deconv { conv: Conv { w: share(&c.w), b: c.b.as_ref().map(share), transposed: true }, kernel })
+        Ok(Deconv { conv: Conv { w: share(&c.w), b: c.b.as_ref().map(share), kind: c.kind }, kernel })
     }
 
     /// The convolution of `x` ([N, in, h, w]), then ReLU when `relu`.
@@ -122,6 +133,9 @@ impl Deconv {
         let mut y = match &self.kernel {
             Kernel::Packed(p) if float32 => {
                 return torch_ext::conv_transpose_packed(x, p, self.conv.b.as_ref(), TRANSPOSED, relu)
+            }
+            Kernel::UpsampledPacked(p) if float32 => {
+                return torch_ext::conv_packed(&upsample2(x)?, p, self.conv.b.as_ref(), 1, RESIZE_PADDING, relu)
             }
             Kernel::Columns(w) if float32 => {
                 let [n, cin, h, w_] = x.size()[..] else {
@@ -230,12 +244,12 @@ impl LeanGenerator {
         for (c, bn) in &g.enc_convs {
             let (conv, affine) = match bn {
                 Some(bn) => (
-                    Conv { w: share(&c.w), b: None, transposed: false },
+                    Conv { w: share(&c.w), b: None, kind: ConvKind::Down },
                     (0..steps - 1)
                         .map(|t| bn.folded(t, c.b.as_ref()).and_then(channels))
                         .collect::<Result<Vec<_>>>()?,
                 ),
-                None => (Conv { w: share(&c.w), b: c.b.as_ref().map(share), transposed: false }, Vec::new()),
+                None => (Conv { w: share(&c.w), b: c.b.as_ref().map(share), kind: ConvKind::Down }, Vec::new()),
             };
             enc_convs.push(EncConv::new(conv, affine));
         }
@@ -456,6 +470,38 @@ mod tests {
         assert!(lean.forward(&z, None, false).is_err());
         let plain = LeanGenerator::new(&perturbed(2, 0.25)).unwrap();
         assert!(plain.forward(&z, Some(&y), false).is_err());
+    }
+
+    #[test]
+    fn a_resizing_generator_draws_the_same_through_the_lean_path() {
+        for (size, channels, scale) in [(28, 1, 0.25), (32, 3, 0.125)] {
+            let cfg = ModelConfig {
+                height: size,
+                width: size,
+                channels,
+                drawing_steps: 3,
+                width_scale: scale,
+                upsampling: crate::config::Upsampling::Resize,
+                ..Default::default()
+            };
+            let g = perturbed_at(cfg);
+            assert!(g.dec_convs.iter().all(|c| c.kind == ConvKind::Resize && c.w.size()[2] == 3));
+            let lean = LeanGenerator::new(&g).unwrap();
+            // Every decoder layer, the last one too, runs oneDNN's prepacked convolution.
+            assert!(lean.dec_convs.iter().all(|d| matches!(d.kernel, Kernel::UpsampledPacked(_))));
+            let z = Tensor::randn([4, 100], (Kind::Float, Device::Cpu));
+            let _no_grad = tch::no_grad_guard();
+            for keep in [false, true] {
+                let want = g.forward(&z, BnMode::Eval, keep).unwrap();
+                let got = lean.forward(&z, None, keep).unwrap();
+                assert_eq!(got.image.size(), [4, channels as i64, size as i64, size as i64]);
+                assert!(got.image.is_contiguous());
+                assert!(max_diff(&want.image, &got.image) < 1e-5, "{size}x{size} keep={keep}");
+                for (w, l) in want.deltas.iter().zip(&got.deltas) {
+                    assert!(max_diff(w, l) < 1e-4, "{size}x{size}: a step differs");
+                }
+            }
+        }
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! checksum and every value). What differs between the two kinds of file is theirs
 //! (crate::io::checkpoint, crate::io::export).
 
-use crate::config::ModelConfig;
+use crate::config::{ModelConfig, Upsampling};
 use crate::device::DeviceSpec;
 use crate::error::{Error, Result};
 use crate::limits::{self, MAX_CHECKPOINT_HEADER};
@@ -299,6 +299,12 @@ pub(crate) fn config_from(
             Some(_) => field(meta, "classes")?,
             None => 0,
         },
+        // Files of models with transposed convolutions, older ones included, have no
+        // "upsampling".
+        upsampling: match meta.get("upsampling") {
+            Some(text) => text.parse().map_err(|e: Error| not_ours(format!("bad configuration: {}", e.message)))?,
+            None => Upsampling::Transposed,
+        },
         device,
     };
     cfg.validate().map_err(|e| not_ours(format!("bad configuration: {}", e.message)))?;
@@ -307,12 +313,17 @@ pub(crate) fn config_from(
 
 /// The configuration fields every gran file's metadata holds.
 /// (The drawing steps are stored as "steps", the name files have always used.)
-/// "classes" only for a conditional model: an unconditional model's file is the same as before
-/// conditional models existed, and older readers load it.
+/// "classes" only for a conditional model and "upsampling" only for a resizing generator: a
+/// model without them has the same file as before they existed, and older readers load it
+/// (an older reader refuses a resizing generator's file: its tensors have other shapes).
 fn config_meta(cfg: &ModelConfig) -> Vec<(&'static str, String)> {
     cfg.fields()
         .into_iter()
-        .filter(|(name, _)| *name != "classes" || cfg.conditional())
+        .filter(|(name, _)| match *name {
+            "classes" => cfg.conditional(),
+            "upsampling" => cfg.upsampling != Upsampling::Transposed,
+            _ => true,
+        })
         .map(|(name, value)| (if name == "drawing_steps" { "steps" } else { name }, value))
         .collect()
 }

@@ -8,7 +8,7 @@
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::nn::adam::{Adam, AdamSettings};
-use crate::nn::layers::{BatchNorm, BnMode, Builder, Conv, Linear};
+use crate::nn::layers::{BatchNorm, BnMode, Builder, Conv, ConvKind, Linear};
 use crate::rng::{stream, Stream};
 use tch::{Device, Kind, Reduction, Tensor};
 
@@ -143,7 +143,7 @@ impl Evaluator {
                 break;
             }
             convs.push((
-                b.conv(&format!("e.conv{i}"), ch, out, false, false)?,
+                b.conv(&format!("e.conv{i}"), ch, out, ConvKind::Down, false)?,
                 b.batch_norm(&format!("e.bn{i}"), out, 1)?,
             ));
             ch = out;

@@ -10,7 +10,7 @@
 
 use crate::config::{Architecture, ModelConfig};
 use crate::error::Result;
-use crate::nn::layers::{BatchNorm, BnMode, Builder, Conv, Embedding, Linear, INIT_STD};
+use crate::nn::layers::{BatchNorm, BnMode, Builder, Conv, ConvKind, Embedding, Linear, INIT_STD};
 use tch::Tensor;
 
 /// Leaky ReLU's slope for negative inputs (DCGAN's).
@@ -31,7 +31,7 @@ impl Discriminator {
         let mut c = cfg.channels as i64;
         let mut size = cfg.height as i64;
         for (i, &out) in arch.disc.iter().enumerate() {
-            let conv = b.conv(&format!("d.conv{i}"), c, out, false, false)?;
+            let conv = b.conv(&format!("d.conv{i}"), c, out, ConvKind::Down, false)?;
             let bn = b.batch_norm(&format!("d.bn{i}"), out, 1)?;
             convs.push((conv, bn));
             c = out;

@@ -8,9 +8,9 @@
 //! per-image code [h_z, e(y)] is the same at every step; everything downstream of it (the
 //! decoder, the encoder, recomputation, the lean form) sees one wider code.
 
-use crate::config::{Architecture, ModelConfig};
+use crate::config::{Architecture, ModelConfig, Upsampling};
 use crate::error::Result;
-use crate::nn::layers::{BatchNorm, BnMode, Builder, Conv, Embedding, Linear};
+use crate::nn::layers::{BatchNorm, BnMode, Builder, Conv, ConvKind, Embedding, Linear};
 use tch::{Kind, Tensor};
 
 /// The initial spread of the class embedding e(y): N(0, 0.1), a tenth of h_z's entries (of order
@@ -62,9 +62,13 @@ impl Generator {
         let code = hidden * if embed.is_some() { 2 } else { 1 };
         let dec_fc = b.linear("g.dec.fc", code + hidden, c0 * base * base, true, false)?;
         let dec_bn = b.batch_norm("g.dec.bn", c0 * base * base, steps)?;
+        let up = match cfg.upsampling {
+            Upsampling::Transposed => ConvKind::Transposed,
+            Upsampling::Resize => ConvKind::Resize,
+        };
         let mut dec_convs = Vec::new();
         for (i, w) in arch.dec.windows(2).enumerate() {
-            dec_convs.push(b.conv(&format!("g.dec.conv{i}"), w[0], w[1], true, true)?);
+            dec_convs.push(b.conv(&format!("g.dec.conv{i}"), w[0], w[1], up, true)?);
         }
         // The encoder mirrors the decoder: image channels -> ... -> c0 at the base size.
         let rev: Vec<i64> = arch.dec.iter().rev().copied().collect();
@@ -72,7 +76,7 @@ impl Generator {
         let n_enc = rev.len() - 1;
         for (i, w) in rev.windows(2).enumerate() {
             let last = i + 1 == n_enc;
-            let conv = b.conv(&format!("g.enc.conv{i}"), w[0], w[1], false, last)?;
+            let conv = b.conv(&format!("g.enc.conv{i}"), w[0], w[1], ConvKind::Down, last)?;
             let bn = if last { None } else { Some(b.batch_norm(&format!("g.enc.bn{i}"), w[1], steps)?) };
             enc_convs.push((conv, bn));
         }

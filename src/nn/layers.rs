@@ -1,5 +1,5 @@
-//! The building blocks of both networks: linear layers, 5x5 stride-2 (transposed) convolutions
-//! and batch norm, as plain tensors with names, initialised from gran's counter-based RNG.
+//! The building blocks of both networks: linear layers, 5x5 stride-2 (transposed) convolutions,
+//! nearest-neighbour upsampling with a 3x3 convolution, and batch norm, as plain tensors with names, initialised from gran's counter-based RNG.
 //!
 //! Every trainable tensor and every buffer is registered in a [`Builder`] under a stable name,
 //! which is what checkpoints and the optimizer iterate over.
@@ -57,11 +57,23 @@ impl Embedding {
     }
 }
 
-/// 5x5, stride 2, padding 2; transposed ones add output padding 1 so each doubles the size.
+/// What a convolution does to the size of its input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ConvKind {
+    /// 5x5, stride 2, padding 2: halves it (the discriminator, the generator's encoder).
+    Down,
+    /// 5x5 transposed, stride 2, padding 2, output padding 1: doubles it.
+    Transposed,
+    /// Nearest-neighbour upsampling by 2, then a 3x3 convolution of stride 1 and padding 1:
+    /// doubles it (crate::config::Upsampling::Resize).
+    Resize,
+}
+
+/// A convolution: `w` is [out, in, k, k], or [in, out, k, k] when transposed.
 pub(crate) struct Conv {
     pub(crate) w: Tensor,
     pub(crate) b: Option<Tensor>,
-    pub(crate) transposed: bool,
+    pub(crate) kind: ConvKind,
 }
 
 /// The (forward) convolutions' stride and padding.
@@ -72,11 +84,23 @@ pub(crate) const CONV_PADDING: i64 = 2;
 pub(crate) const TRANSPOSED: crate::sys::torch_ext::Transposed =
     crate::sys::torch_ext::Transposed { stride: 2, padding: 2, output_padding: 1 };
 
+/// The kernel size of the convolution after a nearest-neighbour upsampling, and its padding.
+pub(crate) const RESIZE_KERNEL: i64 = 3;
+pub(crate) const RESIZE_PADDING: i64 = 1;
+
+/// `x` ([N, C, h, w]) upsampled to [N, C, 2h, 2w] by repeating each pixel.
+pub(crate) fn upsample2(x: &Tensor) -> Result<Tensor> {
+    let s = x.size();
+    let (h, w) = (s[s.len() - 2], s[s.len() - 1]);
+    Ok(x.f_upsample_nearest2d([2 * h, 2 * w], None, None)?)
+}
+
 impl Conv {
     pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let g = TRANSPOSED;
-        Ok(if self.transposed {
-            x.f_conv_transpose2d(
+        Ok(match self.kind {
+            ConvKind::Down => x.f_conv2d(&self.w, self.b.as_ref(), [CONV_STRIDE; 2], [CONV_PADDING; 2], [1, 1], 1)?,
+            ConvKind::Transposed => x.f_conv_transpose2d(
                 &self.w,
                 self.b.as_ref(),
                 [g.stride; 2],
@@ -84,9 +108,10 @@ impl Conv {
                 [g.output_padding; 2],
                 1,
                 [1, 1],
-            )?
-        } else {
-            x.f_conv2d(&self.w, self.b.as_ref(), [CONV_STRIDE; 2], [CONV_PADDING; 2], [1, 1], 1)?
+            )?,
+            ConvKind::Resize => {
+                upsample2(x)?.f_conv2d(&self.w, self.b.as_ref(), [1, 1], [RESIZE_PADDING; 2], [1, 1], 1)?
+            }
         })
     }
 }
@@ -225,12 +250,16 @@ impl Builder {
         Ok(Embedding { w: self.param_normal(format!("{name}.weight"), &[classes, dim], 0.0, std, decay)? })
     }
 
-    pub(crate) fn conv(&mut self, name: &str, inp: i64, out: i64, transposed: bool, bias: bool) -> Result<Conv> {
+    pub(crate) fn conv(&mut self, name: &str, inp: i64, out: i64, kind: ConvKind, bias: bool) -> Result<Conv> {
         // conv2d weights are [out, in, k, k]; conv_transpose2d weights are [in, out, k, k].
-        let shape = if transposed { [inp, out, 5, 5] } else { [out, inp, 5, 5] };
+        let shape = match kind {
+            ConvKind::Down => [out, inp, 5, 5],
+            ConvKind::Transposed => [inp, out, 5, 5],
+            ConvKind::Resize => [out, inp, RESIZE_KERNEL, RESIZE_KERNEL],
+        };
         let w = self.param_normal(format!("{name}.weight"), &shape, 0.0, INIT_STD as f32, false)?;
         let b = if bias { Some(self.param_fill(format!("{name}.bias"), &[out], 0.0)?) } else { None };
-        Ok(Conv { w, b, transposed })
+        Ok(Conv { w, b, kind })
     }
 
     pub(crate) fn batch_norm(&mut self, name: &str, channels: i64, slots: usize) -> Result<BatchNorm> {

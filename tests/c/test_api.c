@@ -174,6 +174,7 @@ static void test_config_defaults(void) {
     CHECK(c.steps == 3 && c.z_dim == 100 && c.hidden_dim == 100);
     CHECK(c.width_scale == 1.0f && c.leaky_relu == 1);
     CHECK(c.device.kind == GRAN_DEVICE_AUTO && c.seed == 0);
+    CHECK(c.classes == 0 && c.upsampling == GRAN_UPSAMPLING_TRANSPOSED);
     memset(&t, 0xEE, sizeof t);
     gran_train_config_init(&t);
     CHECK(t.struct_size == sizeof t);
@@ -203,7 +204,8 @@ static void test_abi_layout(void) {
     CHECK(offsetof(GranModelConfig, z_dim) == 20 && offsetof(GranModelConfig, hidden_dim) == 24);
     CHECK(offsetof(GranModelConfig, width_scale) == 28 && offsetof(GranModelConfig, leaky_relu) == 32);
     CHECK(offsetof(GranModelConfig, device) == 36 && offsetof(GranModelConfig, seed) == 48);
-    CHECK(offsetof(GranModelConfig, classes) == 56 && sizeof(GranModelConfig) == 64);
+    CHECK(offsetof(GranModelConfig, classes) == 56 && offsetof(GranModelConfig, upsampling) == 60);
+    CHECK(sizeof(GranModelConfig) == 64);
     CHECK(offsetof(GranDatasetInfo, count) == 16 && offsetof(GranDatasetInfo, has_labels) == 24);
     CHECK(offsetof(GranProgress, d_dominates) == 4 && offsetof(GranProgress, step) == 8);
     CHECK(offsetof(GranProgress, total_steps) == 16 && offsetof(GranProgress, epoch) == 24);
@@ -244,6 +246,7 @@ static void test_invalid_model_config(void) {
     c = tiny_config(28, 1, 0); c.height = 30; c.width = 30; expect_create_invalid(c, "30");
     c = tiny_config(28, 1, 0); c.width = 32;                expect_create_invalid(c, "32");
     c = tiny_config(28, 1, 0); c.channels = 2;              expect_create_invalid(c, "channels");
+    c = tiny_config(28, 1, 0); c.upsampling = 2;            expect_create_invalid(c, "upsampling");
     c = tiny_config(28, 1, 0); c.channels = 0;              expect_create_invalid(c, "channels");
     c = tiny_config(28, 1, 0); c.steps = 0;                 expect_create_invalid(c, "steps");
     c = tiny_config(28, 1, 0); c.steps = 65;                expect_create_invalid(c, "steps");
@@ -724,6 +727,16 @@ static void test_struct_size(void) {
     gran_model_config_init(&out);
     CHECK_OK(gran_model_config(m, &out));
     CHECK(out.z_dim == 100 && out.hidden_dim == 100 && out.steps == 3 && out.channels == 1);
+    CHECK(out.upsampling == GRAN_UPSAMPLING_TRANSPOSED);
+    CHECK_OK(gran_model_free(m));
+    /* A resizing generator reports its kind back. */
+    c = tiny_config(28, 1, 0);
+    c.upsampling = GRAN_UPSAMPLING_RESIZE;
+    CHECK_OK(gran_model_create(&c, &m));
+    gran_model_config_init(&out);
+    CHECK_OK(gran_model_config(m, &out));
+    CHECK(out.upsampling == GRAN_UPSAMPLING_RESIZE && out.steps == 2);
+    CHECK_OK(gran_sample(m, 1, 2, GRAN_PIXEL_FORMAT_U8_HWC, sa, sizeof sa));
     CHECK_OK(gran_model_free(m));
     /* A newer, larger struct: the extra bytes are ignored. */
     {

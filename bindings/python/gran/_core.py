@@ -153,6 +153,9 @@ def _precision(p: Any) -> int:
     return _named("precision", p, _PRECISIONS, "'fp32' or 'bf16'")
 
 
+_UPSAMPLINGS = {"transposed": _lib.GRAN_UPSAMPLING_TRANSPOSED, "resize": _lib.GRAN_UPSAMPLING_RESIZE}
+_UPSAMPLING_NAMES = {v: k for k, v in _UPSAMPLINGS.items()}
+
 _SCHEDULES = {"constant": GRAN_LR_CONSTANT, "inverse-epoch": GRAN_LR_INVERSE_EPOCH, "linear": GRAN_LR_LINEAR}
 
 _AUGMENTS = {"off": _lib.GRAN_AUGMENT_OFF, "fixed": _lib.GRAN_AUGMENT_FIXED, "ada": _lib.GRAN_AUGMENT_ADAPTIVE}
@@ -301,7 +304,10 @@ class ModelConfig:
     """A model's shape and initial weights (GranModelConfig). `device` is 'auto', 'cpu',
     'cuda' or 'cuda:N'; a live model reports its concrete device ('cpu' or 'cuda:N').
     `classes`: 0 for an unconditional model (the default), else 2 ..= 256 for a
-    class-conditional one, which draws the class it is asked for and trains on labelled data."""
+    class-conditional one, which draws the class it is asked for and trains on labelled data.
+    `upsampling`: how the generator doubles its feature maps, 'transposed' (5x5 transposed
+    convolutions, the paper's; the default) or 'resize' (nearest-neighbour upsampling and a 3x3
+    convolution: no checkerboard artifacts)."""
 
     height: int = 28
     width: int = 28
@@ -314,6 +320,7 @@ class ModelConfig:
     device: str = "auto"
     seed: int = 0
     classes: int = 0
+    upsampling: str = "transposed"
 
     def _to_c(self) -> GranModelConfig:
         c = GranModelConfig()
@@ -329,6 +336,7 @@ class ModelConfig:
         c.device = _device(self.device)
         c.seed = _uint("seed", self.seed, 64)
         c.classes = _uint("classes", self.classes, 32)
+        c.upsampling = _named("upsampling", self.upsampling, _UPSAMPLINGS, "'transposed' or 'resize'")
         return c
 
     @classmethod
@@ -337,6 +345,7 @@ class ModelConfig:
             height=c.height, width=c.width, channels=c.channels, steps=c.steps, z_dim=c.z_dim,
             hidden_dim=c.hidden_dim, width_scale=c.width_scale, leaky_relu=bool(c.leaky_relu),
             device=_device_name(c.device), seed=c.seed, classes=c.classes,
+            upsampling=_UPSAMPLING_NAMES.get(c.upsampling, str(c.upsampling)),
         )
 
     @classmethod
@@ -843,15 +852,15 @@ class Model(_Owned):
     @classmethod
     def create(cls, *, height: int = 28, width: int = 28, channels: int = 1, steps: int = 3, z_dim: int = 100,
                hidden_dim: int = 100, width_scale: float = 1.0, leaky_relu: bool = True, device: Any = "auto",
-               seed: int = 0, classes: int = 0) -> "Model":
+               seed: int = 0, classes: int = 0, upsampling: Any = "transposed") -> "Model":
         """A model with fresh weights. Sizes: square 28, 32, 64 or 128; channels 1 or 3.
         device: 'auto' (CUDA 0 if present, else CPU), 'cpu', 'cuda' or 'cuda:N'. classes: 0
         (unconditional, the default) or 2 ..= 256 for a class-conditional model: its images are
         drawn as the classes sample(classes=...) names, and it trains on labelled data (labels
-        0 .. classes-1)."""
+        0 .. classes-1). upsampling: 'transposed' (the default) or 'resize' (ModelConfig)."""
         return cls.from_config(ModelConfig(height=height, width=width, channels=channels, steps=steps, z_dim=z_dim,
                                            hidden_dim=hidden_dim, width_scale=width_scale, leaky_relu=leaky_relu,
-                                           device=device, seed=seed, classes=classes))
+                                           device=device, seed=seed, classes=classes, upsampling=upsampling))
 
     @classmethod
     def from_config(cls, config: ModelConfig) -> "Model":

@@ -63,6 +63,9 @@ GRAN_PIXEL_FORMAT_F32_CHW = 2
 GRAN_PRECISION_FP32 = 0
 GRAN_PRECISION_BF16 = 1
 
+GRAN_UPSAMPLING_TRANSPOSED = 0
+GRAN_UPSAMPLING_RESIZE = 1
+
 GRAN_LR_CONSTANT = 0
 GRAN_LR_INVERSE_EPOCH = 1
 GRAN_LR_LINEAR = 2
@@ -199,7 +202,7 @@ class GranModelConfig(Structure):
         ("device", GranDevice),
         ("seed", c_uint64),
         ("classes", c_uint32),
-        ("reserved0", c_uint32),
+        ("upsampling", c_uint32),
     ]
 
 

@@ -219,7 +219,7 @@ class StructTests(unittest.TestCase):
         c = _lib.GranModelConfig()
         _core._LIB.gran_model_config_init(c)
         self.assertEqual(c.struct_size, sizeof(_lib.GranModelConfig))
-        self.assertEqual((sizeof(_lib.GranModelConfig), c.classes), (64, 0))
+        self.assertEqual((sizeof(_lib.GranModelConfig), c.classes, c.upsampling), (64, 0, 0))
         if RUNTIME:
             return
         t = _lib.GranTrainConfig()
@@ -320,7 +320,20 @@ class ModelTests(unittest.TestCase):
         self.assertAlmostEqual(c.width_scale, 0.125)
         self.assertEqual(c.device, "cpu")
         self.assertEqual(c.seed, 5)
+        self.assertEqual(c.upsampling, "transposed")
         self.assertIn("gran.Model", repr(self.model))
+
+    @needs_numpy
+    def test_a_resizing_generator_by_name(self):
+        m = gran.Model.create(**TINY, upsampling="resize")
+        self.assertEqual(m.config.upsampling, "resize")
+        self.assertEqual(m.sample(2, seed=1, format="f32").shape, (2, 1, 28, 28))
+        with self.assertRaises(gran.InvalidArgumentError) as e:
+            gran.Model.create(**TINY, upsampling="bilinear")
+        self.assertIn("upsampling", str(e.exception))
+        with self.assertRaises(gran.InvalidArgumentError) as e:
+            gran.Model.create(**TINY, upsampling=7)
+        self.assertIn("upsampling", str(e.exception))
 
     @needs_numpy
     def test_sample_shapes_dtypes_ranges(self):

@@ -1,11 +1,13 @@
-//! The generator's two convolutions, both 5x5 with stride 2 and padding 2, as matrix products
-//! over activations laid out channels-last, `[N][H][W][C]`: the feature maps here are small
-//! (7x7 to 64x64) and the channels many, so every loop that is not a matrix product runs over
-//! a pixel's channels, contiguous.
+//! The generator's convolutions (5x5 with stride 2 and padding 2, and a resizing decoder's 3x3
+//! after upsampling by 2), as matrix products over activations laid out channels-last,
+//! `[N][H][W][C]`: the feature maps here are small (7x7 to 64x64) and the channels many, so
+//! every loop that is not a matrix product runs over a pixel's channels, contiguous.
 //!
 //! - [`conv5x5_s2`] (the encoder's, halving the size): im2col (each output position's 25 input
 //!   pixels, each `cin` contiguous values), then `cols [P, 25*cin] x W^T`, a block of output
 //!   rows at a time so the column buffer stays small.
+//! - [`upconv3x3`] (a resizing decoder's layer): the same over the input upsampled by 2, its
+//!   columns read straight from the input, 3x3 with stride 1.
 //! - [`deconv5x5_s2`] (the decoder's transposed convolution, output padding 1, doubling the
 //!   size): `X [N*h*w, cin] x W [cin, 25*cb]` gives each input pixel's contribution through each
 //!   tap to a block of `cb` output channels; each output pixel then sums the (at most 9) taps
@@ -37,9 +39,19 @@ impl Geometry {
     }
 }
 
-/// The encoder's convolution: `x` `[n][h][w][cin]` into `out` `[n][h/2][w/2][cout]` (every
-/// value written), with `weight` `[cout][ky][kx][cin]` (libgran's `[cout, cin, 5, 5]`
-/// reordered). Returns the output geometry.
+/// The shape of a (forward) convolution: a `k x k` kernel with `stride` and `pad`, over the input
+/// as it is or, with `upsample`, over the input upsampled by 2 (each pixel repeated 2 x 2).
+#[derive(Clone, Copy)]
+struct Shape {
+    k: usize,
+    stride: usize,
+    pad: usize,
+    upsample: bool,
+}
+
+/// The encoder's convolution, 5x5 with stride 2 and padding 2: `x` `[n][h][w][cin]` into `out`
+/// `[n][h/2][w/2][cout]` (every value written), with `weight` `[cout][ky][kx][cin]` (libgran's
+/// `[cout, cin, 5, 5]` reordered). Returns the output geometry.
 pub(crate) fn conv5x5_s2(
     x: &[f32],
     cin: usize,
@@ -49,9 +61,58 @@ pub(crate) fn conv5x5_s2(
     out: &mut [f32],
     cols: &mut Vec<f32>,
 ) -> Result<Geometry> {
-    let (oh, ow) = (g.h.div_ceil(2), g.w.div_ceil(2));
-    let og = Geometry { n: g.n, h: oh, w: ow };
-    let k = cin * TAPS;
+    let og = Geometry { n: g.n, h: g.h.div_ceil(2), w: g.w.div_ceil(2) };
+    conv(x, cin, g, og, Shape { k: K, stride: 2, pad: PAD, upsample: false }, weight, cout, out, cols)?;
+    Ok(og)
+}
+
+/// Taps of a resizing layer's kernel (3x3).
+pub(crate) const UP_TAPS: usize = 9;
+
+/// A resizing decoder layer: `x` `[n][h][w][cin]` upsampled by 2 (nearest neighbour), then a
+/// 3x3 convolution of stride 1 and padding 1 with `weight` `[cout][ky][kx][cin]` (libgran's
+/// `[cout, cin, 3, 3]` reordered) and `bias` `[cout]`, into `out` `[n][2h][2w][cout]` (every
+/// value written). The upsampled input is never built: its columns read the input pixel each
+/// upsampled one repeats. Returns the output geometry.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn upconv3x3(
+    x: &[f32],
+    cin: usize,
+    g: Geometry,
+    weight: &[f32],
+    bias: &[f32],
+    cout: usize,
+    out: &mut [f32],
+    cols: &mut Vec<f32>,
+) -> Result<Geometry> {
+    let og = Geometry { n: g.n, h: 2 * g.h, w: 2 * g.w };
+    conv(x, cin, g, og, Shape { k: 3, stride: 1, pad: 1, upsample: true }, weight, cout, out, cols)?;
+    for px in out[..og.pixels() * cout].chunks_exact_mut(cout) {
+        px.iter_mut().zip(bias).for_each(|(v, b)| *v += b);
+    }
+    Ok(og)
+}
+
+/// A convolution of shape `sh` as im2col (each output position's `k * k` input pixels, each
+/// `cin` contiguous values) and `cols [P, k*k*cin] x W^T`, a block of output rows at a time so
+/// the column buffer stays small. `og` is the output geometry the shape implies.
+#[allow(clippy::too_many_arguments)]
+fn conv(
+    x: &[f32],
+    cin: usize,
+    g: Geometry,
+    og: Geometry,
+    sh: Shape,
+    weight: &[f32],
+    cout: usize,
+    out: &mut [f32],
+    cols: &mut Vec<f32>,
+) -> Result<()> {
+    let (oh, ow) = (og.h, og.w);
+    // The grid the kernel runs over: the input, or the input upsampled by 2.
+    let up = usize::from(sh.upsample);
+    let (gh, gw) = (g.h << up, g.w << up);
+    let k = cin * sh.k * sh.k;
     let rows_total = g.n * oh;
     let rows_per_block = (COLS_BUDGET / (k * ow)).clamp(1, rows_total);
     ensure(cols, k * rows_per_block * ow)?;
@@ -62,13 +123,14 @@ pub(crate) fn conv5x5_s2(
         for (j, block) in cols[..pb * k].chunks_exact_mut(ow * k).enumerate() {
             let (img, oy) = ((r0 + j) / oh, (r0 + j) % oh);
             for (ox, col) in block.chunks_exact_mut(k).enumerate() {
-                for ky in 0..K {
-                    let iy = (oy * 2 + ky).wrapping_sub(PAD);
-                    for kx in 0..K {
-                        let ix = (ox * 2 + kx).wrapping_sub(PAD);
-                        let dst = &mut col[(ky * K + kx) * cin..][..cin];
-                        if iy < g.h && ix < g.w {
-                            dst.copy_from_slice(&x[((img * g.h + iy) * g.w + ix) * cin..][..cin]);
+                for ky in 0..sh.k {
+                    let iy = (oy * sh.stride + ky).wrapping_sub(sh.pad);
+                    for kx in 0..sh.k {
+                        let ix = (ox * sh.stride + kx).wrapping_sub(sh.pad);
+                        let dst = &mut col[(ky * sh.k + kx) * cin..][..cin];
+                        if iy < gh && ix < gw {
+                            let (sy, sx) = (iy >> up, ix >> up);
+                            dst.copy_from_slice(&x[((img * g.h + sy) * g.w + sx) * cin..][..cin]);
                         } else {
                             dst.fill(0.0);
                         }
@@ -80,7 +142,21 @@ pub(crate) fn conv5x5_s2(
         gemm(Mat::rows(&cols[..pb * k], pb, k), Mat::transposed(weight, k, cout), c, false);
         r0 += rb;
     }
-    Ok(og)
+    Ok(())
+}
+
+/// libgran's convolution weight `[cout, cin, k, k]` (`taps` = k * k) as `[cout][ky][kx][cin]`,
+/// the layout [`conv5x5_s2`] and [`upconv3x3`] take.
+pub(crate) fn reorder_conv_weight(raw: &[f32], cin: usize, cout: usize, taps: usize) -> Result<Vec<f32>> {
+    let mut weight = zeros(raw.len(), "a convolution's weight")?;
+    for co in 0..cout {
+        for ci in 0..cin {
+            for tap in 0..taps {
+                weight[(co * taps + tap) * cin + ci] = raw[(co * cin + ci) * taps + tap];
+            }
+        }
+    }
+    Ok(weight)
 }
 
 /// How a transposed convolution's weight is laid out: `[cin][block][tap][co]`, the output
@@ -259,15 +335,7 @@ mod tests {
 
     /// libgran's `[cout, cin, 5, 5]` as this module's `[cout][ky][kx][cin]`.
     fn conv_weight(w: &[f32], cin: usize, cout: usize) -> Vec<f32> {
-        let mut o = vec![0f32; w.len()];
-        for co in 0..cout {
-            for ci in 0..cin {
-                for t in 0..TAPS {
-                    o[(co * TAPS + t) * cin + ci] = w[(co * cin + ci) * TAPS + t];
-                }
-            }
-        }
-        o
+        reorder_conv_weight(w, cin, cout, TAPS).unwrap()
     }
 
     fn close(a: &[f32], b: &[f32]) -> bool {
@@ -286,6 +354,66 @@ mod tests {
         let dw = DeconvWeight::new(&w, cin, cout, g.h, g.w).unwrap();
         deconv5x5_s2(&x, g, &dw, &b, &mut out, &mut cols).unwrap();
         assert!(close(&out, &deconv_ref(&x, cin, g, &w, &b, cout)), "deconv {cin}->{cout} {g:?}");
+    }
+
+    /// The definition of a resizing layer: nearest-neighbour upsampling by 2, then a 3x3
+    /// convolution of stride 1 and padding 1 (weight `[cout, cin, 3, 3]`) plus the bias.
+    fn upconv_ref(x: &[f32], cin: usize, g: Geometry, w: &[f32], b: &[f32], cout: usize) -> Vec<f32> {
+        let ug = Geometry { n: g.n, h: 2 * g.h, w: 2 * g.w };
+        let mut up = vec![0f32; ug.pixels() * cin];
+        for img in 0..g.n {
+            for y in 0..ug.h {
+                for xx in 0..ug.w {
+                    for ci in 0..cin {
+                        up[((img * ug.h + y) * ug.w + xx) * cin + ci] =
+                            x[((img * g.h + y / 2) * g.w + xx / 2) * cin + ci];
+                    }
+                }
+            }
+        }
+        let mut out = vec![0f32; ug.pixels() * cout];
+        for img in 0..g.n {
+            for oy in 0..ug.h {
+                for ox in 0..ug.w {
+                    for co in 0..cout {
+                        let mut s = b[co];
+                        for ci in 0..cin {
+                            for ky in 0..3 {
+                                for kx in 0..3 {
+                                    let (y, xx) = (oy as isize - 1 + ky as isize, ox as isize - 1 + kx as isize);
+                                    s += at(&up, ug, cin, img, y, xx, ci) * w[((co * cin + ci) * 3 + ky) * 3 + kx];
+                                }
+                            }
+                        }
+                        out[((img * ug.h + oy) * ug.w + ox) * cout + co] = s;
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn the_resizing_layer_matches_its_definition() {
+        for (cin, cout, g) in [
+            (3, 4, Geometry { n: 2, h: 4, w: 4 }),
+            (5, 1, Geometry { n: 1, h: 7, w: 7 }),
+            (2, 3, Geometry { n: 3, h: 14, w: 14 }),
+            // Enough output rows and columns for several blocks of rows.
+            (96, 8, Geometry { n: 2, h: 16, w: 16 }),
+        ] {
+            let x = values(g.pixels() * cin, 1.0);
+            let w = values(cout * cin * 9, 2.0);
+            let b = values(cout, 3.0);
+            let mut cols = Vec::new();
+            let mut out = vec![f32::NAN; g.pixels() * 4 * cout];
+            let weight = reorder_conv_weight(&w, cin, cout, UP_TAPS).unwrap();
+            let og = upconv3x3(&x, cin, g, &weight, &b, cout, &mut out, &mut cols).unwrap();
+            assert_eq!((og.h, og.w), (2 * g.h, 2 * g.w));
+            assert!(close(&out, &upconv_ref(&x, cin, g, &w, &b, cout)), "upconv {cin}->{cout} {g:?}");
+        }
+        // 96 * 9 values a column and 32 x 32 outputs an image: more than one block of rows.
+        assert!(COLS_BUDGET / (96 * 9 * 32) < 2 * 32);
     }
 
     #[test]

@@ -22,6 +22,18 @@ pub struct Config {
     /// Classes of a class-conditional model (2..=256): each image is drawn as a class. 0:
     /// unconditional (files without the field, as all files before conditional models).
     pub classes: u32,
+    /// How the decoder doubles its feature maps (files without the field: transposed).
+    pub upsampling: Upsampling,
+}
+
+/// How each decoder layer doubles the size of its feature map (libgran's `Upsampling`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Upsampling {
+    /// A 5x5 transposed convolution of stride 2.
+    #[default]
+    Transposed,
+    /// Nearest-neighbour upsampling by 2, then a 3x3 convolution of stride 1.
+    Resize,
 }
 
 /// The layer sizes a configuration implies.
@@ -71,6 +83,12 @@ impl Config {
             classes: match meta.get("classes") {
                 Some(_) => field(meta, "classes")?,
                 None => 0,
+            },
+            // Only a resizing generator's file has "upsampling".
+            upsampling: match meta.get("upsampling").map(String::as_str) {
+                None | Some("transposed") => Upsampling::Transposed,
+                Some("resize") => Upsampling::Resize,
+                Some(v) => return Err(format(format!("the file's field 'upsampling' has a bad value '{v}'"))),
             },
         };
         c.check().map_err(|why| format(format!("bad configuration: {why}")))?;
@@ -177,7 +195,9 @@ fn discriminator_layout(c: &Config) -> Vec<(String, Vec<usize>)> {
 
 /// The names and shapes of a generator's tensors ("g." + ...), as libgran names them. A
 /// conditional generator has a class embedding of h_z's size, and its decoder's linear layer
-/// reads [h_z, e(y), h_c] (3 * hidden inputs) where an unconditional one reads [h_z, h_c].
+/// reads [h_z, e(y), h_c] (3 * hidden inputs) where an unconditional one reads [h_z, h_c]. A
+/// resizing generator's decoder convolutions are [out, in, 3, 3] where transposed ones are
+/// [in, out, 5, 5].
 pub(crate) fn generator_layout(c: &Config) -> Vec<(String, Vec<usize>)> {
     let a = c.architecture();
     let (h, z, t) = (c.hidden_dim as usize, c.z_dim as usize, c.steps as usize);
@@ -204,7 +224,13 @@ pub(crate) fn generator_layout(c: &Config) -> Vec<(String, Vec<usize>)> {
     out.push(("g.dec.fc.bias".into(), vec![f]));
     bn(&mut out, "g.dec.bn", f, t);
     for (i, w) in a.dec.windows(2).enumerate() {
-        out.push((format!("g.dec.conv{i}.weight"), vec![w[0], w[1], 5, 5]));
+        out.push((
+            format!("g.dec.conv{i}.weight"),
+            match c.upsampling {
+                Upsampling::Transposed => vec![w[0], w[1], 5, 5],
+                Upsampling::Resize => vec![w[1], w[0], 3, 3],
+            },
+        ));
         out.push((format!("g.dec.conv{i}.bias"), vec![w[1]]));
     }
     let rev: Vec<usize> = a.dec.iter().rev().copied().collect();

@@ -4,7 +4,7 @@ mod config;
 mod file;
 mod generator;
 
-pub use config::Config;
+pub use config::{Config, Upsampling};
 pub use file::Storage;
 pub(crate) use generator::{Generator, Scratch};
 

@@ -54,7 +54,7 @@ pub fn run(a: &Args, out: &Out) -> Result<()> {
                  images:      {}x{}x{}\n\
                  drawing steps T: {}\n\
                  classes:     {}\n\
-                 z_dim {}, hidden_dim {}, width scale {}, discriminator {}\n\
+                 z_dim {}, hidden_dim {}, width scale {}, generator upsampling {}, discriminator {}\n\
                  weights seed {}\n\
                  trained:     {} steps\n\
                  parameters:  {} (generator) + {} (discriminator)\n\
@@ -74,6 +74,7 @@ pub fn run(a: &Args, out: &Out) -> Result<()> {
                 c.z_dim,
                 c.hidden_dim,
                 c.width_scale,
+                c.upsampling,
                 if c.leaky_relu { "leaky ReLU" } else { "plain ReLU" },
                 c.seed,
                 m.step(),

@@ -16,8 +16,17 @@ use std::sync::Arc;
 const DEFAULT_OUT: &str = "gran.safetensors";
 
 /// Options that shape a new model: refused together with --resume (the checkpoint fixes them).
-const MODEL_OPTIONS: [&str; 8] =
-    ["drawing_steps", "z_dim", "hidden_dim", "width_scale", "plain_relu", "init_seed", "conditional", "classes"];
+const MODEL_OPTIONS: [&str; 9] = [
+    "drawing_steps",
+    "z_dim",
+    "hidden_dim",
+    "width_scale",
+    "plain_relu",
+    "upsampling",
+    "init_seed",
+    "conditional",
+    "classes",
+];
 
 #[derive(clap::Args)]
 #[command(args_override_self = true)]
@@ -55,6 +64,10 @@ pub struct Args {
     /// Plain ReLU in the discriminator (the authors' code) instead of leaky ReLU
     #[arg(long, help_heading = "Model")]
     pub plain_relu: bool,
+    /// How the generator doubles its feature maps: transposed (5x5 transposed convolutions, the
+    /// paper's) or resize (nearest-neighbour upsampling and a 3x3 convolution: no checkerboard)
+    #[arg(long, value_name = "KIND", default_value = "transposed", help_heading = "Model")]
+    pub upsampling: gran::Upsampling,
     /// Seed of the initial weights [default: --seed]
     #[arg(long, value_name = "N", help_heading = "Model")]
     pub init_seed: Option<u64>,
@@ -169,12 +182,14 @@ fn same_model(found: &ModelConfig, wanted: &ModelConfig, path: &std::path::Path)
             c.leaky_relu,
             c.seed,
             c.classes,
+            c.upsampling,
         )
     };
     if shape(found) != shape(wanted) {
         return Err(Error::invalid(format!(
-            "{} holds another model than the options describe (T={} z {} hidden {} width scale {} seed {} classes {}, \
-             against T={} z {} hidden {} width scale {} seed {} classes {}): give its options, another --out, or --resume",
+            "{} holds another model than the options describe (T={} z {} hidden {} width scale {} seed {} classes {} \
+             upsampling {}, against T={} z {} hidden {} width scale {} seed {} classes {} upsampling {}): give its \
+             options, another --out, or --resume",
             path.display(),
             found.drawing_steps,
             found.z_dim,
@@ -182,12 +197,14 @@ fn same_model(found: &ModelConfig, wanted: &ModelConfig, path: &std::path::Path)
             found.width_scale,
             found.seed,
             found.classes,
+            found.upsampling,
             wanted.drawing_steps,
             wanted.z_dim,
             wanted.hidden_dim,
             wanted.width_scale,
             wanted.seed,
-            wanted.classes
+            wanted.classes,
+            wanted.upsampling
         )));
     }
     Ok(())
@@ -289,6 +306,7 @@ pub fn run(a: &Args, out: &Out) -> Result<()> {
         device: device.unwrap_or(DeviceSpec::Auto),
         seed: a.init_seed.unwrap_or(seed),
         classes: classes_of(a, data)?,
+        upsampling: a.upsampling,
     };
     let model = match resumed {
         Some(m) => {
