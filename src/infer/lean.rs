@@ -31,8 +31,11 @@
 
 use crate::error::Result;
 use crate::nn::generator::{Drawing, Generator};
-use crate::nn::layers::{upsample2, Conv, ConvKind, CONV_PADDING, CONV_STRIDE, RESIZE_PADDING, TRANSPOSED};
+use crate::nn::layers::{
+    resize_as_transposed, Conv, ConvKind, CONV_PADDING, CONV_STRIDE, RESIZE_AS_TRANSPOSED, TRANSPOSED,
+};
 use crate::sys::torch_ext;
+use crate::sys::torch_ext::Transposed;
 use tch::{Kind, Tensor};
 
 /// `x * scale + shift`, per channel; `scale` and `shift` are shaped to broadcast over `x`.
@@ -76,13 +79,10 @@ pub(crate) struct LeanGenerator {
 unsafe impl Sync for LeanGenerator {}
 
 /// How a decoder convolution runs on the CPU in float32 (elsewhere, and under bfloat16
-/// autocast, libtorch's plain `conv_transpose2d`, or upsampling and `conv2d`).
+/// autocast, libtorch's plain `conv_transpose2d`).
 enum Kernel {
     /// oneDNN's kernel with the weight reordered once into its blocked layout.
     Packed(Tensor),
-    /// A resizing layer: nearest-neighbour upsampling, then oneDNN's stride-1 convolution with
-    /// the weight reordered once.
-    UpsampledPacked(Tensor),
     /// The last convolution, to the image's few channels, as one matrix product per image and
     /// a col2im: oneDNN's kernel runs a 128 -> 1 channel transposed convolution at about a
     /// tenth of its usual rate, and this form is 3-4x faster (BENCHMARKS.md, "Lean
@@ -91,29 +91,29 @@ enum Kernel {
     Plain,
 }
 
-/// A decoder (transposed or resizing) convolution and the kernel it runs with.
+/// A decoder layer as the transposed convolution it is or equals (a resizing layer's,
+/// crate::nn::layers::resize_as_transposed), and the kernel it runs with.
 struct Deconv {
-    conv: Conv,
+    /// [in, out, k, k]: the generator's own weight (shared) for a transposed convolution.
+    w: Tensor,
+    b: Option<Tensor>,
+    geometry: Transposed,
     kernel: Kernel,
 }
 
 impl Deconv {
     fn new(c: &Conv, last: bool) -> Result<Deconv> {
-        let kernel = if !on_cpu_in_float32(&c.w) || !tch::utils::has_mkldnn() && c.kind == ConvKind::Resize {
+        let (w, geometry) = match c.kind {
+            ConvKind::Resize => (resize_as_transposed(&c.w)?.f_contiguous()?.detach(), RESIZE_AS_TRANSPOSED),
+            _ => (share(&c.w), TRANSPOSED),
+        };
+        let kernel = if !on_cpu_in_float32(&w) {
             Kernel::Plain
-        } else if c.kind == ConvKind::Resize {
-            match torch_ext::conv_prepack(&c.w, 1, RESIZE_PADDING) {
-                Ok(p) => Kernel::UpsampledPacked(p),
-                Err(e) => {
-                    crate::log::log(crate::log::Level::Debug, &e.message);
-                    Kernel::Plain
-                }
-            }
         } else if last {
-            let (cin, cout, k) = (c.w.size()[0], c.w.size()[1], c.w.size()[2]);
-            Kernel::Columns(c.w.f_reshape([cin, -1])?.f_tr()?.f_contiguous()?.f_view([1, cout * k * k, cin])?.detach())
+            let (cin, cout, k) = (w.size()[0], w.size()[1], w.size()[2]);
+            Kernel::Columns(w.f_reshape([cin, -1])?.f_tr()?.f_contiguous()?.f_view([1, cout * k * k, cin])?.detach())
         } else if tch::utils::has_mkldnn() {
-            match torch_ext::conv_transpose_prepack(&c.w, TRANSPOSED) {
+            match torch_ext::conv_transpose_prepack(&w, geometry) {
                 Ok(p) => Kernel::Packed(p),
                 Err(e) => {
                     // Not expected (libtorch says it has oneDNN); the plain kernel runs.
@@ -124,34 +124,38 @@ impl Deconv {
         } else {
             Kernel::Plain
         };
-        Ok(Deconv { conv: Conv { w: share(&c.w), b: c.b.as_ref().map(share), kind: c.kind }, kernel })
+        Ok(Deconv { w, b: c.b.as_ref().map(share), geometry, kernel })
     }
 
     /// The convolution of `x` ([N, in, h, w]), then ReLU when `relu`.
     fn forward(&self, x: &Tensor, relu: bool) -> Result<Tensor> {
         let float32 = runs_packed(x);
+        let g = self.geometry;
         let mut y = match &self.kernel {
-            Kernel::Packed(p) if float32 => {
-                return torch_ext::conv_transpose_packed(x, p, self.conv.b.as_ref(), TRANSPOSED, relu)
-            }
-            Kernel::UpsampledPacked(p) if float32 => {
-                return torch_ext::conv_packed(&upsample2(x)?, p, self.conv.b.as_ref(), 1, RESIZE_PADDING, relu)
-            }
+            Kernel::Packed(p) if float32 => return torch_ext::conv_transpose_packed(x, p, self.b.as_ref(), g, relu),
             Kernel::Columns(w) if float32 => {
                 let [n, cin, h, w_] = x.size()[..] else {
                     return Err(crate::error::Error::internal(format!("a decoder activation of shape {:?}", x.size())));
                 };
-                let k = self.conv.w.size()[2];
+                let k = self.w.size()[2];
                 let cols = w.f_matmul(&x.f_reshape([n, cin, h * w_])?)?;
-                let g = TRANSPOSED;
+                // Both geometries double the size: (h - 1) * stride - 2 * padding + k + output padding.
                 let (oh, ow) = (h * g.stride, w_ * g.stride);
                 let mut y = cols.f_col2im([oh, ow], [k, k], [1, 1], [g.padding; 2], [g.stride; 2])?;
-                match &self.conv.b {
+                match &self.b {
                     Some(b) => y.f_add_(&b.f_view([1, -1, 1, 1])?)?,
                     None => y,
                 }
             }
-            _ => self.conv.forward(x)?,
+            _ => x.f_conv_transpose2d(
+                &self.w,
+                self.b.as_ref(),
+                [g.stride; 2],
+                [g.padding; 2],
+                [g.output_padding; 2],
+                1,
+                [1, 1],
+            )?,
         };
         Ok(if relu { y.f_relu_()? } else { y })
     }
@@ -414,7 +418,7 @@ mod tests {
                 }
             }
             // What it shares is the generator's; the decoder's halves are copies.
-            assert!(lean.dec_convs[0].conv.w.data_ptr() == g.dec_convs[0].w.data_ptr());
+            assert!(lean.dec_convs[0].w.data_ptr() == g.dec_convs[0].w.data_ptr());
             assert!(lean.dec_wz.data_ptr() != g.dec_fc.w.data_ptr() && lean.dec_wc.is_contiguous());
             // The PyPI libtorch has oneDNN: the CPU path above ran the prepacked convolutions.
             let kernels: Vec<_> = lean.dec_convs.iter().map(|d| std::mem::discriminant(&d.kernel)).collect();
@@ -487,8 +491,10 @@ mod tests {
             let g = perturbed_at(cfg);
             assert!(g.dec_convs.iter().all(|c| c.kind == ConvKind::Resize && c.w.size()[2] == 3));
             let lean = LeanGenerator::new(&g).unwrap();
-            // Every decoder layer, the last one too, runs oneDNN's prepacked convolution.
-            assert!(lean.dec_convs.iter().all(|d| matches!(d.kernel, Kernel::UpsampledPacked(_))));
+            // As the transposed convolutions they equal: prepacked, the last one as columns.
+            let n = lean.dec_convs.len();
+            assert!(lean.dec_convs[..n - 1].iter().all(|d| matches!(d.kernel, Kernel::Packed(_))));
+            assert!(matches!(lean.dec_convs[n - 1].kernel, Kernel::Columns(_)));
             let z = Tensor::randn([4, 100], (Kind::Float, Device::Cpu));
             let _no_grad = tch::no_grad_guard();
             for keep in [false, true] {

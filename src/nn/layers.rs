@@ -65,7 +65,8 @@ pub(crate) enum ConvKind {
     /// 5x5 transposed, stride 2, padding 2, output padding 1: doubles it.
     Transposed,
     /// Nearest-neighbour upsampling by 2, then a 3x3 convolution of stride 1 and padding 1:
-    /// doubles it (crate::config::Upsampling::Resize).
+    /// doubles it (crate::config::Upsampling::Resize). Computed as the transposed convolution
+    /// it equals ([`resize_as_transposed`]).
     Resize,
 }
 
@@ -84,34 +85,39 @@ pub(crate) const CONV_PADDING: i64 = 2;
 pub(crate) const TRANSPOSED: crate::sys::torch_ext::Transposed =
     crate::sys::torch_ext::Transposed { stride: 2, padding: 2, output_padding: 1 };
 
-/// The kernel size of the convolution after a nearest-neighbour upsampling, and its padding.
+/// The kernel size of the convolution after a nearest-neighbour upsampling (padding 1).
 pub(crate) const RESIZE_KERNEL: i64 = 3;
-pub(crate) const RESIZE_PADDING: i64 = 1;
 
-/// `x` ([N, C, h, w]) upsampled to [N, C, 2h, 2w] by repeating each pixel.
-pub(crate) fn upsample2(x: &Tensor) -> Result<Tensor> {
-    let s = x.size();
-    let (h, w) = (s[s.len() - 2], s[s.len() - 1]);
-    Ok(x.f_upsample_nearest2d([2 * h, 2 * w], None, None)?)
+/// The geometry of the one transposed convolution (kernel 4) that a resizing layer equals.
+pub(crate) const RESIZE_AS_TRANSPOSED: crate::sys::torch_ext::Transposed =
+    crate::sys::torch_ext::Transposed { stride: 2, padding: 1, output_padding: 0 };
+
+/// A resizing layer's weight `w` ([out, in, 3, 3]) as the weight ([in, out, 4, 4]) of the
+/// transposed convolution of geometry [`RESIZE_AS_TRANSPOSED`] that computes the same function.
+///
+/// Along one axis, an even output pixel 2m of "upsample by 2, then convolve with taps w0 w1 w2
+/// (padding 1)" reads input m-1 through w0 and input m through w1 and w2; an odd one 2m+1 reads
+/// input m through w0 and w1 and input m+1 through w2. A transposed convolution of stride 2,
+/// padding 1 and kernel [w2, w1 + w2, w0 + w1, w0] does exactly that, with 16 products per input
+/// pixel and channel pair in 2-D where upsampling then convolving takes 36 (4 output pixels of
+/// 9). The weights summed are a linear map of `w`, so autograd trains `w` through it.
+pub(crate) fn resize_as_transposed(w: &Tensor) -> Result<Tensor> {
+    let axis = |w: &Tensor, d: i64| -> Result<Tensor> {
+        let (t0, t1, t2) = (w.f_narrow(d, 0, 1)?, w.f_narrow(d, 1, 1)?, w.f_narrow(d, 2, 1)?);
+        Ok(Tensor::f_cat(&[&t2, &t1.f_add(&t2)?, &t0.f_add(&t1)?, &t0], d)?)
+    };
+    Ok(axis(&axis(w, 2)?, 3)?.f_transpose(0, 1)?)
 }
 
 impl Conv {
     pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let g = TRANSPOSED;
+        let transposed = |w: &Tensor, g: crate::sys::torch_ext::Transposed| {
+            x.f_conv_transpose2d(w, self.b.as_ref(), [g.stride; 2], [g.padding; 2], [g.output_padding; 2], 1, [1, 1])
+        };
         Ok(match self.kind {
             ConvKind::Down => x.f_conv2d(&self.w, self.b.as_ref(), [CONV_STRIDE; 2], [CONV_PADDING; 2], [1, 1], 1)?,
-            ConvKind::Transposed => x.f_conv_transpose2d(
-                &self.w,
-                self.b.as_ref(),
-                [g.stride; 2],
-                [g.padding; 2],
-                [g.output_padding; 2],
-                1,
-                [1, 1],
-            )?,
-            ConvKind::Resize => {
-                upsample2(x)?.f_conv2d(&self.w, self.b.as_ref(), [1, 1], [RESIZE_PADDING; 2], [1, 1], 1)?
-            }
+            ConvKind::Transposed => transposed(&self.w, TRANSPOSED)?,
+            ConvKind::Resize => transposed(&resize_as_transposed(&self.w)?, RESIZE_AS_TRANSPOSED)?,
         })
     }
 }
@@ -272,5 +278,35 @@ impl Builder {
             running_var.push(self.buffer_fill(format!("{name}.running_var.{s}"), &[channels], 1.0)?);
         }
         Ok(BatchNorm { gamma, beta, running_mean, running_var })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The definition: nearest-neighbour upsampling by 2, then the 3x3 convolution.
+    fn upsample_then_convolve(x: &Tensor, w: &Tensor, b: &Tensor) -> Tensor {
+        let (h, wd) = (x.size()[2], x.size()[3]);
+        x.upsample_nearest2d([2 * h, 2 * wd], None, None).conv2d(w, Some(b), [1, 1], [1, 1], [1, 1], 1)
+    }
+
+    #[test]
+    fn a_resizing_layer_is_upsampling_then_a_3x3_convolution() {
+        tch::manual_seed(3);
+        for (n, cin, cout, h) in [(2, 3, 5, 4), (1, 8, 1, 7), (3, 2, 3, 14)] {
+            let x = Tensor::randn([n, cin, h, h], (Kind::Double, Device::Cpu));
+            let w = Tensor::randn([cout, cin, 3, 3], (Kind::Double, Device::Cpu)).set_requires_grad(true);
+            let b = Tensor::randn([cout], (Kind::Double, Device::Cpu));
+            let conv = Conv { w: w.shallow_clone(), b: Some(b.shallow_clone()), kind: ConvKind::Resize };
+            let got = conv.forward(&x).unwrap();
+            let want = upsample_then_convolve(&x, &w, &b);
+            assert_eq!(got.size(), [n, cout, 2 * h, 2 * h]);
+            assert!(f64::try_from((&got - &want).abs().max()).unwrap() < 1e-12);
+            // The weight's gradient is the definition's too.
+            let g_got = Tensor::run_backward(&[got.sum(Kind::Double)], &[&w], false, false).pop().unwrap();
+            let g_want = Tensor::run_backward(&[want.sum(Kind::Double)], &[&w], false, false).pop().unwrap();
+            assert!(f64::try_from((&g_got - &g_want).abs().max()).unwrap() < 1e-10);
+        }
     }
 }
