@@ -1,17 +1,17 @@
-//! The generator's convolutions (5x5 with stride 2 and padding 2, and a resizing decoder's 3x3
-//! after upsampling by 2), as matrix products over activations laid out channels-last,
-//! `[N][H][W][C]`: the feature maps here are small (7x7 to 64x64) and the channels many, so
-//! every loop that is not a matrix product runs over a pixel's channels, contiguous.
+//! The generator's convolutions, all of stride 2, as matrix products over activations laid out
+//! channels-last, `[N][H][W][C]`: the feature maps here are small (7x7 to 64x64) and the
+//! channels many, so every loop that is not a matrix product runs over a pixel's channels,
+//! contiguous.
 //!
 //! - [`conv5x5_s2`] (the encoder's, halving the size): im2col (each output position's 25 input
 //!   pixels, each `cin` contiguous values), then `cols [P, 25*cin] x W^T`, a block of output
 //!   rows at a time so the column buffer stays small.
-//! - [`upconv3x3`] (a resizing decoder's layer): the same over the input upsampled by 2, its
-//!   columns read straight from the input, 3x3 with stride 1.
-//! - [`deconv5x5_s2`] (the decoder's transposed convolution, output padding 1, doubling the
-//!   size): `X [N*h*w, cin] x W [cin, 25*cb]` gives each input pixel's contribution through each
-//!   tap to a block of `cb` output channels; each output pixel then sums the (at most 9) taps
-//!   that land on it. Blocks of images and of output channels bound the buffer.
+//! - [`deconv_s2`] (a decoder layer, doubling the size): a transposed convolution, 5x5 with
+//!   padding 2 and output padding 1, or 4x4 with padding 1, the form a resizing layer
+//!   (nearest-neighbour upsampling, then a 3x3 convolution) takes ([`DeconvWeight::resize`]).
+//!   `X [N*h*w, cin] x W [cin, k*k*cb]` gives each input pixel's contribution through each tap
+//!   to a block of `cb` output channels; each output pixel then sums the taps that land on it
+//!   (at most 9, or 4). Blocks of images and of output channels bound the buffer.
 
 use super::gemm::{gemm, Mat, MatMut};
 use crate::error::{zeros, Result};
@@ -39,19 +39,9 @@ impl Geometry {
     }
 }
 
-/// The shape of a (forward) convolution: a `k x k` kernel with `stride` and `pad`, over the input
-/// as it is or, with `upsample`, over the input upsampled by 2 (each pixel repeated 2 x 2).
-#[derive(Clone, Copy)]
-struct Shape {
-    k: usize,
-    stride: usize,
-    pad: usize,
-    upsample: bool,
-}
-
-/// The encoder's convolution, 5x5 with stride 2 and padding 2: `x` `[n][h][w][cin]` into `out`
-/// `[n][h/2][w/2][cout]` (every value written), with `weight` `[cout][ky][kx][cin]` (libgran's
-/// `[cout, cin, 5, 5]` reordered). Returns the output geometry.
+/// The encoder's convolution: `x` `[n][h][w][cin]` into `out` `[n][h/2][w/2][cout]` (every
+/// value written), with `weight` `[cout][ky][kx][cin]` (libgran's `[cout, cin, 5, 5]`
+/// reordered). Returns the output geometry.
 pub(crate) fn conv5x5_s2(
     x: &[f32],
     cin: usize,
@@ -61,58 +51,9 @@ pub(crate) fn conv5x5_s2(
     out: &mut [f32],
     cols: &mut Vec<f32>,
 ) -> Result<Geometry> {
-    let og = Geometry { n: g.n, h: g.h.div_ceil(2), w: g.w.div_ceil(2) };
-    conv(x, cin, g, og, Shape { k: K, stride: 2, pad: PAD, upsample: false }, weight, cout, out, cols)?;
-    Ok(og)
-}
-
-/// Taps of a resizing layer's kernel (3x3).
-pub(crate) const UP_TAPS: usize = 9;
-
-/// A resizing decoder layer: `x` `[n][h][w][cin]` upsampled by 2 (nearest neighbour), then a
-/// 3x3 convolution of stride 1 and padding 1 with `weight` `[cout][ky][kx][cin]` (libgran's
-/// `[cout, cin, 3, 3]` reordered) and `bias` `[cout]`, into `out` `[n][2h][2w][cout]` (every
-/// value written). The upsampled input is never built: its columns read the input pixel each
-/// upsampled one repeats. Returns the output geometry.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn upconv3x3(
-    x: &[f32],
-    cin: usize,
-    g: Geometry,
-    weight: &[f32],
-    bias: &[f32],
-    cout: usize,
-    out: &mut [f32],
-    cols: &mut Vec<f32>,
-) -> Result<Geometry> {
-    let og = Geometry { n: g.n, h: 2 * g.h, w: 2 * g.w };
-    conv(x, cin, g, og, Shape { k: 3, stride: 1, pad: 1, upsample: true }, weight, cout, out, cols)?;
-    for px in out[..og.pixels() * cout].chunks_exact_mut(cout) {
-        px.iter_mut().zip(bias).for_each(|(v, b)| *v += b);
-    }
-    Ok(og)
-}
-
-/// A convolution of shape `sh` as im2col (each output position's `k * k` input pixels, each
-/// `cin` contiguous values) and `cols [P, k*k*cin] x W^T`, a block of output rows at a time so
-/// the column buffer stays small. `og` is the output geometry the shape implies.
-#[allow(clippy::too_many_arguments)]
-fn conv(
-    x: &[f32],
-    cin: usize,
-    g: Geometry,
-    og: Geometry,
-    sh: Shape,
-    weight: &[f32],
-    cout: usize,
-    out: &mut [f32],
-    cols: &mut Vec<f32>,
-) -> Result<()> {
-    let (oh, ow) = (og.h, og.w);
-    // The grid the kernel runs over: the input, or the input upsampled by 2.
-    let up = usize::from(sh.upsample);
-    let (gh, gw) = (g.h << up, g.w << up);
-    let k = cin * sh.k * sh.k;
+    let (oh, ow) = (g.h.div_ceil(2), g.w.div_ceil(2));
+    let og = Geometry { n: g.n, h: oh, w: ow };
+    let k = cin * TAPS;
     let rows_total = g.n * oh;
     let rows_per_block = (COLS_BUDGET / (k * ow)).clamp(1, rows_total);
     ensure(cols, k * rows_per_block * ow)?;
@@ -123,14 +64,13 @@ fn conv(
         for (j, block) in cols[..pb * k].chunks_exact_mut(ow * k).enumerate() {
             let (img, oy) = ((r0 + j) / oh, (r0 + j) % oh);
             for (ox, col) in block.chunks_exact_mut(k).enumerate() {
-                for ky in 0..sh.k {
-                    let iy = (oy * sh.stride + ky).wrapping_sub(sh.pad);
-                    for kx in 0..sh.k {
-                        let ix = (ox * sh.stride + kx).wrapping_sub(sh.pad);
-                        let dst = &mut col[(ky * sh.k + kx) * cin..][..cin];
-                        if iy < gh && ix < gw {
-                            let (sy, sx) = (iy >> up, ix >> up);
-                            dst.copy_from_slice(&x[((img * g.h + sy) * g.w + sx) * cin..][..cin]);
+                for ky in 0..K {
+                    let iy = (oy * 2 + ky).wrapping_sub(PAD);
+                    for kx in 0..K {
+                        let ix = (ox * 2 + kx).wrapping_sub(PAD);
+                        let dst = &mut col[(ky * K + kx) * cin..][..cin];
+                        if iy < g.h && ix < g.w {
+                            dst.copy_from_slice(&x[((img * g.h + iy) * g.w + ix) * cin..][..cin]);
                         } else {
                             dst.fill(0.0);
                         }
@@ -142,54 +82,77 @@ fn conv(
         gemm(Mat::rows(&cols[..pb * k], pb, k), Mat::transposed(weight, k, cout), c, false);
         r0 += rb;
     }
-    Ok(())
-}
-
-/// libgran's convolution weight `[cout, cin, k, k]` (`taps` = k * k) as `[cout][ky][kx][cin]`,
-/// the layout [`conv5x5_s2`] and [`upconv3x3`] take.
-pub(crate) fn reorder_conv_weight(raw: &[f32], cin: usize, cout: usize, taps: usize) -> Result<Vec<f32>> {
-    let mut weight = zeros(raw.len(), "a convolution's weight")?;
-    for co in 0..cout {
-        for ci in 0..cin {
-            for tap in 0..taps {
-                weight[(co * taps + tap) * cin + ci] = raw[(co * cin + ci) * taps + tap];
-            }
-        }
-    }
-    Ok(weight)
+    Ok(og)
 }
 
 /// How a transposed convolution's weight is laid out: `[cin][block][tap][co]`, the output
 /// channels in blocks of `block` (the last may be smaller), so that each block is one matrix
-/// `[cin, 25 * cb]` (row stride `25 * cout`).
+/// `[cin, k * k * cb]` (row stride `k * k * cout`). The kernel is `k x k` with padding `pad`
+/// and stride 2, and doubles the size (output padding `2 + 2 * pad - k`).
 pub(crate) struct DeconvWeight {
     pub(crate) cin: usize,
     pub(crate) cout: usize,
-    pub(crate) block: usize,
-    pub(crate) data: Vec<f32>,
+    k: usize,
+    pad: usize,
+    block: usize,
+    data: Vec<f32>,
 }
 
 impl DeconvWeight {
-    /// From libgran's `[cin, cout, 5, 5]`, with blocks sized for inputs of `h x w`.
+    /// From libgran's `[cin, cout, 5, 5]` (padding 2), with blocks sized for inputs of `h x w`.
     pub(crate) fn new(w: &[f32], cin: usize, cout: usize, h: usize, wd: usize) -> Result<DeconvWeight> {
-        // Per image, the contributions of a block take h * w * 25 * cb floats.
-        let block = (COLS_BUDGET / (h * wd * TAPS)).clamp(1, cout);
-        let mut data = zeros(cin * TAPS * cout, "a transposed convolution's weight")?;
-        for ci in 0..cin {
-            for co in 0..cout {
-                let (b0, cb) = (co / block * block, block.min(cout - co / block * block));
-                for tap in 0..TAPS {
-                    data[ci * TAPS * cout + b0 * TAPS + tap * cb + (co - b0)] = w[(ci * cout + co) * TAPS + tap];
+        Self::with_kernel(w, cin, cout, K, PAD, h, wd)
+    }
+
+    /// A resizing layer (libgran's `[cout, cin, 3, 3]`: nearest-neighbour upsampling by 2, then a
+    /// 3x3 convolution of padding 1) as the transposed convolution it equals: kernel 4, padding
+    /// 1, per axis taps `[w2, w1 + w2, w0 + w1, w0]`, summed in libgran's order (rows, then
+    /// columns) so that the kernel is libgran's to the bit (src/nn/layers.rs,
+    /// `resize_as_transposed`).
+    pub(crate) fn resize(w: &[f32], cin: usize, cout: usize, h: usize, wd: usize) -> Result<DeconvWeight> {
+        let four = |t: [f32; 3]| [t[2], t[1] + t[2], t[0] + t[1], t[0]];
+        let mut k4 = zeros(cin * cout * 16, "a resizing layer's weight")?;
+        for co in 0..cout {
+            for ci in 0..cin {
+                let src = &w[(co * cin + ci) * 9..][..9];
+                // Along the rows (ky) first, then along the columns (kx).
+                let mut rows = [[0f32; 3]; 4];
+                for kx in 0..3 {
+                    let col = four([src[kx], src[3 + kx], src[6 + kx]]);
+                    for (a, v) in col.into_iter().enumerate() {
+                        rows[a][kx] = v;
+                    }
+                }
+                let dst = &mut k4[(ci * cout + co) * 16..][..16];
+                for (a, row) in rows.into_iter().enumerate() {
+                    dst[a * 4..][..4].copy_from_slice(&four(row));
                 }
             }
         }
-        Ok(DeconvWeight { cin, cout, block, data })
+        Self::with_kernel(&k4, cin, cout, 4, 1, h, wd)
+    }
+
+    /// From `[cin, cout, k, k]`.
+    fn with_kernel(w: &[f32], cin: usize, cout: usize, k: usize, pad: usize, h: usize, wd: usize) -> Result<Self> {
+        let taps = k * k;
+        // Per image, the contributions of a block take h * w * taps * cb floats.
+        let block = (COLS_BUDGET / (h * wd * taps)).clamp(1, cout);
+        let mut data = zeros(cin * taps * cout, "a transposed convolution's weight")?;
+        for ci in 0..cin {
+            for co in 0..cout {
+                let (b0, cb) = (co / block * block, block.min(cout - co / block * block));
+                for tap in 0..taps {
+                    data[ci * taps * cout + b0 * taps + tap * cb + (co - b0)] = w[(ci * cout + co) * taps + tap];
+                }
+            }
+        }
+        Ok(DeconvWeight { cin, cout, k, pad, block, data })
     }
 }
 
-/// The decoder's transposed convolution: `x` `[n][h][w][cin]` into `out` `[n][2h][2w][cout]`
-/// (every value written), with `bias` `[cout]`. Returns the output geometry.
-pub(crate) fn deconv5x5_s2(
+/// A decoder layer: `x` `[n][h][w][cin]` into `out` `[n][2h][2w][cout]` (every value written),
+/// with `bias` `[cout]`. Returns the output geometry.
+pub(crate) fn deconv_s2(
     x: &[f32],
     g: Geometry,
     weight: &DeconvWeight,
@@ -197,41 +160,42 @@ pub(crate) fn deconv5x5_s2(
     out: &mut [f32],
     cols: &mut Vec<f32>,
 ) -> Result<Geometry> {
-    let (cin, cout) = (weight.cin, weight.cout);
+    let (cin, cout, k, pad) = (weight.cin, weight.cout, weight.k, weight.pad);
+    let taps = k * k;
     let og = Geometry { n: g.n, h: 2 * g.h, w: 2 * g.w };
     let hw = g.h * g.w;
-    let images_per_pass = (COLS_BUDGET / (hw * TAPS * weight.block)).clamp(1, g.n);
-    ensure(cols, images_per_pass * hw * TAPS * weight.block)?;
+    let images_per_pass = (COLS_BUDGET / (hw * taps * weight.block)).clamp(1, g.n);
+    ensure(cols, images_per_pass * hw * taps * weight.block)?;
     let mut c0 = 0;
     while c0 < cout {
         let cb = weight.block.min(cout - c0);
-        let wb = Mat { data: &weight.data[c0 * TAPS..], rows: cin, cols: TAPS * cb, rs: TAPS * cout, cs: 1 };
+        let wb = Mat { data: &weight.data[c0 * taps..], rows: cin, cols: taps * cb, rs: taps * cout, cs: 1 };
         let mut i0 = 0;
         while i0 < g.n {
             let nb = images_per_pass.min(g.n - i0);
             let q = nb * hw;
-            let contributions = &mut cols[..q * TAPS * cb];
+            let contributions = &mut cols[..q * taps * cb];
             let xs = Mat::rows(&x[i0 * hw * cin..(i0 * hw + q) * cin], q, cin);
-            gemm(xs, wb, MatMut::rows(contributions, q, TAPS * cb), false);
-            let contributions = &cols[..q * TAPS * cb];
+            gemm(xs, wb, MatMut::rows(contributions, q, taps * cb), false);
+            let contributions = &cols[..q * taps * cb];
             for img in 0..nb {
                 for oy in 0..og.h {
                     for ox in 0..og.w {
                         let dst = &mut out[(((i0 + img) * og.h + oy) * og.w + ox) * cout + c0..][..cb];
                         dst.copy_from_slice(&bias[c0..c0 + cb]);
-                        // oy = 2 iy - 2 + ky: the taps of oy's parity, from the rows inside.
-                        for ky in ((oy % 2)..K).step_by(2) {
-                            let iy = (oy + PAD - ky) / 2;
-                            if oy + PAD < ky || iy >= g.h {
+                        // oy = 2 iy - pad + ky: the taps of oy + pad's parity, from the rows inside.
+                        for ky in ((oy + pad) % 2..k).step_by(2) {
+                            let iy = (oy + pad - ky) / 2;
+                            if oy + pad < ky || iy >= g.h {
                                 continue;
                             }
-                            for kx in ((ox % 2)..K).step_by(2) {
-                                let ix = (ox + PAD - kx) / 2;
-                                if ox + PAD < kx || ix >= g.w {
+                            for kx in ((ox + pad) % 2..k).step_by(2) {
+                                let ix = (ox + pad - kx) / 2;
+                                if ox + pad < kx || ix >= g.w {
                                     continue;
                                 }
                                 let src = &contributions
-                                    [((img * g.h + iy) * g.w + ix) * TAPS * cb + (ky * K + kx) * cb..][..cb];
+                                    [((img * g.h + iy) * g.w + ix) * taps * cb + (ky * k + kx) * cb..][..cb];
                                 for (d, s) in dst.iter_mut().zip(src) {
                                     *d += s;
                                 }
@@ -245,6 +209,20 @@ pub(crate) fn deconv5x5_s2(
         c0 += cb;
     }
     Ok(og)
+}
+
+/// libgran's convolution weight `[cout, cin, 5, 5]` as `[cout][ky][kx][cin]`, the layout
+/// [`conv5x5_s2`] takes.
+pub(crate) fn reorder_conv_weight(raw: &[f32], cin: usize, cout: usize) -> Result<Vec<f32>> {
+    let mut weight = zeros(raw.len(), "a convolution's weight")?;
+    for co in 0..cout {
+        for ci in 0..cin {
+            for tap in 0..TAPS {
+                weight[(co * TAPS + tap) * cin + ci] = raw[(co * cin + ci) * TAPS + tap];
+            }
+        }
+    }
+    Ok(weight)
 }
 
 /// Grows a scratch buffer to `n` floats (fallibly).
@@ -335,7 +313,7 @@ mod tests {
 
     /// libgran's `[cout, cin, 5, 5]` as this module's `[cout][ky][kx][cin]`.
     fn conv_weight(w: &[f32], cin: usize, cout: usize) -> Vec<f32> {
-        reorder_conv_weight(w, cin, cout, TAPS).unwrap()
+        reorder_conv_weight(w, cin, cout).unwrap()
     }
 
     fn close(a: &[f32], b: &[f32]) -> bool {
@@ -352,7 +330,7 @@ mod tests {
         let b = values(cout, 3.0);
         let mut out = vec![f32::NAN; g.n * 4 * g.h * g.w * cout];
         let dw = DeconvWeight::new(&w, cin, cout, g.h, g.w).unwrap();
-        deconv5x5_s2(&x, g, &dw, &b, &mut out, &mut cols).unwrap();
+        deconv_s2(&x, g, &dw, &b, &mut out, &mut cols).unwrap();
         assert!(close(&out, &deconv_ref(&x, cin, g, &w, &b, cout)), "deconv {cin}->{cout} {g:?}");
     }
 
@@ -399,21 +377,22 @@ mod tests {
             (3, 4, Geometry { n: 2, h: 4, w: 4 }),
             (5, 1, Geometry { n: 1, h: 7, w: 7 }),
             (2, 3, Geometry { n: 3, h: 14, w: 14 }),
-            // Enough output rows and columns for several blocks of rows.
+            // Enough work for several blocks of output channels and of images.
             (96, 8, Geometry { n: 2, h: 16, w: 16 }),
+            (4, 600, Geometry { n: 3, h: 8, w: 8 }),
         ] {
             let x = values(g.pixels() * cin, 1.0);
             let w = values(cout * cin * 9, 2.0);
             let b = values(cout, 3.0);
             let mut cols = Vec::new();
             let mut out = vec![f32::NAN; g.pixels() * 4 * cout];
-            let weight = reorder_conv_weight(&w, cin, cout, UP_TAPS).unwrap();
-            let og = upconv3x3(&x, cin, g, &weight, &b, cout, &mut out, &mut cols).unwrap();
+            let weight = DeconvWeight::resize(&w, cin, cout, g.h, g.w).unwrap();
+            let og = deconv_s2(&x, g, &weight, &b, &mut out, &mut cols).unwrap();
             assert_eq!((og.h, og.w), (2 * g.h, 2 * g.w));
             assert!(close(&out, &upconv_ref(&x, cin, g, &w, &b, cout)), "upconv {cin}->{cout} {g:?}");
         }
-        // 96 * 9 values a column and 32 x 32 outputs an image: more than one block of rows.
-        assert!(COLS_BUDGET / (96 * 9 * 32) < 2 * 32);
+        // 8 x 8 inputs of 16 taps: blocks of fewer than the 600 output channels.
+        assert!(DeconvWeight::resize(&values(600 * 4 * 9, 0.0), 4, 600, 8, 8).unwrap().block < 600);
     }
 
     #[test]

@@ -4,7 +4,5 @@
 mod conv;
 mod gemm;
 
-pub(crate) use conv::{
-    conv5x5_s2, deconv5x5_s2, reorder_conv_weight, upconv3x3, DeconvWeight, Geometry, TAPS, UP_TAPS,
-};
+pub(crate) use conv::{conv5x5_s2, deconv_s2, reorder_conv_weight, DeconvWeight, Geometry};
 pub(crate) use gemm::{gemm, Mat, MatMut};

@@ -21,9 +21,7 @@
 
 use super::config::{Config, Upsampling};
 use crate::error::{format, invalid, zeros, Result};
-use crate::kernels::{
-    conv5x5_s2, deconv5x5_s2, gemm, reorder_conv_weight, upconv3x3, DeconvWeight, Geometry, Mat, MatMut, TAPS, UP_TAPS,
-};
+use crate::kernels::{conv5x5_s2, deconv_s2, gemm, reorder_conv_weight, DeconvWeight, Geometry, Mat, MatMut};
 use std::collections::HashMap;
 
 const BN_EPS: f32 = 1e-5;
@@ -45,29 +43,11 @@ struct Affine {
     shift: Vec<f32>,
 }
 
-/// One decoder layer, doubling the size, and its bias `[cout]`.
+/// One decoder layer, doubling the size (a transposed convolution, or a resizing layer as the
+/// transposed convolution it equals), and its bias `[cout]`.
 struct Deconv {
-    cin: usize,
-    cout: usize,
-    weight: DecoderWeight,
+    weight: DeconvWeight,
     bias: Vec<f32>,
-}
-
-enum DecoderWeight {
-    /// A 5x5 transposed convolution of stride 2.
-    Transposed(DeconvWeight),
-    /// Nearest-neighbour upsampling and a 3x3 convolution: `[cout][ky][kx][cin]`.
-    Resize(Vec<f32>),
-}
-
-impl Deconv {
-    /// `x` (`[n][h][w][cin]`, geometry `g`) into `out` (`[n][2h][2w][cout]`).
-    fn forward(&self, x: &[f32], g: Geometry, out: &mut [f32], cols: &mut Vec<f32>) -> Result<Geometry> {
-        match &self.weight {
-            DecoderWeight::Transposed(w) => deconv5x5_s2(x, g, w, &self.bias, out, cols),
-            DecoderWeight::Resize(w) => upconv3x3(x, self.cin, g, w, &self.bias, self.cout, out, cols),
-        }
-    }
 }
 
 /// One encoder convolution: weight `[cout][ky][kx][cin]`; per step its batch norm (with the
@@ -198,11 +178,11 @@ impl Generator {
         for (i, w) in arch.dec.windows(2).enumerate() {
             let raw = t.take(&format!("g.dec.conv{i}.weight"))?;
             let weight = match config.upsampling {
-                Upsampling::Transposed => DecoderWeight::Transposed(DeconvWeight::new(&raw, w[0], w[1], side, side)?),
-                Upsampling::Resize => DecoderWeight::Resize(reorder_conv_weight(&raw, w[0], w[1], UP_TAPS)?),
+                Upsampling::Transposed => DeconvWeight::new(&raw, w[0], w[1], side, side)?,
+                Upsampling::Resize => DeconvWeight::resize(&raw, w[0], w[1], side, side)?,
             };
             let bias = t.take(&format!("g.dec.conv{i}.bias"))?;
-            dec_convs.push(Deconv { cin: w[0], cout: w[1], weight, bias });
+            dec_convs.push(Deconv { weight, bias });
             side *= 2;
         }
         let rev: Vec<usize> = arch.dec.iter().rev().copied().collect();
@@ -212,7 +192,7 @@ impl Generator {
             // [cout, cin, 5, 5] as [cout][ky][kx][cin].
             let raw = t.take(&format!("g.enc.conv{i}.weight"))?;
             let (cin, cout) = (w[0], w[1]);
-            let weight = reorder_conv_weight(&raw, cin, cout, TAPS)?;
+            let weight = reorder_conv_weight(&raw, cin, cout)?;
             let post = if i + 1 == n_enc {
                 EncPost::Bias(t.take(&format!("g.enc.conv{i}.bias"))?)
             } else {
@@ -273,7 +253,7 @@ impl Generator {
         let mut most = self.c0 * side * side;
         for d in &self.dec_convs {
             side *= 2;
-            most = most.max(d.cout * side * side);
+            most = most.max(d.weight.cout * side * side);
         }
         most
     }
@@ -342,9 +322,9 @@ impl Generator {
             let last = self.dec_convs.len() - 1;
             for (i, d) in self.dec_convs.iter().enumerate() {
                 let (x, y) = (&s.act_a, &mut s.act_b);
-                g = d.forward(&x[..d.cin * g.pixels()], g, y, &mut s.cols)?;
+                g = deconv_s2(&x[..d.weight.cin * g.pixels()], g, &d.weight, &d.bias, y, &mut s.cols)?;
                 if i < last {
-                    y[..d.cout * g.pixels()].iter_mut().for_each(|v| *v = relu(*v));
+                    y[..d.weight.cout * g.pixels()].iter_mut().for_each(|v| *v = relu(*v));
                 }
                 std::mem::swap(&mut s.act_a, &mut s.act_b);
             }
