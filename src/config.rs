@@ -40,7 +40,7 @@ pub enum Upsampling {
     /// A 5x5 transposed convolution of stride 2 (the paper's and DCGAN's).
     #[default]
     Transposed,
-    /// Nearest-neighbour upsampling by 2, then a 3x3 convolution of stride 1 (Odena, Dumoulin
+    /// Nearest-neighbour upsampling by 2, then a 5x5 convolution of stride 1 (Odena, Dumoulin
     /// and Olah, "Deconvolution and checkerboard artifacts", 2016). Every output pixel sees the
     /// same number of weights, so the generator cannot draw the checkerboard that a stride-2
     /// transposed convolution's uneven overlap makes easy, which on colour sets is where

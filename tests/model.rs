@@ -213,7 +213,7 @@ fn resuming_from_a_checkpoint_is_exact() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
-/// A generator that upsamples and convolves: 3x3 decoder weights [out, in, 3, 3], its kind in
+/// A generator that upsamples and convolves: decoder weights [out, in, 5, 5], its kind in
 /// the checkpoint, exact resumption, and a file naming an unknown kind refused.
 #[test]
 fn a_resizing_generator_trains_saves_and_resumes() {
@@ -227,8 +227,8 @@ fn a_resizing_generator_trains_saves_and_resumes() {
         .map(|(n, t)| (n, t.size()))
         .collect();
     // tiny: width 1/8 of the reference 256 -> 128 -> 1 decoder (28x28).
-    assert!(shapes.contains(&("g.dec.conv0.weight".into(), vec![16, 32, 3, 3])), "{shapes:?}");
-    assert!(shapes.contains(&("g.dec.conv1.weight".into(), vec![1, 16, 3, 3])), "{shapes:?}");
+    assert!(shapes.contains(&("g.dec.conv0.weight".into(), vec![16, 32, 5, 5])), "{shapes:?}");
+    assert!(shapes.contains(&("g.dec.conv1.weight".into(), vec![1, 16, 5, 5])), "{shapes:?}");
     train(&straight, &data, &short(6), &mut |_| false).unwrap();
     let first = Model::new(&cfg).unwrap();
     train(&first, &data, &short(3), &mut |_| false).unwrap();

@@ -489,7 +489,7 @@ mod tests {
                 ..Default::default()
             };
             let g = perturbed_at(cfg);
-            assert!(g.dec_convs.iter().all(|c| c.kind == ConvKind::Resize && c.w.size()[2] == 3));
+            assert!(g.dec_convs.iter().all(|c| c.kind == ConvKind::Resize && c.w.size()[2] == 5));
             let lean = LeanGenerator::new(&g).unwrap();
             // As the transposed convolutions they equal: prepacked, the last one as columns.
             let n = lean.dec_convs.len();

@@ -1,5 +1,5 @@
 //! The building blocks of both networks: linear layers, 5x5 stride-2 (transposed) convolutions,
-//! nearest-neighbour upsampling with a 3x3 convolution, and batch norm, as plain tensors with names, initialised from gran's counter-based RNG.
+//! nearest-neighbour upsampling with a 5x5 convolution, and batch norm, as plain tensors with names, initialised from gran's counter-based RNG.
 //!
 //! Every trainable tensor and every buffer is registered in a [`Builder`] under a stable name,
 //! which is what checkpoints and the optimizer iterate over.
@@ -64,7 +64,7 @@ pub(crate) enum ConvKind {
     Down,
     /// 5x5 transposed, stride 2, padding 2, output padding 1: doubles it.
     Transposed,
-    /// Nearest-neighbour upsampling by 2, then a 3x3 convolution of stride 1 and padding 1:
+    /// Nearest-neighbour upsampling by 2, then a 5x5 convolution of stride 1 and padding 2:
     /// doubles it (crate::config::Upsampling::Resize). Computed as the transposed convolution
     /// it equals ([`resize_as_transposed`]).
     Resize,
@@ -85,26 +85,37 @@ pub(crate) const CONV_PADDING: i64 = 2;
 pub(crate) const TRANSPOSED: crate::sys::torch_ext::Transposed =
     crate::sys::torch_ext::Transposed { stride: 2, padding: 2, output_padding: 1 };
 
-/// The kernel size of the convolution after a nearest-neighbour upsampling (padding 1).
-pub(crate) const RESIZE_KERNEL: i64 = 3;
+/// The kernel size k of the convolution after a nearest-neighbour upsampling (odd; padding
+/// (k - 1) / 2, so the size stays doubled). 5, the transposed generator's own: with 3 one seed
+/// of three collapsed on the synthetic shapes where 5 trained all three (docs/RESULTS.md,
+/// section 19).
+pub(crate) const RESIZE_KERNEL: i64 = 5;
 
-/// The geometry of the one transposed convolution (kernel 4) that a resizing layer equals.
+/// The geometry of the one transposed convolution (kernel k + 1) that a resizing layer equals.
 pub(crate) const RESIZE_AS_TRANSPOSED: crate::sys::torch_ext::Transposed =
-    crate::sys::torch_ext::Transposed { stride: 2, padding: 1, output_padding: 0 };
+    crate::sys::torch_ext::Transposed { stride: 2, padding: (RESIZE_KERNEL - 1) / 2, output_padding: 0 };
 
-/// A resizing layer's weight `w` ([out, in, 3, 3]) as the weight ([in, out, 4, 4]) of the
-/// transposed convolution of geometry [`RESIZE_AS_TRANSPOSED`] that computes the same function.
+/// A resizing layer's weight `w` ([out, in, k, k]) as the weight ([in, out, k + 1, k + 1]) of
+/// the transposed convolution of geometry [`RESIZE_AS_TRANSPOSED`] that computes the same
+/// function.
 ///
-/// Along one axis, an even output pixel 2m of "upsample by 2, then convolve with taps w0 w1 w2
-/// (padding 1)" reads input m-1 through w0 and input m through w1 and w2; an odd one 2m+1 reads
-/// input m through w0 and w1 and input m+1 through w2. A transposed convolution of stride 2,
-/// padding 1 and kernel [w2, w1 + w2, w0 + w1, w0] does exactly that, with 16 products per input
-/// pixel and channel pair in 2-D where upsampling then convolving takes 36 (4 output pixels of
-/// 9). The weights summed are a linear map of `w`, so autograd trains `w` through it.
+/// Along one axis, output pixel o of "upsample by 2, then convolve with taps w_0 .. w_{k-1}
+/// (padding p = (k - 1) / 2)" reads input (o + j - p) / 2 (rounded down) through tap j: two
+/// neighbouring taps read the same input pixel. A transposed convolution of stride 2, padding p
+/// and kernel [w_{k-1}, w_{k-2} + w_{k-1}, ..., w_0 + w_1, w_0] does exactly that, with
+/// (k + 1)^2 products per input pixel and channel pair in 2-D where upsampling then convolving
+/// takes 4 k^2 (36 against 100 for k = 5; the transposed generator's 5x5 kernel takes 25). The
+/// weights summed are a linear map of `w`, so autograd trains `w` through it.
 pub(crate) fn resize_as_transposed(w: &Tensor) -> Result<Tensor> {
     let axis = |w: &Tensor, d: i64| -> Result<Tensor> {
-        let (t0, t1, t2) = (w.f_narrow(d, 0, 1)?, w.f_narrow(d, 1, 1)?, w.f_narrow(d, 2, 1)?);
-        Ok(Tensor::f_cat(&[&t2, &t1.f_add(&t2)?, &t0.f_add(&t1)?, &t0], d)?)
+        let k = w.size()[d as usize];
+        let tap = |j: i64| w.f_narrow(d, j, 1);
+        let mut taps = vec![tap(k - 1)?];
+        for j in 1..k {
+            taps.push(tap(k - 1 - j)?.f_add(&tap(k - j)?)?);
+        }
+        taps.push(tap(0)?);
+        Ok(Tensor::f_cat(&taps, d)?)
     };
     Ok(axis(&axis(w, 2)?, 3)?.f_transpose(0, 1)?)
 }
@@ -285,22 +296,32 @@ impl Builder {
 mod tests {
     use super::*;
 
-    /// The definition: nearest-neighbour upsampling by 2, then the 3x3 convolution.
+    /// The definition: nearest-neighbour upsampling by 2, then the k x k convolution.
     fn upsample_then_convolve(x: &Tensor, w: &Tensor, b: &Tensor) -> Tensor {
-        let (h, wd) = (x.size()[2], x.size()[3]);
-        x.upsample_nearest2d([2 * h, 2 * wd], None, None).conv2d(w, Some(b), [1, 1], [1, 1], [1, 1], 1)
+        let (h, wd, k) = (x.size()[2], x.size()[3], w.size()[2]);
+        x.upsample_nearest2d([2 * h, 2 * wd], None, None).conv2d(w, Some(b), [1, 1], [(k - 1) / 2; 2], [1, 1], 1)
     }
 
     #[test]
-    fn a_resizing_layer_is_upsampling_then_a_3x3_convolution() {
+    fn a_resizing_layer_is_upsampling_then_a_convolution() {
         tch::manual_seed(3);
         for (n, cin, cout, h) in [(2, 3, 5, 4), (1, 8, 1, 7), (3, 2, 3, 14)] {
             let x = Tensor::randn([n, cin, h, h], (Kind::Double, Device::Cpu));
-            let w = Tensor::randn([cout, cin, 3, 3], (Kind::Double, Device::Cpu)).set_requires_grad(true);
+            let k = RESIZE_KERNEL;
+            let w = Tensor::randn([cout, cin, k, k], (Kind::Double, Device::Cpu)).set_requires_grad(true);
             let b = Tensor::randn([cout], (Kind::Double, Device::Cpu));
             let conv = Conv { w: w.shallow_clone(), b: Some(b.shallow_clone()), kind: ConvKind::Resize };
             let got = conv.forward(&x).unwrap();
             let want = upsample_then_convolve(&x, &w, &b);
+            // Other odd kernels by the same rule.
+            for k in [1, 3, 7] {
+                let w = Tensor::randn([cout, cin, k, k], (Kind::Double, Device::Cpu));
+                let g = crate::sys::torch_ext::Transposed { stride: 2, padding: (k - 1) / 2, output_padding: 0 };
+                let t = resize_as_transposed(&w).unwrap();
+                let y = x.conv_transpose2d(&t, Some(&b), [2, 2], [g.padding; 2], [0, 0], 1, [1, 1]);
+                let d = f64::try_from((&y - upsample_then_convolve(&x, &w, &b)).abs().max()).unwrap();
+                assert!(d < 1e-12, "k = {k}: {d}");
+            }
             assert_eq!(got.size(), [n, cout, 2 * h, 2 * h]);
             assert!(f64::try_from((&got - &want).abs().max()).unwrap() < 1e-12);
             // The weight's gradient is the definition's too.

@@ -306,7 +306,7 @@ class ModelConfig:
     `classes`: 0 for an unconditional model (the default), else 2 ..= 256 for a
     class-conditional one, which draws the class it is asked for and trains on labelled data.
     `upsampling`: how the generator doubles its feature maps, 'transposed' (5x5 transposed
-    convolutions, the paper's; the default) or 'resize' (nearest-neighbour upsampling and a 3x3
+    convolutions, the paper's; the default) or 'resize' (nearest-neighbour upsampling and a 5x5
     convolution: no checkerboard artifacts)."""
 
     height: int = 28

@@ -7,11 +7,11 @@
 //!   pixels, each `cin` contiguous values), then `cols [P, 25*cin] x W^T`, a block of output
 //!   rows at a time so the column buffer stays small.
 //! - [`deconv_s2`] (a decoder layer, doubling the size): a transposed convolution, 5x5 with
-//!   padding 2 and output padding 1, or 4x4 with padding 1, the form a resizing layer
-//!   (nearest-neighbour upsampling, then a 3x3 convolution) takes ([`DeconvWeight::resize`]).
+//!   padding 2 and output padding 1, or 6x6 with padding 2, the form a resizing layer
+//!   (nearest-neighbour upsampling, then a 5x5 convolution) takes ([`DeconvWeight::resize`]).
 //!   `X [N*h*w, cin] x W [cin, k*k*cb]` gives each input pixel's contribution through each tap
 //!   to a block of `cb` output channels; each output pixel then sums the taps that land on it
-//!   (at most 9, or 4). Blocks of images and of output channels bound the buffer.
+//!   (at most 9). Blocks of images and of output channels bound the buffer.
 
 use super::gemm::{gemm, Mat, MatMut};
 use crate::error::{zeros, Result};
@@ -104,32 +104,37 @@ impl DeconvWeight {
         Self::with_kernel(w, cin, cout, K, PAD, h, wd)
     }
 
-    /// A resizing layer (libgran's `[cout, cin, 3, 3]`: nearest-neighbour upsampling by 2, then a
-    /// 3x3 convolution of padding 1) as the transposed convolution it equals: kernel 4, padding
-    /// 1, per axis taps `[w2, w1 + w2, w0 + w1, w0]`, summed in libgran's order (rows, then
-    /// columns) so that the kernel is libgran's to the bit (src/nn/layers.rs,
-    /// `resize_as_transposed`).
-    pub(crate) fn resize(w: &[f32], cin: usize, cout: usize, h: usize, wd: usize) -> Result<DeconvWeight> {
-        let four = |t: [f32; 3]| [t[2], t[1] + t[2], t[0] + t[1], t[0]];
-        let mut k4 = zeros(cin * cout * 16, "a resizing layer's weight")?;
+    /// A resizing layer (libgran's `[cout, cin, k, k]`, k odd: nearest-neighbour upsampling by
+    /// 2, then a k x k convolution of padding (k - 1) / 2) as the transposed convolution it
+    /// equals: kernel k + 1, the same padding, per axis taps `[w_{k-1}, w_{k-2} + w_{k-1}, ...,
+    /// w_0 + w_1, w_0]`, summed in libgran's order (rows, then columns) so that the kernel is
+    /// libgran's to the bit (src/nn/layers.rs, `resize_as_transposed`).
+    pub(crate) fn resize(w: &[f32], cin: usize, cout: usize, k: usize, h: usize, wd: usize) -> Result<DeconvWeight> {
+        let (taps, big) = (k * k, (k + 1) * (k + 1));
+        // One axis: k taps (stride `step` in `src`) into k + 1 (stride `step` in `dst`).
+        let widen = |src: &[f32], step: usize, dst: &mut [f32]| {
+            dst[0] = src[(k - 1) * step];
+            for j in 1..k {
+                dst[j * step] = src[(k - 1 - j) * step] + src[(k - j) * step];
+            }
+            dst[k * step] = src[0];
+        };
+        let mut out = zeros(cin * cout * big, "a resizing layer's weight")?;
+        let mut rows = vec![0f32; (k + 1) * k];
         for co in 0..cout {
             for ci in 0..cin {
-                let src = &w[(co * cin + ci) * 9..][..9];
-                // Along the rows (ky) first, then along the columns (kx).
-                let mut rows = [[0f32; 3]; 4];
-                for kx in 0..3 {
-                    let col = four([src[kx], src[3 + kx], src[6 + kx]]);
-                    for (a, v) in col.into_iter().enumerate() {
-                        rows[a][kx] = v;
-                    }
+                let src = &w[(co * cin + ci) * taps..][..taps];
+                // Along the rows (ky) first: [k + 1][k], then along the columns (kx).
+                for kx in 0..k {
+                    widen(&src[kx..], k, &mut rows[kx..]);
                 }
-                let dst = &mut k4[(ci * cout + co) * 16..][..16];
-                for (a, row) in rows.into_iter().enumerate() {
-                    dst[a * 4..][..4].copy_from_slice(&four(row));
+                let dst = &mut out[(ci * cout + co) * big..][..big];
+                for a in 0..=k {
+                    widen(&rows[a * k..][..k], 1, &mut dst[a * (k + 1)..][..k + 1]);
                 }
             }
         }
-        Self::with_kernel(&k4, cin, cout, 4, 1, h, wd)
+        Self::with_kernel(&out, cin, cout, k + 1, (k - 1) / 2, h, wd)
     }
 
     /// From `[cin, cout, k, k]`.
@@ -334,9 +339,9 @@ mod tests {
         assert!(close(&out, &deconv_ref(&x, cin, g, &w, &b, cout)), "deconv {cin}->{cout} {g:?}");
     }
 
-    /// The definition of a resizing layer: nearest-neighbour upsampling by 2, then a 3x3
-    /// convolution of stride 1 and padding 1 (weight `[cout, cin, 3, 3]`) plus the bias.
-    fn upconv_ref(x: &[f32], cin: usize, g: Geometry, w: &[f32], b: &[f32], cout: usize) -> Vec<f32> {
+    /// The definition of a resizing layer: nearest-neighbour upsampling by 2, then a k x k
+    /// convolution of stride 1 and padding (k - 1) / 2 (weight `[cout, cin, k, k]`) plus the bias.
+    fn upconv_ref(x: &[f32], cin: usize, g: Geometry, w: &[f32], b: &[f32], cout: usize, k: usize) -> Vec<f32> {
         let ug = Geometry { n: g.n, h: 2 * g.h, w: 2 * g.w };
         let mut up = vec![0f32; ug.pixels() * cin];
         for img in 0..g.n {
@@ -356,10 +361,11 @@ mod tests {
                     for co in 0..cout {
                         let mut s = b[co];
                         for ci in 0..cin {
-                            for ky in 0..3 {
-                                for kx in 0..3 {
-                                    let (y, xx) = (oy as isize - 1 + ky as isize, ox as isize - 1 + kx as isize);
-                                    s += at(&up, ug, cin, img, y, xx, ci) * w[((co * cin + ci) * 3 + ky) * 3 + kx];
+                            for ky in 0..k {
+                                for kx in 0..k {
+                                    let p = (k as isize - 1) / 2;
+                                    let (y, xx) = (oy as isize - p + ky as isize, ox as isize - p + kx as isize);
+                                    s += at(&up, ug, cin, img, y, xx, ci) * w[((co * cin + ci) * k + ky) * k + kx];
                                 }
                             }
                         }
@@ -381,18 +387,20 @@ mod tests {
             (96, 8, Geometry { n: 2, h: 16, w: 16 }),
             (4, 600, Geometry { n: 3, h: 8, w: 8 }),
         ] {
-            let x = values(g.pixels() * cin, 1.0);
-            let w = values(cout * cin * 9, 2.0);
-            let b = values(cout, 3.0);
-            let mut cols = Vec::new();
-            let mut out = vec![f32::NAN; g.pixels() * 4 * cout];
-            let weight = DeconvWeight::resize(&w, cin, cout, g.h, g.w).unwrap();
-            let og = deconv_s2(&x, g, &weight, &b, &mut out, &mut cols).unwrap();
-            assert_eq!((og.h, og.w), (2 * g.h, 2 * g.w));
-            assert!(close(&out, &upconv_ref(&x, cin, g, &w, &b, cout)), "upconv {cin}->{cout} {g:?}");
+            for k in [5, 3, 1] {
+                let x = values(g.pixels() * cin, 1.0);
+                let w = values(cout * cin * k * k, 2.0);
+                let b = values(cout, 3.0);
+                let mut cols = Vec::new();
+                let mut out = vec![f32::NAN; g.pixels() * 4 * cout];
+                let weight = DeconvWeight::resize(&w, cin, cout, k, g.h, g.w).unwrap();
+                let og = deconv_s2(&x, g, &weight, &b, &mut out, &mut cols).unwrap();
+                assert_eq!((og.h, og.w), (2 * g.h, 2 * g.w));
+                assert!(close(&out, &upconv_ref(&x, cin, g, &w, &b, cout, k)), "k={k} {cin}->{cout} {g:?}");
+            }
         }
-        // 8 x 8 inputs of 16 taps: blocks of fewer than the 600 output channels.
-        assert!(DeconvWeight::resize(&values(600 * 4 * 9, 0.0), 4, 600, 8, 8).unwrap().block < 600);
+        // 8 x 8 inputs of 36 taps: blocks of fewer than the 600 output channels.
+        assert!(DeconvWeight::resize(&values(600 * 4 * 25, 0.0), 4, 600, 5, 8, 8).unwrap().block < 600);
     }
 
     #[test]

@@ -32,7 +32,7 @@ pub enum Upsampling {
     /// A 5x5 transposed convolution of stride 2.
     #[default]
     Transposed,
-    /// Nearest-neighbour upsampling by 2, then a 3x3 convolution of stride 1.
+    /// Nearest-neighbour upsampling by 2, then a 5x5 convolution of stride 1 (RESIZE_KERNEL).
     Resize,
 }
 
@@ -45,6 +45,9 @@ pub(crate) struct Architecture {
     /// last is the image's channel count.
     pub(crate) dec: Vec<usize>,
 }
+
+/// The kernel size of a resizing generator's convolutions (libgran's RESIZE_KERNEL).
+pub(crate) const RESIZE_KERNEL: usize = 5;
 
 const MAX_STEPS: u32 = 64;
 const MAX_DIM: u32 = 4096;
@@ -196,7 +199,7 @@ fn discriminator_layout(c: &Config) -> Vec<(String, Vec<usize>)> {
 /// The names and shapes of a generator's tensors ("g." + ...), as libgran names them. A
 /// conditional generator has a class embedding of h_z's size, and its decoder's linear layer
 /// reads [h_z, e(y), h_c] (3 * hidden inputs) where an unconditional one reads [h_z, h_c]. A
-/// resizing generator's decoder convolutions are [out, in, 3, 3] where transposed ones are
+/// resizing generator's decoder convolutions are [out, in, 5, 5] where transposed ones are
 /// [in, out, 5, 5].
 pub(crate) fn generator_layout(c: &Config) -> Vec<(String, Vec<usize>)> {
     let a = c.architecture();
@@ -228,7 +231,7 @@ pub(crate) fn generator_layout(c: &Config) -> Vec<(String, Vec<usize>)> {
             format!("g.dec.conv{i}.weight"),
             match c.upsampling {
                 Upsampling::Transposed => vec![w[0], w[1], 5, 5],
-                Upsampling::Resize => vec![w[1], w[0], 3, 3],
+                Upsampling::Resize => vec![w[1], w[0], RESIZE_KERNEL, RESIZE_KERNEL],
             },
         ));
         out.push((format!("g.dec.conv{i}.bias"), vec![w[1]]));

@@ -19,7 +19,7 @@
 //! decoder's linear layer writes the first feature map in that layout, and the encoder's reads
 //! the last one, with no transposition while drawing.
 
-use super::config::{Config, Upsampling};
+use super::config::{Config, Upsampling, RESIZE_KERNEL};
 use crate::error::{format, invalid, zeros, Result};
 use crate::kernels::{conv5x5_s2, deconv_s2, gemm, reorder_conv_weight, DeconvWeight, Geometry, Mat, MatMut};
 use std::collections::HashMap;
@@ -179,7 +179,7 @@ impl Generator {
             let raw = t.take(&format!("g.dec.conv{i}.weight"))?;
             let weight = match config.upsampling {
                 Upsampling::Transposed => DeconvWeight::new(&raw, w[0], w[1], side, side)?,
-                Upsampling::Resize => DeconvWeight::resize(&raw, w[0], w[1], side, side)?,
+                Upsampling::Resize => DeconvWeight::resize(&raw, w[0], w[1], RESIZE_KERNEL, side, side)?,
             };
             let bias = t.take(&format!("g.dec.conv{i}.bias"))?;
             dec_convs.push(Deconv { weight, bias });

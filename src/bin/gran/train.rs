@@ -65,7 +65,7 @@ pub struct Args {
     #[arg(long, help_heading = "Model")]
     pub plain_relu: bool,
     /// How the generator doubles its feature maps: transposed (5x5 transposed convolutions, the
-    /// paper's) or resize (nearest-neighbour upsampling and a 3x3 convolution: no checkerboard)
+    /// paper's) or resize (nearest-neighbour upsampling and a 5x5 convolution: no checkerboard)
     #[arg(long, value_name = "KIND", default_value = "transposed", help_heading = "Model")]
     pub upsampling: gran::Upsampling,
     /// Seed of the initial weights [default: --seed]
