@@ -34,46 +34,7 @@ pub struct ModelConfig {
     pub upsampling: Upsampling,
 }
 
-/// How each decoder layer of the generator doubles the size of its feature map.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Upsampling {
-    /// A 5x5 transposed convolution of stride 2 (the paper's and DCGAN's).
-    #[default]
-    Transposed,
-    /// Nearest-neighbour upsampling by 2, then a 5x5 convolution of stride 1 (Odena, Dumoulin
-    /// and Olah, "Deconvolution and checkerboard artifacts", 2016). Every output pixel sees the
-    /// same number of weights, so the generator cannot draw the checkerboard that a stride-2
-    /// transposed convolution's uneven overlap makes easy, which on colour sets is where
-    /// training goes wrong (docs/RESULTS.md, section 19).
-    Resize,
-}
-
-impl Upsampling {
-    /// The name files and the command line use.
-    pub fn name(self) -> &'static str {
-        match self {
-            Upsampling::Transposed => "transposed",
-            Upsampling::Resize => "resize",
-        }
-    }
-}
-
-impl std::fmt::Display for Upsampling {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl std::str::FromStr for Upsampling {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "transposed" => Ok(Upsampling::Transposed),
-            "resize" => Ok(Upsampling::Resize),
-            _ => Err(Error::invalid(format!("upsampling '{s}': must be 'transposed' or 'resize'"))),
-        }
-    }
-}
+pub use gran_common::upsampling::Upsampling;
 
 impl Default for ModelConfig {
     fn default() -> Self {

@@ -2,8 +2,8 @@
 //! sampling library) share, so that the two never drift apart: the counter-based random
 //! numbers behind every latent, the checksum gran files carry, the plain types and constants
 //! of the C interface both headers declare, and the C boundary's machinery (panic guard, last
-//! error, pointer checks, versioned structs, handle registries, the log sink), and atomic
-//! file writes.
+//! error, pointer checks, versioned structs, handle registries, the log sink), the kinds of
+//! generator upsampling, and atomic file writes.
 //!
 //! Pure Rust: it builds for WebAssembly as it does natively (atomic file writes, the one part
 //! that calls the operating system, are for Unix).
@@ -17,3 +17,4 @@ pub mod classes;
 pub mod log;
 pub mod registry;
 pub mod rng;
+pub mod upsampling;

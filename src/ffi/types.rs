@@ -12,7 +12,6 @@ pub use gran_common::abi::{
     GranPixelFormat, GranPrecision, GRAN_DEVICE_AUTO, GRAN_DEVICE_CPU, GRAN_DEVICE_CUDA, GRAN_GENERATOR_AVERAGED,
     GRAN_GENERATOR_RAW, GRAN_LOG_DEBUG, GRAN_LOG_ERROR, GRAN_LOG_INFO, GRAN_LOG_WARN, GRAN_PIXEL_FORMAT_F32_CHW,
     GRAN_PIXEL_FORMAT_U8_CHW, GRAN_PIXEL_FORMAT_U8_HWC, GRAN_PRECISION_BF16, GRAN_PRECISION_FP32,
-    GRAN_UPSAMPLING_RESIZE, GRAN_UPSAMPLING_TRANSPOSED,
 };
 use std::ffi::{c_char, c_void};
 
@@ -258,10 +257,7 @@ impl ModelConfigs for GranModelConfig {
             device: GranDevice::from_spec(c.device),
             seed: c.seed,
             classes: c.classes,
-            upsampling: match c.upsampling {
-                Upsampling::Transposed => GRAN_UPSAMPLING_TRANSPOSED,
-                Upsampling::Resize => GRAN_UPSAMPLING_RESIZE,
-            },
+            upsampling: c.upsampling.to_abi(),
         }
     }
 
@@ -278,15 +274,12 @@ impl ModelConfigs for GranModelConfig {
             device: self.device.to_spec()?,
             seed: self.seed,
             classes: self.classes,
-            upsampling: match self.upsampling {
-                GRAN_UPSAMPLING_TRANSPOSED => Upsampling::Transposed,
-                GRAN_UPSAMPLING_RESIZE => Upsampling::Resize,
-                u => {
-                    return Err(Error::invalid(format!(
-                        "upsampling is {u}: must be GRAN_UPSAMPLING_TRANSPOSED (0) or GRAN_UPSAMPLING_RESIZE (1)"
-                    )))
-                }
-            },
+            upsampling: Upsampling::from_abi(self.upsampling).ok_or_else(|| {
+                Error::invalid(format!(
+                    "upsampling is {}: must be GRAN_UPSAMPLING_TRANSPOSED (0) or GRAN_UPSAMPLING_RESIZE (1)",
+                    self.upsampling
+                ))
+            })?,
         };
         c.validate()?;
         Ok(c)

@@ -302,7 +302,9 @@ pub(crate) fn config_from(
         // Files of models with transposed convolutions, older ones included, have no
         // "upsampling".
         upsampling: match meta.get("upsampling") {
-            Some(text) => text.parse().map_err(|e: Error| not_ours(format!("bad configuration: {}", e.message)))?,
+            Some(text) => text
+                .parse()
+                .map_err(|e: gran_common::upsampling::UnknownUpsampling| not_ours(format!("bad configuration: {e}")))?,
             None => Upsampling::Transposed,
         },
         device,

@@ -89,7 +89,7 @@ pub(crate) const TRANSPOSED: crate::sys::torch_ext::Transposed =
 /// (k - 1) / 2, so the size stays doubled). 5, the transposed generator's own: with 3 one seed
 /// of three collapsed on the synthetic shapes where 5 trained all three (docs/RESULTS.md,
 /// section 19).
-pub(crate) const RESIZE_KERNEL: i64 = 5;
+pub(crate) const RESIZE_KERNEL: i64 = gran_common::upsampling::RESIZE_KERNEL as i64;
 
 /// The geometry of the one transposed convolution (kernel k + 1) that a resizing layer equals.
 pub(crate) const RESIZE_AS_TRANSPOSED: crate::sys::torch_ext::Transposed =

@@ -2,11 +2,10 @@
 
 use super::guard;
 use crate::error::{with_status, Result};
-use crate::model::{Model, Upsampling};
+use crate::model::Model;
 use gran_common::abi::{
     GranDevice, GranGenerator, GranModel, GranModelConfig, GranStatus, GRAN_DEVICE_AUTO, GRAN_DEVICE_CPU,
-    GRAN_GENERATOR_AVERAGED, GRAN_GENERATOR_RAW, GRAN_STATUS_DEVICE, GRAN_UPSAMPLING_RESIZE,
-    GRAN_UPSAMPLING_TRANSPOSED,
+    GRAN_GENERATOR_AVERAGED, GRAN_GENERATOR_RAW, GRAN_STATUS_DEVICE,
 };
 use gran_common::boundary::{arg_mut, arg_path, arg_ref, write_versioned, Versioned};
 use gran_common::registry::Registry;
@@ -56,10 +55,7 @@ pub unsafe extern "C" fn gran_model_config(m: GranModel, out: *mut GranModelConf
             device: GranDevice { kind: GRAN_DEVICE_CPU, index: 0 },
             seed: c.seed,
             classes: c.classes,
-            upsampling: match c.upsampling {
-                Upsampling::Transposed => GRAN_UPSAMPLING_TRANSPOSED,
-                Upsampling::Resize => GRAN_UPSAMPLING_RESIZE,
-            },
+            upsampling: c.upsampling.to_abi(),
             ..GranModelConfig::defaults()
         };
         write_versioned(out, &cfg, "out")

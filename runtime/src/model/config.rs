@@ -26,15 +26,7 @@ pub struct Config {
     pub upsampling: Upsampling,
 }
 
-/// How each decoder layer doubles the size of its feature map (libgran's `Upsampling`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Upsampling {
-    /// A 5x5 transposed convolution of stride 2.
-    #[default]
-    Transposed,
-    /// Nearest-neighbour upsampling by 2, then a 5x5 convolution of stride 1 (RESIZE_KERNEL).
-    Resize,
-}
+pub use gran_common::upsampling::{Upsampling, RESIZE_KERNEL};
 
 /// The layer sizes a configuration implies.
 #[derive(Debug, Clone, PartialEq)]
@@ -45,9 +37,6 @@ pub(crate) struct Architecture {
     /// last is the image's channel count.
     pub(crate) dec: Vec<usize>,
 }
-
-/// The kernel size of a resizing generator's convolutions (libgran's RESIZE_KERNEL).
-pub(crate) const RESIZE_KERNEL: usize = 5;
 
 const MAX_STEPS: u32 = 64;
 const MAX_DIM: u32 = 4096;
@@ -88,10 +77,10 @@ impl Config {
                 None => 0,
             },
             // Only a resizing generator's file has "upsampling".
-            upsampling: match meta.get("upsampling").map(String::as_str) {
-                None | Some("transposed") => Upsampling::Transposed,
-                Some("resize") => Upsampling::Resize,
-                Some(v) => return Err(format(format!("the file's field 'upsampling' has a bad value '{v}'"))),
+            upsampling: match meta.get("upsampling") {
+                None => Upsampling::Transposed,
+                Some(v) => Upsampling::from_name(v)
+                    .ok_or_else(|| format(format!("the file's field 'upsampling' has a bad value '{v}'")))?,
             },
         };
         c.check().map_err(|why| format(format!("bad configuration: {why}")))?;
