@@ -1,5 +1,6 @@
 //! The building blocks of both networks: linear layers, 5x5 stride-2 (transposed) convolutions,
-//! nearest-neighbour upsampling with a 5x5 convolution, and batch norm, as plain tensors with names, initialised from gran's counter-based RNG.
+//! nearest-neighbour upsampling with a 5x5 convolution, and batch norm, as plain tensors with
+//! names, initialised from gran's counter-based RNG.
 //!
 //! Every trainable tensor and every buffer is registered in a [`Builder`] under a stable name,
 //! which is what checkpoints and the optimizer iterate over.
