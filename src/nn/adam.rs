@@ -94,9 +94,20 @@ impl Adam {
     /// The update of `step` with what the kernel reads on the device (the update count, and the
     /// rate where `inputs.lr` is set), without touching `t`: the form a captured training step
     /// records, whose inputs are refilled before each replay (the caller then counts `t`).
+    ///
+    /// Each gradient is made contiguous first, as its parameter is: autograd hands a gradient
+    /// back in whatever layout the backward pass produced (a convolution weight used through a
+    /// transposed view gets the view's), and the fused kernel walks parameter and gradient as
+    /// flat arrays, so a gradient of other strides would update each element with another's
+    /// gradient. (Gradients accumulated into `.grad` get the parameter's layout from autograd;
+    /// these are returned instead.) For a contiguous gradient this is the same tensor.
     pub(crate) fn apply(&self, grads: &[Tensor], cfg: &AdamSettings, inputs: &DeviceInputs) -> Result<()> {
+        let grads = grads
+            .iter()
+            .map(|g| Ok(if g.defined() { g.f_contiguous()? } else { g.shallow_clone() }))
+            .collect::<Result<Vec<_>>>()?;
         let (mut plain, mut decayed) = (Vec::new(), Vec::new());
-        for (s, g) in self.slots.iter().zip(grads) {
+        for (s, g) in self.slots.iter().zip(&grads) {
             if g.defined() {
                 if s.decay && cfg.weight_decay > 0.0 {
                     decayed.push((s, g));
@@ -180,6 +191,37 @@ mod tests {
             let before = Vec::<f32>::try_from(&p.detach()).unwrap();
             adam.step(&[Tensor::new()], &cfg, None).unwrap();
             assert_eq!(Vec::<f32>::try_from(&p.detach()).unwrap(), before);
+        }
+    }
+
+    /// A convolution's weight held as [in, out, k, k] and used through a transposed view gets a
+    /// gradient laid out as the view, not as the parameter (a convolution's backward writes
+    /// [out, in, k, k]); each element must still be updated with its own gradient, as for the
+    /// same values held as [out, in, k, k].
+    #[test]
+    fn a_gradient_with_other_strides_updates_each_element_with_its_own() {
+        let cfg = AdamSettings { lr: 0.1, beta1: 0.5, beta2: 0.9, eps: 1e-8, weight_decay: 0.0 };
+        tch::manual_seed(5);
+        let x = Tensor::randn([2, 3, 6, 6], (Kind::Float, tch::Device::Cpu));
+        let init = Tensor::randn([4, 3, 3, 3], (Kind::Float, tch::Device::Cpu)); // [out, in, k, k]
+        let run = |held_transposed: bool| {
+            let p = if held_transposed { init.transpose(0, 1).contiguous() } else { init.copy() };
+            let p = p.set_requires_grad(true);
+            let mut adam = Adam::new(&[Named { name: "p".into(), tensor: p.shallow_clone(), decay: false }]).unwrap();
+            for _ in 0..3 {
+                let w = if held_transposed { p.transpose(0, 1) } else { p.shallow_clone() };
+                let loss = (x.conv2d::<&Tensor>(&w, None, [1, 1], [1, 1], [1, 1], 1) - 0.5).square().sum(Kind::Float);
+                let g = adam.gradients(&loss).unwrap();
+                assert_eq!(g[0].size(), p.size());
+                adam.step(&g, &cfg, None).unwrap();
+            }
+            let p = p.detach();
+            let p = if held_transposed { p.transpose(0, 1) } else { p };
+            Vec::<f32>::try_from(&p.contiguous().flatten(0, -1)).unwrap()
+        };
+        let (direct, viewed) = (run(false), run(true));
+        for (i, (a, b)) in direct.iter().zip(&viewed).enumerate() {
+            assert!((a - b).abs() < 1e-5, "[{i}]: {a} held as used, {b} held transposed");
         }
     }
 

@@ -304,6 +304,28 @@ mod tests {
     }
 
     #[test]
+    fn a_resizing_layer_trains_as_the_definition_in_float32() {
+        tch::manual_seed(4);
+        for (n, cin, cout, h) in [(64, 16, 8, 8), (64, 8, 3, 16), (5, 32, 16, 4)] {
+            let x = Tensor::randn([n, cin, h, h], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+            let w = (Tensor::randn([cout, cin, 5, 5], (Kind::Float, Device::Cpu)) * 0.02).set_requires_grad(true);
+            let b = Tensor::randn([cout], (Kind::Float, Device::Cpu));
+            let conv = Conv { w: w.shallow_clone(), b: Some(b.shallow_clone()), kind: ConvKind::Resize };
+            let up = Tensor::randn([n, cout, 2 * h, 2 * h], (Kind::Float, Device::Cpu));
+            let got = conv.forward(&x).unwrap();
+            let want = upsample_then_convolve(&x, &w, &b);
+            let rel = |a: &Tensor, b: &Tensor| {
+                f64::try_from((a - b).abs().max()).unwrap() / f64::try_from(b.abs().max()).unwrap()
+            };
+            assert!(rel(&got, &want) < 1e-5, "forward {}", rel(&got, &want));
+            let g1 = Tensor::run_backward(&[(&got * &up).sum(Kind::Float)], &[&w, &x], false, false);
+            let g2 = Tensor::run_backward(&[(&want * &up).sum(Kind::Float)], &[&w, &x], false, false);
+            assert!(rel(&g1[0], &g2[0]) < 1e-4, "weight gradient {}", rel(&g1[0], &g2[0]));
+            assert!(rel(&g1[1], &g2[1]) < 1e-4, "input gradient {}", rel(&g1[1], &g2[1]));
+        }
+    }
+
+    #[test]
     fn a_resizing_layer_is_upsampling_then_a_convolution() {
         tch::manual_seed(3);
         for (n, cin, cout, h) in [(2, 3, 5, 4), (1, 8, 1, 7), (3, 2, 3, 14)] {
