@@ -87,9 +87,8 @@ pub(crate) const TRANSPOSED: crate::sys::torch_ext::Transposed =
     crate::sys::torch_ext::Transposed { stride: 2, padding: 2, output_padding: 1 };
 
 /// The kernel size k of the convolution after a nearest-neighbour upsampling (odd; padding
-/// (k - 1) / 2, so the size stays doubled). 5, the transposed generator's own: with 3 one seed
-/// of three collapsed on the synthetic shapes where 5 trained all three (docs/RESULTS.md,
-/// section 19).
+/// (k - 1) / 2, so the size stays doubled): 5, the paper's transposed kernel's size, so that
+/// each layer sees as much of its input (docs/RESULTS.md, section 19).
 pub(crate) const RESIZE_KERNEL: i64 = gran_common::upsampling::RESIZE_KERNEL as i64;
 
 /// The geometry of the one transposed convolution (kernel k + 1) that a resizing layer equals.
