@@ -377,7 +377,7 @@ test-bindings: lib
 # that the pipeline is known to work before a GPU is lent.
 
 GPU_DIR        := target/gpu
-GPU_DRY_BUDGET ?= 360
+GPU_DRY_BUDGET ?= 380
 
 gpu-check: $(DEPS)
 	@start=$$(date +%s); \

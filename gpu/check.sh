@@ -481,7 +481,7 @@ export LD_LIBRARY_PATH="$TORCH_LIB:$BIN/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 [ "$DEVICE" = cpu ] && export CUDA_VISIBLE_DEVICES=""
 export DEVICE BIN WORK OUT PY ROOT
 
-# Shares of the budget (seconds of a 695 s budget on CUDA; of a 360 s one on the CPU), scaled
+# Shares of the budget (seconds of a 765 s budget on CUDA; of a 410 s one on the CPU), scaled
 # to the budget given. The CUDA shares follow the first run on an H200 (2026-11-29): start-up
 # of CUDA in each process dominates the test and benchmark stages.
 STAGES=(device rust-tests c-tests bench-fp32 bench-bf16 compile-fp32 compile-bf16 cuda-graphs recompute stream conditional upsampling mnist)
