@@ -8,7 +8,7 @@
 //!       [--ema-decay X] [--ema-start N] [--lr-schedule constant|inverse-epoch|linear]
 //!       [--beta1 X] [--batch-size N] [--distributed] [--train-count N]
 //!       [--augment off|ada|P] [--augment-target X] [--augment-speed N] [--flip] [--r1 G] [--r1-every N]
-//!       [--recompute] [--save] [--conditional]
+//!       [--recompute] [--save] [--conditional] [--upsampling transposed|resize]
 //!
 //! `--trace N` prints the training losses and D's mean outputs every N steps (to see when and how
 //! a run goes wrong); `--no-gam` skips the GAM table; `--data colour32` uses the 32x32x3 crops of
