@@ -154,6 +154,8 @@ fn main() {
         .unwrap();
     println!("evaluator held-out accuracy: {:.4}", ev.accuracy(&test_d).unwrap());
     let real = ev.quality(&train_d.float_slice(0, 1000, tch::Device::Cpu).unwrap(), &test_d, Some(&train_d)).unwrap();
+    let real_images = train_d.float_slice(0, 1000, tch::Device::Cpu).unwrap();
+    println!("real training images: saturated channels {:.1}%", 100.0 * saturated_share(&real_images));
     println!(
         "| real training images (1000) | - | {:.1} | {:.2} | {} | {:.2} |",
         real.frechet_distance,
@@ -250,14 +252,18 @@ fn main() {
                 );
             }
             let q = ev.model_quality(&m, seed, 1000, &test_d, Some(&train_d)).unwrap();
+            let saturated = |m: &Model| 100.0 * saturated_share(&m.sample(seed, 1000, false).unwrap().images);
+            let mut sat_line = format!("{:.1}%", saturated(&m));
             let raw_fd = if m.has_averaged() {
                 m.set_generator_choice(gran::Choice::Raw);
                 let raw = ev.model_quality(&m, seed, 1000, &test_d, Some(&train_d)).unwrap();
+                sat_line += &format!(" (raw generator {:.1}%)", saturated(&m));
                 m.set_generator_choice(gran::Choice::Averaged);
                 format!("{:.1}", raw.frechet_distance)
             } else {
                 "-".to_string()
             };
+            println!("  T={steps} seed {seed}: saturated channels {sat_line}");
             // Diagnostic: the same latents drawn with batch statistics (minibatches of 64, as in
             // training) instead of the running statistics that sampling uses.
             if let Some((mean, worst)) = q.accuracy_summary() {
@@ -361,4 +367,13 @@ fn main() {
             );
         }
     }
+}
+
+/// The share of an image batch's channel values within 2/255 of 0 or 1: a generator whose
+/// canvas has run far past the sigmoid's range draws mostly such values (docs/RESULTS.md,
+/// section 21), where real photographs have a few percent.
+fn saturated_share(images: &tch::Tensor) -> f64 {
+    let (lo, hi) = (2.0 / 255.0, 253.0 / 255.0);
+    let edge = images.le(lo).logical_or(&images.ge(hi));
+    edge.to_kind(tch::Kind::Float).mean(tch::Kind::Float).double_value(&[])
 }
