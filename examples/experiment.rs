@@ -8,7 +8,7 @@
 //!       [--ema-decay X] [--ema-start N] [--lr-schedule constant|inverse-epoch|linear]
 //!       [--beta1 X] [--batch-size N] [--distributed] [--train-count N]
 //!       [--augment off|ada|P] [--augment-target X] [--augment-speed N] [--flip] [--r1 G] [--r1-every N]
-//!       [--recompute] [--save] [--conditional] [--upsampling transposed|resize]
+//!       [--canvas-penalty W] [--recompute] [--save] [--conditional] [--upsampling transposed|resize]
 //!
 //! `--trace N` prints the training losses and D's mean outputs every N steps (to see when and how
 //! a run goes wrong); `--no-gam` skips the GAM table; `--data colour32` uses the 32x32x3 crops of
@@ -30,7 +30,8 @@
 //! held-out 32x32x3 images, 6 classes); `--data colour64` the 64x64 crops of `make colour-data`.
 //! `--train-count N` trains on the first N training images (the evaluator still learns from
 //! all of them). `--augment` sets the discriminator's augmentation: `off`, `ada` (adaptive, the
-//! default) or a fixed probability; `--r1 G` adds the R1 penalty every `--r1-every` steps.
+//! default) or a fixed probability; `--r1 G` adds the R1 penalty every `--r1-every` steps;
+//! `--canvas-penalty W` the canvas penalty of weight W (crate::train::canvas_penalty).
 //! `--recompute` trains with per-step recomputation of the generator (TrainConfig::recompute);
 //! `--save` writes each trained model beside its sample grid (`.gran` checkpoints).
 //! `--conditional` trains class-conditional models on the data's labels and reports, per
@@ -128,13 +129,17 @@ fn main() {
         opt("--augment-speed", &defaults.augment_speed.to_string()).parse().expect("--augment-speed");
     let r1_gamma: Option<f64> = args.iter().any(|a| a == "--r1").then(|| opt("--r1", "").parse().expect("--r1"));
     let r1_every: u32 = opt("--r1-every", &defaults.r1_every.to_string()).parse().expect("--r1-every");
+    let canvas_penalty: Option<f64> = args
+        .iter()
+        .any(|a| a == "--canvas-penalty")
+        .then(|| opt("--canvas-penalty", "").parse().expect("--canvas-penalty"));
     let augment_flip = args.iter().any(|a| a == "--flip");
     let recompute = args.iter().any(|a| a == "--recompute");
     let save = args.iter().any(|a| a == "--save");
     let conditional = args.iter().any(|a| a == "--conditional");
     let upsampling: gran::Upsampling = opt("--upsampling", "transposed").parse().expect("--upsampling");
     println!(
-        "# training images {}, augment {augment:?} (speed {augment_speed}, flip {augment_flip}), r1 {r1_gamma:?} (None: by image size) every {r1_every}",
+        "# training images {}, augment {augment:?} (speed {augment_speed}, flip {augment_flip}), r1 {r1_gamma:?} (None: by image size) every {r1_every}, canvas penalty {canvas_penalty:?}",
         fit_d.count()
     );
     // --distributed (under torchrun): every model trains data-parallel in the group torchrun
@@ -216,6 +221,7 @@ fn main() {
                     augment_flip,
                     r1_gamma,
                     r1_every,
+                    canvas_penalty,
                     recompute,
                     group: group.clone().map(gran::train::Group),
                     ..Default::default()

@@ -665,6 +665,15 @@ typedef struct GranTrainConfig {
    * gradients to float tolerance. Default 0.
    */
   uint32_t recompute;
+  /**
+   * Weight of the canvas penalty, weight * mean(max(|c| - 5, 0)^2) on the generator's
+   * summed canvas c (the image is sigmoid(c)), added to its loss: it keeps the canvas where
+   * the sigmoid passes gradient back, out of the saturated state (pixels at 0 or 255 that
+   * no longer learn) that ends failing runs on small colour sets (docs/RESULTS.md, sections
+   * 21-22). 0: off; negative (the default, -1): by image size, so far 0 at every size.
+   * Callers built against a header without it (`struct_size` 224) get the default.
+   */
+  double canvas_penalty;
 } GranTrainConfig;
 
 /**

@@ -149,6 +149,37 @@ fn augmentation_and_r1_change_the_updates_reproducibly() {
     assert!(d_weight(&r1(2)).equal(&d_weight(&r1(2))));
 }
 
+/// The canvas penalty is zero inside its limit: from a fresh generator (its canvas well inside
+/// +-5) a run with it makes the same weights as one without, bit for bit, stored or
+/// recomputed. From a generator whose canvas lies beyond it (the decoder's convolutions 40
+/// times stronger) it changes the generator's first update and leaves the discriminator's,
+/// which comes first, alone.
+#[test]
+fn the_canvas_penalty_acts_beyond_its_limit_only() {
+    let data = synthetic(32);
+    let run = |penalty: f64, recompute: bool, saturated: bool| {
+        let m = Model::new(&tiny(2)).unwrap();
+        if saturated {
+            tch::no_grad(|| {
+                for (_, t) in m.read().named_tensors().into_iter().filter(|(n, _)| n.starts_with("g.dec.conv")) {
+                    let _ = t.shallow_clone().f_mul_scalar_(40.0).unwrap();
+                }
+            });
+        }
+        let cfg = TrainConfig { canvas_penalty: Some(penalty), recompute, ..adaptive(1) };
+        train(&m, &data, &cfg, &mut |_| false).unwrap();
+        m
+    };
+    for recompute in [false, true] {
+        same_tensors(&run(1.0, recompute, false), &run(0.0, recompute, false));
+        let (with, without) = (run(1.0, recompute, true), run(0.0, recompute, true));
+        let weight = |m: &Model, name: &str| m.read().named_tensors().into_iter().find(|(n, _)| n == name).unwrap().1;
+        assert!(weight(&with, "d.fc.weight").equal(&weight(&without, "d.fc.weight")), "recompute {recompute}");
+        let (a, b) = (weight(&with, "g.hz.fc.weight"), weight(&without, "g.hz.fc.weight"));
+        assert!(!a.equal(&b), "recompute {recompute}: the penalty changes G's update");
+    }
+}
+
 /// Settings out of range are refused with INVALID_ARGUMENT before the model changes, and a
 /// checkpoint whose augmentation state is out of range is a FORMAT error.
 #[test]
@@ -164,6 +195,8 @@ fn bad_augmentation_settings_and_files_are_refused() {
         (TrainConfig { r1_gamma: Some(-1.0), ..adaptive(1) }, "r1_gamma"),
         (TrainConfig { r1_gamma: Some(f64::NAN), ..adaptive(1) }, "r1_gamma"),
         (TrainConfig { r1_gamma: Some(1.0), r1_every: 0, ..adaptive(1) }, "r1_every"),
+        (TrainConfig { canvas_penalty: Some(-0.5), ..adaptive(1) }, "canvas_penalty"),
+        (TrainConfig { canvas_penalty: Some(f64::INFINITY), ..adaptive(1) }, "canvas_penalty"),
         (TrainConfig { r1_every: 0, ..adaptive(1) }, "r1_every"),
     ] {
         let e = train(&m, &data, &c, &mut |_| false).unwrap_err();

@@ -132,6 +132,8 @@ impl GranTrainConfig {
             r1_gamma: (!(self.r1_gamma < 0.0)).then_some(self.r1_gamma),
             r1_every: self.r1_every,
             recompute: self.recompute != 0,
+            // As r1_gamma: negative is by image size.
+            canvas_penalty: (!(self.canvas_penalty < 0.0)).then_some(self.canvas_penalty),
         })
     }
 }

@@ -473,6 +473,13 @@ pub struct GranTrainConfig {
     /// recomputes each step) for one more forward pass of the generator per step; the same
     /// gradients to float tolerance. Default 0.
     pub recompute: u32,
+    /// Weight of the canvas penalty, weight * mean(max(|c| - 5, 0)^2) on the generator's
+    /// summed canvas c (the image is sigmoid(c)), added to its loss: it keeps the canvas where
+    /// the sigmoid passes gradient back, out of the saturated state (pixels at 0 or 255 that
+    /// no longer learn) that ends failing runs on small colour sets (docs/RESULTS.md, sections
+    /// 21-22). 0: off; negative (the default, -1): by image size, so far 0 at every size.
+    /// Callers built against a header without it (`struct_size` 224) get the default.
+    pub canvas_penalty: f64,
 }
 
 unsafe impl Versioned for GranTrainConfig {
@@ -511,6 +518,7 @@ unsafe impl Versioned for GranTrainConfig {
             r1_every: d.r1_every,
             reserved0: 0,
             recompute: u32::from(d.recompute),
+            canvas_penalty: d.canvas_penalty.unwrap_or(-1.0),
         }
     }
 }

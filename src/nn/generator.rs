@@ -180,6 +180,29 @@ impl Generator {
         mode: BnMode,
         keep_canvases: bool,
     ) -> Result<Drawing> {
+        Ok(self.draw(z, labels, mode, keep_canvases, false)?.0)
+    }
+
+    /// The training pass's images and, with `keep_sum`, the summed canvas they are the sigmoid
+    /// of (for the canvas penalty: crate::train::canvas_penalty).
+    pub(crate) fn forward_training(
+        &self,
+        z: &Tensor,
+        labels: Option<&Tensor>,
+        keep_sum: bool,
+    ) -> Result<(Tensor, Option<Tensor>)> {
+        let (drawing, sum) = self.draw(z, labels, BnMode::Train, false, keep_sum)?;
+        Ok((drawing.image, sum))
+    }
+
+    fn draw(
+        &self,
+        z: &Tensor,
+        labels: Option<&Tensor>,
+        mode: BnMode,
+        keep_canvases: bool,
+        keep_sum: bool,
+    ) -> Result<(Drawing, Option<Tensor>)> {
         let n = z.size()[0];
         let hz = self.latent_code(z, labels, mode)?;
         let mut hc = Tensor::f_zeros([n, self.hidden], (z.kind(), z.device()))?;
@@ -206,12 +229,14 @@ impl Generator {
             }
             sum = Some(s);
         }
+        let sum = sum.expect("steps >= 1");
         let image = match canvases.last() {
             Some(last) => last.shallow_clone(),
+            None if keep_sum => sum.f_sigmoid()?,
             // In place: nothing saved the sum for a backward pass (an addition's backward needs
             // no inputs, and the last step's output goes to no encoder).
-            None => sum.expect("steps >= 1").f_sigmoid_()?,
+            None => sum.shallow_clone().f_sigmoid_()?,
         };
-        Ok(Drawing { image, canvases, deltas })
+        Ok((Drawing { image, canvases, deltas }, keep_sum.then_some(sum)))
     }
 }

@@ -29,18 +29,22 @@ pub(crate) struct Sketch {
     hc: Vec<Tensor>,
     /// sigmoid(sum of the steps): [N, C, H, W], float32, recorded by nothing.
     pub(crate) image: Tensor,
+    /// When asked for: the sum of the steps itself (for the canvas penalty).
+    pub(crate) sum: Option<Tensor>,
 }
 
 impl Generator {
     /// The forward pass of a training step, recording nothing: draws from latents `z` with
     /// batch norm in `mode` (`BnMode::Train` updates the running statistics here) and in
-    /// `precision`, keeping what [`Generator::recomputed_gradients`] needs.
+    /// `precision`, keeping what [`Generator::recomputed_gradients`] needs, and with
+    /// `keep_sum` the summed canvas.
     pub(crate) fn sketch(
         &self,
         z: &Tensor,
         labels: Option<&Tensor>,
         mode: BnMode,
         precision: Precision,
+        keep_sum: bool,
     ) -> Result<Sketch> {
         tch::no_grad(|| {
             precision.run(z.device(), || {
@@ -59,28 +63,40 @@ impl Generator {
                         Some(prev) => prev.f_add(&dc)?,
                     });
                 }
-                let image = sum.expect("steps >= 1").f_sigmoid_()?;
-                Ok(Sketch { z: z.shallow_clone(), labels: labels.map(Tensor::shallow_clone), hz, hc: inputs, image })
+                let sum = sum.expect("steps >= 1");
+                let (image, sum) = match keep_sum {
+                    true => (sum.f_sigmoid()?, Some(sum)),
+                    false => (sum.shallow_clone().f_sigmoid_()?, None),
+                };
+                let (z, labels) = (z.shallow_clone(), labels.map(Tensor::shallow_clone));
+                Ok(Sketch { z, labels, hz, hc: inputs, image, sum })
             })
         })
     }
 
     /// The gradients of a loss with respect to `params` (the generator's parameters, in the
     /// optimizer's order), given `grad_image`, the loss's gradient with respect to
-    /// `sketch.image`. As `Adam::gradients` returns them: undefined for a parameter the loss
-    /// does not depend on (the encoder when T = 1). Equal to the stored pass's to float
-    /// tolerance (only the order in which the steps' contributions are summed differs).
+    /// `sketch.image`, and `grad_sum`, the gradient of any further term of the loss with
+    /// respect to the summed canvas (`sketch.sum`). As `Adam::gradients` returns them: undefined
+    /// for a parameter the loss does not depend on (the encoder when T = 1). Equal to the stored
+    /// pass's to float tolerance (only the order in which the steps' contributions are summed
+    /// differs).
     pub(crate) fn recomputed_gradients(
         &self,
         sketch: &Sketch,
         grad_image: &Tensor,
+        grad_sum: Option<&Tensor>,
         params: &[&Tensor],
         precision: Precision,
     ) -> Result<Vec<Tensor>> {
         let mode = BnMode::TrainFrozenStats;
         let device = sketch.z.device();
         // d loss / d (sum of the steps' outputs), which every step's output receives.
-        let grad_sum = Tensor::f_sigmoid_backward(grad_image, &sketch.image)?;
+        let through_image = Tensor::f_sigmoid_backward(grad_image, &sketch.image)?;
+        let grad_sum = match grad_sum {
+            Some(g) => through_image.f_add(g)?,
+            None => through_image,
+        };
         let mut total: Vec<Option<Tensor>> = params.iter().map(|_| None).collect();
         let hz = sketch.hz.f_detach()?.f_set_requires_grad(true)?;
         let mut grad_hz: Option<Tensor> = None;
@@ -160,16 +176,29 @@ mod tests {
         }
     }
 
-    /// The gradients of a fixed loss of the image, running statistics after, and the image:
-    /// by the stored pass, or by recomputation.
+    /// The gradients of a fixed loss of the image, running statistics after, and the image: by
+    /// the stored pass, or by recomputation. `canvas`: `Some(w)` makes the canvas saturate and,
+    /// for w > 0, adds the canvas penalty of weight w to the loss.
     fn gradients(
         steps: u32,
         classes: u32,
         precision: Precision,
         recompute: bool,
+        canvas: Option<f64>,
     ) -> (Vec<Tensor>, Vec<Tensor>, Tensor) {
         let model = Model::new(&config(steps, classes)).unwrap();
         let st = model.write();
+        if canvas.is_some() {
+            // A canvas well beyond the penalty's limit: the decoder's last convolution 40 times
+            // stronger.
+            let last = st.g_params.iter().filter(|n| n.name.starts_with("g.dec.conv")).map(|n| &n.name).max().unwrap();
+            let last = last.split('.').take(3).collect::<Vec<_>>().join(".");
+            tch::no_grad(|| {
+                for n in st.g_params.iter().filter(|n| n.name.starts_with(&last)) {
+                    let _ = n.tensor.shallow_clone().f_mul_scalar_(40.0).unwrap();
+                }
+            });
+        }
         // From the crate's counter-based generator, not libtorch's global one (tests run in
         // parallel threads).
         let normal = |purpose: u64, shape: &[i64]| {
@@ -185,15 +214,27 @@ mod tests {
         let weight = normal(2, &[12, 1, 28, 28]);
         let loss = |image: &Tensor| (image * &weight).square().mean(Kind::Float);
         let params: Vec<&Tensor> = st.g_params.iter().map(|n| &n.tensor).collect();
+        let canvas = canvas.unwrap_or(0.0);
+        let penalty = |sum: &Tensor| crate::train::canvas_penalty::canvas_penalty(sum, canvas).unwrap();
         let (grads, image) = if recompute {
-            let sketch = st.gen.sketch(&z, labels, BnMode::Train, precision).unwrap();
+            let sketch = st.gen.sketch(&z, labels, BnMode::Train, precision, canvas > 0.0).unwrap();
             let leaf = sketch.image.detach().set_requires_grad(true);
             let grad_image = Tensor::run_backward(&[loss(&leaf)], &[&leaf], false, false).remove(0);
-            (st.gen.recomputed_gradients(&sketch, &grad_image, &params, precision).unwrap(), sketch.image.copy())
+            let grad_sum =
+                sketch.sum.as_ref().map(|s| crate::train::canvas_penalty::canvas_penalty_gradient(s, canvas).unwrap());
+            let grads = st.gen.recomputed_gradients(&sketch, &grad_image, grad_sum.as_ref(), &params, precision);
+            (grads.unwrap(), sketch.image.copy())
         } else {
-            let image =
-                precision.run(z.device(), || st.gen.forward_with(&z, labels, BnMode::Train, false)).unwrap().image;
-            (Tensor::run_backward(&[loss(&image)], &params, false, false), image.detach())
+            let (image, sum) = precision.run(z.device(), || st.gen.forward_training(&z, labels, canvas > 0.0)).unwrap();
+            let total = match &sum {
+                Some(sum) => {
+                    let p = penalty(sum);
+                    assert!(p.double_value(&[]) > 0.1, "the canvas lies beyond the limit: penalty {p}");
+                    loss(&image) + p
+                }
+                None => loss(&image),
+            };
+            (Tensor::run_backward(&[total], &params, false, false), image.detach())
         };
         let stats = st.g_buffers.iter().map(|n| n.tensor.copy()).collect();
         (grads, stats, image)
@@ -206,8 +247,12 @@ mod tests {
     }
 
     fn check(steps: u32, classes: u32, precision: Precision, tolerance: f64) {
-        let (stored, stored_stats, stored_image) = gradients(steps, classes, precision, false);
-        let (recomputed, stats, image) = gradients(steps, classes, precision, true);
+        check_with(steps, classes, precision, tolerance, None);
+    }
+
+    fn check_with(steps: u32, classes: u32, precision: Precision, tolerance: f64, canvas: Option<f64>) {
+        let (stored, stored_stats, stored_image) = gradients(steps, classes, precision, false, canvas);
+        let (recomputed, stats, image) = gradients(steps, classes, precision, true, canvas);
         // In bfloat16 the kernels may differ with recording (oneDNN's inference and training
         // forms): the same image to bfloat16's precision; in float32 the same bits.
         match precision {
@@ -250,6 +295,16 @@ mod tests {
     fn recomputation_of_a_conditional_generator_reaches_its_embedding() {
         // The embedding's gradient comes through h_z's part of the code, as the latent layer's.
         check(3, 10, Precision::Fp32, 1e-5);
+    }
+
+    #[test]
+    fn recomputation_adds_the_canvas_penalty_as_the_stored_pass() {
+        check_with(3, 0, Precision::Fp32, 1e-5, Some(1.0));
+        // ... which changes the gradients (the saturated canvas passes back little else).
+        let (plain, _, _) = gradients(3, 0, Precision::Fp32, false, Some(0.0));
+        let (penalised, _, _) = gradients(3, 0, Precision::Fp32, false, Some(1.0));
+        let (a, b) = (&plain[0], &penalised[0]);
+        assert!(relative(b, a) > 0.5, "the penalty's gradient dominates: {}", relative(b, a));
     }
 
     #[test]

@@ -6,50 +6,63 @@ use crate::nn::generator::Generator;
 use crate::nn::layers::BnMode;
 use crate::nn::precision::Precision;
 use crate::nn::recompute::Sketch;
+use crate::train::canvas_penalty::{canvas_penalty, canvas_penalty_gradient};
 use tch::Tensor;
 
 /// The generator's pass of a training step: recorded by autograd (the stored pass), or
 /// sketched and recomputed step by step in its backward pass (`TrainConfig::recompute`).
 pub(crate) enum GeneratorPass {
-    Stored(Tensor),
-    /// The sketch, and its image as a leaf that records the discriminator's pass over it.
-    Recomputed(Sketch, Tensor),
+    /// The images and, with a canvas penalty, the penalty (recorded).
+    Stored(Tensor, Option<Tensor>),
+    /// The sketch, its image as a leaf that records the discriminator's pass over it, and the
+    /// canvas penalty's weight (0: none).
+    Recomputed(Sketch, Tensor, f64),
 }
 
 impl GeneratorPass {
-    /// Draws the step's images from `z` (of classes `labels` for a conditional generator), updating the generator's running statistics.
+    /// Draws the step's images from `z` (of classes `labels` for a conditional generator),
+    /// updating the generator's running statistics. `canvas_weight` > 0: the generator's loss
+    /// gains the canvas penalty of that weight (crate::train::canvas_penalty).
     pub(crate) fn forward(
         gen: &Generator,
         z: &Tensor,
         labels: Option<&Tensor>,
         precision: Precision,
         recompute: bool,
+        canvas_weight: f64,
     ) -> Result<Self> {
+        let keep_sum = canvas_weight > 0.0;
         if recompute {
-            let sketch = gen.sketch(z, labels, BnMode::Train, precision)?;
+            let sketch = gen.sketch(z, labels, BnMode::Train, precision, keep_sum)?;
             let leaf = sketch.image.f_detach()?.f_set_requires_grad(true)?;
-            return Ok(GeneratorPass::Recomputed(sketch, leaf));
+            return Ok(GeneratorPass::Recomputed(sketch, leaf, canvas_weight));
         }
-        Ok(GeneratorPass::Stored(
-            precision.run(z.device(), || Ok(gen.forward_with(z, labels, BnMode::Train, false)?.image))?,
-        ))
+        let (image, sum) = precision.run(z.device(), || gen.forward_training(z, labels, keep_sum))?;
+        let penalty = sum.map(|s| canvas_penalty(&s, canvas_weight)).transpose()?;
+        Ok(GeneratorPass::Stored(image, penalty))
     }
 
     /// The images, for the discriminator.
     pub(crate) fn image(&self) -> &Tensor {
         match self {
-            GeneratorPass::Stored(image) | GeneratorPass::Recomputed(_, image) => image,
+            GeneratorPass::Stored(image, _) | GeneratorPass::Recomputed(_, image, _) => image,
         }
     }
 
-    /// The generator's gradients of `loss`, a function of [`GeneratorPass::image`].
+    /// The generator's gradients of `loss`, a function of [`GeneratorPass::image`], plus the
+    /// canvas penalty when the pass has one.
     pub(crate) fn gradients(&self, st: &State, loss: &Tensor, precision: Precision) -> Result<Vec<Tensor>> {
         match self {
-            GeneratorPass::Stored(_) => st.opt_g.gradients(loss),
-            GeneratorPass::Recomputed(sketch, leaf) => {
+            GeneratorPass::Stored(_, None) => st.opt_g.gradients(loss),
+            GeneratorPass::Stored(_, Some(penalty)) => st.opt_g.gradients(&loss.f_add(penalty)?),
+            GeneratorPass::Recomputed(sketch, leaf, weight) => {
                 let grad_image = Tensor::f_run_backward(&[loss], &[leaf], false, false)?.remove(0);
+                let grad_sum = match &sketch.sum {
+                    Some(sum) => Some(canvas_penalty_gradient(sum, *weight)?),
+                    None => None,
+                };
                 let params: Vec<&Tensor> = st.g_params.iter().map(|n| &n.tensor).collect();
-                st.gen.recomputed_gradients(sketch, &grad_image, &params, precision)
+                st.gen.recomputed_gradients(sketch, &grad_image, grad_sum.as_ref(), &params, precision)
             }
         }
     }

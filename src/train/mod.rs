@@ -2,11 +2,13 @@
 //! with fresh latents; non-saturating losses computed from logits; Adam for each network.
 //!
 //! `settings` holds what a caller chooses and what a run reports, `run` the run itself,
+//! `canvas_penalty` the term of the generator's loss that keeps its canvas out of saturation,
 //! `step` what one step reports and why it failed, `step_graph` the training step captured as a
 //! CUDA graph, `snapshot` the in-memory copy a run
 //! rolls back to.
 
 mod augment;
+pub(crate) mod canvas_penalty;
 mod generator_pass;
 mod prefetch;
 mod run;
@@ -16,6 +18,7 @@ mod step;
 mod step_graph;
 
 pub use augment::Adaptive;
+pub use canvas_penalty::CANVAS_LIMIT;
 /// The run itself, for tests that inspect a run before it starts.
 #[doc(hidden)]
 pub use run::Trainer;

@@ -123,6 +123,8 @@ pub struct Trainer<'a> {
     adaptive: Adaptive,
     /// The R1 weight of the run (the setting, or the image size's default).
     r1_gamma: f64,
+    /// The canvas penalty's weight of the run (the setting, or the image size's default).
+    canvas_penalty: f64,
 }
 
 impl<'a> Trainer<'a> {
@@ -181,6 +183,7 @@ impl<'a> Trainer<'a> {
         };
         let labels = ClassStreams::for_run(mc.classes, data, cfg.seed, device)?;
         let r1_gamma = cfg.r1_gamma.unwrap_or_else(|| crate::train::r1_gamma_for(mc.height));
+        let canvas_penalty = cfg.canvas_penalty.unwrap_or_else(|| crate::train::canvas_penalty_for(mc.height));
         let augmenter =
             (cfg.augment != Augment::Off).then(|| Augmenter::new(mc.height, mc.channels, cfg.augment_flip, cfg.seed));
         let adaptive = match cfg.augment {
@@ -242,6 +245,7 @@ impl<'a> Trainer<'a> {
             backup: Snapshot::default(),
             execution: Self::execution(cfg, r1_gamma, device, cfg.group.is_some()),
             r1_gamma,
+            canvas_penalty,
             augmenter,
             adaptive,
         })
@@ -673,7 +677,14 @@ impl<'a> Trainer<'a> {
             None => None,
         };
         let g_labels = i.labels.as_ref().map(|l| &l[StepLabels::G_FAKE]);
-        let fake = GeneratorPass::forward(&st.gen, &i.zg, g_labels, self.cfg.precision, self.cfg.recompute)?;
+        let fake = GeneratorPass::forward(
+            &st.gen,
+            &i.zg,
+            g_labels,
+            self.cfg.precision,
+            self.cfg.recompute,
+            self.canvas_penalty,
+        )?;
         if let Some(p) = pending {
             d_values = self.timed(|| p.finish())?;
         }

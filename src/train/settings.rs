@@ -57,6 +57,13 @@ pub struct TrainConfig {
     pub r1_gamma: Option<f64>,
     /// Steps between R1 penalties, each scaled by this (StyleGAN2's lazy regularisation).
     pub r1_every: u32,
+    /// Weight of the canvas penalty, weight * mean(max(|c| - [`CANVAS_LIMIT`], 0)^2) on the
+    /// generator's summed canvas c, added to its loss: it keeps the canvas where the sigmoid
+    /// passes gradient back (crate::train::canvas_penalty); 0: off; `None` (the default):
+    /// [`canvas_penalty_for`] the image size.
+    ///
+    /// [`CANVAS_LIMIT`]: crate::train::CANVAS_LIMIT
+    pub canvas_penalty: Option<f64>,
     /// Per-step recomputation of the generator (crate::nn::recompute): the forward pass keeps
     /// only what one drawing step hands the next, and the backward pass recomputes each step,
     /// so training memory stays flat in the number of drawing steps T, for one more forward
@@ -134,6 +141,12 @@ pub fn r1_gamma_for(height: u32) -> f64 {
     }
 }
 
+/// The canvas penalty's weight when none is given, by image size: none at every size so far
+/// (its measurements are in docs/RESULTS.md, section 22).
+pub fn canvas_penalty_for(_height: u32) -> f64 {
+    0.0
+}
+
 impl Default for TrainConfig {
     fn default() -> Self {
         TrainConfig {
@@ -161,6 +174,7 @@ impl Default for TrainConfig {
             augment_flip: false,
             r1_gamma: None,
             r1_every: DEFAULT_R1_EVERY,
+            canvas_penalty: None,
             recompute: false,
             group: None,
         }
@@ -177,6 +191,7 @@ pub struct Progress {
     pub total_steps: u64,
     /// Epoch of the last completed step (step / batches per epoch).
     pub epoch: u64,
+    /// The networks' classification losses (without the R1 and canvas penalties).
     pub d_loss: f64,
     pub g_loss: f64,
     /// Mean D(x) on real minibatches.
@@ -250,6 +265,9 @@ impl TrainConfig {
         crate::train::augment::validate(self.augment, self.augment_speed)?;
         if let Some(g) = self.r1_gamma.filter(|g| !(g.is_finite() && *g >= 0.0)) {
             return Err(Error::invalid(format!("r1_gamma is {g}: must be >= 0")));
+        }
+        if let Some(w) = self.canvas_penalty.filter(|w| !(w.is_finite() && *w >= 0.0)) {
+            return Err(Error::invalid(format!("canvas_penalty is {w}: must be >= 0")));
         }
         if self.r1_gamma != Some(0.0) && self.r1_every == 0 {
             return Err(Error::invalid("r1_every is 0: must be at least 1 unless r1_gamma is 0"));

@@ -187,7 +187,7 @@ static void test_config_defaults(void) {
     CHECK(t.precision == GRAN_PRECISION_FP32);
     CHECK(t.augment == GRAN_AUGMENT_ADAPTIVE && t.augment_flip == 0 && t.augment_p == 0.3);
     CHECK(t.augment_target == 0.6 && t.augment_speed == 20000.0 && t.r1_gamma == -1.0 && t.r1_every == 4);
-    CHECK(t.reserved0 == 0 && t.recompute == 0);
+    CHECK(t.reserved0 == 0 && t.recompute == 0 && t.canvas_penalty == -1.0);
     /* NULL: nothing happens. */
     gran_model_config_init(NULL);
     gran_train_config_init(NULL);
@@ -226,7 +226,8 @@ static void test_abi_layout(void) {
         CHECK(offsetof(GranTrainConfig, augment_flip) == 172 && offsetof(GranTrainConfig, augment_p) == 176);
         CHECK(offsetof(GranTrainConfig, augment_target) == 184 && offsetof(GranTrainConfig, augment_speed) == 192);
         CHECK(offsetof(GranTrainConfig, r1_gamma) == 200 && offsetof(GranTrainConfig, r1_every) == 208);
-        CHECK(offsetof(GranTrainConfig, recompute) == 216 && sizeof(GranTrainConfig) == 224);
+        CHECK(offsetof(GranTrainConfig, recompute) == 216 && offsetof(GranTrainConfig, canvas_penalty) == 224);
+        CHECK(sizeof(GranTrainConfig) == 232);
     }
     CHECK(sizeof(GranPrecision) == 4);
 }

@@ -837,7 +837,7 @@ class Dataset(_Owned):
 
 _TRAIN_FIELDS = ("batch_size", "iterations", "epochs", "lr_g", "beta1_g", "beta2_g", "lr_d", "beta1_d",
                  "beta2_d", "d_weight_decay", "seed", "report_every", "checkpoint_every", "ema_decay", "ema_start",
-                 "augment_p", "augment_target", "augment_speed", "r1_gamma", "r1_every")
+                 "augment_p", "augment_target", "augment_speed", "r1_gamma", "r1_every", "canvas_penalty")
 
 
 class Model(_Owned):
@@ -970,7 +970,7 @@ class Model(_Owned):
               cuda_graph: bool = False, process_group: Optional["ProcessGroup"] = None,
               augment: Any = None, augment_p: Optional[float] = None, augment_target: Optional[float] = None,
               augment_speed: Optional[float] = None, augment_flip: bool = False, r1_gamma: Optional[float] = None,
-              r1_every: Optional[int] = None, recompute: bool = False,
+              r1_every: Optional[int] = None, recompute: bool = False, canvas_penalty: Optional[float] = None,
               on_progress: Optional[Callable[[Progress], Any]] = None) -> Progress:
         """Trains on `dataset` (a Dataset, or a numpy array for Dataset.from_array), continuing
         from the model's step counter, and returns the final progress report. Settings left at
@@ -990,8 +990,10 @@ class Model(_Owned):
         images, never below augment_p, 0.3; the model keeps it), 'fixed' (probability augment_p)
         or 'off'. r1_gamma: weight
         of the R1 gradient penalty on real images every r1_every steps (default 4); 0: off;
-        None: by image size (0 for 28x28, 10 for 32x32 and larger).
-        Progress reports carry augment_p. recompute=True: per-step recomputation of the
+        None: by image size (0 for 28x28, 10 for 32x32 and larger). canvas_penalty: weight of a
+        penalty on the generator's summed canvas beyond +-5 (before the sigmoid), which keeps
+        pixels out of the saturated state where they stop learning; 0: off; None: by image size
+        (0 so far). Progress reports carry augment_p. recompute=True: per-step recomputation of the
         generator, training memory flat in the number of drawing steps for one more forward pass
         of the generator per step (the same gradients to float tolerance).
 
@@ -1014,7 +1016,8 @@ class Model(_Owned):
                                   lr_schedule=lr_schedule, cuda_graph=cuda_graph, process_group=process_group,
                                   augment=augment, augment_p=augment_p, augment_target=augment_target,
                                   augment_speed=augment_speed, augment_flip=augment_flip, r1_gamma=r1_gamma,
-                                  r1_every=r1_every, recompute=recompute, on_progress=on_progress)
+                                  r1_every=r1_every, recompute=recompute, canvas_penalty=canvas_penalty,
+                                  on_progress=on_progress)
         cfg = GranTrainConfig()
         _LIB.gran_train_config_init(byref(cfg))
         if epochs is not None and iterations is None:
@@ -1023,7 +1026,8 @@ class Model(_Owned):
                      beta2_g=beta2_g, lr_d=lr_d, beta1_d=beta1_d, beta2_d=beta2_d, d_weight_decay=d_weight_decay,
                      seed=seed, report_every=report_every, checkpoint_every=checkpoint_every,
                      ema_decay=ema_decay, ema_start=ema_start, augment_p=augment_p, augment_target=augment_target,
-                     augment_speed=augment_speed, r1_gamma=r1_gamma, r1_every=r1_every)
+                     augment_speed=augment_speed, r1_gamma=r1_gamma, r1_every=r1_every,
+                     canvas_penalty=canvas_penalty)
         ints = {"batch_size": 32, "epochs": 32, "iterations": 64, "seed": 64, "report_every": 64,
                 "checkpoint_every": 64, "ema_start": 64, "r1_every": 32}
         for name in _TRAIN_FIELDS:

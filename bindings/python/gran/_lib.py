@@ -264,6 +264,7 @@ class GranTrainConfig(Structure):
         ("r1_every", c_uint32),
         ("reserved0", c_uint32),
         ("recompute", c_uint32),
+        ("canvas_penalty", c_double),
     ]
 
 

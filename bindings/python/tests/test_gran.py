@@ -932,7 +932,7 @@ class TrainingControlTests(unittest.TestCase):
     def test_augmentation(self):
         reports = []
         last = self.model.train(self.data, augment="fixed", augment_p=0.7, augment_flip=True, r1_gamma=1.0,
-                                r1_every=4, on_progress=reports.append, **dict(TRAIN, report_every=5))
+                                r1_every=4, canvas_penalty=0.5, on_progress=reports.append, **dict(TRAIN, report_every=5))
         self.assertEqual(last.augment_p, 0.7)
         self.assertEqual([r.augment_p for r in reports], [0.7] * 4)
         # Adaptive continues from where the model is; off reports 0.
@@ -940,7 +940,8 @@ class TrainingControlTests(unittest.TestCase):
         self.assertNotEqual(last.augment_p, 0.7)
         self.assertEqual(self.model.train(self.data, augment="off", **TRAIN).augment_p, 0.0)
         for bad in (dict(augment="mirror"), dict(augment=9), dict(augment="fixed", augment_p=2.0),
-                    dict(augment_target=1.0), dict(augment_speed=0.0), dict(r1_gamma=float("nan"))):
+                    dict(augment_target=1.0), dict(augment_speed=0.0), dict(r1_gamma=float("nan")),
+                    dict(canvas_penalty=float("inf"))):
             with self.assertRaises(gran.InvalidArgumentError, msg=str(bad)):
                 self.model.train(self.data, **bad, **TRAIN)
         self.assertEqual(self.model.step, 3 * TRAIN["iterations"])

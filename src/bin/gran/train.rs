@@ -152,6 +152,11 @@ pub struct Args {
     /// Steps between R1 penalties (lazy regularisation)
     #[arg(long, value_name = "N", default_value_t = gran::train::DEFAULT_R1_EVERY, help_heading = "Augmentation")]
     pub r1_every: u32,
+    /// Weight of a penalty on the generator's canvas beyond +-5 before the sigmoid, which keeps
+    /// pixels from saturating at 0 or 255 and no longer learning (0: off) [default: by image
+    /// size, 0 so far]
+    #[arg(long, value_name = "W", help_heading = "Augmentation")]
+    pub canvas_penalty: Option<f64>,
     /// Train data-parallel with the processes torchrun starts (RANK, WORLD_SIZE, MASTER_ADDR,
     /// MASTER_PORT): --batch-size is the global batch; rank 0 prints and writes the checkpoint
     #[arg(long, help_heading = "Distributed")]
@@ -388,6 +393,7 @@ pub fn run(a: &Args, out: &Out) -> Result<()> {
         augment_flip: a.flip,
         r1_gamma: a.r1_gamma,
         r1_every: a.r1_every,
+        canvas_penalty: a.canvas_penalty,
         group: group.clone().map(gran::train::Group),
         ..TrainConfig::default()
     };
@@ -475,8 +481,12 @@ fn settings_line(cfg: &TrainConfig, height: u32) -> String {
         None => (gran::train::r1_gamma_for(height), format!(" (by image size, {height}x{height})")),
     };
     let r1 = if gamma > 0.0 { format!("gamma {gamma} every {} steps{how}", cfg.r1_every) } else { format!("off{how}") };
+    let canvas = match cfg.canvas_penalty.unwrap_or_else(|| gran::train::canvas_penalty_for(height)) {
+        w if w > 0.0 => format!("; canvas penalty {w}"),
+        _ => String::new(),
+    };
     format!(
-        "training: lr G {}, D {}, batch {}; augmentation {augment}{}; R1 {r1}",
+        "training: lr G {}, D {}, batch {}; augmentation {augment}{}; R1 {r1}{canvas}",
         cfg.lr_g,
         cfg.lr_d,
         cfg.batch_size,
