@@ -128,12 +128,16 @@ impl GranTrainConfig {
             augment: augment(self.augment, self.augment_p, self.augment_target, "cfg->augment")?,
             augment_speed: self.augment_speed,
             augment_flip: self.augment_flip != 0,
-            // Negative: by image size; NaN is refused by TrainConfig::validate.
-            r1_gamma: (!(self.r1_gamma < 0.0)).then_some(self.r1_gamma),
+            r1_gamma: by_image_size(self.r1_gamma),
             r1_every: self.r1_every,
             recompute: self.recompute != 0,
-            // As r1_gamma: negative is by image size.
-            canvas_penalty: (!(self.canvas_penalty < 0.0)).then_some(self.canvas_penalty),
+            canvas_penalty: by_image_size(self.canvas_penalty),
         })
     }
+}
+
+/// A weight whose negative values mean "by image size" (`None`); NaN passes through, for
+/// TrainConfig::validate to refuse.
+fn by_image_size(weight: f64) -> Option<f64> {
+    (!(weight < 0.0)).then_some(weight)
 }

@@ -14,9 +14,9 @@ use tch::Tensor;
 pub(crate) enum GeneratorPass {
     /// The images and, with a canvas penalty, the penalty (recorded).
     Stored(Tensor, Option<Tensor>),
-    /// The sketch, its image as a leaf that records the discriminator's pass over it, and the
-    /// canvas penalty's weight (0: none).
-    Recomputed(Sketch, Tensor, f64),
+    /// The sketch, its image as a leaf that records the discriminator's pass over it, and, with
+    /// a canvas penalty, the penalty's gradient with respect to the summed canvas.
+    Recomputed(Sketch, Tensor, Option<Tensor>),
 }
 
 impl GeneratorPass {
@@ -33,9 +33,11 @@ impl GeneratorPass {
     ) -> Result<Self> {
         let keep_sum = canvas_weight > 0.0;
         if recompute {
-            let sketch = gen.sketch(z, labels, BnMode::Train, precision, keep_sum)?;
+            let mut sketch = gen.sketch(z, labels, BnMode::Train, precision, keep_sum)?;
             let leaf = sketch.image.f_detach()?.f_set_requires_grad(true)?;
-            return Ok(GeneratorPass::Recomputed(sketch, leaf, canvas_weight));
+            // The sum is needed only for this gradient: taken, not kept until the backward pass.
+            let grad_sum = sketch.sum.take().map(|s| canvas_penalty_gradient(&s, canvas_weight)).transpose()?;
+            return Ok(GeneratorPass::Recomputed(sketch, leaf, grad_sum));
         }
         let (image, sum) = precision.run(z.device(), || gen.forward_training(z, labels, keep_sum))?;
         let penalty = sum.map(|s| canvas_penalty(&s, canvas_weight)).transpose()?;
@@ -55,12 +57,8 @@ impl GeneratorPass {
         match self {
             GeneratorPass::Stored(_, None) => st.opt_g.gradients(loss),
             GeneratorPass::Stored(_, Some(penalty)) => st.opt_g.gradients(&loss.f_add(penalty)?),
-            GeneratorPass::Recomputed(sketch, leaf, weight) => {
+            GeneratorPass::Recomputed(sketch, leaf, grad_sum) => {
                 let grad_image = Tensor::f_run_backward(&[loss], &[leaf], false, false)?.remove(0);
-                let grad_sum = match &sketch.sum {
-                    Some(sum) => Some(canvas_penalty_gradient(sum, *weight)?),
-                    None => None,
-                };
                 let params: Vec<&Tensor> = st.g_params.iter().map(|n| &n.tensor).collect();
                 st.gen.recomputed_gradients(sketch, &grad_image, grad_sum.as_ref(), &params, precision)
             }
