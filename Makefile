@@ -386,7 +386,7 @@ gpu-check: $(DEPS)
 
 # Every stage but the bfloat16 twins of bench-fp32 and compile-fp32 (the same code with another
 # --precision; on a GPU they run).
-GPU_DRY_STAGES ?= device|rust-tests|c-tests|bench-fp32|compile-fp32|cuda-graphs|recompute|stream|conditional|upsampling|mnist
+GPU_DRY_STAGES ?= device|rust-tests|c-tests|bench-fp32|compile-fp32|cuda-graphs|recompute|stream|conditional|upsampling|augment|mnist
 gpu-check-dry: gpu-check
 	PYTHON=$(VENV)/bin/python bash gpu/check.sh --device cpu --budget $(GPU_DRY_BUDGET) --stages '$(GPU_DRY_STAGES)' \
 	    --out target/gpu-dry

@@ -12,7 +12,7 @@
 #   lib/libgran.so.0            the library, stripped
 #   lib/libasan.so.*, libubsan.so.*   the sanitizer run-times the C tests need (the GPU
 #                               machine has no compiler, so perhaps no libasan)
-#   bin/bench_rows, bin/experiment    the examples gpu/check.sh runs (and any binary target
+#   bin/bench_rows, bin/experiment, bin/shapes   the examples gpu/check.sh runs (and any binary target
 #                               of the crate, e.g. a CLI, when there is one)
 #   tests/model, evaluator, cuda_graph, ema, export   the Rust integration tests that create models and
 #                               evaluators (GRAN_TEST_DEVICE picks their device)
@@ -36,7 +36,7 @@ RUST_TESTS="model evaluator cuda_graph ema export ddp"
 echo "gpu/build.sh: building (release) the library, the examples, the binaries and the device tests"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-$CARGO build --release --lib --bins --example bench_rows --example experiment --message-format=json \
+$CARGO build --release --lib --bins --example bench_rows --example experiment --example shapes --message-format=json \
     > "$tmp/build.json"
 test_args=""
 for t in $RUST_TESTS; do test_args="$test_args --test $t"; done

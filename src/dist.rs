@@ -226,11 +226,24 @@ impl ProcessGroup {
 
     /// Each tensor replaced in place by its element-wise maximum over the ranks (contiguous
     /// tensors of one device and float kind).
-    pub(crate) fn all_reduce_max(&self, tensors: &[&Tensor]) -> Result<()> {
+    fn all_reduce_max(&self, tensors: &[&Tensor]) -> Result<()> {
         if tensors.is_empty() {
             return Ok(());
         }
         self.c10d.all_reduce(tensors, ReduceOp::Max, "all-reduce (max)")
+    }
+
+    /// The element-wise maximum of `values` over the ranks: one all-reduce of a float64 tensor
+    /// on the device the backend reduces on (this rank's GPU under NCCL, which takes CUDA
+    /// tensors only; the CPU under Gloo).
+    pub(crate) fn max_over_ranks(&self, values: &[f64]) -> Result<Vec<f64>> {
+        let device = match self.backend {
+            Backend::Nccl => tch::Device::Cuda(self.settings.local_rank as usize),
+            Backend::Auto | Backend::Gloo => tch::Device::Cpu,
+        };
+        let t = Tensor::f_from_slice(values)?.f_to_device(device)?;
+        self.all_reduce_max(&[&t])?;
+        Ok(Vec::<f64>::try_from(&t.f_to_device(tch::Device::Cpu)?)?)
     }
 
     /// Each tensor replaced in place by rank `root`'s.
@@ -369,9 +382,7 @@ mod tests {
         assert_eq!(out[0].size(), [2, 2]);
         assert!(!out[1].defined());
         assert_eq!(out[2].kind(), Kind::Double);
-        let m = Tensor::from_slice(&[3.0f32]);
-        g.all_reduce_max(&[&m]).unwrap();
-        assert_eq!(m.double_value(&[0]), 3.0);
+        assert_eq!(g.max_over_ranks(&[3.0, -2.5]).unwrap(), [3.0, -2.5]);
         // Started, then the input changed before the wait: the mean is of what was started.
         let c = Tensor::from_slice(&[7.0f32, -1.0]);
         let pending = g.start_mean(&[c.shallow_clone()]).unwrap();

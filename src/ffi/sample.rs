@@ -59,7 +59,10 @@ fn check_count(count: u32) -> Result<usize> {
 /// Draws `count` images with latents from `seed` and writes them to `out` in `format`
 /// (count * height * width * channels values). Image i depends only on the weights, `seed` and i:
 /// the same for any `count` > i, and equal to `gran_generate` on the latents `gran_latents`
-/// gives for `seed`. Batch norm uses its running statistics (no batch effects).
+/// gives for `seed`. Batch norm uses its running statistics (no batch effects). On the CPU this
+/// holds bit for bit. On a CUDA device libtorch chooses its kernels by batch size, so an image
+/// drawn in batches of another size may differ in its last float bits (an 8-bit pixel by at
+/// most one level); the same call repeated gives the same bytes.
 ///
 /// A class-conditional model draws image i as a class drawn uniformly from (`seed`, i), also
 /// independent of `count`; `gran_sample_class` names the classes.

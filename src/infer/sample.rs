@@ -2,7 +2,9 @@
 //!
 //! All of it runs under no-grad with batch norm in eval mode (running statistics), so image i of
 //! a seeded request depends only on (weights, seed, i): not on how many images are asked for, nor
-//! on the chunks the work is split into. The one exception is asked for by name:
+//! on the chunks the work is split into. On the CPU bit for bit; on CUDA, where libtorch picks
+//! kernels by batch size (and small batches replay graphs captured per size), up to the last
+//! float bits. The one exception is asked for by name:
 //! `discriminate_with(.., Scoring::BatchStatistics(n))` scores images in chunks normalised by
 //! their own statistics (GAM's scoring). The networks run in the model's inference precision
 //! (`Model::precision`); in bfloat16 an image may differ in its last bits with the batch it was

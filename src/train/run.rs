@@ -925,9 +925,7 @@ fn agree(g: &ProcessGroup, values: &[f64], flag: bool) -> Result<(bool, bool)> {
     let n = values.len();
     let all: Vec<f64> =
         values.iter().copied().chain(values.iter().map(|v| -v)).chain([f64::from(u8::from(flag))]).collect();
-    let t = Tensor::f_from_slice(&all)?;
-    g.all_reduce_max(&[&t])?;
-    let r = Vec::<f64>::try_from(&t)?;
+    let r = g.max_over_ranks(&all)?;
     Ok(((0..n).all(|i| r[i] == -r[n + i]), r[2 * n] > 0.0))
 }
 

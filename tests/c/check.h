@@ -94,6 +94,18 @@ static inline GranDevice env_test_device(void) {
     exit(2);
 }
 
+/* Whether two drawings of the same n bytes of images, computed in batches of other sizes, agree:
+ * the same bytes on the CPU, whose kernels do not depend on the batch size; on CUDA, where
+ * libtorch chooses its kernels by batch size, within one level (gran.h, gran_sample). */
+static inline int same_across_batches(const unsigned char *a, const unsigned char *b, size_t n) {
+    size_t i;
+    if (env_test_device().kind == GRAN_DEVICE_CPU) return memcmp(a, b, n) == 0;
+    for (i = 0; i < n; i++) {
+        if ((a[i] > b[i] ? a[i] - b[i] : b[i] - a[i]) > 1) return 0;
+    }
+    return 1;
+}
+
 /* The tiny model of the tests: 28x28x1 (or `size` x `size` x `channels`), T=2, z/hidden 16,
  * width scale 1/8, on the test device (env_test_device()). */
 static inline GranModelConfig tiny_config(uint32_t size, uint32_t channels, uint64_t seed) {

@@ -25,6 +25,18 @@ pub fn test_torch_device() -> tch::Device {
     test_device().resolve().unwrap_or_else(|e| panic!("GRAN_TEST_DEVICE: {}", e.message))
 }
 
+/// How far two drawings of the same images may differ when they were computed in batches of
+/// other sizes (or through a captured graph against the eager pass): nothing beyond `cpu` on
+/// the CPU, whose kernels do not depend on the batch size; on CUDA libtorch chooses its kernels
+/// by batch size, so the last float bits may differ (include/gran.h, `gran_sample`).
+pub fn across_batches(cpu: f64) -> f64 {
+    if test_torch_device().is_cuda() {
+        1e-4
+    } else {
+        cpu
+    }
+}
+
 /// The repository's root: `CARGO_MANIFEST_DIR` as cargo sets it when it runs the tests, or as it
 /// was at build time. A test binary carried to another machine (gpu/check.sh) is run with it
 /// set to that copy of the repository.
