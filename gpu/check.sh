@@ -27,8 +27,8 @@
 #   upsampling  training T = 3 at the paper's widths with the transposed and the resizing
 #               generator (--upsampling resize): ms per step; a sample of the resizing one
 #   augment     training T = 3 on 32x32 colour shapes: ms per step without augmentation, with
-#               every augmentation at p = 1, with the defaults (adaptive p, R1), and with the
-#               canvas penalty
+#               every augmentation at p = 1, with the defaults (adaptive p, R1, the canvas
+#               penalty), and with the defaults but no canvas penalty
 #   mnist       T = 3 at the paper's widths on data/mnist10k for about 2 minutes, scored by the
 #               evaluator; its sample grid is OUT/mnist_t3_samples.png
 # and the peak device memory of each stage (nvidia-smi, whole device) and of each PyTorch row.
@@ -394,19 +394,19 @@ stage_upsampling() {
 # The cost of what keeps the discriminator from memorising a small set (issue 27's bound: at most
 # 10% more time per step), on the shapes (3,000 PNGs of 32x32x3, written by bin/shapes) with the
 # widths and rates gran train picks for 32x32: ms per step with no augmentation and no R1, with
-# every augmentation at p = 1 and no R1, with the defaults (adaptive p, R1 by image size), and
-# with the defaults and the canvas penalty.
+# every augmentation at p = 1 and no R1, with the defaults (adaptive p, R1 and the canvas
+# penalty by image size), and with the defaults but no canvas penalty.
 stage_augment() {
     local status=0 mode flags summary="" steps=60 count=3000 scale=""
     [ "$DEVICE" = cpu ] && steps=4 count=64 scale="--width-scale 0.0625"
     echo "== bin/shapes: $count images of 32x32x3"
     "$BIN/bin/shapes" "$WORK/shapes" $count 32 || return 1
-    for mode in off p1 defaults canvas; do
+    for mode in off p1 defaults no-canvas; do
         case $mode in
             off) flags="--augment off --r1-gamma 0" ;;
             p1) flags="--augment fixed --augment-p 1 --r1-gamma 0" ;;
             defaults) flags="" ;;
-            canvas) flags="--canvas-penalty 1" ;;
+            no-canvas) flags="--canvas-penalty 0" ;;
         esac
         echo "== train T=3 on the shapes, $steps steps, $mode: $flags"
         # shellcheck disable=SC2086

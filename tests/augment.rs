@@ -143,6 +143,7 @@ fn augmentation_and_r1_change_the_updates_reproducibly() {
     let none = run(&TrainConfig { augment: Augment::Off, r1_gamma: Some(0.0), ..adaptive(1) });
     // By image size, 32x32 gets R1 (the default is 10).
     assert_eq!((gran::train::r1_gamma_for(28), gran::train::r1_gamma_for(32)), (0.0, 10.0));
+    assert_eq!((gran::train::canvas_penalty_for(28), gran::train::canvas_penalty_for(32)), (0.0, 1.0));
     let by_size = run(&TrainConfig { augment: Augment::Off, r1_every: 1, ..adaptive(1) });
     assert!(d_weight(&by_size).equal(&d_weight(&r1(1))), "the 32x32 default is R1 with gamma 10");
     assert!(!d_weight(&r1(1)).equal(&d_weight(&none)), "R1 changes D's update");

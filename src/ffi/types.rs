@@ -477,7 +477,8 @@ pub struct GranTrainConfig {
     /// summed canvas c (the image is sigmoid(c)), added to its loss: it keeps the canvas where
     /// the sigmoid passes gradient back, out of the saturated state (pixels at 0 or 255 that
     /// no longer learn) that ends failing runs on small colour sets (docs/RESULTS.md, sections
-    /// 21-22). 0: off; negative (the default, -1): by image size, so far 0 at every size.
+    /// 21-23). 0: off; negative (the default, -1): by image size, 0 for 28x28 images and 1 for
+    /// 32x32 and larger.
     /// Callers built against a header without it (`struct_size` 224) get the default.
     pub canvas_penalty: f64,
 }

@@ -153,8 +153,8 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = gran::train::DEFAULT_R1_EVERY, help_heading = "Augmentation")]
     pub r1_every: u32,
     /// Weight of a penalty on the generator's canvas beyond +-5 before the sigmoid, which keeps
-    /// pixels from saturating at 0 or 255 and no longer learning (0: off) [default: by image
-    /// size, 0 so far]
+    /// pixels from saturating at 0 or 255 and no longer learning (0: off) [default: 0 for 28x28
+    /// images, 1 for 32x32 and larger]
     #[arg(long, value_name = "W", help_heading = "Augmentation")]
     pub canvas_penalty: Option<f64>,
     /// Train data-parallel with the processes torchrun starts (RANK, WORLD_SIZE, MASTER_ADDR,
