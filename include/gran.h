@@ -670,7 +670,8 @@ typedef struct GranTrainConfig {
    * summed canvas c (the image is sigmoid(c)), added to its loss: it keeps the canvas where
    * the sigmoid passes gradient back, out of the saturated state (pixels at 0 or 255 that
    * no longer learn) that ends failing runs on small colour sets (docs/RESULTS.md, sections
-   * 21-22). 0: off; negative (the default, -1): by image size, so far 0 at every size.
+   * 21-23). 0: off; negative (the default, -1): by image size, 0 for 28x28 images and 1 for
+   * 32x32 and larger.
    * Callers built against a header without it (`struct_size` 224) get the default.
    */
   double canvas_penalty;
@@ -1598,7 +1599,10 @@ GranStatus gran_cancel(GranModel m);
  * Draws `count` images with latents from `seed` and writes them to `out` in `format`
  * (count * height * width * channels values). Image i depends only on the weights, `seed` and i:
  * the same for any `count` > i, and equal to `gran_generate` on the latents `gran_latents`
- * gives for `seed`. Batch norm uses its running statistics (no batch effects).
+ * gives for `seed`. Batch norm uses its running statistics (no batch effects). On the CPU this
+ * holds bit for bit. On a CUDA device libtorch chooses its kernels by batch size, so an image
+ * drawn in batches of another size may differ in its last float bits (an 8-bit pixel by at
+ * most one level); the same call repeated gives the same bytes.
  *
  * A class-conditional model draws image i as a class drawn uniformly from (`seed`, i), also
  * independent of `count`; `gran_sample_class` names the classes.
