@@ -518,11 +518,12 @@ export LD_LIBRARY_PATH="$TORCH_LIB:$BIN/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 export DEVICE BIN WORK OUT PY ROOT
 
 # Shares of the budget (seconds of a 810 s budget on CUDA; of a 430 s one on the CPU), scaled
-# to the budget given. The CUDA shares follow the first run on an H200 (2026-11-29): start-up
-# of CUDA in each process dominates the test and benchmark stages.
+# to the budget given. The CUDA shares follow the runs on an H200 (2026-11-29, 2026-12-04):
+# start-up of CUDA in each process dominates the test and benchmark stages; the C tests under
+# ASan ran past 77 s, and torch.compile's reduce-overhead mode fails there within seconds.
 STAGES=(device rust-tests c-tests bench-fp32 bench-bf16 compile-fp32 compile-bf16 cuda-graphs recompute stream conditional upsampling augment mnist)
 if [ "$DEVICE" = cuda ]; then
-    SHARES=(10 50 110 70 40 95 55 45 50 40 35 35 45 130)
+    SHARES=(10 50 170 70 40 60 30 45 50 40 35 35 45 130)
 else
     SHARES=(10 45 50 35 35 45 45 20 20 20 20 20 20 45)
 fi
