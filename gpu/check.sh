@@ -391,8 +391,8 @@ stage_upsampling() {
     return $status
 }
 
-# The cost of what keeps the discriminator from memorising a small set (issue 27's bound: at most
-# 10% more time per step), on the shapes (3,000 PNGs of 32x32x3, written by bin/shapes) with the
+# The cost of what keeps the discriminator from memorising a small set (the aim: at most 10%
+# more time per step), on the shapes (3,000 PNGs of 32x32x3, written by bin/shapes) with the
 # widths and rates gran train picks for 32x32: ms per step with no augmentation and no R1, with
 # every augmentation at p = 1 and no R1, with the defaults (adaptive p, R1 and the canvas
 # penalty by image size), and with the defaults but no canvas penalty.

@@ -94,13 +94,13 @@ fn small_batches_sample_through_cached_graphs_on_cuda_only() {
     for count in [1usize, 5, 1, 64] {
         let small = m.sample(4, count, false).unwrap().images;
         let d = max_abs_diff(&small, &eager.narrow(0, 0, count as i64));
-        assert!(d <= common::across_batches(1e-5), "count {count}: {d} from the eager images");
+        assert!(d <= common::other_kernels(1e-5), "count {count}: {d} from the eager images");
     }
     // The graphs read the weights in place: after training they draw the trained model.
     train(&m, &data(), &TrainConfig { iterations: 2, batch_size: 16, ..Default::default() }, &mut |_| false).unwrap();
     let eager = m.sample(4, GraphCache::MAX_COUNT + 36, false).unwrap().images;
     let small = m.sample(4, 5, false).unwrap().images;
-    assert!(max_abs_diff(&small, &eager.narrow(0, 0, 5)) <= common::across_batches(1e-5));
+    assert!(max_abs_diff(&small, &eager.narrow(0, 0, 5)) <= common::other_kernels(1e-5));
 }
 
 /// Every tensor of a model's state (weights, statistics, Adam moments, the averaged generator).

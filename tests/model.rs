@@ -88,14 +88,14 @@ fn sampling_is_deterministic_and_independent_of_the_batch() {
     train(&m, &synthetic(64), &short(3), &mut |_| false).unwrap();
     let a = m.sample(42, 300, false).unwrap().images; // more than one internal chunk
     let b = m.sample(42, 3, false).unwrap().images;
-    assert!(max_abs_diff(&a.narrow(0, 0, 3), &b) <= common::across_batches(1e-6));
+    assert!(max_abs_diff(&a.narrow(0, 0, 3), &b) <= common::other_kernels(1e-6));
     assert_eq!(max_abs_diff(&m.sample(42, 3, false).unwrap().images, &b), 0.0);
     assert!(max_abs_diff(&m.sample(43, 3, false).unwrap().images, &b) > 0.0);
     // Image 280 (second chunk) alone, from its latents.
     let z = m.latents(42, 280, 1).unwrap();
     assert_eq!(z, m.latents(42, 0, 281).unwrap()[280 * 16..]);
     let one = m.generate(&z, 1, false).unwrap().images;
-    assert!(max_abs_diff(&a.narrow(0, 280, 1), &one) <= common::across_batches(1e-6));
+    assert!(max_abs_diff(&a.narrow(0, 280, 1), &one) <= common::other_kernels(1e-6));
 }
 
 #[test]

@@ -25,11 +25,12 @@ pub fn test_torch_device() -> tch::Device {
     test_device().resolve().unwrap_or_else(|e| panic!("GRAN_TEST_DEVICE: {}", e.message))
 }
 
-/// How far two drawings of the same images may differ when they were computed in batches of
-/// other sizes (or through a captured graph against the eager pass): nothing beyond `cpu` on
-/// the CPU, whose kernels do not depend on the batch size; on CUDA libtorch chooses its kernels
-/// by batch size, so the last float bits may differ (include/gran.h, `gran_sample`).
-pub fn across_batches(cpu: f64) -> f64 {
+/// How far two computations of the same images may differ when libtorch may have run them
+/// through other kernels (batches of other sizes, a captured graph against the eager pass, a
+/// model loaded anew): nothing beyond `cpu` on the CPU, whose kernels do not depend on these;
+/// on CUDA, where libtorch chooses kernels by batch size, the last float bits (include/gran.h,
+/// `gran_sample`).
+pub fn other_kernels(cpu: f64) -> f64 {
     if test_torch_device().is_cuda() {
         1e-4
     } else {
