@@ -139,13 +139,14 @@ fn augmentation_and_r1_change_the_updates_reproducibly() {
     let d_weight = |m: &Model| m.read().named_tensors().into_iter().find(|(n, _)| n == "d.fc.weight").unwrap().1;
     assert!(!d_weight(&a).equal(&d_weight(&plain)), "augmenting changes what D learns");
     // R1 every step, and every second step: step 0 has it in both.
-    let r1 = |every| run(&TrainConfig { augment: Augment::Off, r1_gamma: Some(10.0), r1_every: every, ..adaptive(1) });
+    let r1 = |every| run(&TrainConfig { augment: Augment::Off, r1_gamma: Some(1.0), r1_every: every, ..adaptive(1) });
     let none = run(&TrainConfig { augment: Augment::Off, r1_gamma: Some(0.0), ..adaptive(1) });
-    // By image size, 32x32 gets R1 (the default is 10).
-    assert_eq!((gran::train::r1_gamma_for(28), gran::train::r1_gamma_for(32)), (0.0, 10.0));
+    // By image size, 32x32 gets R1 with gamma 1, 64x64 and larger 10.
+    let by = gran::train::r1_gamma_for;
+    assert_eq!((by(28), by(32), by(64), by(128)), (0.0, 1.0, 10.0, 10.0));
     assert_eq!((gran::train::canvas_penalty_for(28), gran::train::canvas_penalty_for(32)), (0.0, 1.0));
     let by_size = run(&TrainConfig { augment: Augment::Off, r1_every: 1, ..adaptive(1) });
-    assert!(d_weight(&by_size).equal(&d_weight(&r1(1))), "the 32x32 default is R1 with gamma 10");
+    assert!(d_weight(&by_size).equal(&d_weight(&r1(1))), "the 32x32 default is R1 with gamma 1");
     assert!(!d_weight(&r1(1)).equal(&d_weight(&none)), "R1 changes D's update");
     assert!(d_weight(&r1(2)).equal(&d_weight(&r1(2))));
 }

@@ -146,7 +146,7 @@ pub struct Args {
     #[arg(long, help_heading = "Augmentation")]
     pub flip: bool,
     /// Weight of the R1 gradient penalty on real images (0: off) [default: 0 for 28x28
-    /// images, 10 for 32x32 and larger]
+    /// images, 1 for 32x32, 10 for 64x64 and larger]
     #[arg(long, value_name = "G", help_heading = "Augmentation")]
     pub r1_gamma: Option<f64>,
     /// Steps between R1 penalties (lazy regularisation)
