@@ -645,7 +645,8 @@ typedef struct GranTrainConfig {
   /**
    * Weight gamma of the R1 penalty on real images, gamma / 2 * E||grad D(x)||^2; 0: off;
    * negative (the default, -1): by image size, 0 for 28x28, 1 for 32x32 and 10 for 64x64
-   * and larger (docs/RESULTS.md, sections 11 and 26). A run with a penalty does not capture CUDA graphs.
+   * and larger (docs/RESULTS.md, sections 11 and 26). A run with a penalty does not capture
+   * CUDA graphs.
    */
   double r1_gamma;
   /**

@@ -990,10 +990,9 @@ class Model(_Owned):
         images, never below augment_p, 0.3; the model keeps it), 'fixed' (probability augment_p)
         or 'off'. r1_gamma: weight of the R1 gradient penalty on real images every r1_every
         steps (default 4); 0: off; None: by image size (0 for 28x28, 1 for 32x32, 10 for 64x64
-        and larger). canvas_penalty: weight of a
-        penalty on the generator's summed canvas beyond +-5 (before the sigmoid), which keeps
-        pixels out of the saturated state where they stop learning; 0: off; None: by image size
-        (0 for 28x28, 1 for 32x32 and larger). Progress reports carry augment_p. recompute=True:
+        and larger). canvas_penalty: weight of a penalty on the generator's summed canvas
+        beyond +-5 (before the sigmoid), which keeps pixels out of the saturated state where
+        they stop learning; 0: off; None: by image size (0 for 28x28, 1 for 32x32 and larger). Progress reports carry augment_p. recompute=True:
         per-step recomputation of the generator, training memory flat in the number of drawing
         steps for one more forward pass of the generator per step (the same gradients to float
         tolerance).
