@@ -7,9 +7,9 @@ use crate::opts::{parse_device, AugmentArg, DataArgs, PrecisionArg, ScheduleArg}
 use crate::output::{config_json, make_parent, Out};
 use crate::progress::{self, Reporter};
 use crate::term;
-use gran::{checkpoint, DeviceSpec, Error, ErrorKind, Model, ModelConfig, Result, TrainConfig};
+use gran::{checkpoint, DeviceSpec, Error, ErrorKind, Model, ModelConfig, Progress, Result, TrainConfig};
 use parking_lot::Mutex;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -174,7 +174,7 @@ pub struct Args {
 
 /// --resume-if-exists: `found`, the configuration of the checkpoint at `path`, must be the one
 /// the options describe (`wanted`); the image size, from the data, and the device aside.
-fn same_model(found: &ModelConfig, wanted: &ModelConfig, path: &std::path::Path) -> Result<()> {
+fn same_model(found: &ModelConfig, wanted: &ModelConfig, path: &Path) -> Result<()> {
     let shape = |c: &ModelConfig| {
         (
             c.height,
@@ -252,21 +252,13 @@ fn install_ctrl_c() -> Result<()> {
     .map_err(|e| Error::internal(format!("cannot install the interrupt handler: {e}")))
 }
 
-/// Creates the folder a file goes into.
+/// `gran train`: joins the group (with --distributed), loads or builds the model, trains it and
+/// reports; rank 0 alone speaks and writes the checkpoint.
 pub fn run(a: &Args, out: &Out) -> Result<()> {
-    // Data-parallel: join the group first (every rank waits here for the others), and let
-    // rank 0 alone speak.
-    let group = if a.distributed {
-        let s = gran::dist::GroupSettings::from_env(
-            gran::dist::Backend::Auto,
-            std::time::Duration::from_secs(a.dist_timeout),
-        )?;
-        Some(Arc::new(gran::dist::ProcessGroup::new(&s)?))
-    } else {
-        None
-    };
+    let group = join_group(a)?;
+    let leads = gran::dist::leads(group.as_deref());
     let quiet = Out { json: out.json, quiet: true };
-    let out = if gran::dist::leads(group.as_deref()) { out } else { &quiet };
+    let out = if leads { out } else { &quiet };
     if let Some(g) = &group {
         out.note(&format!(
             "distributed: {} processes ({:?}), global batch {}",
@@ -275,14 +267,7 @@ pub fn run(a: &Args, out: &Out) -> Result<()> {
             a.batch_size
         ));
     }
-    // Under NCCL each process trains on the GPU of its LOCAL_RANK (unless told), a resumed model
-    // as a new one.
-    let device = match (&group, a.device) {
-        (Some(g), None | Some(DeviceSpec::Auto)) if g.backend() == gran::dist::Backend::Nccl => {
-            Some(DeviceSpec::Cuda(g.local_rank()))
-        }
-        _ => a.device,
-    };
+    let device = device_of(a, group.as_deref());
     let path = a.out.clone().or_else(|| a.resume.clone()).unwrap_or_else(|| DEFAULT_OUT.into());
     let resume = match &a.resume {
         Some(p) => Some(p.clone()),
@@ -299,7 +284,57 @@ pub fn run(a: &Args, out: &Out) -> Result<()> {
     out.note(&format!("data: {} ({})", data::describe(data), loaded.source));
 
     let seed = a.seed.or(resumed.as_ref().map(|m| m.config().seed)).unwrap_or(0);
-    let described = ModelConfig {
+    let model = model_of(a, resumed, &described(a, data, device, seed)?, &path)?;
+    out.note(&describe_model(&model));
+    make_parent(&path)?;
+
+    let (iterations, epochs) = remaining(a, data.count(), model.step());
+    if iterations == 0 && epochs == 0 {
+        let value = serde_json::json!({
+            "checkpoint": path.display().to_string(), "first_step": model.step(), "step": model.step(),
+            "trained": false, "config": config_json(model.config()),
+        });
+        if leads {
+            out.result("train", value, || {
+                format!("{} is at step {}: the run is complete, nothing to train", path.display(), model.step())
+            });
+        }
+        return Ok(());
+    }
+    let cfg = train_config(a, iterations, epochs, seed, &path, group.as_ref())?;
+    out.note(&settings_line(&cfg, model.config().height));
+    let run = Run { a, out, model, path, group };
+    let first = run.model.step();
+    let last = run.train(data, &cfg)?;
+    if leads {
+        run.report(first, &last, data.count());
+    }
+    Ok(())
+}
+
+/// With --distributed, joins the group: every rank waits here for the others.
+fn join_group(a: &Args) -> Result<Option<Arc<gran::dist::ProcessGroup>>> {
+    if !a.distributed {
+        return Ok(None);
+    }
+    let s = gran::dist::GroupSettings::from_env(gran::dist::Backend::Auto, std::time::Duration::from_secs(a.dist_timeout))?;
+    Ok(Some(Arc::new(gran::dist::ProcessGroup::new(&s)?)))
+}
+
+/// Where the model trains: under NCCL each process on the GPU of its LOCAL_RANK unless told (a
+/// resumed model as a new one), else --device.
+fn device_of(a: &Args, group: Option<&gran::dist::ProcessGroup>) -> Option<DeviceSpec> {
+    match (group, a.device) {
+        (Some(g), None | Some(DeviceSpec::Auto)) if g.backend() == gran::dist::Backend::Nccl => {
+            Some(DeviceSpec::Cuda(g.local_rank()))
+        }
+        _ => a.device,
+    }
+}
+
+/// The model the options describe, its image size from the data.
+fn described(a: &Args, data: &gran::Dataset, device: Option<DeviceSpec>, seed: u64) -> Result<ModelConfig> {
+    Ok(ModelConfig {
         height: data.height(),
         width: data.width(),
         channels: data.channels(),
@@ -312,24 +347,33 @@ pub fn run(a: &Args, out: &Out) -> Result<()> {
         seed: a.init_seed.unwrap_or(seed),
         classes: classes_of(a, data)?,
         upsampling: a.upsampling,
-    };
-    let model = match resumed {
+    })
+}
+
+/// The resumed model (with --resume-if-exists, only when it is the one `described`), else a new
+/// one as `described`.
+fn model_of(a: &Args, resumed: Option<Arc<Model>>, described: &ModelConfig, path: &Path) -> Result<Arc<Model>> {
+    match resumed {
         Some(m) => {
             if a.resume_if_exists {
-                same_model(m.config(), &described, &path)?;
+                same_model(m.config(), described, path)?;
             }
-            m
+            Ok(m)
         }
         None => {
             described
                 .validate()
                 .map_err(|e| Error::invalid(format!("{} (the model takes its image size from the data)", e.message)))?;
-            Arc::new(Model::new(&described)?)
+            Ok(Arc::new(Model::new(described)?))
         }
-    };
-    let c = model.config().clone();
+    }
+}
+
+/// The progress note that names the model.
+fn describe_model(model: &Model) -> String {
+    let c = model.config();
     let (pg, pd) = model.parameter_counts();
-    out.note(&format!(
+    format!(
         "model: T={} {}x{}x{} width scale {}{} on {}, {} + {} parameters (G + D), at step {}",
         c.drawing_steps,
         c.height,
@@ -341,31 +385,33 @@ pub fn run(a: &Args, out: &Out) -> Result<()> {
         pg,
         pd,
         model.step()
-    ));
+    )
+}
 
-    make_parent(&path)?;
-    // --resume-if-exists: the run ends at --iterations (or --epochs) counted from step 0.
-    let (iterations, epochs) = match (a.resume_if_exists, a.epochs) {
+/// The run's (iterations, epochs) from a model at step `step`: --iterations or --epochs more
+/// steps, or with --resume-if-exists up to the step they name counted from step 0 (so the same
+/// command run again ends at the same step).
+fn remaining(a: &Args, images: usize, step: u64) -> (u64, u32) {
+    match (a.resume_if_exists, a.epochs) {
         (false, Some(e)) => (0, e),
         (false, None) => (a.iterations, 0),
         (true, e) => {
-            let per_epoch = (data.count() / a.batch_size.max(1) as usize) as u64;
+            let per_epoch = (images / a.batch_size.max(1) as usize) as u64;
             let end = e.map_or(a.iterations, |e| u64::from(e).saturating_mul(per_epoch));
-            (end.saturating_sub(model.step()), 0)
+            (end.saturating_sub(step), 0)
         }
-    };
-    if iterations == 0 && epochs == 0 {
-        let value = serde_json::json!({
-            "checkpoint": path.display().to_string(), "first_step": model.step(), "step": model.step(),
-            "trained": false, "config": config_json(&c),
-        });
-        if gran::dist::leads(group.as_deref()) {
-            out.result("train", value, || {
-                format!("{} is at step {}: the run is complete, nothing to train", path.display(), model.step())
-            });
-        }
-        return Ok(());
     }
+}
+
+/// The trainer's settings from the options, checked.
+fn train_config(
+    a: &Args,
+    iterations: u64,
+    epochs: u32,
+    seed: u64,
+    path: &Path,
+    group: Option<&Arc<gran::dist::ProcessGroup>>,
+) -> Result<TrainConfig> {
     let cfg = TrainConfig {
         iterations,
         epochs,
@@ -376,7 +422,7 @@ pub fn run(a: &Args, out: &Out) -> Result<()> {
         seed,
         // Every step comes to the CLI, which draws the bar and averages the lines itself.
         report_every: 1,
-        checkpoint_path: Some(path.clone()),
+        checkpoint_path: Some(path.to_path_buf()),
         checkpoint_every: a.checkpoint_every,
         precision: a.precision.into(),
         ema_decay: a.ema_decay,
@@ -394,78 +440,93 @@ pub fn run(a: &Args, out: &Out) -> Result<()> {
         r1_gamma: a.r1_gamma,
         r1_every: a.r1_every,
         canvas_penalty: a.canvas_penalty,
-        group: group.clone().map(gran::train::Group),
+        group: group.cloned().map(gran::train::Group),
         ..TrainConfig::default()
     };
     cfg.validate()?;
-    out.note(&settings_line(&cfg, c.height));
-    let first = model.step();
-    let end = cfg.run_end(first, data.count())?;
+    Ok(cfg)
+}
 
-    install_ctrl_c()?;
-    *TRAINING.lock() = Some(model.clone());
-    let mut reporter = Reporter::new(out, first, end, a.report_every, a.batch_size);
-    let result = gran::train(&model, data, &cfg, &mut |p| {
-        reporter.step(p);
-        STOP.load(Ordering::SeqCst)
-    });
-    reporter.finish();
-    TRAINING.lock().take();
+/// A run of `gran train` once its model and settings are known.
+struct Run<'a> {
+    a: &'a Args,
+    out: &'a Out,
+    model: Arc<Model>,
+    /// The checkpoint it writes.
+    path: PathBuf,
+    group: Option<Arc<gran::dist::ProcessGroup>>,
+}
 
-    let last = match result {
-        Ok(last) => last,
-        Err(e) if e.kind == ErrorKind::Cancelled => {
-            // Stopped at a step boundary: the model holds the weights of its last step (the
-            // same on every rank of a group: rank 0 writes them).
-            if gran::dist::leads(group.as_deref()) {
-                checkpoint::save(&model, &path)?;
+impl Run<'_> {
+    /// Trains with the progress bar, until the run ends or an interrupt stops it at a step
+    /// boundary; then the model holds the weights of its last step (the same on every rank of
+    /// a group), the leader writes them, and the run ends with a Cancelled status.
+    fn train(&self, data: &gran::Dataset, cfg: &TrainConfig) -> Result<Progress> {
+        let first = self.model.step();
+        let end = cfg.run_end(first, data.count())?;
+        install_ctrl_c()?;
+        *TRAINING.lock() = Some(self.model.clone());
+        let mut reporter = Reporter::new(self.out, first, end, self.a.report_every, self.a.batch_size);
+        let result = gran::train(&self.model, data, cfg, &mut |p| {
+            reporter.step(p);
+            STOP.load(Ordering::SeqCst)
+        });
+        reporter.finish();
+        TRAINING.lock().take();
+        match result {
+            Err(e) if e.kind == ErrorKind::Cancelled => {
+                if gran::dist::leads(self.group.as_deref()) {
+                    checkpoint::save(&self.model, &self.path)?;
+                }
+                Err(Error::new(
+                    ErrorKind::Cancelled,
+                    format!(
+                        "stopped by an interrupt (Ctrl-C or SIGTERM) at step {}; checkpoint written to {} (continue with: gran train --resume {})",
+                        self.model.step(),
+                        self.path.display(),
+                        self.path.display()
+                    ),
+                ))
             }
-            return Err(Error::new(
-                ErrorKind::Cancelled,
-                format!(
-                    "stopped by an interrupt (Ctrl-C or SIGTERM) at step {}; checkpoint written to {} (continue with: gran train --resume {})",
-                    model.step(),
-                    path.display(),
-                    path.display()
-                ),
+            other => other,
+        }
+    }
+
+    /// The run's result, from step `first` to `last` on `images` images: the last step's losses
+    /// and the checkpoint (and, in a group, the share of the run spent in all-reduce).
+    fn report(&self, first: u64, last: &Progress, images: usize) {
+        let path = &self.path;
+        let value = serde_json::json!({
+            "checkpoint": path.display().to_string(), "first_step": first, "step": last.step,
+            "d_loss": last.d_loss, "g_loss": last.g_loss, "d_real": last.d_real, "d_fake": last.d_fake,
+            "augment_p": last.augment_p,
+            "elapsed_s": last.elapsed_s, "images": images, "config": config_json(self.model.config()),
+        });
+        if let Some(g) = &self.group {
+            let steps = (last.step - first).max(1) as f64;
+            self.out.note(&format!(
+                "distributed: {} processes; all-reduce {:.2} ms per step ({:.1}% of the run, waiting for the others included)",
+                g.world_size(),
+                1e3 * last.allreduce_s / steps,
+                100.0 * last.allreduce_s / last.elapsed_s.max(1e-9)
             ));
         }
-        Err(e) => return Err(e),
-    };
-    if !gran::dist::leads(group.as_deref()) {
-        return Ok(());
+        self.out.result("train", value, || {
+            format!(
+                "trained steps {first} -> {} in {} ({:.0} img/s); last step: D loss {:.3}, G loss {:.3}, D(x) {:.2}, \
+                 D(G(z)) {:.2}, augmentation p {:.2}\ncheckpoint: {}",
+                last.step,
+                progress::clock(last.elapsed_s),
+                (last.step - first) as f64 * self.a.batch_size as f64 / last.elapsed_s.max(1e-9),
+                last.d_loss,
+                last.g_loss,
+                last.d_real,
+                last.d_fake,
+                last.augment_p,
+                path.display()
+            )
+        });
     }
-    let value = serde_json::json!({
-        "checkpoint": path.display().to_string(), "first_step": first, "step": last.step,
-        "d_loss": last.d_loss, "g_loss": last.g_loss, "d_real": last.d_real, "d_fake": last.d_fake,
-        "augment_p": last.augment_p,
-        "elapsed_s": last.elapsed_s, "images": data.count(), "config": config_json(&c),
-    });
-    if let Some(g) = &group {
-        let steps = (last.step - first).max(1) as f64;
-        out.note(&format!(
-            "distributed: {} processes; all-reduce {:.2} ms per step ({:.1}% of the run, waiting for the others included)",
-            g.world_size(),
-            1e3 * last.allreduce_s / steps,
-            100.0 * last.allreduce_s / last.elapsed_s.max(1e-9)
-        ));
-    }
-    out.result("train", value, || {
-        format!(
-            "trained steps {first} -> {} in {} ({:.0} img/s); last step: D loss {:.3}, G loss {:.3}, D(x) {:.2}, \
-             D(G(z)) {:.2}, augmentation p {:.2}\ncheckpoint: {}",
-            last.step,
-            progress::clock(last.elapsed_s),
-            (last.step - first) as f64 * a.batch_size as f64 / last.elapsed_s.max(1e-9),
-            last.d_loss,
-            last.g_loss,
-            last.d_real,
-            last.d_fake,
-            last.augment_p,
-            path.display()
-        )
-    });
-    Ok(())
 }
 
 /// The run's settings as the trainer resolves them: what a user with images of another size gets
