@@ -72,7 +72,9 @@ fn exports_are_small_and_draw_the_same_images() {
     assert!(max_abs_diff(full.canvases.as_ref().unwrap(), got.canvases.as_ref().unwrap()) <= exact);
     assert_eq!(e.latents(7, 3, 2).unwrap(), m.latents(7, 3, 2).unwrap());
     let z = m.latents(9, 0, 5).unwrap();
-    assert!(max_abs_diff(&e.generate(&z, 5, false).unwrap().images, &m.generate(&z, 5, false).unwrap().images) <= exact);
+    assert!(
+        max_abs_diff(&e.generate(&z, 5, false).unwrap().images, &m.generate(&z, 5, false).unwrap().images) <= exact
+    );
 
     // bfloat16: the weights rounded to 8 significant bits; the images stay within 0.05 of the
     // full model's everywhere and within 0.005 on average (pixels in [0, 1]).

@@ -317,7 +317,8 @@ fn join_group(a: &Args) -> Result<Option<Arc<gran::dist::ProcessGroup>>> {
     if !a.distributed {
         return Ok(None);
     }
-    let s = gran::dist::GroupSettings::from_env(gran::dist::Backend::Auto, std::time::Duration::from_secs(a.dist_timeout))?;
+    let s =
+        gran::dist::GroupSettings::from_env(gran::dist::Backend::Auto, std::time::Duration::from_secs(a.dist_timeout))?;
     Ok(Some(Arc::new(gran::dist::ProcessGroup::new(&s)?)))
 }
 
