@@ -20,8 +20,11 @@ fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
     (a - b).abs().max().double_value(&[])
 }
 
+/// Tensors by name.
+type Named = Vec<(String, Tensor)>;
+
 /// Copies of the raw generator's parameters and the averaged ones, by name (without "ema.").
-fn generator_params(m: &Model) -> (Vec<(String, Tensor)>, Vec<(String, Tensor)>) {
+fn generator_params(m: &Model) -> (Named, Named) {
     let st = m.read();
     let raw = st.g_params.iter().map(|n| (n.name.clone(), n.tensor.detach().copy())).collect();
     let avg = st

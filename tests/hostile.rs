@@ -29,6 +29,8 @@ mod child;
 /// A case that runs longer than this is a hang.
 const HANG_LIMIT: Duration = Duration::from_secs(120);
 
+/// An edit of a checkpoint's parts, for the hostile-file cases.
+type Edit = Box<dyn Fn(&mut Parts)>;
 type Case = fn() -> Result<String, String>;
 
 const CASES: &[(&str, Case)] = &[
@@ -476,7 +478,7 @@ fn checkpoint_values_are_validated() -> Result<String, String> {
     write_parts(&base, &same);
     checkpoint::load(&same, None).map_err(|e| format!("unedited rewrite: {}", e.message))?;
     let name_with = |part: &str| base.tensors.keys().find(|k| k.contains(part)).cloned().unwrap();
-    let edits: Vec<(String, Box<dyn Fn(&mut Parts)>)> = vec![
+    let edits: Vec<(String, Edit)> = vec![
         (
             "NaN weight".into(),
             Box::new(move |p: &mut Parts| p.tensors.get_mut("g.dec.fc.weight").unwrap().1[3] = f32::NAN),

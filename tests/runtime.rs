@@ -47,7 +47,8 @@ impl Runtime {
             p
         };
         // SAFETY: each symbol is the function of that name in include/gran_runtime.h, whose
-        // signature the field's type repeats.
+        // signature the field's type repeats (the field's type is each transmute's annotation).
+        #[allow(clippy::missing_transmute_annotations)]
         unsafe {
             Runtime {
                 load: std::mem::transmute(sym("gran_model_load")),

@@ -19,7 +19,8 @@ fn check_room(have: usize, needed: usize, what: &str) -> Result<()> {
 /// `gran_sample` (the images) or `gran_sample_steps` (the canvases after every step).
 ///
 /// # Safety
-/// `out` is NULL or points to `out_bytes` writable bytes.
+/// `out`, the caller's pointer and its length in bytes: the pointer is NULL or points to that
+/// many writable bytes.
 /// `classes`: `None` for the drawn classes, else the caller's pointer and length.
 unsafe fn sample_into(
     m: GranModel,
@@ -27,8 +28,7 @@ unsafe fn sample_into(
     count: u32,
     classes: Option<(*const u32, u32)>,
     format: GranPixelFormat,
-    out: *mut c_void,
-    out_bytes: usize,
+    (out, out_bytes): (*mut c_void, usize),
     with_canvases: bool,
 ) -> Result<()> {
     let model = MODELS.get(m)?;
@@ -88,7 +88,7 @@ pub unsafe extern "C" fn gran_sample(
     out: *mut c_void,
     out_bytes: usize,
 ) -> GranStatus {
-    guard(|| sample_into(m, seed, count, None, format, out, out_bytes, false))
+    guard(|| sample_into(m, seed, count, None, format, (out, out_bytes), false))
 }
 
 /// Like `gran_sample`, for a class-conditional model, with the classes named: `classes` holds
@@ -118,7 +118,7 @@ pub unsafe extern "C" fn gran_sample_class(
     out: *mut c_void,
     out_bytes: usize,
 ) -> GranStatus {
-    guard(|| sample_into(m, seed, count, Some((classes, classes_len)), format, out, out_bytes, false))
+    guard(|| sample_into(m, seed, count, Some((classes, classes_len)), format, (out, out_bytes), false))
 }
 
 /// Like `gran_sample`, but writes the canvas after each of the T drawing steps: `out` holds
@@ -139,7 +139,7 @@ pub unsafe extern "C" fn gran_sample_steps(
     out: *mut c_void,
     out_bytes: usize,
 ) -> GranStatus {
-    guard(|| sample_into(m, seed, count, None, format, out, out_bytes, true))
+    guard(|| sample_into(m, seed, count, None, format, (out, out_bytes), true))
 }
 
 /// `gran_sample_steps` with the classes named, as `gran_sample_class` takes them: the canvases
@@ -162,7 +162,7 @@ pub unsafe extern "C" fn gran_sample_steps_class(
     out: *mut c_void,
     out_bytes: usize,
 ) -> GranStatus {
-    guard(|| sample_into(m, seed, count, Some((classes, classes_len)), format, out, out_bytes, true))
+    guard(|| sample_into(m, seed, count, Some((classes, classes_len)), format, (out, out_bytes), true))
 }
 
 /// Writes the latents of images 0 .. count-1 of `seed` to `z` (count * z_dim floats, row-major):

@@ -100,7 +100,7 @@ impl GranTrainConfig {
     ///
     /// # Safety
     /// `checkpoint_path` is NULL or a NUL-terminated string valid for the call.
-    unsafe fn to_core(&self) -> Result<TrainConfig> {
+    unsafe fn to_core(self) -> Result<TrainConfig> {
         Ok(TrainConfig {
             iterations: self.iterations,
             epochs: self.epochs,
@@ -139,5 +139,6 @@ impl GranTrainConfig {
 /// A weight whose negative values mean "by image size" (`None`); NaN passes through, for
 /// TrainConfig::validate to refuse.
 fn by_image_size(weight: f64) -> Option<f64> {
-    (!(weight < 0.0)).then_some(weight)
+    let by_size = weight < 0.0;
+    (!by_size).then_some(weight)
 }

@@ -148,9 +148,12 @@ pub(crate) struct Header {
     /// Bytes before the tensor data (8 + the JSON header's length).
     pub(crate) data_start: u64,
     pub(crate) meta: HashMap<String, String>,
-    /// Name -> (dtype, shape, data offsets relative to the data start).
-    tensors: HashMap<String, (Dtype, Vec<usize>, (usize, usize))>,
+    tensors: HashMap<String, HeaderEntry>,
 }
+
+/// One tensor of a checkpoint's header: dtype, shape, and data offsets relative to the data
+/// start.
+type HeaderEntry = (Dtype, Vec<usize>, (usize, usize));
 
 pub(crate) fn read_header(file: &mut fs::File, len: u64, not_ours: &dyn Fn(String) -> Error) -> Result<Header> {
     if len < 8 {

@@ -141,7 +141,9 @@ fn decide(
 ) -> (f64, f64, Verdict) {
     let r_test = ratio(test_error_a, test_error_b);
     let r_sample = ratio(sample_error_a, sample_error_b);
-    let verdict = if !((r_test - 1.0).abs() <= tolerance) {
+    // A NaN ratio is not within the tolerance either.
+    let test_ratio_holds = (r_test - 1.0).abs() <= tolerance;
+    let verdict = if !test_ratio_holds {
         Verdict::Undecided
     } else if r_sample < 1.0 {
         Verdict::AWins

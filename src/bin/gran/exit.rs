@@ -110,37 +110,6 @@ pub fn usage(e: clap::Error) -> ! {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use gran::ffi::status::*;
-
-    #[test]
-    fn codes_are_the_c_statuses_plus_ten() {
-        for (kind, status) in [
-            (ErrorKind::InvalidArgument, GRAN_STATUS_INVALID_ARGUMENT),
-            (ErrorKind::InvalidHandle, GRAN_STATUS_INVALID_HANDLE),
-            (ErrorKind::BufferTooSmall, GRAN_STATUS_BUFFER_TOO_SMALL),
-            (ErrorKind::Io, GRAN_STATUS_IO),
-            (ErrorKind::Format, GRAN_STATUS_FORMAT),
-            (ErrorKind::Device, GRAN_STATUS_DEVICE),
-            (ErrorKind::OutOfMemory, GRAN_STATUS_OUT_OF_MEMORY),
-            (ErrorKind::Busy, GRAN_STATUS_BUSY),
-            (ErrorKind::Diverged, GRAN_STATUS_DIVERGED),
-            (ErrorKind::Internal, GRAN_STATUS_INTERNAL),
-            (ErrorKind::Distributed, GRAN_STATUS_DISTRIBUTED),
-        ] {
-            assert_eq!(code(kind), 10 + status, "{kind:?}");
-        }
-        assert_eq!(code(ErrorKind::Cancelled), INTERRUPTED);
-    }
-
-    #[test]
-    fn messages_are_folded_to_one_line() {
-        assert_eq!(one_line("a\n  b\tc\n"), "a b c");
-    }
-}
-
 /// Ends the process quietly when a reader closes its pipe (`gran info m.safetensors | head -1`),
 /// as Unix tools do: SIGPIPE's default action instead of Rust's "ignore", which would turn the
 /// next write into a panic.
@@ -171,4 +140,35 @@ pub fn one_line_panics() {
             one_line(&what)
         );
     }));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gran::ffi::status::*;
+
+    #[test]
+    fn codes_are_the_c_statuses_plus_ten() {
+        for (kind, status) in [
+            (ErrorKind::InvalidArgument, GRAN_STATUS_INVALID_ARGUMENT),
+            (ErrorKind::InvalidHandle, GRAN_STATUS_INVALID_HANDLE),
+            (ErrorKind::BufferTooSmall, GRAN_STATUS_BUFFER_TOO_SMALL),
+            (ErrorKind::Io, GRAN_STATUS_IO),
+            (ErrorKind::Format, GRAN_STATUS_FORMAT),
+            (ErrorKind::Device, GRAN_STATUS_DEVICE),
+            (ErrorKind::OutOfMemory, GRAN_STATUS_OUT_OF_MEMORY),
+            (ErrorKind::Busy, GRAN_STATUS_BUSY),
+            (ErrorKind::Diverged, GRAN_STATUS_DIVERGED),
+            (ErrorKind::Internal, GRAN_STATUS_INTERNAL),
+            (ErrorKind::Distributed, GRAN_STATUS_DISTRIBUTED),
+        ] {
+            assert_eq!(code(kind), 10 + status, "{kind:?}");
+        }
+        assert_eq!(code(ErrorKind::Cancelled), INTERRUPTED);
+    }
+
+    #[test]
+    fn messages_are_folded_to_one_line() {
+        assert_eq!(one_line("a\n  b\tc\n"), "a b c");
+    }
 }

@@ -46,7 +46,7 @@ fn bar(out: &Out, n: usize) -> ProgressBar {
 }
 
 pub fn run(a: &Args, out: &Out) -> Result<()> {
-    if a.out.extension().is_none_or(|e| !e.eq_ignore_ascii_case("npy")) {
+    if a.out.extension().map_or(true, |e| !e.eq_ignore_ascii_case("npy")) {
         return Err(Error::invalid(format!("{}: the packed file's name ends in .npy", a.out.display())));
     }
     let format = match a.format {
@@ -75,8 +75,12 @@ pub fn run(a: &Args, out: &Out) -> Result<()> {
     Ok(())
 }
 
+/// What a packing wrote: the images, their (height, width, channels), and the labels' source
+/// when there were labels.
+type Packed = (usize, (u32, u32, u32), Option<&'static str>);
+
 /// Image files, one at a time: never more than one decoded image in memory.
-fn pack_files(a: &Args, out: &Out) -> Result<(usize, (u32, u32, u32), Option<&'static str>)> {
+fn pack_files(a: &Args, out: &Out) -> Result<Packed> {
     let channels = a.files.channels.unwrap_or(3);
     let labels = if a.files.class_folders { FolderLabels::Classes } else { FolderLabels::Auto };
     let mut source = ImageSource::open(&a.src, labels)?;
@@ -118,11 +122,7 @@ fn pack_files(a: &Args, out: &Out) -> Result<(usize, (u32, u32, u32), Option<&'s
 
 /// IDX and CIFAR-10 files: read front to back and written a chunk at a time, in their own
 /// size; never more than one chunk of images in memory (and the labels, a byte per image).
-fn pack_records(
-    a: &Args,
-    mut r: Box<dyn gran::data::RecordReader>,
-    out: &Out,
-) -> Result<(usize, (u32, u32, u32), Option<&'static str>)> {
+fn pack_records(a: &Args, mut r: Box<dyn gran::data::RecordReader>, out: &Out) -> Result<Packed> {
     let (h, w, c) = r.shape();
     check_own_size(a, (h, w, c))?;
     let n = a.limit.map_or(r.count(), |l| r.count().min(l as usize));
@@ -173,7 +173,7 @@ fn check_own_size(a: &Args, (h, w, c): (u32, u32, u32)) -> Result<()> {
 }
 
 /// A `.npy` source, repacked a chunk at a time (it is opened as training streams it).
-fn pack_loaded(a: &Args, format: Format, out: &Out) -> Result<(usize, (u32, u32, u32), Option<&'static str>)> {
+fn pack_loaded(a: &Args, format: Format, out: &Out) -> Result<Packed> {
     let args = DataArgs {
         data: a.src.clone(),
         format,
