@@ -992,8 +992,8 @@ class Model(_Owned):
         steps (default 4); 0: off; None: by image size (0 for 28x28, 1 for 32x32, 10 for 64x64
         and larger). canvas_penalty: weight of a penalty on the generator's summed canvas
         beyond +-5 (before the sigmoid), which keeps pixels out of the saturated state where
-        they stop learning; 0: off; None: by image size (0 for 28x28, 1 for 32x32 and larger). Progress reports carry augment_p. recompute=True:
-        per-step recomputation of the generator, training memory flat in the number of drawing
+        they stop learning; 0: off; None: by image size (0 for 28x28, 1 for 32x32 and
+        larger). Progress reports carry augment_p. recompute=True: per-step recomputation of the generator, training memory flat in the number of drawing
         steps for one more forward pass of the generator per step (the same gradients to float
         tolerance).
 
