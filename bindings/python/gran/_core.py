@@ -993,9 +993,9 @@ class Model(_Owned):
         and larger). canvas_penalty: weight of a penalty on the generator's summed canvas
         beyond +-5 (before the sigmoid), which keeps pixels out of the saturated state where
         they stop learning; 0: off; None: by image size (0 for 28x28, 1 for 32x32 and
-        larger). Progress reports carry augment_p. recompute=True: per-step recomputation of the generator, training memory flat in the number of drawing
-        steps for one more forward pass of the generator per step (the same gradients to float
-        tolerance).
+        larger). Progress reports carry augment_p. recompute=True: per-step recomputation of
+        the generator, training memory flat in the number of drawing steps for one more
+        forward pass of the generator per step (the same gradients to float tolerance).
 
         A class-conditional model (classes > 0) trains on a dataset with labels 0 .. classes-1
         (from_array or from_pixels with labels=, load_idx with labels, load_npy beside
