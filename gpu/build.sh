@@ -12,8 +12,11 @@
 #   lib/libgran.so.0            the library, stripped
 #   lib/libasan.so.*, libubsan.so.*   the sanitizer run-times the C tests need (the GPU
 #                               machine has no compiler, so perhaps no libasan)
-#   bin/bench_rows, bin/experiment, bin/shapes   the examples gpu/check.sh runs (and any binary target
-#                               of the crate, e.g. a CLI, when there is one)
+#   bin/bench_rows, bin/experiment, bin/shapes, bin/colour_patches   the examples gpu/check.sh
+#                               runs (and any binary target of the crate, e.g. a CLI)
+#   colour-src/                 the six photographs `make colour-data` takes from scikit-image's
+#                               wheel (target/colour-src), when it has run: the small-sets stage
+#                               crops them there (2.4 MB against 73 MB of crops)
 #   tests/model, evaluator, cuda_graph, ema, export   the Rust integration tests that create models and
 #                               evaluators (GRAN_TEST_DEVICE picks their device)
 #   ctest/test_api ...          the C tests, built as `make test-c` builds them, with an rpath to
@@ -36,7 +39,8 @@ RUST_TESTS="model evaluator cuda_graph ema export ddp"
 echo "gpu/build.sh: building (release) the library, the examples, the binaries and the device tests"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-$CARGO build --release --lib --bins --example bench_rows --example experiment --example shapes --message-format=json \
+$CARGO build --release --lib --bins --example bench_rows --example experiment --example shapes --example colour_patches \
+    --message-format=json \
     > "$tmp/build.json"
 test_args=""
 for t in $RUST_TESTS; do test_args="$test_args --test $t"; done
@@ -66,6 +70,13 @@ while read -r kind name path; do
         example | bin) strip -o "$DIR/bin/$name" "$path" ;;
     esac
 done < "$tmp/exes"
+# The photographs without the wheel they came from.
+if [ -f target/colour-src/astronaut.png ]; then
+    mkdir -p "$DIR/colour-src"
+    find target/colour-src -maxdepth 1 -type f ! -name '*.whl' -exec cp {} "$DIR/colour-src/" \;
+else
+    echo "gpu/build.sh: no photographs in target/colour-src (make colour-data): small-sets will train the shapes only"
+fi
 for t in $RUST_TESTS; do
     [ -x "$DIR/tests/$t" ] || { echo "gpu/build.sh: no test binary for $t"; exit 1; }
 done

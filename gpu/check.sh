@@ -6,7 +6,7 @@
 #
 # Defaults: --device cuda, --budget $GRAN_CHECK_BUDGET or 540, --out $OUT or out/gpu-check,
 # --bin target/gpu, every stage (--stages 'c-tests|mnist': only those, e.g. to rerun what
-# failed; the budget is then theirs). Python: $PYTHON, else /opt/torch/.venv/bin/python3, .venv/bin/python,
+# failed; the budget is then theirs; small-sets runs only when named). Python: $PYTHON, else /opt/torch/.venv/bin/python3, .venv/bin/python,
 # python3; libtorch is that Python's torch/lib (LD_LIBRARY_PATH), not the one the binaries were
 # built against. `--device cpu` is the dry run (`make gpu-check-dry`, part of `make test`): the
 # same stages on the CPU, each cut down to a few tests, rows and seconds.
@@ -31,6 +31,10 @@
 #               penalty), and with the defaults but no canvas penalty
 #   mnist       T = 3 at the paper's widths on data/mnist10k for about 2 minutes, scored by the
 #               evaluator; its sample grid is OUT/mnist_t3_samples.png
+#   small-sets  only when --stages names it (after `make colour-data gpu-check`): issue 27's
+#               table, each set of at most 3,000 images without augmentation, R1 or the canvas
+#               penalty and with the defaults, seeds 1-5, many runs at once (gpu/small_sets.py);
+#               e.g. `bash gpu/check.sh --stages 'device|small-sets' --budget 560`
 # and the peak device memory of each stage (nvidia-smi, whole device) and of each PyTorch row.
 #
 # The budget is split into shares, one per stage; time a stage leaves unused goes to the next
@@ -423,6 +427,17 @@ stage_augment() {
     return $status
 }
 
+# Issue 27's table (opt-in: `--stages small-sets`, after `make colour-data gpu-check`): each set
+# of at most 3,000 images trained without augmentation, R1 or the canvas penalty and with the
+# defaults, seeds 1-5, many runs at once (gpu/small_sets.py: its settings, GRAN_SETS_*).
+stage_small_sets() {
+    "$PY" "$ROOT/gpu/small_sets.py" --bin "$BIN" --work "$WORK" --device "$DEVICE" --seconds "$LIMIT" \
+        --table "$WORK/small-sets.table" | tee "$WORK/small-sets.out"
+    local rc=${PIPESTATUS[0]}
+    note "$(sed -n 's/^NOTE //p' "$WORK/small-sets.out")"
+    return $rc
+}
+
 stage_mnist() {
     local seconds scale epochs
     if [ "$DEVICE" = cuda ]; then
@@ -470,6 +485,7 @@ if [ "${1:-}" = --stage ]; then
         upsampling) stage_upsampling ;;
         augment) stage_augment ;;
         mnist) stage_mnist ;;
+        small-sets) stage_small_sets ;;
         *) echo "no stage $STAGE"; exit 2 ;;
     esac
     exit $?
@@ -517,20 +533,27 @@ export LD_LIBRARY_PATH="$TORCH_LIB:$BIN/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 [ "$DEVICE" = cpu ] && export CUDA_VISIBLE_DEVICES=""
 export DEVICE BIN WORK OUT PY ROOT
 
-# Shares of the budget (seconds of a 810 s budget on CUDA; of a 430 s one on the CPU), scaled
-# to the budget given. The CUDA shares follow the runs on an H200 (2026-11-29, 2026-12-04):
-# start-up of CUDA in each process dominates the test and benchmark stages; the C tests under
-# ASan ran past 77 s, and torch.compile's reduce-overhead mode fails there within seconds.
-STAGES=(device rust-tests c-tests bench-fp32 bench-bf16 compile-fp32 compile-bf16 cuda-graphs recompute stream conditional upsampling augment mnist)
+# Shares of the budget (seconds of a 810 s budget on CUDA, small-sets apart; of a 470 s one on
+# the CPU), scaled to the budget given. The CUDA shares follow the runs on an H200 (2026-11-29,
+# 2026-12-04): start-up of CUDA in each process dominates the test and benchmark stages; the C
+# tests under ASan ran past 77 s, and torch.compile's reduce-overhead mode fails there within
+# seconds.
+# small-sets runs only when --stages names it: it is a measurement of minutes, not a check.
+STAGES=(device rust-tests c-tests bench-fp32 bench-bf16 compile-fp32 compile-bf16 cuda-graphs recompute stream conditional upsampling augment mnist small-sets)
+OPT_IN=" small-sets "
 if [ "$DEVICE" = cuda ]; then
-    SHARES=(10 50 170 70 40 60 30 45 50 40 35 35 45 130)
+    SHARES=(10 50 170 70 40 60 30 45 50 40 35 35 45 130 500)
 else
-    SHARES=(10 45 50 35 35 45 45 20 20 20 20 20 20 45)
+    SHARES=(10 45 50 35 35 45 45 20 20 20 20 20 20 45 40)
 fi
 # --stages REGEX: only the stages it matches (a rerun of what failed); the others get no share.
 declare -A ASKED=()
 for i in "${!STAGES[@]}"; do
-    if [ -z "$ONLY" ] || [[ ${STAGES[$i]} =~ ^($ONLY)$ ]]; then ASKED[${STAGES[$i]}]=1; else SHARES[$i]=0; fi
+    if { [ -z "$ONLY" ] && [[ $OPT_IN != *" ${STAGES[$i]} "* ]]; } || { [ -n "$ONLY" ] && [[ ${STAGES[$i]} =~ ^($ONLY)$ ]]; }; then
+        ASKED[${STAGES[$i]}]=1
+    else
+        SHARES[$i]=0
+    fi
 done
 [ ${#ASKED[@]} -gt 0 ] || { echo "gpu/check.sh: --stages $ONLY matches no stage (${STAGES[*]})"; exit 2; }
 total=0
@@ -559,7 +582,7 @@ failed=0
 for i in "${!STAGES[@]}"; do
     STAGE=${STAGES[$i]}
     if [ -z "${ASKED[$STAGE]:-}" ]; then
-        printf '%-13s %-8s %6s  %s\n' "$STAGE" SKIPPED 0 "not asked for (--stages)" >> "$SUMMARY"
+        printf '%-13s %-8s %6s  %s\n' "$STAGE" SKIPPED 0 "not asked for (--stages$([[ $OPT_IN == *" $STAGE "* ]] && echo " $STAGE"))" >> "$SUMMARY"
         continue
     fi
     later=0
@@ -615,6 +638,11 @@ done
         echo
         echo "== mnist (examples/experiment; FD and classifier score by the evaluator; the grid: mnist_t3_samples.png)"
         grep -v '^  T=3 seed 1 step' "$WORK/mnist.out"
+    fi
+    if [ -f "$WORK/small-sets.table" ]; then
+        echo
+        echo "== small-sets (gpu/small_sets.py; the runs' logs and grids: logs.tar.gz, small-sets/)"
+        cat "$WORK/small-sets.table"
     fi
     echo
     echo "== the build (MANIFEST.txt)"

@@ -1,0 +1,209 @@
+"""Issue 27's table on a GPU machine: each small set trained without augmentation, R1 or the
+canvas penalty ("off") and with the defaults, over several seeds, many runs at once.
+
+gpu/check.sh runs this as its opt-in stage `small-sets` (`--stages small-sets`); it needs what
+`make colour-data gpu-check` carried (bin/experiment, bin/colour_patches and the photographs
+in colour-src/; without them only the shapes run). On the CPU (`make gpu-check-dry`) a rehearsal:
+three steps a run, the shapes unless GRAN_SETS names more.
+
+    python3 gpu/small_sets.py --bin DIR --work DIR --device cuda|cpu --seconds S [--table FILE]
+
+Each run is one process of bin/experiment (one seed, one set, one column, OMP_NUM_THREADS=1),
+started seed by seed so that a run cut short by the time limit still leaves whole seeds of
+every set. The sets and their budgets are docs/RESULTS.md's (sections 24-28) unless the
+environment says otherwise:
+
+    GRAN_SETS          sets, in order (default small,c64,shapes; on the CPU shapes)
+    GRAN_SETS_SEEDS    seeds (default 1,2,3,4,5; on the CPU 1)
+    GRAN_SETS_JOBS     runs at once (default: the cores less 2; on the CPU 2)
+    GRAN_SETS_STEPS_X  a factor on every set's steps (default 1)
+    GRAN_SETS_WIDTH    one width scale for every set (default each set's own: 1/8 at 32x32,
+                       1/16 at 64x64; 1 gives the widths `gran train` picks)
+
+The table: each cell the FD of the averaged generator and the classes holding at least 2% of
+the samples, a run marked "collapsed" when it draws one class or its D(x) ends above 0.95; per
+set the medians, defaults / off (the issue's target: at most 0.5) and the seconds per run.
+"""
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+# name: (experiment arguments, steps); the budgets of docs/RESULTS.md's table.
+SETS = {
+    "shapes": (["--data", "shapes", "--t", "3", "--width-scale", "0.125"], 1000),
+    "small": (["--data", "colour32", "--train-count", "2000", "--t", "3", "--width-scale", "0.125"], 2000),
+    "c64": (["--data", "colour64", "--t", "5", "--width-scale", "0.0625"], 400),
+}
+COLUMNS = {"off": ["--augment", "off", "--r1", "0", "--canvas-penalty", "0"], "defaults": []}
+PHOTOS = ["astronaut.png", "chelsea.png", "coffee.png", "hubble_deep_field.jpg", "retina.jpg", "rocket.jpg"]
+# Seconds kept back at the end to write the table after the last runs are stopped.
+MARGIN = 10
+
+
+def env_list(name, default):
+    return [v for v in os.environ.get(name, default).split(",") if v]
+
+
+def make_colour_data(bin_dir, sets_dir):
+    """data/colour32 and data/colour64 under sets_dir from the carried photographs, as `make
+    colour-data` makes them here; None when they were made, else why not."""
+    src = bin_dir / "colour-src"
+    if not all((src / p).is_file() for p in PHOTOS):
+        return f"no photographs in {src} (build with `make colour-data gpu-check`)"
+    for folder, size in (("colour32", []), ("colour64", ["64"])):
+        out = sets_dir / "data" / folder
+        cmd = [str(bin_dir / "bin" / "colour_patches"), str(src), str(out)] + size
+        r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        if r.returncode != 0:
+            return f"colour_patches {folder}: exit {r.returncode}: {r.stdout[-300:]}"
+    return None
+
+
+def parse(log):
+    """(FD, raw FD, classes, D(x), p at the end, train seconds) of a finished run, or None."""
+    row, p = None, None
+    for line in log.read_text(errors="replace").splitlines():
+        if line.startswith("| GRAN T="):
+            row = [c.strip() for c in line.strip().strip("|").split("|")]
+        elif "augment p at the end" in line:
+            p = float(line.split("augment p at the end")[1].split(",")[0])
+    if row is None:
+        return None
+    # model | seed | FD | score | classes | min share | NN | D(x) | D(G(z)) | train s | FD raw
+    return {"fd": float(row[2]), "raw": float(row[10]), "classes": int(row[4]), "dx": float(row[7]),
+            "p": p, "secs": float(row[9])}
+
+
+def cell(r):
+    if r is None:
+        return "-"
+    s = f"{r['fd']:,.1f}; {r['classes']}"
+    return s + (" collapsed" if collapsed(r) else "")
+
+
+def collapsed(r):
+    return r["classes"] <= 1 or r["dx"] > 0.95
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin", required=True, type=Path)
+    ap.add_argument("--work", required=True, type=Path)
+    ap.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
+    ap.add_argument("--seconds", type=float, required=True)
+    ap.add_argument("--table", type=Path)
+    a = ap.parse_args()
+    deadline = time.monotonic() + a.seconds - MARGIN
+    cpu = a.device == "cpu"
+    names = env_list("GRAN_SETS", "shapes" if cpu else "small,c64,shapes")
+    unknown = [n for n in names if n not in SETS]
+    if unknown:
+        sys.exit(f"small_sets.py: unknown sets {unknown}: {sorted(SETS)}")
+    seeds = [int(s) for s in env_list("GRAN_SETS_SEEDS", "1" if cpu else "1,2,3,4,5")]
+    jobs = int(os.environ.get("GRAN_SETS_JOBS", "2" if cpu else str(max(1, (os.cpu_count() or 3) - 2))))
+    steps_x = float(os.environ.get("GRAN_SETS_STEPS_X", "1"))
+    width = os.environ.get("GRAN_SETS_WIDTH")
+
+    sets_dir = a.work / "small-sets"
+    sets_dir.mkdir(parents=True, exist_ok=True)
+    notes = []
+    if any(SETS[n][0][1].startswith("colour") for n in names):
+        why = make_colour_data(a.bin, sets_dir)
+        if why:
+            notes.append(f"colour sets left out: {why}")
+            names = [n for n in names if not SETS[n][0][1].startswith("colour")]
+
+    queue = []
+    for seed in seeds:
+        for n in names:
+            args, steps = SETS[n]
+            args = list(args)
+            if width:
+                args[args.index("--width-scale") + 1] = f"{float(width):g}"
+            # The rehearsal: a few steps, one evaluator epoch.
+            steps = 3 if cpu else max(1, round(steps * steps_x))
+            extra = ["--evaluator-epochs", "1"] if cpu else []
+            for col, flags in COLUMNS.items():
+                log = sets_dir / f"{n}_{col}.s{seed}.log"
+                cmd = [str(a.bin / "bin" / "experiment"), "--seeds", str(seed), "--no-gam", "--iterations",
+                       str(steps), "--trace", "100", "--out", str(sets_dir / f"{n}_{col}.s{seed}")]
+                queue.append(((n, col, seed), cmd + args + flags + extra, log))
+    print(f"small_sets.py: {len(queue)} runs, {jobs} at once, sets {names}, seeds {seeds}, "
+          f"steps x{steps_x:g}, width scale {width or 'by set'}, {a.seconds:.0f} s", flush=True)
+
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    running, started, results, cut = {}, {}, {}, []
+    while queue or running:
+        while queue and len(running) < jobs and time.monotonic() < deadline:
+            key, cmd, log = queue.pop(0)
+            f = open(log, "w")
+            running[key] = (subprocess.Popen(cmd, cwd=sets_dir, env=env, stdout=f, stderr=subprocess.STDOUT), f, log)
+            started[key] = time.monotonic()
+        for key, (proc, f, log) in list(running.items()):
+            if proc.poll() is not None:
+                f.close()
+                del running[key]
+                r = parse(log) if proc.returncode == 0 else None
+                results[key] = r
+                secs = time.monotonic() - started[key]
+                print(f"  {key[0]} {key[1]} seed {key[2]}: exit {proc.returncode}, {secs:.0f} s, {cell(r)}",
+                      flush=True)
+                if r is not None:
+                    r["wall"] = secs
+        if time.monotonic() >= deadline:
+            for key, (proc, f, log) in running.items():
+                proc.kill()
+                proc.wait()
+                f.close()
+                cut.append(key)
+            running.clear()
+            cut += [key for key, _, _ in queue]
+            queue.clear()
+        time.sleep(0.5)
+
+    lines = [f"| set | column | {' | '.join(f'seed {s}' for s in seeds)} | median FD | defaults / off | s per run |",
+             "|---|---|" + "---|" * len(seeds) + "---|---|---|"]
+    summary = []
+    failed = 0
+    for n in names:
+        med = {}
+        for col in COLUMNS:
+            rs = [results.get((n, col, s)) for s in seeds]
+            fds = [r["fd"] for r in rs if r]
+            failed += sum(1 for s in seeds if (n, col, s) in results and results[(n, col, s)] is None)
+            med[col] = statistics.median(fds) if fds else None
+            walls = [r["wall"] for r in rs if r]
+            ratio = ""
+            if col == "defaults" and med["off"] and med["defaults"]:
+                ratio = f"**{med['defaults'] / med['off']:.2f}**"
+            lines.append(f"| {n} | {col} | " + " | ".join(cell(r) for r in rs)
+                         + f" | {f'{med[col]:,.1f}' if med[col] else '-'} ({len(fds)} seeds) | {ratio} | "
+                         + (f"{statistics.median(walls):.0f}" if walls else "-") + " |")
+        if med["off"] and med["defaults"]:
+            summary.append(f"{n} {med['defaults'] / med['off']:.2f}")
+    lines.append("")
+    lines.append("Cells: FD of the averaged generator; classes holding at least 2% of the samples.")
+    if cut:
+        lines.append(f"Stopped by the time limit or not started: {len(cut)} runs "
+                     f"({', '.join(f'{k[0]} {k[1]} s{k[2]}' for k in cut[:12])}{' ...' if len(cut) > 12 else ''}).")
+    lines += notes
+    table = "\n".join(lines)
+    print(table)
+    if a.table:
+        a.table.write_text(table + "\n")
+    note = "defaults / off: " + (", ".join(summary) or "none finished")
+    if cut:
+        note += f"; {len(cut)} runs cut"
+    if notes:
+        note += "; " + "; ".join(notes)
+    print(f"NOTE {note}")
+    return 1 if failed or not summary else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
