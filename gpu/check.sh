@@ -5,10 +5,10 @@
 #   bash gpu/check.sh [--device cuda|cpu] [--budget SECONDS] [--out DIR] [--bin DIR] [--stages RE]
 #
 # Defaults: --device cuda, --budget $GRAN_CHECK_BUDGET or 540, --out $OUT or out/gpu-check,
-# --bin target/gpu, every stage (--stages 'c-tests|mnist': only those, e.g. to rerun what
-# failed; the budget is then theirs; small-sets runs only when named). Python: $PYTHON, else /opt/torch/.venv/bin/python3, .venv/bin/python,
-# python3; libtorch is that Python's torch/lib (LD_LIBRARY_PATH), not the one the binaries were
-# built against. `--device cpu` is the dry run (`make gpu-check-dry`, part of `make test`): the
+# --bin target/gpu, every stage but small-sets (--stages 'c-tests|mnist': only those, e.g. to
+# rerun what failed; the budget is then theirs). Python: $PYTHON, else
+# /opt/torch/.venv/bin/python3, .venv/bin/python, python3; libtorch is that Python's torch/lib
+# (LD_LIBRARY_PATH), not the one the binaries were built against. `--device cpu` is the dry run (`make gpu-check-dry`, part of `make test`): the
 # same stages on the CPU, each cut down to a few tests, rows and seconds.
 #
 # Stages, in order; a failure or a timeout stops nothing:
