@@ -8,8 +8,9 @@
 # --bin target/gpu, every stage but small-sets (--stages 'c-tests|mnist': only those, e.g. to
 # rerun what failed; the budget is then theirs). Python: $PYTHON, else
 # /opt/torch/.venv/bin/python3, .venv/bin/python, python3; libtorch is that Python's torch/lib
-# (LD_LIBRARY_PATH), not the one the binaries were built against. `--device cpu` is the dry run (`make gpu-check-dry`, part of `make test`): the
-# same stages on the CPU, each cut down to a few tests, rows and seconds.
+# (LD_LIBRARY_PATH), not the one the binaries were built against. `--device cpu` is the dry run
+# (`make gpu-check-dry`, part of `make test`): the same stages on the CPU, each cut down to a few
+# tests, rows and seconds.
 #
 # Stages, in order; a failure or a timeout stops nothing:
 #   device      CUDA found and the device named (torch's view, nvidia-smi, libgran's libraries)
