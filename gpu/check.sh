@@ -32,10 +32,10 @@
 #               penalty), and with the defaults but no canvas penalty
 #   mnist       T = 3 at the paper's widths on data/mnist10k for about 2 minutes, scored by the
 #               evaluator; its sample grid is OUT/mnist_t3_samples.png
-#   small-sets  only when --stages names it (after `make colour-data gpu-check`): issue 27's
-#               table, each set of at most 3,000 images without augmentation, R1 or the canvas
-#               penalty and with the defaults, seeds 1-5, many runs at once (gpu/small_sets.py);
-#               e.g. `bash gpu/check.sh --stages 'device|small-sets' --budget 560`
+#   small-sets  only when --stages names it (after `make colour-data gpu-check`): the small
+#               sets' table of docs/RESULTS.md, each set of at most 3,000 images without
+#               augmentation, R1 or the canvas penalty and with the defaults, seeds 1-5, many
+#               runs at once (gpu/small_sets.py); e.g. `bash gpu/check.sh --stages 'device|small-sets' --budget 560`
 # and the peak device memory of each stage (nvidia-smi, whole device) and of each PyTorch row.
 #
 # The budget is split into shares, one per stage; time a stage leaves unused goes to the next
@@ -428,9 +428,10 @@ stage_augment() {
     return $status
 }
 
-# Issue 27's table (opt-in: `--stages small-sets`, after `make colour-data gpu-check`): each set
-# of at most 3,000 images trained without augmentation, R1 or the canvas penalty and with the
-# defaults, seeds 1-5, many runs at once (gpu/small_sets.py: its settings, GRAN_SETS_*).
+# docs/RESULTS.md's small-sets table (opt-in: `--stages small-sets`, after `make colour-data
+# gpu-check`): each set of at most 3,000 images trained without augmentation, R1 or the canvas
+# penalty and with the defaults, seeds 1-5, many runs at once (gpu/small_sets.py: its
+# settings, GRAN_SETS_*).
 stage_small_sets() {
     "$PY" "$ROOT/gpu/small_sets.py" --bin "$BIN" --work "$WORK" --device "$DEVICE" --seconds "$LIMIT" \
         --table "$WORK/small-sets.table" | tee "$WORK/small-sets.out"

@@ -1,5 +1,6 @@
-"""Issue 27's table on a GPU machine: each small set trained without augmentation, R1 or the
-canvas penalty ("off") and with the defaults, over several seeds, many runs at once.
+"""The small sets' table of docs/RESULTS.md (sections 24-29) on a GPU machine: each set trained
+without augmentation, R1 or the canvas penalty ("off") and with the defaults, over several
+seeds, many runs at once.
 
 gpu/check.sh runs this as its opt-in stage `small-sets` (`--stages small-sets`); it needs what
 `make colour-data gpu-check` carried (bin/experiment, bin/colour_patches and the photographs
@@ -40,7 +41,6 @@ SETS = {
     "c64": (["--data", "colour64", "--t", "5", "--width-scale", "0.0625"], 400),
 }
 COLUMNS = {"off": ["--augment", "off", "--r1", "0", "--canvas-penalty", "0"], "defaults": []}
-PHOTOS = ["astronaut.png", "chelsea.png", "coffee.png", "hubble_deep_field.jpg", "retina.jpg", "rocket.jpg"]
 # Seconds kept back at the end to write the table after the last runs are stopped.
 MARGIN = 10
 
@@ -49,12 +49,16 @@ def env_list(name, default):
     return [v for v in os.environ.get(name, default).split(",") if v]
 
 
+def is_colour(name):
+    return SETS[name][0][1].startswith("colour")
+
+
 def make_colour_data(bin_dir, sets_dir):
     """data/colour32 and data/colour64 under sets_dir from the carried photographs, as `make
     colour-data` makes them here; None when they were made, else why not."""
     src = bin_dir / "colour-src"
-    if not all((src / p).is_file() for p in PHOTOS):
-        return f"no photographs in {src} (build with `make colour-data gpu-check`)"
+    if not src.is_dir():
+        return f"no {src} (build with `make colour-data gpu-check`)"
     for folder, size in (("colour32", []), ("colour64", ["64"])):
         out = sets_dir / "data" / folder
         cmd = [str(bin_dir / "bin" / "colour_patches"), str(src), str(out)] + size
@@ -90,6 +94,88 @@ def collapsed(r):
     return r["classes"] <= 1 or r["dx"] > 0.95
 
 
+def plan(bin_dir, sets_dir, names, seeds, cpu):
+    """The runs, seed by seed: ((set, column, seed), command, log) each."""
+    steps_x = float(os.environ.get("GRAN_SETS_STEPS_X", "1"))
+    width = os.environ.get("GRAN_SETS_WIDTH")
+    queue = []
+    for seed in seeds:
+        for n in names:
+            args, steps = SETS[n]
+            args = list(args)
+            if width:
+                args[args.index("--width-scale") + 1] = f"{float(width):g}"
+            # The rehearsal: a few steps, one evaluator epoch.
+            steps = 3 if cpu else max(1, round(steps * steps_x))
+            extra = ["--evaluator-epochs", "1"] if cpu else []
+            for col, flags in COLUMNS.items():
+                cmd = [str(bin_dir / "bin" / "experiment"), "--seeds", str(seed), "--no-gam", "--iterations",
+                       str(steps), "--trace", "100", "--out", str(sets_dir / f"{n}_{col}.s{seed}")]
+                queue.append(((n, col, seed), cmd + args + flags + extra, sets_dir / f"{n}_{col}.s{seed}.log"))
+    print(f"small_sets.py: {len(queue)} runs, sets {names}, seeds {seeds}, steps x{steps_x:g}, "
+          f"width scale {width or 'by set'}", flush=True)
+    return queue
+
+
+def run_all(queue, jobs, deadline, cwd):
+    """Runs the queue `jobs` at a time until the deadline; the parsed results by key (None: the
+    run failed) and the keys of the runs stopped or never started."""
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    running, results, cut = {}, {}, []
+    while queue or running:
+        while queue and len(running) < jobs and time.monotonic() < deadline:
+            key, cmd, log = queue.pop(0)
+            f = open(log, "w")
+            proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=f, stderr=subprocess.STDOUT)
+            running[key] = (proc, f, log, time.monotonic())
+        for key, (proc, f, log, t0) in list(running.items()):
+            if proc.poll() is None:
+                continue
+            f.close()
+            del running[key]
+            r = parse(log) if proc.returncode == 0 else None
+            if r is not None:
+                r["wall"] = time.monotonic() - t0
+            results[key] = r
+            print(f"  {key[0]} {key[1]} seed {key[2]}: exit {proc.returncode}, {time.monotonic() - t0:.0f} s, "
+                  f"{cell(r)}", flush=True)
+        if time.monotonic() >= deadline:
+            for key, (proc, f, _, _) in running.items():
+                proc.kill()
+                proc.wait()
+                f.close()
+                cut.append(key)
+            running.clear()
+            cut += [key for key, _, _ in queue]
+            queue.clear()
+        time.sleep(0.5)
+    return results, cut
+
+
+def render(names, seeds, results):
+    """The table's rows and each set's defaults / off."""
+    lines = [f"| set | column | {' | '.join(f'seed {s}' for s in seeds)} | median FD | defaults / off | s per run |",
+             "|---|---|" + "---|" * len(seeds) + "---|---|---|"]
+    ratios = []
+    for n in names:
+        med = {}
+        for col in COLUMNS:
+            rs = [results.get((n, col, s)) for s in seeds]
+            fds = [r["fd"] for r in rs if r]
+            walls = [r["wall"] for r in rs if r]
+            med[col] = statistics.median(fds) if fds else None
+            ratio = ""
+            if col == "defaults" and med["off"] and med["defaults"]:
+                ratio = f"**{med['defaults'] / med['off']:.2f}**"
+            lines.append(f"| {n} | {col} | " + " | ".join(cell(r) for r in rs)
+                         + f" | {f'{med[col]:,.1f}' if med[col] else '-'} ({len(fds)} seeds) | {ratio} | "
+                         + (f"{statistics.median(walls):.0f}" if walls else "-") + " |")
+        if med["off"] and med["defaults"]:
+            ratios.append(f"{n} {med['defaults'] / med['off']:.2f}")
+    lines += ["", "Cells: FD of the averaged generator; classes holding at least 2% of the samples."]
+    return lines, ratios
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", required=True, type=Path)
@@ -106,88 +192,20 @@ def main():
         sys.exit(f"small_sets.py: unknown sets {unknown}: {sorted(SETS)}")
     seeds = [int(s) for s in env_list("GRAN_SETS_SEEDS", "1" if cpu else "1,2,3,4,5")]
     jobs = int(os.environ.get("GRAN_SETS_JOBS", "2" if cpu else str(max(1, (os.cpu_count() or 3) - 2))))
-    steps_x = float(os.environ.get("GRAN_SETS_STEPS_X", "1"))
-    width = os.environ.get("GRAN_SETS_WIDTH")
 
     sets_dir = a.work / "small-sets"
     sets_dir.mkdir(parents=True, exist_ok=True)
     notes = []
-    if any(SETS[n][0][1].startswith("colour") for n in names):
+    if any(is_colour(n) for n in names):
         why = make_colour_data(a.bin, sets_dir)
         if why:
             notes.append(f"colour sets left out: {why}")
-            names = [n for n in names if not SETS[n][0][1].startswith("colour")]
+            names = [n for n in names if not is_colour(n)]
+    queue = plan(a.bin, sets_dir, names, seeds, cpu)
+    print(f"small_sets.py: {jobs} at once, {a.seconds:.0f} s", flush=True)
+    results, cut = run_all(queue, jobs, deadline, sets_dir)
 
-    queue = []
-    for seed in seeds:
-        for n in names:
-            args, steps = SETS[n]
-            args = list(args)
-            if width:
-                args[args.index("--width-scale") + 1] = f"{float(width):g}"
-            # The rehearsal: a few steps, one evaluator epoch.
-            steps = 3 if cpu else max(1, round(steps * steps_x))
-            extra = ["--evaluator-epochs", "1"] if cpu else []
-            for col, flags in COLUMNS.items():
-                log = sets_dir / f"{n}_{col}.s{seed}.log"
-                cmd = [str(a.bin / "bin" / "experiment"), "--seeds", str(seed), "--no-gam", "--iterations",
-                       str(steps), "--trace", "100", "--out", str(sets_dir / f"{n}_{col}.s{seed}")]
-                queue.append(((n, col, seed), cmd + args + flags + extra, log))
-    print(f"small_sets.py: {len(queue)} runs, {jobs} at once, sets {names}, seeds {seeds}, "
-          f"steps x{steps_x:g}, width scale {width or 'by set'}, {a.seconds:.0f} s", flush=True)
-
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    running, started, results, cut = {}, {}, {}, []
-    while queue or running:
-        while queue and len(running) < jobs and time.monotonic() < deadline:
-            key, cmd, log = queue.pop(0)
-            f = open(log, "w")
-            running[key] = (subprocess.Popen(cmd, cwd=sets_dir, env=env, stdout=f, stderr=subprocess.STDOUT), f, log)
-            started[key] = time.monotonic()
-        for key, (proc, f, log) in list(running.items()):
-            if proc.poll() is not None:
-                f.close()
-                del running[key]
-                r = parse(log) if proc.returncode == 0 else None
-                results[key] = r
-                secs = time.monotonic() - started[key]
-                print(f"  {key[0]} {key[1]} seed {key[2]}: exit {proc.returncode}, {secs:.0f} s, {cell(r)}",
-                      flush=True)
-                if r is not None:
-                    r["wall"] = secs
-        if time.monotonic() >= deadline:
-            for key, (proc, f, log) in running.items():
-                proc.kill()
-                proc.wait()
-                f.close()
-                cut.append(key)
-            running.clear()
-            cut += [key for key, _, _ in queue]
-            queue.clear()
-        time.sleep(0.5)
-
-    lines = [f"| set | column | {' | '.join(f'seed {s}' for s in seeds)} | median FD | defaults / off | s per run |",
-             "|---|---|" + "---|" * len(seeds) + "---|---|---|"]
-    summary = []
-    failed = 0
-    for n in names:
-        med = {}
-        for col in COLUMNS:
-            rs = [results.get((n, col, s)) for s in seeds]
-            fds = [r["fd"] for r in rs if r]
-            failed += sum(1 for s in seeds if (n, col, s) in results and results[(n, col, s)] is None)
-            med[col] = statistics.median(fds) if fds else None
-            walls = [r["wall"] for r in rs if r]
-            ratio = ""
-            if col == "defaults" and med["off"] and med["defaults"]:
-                ratio = f"**{med['defaults'] / med['off']:.2f}**"
-            lines.append(f"| {n} | {col} | " + " | ".join(cell(r) for r in rs)
-                         + f" | {f'{med[col]:,.1f}' if med[col] else '-'} ({len(fds)} seeds) | {ratio} | "
-                         + (f"{statistics.median(walls):.0f}" if walls else "-") + " |")
-        if med["off"] and med["defaults"]:
-            summary.append(f"{n} {med['defaults'] / med['off']:.2f}")
-    lines.append("")
-    lines.append("Cells: FD of the averaged generator; classes holding at least 2% of the samples.")
+    lines, ratios = render(names, seeds, results)
     if cut:
         lines.append(f"Stopped by the time limit or not started: {len(cut)} runs "
                      f"({', '.join(f'{k[0]} {k[1]} s{k[2]}' for k in cut[:12])}{' ...' if len(cut) > 12 else ''}).")
@@ -196,13 +214,14 @@ def main():
     print(table)
     if a.table:
         a.table.write_text(table + "\n")
-    note = "defaults / off: " + (", ".join(summary) or "none finished")
+    note = "defaults / off: " + (", ".join(ratios) or "none finished")
     if cut:
         note += f"; {len(cut)} runs cut"
     if notes:
         note += "; " + "; ".join(notes)
     print(f"NOTE {note}")
-    return 1 if failed or not summary else 0
+    failed = any(r is None for r in results.values())
+    return 1 if failed or not ratios else 0
 
 
 if __name__ == "__main__":
