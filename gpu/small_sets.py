@@ -1,4 +1,4 @@
-"""The small sets' table of docs/RESULTS.md (sections 24-29) on a GPU machine: each set trained
+"""The small sets' table of docs/RESULTS.md (sections 24-30) on a GPU machine: each set trained
 without augmentation, R1 or the canvas penalty ("off") and with the defaults, over several
 seeds, many runs at once.
 
