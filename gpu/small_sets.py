@@ -23,7 +23,7 @@ environment says otherwise:
 
 The table: each cell the FD of the averaged generator and the classes holding at least 2% of
 the samples, a run marked "collapsed" when it draws one class or its D(x) ends above 0.95; per
-set the medians, defaults / off (the issue's target: at most 0.5) and the seconds per run;
+set the medians, defaults / off (the target: at most 0.5) and the seconds per run;
 under the table each set's ratio with its 90% bootstrap interval (over the seeds of each
 column) and the median of the seeds' own ratios.
 """
@@ -190,11 +190,11 @@ def render(names, seeds, results):
             walls = [r["wall"] for r in rs if r]
             med[col] = statistics.median(fds) if fds else None
             fds_of[col] = fds
-            ratio = ""
+            ratio_cell = ""
             if col == "defaults" and med["off"] and med["defaults"]:
-                ratio = f"**{med['defaults'] / med['off']:.2f}**"
+                ratio_cell = f"**{med['defaults'] / med['off']:.2f}**"
             lines.append(f"| {n} | {col} | " + " | ".join(cell(r) for r in rs)
-                         + f" | {f'{med[col]:,.1f}' if med[col] else '-'} ({len(fds)} seeds) | {ratio} | "
+                         + f" | {f'{med[col]:,.1f}' if med[col] else '-'} ({len(fds)} seeds) | {ratio_cell} | "
                          + (f"{statistics.median(walls):.0f}" if walls else "-") + " |")
         if med["off"] and med["defaults"]:
             ratio, lo, hi = ratio_interval(fds_of["off"], fds_of["defaults"])
